@@ -1,0 +1,110 @@
+//! The captures bundled into the binary, so `matrix` shows the whole policy on any machine.
+
+use include_dir::{include_dir, Dir};
+use openshell_runtime::{decide, Decision, Facts, Registry, RouteContext};
+use serde::Serialize;
+
+static FIXTURES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../tests/fixtures");
+
+/// One row of the matrix.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    /// Fixture path under `tests/fixtures/`.
+    pub capture: String,
+    /// Recognised runtime.
+    pub runtime: Option<String>,
+    /// Container side.
+    pub openshell_host: Option<String>,
+    /// Host side.
+    pub bind: Option<String>,
+    /// Why there is no route.
+    pub error: Option<String>,
+    /// Whether the fixture's recorded expectation holds.
+    pub as_expected: Option<bool>,
+}
+
+fn expected(value: &serde_json::Value, key: &str) -> Option<serde_json::Value> {
+    value.pointer(&format!("/fixture/expect/{key}")).cloned()
+}
+
+fn collect<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
+    out.extend(
+        dir.files()
+            .filter(|f| f.path().extension().is_some_and(|e| e == "json")),
+    );
+    for d in dir.dirs() {
+        collect(d, out);
+    }
+}
+
+/// Decides every bundled capture.
+pub fn matrix() -> Vec<Row> {
+    let registry = Registry::builtin();
+    let mut files = Vec::new();
+    collect(&FIXTURES, &mut files);
+    files.sort_by_key(|f| f.path().to_path_buf());
+    files
+        .into_iter()
+        .map(|f| {
+            let capture = f.path().display().to_string();
+            let parsed = f
+                .contents_utf8()
+                .ok_or_else(|| "not UTF-8".to_string())
+                .and_then(|t| {
+                    serde_json::from_str::<serde_json::Value>(t).map_err(|e| e.to_string())
+                });
+            let value = match parsed {
+                Ok(v) => v,
+                Err(e) => {
+                    return Row {
+                        capture,
+                        runtime: None,
+                        openshell_host: None,
+                        bind: None,
+                        error: Some(e),
+                        as_expected: Some(false),
+                    }
+                }
+            };
+            match Facts::from_value(&value) {
+                Ok(facts) => {
+                    let d = decide(&registry, &facts, &RouteContext::default());
+                    row(capture, &d, &value)
+                }
+                Err(e) => Row {
+                    capture,
+                    runtime: None,
+                    openshell_host: None,
+                    bind: None,
+                    error: Some(e.to_string()),
+                    as_expected: Some(false),
+                },
+            }
+        })
+        .collect()
+}
+
+fn row(capture: String, d: &Decision, value: &serde_json::Value) -> Row {
+    let route = d.route.as_ref().ok();
+    let runtime = d.runtime_id().map(str::to_string);
+    let openshell_host = route.map(|r| r.openshell_host.to_string());
+    let bind = route.and_then(|r| r.bind).map(|b| b.to_string());
+    let as_expected = expected(value, "runtime").map(|want| {
+        let same = |got: &Option<String>, key: &str| match expected(value, key) {
+            None => true,
+            Some(serde_json::Value::Null) => got.is_none(),
+            Some(w) => w.as_str() == got.as_deref(),
+        };
+        want.as_str() == runtime.as_deref()
+            && same(&openshell_host, "openshell_host")
+            && same(&bind, "bind")
+    });
+    Row {
+        capture,
+        runtime,
+        openshell_host,
+        bind,
+        error: d.route.as_ref().err().map(ToString::to_string),
+        as_expected,
+    }
+}

@@ -1,0 +1,246 @@
+//! `openshell-runtime`: which container runtime is behind the engine, and how sandboxes reach
+//! the gateway.
+//!
+//! Exit codes: 0 decided; 2 bad usage or invalid input; 4 recognised but no safe route (or not
+//! recognised at all): the policy refused to guess.
+
+mod bundled;
+mod config;
+mod report;
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use openshell_runtime::{decide, signals, Facts, Registry, RouteContext};
+
+use crate::config::{default_config_path, gather, Flags};
+use crate::report::Report;
+
+/// Largest facts file read: real captures are a few KiB.
+const MAX_FACTS_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "openshell-runtime",
+    version,
+    about = "Detect the container runtime behind an engine socket and explain how sandboxes call back to the gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decide the route for one engine, from a facts file (`-` for standard input).
+    Detect {
+        /// Facts file (see docs/facts-format.md).
+        #[arg(long, value_name = "FILE")]
+        facts: PathBuf,
+        /// Gateway port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// What host.openshell.internal must map to (overrides OPENSHELL_HOST_GATEWAY_IP and gateway.toml).
+        #[arg(long, value_name = "IP")]
+        host_gateway_ip: Option<String>,
+        /// Where the gateway binds (overrides OPENSHELL_BIND_ADDRESS and gateway.toml).
+        #[arg(long, value_name = "IP")]
+        bind: Option<String>,
+        /// Sandboxes reach the gateway over TLS.
+        #[arg(long)]
+        tls: bool,
+        /// OpenShell gateway config to read (default: ~/.config/openshell/gateway.toml).
+        #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
+        config: Option<PathBuf>,
+        /// Ignore gateway.toml and OPENSHELL_* variables.
+        #[arg(long)]
+        no_config: bool,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Decide every bundled capture: the whole policy at a glance.
+    Matrix {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
+}
+
+/// A failure with its exit code.
+struct Fail {
+    code: u8,
+    message: String,
+}
+
+fn usage(message: impl Into<String>) -> Fail {
+    Fail {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Detect {
+            facts,
+            port,
+            host_gateway_ip,
+            bind,
+            tls,
+            config,
+            no_config,
+            output,
+        } => detect(DetectArgs {
+            facts,
+            port,
+            flags: Flags {
+                host_gateway_ip,
+                bind,
+            },
+            tls,
+            config,
+            no_config,
+            output,
+        }),
+        Command::Matrix { output } => matrix(output),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("openshell-runtime: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+struct DetectArgs {
+    facts: PathBuf,
+    port: Option<u16>,
+    flags: Flags,
+    tls: bool,
+    config: Option<PathBuf>,
+    no_config: bool,
+    output: Output,
+}
+
+fn read_facts(path: &PathBuf) -> Result<String, Fail> {
+    let shown = path.display();
+    let mut text = String::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::stdin()
+            .take(MAX_FACTS_BYTES + 1)
+            .read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_FACTS_BYTES + 1).read_to_string(&mut text))
+    };
+    read.map_err(|e| usage(format!("cannot read facts file {shown}: {e}")))?;
+    if text.len() as u64 > MAX_FACTS_BYTES {
+        return Err(usage(format!(
+            "facts file {shown} is over {MAX_FACTS_BYTES} bytes"
+        )));
+    }
+    Ok(text)
+}
+
+fn detect(args: DetectArgs) -> Result<u8, Fail> {
+    let text = read_facts(&args.facts)?;
+    let mut facts =
+        Facts::from_json(&text).map_err(|e| usage(format!("{}: {e}", args.facts.display())))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let no_env = |_: &str| None;
+    let env_fn: &dyn Fn(&str) -> Option<String> = if args.no_config { &no_env } else { &env };
+    let config_path = if args.no_config {
+        None
+    } else {
+        args.config.clone().or_else(|| default_config_path(&env))
+    };
+    let config_text = match &config_path {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.config.is_none() => None,
+            Err(e) => return Err(usage(format!("cannot read config {}: {e}", p.display()))),
+        },
+        None => None,
+    };
+    let engine = signals::engine_kind(&facts).0;
+    let settings = gather(
+        &args.flags,
+        env_fn,
+        config_path.as_deref().zip(config_text.as_deref()),
+        engine,
+    )
+    .map_err(|e| usage(e.to_string()))?;
+    settings.apply(&mut facts.overrides);
+    let ctx = RouteContext {
+        port: args
+            .port
+            .or(settings.port.as_ref().map(|p| p.value))
+            .unwrap_or(RouteContext::default().port),
+        tls: args.tls,
+    };
+    let decision = decide(&Registry::builtin(), &facts, &ctx);
+    let report = Report::new(&decision, &facts.warnings, &settings);
+    match args.output {
+        Output::Text => print!("{}", report.text()),
+        Output::Json => println!("{}", to_json(&report)?),
+    }
+    Ok(if decision.route.is_ok() { 0 } else { 4 })
+}
+
+fn to_json(v: &impl serde::Serialize) -> Result<String, Fail> {
+    serde_json::to_string_pretty(v).map_err(|e| Fail {
+        code: 1,
+        message: format!("cannot render JSON: {e}"),
+    })
+}
+
+fn matrix(output: Output) -> Result<u8, Fail> {
+    let rows = bundled::matrix();
+    match output {
+        Output::Json => println!("{}", to_json(&rows)?),
+        Output::Text => {
+            let w = rows.iter().map(|r| r.capture.len()).max().unwrap_or(0);
+            println!(
+                "{:w$}  {:16} {:16} {:16} ok",
+                "capture", "runtime", "openshell_host", "bind"
+            );
+            for r in &rows {
+                let dash = || "-".to_string();
+                println!(
+                    "{:w$}  {:16} {:16} {:16} {}",
+                    r.capture,
+                    r.runtime.clone().unwrap_or_else(dash),
+                    r.openshell_host
+                        .clone()
+                        .unwrap_or_else(|| if r.error.is_some() {
+                            "(refused)".into()
+                        } else {
+                            dash()
+                        }),
+                    r.bind.clone().unwrap_or_else(dash),
+                    match r.as_expected {
+                        Some(true) => "yes",
+                        Some(false) => "NO",
+                        None => "?",
+                    }
+                );
+            }
+        }
+    }
+    Ok(if rows.iter().any(|r| r.as_expected == Some(false)) {
+        1
+    } else {
+        0
+    })
+}

@@ -1,0 +1,144 @@
+//! Turns a decision into what people and programs read: `-o text` and `-o json`.
+
+use std::fmt::Write as _;
+
+use openshell_runtime::facts::FactWarning;
+use openshell_runtime::registry::Consulted;
+use openshell_runtime::{Decision, Evidence, Exposure};
+use serde::Serialize;
+
+use crate::config::Settings;
+
+/// The JSON document `detect -o json` prints.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    /// Recognised runtime id (also on failure, when one was recognised).
+    pub runtime: Option<&'a str>,
+    /// The detector that matched.
+    pub detector: Option<&'a str>,
+    /// What `host.openshell.internal` maps to.
+    pub openshell_host: Option<String>,
+    /// Where the gateway binds.
+    pub bind: Option<String>,
+    /// How widely the bind exposes the gateway.
+    pub exposure: Option<Exposure>,
+    /// URL given to sandboxes.
+    pub sandbox_endpoint: Option<String>,
+    /// Docker-API `name:value` entries.
+    pub extra_hosts: Vec<String>,
+    /// Why this route.
+    pub why: Option<&'a str>,
+    /// Notes for people.
+    pub notes: &'a [String],
+    /// What the winning detector matched on.
+    pub evidence: &'a [Evidence],
+    /// Every detector consulted.
+    pub consulted: &'a [Consulted],
+    /// Facts that were present but unusable.
+    pub fact_warnings: &'a [FactWarning],
+    /// Operator settings in force, with their sources.
+    pub settings: &'a Settings,
+    /// Why there is no route (fail closed).
+    pub error: Option<String>,
+}
+
+impl<'a> Report<'a> {
+    /// Builds the report.
+    pub fn new(
+        decision: &'a Decision,
+        warnings: &'a [FactWarning],
+        settings: &'a Settings,
+    ) -> Self {
+        let winner = decision.detection.winner.as_ref();
+        let route = decision.route.as_ref().ok();
+        Report {
+            runtime: decision.runtime_id().or(route.map(|r| r.runtime.as_str())),
+            detector: winner.map(|w| w.detector.as_str()),
+            openshell_host: route.map(|r| r.openshell_host.to_string()),
+            bind: route.and_then(|r| r.bind).map(|b| b.to_string()),
+            exposure: route.map(|r| r.exposure),
+            sandbox_endpoint: route.map(|r| r.sandbox_endpoint()),
+            extra_hosts: route
+                .map(|r| r.extra_hosts().iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            why: route.map(|r| r.why.as_str()),
+            notes: route.map_or(&[], |r| r.notes.as_slice()),
+            evidence: winner.map_or(&[], |w| w.evidence.as_slice()),
+            consulted: &decision.detection.consulted,
+            fact_warnings: warnings,
+            settings,
+            error: decision.route.as_ref().err().map(ToString::to_string),
+        }
+    }
+
+    /// The text a person reads.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "runtime:    {}",
+            self.runtime.unwrap_or("(not recognised)")
+        );
+        if !self.evidence.is_empty() {
+            let _ = writeln!(s, "because:");
+            for e in self.evidence {
+                let _ = writeln!(s, "  - {} = {}: {}", e.fact, e.value, e.meaning);
+            }
+        }
+        let skipped: Vec<_> = self
+            .consulted
+            .iter()
+            .filter(|c| Some(c.detector.as_str()) != self.detector)
+            .collect();
+        if !skipped.is_empty() {
+            let _ = writeln!(s, "ruled out:");
+            for c in skipped {
+                let _ = writeln!(s, "  - {}: {}", c.detector, c.outcome);
+            }
+        }
+        match (&self.openshell_host, &self.error) {
+            (Some(host), _) => {
+                let _ = writeln!(s, "route:");
+                let _ = writeln!(s, "  host.openshell.internal -> {host} (inside sandboxes)");
+                match (&self.bind, self.exposure) {
+                    (Some(b), Some(e)) => {
+                        let _ = writeln!(s, "  gateway binds {b} ({})", exposure_text(e));
+                    }
+                    _ => {
+                        let _ = writeln!(s, "  gateway keeps its own bind address");
+                    }
+                }
+                if let Some(ep) = &self.sandbox_endpoint {
+                    let _ = writeln!(s, "  sandboxes call {ep}");
+                }
+                let _ = writeln!(s, "  extra hosts: {}", self.extra_hosts.join(", "));
+                if let Some(why) = self.why {
+                    let _ = writeln!(s, "why:        {why}");
+                }
+            }
+            (None, Some(err)) => {
+                let _ = writeln!(s, "route:      none (refusing to guess)");
+                let _ = writeln!(s, "error:      {err}");
+            }
+            (None, None) => {}
+        }
+        for n in self.notes {
+            let _ = writeln!(s, "note:       {n}");
+        }
+        for w in self.fact_warnings {
+            let _ = writeln!(s, "ignored:    {}: {}", w.field, w.problem);
+        }
+        s
+    }
+}
+
+fn exposure_text(e: Exposure) -> &'static str {
+    match e {
+        Exposure::Loopback => "loopback: nothing outside this machine can connect",
+        Exposure::Bridge => "a bridge address only this host and its containers have",
+        Exposure::Lan => "the host's LAN-facing address",
+        Exposure::Wildcard => "every interface",
+        Exposure::Operator => "an address the operator chose",
+        Exposure::Unconstrained => "no constraint",
+    }
+}

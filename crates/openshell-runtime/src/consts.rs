@@ -1,0 +1,43 @@
+//! Names, labels and well-known addresses, in one place so that policy code and docs agree.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The name every sandbox uses to reach the gateway.
+pub const OPENSHELL_HOST: &str = "host.openshell.internal";
+/// Docker's own alias for the host, added beside ours on Docker engines.
+pub const DOCKER_HOST_ALIAS: &str = "host.docker.internal";
+/// Podman's own alias for the host, added beside ours on Podman engines.
+pub const PODMAN_HOST_ALIAS: &str = "host.containers.internal";
+/// The special `--add-host` value that the engine replaces with its host-gateway address.
+pub const HOST_GATEWAY: &str = "host-gateway";
+
+/// Label prefix of every object (container, network) that openshell creates.
+pub const LABEL_PREFIX: &str = "io.openshell.";
+/// Label that marks a network or container as created by openshell.
+pub const LABEL_MANAGED: &str = "io.openshell.managed";
+/// Label that carries a sandbox's id on its container.
+pub const LABEL_SANDBOX: &str = "io.openshell.sandbox";
+/// Default name of the bridge network sandboxes are attached to.
+pub const DEFAULT_SANDBOX_NETWORK: &str = "openshell";
+
+/// Docker Desktop's host-gateway address since 4.x (`host.docker.internal`), which vpnkit /
+/// gVisor forward to the host's loopback. Source: docs/runtimes.md.
+pub const DOCKER_DESKTOP_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 65, 254));
+/// Docker Desktop's older host address (before the 192.168.65.254 change).
+pub const DOCKER_DESKTOP_LEGACY_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 65, 2));
+/// Lima's user-mode network host address (`host.lima.internal`), also used by Colima and
+/// Rancher Desktop; it lands on the host's loopback.
+pub const LIMA_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 5, 2));
+/// OrbStack's `host.docker.internal` / host-gateway address, which lands on the Mac's loopback.
+pub const ORBSTACK_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(0, 250, 250, 254));
+/// gvproxy's host address in Podman machines (`host.containers.internal`); gvproxy NATs it to
+/// the host's 127.0.0.1.
+pub const GVPROXY_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 127, 254));
+/// slirp4netns' host address, which reaches the host's loopback only with
+/// `allow_host_loopback=true`.
+pub const SLIRP4NETNS_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
+/// The address Podman (5.3 and later) gives pasta as `--map-guest-addr`, which pasta maps to the
+/// host's own address.
+pub const PASTA_MAPPED_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(169, 254, 1, 2));
+/// IPv4 loopback: where the gateway binds when the runtime forwards to the host's loopback.
+pub const LOOPBACK_V4: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);

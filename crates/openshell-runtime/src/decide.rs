@@ -1,0 +1,71 @@
+//! Facts in, decision out: detection followed by routing, with everything needed to explain it.
+
+use crate::error::RouteError;
+use crate::facts::Facts;
+use crate::registry::{DetectionReport, Outcome, Registry};
+use crate::route::{resolve, Route, RouteContext, RuntimeRouting};
+use crate::runtime::ContainerRuntime;
+use crate::signals::engine_kind;
+
+/// The whole answer for one engine.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Which runtime, with evidence and every detector consulted.
+    pub detection: DetectionReport,
+    /// The route, or why there is none (fail closed).
+    pub route: Result<Route, RouteError>,
+}
+
+impl Decision {
+    /// Id of the recognised runtime, if any.
+    pub fn runtime_id(&self) -> Option<&str> {
+        self.detection.winner.as_ref().map(|w| w.runtime.id())
+    }
+}
+
+/// Detects the runtime behind `facts` and decides its route, with `facts.overrides` applied.
+pub fn decide(registry: &Registry, facts: &Facts, ctx: &RouteContext) -> Decision {
+    let detection = registry.detect(facts);
+    let route = match &detection.winner {
+        Some(w) => w.runtime.gateway_route(ctx, &facts.overrides),
+        None => undetected(&detection, facts, ctx),
+    };
+    Decision { detection, route }
+}
+
+/// An engine nobody recognised gets no route, unless the operator named the container-side
+/// address: then the operator's word is the route, and nothing is guessed.
+fn undetected(
+    detection: &DetectionReport,
+    facts: &Facts,
+    ctx: &RouteContext,
+) -> Result<Route, RouteError> {
+    let failed = detection
+        .consulted
+        .iter()
+        .any(|c| matches!(c.outcome, Outcome::Failed(_)));
+    let fix = if failed {
+        "supply the fact the failed detector names, or set host_gateway_ip"
+    } else if facts.host_os.is_none() {
+        "give host_os (linux, macos or windows), or set host_gateway_ip"
+    } else {
+        "set host_gateway_ip (and bind) for this engine, or register a detector for it; please report its facts (`openshell-runtime detect --dump-facts FILE`)"
+    };
+    let err = RouteError::Undetected {
+        consulted: detection.consulted.clone(),
+        fix: fix.into(),
+    };
+    if facts.overrides.host_gateway_ip.is_none() {
+        return Err(err);
+    }
+    resolve(
+        RuntimeRouting {
+            runtime: "unknown",
+            engine: engine_kind(facts).0,
+            plan: Err(err),
+            loopback_aliases: &[],
+        },
+        ctx,
+        &facts.overrides,
+    )
+}

@@ -1,0 +1,106 @@
+//! Errors of the policy: each says what failed and what the operator can do about it.
+
+use std::net::IpAddr;
+
+use crate::registry::Consulted;
+use crate::route::HostTarget;
+
+/// Why no route was decided. Every variant is a refusal to guess (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// No detector recognised the engine.
+    #[error(
+        "no detector recognised this engine ({}); to fix: {fix}",
+        summarize(consulted)
+    )]
+    Undetected {
+        /// What every detector said.
+        consulted: Vec<Consulted>,
+        /// The setting that would let a route be chosen anyway.
+        fix: String,
+    },
+    /// The runtime is known, but no address is known to reach the gateway from its containers.
+    #[error("{runtime}: no safe route: {reason}; to fix: {fix}")]
+    NoSafeRoute {
+        /// Runtime id.
+        runtime: String,
+        /// Why nothing is known to work.
+        reason: String,
+        /// The exact setting that would fix it.
+        fix: String,
+    },
+    /// The runtime is known, but a fact its route needs is missing.
+    #[error("{runtime}: cannot route without `{fact}`: {why}; to fix: {fix}")]
+    MissingFact {
+        /// Runtime id.
+        runtime: String,
+        /// The missing fact, as named in the facts format.
+        fact: &'static str,
+        /// Why the route needs it.
+        why: String,
+        /// How to provide it or do without it.
+        fix: String,
+    },
+    /// A bind override that does not receive what sandboxes send.
+    #[error(
+        "{runtime}: bind {bind} does not receive traffic sandboxes send to {target}{}",
+        needed.map(|n| format!("; bind {n} instead, or also set host_gateway_ip to an address {bind} receives")).unwrap_or_default()
+    )]
+    BindConflict {
+        /// Runtime id.
+        runtime: String,
+        /// The operator's bind.
+        bind: IpAddr,
+        /// Where sandboxes would be sent.
+        target: HostTarget,
+        /// The bind the runtime needs.
+        needed: Option<IpAddr>,
+    },
+}
+
+impl RouteError {
+    /// The runtime id the error is about, when one was recognised.
+    pub fn runtime(&self) -> Option<&str> {
+        match self {
+            RouteError::Undetected { .. } => None,
+            RouteError::NoSafeRoute { runtime, .. }
+            | RouteError::MissingFact { runtime, .. }
+            | RouteError::BindConflict { runtime, .. } => Some(runtime),
+        }
+    }
+}
+
+fn summarize(consulted: &[Consulted]) -> String {
+    consulted
+        .iter()
+        .map(|c| format!("{}: {}", c.detector, c.outcome))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Why an extra-hosts entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtraHostError {
+    /// Not `name:value`.
+    #[error("extra host {entry:?} is not of the form name:value")]
+    Malformed {
+        /// The entry (sanitised).
+        entry: String,
+    },
+    /// The name is not a hostname.
+    #[error(
+        "extra host name {name:?} is not a valid hostname (letters, digits, '-' and '.' only)"
+    )]
+    BadName {
+        /// The name (sanitised).
+        name: String,
+    },
+    /// The value is neither an address nor `host-gateway`.
+    #[error("extra host value {value:?} is neither an IP address nor host-gateway")]
+    BadValue {
+        /// The value (sanitised).
+        value: String,
+    },
+}

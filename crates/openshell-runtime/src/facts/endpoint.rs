@@ -1,0 +1,262 @@
+//! Where the engine was reached: a local socket or pipe, or a network address.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+/// How the client reached the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Endpoint {
+    /// A Unix socket path.
+    Unix {
+        /// Socket path.
+        path: String,
+    },
+    /// A Windows named pipe.
+    Npipe {
+        /// Pipe path, e.g. `//./pipe/docker_engine`.
+        path: String,
+    },
+    /// Plain or TLS TCP (`tcp://`, `http://`, `https://`).
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port, when given.
+        port: Option<u16>,
+    },
+    /// The engine socket behind an SSH connection.
+    Ssh {
+        /// Host name or address.
+        host: String,
+        /// Port, when given.
+        port: Option<u16>,
+        /// Remote socket path, when given (Podman connections carry one).
+        path: Option<String>,
+    },
+}
+
+/// Why an endpoint string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// The scheme is not one engines use.
+    #[error("unsupported scheme in {value}: use unix://, npipe://, tcp://, http(s):// or ssh://")]
+    Scheme {
+        /// The offending value (sanitised).
+        value: String,
+    },
+    /// Something after the scheme is missing or malformed.
+    #[error("malformed endpoint {value}: {problem}")]
+    Malformed {
+        /// The offending value (sanitised).
+        value: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+impl Endpoint {
+    /// Parses the forms `DOCKER_HOST`, Docker contexts and Podman connections use. A bare
+    /// absolute path is a Unix socket.
+    pub fn parse(raw: &str) -> Result<Endpoint, EndpointError> {
+        let value = crate::evidence::display_value(raw);
+        let malformed = |problem| EndpointError::Malformed {
+            value: value.clone(),
+            problem,
+        };
+        if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(malformed("it contains whitespace or control characters"));
+        }
+        if raw.starts_with('/') {
+            return Ok(Endpoint::Unix { path: raw.into() });
+        }
+        let Some((scheme, rest)) = raw.split_once("://") else {
+            return Err(EndpointError::Scheme { value });
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "unix" => {
+                if rest.is_empty() {
+                    return Err(malformed("no socket path"));
+                }
+                Ok(Endpoint::Unix { path: rest.into() })
+            }
+            "npipe" => {
+                if rest.is_empty() {
+                    return Err(malformed("no pipe path"));
+                }
+                Ok(Endpoint::Npipe { path: rest.into() })
+            }
+            "tcp" | "http" | "https" => {
+                let authority = rest.split('/').next().unwrap_or_default();
+                let (host, port) =
+                    split_host_port(authority).ok_or_else(|| malformed("bad host or port"))?;
+                Ok(Endpoint::Tcp { host, port })
+            }
+            "ssh" => {
+                let (authority, path) = match rest.find('/') {
+                    Some(i) => (&rest[..i], Some(rest[i..].to_string())),
+                    None => (rest, None),
+                };
+                let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+                let (host, port) =
+                    split_host_port(host_port).ok_or_else(|| malformed("bad host or port"))?;
+                Ok(Endpoint::Ssh {
+                    host,
+                    port,
+                    path: path.filter(|p| p.len() > 1),
+                })
+            }
+            _ => Err(EndpointError::Scheme { value }),
+        }
+    }
+
+    /// The host part of a network endpoint.
+    pub fn network_host(&self) -> Option<&str> {
+        match self {
+            Endpoint::Tcp { host, .. } | Endpoint::Ssh { host, .. } => Some(host),
+            Endpoint::Unix { .. } | Endpoint::Npipe { .. } => None,
+        }
+    }
+
+    /// Whether the engine is on another machine: a network endpoint whose host is not loopback.
+    /// Podman machine connections are `ssh://` to `127.0.0.1`, so they stay local.
+    pub fn is_remote(&self) -> bool {
+        self.network_host().is_some_and(|h| !is_loopback_host(h))
+    }
+
+    /// The socket or pipe path, for local endpoints and SSH endpoints that carry one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Endpoint::Unix { path } | Endpoint::Npipe { path } => Some(path),
+            Endpoint::Ssh { path, .. } => path.as_deref(),
+            Endpoint::Tcp { .. } => None,
+        }
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn split_host_port(authority: &str) -> Option<(String, Option<u16>)> {
+    if authority.is_empty() {
+        return None;
+    }
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
+    {
+        return None;
+    }
+    let port = match port {
+        Some(p) => Some(p.parse::<u16>().ok()?),
+        None => None,
+    };
+    Some((host.to_string(), port))
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let port = |p: &Option<u16>| p.map(|p| format!(":{p}")).unwrap_or_default();
+        let host = |h: &str| {
+            if h.contains(':') {
+                format!("[{h}]")
+            } else {
+                h.to_string()
+            }
+        };
+        match self {
+            Endpoint::Unix { path } => write!(f, "unix://{path}"),
+            Endpoint::Npipe { path } => write!(f, "npipe://{path}"),
+            Endpoint::Tcp { host: h, port: p } => write!(f, "tcp://{}{}", host(h), port(p)),
+            Endpoint::Ssh {
+                host: h,
+                port: p,
+                path,
+            } => {
+                write!(
+                    f,
+                    "ssh://{}{}{}",
+                    host(h),
+                    port(p),
+                    path.as_deref().unwrap_or("")
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_engine_endpoint_forms() {
+        let cases = [
+            (
+                "unix:///var/run/docker.sock",
+                "unix:///var/run/docker.sock",
+                false,
+            ),
+            (
+                "/run/podman/podman.sock",
+                "unix:///run/podman/podman.sock",
+                false,
+            ),
+            (
+                "npipe:////./pipe/docker_engine",
+                "npipe:////./pipe/docker_engine",
+                false,
+            ),
+            ("tcp://10.0.0.5:2376", "tcp://10.0.0.5:2376", true),
+            ("tcp://localhost:2375", "tcp://localhost:2375", false),
+            (
+                "ssh://core@127.0.0.1:52641/run/user/501/podman/podman.sock",
+                "ssh://127.0.0.1:52641/run/user/501/podman/podman.sock",
+                false,
+            ),
+            (
+                "ssh://me@build.example.org",
+                "ssh://build.example.org",
+                true,
+            ),
+            ("tcp://[::1]:2375", "tcp://[::1]:2375", false),
+            ("tcp://[2001:db8::5]:2375", "tcp://[2001:db8::5]:2375", true),
+        ];
+        for (raw, shown, remote) in cases {
+            let e = Endpoint::parse(raw).unwrap_or_else(|err| panic!("{raw}: {err}"));
+            assert_eq!(e.to_string(), shown, "{raw}");
+            assert_eq!(e.is_remote(), remote, "{raw}");
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_endpoints() {
+        for raw in [
+            "",
+            "docker.sock",
+            "ftp://x",
+            "tcp://",
+            "tcp://h:99999",
+            "unix://",
+            "tcp://a b:1",
+            "ssh://u@/p",
+            "tcp://x\n:1",
+        ] {
+            assert!(Endpoint::parse(raw).is_err(), "{raw:?} should be refused");
+        }
+    }
+}

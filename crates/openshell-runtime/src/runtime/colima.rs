@@ -1,0 +1,86 @@
+//! Colima: Docker Engine in a Lima VM managed by Colima.
+//!
+//! Identified by the VM hostname `colima` (or `colima-<profile>`) and the `~/.colima/` socket.
+//! Colima sets dockerd's `host-gateway-ip` to 192.168.5.2, Lima's user-mode host address, which
+//! lands on the Mac's loopback; so `host-gateway` with a loopback bind works.
+//! Source: Colima's docker provisioning (`host-gateway-ip`) and Lima's network docs, see
+//! docs/runtimes.md.
+
+use std::net::IpAddr;
+
+use crate::consts::LIMA_HOST_IP;
+use crate::error::RouteError;
+use crate::evidence::Evidence;
+use crate::facts::{EngineVersion, Facts};
+use crate::registry::Detection;
+use crate::route::{EngineKind, RoutePlan};
+use crate::signals::{endpoint_path_contains, engine_kind};
+
+use super::{docker_vm_host_gateway, matched, ContainerRuntime, RuntimeId};
+
+/// Colima.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Colima {
+    /// Engine version.
+    pub version: Option<EngineVersion>,
+}
+
+const ALIASES: [IpAddr; 1] = [LIMA_HOST_IP];
+
+impl Colima {
+    /// Detector.
+    pub fn detect(facts: &Facts) -> Detection {
+        if engine_kind(facts).0 != EngineKind::Docker {
+            return Detection::NotMine("the engine is not Docker Engine".into());
+        }
+        let mut ev = Vec::new();
+        if let Some(name) = facts
+            .info
+            .name
+            .as_deref()
+            .filter(|n| *n == "colima" || n.starts_with("colima-"))
+        {
+            ev.push(Evidence::new(
+                "info.Name",
+                name,
+                "Colima names its VM colima[-<profile>]",
+            ));
+        }
+        ev.extend(endpoint_path_contains(
+            facts,
+            "/.colima/",
+            "Colima's socket",
+        ));
+        if ev.is_empty() {
+            return Detection::NotMine("no colima hostname or ~/.colima socket".into());
+        }
+        matched(
+            Colima {
+                version: facts.engine_version(),
+            },
+            ev,
+        )
+    }
+}
+
+impl ContainerRuntime for Colima {
+    fn id(&self) -> &str {
+        RuntimeId::Colima.as_str()
+    }
+
+    fn engine(&self) -> EngineKind {
+        EngineKind::Docker
+    }
+
+    fn plan(&self) -> Result<RoutePlan, RouteError> {
+        docker_vm_host_gateway(
+            RuntimeId::Colima,
+            self.version,
+            "Colima sets host-gateway to 192.168.5.2, which Lima forwards to the host's loopback",
+        )
+    }
+
+    fn loopback_aliases(&self) -> &[IpAddr] {
+        &ALIASES
+    }
+}

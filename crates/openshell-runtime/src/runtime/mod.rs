@@ -1,0 +1,307 @@
+//! The [`ContainerRuntime`] trait, one implementation per runtime, and the [`Runtime`] enum that
+//! dispatches to them.
+//!
+//! Each runtime lives in its own file with its detector: which facts identify it, why it routes as
+//! it does, and where that behaviour is documented. A runtime owns the facts its route needs
+//! (bridge gateway, rootless helper, engine version), so routing takes no loose flags.
+
+mod colima;
+mod docker_desktop;
+mod external;
+mod lima;
+mod native_docker;
+mod orbstack;
+mod podman;
+mod podman_machine;
+mod podman_rootless;
+mod rancher_desktop;
+mod remote_docker;
+mod rootless_docker;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use enum_dispatch::enum_dispatch;
+use serde::Serialize;
+
+pub use colima::Colima;
+pub use docker_desktop::DockerDesktop;
+pub use external::External;
+pub use lima::Lima;
+pub use native_docker::NativeDocker;
+pub use orbstack::OrbStack;
+pub use podman::Podman;
+pub use podman_machine::PodmanMachine;
+pub use podman_rootless::PodmanRootless;
+pub use rancher_desktop::RancherDesktop;
+pub use remote_docker::RemoteDocker;
+pub use rootless_docker::RootlessDocker;
+
+use crate::error::RouteError;
+use crate::evidence::Evidence;
+use crate::facts::{EngineVersion, Facts, NetworkFacts, Overrides};
+use crate::registry::Detection;
+use crate::route::{
+    resolve, EngineKind, Exposure, HostTarget, Route, RouteContext, RoutePlan, RuntimeRouting,
+};
+
+/// A container runtime: what its containers must be told so that they reach the gateway.
+///
+/// Implementors provide their id, engine family and [`plan`](ContainerRuntime::plan); the route
+/// (with overrides applied and checked) and the extra-hosts entries are provided once for all.
+#[enum_dispatch]
+pub trait ContainerRuntime {
+    /// Stable id used in CLI output and docs, e.g. `podman-machine`.
+    fn id(&self) -> &str;
+
+    /// Engine family, which decides the native host alias.
+    fn engine(&self) -> EngineKind;
+
+    /// The route this runtime takes when the operator sets nothing, or why it has none.
+    fn plan(&self) -> Result<RoutePlan, RouteError>;
+
+    /// Container-side addresses this runtime forwards to the host's loopback. An override to one
+    /// of them keeps the gateway on loopback.
+    fn loopback_aliases(&self) -> &[IpAddr] {
+        &[]
+    }
+
+    /// The route, with the operator's overrides applied and checked.
+    fn gateway_route(
+        &self,
+        ctx: &RouteContext,
+        overrides: &Overrides,
+    ) -> Result<Route, RouteError> {
+        resolve(
+            RuntimeRouting {
+                runtime: self.id(),
+                engine: self.engine(),
+                plan: self.plan(),
+                loopback_aliases: self.loopback_aliases(),
+            },
+            ctx,
+            overrides,
+        )
+    }
+}
+
+/// Every runtime this crate knows, plus those an embedder brings ([`External`]).
+#[enum_dispatch(ContainerRuntime)]
+#[derive(Debug, Clone)]
+pub enum Runtime {
+    /// Docker Desktop (macOS, Windows, Linux).
+    DockerDesktop,
+    /// Colima.
+    Colima,
+    /// OrbStack.
+    OrbStack,
+    /// Rancher Desktop with the moby engine.
+    RancherDesktop,
+    /// A Lima instance running Docker.
+    Lima,
+    /// Rootful Docker Engine on the gateway's own Linux host.
+    NativeDocker,
+    /// Rootless Docker Engine (RootlessKit).
+    RootlessDocker,
+    /// Rootful Podman on Linux.
+    Podman,
+    /// Rootless Podman on Linux.
+    PodmanRootless,
+    /// Podman machine (a VM on macOS, Windows or Linux).
+    PodmanMachine,
+    /// An engine on another machine.
+    RemoteDocker,
+    /// A runtime defined outside this crate.
+    External,
+}
+
+/// Ids of the built-in runtimes, in one list so tests can check each has a detector and fixtures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeId {
+    /// `docker-desktop`
+    DockerDesktop,
+    /// `colima`
+    Colima,
+    /// `orbstack`
+    #[serde(rename = "orbstack")]
+    OrbStack,
+    /// `rancher-desktop`
+    RancherDesktop,
+    /// `lima`
+    Lima,
+    /// `native-docker`
+    NativeDocker,
+    /// `rootless-docker`
+    RootlessDocker,
+    /// `podman`
+    Podman,
+    /// `podman-rootless`
+    PodmanRootless,
+    /// `podman-machine`
+    PodmanMachine,
+    /// `remote-docker`
+    RemoteDocker,
+}
+
+impl RuntimeId {
+    /// All built-in ids.
+    pub const ALL: [RuntimeId; 11] = [
+        RuntimeId::DockerDesktop,
+        RuntimeId::Colima,
+        RuntimeId::OrbStack,
+        RuntimeId::RancherDesktop,
+        RuntimeId::Lima,
+        RuntimeId::NativeDocker,
+        RuntimeId::RootlessDocker,
+        RuntimeId::Podman,
+        RuntimeId::PodmanRootless,
+        RuntimeId::PodmanMachine,
+        RuntimeId::RemoteDocker,
+    ];
+
+    /// The id string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RuntimeId::DockerDesktop => "docker-desktop",
+            RuntimeId::Colima => "colima",
+            RuntimeId::OrbStack => "orbstack",
+            RuntimeId::RancherDesktop => "rancher-desktop",
+            RuntimeId::Lima => "lima",
+            RuntimeId::NativeDocker => "native-docker",
+            RuntimeId::RootlessDocker => "rootless-docker",
+            RuntimeId::Podman => "podman",
+            RuntimeId::PodmanRootless => "podman-rootless",
+            RuntimeId::PodmanMachine => "podman-machine",
+            RuntimeId::RemoteDocker => "remote-docker",
+        }
+    }
+
+    /// The built-in id with this spelling.
+    pub fn parse(s: &str) -> Option<RuntimeId> {
+        RuntimeId::ALL.into_iter().find(|id| id.as_str() == s)
+    }
+
+    /// The detector function of this runtime (its registry line).
+    pub(crate) fn detector(self) -> fn(&Facts) -> Detection {
+        match self {
+            RuntimeId::DockerDesktop => DockerDesktop::detect,
+            RuntimeId::Colima => Colima::detect,
+            RuntimeId::OrbStack => OrbStack::detect,
+            RuntimeId::RancherDesktop => RancherDesktop::detect,
+            RuntimeId::Lima => Lima::detect,
+            RuntimeId::NativeDocker => NativeDocker::detect,
+            RuntimeId::RootlessDocker => RootlessDocker::detect,
+            RuntimeId::Podman => Podman::detect,
+            RuntimeId::PodmanRootless => PodmanRootless::detect,
+            RuntimeId::PodmanMachine => PodmanMachine::detect,
+            RuntimeId::RemoteDocker => RemoteDocker::detect,
+        }
+    }
+}
+
+impl fmt::Display for RuntimeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Docker Engine resolves `host-gateway` since 20.10. Older engines would write the literal word.
+pub(crate) const DOCKER_HOST_GATEWAY_SINCE: EngineVersion = EngineVersion::new(20, 10, 0);
+
+/// A `host-gateway` route for a Docker VM runtime whose host-gateway lands on the host's loopback,
+/// refused on engines too old to resolve `host-gateway`.
+pub(crate) fn docker_vm_host_gateway(
+    id: RuntimeId,
+    version: Option<EngineVersion>,
+    why: &str,
+) -> Result<RoutePlan, RouteError> {
+    if let Some(v) = version.filter(|v| *v < DOCKER_HOST_GATEWAY_SINCE) {
+        return Err(RouteError::NoSafeRoute {
+            runtime: id.to_string(),
+            reason: format!(
+                "Docker Engine {v} predates host-gateway (added in {DOCKER_HOST_GATEWAY_SINCE})"
+            ),
+            fix: "upgrade the runtime, or set host_gateway_ip to the VM's host address".into(),
+        });
+    }
+    Ok(RoutePlan::to_loopback(HostTarget::HostGateway, why))
+}
+
+/// The route of engines whose containers sit on a bridge of the gateway's own host: the
+/// bridge's gateway address, on both sides.
+pub(crate) fn bridge_plan(
+    id: RuntimeId,
+    network: Option<&NetworkFacts>,
+    why: &str,
+) -> Result<RoutePlan, RouteError> {
+    let fix = "gather the sandbox network (`network` in the facts: the body of `docker network inspect <name>`), or set host_gateway_ip";
+    let Some(net) = network else {
+        return Err(RouteError::MissingFact {
+            runtime: id.to_string(),
+            fact: "network",
+            why: "the route is the sandbox bridge's gateway address".into(),
+            fix: fix.into(),
+        });
+    };
+    if let Some(driver) = net.driver.as_deref().filter(|d| *d != "bridge") {
+        return Err(RouteError::NoSafeRoute {
+            runtime: id.to_string(),
+            reason: format!(
+                "the sandbox network uses driver {}, not bridge",
+                crate::evidence::display_value(driver)
+            ),
+            fix: "attach sandboxes to a bridge network".into(),
+        });
+    }
+    let gw: IpAddr = match (net.ipv4_gateway, net.ipv6_gateway) {
+        (Some(v4), _) => v4.into(),
+        (None, Some(v6)) => v6.into(),
+        (None, None) => {
+            return Err(RouteError::MissingFact {
+                runtime: id.to_string(),
+                fact: "network.IPAM.Config[].Gateway",
+                why: "the sandbox network reports no IPAM gateway".into(),
+                fix: fix.into(),
+            })
+        }
+    };
+    Ok(RoutePlan {
+        target: HostTarget::Ip(gw),
+        bind: Some(gw),
+        exposure: Exposure::Bridge,
+        why: why.into(),
+    })
+}
+
+/// The route of rootless modes that reach the host only through its primary address.
+pub(crate) fn lan_plan(
+    id: RuntimeId,
+    target: Option<IpAddr>,
+    host_ipv4: Option<std::net::Ipv4Addr>,
+    why: &str,
+    fix: &str,
+) -> Result<RoutePlan, RouteError> {
+    let Some(host) = host_ipv4 else {
+        return Err(RouteError::MissingFact {
+            runtime: id.to_string(),
+            fact: "host_ipv4",
+            why: "this runtime reaches the host only through the host's primary address".into(),
+            fix: fix.into(),
+        });
+    };
+    Ok(RoutePlan {
+        target: HostTarget::Ip(target.unwrap_or(IpAddr::V4(host))),
+        bind: Some(IpAddr::V4(host)),
+        exposure: Exposure::Lan,
+        why: why.into(),
+    })
+}
+
+/// Collects evidence: a runtime matches when at least one strong signal holds.
+pub(crate) fn matched(runtime: impl Into<Runtime>, evidence: Vec<Evidence>) -> Detection {
+    Detection::Match {
+        runtime: runtime.into(),
+        evidence,
+    }
+}

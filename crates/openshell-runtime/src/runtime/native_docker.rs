@@ -1,0 +1,77 @@
+//! Rootful Docker Engine on the gateway's own Linux host.
+//!
+//! The fallback for Docker engines: no VM, rootless or remote signal, a Linux gateway host and a
+//! local endpoint. Sandboxes sit on a bridge of this very host, so the bridge's gateway address
+//! is both where they are sent and where the gateway binds; that keeps the gateway off every
+//! other interface. (Docker's `host-gateway` would be docker0's address, not the sandbox
+//! bridge's.) Source: <https://docs.docker.com/engine/network/drivers/bridge/>.
+
+use crate::error::RouteError;
+use crate::facts::{EngineVersion, Facts, HostOs, NetworkFacts};
+use crate::registry::Detection;
+use crate::route::{EngineKind, RoutePlan};
+use crate::signals::{engine_kind, host_os_evidence};
+
+use super::{bridge_plan, matched, ContainerRuntime, RuntimeId};
+
+/// Native Docker Engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeDocker {
+    /// The sandbox network.
+    pub network: Option<NetworkFacts>,
+    /// Engine version.
+    pub version: Option<EngineVersion>,
+}
+
+impl NativeDocker {
+    /// Detector.
+    pub fn detect(facts: &Facts) -> Detection {
+        let (kind, mut ev) = engine_kind(facts);
+        if kind != EngineKind::Docker {
+            return Detection::NotMine("the engine is not Docker Engine".into());
+        }
+        match host_os_evidence(facts) {
+            Some((HostOs::Linux, e)) => ev.push(e),
+            Some((os, _)) => {
+                return Detection::NotMine(format!(
+                    "a Docker engine on {os} runs in a VM that no detector recognised"
+                ))
+            }
+            None => return Detection::NotMine("host_os is unknown".into()),
+        }
+        if facts
+            .endpoint
+            .as_ref()
+            .is_some_and(|e| e.network_host().is_some())
+        {
+            return Detection::NotMine(
+                "the endpoint is a network address, not a local socket".into(),
+            );
+        }
+        matched(
+            NativeDocker {
+                network: facts.network.clone(),
+                version: facts.engine_version(),
+            },
+            ev,
+        )
+    }
+}
+
+impl ContainerRuntime for NativeDocker {
+    fn id(&self) -> &str {
+        RuntimeId::NativeDocker.as_str()
+    }
+
+    fn engine(&self) -> EngineKind {
+        EngineKind::Docker
+    }
+
+    fn plan(&self) -> Result<RoutePlan, RouteError> {
+        bridge_plan(
+            RuntimeId::NativeDocker,
+            self.network.as_ref(),
+            "sandboxes sit on a bridge of this host: its gateway address reaches the host and nothing else",
+        )
+    }
+}

@@ -1,0 +1,95 @@
+//! OrbStack: Docker Engine in OrbStack's lightweight VM on macOS.
+//!
+//! Identified by `info.OperatingSystem = "OrbStack"`, the `orbstack` hostname or kernel suffix,
+//! or the `~/.orbstack/` socket. OrbStack resolves host-gateway (`host.docker.internal`) to
+//! 0.250.250.254 and forwards it to the Mac's loopback, so `host-gateway` with a loopback bind
+//! works. Source: <https://docs.orbstack.dev/docker/network>.
+
+use std::net::IpAddr;
+
+use crate::consts::ORBSTACK_HOST_IP;
+use crate::error::RouteError;
+use crate::evidence::Evidence;
+use crate::facts::{EngineVersion, Facts};
+use crate::registry::Detection;
+use crate::route::{EngineKind, RoutePlan};
+use crate::signals::{endpoint_path_contains, engine_kind};
+
+use super::{docker_vm_host_gateway, matched, ContainerRuntime, RuntimeId};
+
+/// OrbStack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrbStack {
+    /// Engine version.
+    pub version: Option<EngineVersion>,
+}
+
+const ALIASES: [IpAddr; 1] = [ORBSTACK_HOST_IP];
+
+impl OrbStack {
+    /// Detector.
+    pub fn detect(facts: &Facts) -> Detection {
+        if engine_kind(facts).0 != EngineKind::Docker {
+            return Detection::NotMine("the engine is not Docker Engine".into());
+        }
+        let info = &facts.info;
+        let mut ev = Vec::new();
+        if let Some(os) = info
+            .operating_system
+            .as_deref()
+            .filter(|os| *os == "OrbStack")
+        {
+            ev.push(Evidence::new(
+                "info.OperatingSystem",
+                os,
+                "OrbStack names its OS this way",
+            ));
+        }
+        if let Some(name) = info.name.as_deref().filter(|n| *n == "orbstack") {
+            ev.push(Evidence::new("info.Name", name, "OrbStack's VM hostname"));
+        }
+        if let Some(k) = info
+            .kernel_version
+            .as_deref()
+            .filter(|k| k.contains("orbstack"))
+        {
+            ev.push(Evidence::new("info.KernelVersion", k, "OrbStack's kernel"));
+        }
+        ev.extend(endpoint_path_contains(
+            facts,
+            "/.orbstack/",
+            "OrbStack's socket",
+        ));
+        if ev.is_empty() {
+            return Detection::NotMine("no OrbStack OS name, hostname, kernel or socket".into());
+        }
+        matched(
+            OrbStack {
+                version: facts.engine_version(),
+            },
+            ev,
+        )
+    }
+}
+
+impl ContainerRuntime for OrbStack {
+    fn id(&self) -> &str {
+        RuntimeId::OrbStack.as_str()
+    }
+
+    fn engine(&self) -> EngineKind {
+        EngineKind::Docker
+    }
+
+    fn plan(&self) -> Result<RoutePlan, RouteError> {
+        docker_vm_host_gateway(
+            RuntimeId::OrbStack,
+            self.version,
+            "OrbStack resolves host-gateway to 0.250.250.254, which it forwards to the Mac's loopback",
+        )
+    }
+
+    fn loopback_aliases(&self) -> &[IpAddr] {
+        &ALIASES
+    }
+}

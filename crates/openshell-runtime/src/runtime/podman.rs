@@ -1,0 +1,134 @@
+//! Rootful Podman on the gateway's own Linux host.
+//!
+//! Identified by any Podman signal (see [`crate::signals`]) with a Linux gateway host and
+//! `rootless = false` (libpod `host.security.rootless`, or compat `/info`'s `Rootless`) or the
+//! rootful socket `/run/podman/podman.sock`. Sandboxes sit on a netavark (or CNI) bridge of this
+//! host, so, as with native Docker, the bridge's gateway address is both the target and the bind.
+//! The target is always the literal address: Podman only resolves `host-gateway` from 4.7 on
+//! (older releases reject or mangle it), and even then it picks the gateway of the container's
+//! first network, while we must bind the sandbox network's own gateway.
+//! Source: containers/common `libnetwork/etchosts/ip.go`; see docs/runtimes.md.
+
+use crate::error::RouteError;
+use crate::evidence::Evidence;
+use crate::facts::{EngineVersion, Facts, HostOs, NetworkFacts};
+use crate::registry::Detection;
+use crate::route::{EngineKind, RoutePlan};
+use crate::signals::{engine_kind, host_os_evidence};
+
+use super::{bridge_plan, matched, ContainerRuntime, RuntimeId};
+
+/// Rootful Podman on Linux.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Podman {
+    /// The sandbox network.
+    pub network: Option<NetworkFacts>,
+    /// Podman version.
+    pub version: Option<EngineVersion>,
+}
+
+/// Whether Podman runs rootless, with the fact that says so; `None` when nothing tells.
+pub(crate) fn rootless_evidence(facts: &Facts) -> Option<(bool, Evidence)> {
+    if let Some(r) = facts.libpod.as_ref().and_then(|l| l.rootless) {
+        return Some((
+            r,
+            Evidence::new(
+                "libpod_info.host.security.rootless",
+                &r.to_string(),
+                "libpod's own answer",
+            ),
+        ));
+    }
+    if let Some(r) = facts.info.rootless {
+        return Some((
+            r,
+            Evidence::new(
+                "info.Rootless",
+                &r.to_string(),
+                "Podman's compat /info field",
+            ),
+        ));
+    }
+    if let Some(o) = facts
+        .info
+        .security_options
+        .iter()
+        .find(|o| o.name == "rootless")
+    {
+        return Some((
+            true,
+            Evidence::new(
+                "info.SecurityOptions",
+                &o.raw,
+                "Podman lists rootless as a security option",
+            ),
+        ));
+    }
+    let path = facts.endpoint.as_ref()?.path()?;
+    if path == "/run/podman/podman.sock" || path == "/var/run/podman/podman.sock" {
+        return Some((
+            false,
+            Evidence::new("endpoint", path, "Podman's rootful socket"),
+        ));
+    }
+    if path == "/var/run/docker.sock" || path == "/run/docker.sock" {
+        return Some((false, Evidence::new("endpoint", path, "the system-wide Docker socket, which podman-docker links to rootful Podman; rootless Podman serves only in the user's runtime directory")));
+    }
+    if path.starts_with("/run/user/") {
+        return Some((
+            true,
+            Evidence::new("endpoint", path, "a per-user (rootless) Podman socket"),
+        ));
+    }
+    None
+}
+
+impl Podman {
+    /// Detector.
+    pub fn detect(facts: &Facts) -> Detection {
+        let (kind, mut ev) = engine_kind(facts);
+        if kind != EngineKind::Podman {
+            return Detection::NotMine("no Podman signal".into());
+        }
+        match host_os_evidence(facts) {
+            Some((HostOs::Linux, e)) => ev.push(e),
+            Some((os, _)) => return Detection::NotMine(format!("Podman on {os} runs in a machine VM")),
+            None => return Detection::Failed("Podman engine, but host_os is unknown: cannot tell a Linux host from a Podman machine".into()),
+        }
+        match rootless_evidence(facts) {
+            Some((false, e)) => ev.push(e),
+            Some((true, _)) => return Detection::NotMine("Podman runs rootless".into()),
+            None => {
+                return Detection::Failed(
+                    "Podman engine, but nothing says whether it runs rootless: gather libpod /info"
+                        .into(),
+                )
+            }
+        }
+        matched(
+            Podman {
+                network: facts.network.clone(),
+                version: facts.engine_version(),
+            },
+            ev,
+        )
+    }
+}
+
+impl ContainerRuntime for Podman {
+    fn id(&self) -> &str {
+        RuntimeId::Podman.as_str()
+    }
+
+    fn engine(&self) -> EngineKind {
+        EngineKind::Podman
+    }
+
+    fn plan(&self) -> Result<RoutePlan, RouteError> {
+        bridge_plan(
+            RuntimeId::Podman,
+            self.network.as_ref(),
+            "sandboxes sit on a Podman bridge of this host: its gateway address reaches the host and nothing else",
+        )
+    }
+}

@@ -1,0 +1,146 @@
+//! Podman machine: Podman in a VM, on macOS, Windows or Linux.
+//!
+//! Identified by a Podman signal together with a macOS or Windows gateway host (Podman has no
+//! native engine there), or a machine socket path. This is the runtime of the original bug: the
+//! VM's bridge gateway exists only inside the VM. With gvproxy (macOS applehv/libkrun, Windows
+//! Hyper-V, Linux QEMU, WSL with user-mode networking) the host is 192.168.127.254, which gvproxy
+//! NATs to the host's 127.0.0.1, so the gateway stays on loopback. From Podman 5.6 (inside the
+//! VM) `host-gateway` resolves to that address too; older releases fail with "host containers
+//! internal IP address is empty", so they get the literal address. On WSL without user-mode
+//! networking the host is the Windows adapter's address, not its loopback: fail closed.
+//! Sources: gvisor-tap-vsock `cmd/gvproxy/config.go`, containers/common#2464; docs/runtimes.md.
+
+use std::net::IpAddr;
+
+use crate::consts::GVPROXY_HOST_IP;
+use crate::error::RouteError;
+use crate::evidence::Evidence;
+use crate::facts::{EngineVersion, Facts, HostOs};
+use crate::registry::Detection;
+use crate::route::{EngineKind, HostTarget, RoutePlan};
+use crate::signals::{endpoint_path_contains, engine_kind};
+
+use super::{matched, ContainerRuntime, RuntimeId};
+
+/// Podman resolves `host-gateway` inside a machine from 5.6.
+const MACHINE_HOST_GATEWAY_SINCE: EngineVersion = EngineVersion::new(5, 6, 0);
+
+/// Podman machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodmanMachine {
+    /// Podman version inside the VM.
+    pub version: Option<EngineVersion>,
+    /// Whether the VM is a WSL distribution: `Some(true)` when its kernel says so, `None` on a
+    /// Windows host whose machine kernel was not reported (WSL is the Windows default).
+    pub wsl: Option<bool>,
+}
+
+const ALIASES: [IpAddr; 1] = [GVPROXY_HOST_IP];
+
+impl PodmanMachine {
+    /// Detector.
+    pub fn detect(facts: &Facts) -> Detection {
+        let (kind, mut ev) = engine_kind(facts);
+        if kind != EngineKind::Podman {
+            return Detection::NotMine("no Podman signal".into());
+        }
+        let mut machine = Vec::new();
+        if let Some(os) = facts
+            .host_os
+            .as_ref()
+            .filter(|os| matches!(os, HostOs::Macos | HostOs::Windows))
+        {
+            machine.push(Evidence::new(
+                "host_os",
+                os.as_str(),
+                "Podman runs on macOS and Windows only inside a machine VM",
+            ));
+        }
+        machine.extend(endpoint_path_contains(
+            facts,
+            "podman-machine",
+            "a Podman machine socket",
+        ));
+        machine.extend(endpoint_path_contains(
+            facts,
+            "/podman/machine/",
+            "a Podman machine socket",
+        ));
+        if machine.is_empty() {
+            return Detection::NotMine("no macOS/Windows host or machine socket".into());
+        }
+        ev.extend(machine);
+        let kernel = facts
+            .libpod
+            .as_ref()
+            .and_then(|l| l.kernel.as_deref())
+            .or(facts.info.kernel_version.as_deref());
+        let wsl = match kernel {
+            Some(k) => Some(k.contains("WSL") || k.contains("microsoft")),
+            None if facts.host_os == Some(HostOs::Windows) => None,
+            None => Some(false),
+        };
+        if let (Some(true), Some(k)) = (wsl, kernel) {
+            ev.push(Evidence::new(
+                "info.KernelVersion",
+                k,
+                "the machine is a WSL distribution",
+            ));
+        }
+        matched(
+            PodmanMachine {
+                version: facts.engine_version(),
+                wsl,
+            },
+            ev,
+        )
+    }
+}
+
+impl ContainerRuntime for PodmanMachine {
+    fn id(&self) -> &str {
+        RuntimeId::PodmanMachine.as_str()
+    }
+
+    fn engine(&self) -> EngineKind {
+        EngineKind::Podman
+    }
+
+    fn plan(&self) -> Result<RoutePlan, RouteError> {
+        let fix = "run `podman machine set --user-mode-networking` and set host_gateway_ip = 192.168.127.254 (the gateway then binds 127.0.0.1)";
+        match self.wsl {
+            Some(true) => {
+                return Err(RouteError::NoSafeRoute {
+                    runtime: self.id().into(),
+                    reason: "a WSL machine reaches Windows through the WSL adapter's address, not its loopback, and whether user-mode networking (gvproxy) is on is not reported".into(),
+                    fix: fix.into(),
+                })
+            }
+            None => {
+                return Err(RouteError::NoSafeRoute {
+                    runtime: self.id().into(),
+                    reason: "the machine's kernel is not reported, so WSL (the Windows default, whose containers do not reach the host's loopback) cannot be ruled out".into(),
+                    fix: format!("gather the engine's /info (its KernelVersion tells WSL from Hyper-V), or {fix}"),
+                })
+            }
+            Some(false) => {}
+        }
+        if self
+            .version
+            .is_some_and(|v| v >= MACHINE_HOST_GATEWAY_SINCE)
+        {
+            return Ok(RoutePlan::to_loopback(
+                HostTarget::HostGateway,
+                "Podman 5.6+ in the machine resolves host-gateway to gvproxy's 192.168.127.254, which gvproxy NATs to the host's loopback",
+            ));
+        }
+        Ok(RoutePlan::to_loopback(
+            HostTarget::Ip(GVPROXY_HOST_IP),
+            "gvproxy NATs 192.168.127.254 to the host's loopback; this Podman cannot resolve host-gateway in a machine",
+        ))
+    }
+
+    fn loopback_aliases(&self) -> &[IpAddr] {
+        &ALIASES
+    }
+}

@@ -1,0 +1,67 @@
+//! An engine on another machine, reached over `tcp://` or `ssh://`.
+//!
+//! Identified by a network endpoint whose host is not loopback (Podman machine's `ssh://` to
+//! 127.0.0.1 stays local). Whatever the engine calls its host — host-gateway, a bridge gateway —
+//! is that other machine, never this one, so no alias can reach a gateway here. The route fails
+//! closed unless the operator names an address of this machine the remote containers can reach.
+
+use crate::error::RouteError;
+use crate::evidence::Evidence;
+use crate::facts::Facts;
+use crate::registry::Detection;
+use crate::route::{EngineKind, RoutePlan};
+use crate::signals::engine_kind;
+
+use super::{matched, ContainerRuntime, RuntimeId};
+
+/// A remote engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteDocker {
+    /// The endpoint, as shown to people.
+    pub endpoint: String,
+    /// Engine family on the other side.
+    pub engine: EngineKind,
+}
+
+impl RemoteDocker {
+    /// Detector.
+    pub fn detect(facts: &Facts) -> Detection {
+        let Some(ep) = facts.endpoint.as_ref().filter(|e| e.is_remote()) else {
+            return Detection::NotMine("the endpoint is local".into());
+        };
+        let shown = ep.to_string();
+        let ev = vec![Evidence::new(
+            "endpoint",
+            &shown,
+            "a network endpoint whose host is not loopback: the engine is on another machine",
+        )];
+        matched(
+            RemoteDocker {
+                endpoint: shown,
+                engine: engine_kind(facts).0,
+            },
+            ev,
+        )
+    }
+}
+
+impl ContainerRuntime for RemoteDocker {
+    fn id(&self) -> &str {
+        RuntimeId::RemoteDocker.as_str()
+    }
+
+    fn engine(&self) -> EngineKind {
+        self.engine
+    }
+
+    fn plan(&self) -> Result<RoutePlan, RouteError> {
+        Err(RouteError::NoSafeRoute {
+            runtime: self.id().into(),
+            reason: format!(
+                "the engine at {} is on another machine: its host-gateway and bridge addresses are that machine's, not this one's",
+                self.endpoint
+            ),
+            fix: "set host_gateway_ip to an address of this machine that the remote containers can reach (--host-gateway-ip IP, OPENSHELL_HOST_GATEWAY_IP, or host_gateway_ip in gateway.toml); the gateway then binds that address".into(),
+        })
+    }
+}

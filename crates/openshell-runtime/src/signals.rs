@@ -1,0 +1,131 @@
+//! Engine-family signals shared by detectors: is this Podman or Docker behind the socket?
+//!
+//! Podman serves a Docker-compatible API that answers `/info` much like Docker does, which is
+//! how the original bug happened. It still gives itself away by several independent signals, and
+//! any one of them is enough.
+
+use crate::evidence::Evidence;
+use crate::facts::{Endpoint, Facts, HostOs};
+use crate::route::EngineKind;
+
+/// Evidence that the engine is Podman, one entry per independent signal.
+pub fn podman_evidence(facts: &Facts) -> Vec<Evidence> {
+    let mut ev = Vec::new();
+    if let Some(ping) = &facts.ping {
+        if let Some(v) = ping.header("Libpod-Api-Version") {
+            ev.push(Evidence::new(
+                "ping.Libpod-Api-Version",
+                v,
+                "only Podman's API service sends this header",
+            ));
+        }
+        if let Some(server) = ping.header("Server").filter(|s| s.starts_with("Libpod/")) {
+            ev.push(Evidence::new(
+                "ping.Server",
+                server,
+                "Podman's API service names itself Libpod",
+            ));
+        }
+    }
+    if let Some(c) = facts.version.as_ref().and_then(|v| {
+        v.components
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case("Podman Engine"))
+    }) {
+        ev.push(Evidence::new(
+            "version.Components[].Name",
+            &c.name,
+            "Podman reports a \"Podman Engine\" component",
+        ));
+    }
+    if let Some(libpod) = &facts.libpod {
+        ev.push(Evidence::new(
+            "libpod_info.version.Version",
+            libpod.version.as_deref().unwrap_or("(absent)"),
+            "the engine answered libpod's /info",
+        ));
+    }
+    if !facts.info.podman_only_fields.is_empty() {
+        ev.push(Evidence::new(
+            "info",
+            &facts.info.podman_only_fields.join(","),
+            "fields only Podman's compat /info reports",
+        ));
+    }
+    ev
+}
+
+/// Evidence that the engine is Docker Engine (moby).
+pub fn docker_evidence(facts: &Facts) -> Vec<Evidence> {
+    let mut ev = Vec::new();
+    if let Some(server) = facts
+        .ping
+        .as_ref()
+        .and_then(|p| p.header("Server"))
+        .filter(|s| s.starts_with("Docker/"))
+    {
+        ev.push(Evidence::new(
+            "ping.Server",
+            server,
+            "Docker Engine names itself Docker/<version>",
+        ));
+    }
+    if let Some(c) = facts
+        .version
+        .as_ref()
+        .and_then(|v| v.components.iter().find(|c| c.name == "Engine"))
+    {
+        ev.push(Evidence::new(
+            "version.Components[].Name",
+            &c.name,
+            "Docker Engine reports an \"Engine\" component",
+        ));
+    }
+    ev
+}
+
+/// The engine family with its evidence. With no Podman signal at all, a Docker-API engine is
+/// taken for Docker Engine, and the evidence says that this is by elimination.
+pub fn engine_kind(facts: &Facts) -> (EngineKind, Vec<Evidence>) {
+    let podman = podman_evidence(facts);
+    if !podman.is_empty() {
+        return (EngineKind::Podman, podman);
+    }
+    let mut docker = docker_evidence(facts);
+    if docker.is_empty() {
+        docker.push(Evidence::new(
+            "ping, version, info",
+            "no Podman signal",
+            "a Docker-API engine without any Podman signal is taken for Docker Engine",
+        ));
+    }
+    (EngineKind::Docker, docker)
+}
+
+/// Evidence for the gateway host's OS, if known.
+pub fn host_os_evidence(facts: &Facts) -> Option<(HostOs, Evidence)> {
+    let os = facts.host_os.clone()?;
+    let ev = Evidence::new("host_os", os.as_str(), "the OS the gateway runs on");
+    Some((os, ev))
+}
+
+/// Evidence from the endpoint path when it contains `needle`.
+pub fn endpoint_path_contains(facts: &Facts, needle: &str, meaning: &str) -> Option<Evidence> {
+    let ep = facts.endpoint.as_ref()?;
+    let path = ep.path()?;
+    path.contains(needle)
+        .then(|| Evidence::new("endpoint", &ep.to_string(), meaning))
+}
+
+/// Whether the endpoint is a Unix socket under a user's runtime directory (`/run/user/<uid>/`),
+/// where rootless engines put their sockets.
+pub fn endpoint_in_user_runtime_dir(facts: &Facts) -> Option<Evidence> {
+    match facts.endpoint.as_ref()? {
+        ep @ Endpoint::Unix { path } if path.starts_with("/run/user/") => Some(Evidence::new(
+            "endpoint",
+            &ep.to_string(),
+            "rootless engines put their socket in the user's runtime directory",
+        )),
+        _ => None,
+    }
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs (when missing) and starts the two engines the live tests use: Debian's dockerd and
+# Podman's API service. Idempotent: an engine that already answers is left alone.
+#
+# Quirks of these machines, handled here on purpose:
+# - cgroups are in hybrid mode, where crun refuses to start containers: Podman is told to use runc.
+# - the hard open-files limit is 20000, below Podman's default container ulimits: set them to fit.
+set -euo pipefail
+
+log() { printf 'engines: %s\n' "$*" >&2; }
+
+need_pkgs=()
+command -v dockerd >/dev/null 2>&1 || need_pkgs+=(docker.io)
+command -v podman >/dev/null 2>&1 || need_pkgs+=(podman)
+command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
+[ -x /bin/busybox ] && busybox --list 2>/dev/null | grep -qx nc || need_pkgs+=(busybox-static)
+command -v slirp4netns >/dev/null 2>&1 || need_pkgs+=(slirp4netns)
+command -v newuidmap >/dev/null 2>&1 || need_pkgs+=(uidmap)
+command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing packages ${need_pkgs[*]} and not root: install them with apt-get"
+    exit 1
+  fi
+  log "installing ${need_pkgs[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+# Podman: runc and ulimits that fit under this machine's hard limits.
+hard_nofile=$(ulimit -Hn)
+[ "$hard_nofile" = unlimited ] && hard_nofile=1048576
+mkdir -p /etc/containers/containers.conf.d
+cat > /etc/containers/containers.conf.d/50-openshell-tests.conf <<CONF
+# Written by openshell-runtime's scripts/engines.sh for its live tests.
+[containers]
+default_ulimits = ["nofile=${hard_nofile}:${hard_nofile}", "nproc=65535:65535"]
+
+[engine]
+runtime = "runc"
+CONF
+
+wait_for_socket() { # path, name
+  local i
+  for i in $(seq 1 60); do
+    if curl -fsS --max-time 2 --unix-socket "$1" http://d/_ping >/dev/null 2>&1; then return 0; fi
+    sleep 0.5
+  done
+  log "$2 did not answer on $1 within 30s"
+  return 1
+}
+
+if ! curl -fsS --max-time 2 --unix-socket /var/run/docker.sock http://d/_ping >/dev/null 2>&1; then
+  log "starting dockerd"
+  mkdir -p /var/log
+  nohup dockerd >/var/log/openshell-dockerd.log 2>&1 &
+  wait_for_socket /var/run/docker.sock dockerd || { tail -20 /var/log/openshell-dockerd.log >&2; exit 1; }
+fi
+
+if ! curl -fsS --max-time 2 --unix-socket /run/podman/podman.sock http://d/_ping >/dev/null 2>&1; then
+  log "starting podman system service"
+  mkdir -p /run/podman
+  nohup podman system service --time=0 unix:///run/podman/podman.sock >/var/log/openshell-podman.log 2>&1 &
+  wait_for_socket /run/podman/podman.sock podman || { tail -20 /var/log/openshell-podman.log >&2; exit 1; }
+fi
+log "dockerd and podman are up"
