@@ -1,8 +1,9 @@
 //! `openshell-runtime`: which container runtime is behind the engine, and how sandboxes reach
 //! the gateway.
 //!
-//! Exit codes: 0 decided; 2 bad usage or invalid input; 4 recognised but no safe route (or not
-//! recognised at all): the policy refused to guess.
+//! Exit codes: 0 decided; 1 an engine call failed; 2 bad usage or invalid input; 3 no engine
+//! answered anywhere (live mode); 4 recognised but no safe route (or not recognised at all): the
+//! policy refused to guess.
 
 mod bundled;
 mod config;
@@ -11,12 +12,17 @@ mod report;
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use openshell_runtime::{decide, signals, Facts, Registry, RouteContext};
 
 use crate::config::{default_config_path, gather, Flags};
-use crate::report::Report;
+use crate::report::{candidates_text, Report};
+use openshell_driver_docker::{
+    discover, DiscoveryEnv, DockerDriver, DockerDriverError, DockerOptions,
+};
+use openshell_sandbox::{Candidate, SandboxDriver};
 
 /// Largest facts file read: real captures are a few KiB.
 const MAX_FACTS_BYTES: u64 = 16 * 1024 * 1024;
@@ -33,6 +39,12 @@ struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum Driver {
+    /// The Docker API (Docker Engine, Desktop, Colima, OrbStack, Podman's compatible service).
+    Docker,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum Output {
     Text,
     Json,
@@ -40,11 +52,27 @@ enum Output {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Decide the route for one engine, from a facts file (`-` for standard input).
+    /// Decide the route for one engine: the live engine (discovered, or --endpoint), or a
+    /// facts file (`-` for standard input).
     Detect {
-        /// Facts file (see docs/facts-format.md).
+        /// Facts file (see docs/facts-format.md); without it, the live engine is asked.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["endpoint", "dump_facts"])]
+        facts: Option<PathBuf>,
+        /// Live mode: which driver talks to the engine.
+        #[arg(long, value_enum, default_value = "docker")]
+        driver: Driver,
+        /// Live mode: engine endpoint (unix://, tcp://, ssh://); default: discovery.
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// Live mode: write the gathered facts here (attach it to a bug report; anyone can replay it with --facts).
         #[arg(long, value_name = "FILE")]
-        facts: PathBuf,
+        dump_facts: Option<PathBuf>,
+        /// Live mode: the sandbox network (created, labelled as ours, when missing).
+        #[arg(long, default_value = openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK)]
+        network: String,
+        /// Live mode: per-call timeout in seconds.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
         /// Gateway port.
         #[arg(long)]
         port: Option<u16>,
@@ -93,6 +121,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect {
             facts,
+            driver: Driver::Docker,
+            endpoint,
+            dump_facts,
+            network,
+            timeout,
             port,
             host_gateway_ip,
             bind,
@@ -101,7 +134,15 @@ fn main() -> ExitCode {
             no_config,
             output,
         } => detect(DetectArgs {
-            facts,
+            source: match facts {
+                Some(path) => Source::File(path),
+                None => Source::Live {
+                    endpoint,
+                    dump_facts,
+                    network,
+                    timeout: Duration::from_secs(timeout.max(1)),
+                },
+            },
             port,
             flags: Flags {
                 host_gateway_ip,
@@ -123,8 +164,18 @@ fn main() -> ExitCode {
     }
 }
 
+enum Source {
+    File(PathBuf),
+    Live {
+        endpoint: Option<String>,
+        dump_facts: Option<PathBuf>,
+        network: String,
+        timeout: Duration,
+    },
+}
+
 struct DetectArgs {
-    facts: PathBuf,
+    source: Source,
     port: Option<u16>,
     flags: Flags,
     tls: bool,
@@ -153,10 +204,75 @@ fn read_facts(path: &PathBuf) -> Result<String, Fail> {
     Ok(text)
 }
 
+/// Live mode: discovery, connection, facts. Exit 3 when no engine answers anywhere.
+fn live_facts(
+    endpoint: Option<&str>,
+    dump: Option<&PathBuf>,
+    network: &str,
+    timeout: Duration,
+) -> Result<(Facts, Vec<Candidate>), Fail> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Fail {
+            code: 1,
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
+    runtime.block_on(async {
+        let env = DiscoveryEnv::from_process();
+        let found = discover(endpoint, &env, timeout)
+            .await
+            .map_err(|e| usage(e.to_string()))?;
+        let Some(chosen) = found.chosen.clone() else {
+            return Err(Fail {
+                code: 3,
+                message: format!(
+                    "no container engine answered; looked at:\n{}",
+                    candidates_text(&found.candidates)
+                ),
+            });
+        };
+        let opts = DockerOptions {
+            network: network.to_string(),
+            timeout,
+        };
+        let fail = |e: DockerDriverError| Fail {
+            code: 1,
+            message: e.to_string(),
+        };
+        let driver = DockerDriver::connect(chosen, opts).await.map_err(fail)?;
+        let gathered = driver.gather_facts().await.map_err(fail)?;
+        if let Some(path) = dump {
+            let text = to_json(&gathered.document)?;
+            std::fs::write(path, text + "\n").map_err(|e| Fail {
+                code: 1,
+                message: format!("cannot write {}: {e}", path.display()),
+            })?;
+        }
+        Ok((gathered.facts, found.candidates))
+    })
+}
+
 fn detect(args: DetectArgs) -> Result<u8, Fail> {
-    let text = read_facts(&args.facts)?;
-    let mut facts =
-        Facts::from_json(&text).map_err(|e| usage(format!("{}: {e}", args.facts.display())))?;
+    let (mut facts, candidates) = match &args.source {
+        Source::File(path) => {
+            let text = read_facts(path)?;
+            let facts =
+                Facts::from_json(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+            (facts, None)
+        }
+        Source::Live {
+            endpoint,
+            dump_facts,
+            network,
+            timeout,
+        } => {
+            let (facts, c) =
+                live_facts(endpoint.as_deref(), dump_facts.as_ref(), network, *timeout)?;
+            (facts, Some(c))
+        }
+    };
     let env = |k: &str| std::env::var(k).ok();
     let no_env = |_: &str| None;
     let env_fn: &dyn Fn(&str) -> Option<String> = if args.no_config { &no_env } else { &env };
@@ -190,7 +306,8 @@ fn detect(args: DetectArgs) -> Result<u8, Fail> {
         tls: args.tls,
     };
     let decision = decide(&Registry::builtin(), &facts, &ctx);
-    let report = Report::new(&decision, &facts.warnings, &settings);
+    let mut report = Report::new(&decision, &facts.warnings, &settings);
+    report.endpoint_candidates = candidates.as_deref();
     match args.output {
         Output::Text => print!("{}", report.text()),
         Output::Json => println!("{}", to_json(&report)?),

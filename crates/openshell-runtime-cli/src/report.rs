@@ -7,6 +7,8 @@ use openshell_runtime::registry::Consulted;
 use openshell_runtime::{Decision, Evidence, Exposure};
 use serde::Serialize;
 
+use openshell_sandbox::Candidate;
+
 use crate::config::Settings;
 
 /// The JSON document `detect -o json` prints.
@@ -40,6 +42,9 @@ pub struct Report<'a> {
     pub settings: &'a Settings,
     /// Why there is no route (fail closed).
     pub error: Option<String>,
+    /// Live mode: where discovery looked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_candidates: Option<&'a [Candidate]>,
 }
 
 impl<'a> Report<'a> {
@@ -68,12 +73,17 @@ impl<'a> Report<'a> {
             fact_warnings: warnings,
             settings,
             error: decision.route.as_ref().err().map(ToString::to_string),
+            endpoint_candidates: None,
         }
     }
 
     /// The text a person reads.
     pub fn text(&self) -> String {
         let mut s = String::new();
+        if let Some(cands) = self.endpoint_candidates {
+            let _ = writeln!(s, "engine endpoints tried:");
+            let _ = write!(s, "{}", candidates_text(cands));
+        }
         let _ = writeln!(
             s,
             "runtime:    {}",
@@ -141,4 +151,20 @@ fn exposure_text(e: Exposure) -> &'static str {
         Exposure::Operator => "an address the operator chose",
         Exposure::Unconstrained => "no constraint",
     }
+}
+
+/// One line per discovery candidate.
+pub fn candidates_text(cands: &[Candidate]) -> String {
+    let mut s = String::new();
+    for c in cands {
+        let outcome = match &c.outcome {
+            openshell_sandbox::CandidateOutcome::Absent => "absent".to_string(),
+            openshell_sandbox::CandidateOutcome::Refused(why) => format!("refused: {why}"),
+            openshell_sandbox::CandidateOutcome::Remote => "remote (not probed)".to_string(),
+            openshell_sandbox::CandidateOutcome::Ok => "ok".to_string(),
+            openshell_sandbox::CandidateOutcome::Skipped => "not tried".to_string(),
+        };
+        let _ = writeln!(s, "  - {} [{}]: {outcome}", c.endpoint, c.source);
+    }
+    s
 }

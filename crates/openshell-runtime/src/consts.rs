@@ -20,15 +20,17 @@ pub const LABEL_SANDBOX: &str = "io.openshell.sandbox";
 /// Default name of the bridge network sandboxes are attached to.
 pub const DEFAULT_SANDBOX_NETWORK: &str = "openshell";
 
-/// Docker Desktop's host-gateway address since 4.x (`host.docker.internal`), which vpnkit /
-/// gVisor forward to the host's loopback. Source: docs/runtimes.md.
+/// Docker Desktop's host-gateway address (`host.docker.internal`) as observed on current
+/// releases (Docker documents the name, not the address); forwarded to the host's loopback.
+/// Source: docs/runtimes.md.
 pub const DOCKER_DESKTOP_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 65, 254));
-/// Docker Desktop's older host address (before the 192.168.65.254 change).
+/// Docker Desktop's older host address (vpnkit's `--host-ip`).
 pub const DOCKER_DESKTOP_LEGACY_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 65, 2));
 /// Lima's user-mode network host address (`host.lima.internal`), also used by Colima and
 /// Rancher Desktop; it lands on the host's loopback.
 pub const LIMA_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 5, 2));
-/// OrbStack's `host.docker.internal` / host-gateway address, which lands on the Mac's loopback.
+/// OrbStack's `host.docker.internal` / host-gateway address as observed (not documented by
+/// OrbStack), which lands on the Mac's loopback.
 pub const ORBSTACK_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(0, 250, 250, 254));
 /// gvproxy's host address in Podman machines (`host.containers.internal`); gvproxy NATs it to
 /// the host's 127.0.0.1.

@@ -1,10 +1,10 @@
 //! Docker Desktop (macOS, Windows, Linux): Docker Engine in a VM Docker ships.
 //!
 //! Identified by `info.OperatingSystem = "Docker Desktop"`, `com.docker.desktop.*` labels, the
-//! `docker-desktop` hostname or its `linuxkit` kernel. Docker Desktop sets the engine's
-//! host-gateway address to 192.168.65.254 (192.168.65.2 before 4.x), which its network stack
-//! forwards to the host's loopback, so `host-gateway` with a loopback bind is the narrowest
-//! working route. Source: <https://docs.docker.com/desktop/features/networking/>.
+//! `docker-desktop` hostname or its `linuxkit` kernel. Docker Desktop points the engine's
+//! host-gateway at its host address (observed: 192.168.65.254, 192.168.65.2 in vpnkit days),
+//! which its network stack forwards to the host's loopback, so `host-gateway` with a loopback
+//! bind is the narrowest working route, whatever the address. Sources: docs/runtimes.md.
 
 use std::net::IpAddr;
 

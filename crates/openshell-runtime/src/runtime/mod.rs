@@ -206,7 +206,8 @@ impl fmt::Display for RuntimeId {
     }
 }
 
-/// Docker Engine resolves `host-gateway` since 20.10. Older engines would write the literal word.
+/// Docker Engine resolves `host-gateway` since 20.10; older engines do not know the value, so it
+/// is never sent to them (or to an engine whose version is unknown).
 pub(crate) const DOCKER_HOST_GATEWAY_SINCE: EngineVersion = EngineVersion::new(20, 10, 0);
 
 /// A `host-gateway` route for a Docker VM runtime whose host-gateway lands on the host's loopback,
@@ -216,13 +217,20 @@ pub(crate) fn docker_vm_host_gateway(
     version: Option<EngineVersion>,
     why: &str,
 ) -> Result<RoutePlan, RouteError> {
-    if let Some(v) = version.filter(|v| *v < DOCKER_HOST_GATEWAY_SINCE) {
+    let reason = match version {
+        Some(v) if v >= DOCKER_HOST_GATEWAY_SINCE => None,
+        Some(v) => Some(format!(
+            "Docker Engine {v} predates host-gateway (added in {DOCKER_HOST_GATEWAY_SINCE})"
+        )),
+        None => Some(format!(
+            "the engine version is not reported, and host-gateway needs Docker Engine {DOCKER_HOST_GATEWAY_SINCE} or later"
+        )),
+    };
+    if let Some(reason) = reason {
         return Err(RouteError::NoSafeRoute {
             runtime: id.to_string(),
-            reason: format!(
-                "Docker Engine {v} predates host-gateway (added in {DOCKER_HOST_GATEWAY_SINCE})"
-            ),
-            fix: "upgrade the runtime, or set host_gateway_ip to the VM's host address".into(),
+            reason,
+            fix: "gather the engine's /info or /version (ServerVersion), upgrade the runtime, or set host_gateway_ip to the VM's host address".into(),
         });
     }
     Ok(RoutePlan::to_loopback(HostTarget::HostGateway, why))

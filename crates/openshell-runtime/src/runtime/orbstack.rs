@@ -1,9 +1,9 @@
 //! OrbStack: Docker Engine in OrbStack's lightweight VM on macOS.
 //!
 //! Identified by `info.OperatingSystem = "OrbStack"`, the `orbstack` hostname or kernel suffix,
-//! or the `~/.orbstack/` socket. OrbStack resolves host-gateway (`host.docker.internal`) to
-//! 0.250.250.254 and forwards it to the Mac's loopback, so `host-gateway` with a loopback bind
-//! works. Source: <https://docs.orbstack.dev/docker/network>.
+//! or the `~/.orbstack/` socket. OrbStack starts dockerd with its own `--host-gateway-ip` (seen as
+//! 0.250.250.254 today, 198.19.248.254 in older releases) and NATs it to the Mac's loopback, so
+//! `host-gateway` with a loopback bind works whatever the address. Sources: docs/runtimes.md.
 
 use std::net::IpAddr;
 

@@ -1,0 +1,422 @@
+//! Where the Docker API is: the docker CLI's order, then every runtime's well-known socket.
+//!
+//! Order: explicit endpoint, `DOCKER_HOST`, `DOCKER_CONTEXT`, `currentContext` in
+//! `$DOCKER_CONFIG/config.json` (context store `contexts/meta/<sha256(name)>/meta.json`), then
+//! the well-known sockets of each runtime. As in the CLI, an endpoint named by the user or the
+//! context is the only candidate: we do not fall back behind the user's back. Every candidate is
+//! reported with its source and outcome.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use openshell_runtime::facts::Endpoint;
+use openshell_sandbox::{Candidate, CandidateOutcome, Discovery};
+use sha2::{Digest, Sha256};
+
+use crate::raw;
+
+/// The environment discovery reads, gathered once at the edge so tests can fake it.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryEnv {
+    /// Environment variables.
+    pub vars: BTreeMap<String, String>,
+    /// The user's home directory.
+    pub home: Option<PathBuf>,
+}
+
+impl DiscoveryEnv {
+    /// The process's own environment.
+    pub fn from_process() -> DiscoveryEnv {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        let home = vars.get("HOME").map(PathBuf::from);
+        DiscoveryEnv { vars, home }
+    }
+
+    fn var(&self, k: &str) -> Option<&str> {
+        self.vars
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// Why discovery could not even list candidates.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// An endpoint string is malformed.
+    #[error("{source_name} names an invalid endpoint: {error}")]
+    BadEndpoint {
+        /// Where it came from.
+        source_name: String,
+        /// The parse error.
+        error: openshell_runtime::facts::EndpointError,
+    },
+    /// A context could not be resolved.
+    #[error("docker context {name:?} cannot be read from {path}: {problem}")]
+    Context {
+        /// Context name.
+        name: String,
+        /// The metadata file.
+        path: String,
+        /// What went wrong.
+        problem: String,
+    },
+}
+
+fn parse(raw: &str, source: &str) -> Result<Endpoint, DiscoveryError> {
+    Endpoint::parse(raw).map_err(|error| DiscoveryError::BadEndpoint {
+        source_name: source.to_string(),
+        error,
+    })
+}
+
+fn docker_config_dir(env: &DiscoveryEnv) -> Option<PathBuf> {
+    env.var("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| env.home.as_ref().map(|h| h.join(".docker")))
+}
+
+/// The endpoint of a named context, from the context store.
+fn context_endpoint(name: &str, env: &DiscoveryEnv) -> Result<Endpoint, DiscoveryError> {
+    let dir = docker_config_dir(env).unwrap_or_default();
+    let digest = Sha256::digest(name.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join("contexts/meta").join(hex).join("meta.json");
+    let err = |problem: String| DiscoveryError::Context {
+        name: openshell_runtime::display_value(name),
+        path: path.display().to_string(),
+        problem,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let host = doc
+        .pointer("/Endpoints/docker/Host")
+        .and_then(|h| h.as_str())
+        .ok_or_else(|| err("no Endpoints.docker.Host".into()))?;
+    parse(host, &format!("context {name}"))
+}
+
+/// The well-known sockets of every runtime, in order.
+fn well_known(env: &DiscoveryEnv) -> Vec<(Endpoint, String)> {
+    let mut out: Vec<(PathBuf, String)> = vec![(
+        PathBuf::from("/var/run/docker.sock"),
+        "well-known: Docker Engine".into(),
+    )];
+    if let Some(xdg) = env.var("XDG_RUNTIME_DIR") {
+        out.push((
+            Path::new(xdg).join("docker.sock"),
+            "well-known: rootless Docker".into(),
+        ));
+    }
+    if let Some(home) = &env.home {
+        out.push((
+            home.join(".docker/run/docker.sock"),
+            "well-known: Docker Desktop".into(),
+        ));
+        out.push((
+            home.join(".docker/desktop/docker.sock"),
+            "well-known: Docker Desktop (Linux)".into(),
+        ));
+        out.extend(per_instance(
+            &home.join(".colima"),
+            "docker.sock",
+            "Colima",
+            Some("default"),
+        ));
+        out.push((
+            home.join(".orbstack/run/docker.sock"),
+            "well-known: OrbStack".into(),
+        ));
+        out.push((
+            home.join(".rd/docker.sock"),
+            "well-known: Rancher Desktop".into(),
+        ));
+        out.extend(per_instance(
+            &home.join(".lima"),
+            "sock/docker.sock",
+            "Lima",
+            None,
+        ));
+    }
+    out.push((
+        PathBuf::from("/run/podman/podman.sock"),
+        "well-known: Podman (rootful)".into(),
+    ));
+    if let Some(xdg) = env.var("XDG_RUNTIME_DIR") {
+        out.push((
+            Path::new(xdg).join("podman/podman.sock"),
+            "well-known: Podman (rootless)".into(),
+        ));
+    }
+    if let Some(home) = &env.home {
+        out.extend(per_instance(
+            &home.join(".local/share/containers/podman/machine"),
+            "podman.sock",
+            "Podman machine",
+            None,
+        ));
+    }
+    if let Some(tmp) = env.var("TMPDIR") {
+        let dir = Path::new(tmp).join("podman");
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            let mut socks: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with("-api.sock"))
+                .collect();
+            socks.sort();
+            out.extend(
+                socks
+                    .into_iter()
+                    .map(|p| (p, "well-known: Podman machine (macOS)".to_string())),
+            );
+        }
+    }
+    out.into_iter()
+        .map(|(p, s)| {
+            (
+                Endpoint::Unix {
+                    path: p.display().to_string(),
+                },
+                s,
+            )
+        })
+        .collect()
+}
+
+/// `<root>/<instance>/<rel>` for each instance directory, `first` (if any) before the others.
+fn per_instance(root: &Path, rel: &str, what: &str, first: Option<&str>) -> Vec<(PathBuf, String)> {
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort_by_key(|n| (Some(n.as_str()) != first, n.clone()));
+    if let Some(f) = first {
+        if !names.iter().any(|n| n == f) {
+            names.insert(0, f.to_string());
+        }
+    }
+    names
+        .into_iter()
+        .map(|n| (root.join(&n).join(rel), format!("well-known: {what} ({n})")))
+        .collect()
+}
+
+/// The candidates in order, without touching any of them.
+pub fn candidates(
+    explicit: Option<&str>,
+    env: &DiscoveryEnv,
+) -> Result<Vec<(Endpoint, String)>, DiscoveryError> {
+    if let Some(e) = explicit {
+        return Ok(vec![(parse(e, "--endpoint")?, "--endpoint".into())]);
+    }
+    if let Some(h) = env.var("DOCKER_HOST") {
+        return Ok(vec![(parse(h, "DOCKER_HOST")?, "DOCKER_HOST".into())]);
+    }
+    let context = match env.var("DOCKER_CONTEXT") {
+        Some(c) => Some((c.to_string(), "DOCKER_CONTEXT")),
+        None => docker_config_dir(env)
+            .and_then(|d| std::fs::read_to_string(d.join("config.json")).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("currentContext")?.as_str().map(str::to_string))
+            .filter(|c| !c.is_empty())
+            .map(|c| (c, "config.json currentContext")),
+    };
+    if let Some((name, via)) = context.filter(|(n, _)| n != "default") {
+        let ep = context_endpoint(&name, env)?;
+        return Ok(vec![(
+            ep,
+            format!(
+                "context {} ({via})",
+                openshell_runtime::display_value(&name)
+            ),
+        )]);
+    }
+    Ok(well_known(env))
+}
+
+/// Tries the candidates in order; the first engine that answers `/_ping` is chosen. A remote
+/// endpoint named by the user is chosen without being probed here.
+pub async fn discover(
+    explicit: Option<&str>,
+    env: &DiscoveryEnv,
+    timeout: Duration,
+) -> Result<Discovery, DiscoveryError> {
+    let mut out = Vec::new();
+    let mut chosen = None;
+    for (ep, source) in candidates(explicit, env)? {
+        let endpoint = ep.to_string();
+        let outcome = if chosen.is_some() {
+            CandidateOutcome::Skipped
+        } else if matches!(ep, Endpoint::Ssh { .. }) || ep.is_remote() {
+            chosen = Some(ep);
+            CandidateOutcome::Remote
+        } else if let Endpoint::Unix { path } = &ep {
+            if !Path::new(path).exists() {
+                CandidateOutcome::Absent
+            } else {
+                probe(&ep, timeout, &mut chosen).await
+            }
+        } else {
+            probe(&ep, timeout, &mut chosen).await
+        };
+        out.push(Candidate {
+            endpoint,
+            source,
+            outcome,
+        });
+    }
+    Ok(Discovery {
+        candidates: out,
+        chosen,
+    })
+}
+
+async fn probe(
+    ep: &Endpoint,
+    timeout: Duration,
+    chosen: &mut Option<Endpoint>,
+) -> CandidateOutcome {
+    let span = tracing::info_span!("engine_call", call = "_ping", endpoint = %ep);
+    let _g = span.enter();
+    match raw::get(ep, "/_ping", timeout).await {
+        Ok(r) if r.status == 200 => {
+            *chosen = Some(ep.clone());
+            CandidateOutcome::Ok
+        }
+        Ok(r) => CandidateOutcome::Refused(format!("/_ping answered HTTP {}", r.status)),
+        Err(e) => CandidateOutcome::Refused(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)], home: &Path) -> DiscoveryEnv {
+        DiscoveryEnv {
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            home: Some(home.to_path_buf()),
+        }
+    }
+
+    fn shown(c: &[(Endpoint, String)]) -> Vec<String> {
+        c.iter().map(|(e, s)| format!("{s}={e}")).collect()
+    }
+
+    #[test]
+    fn follows_the_docker_cli_order() {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let h = home.path();
+        let explicit = candidates(
+            Some("tcp://10.0.0.5:2376"),
+            &env(&[("DOCKER_HOST", "unix:///x.sock")], h),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shown(&explicit), ["--endpoint=tcp://10.0.0.5:2376"]);
+        let dh = candidates(
+            None,
+            &env(
+                &[("DOCKER_HOST", "unix:///x.sock"), ("DOCKER_CONTEXT", "c")],
+                h,
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shown(&dh), ["DOCKER_HOST=unix:///x.sock"]);
+
+        // A context in the store, selected by config.json.
+        let name = "colima";
+        let hex: String = Sha256::digest(name.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let meta = h.join(".docker/contexts/meta").join(hex);
+        std::fs::create_dir_all(&meta).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(meta.join("meta.json"), r#"{"Name":"colima","Endpoints":{"docker":{"Host":"unix:///Users/me/.colima/default/docker.sock"}}}"#).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            h.join(".docker/config.json"),
+            r#"{"currentContext":"colima"}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let ctx = candidates(None, &env(&[], h)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shown(&ctx), ["context colima (config.json currentContext)=unix:///Users/me/.colima/default/docker.sock"]);
+
+        // DOCKER_CONTEXT wins over config.json; "default" means the well-known sockets.
+        let def = candidates(None, &env(&[("DOCKER_CONTEXT", "default")], h))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(def[0].1, "well-known: Docker Engine");
+        let missing = candidates(None, &env(&[("DOCKER_CONTEXT", "nope")], h));
+        assert!(matches!(missing, Err(DiscoveryError::Context { .. })));
+    }
+
+    #[test]
+    fn lists_every_runtime_socket() {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let h = home.path();
+        std::fs::create_dir_all(h.join(".colima/work")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::create_dir_all(h.join(".lima/docker")).unwrap_or_else(|e| panic!("{e}"));
+        let all = candidates(None, &env(&[("XDG_RUNTIME_DIR", "/run/user/1000")], h))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sources: Vec<&str> = all.iter().map(|(_, s)| s.as_str()).collect();
+        for want in [
+            "well-known: Docker Engine",
+            "well-known: rootless Docker",
+            "well-known: Docker Desktop",
+            "well-known: Colima (default)",
+            "well-known: Colima (work)",
+            "well-known: OrbStack",
+            "well-known: Rancher Desktop",
+            "well-known: Lima (docker)",
+            "well-known: Podman (rootful)",
+            "well-known: Podman (rootless)",
+        ] {
+            assert!(sources.contains(&want), "{want} missing from {sources:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reports_absent_refused_and_skipped() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // A socket file with nobody accepting on it: refused.
+        let dead = dir.path().join("dead.sock");
+        drop(std::os::unix::net::UnixListener::bind(&dead).unwrap_or_else(|e| panic!("{e}")));
+        let d = discover(
+            Some(&format!("unix://{}", dead.display())),
+            &DiscoveryEnv::default(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            matches!(d.candidates[0].outcome, CandidateOutcome::Refused(_)),
+            "{:?}",
+            d.candidates
+        );
+        assert!(d.chosen.is_none());
+        let absent = discover(
+            Some("unix:///nonexistent/openshell.sock"),
+            &DiscoveryEnv::default(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(absent.candidates[0].outcome, CandidateOutcome::Absent);
+        let remote = discover(
+            Some("ssh://me@build.example.org"),
+            &DiscoveryEnv::default(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(remote.candidates[0].outcome, CandidateOutcome::Remote);
+    }
+}

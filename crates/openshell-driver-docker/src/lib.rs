@@ -1,0 +1,139 @@
+//! The Docker-API sandbox driver, on bollard: finds the engine, gathers the facts
+//! `openshell-runtime` decides on, and runs sandboxes along the decided route.
+//!
+//! It speaks to whatever serves the Docker API: Docker Engine, Docker Desktop, Colima,
+//! OrbStack, and Podman's compatible service. It makes no routing decision: facts go to the
+//! policy, the route comes back and is applied as-is (extra hosts, sandbox endpoint).
+#![deny(missing_docs)]
+
+mod discovery;
+mod error;
+mod facts;
+mod lifecycle;
+mod raw;
+
+use std::time::Duration;
+
+use bollard::Docker;
+use openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK;
+use openshell_runtime::facts::Endpoint;
+
+pub use discovery::{candidates, discover, DiscoveryEnv, DiscoveryError};
+pub use error::DockerDriverError;
+pub use raw::{RawError, RawResponse};
+
+/// How the driver talks to the engine.
+#[derive(Debug, Clone)]
+pub struct DockerOptions {
+    /// The sandbox network's name.
+    pub network: String,
+    /// Per-call timeout.
+    pub timeout: Duration,
+}
+
+impl Default for DockerOptions {
+    fn default() -> Self {
+        DockerOptions {
+            network: DEFAULT_SANDBOX_NETWORK.to_string(),
+            timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A connection to one Docker-API engine.
+#[derive(Debug, Clone)]
+pub struct DockerDriver {
+    docker: Option<Docker>,
+    endpoint: Endpoint,
+    opts: DockerOptions,
+}
+
+impl DockerDriver {
+    /// Connects to `endpoint` and negotiates the API version (Debian's dockerd 20.10 speaks
+    /// at most 1.41; Engine 29 refuses anything below 1.44). An `ssh://` endpoint is kept
+    /// without a connection: it is remote, and its facts are its endpoint alone.
+    pub async fn connect(
+        endpoint: Endpoint,
+        opts: DockerOptions,
+    ) -> Result<DockerDriver, DockerDriverError> {
+        let secs = opts.timeout.as_secs().max(1);
+        let shown = endpoint.to_string();
+        let connect_err = |source| DockerDriverError::Connect {
+            endpoint: shown.clone(),
+            source,
+        };
+        let docker = match &endpoint {
+            Endpoint::Unix { path } => {
+                Docker::connect_with_unix(path, secs, bollard::API_DEFAULT_VERSION)
+                    .map_err(connect_err)?
+            }
+            Endpoint::Tcp { host, port } => {
+                let addr = format!("tcp://{host}:{}", port.unwrap_or(2375));
+                Docker::connect_with_http(&addr, secs, bollard::API_DEFAULT_VERSION)
+                    .map_err(connect_err)?
+            }
+            Endpoint::Ssh { .. } => {
+                return Ok(DockerDriver {
+                    docker: None,
+                    endpoint,
+                    opts,
+                })
+            }
+            Endpoint::Npipe { .. } => {
+                return Err(DockerDriverError::Unsupported { endpoint: shown })
+            }
+        };
+        let span =
+            tracing::info_span!("engine_call", call = "version (negotiate)", endpoint = %shown);
+        let _g = span.enter();
+        let docker = tokio::time::timeout(opts.timeout, docker.negotiate_version())
+            .await
+            .map_err(|_| DockerDriverError::Timeout {
+                call: "version",
+                endpoint: shown.clone(),
+                after: opts.timeout,
+            })?
+            .map_err(connect_err)?;
+        tracing::debug!(api = %docker.client_version(), "negotiated");
+        Ok(DockerDriver {
+            docker: Some(docker),
+            endpoint,
+            opts,
+        })
+    }
+
+    /// The sandbox network's name.
+    pub fn network(&self) -> &str {
+        &self.opts.network
+    }
+
+    fn client(&self) -> Result<&Docker, DockerDriverError> {
+        self.docker
+            .as_ref()
+            .ok_or_else(|| DockerDriverError::Unsupported {
+                endpoint: self.endpoint.to_string(),
+            })
+    }
+
+    /// Runs one engine call with a timeout, inside a tracing span, mapping its error.
+    async fn call<T, F>(&self, call: &'static str, fut: F) -> Result<T, DockerDriverError>
+    where
+        F: std::future::Future<Output = Result<T, bollard::errors::Error>>,
+    {
+        let span = tracing::info_span!("engine_call", call, endpoint = %self.endpoint);
+        let _g = span.enter();
+        match tokio::time::timeout(self.opts.timeout, fut).await {
+            Err(_) => Err(DockerDriverError::Timeout {
+                call,
+                endpoint: self.endpoint.to_string(),
+                after: self.opts.timeout,
+            }),
+            Ok(Err(source)) => Err(DockerDriverError::Call {
+                call,
+                endpoint: self.endpoint.to_string(),
+                source,
+            }),
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+}

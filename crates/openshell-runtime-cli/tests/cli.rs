@@ -1,0 +1,245 @@
+//! The `openshell-runtime` binary as users run it: exit codes, JSON fields, live detection.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_openshell-runtime"));
+    c.env_remove("OPENSHELL_HOST_GATEWAY_IP")
+        .env_remove("OPENSHELL_BIND_ADDRESS");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the binary: {e}"))
+}
+
+fn fixture(rel: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn write_tmp(name: &str, text: &str) -> String {
+    let p = std::env::temp_dir().join(format!("openshell-cli-{}-{name}", std::process::id()));
+    std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
+    p.display().to_string()
+}
+
+#[test]
+fn facts_mode_exit_codes_and_fields() {
+    let ok = run(&[
+        "detect",
+        "--no-config",
+        "-o",
+        "json",
+        "--facts",
+        &fixture("native-docker/debian12-docker.io-20.10.24-this-machine.json"),
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let v = json(&ok);
+    assert_eq!(v["runtime"], "native-docker");
+    assert_eq!(v["openshell_host"], "172.18.0.1");
+    assert_eq!(v["bind"], "172.18.0.1");
+    assert_eq!(
+        v["sandbox_endpoint"],
+        "http://host.openshell.internal:17670"
+    );
+    assert_eq!(v["extra_hosts"][0], "host.openshell.internal:172.18.0.1");
+    assert!(v["evidence"].as_array().is_some_and(|e| !e.is_empty()));
+
+    let refused = run(&[
+        "detect",
+        "--no-config",
+        "-o",
+        "json",
+        "--facts",
+        &fixture("remote-docker/remote-docker-20.10.5-ssh-compose-cli-1456.json"),
+    ]);
+    assert_eq!(refused.status.code(), Some(4));
+    let v = json(&refused);
+    assert_eq!(v["runtime"], "remote-docker");
+    assert!(
+        v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("host_gateway_ip")),
+        "{v}"
+    );
+
+    let fixed = run(&[
+        "detect",
+        "--no-config",
+        "-o",
+        "json",
+        "--host-gateway-ip",
+        "10.20.0.1",
+        "--port",
+        "9000",
+        "--tls",
+        "--facts",
+        &fixture("remote-docker/remote-docker-20.10.5-ssh-compose-cli-1456.json"),
+    ]);
+    assert_eq!(fixed.status.code(), Some(0));
+    let v = json(&fixed);
+    assert_eq!(v["bind"], "10.20.0.1");
+    assert_eq!(
+        v["sandbox_endpoint"],
+        "https://host.openshell.internal:9000"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_and_names_the_field() {
+    let cases = [
+        ("not-json", "{", "not valid JSON"),
+        ("no-info", r#"{"host_os":"linux"}"#, "`info` is missing"),
+        (
+            "bad-override",
+            r#"{"info":{},"overrides":{"bind":"0.0.0.0.0"}}"#,
+            "overrides.bind",
+        ),
+        (
+            "bad-endpoint",
+            r#"{"info":{},"endpoint":"ftp://x"}"#,
+            "endpoint",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let out = run(&["detect", "--no-config", "--facts", &write_tmp(name, text)]);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{name}: {err}");
+    }
+    let bad_flag = run(&[
+        "detect",
+        "--no-config",
+        "--bind",
+        "nope",
+        "--facts",
+        &fixture("native-docker/debian12-docker.io-20.10.24-this-machine.json"),
+    ]);
+    assert_eq!(bad_flag.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_flag.stderr).contains("--bind"));
+}
+
+#[test]
+fn config_file_and_env_feed_overrides_with_precedence() {
+    let facts = fixture("podman-machine/podman-machine-4.3.1-macos-arm64-qemu-podman-16700.json");
+    let cfg = write_tmp("gateway.toml", "[openshell.gateway]\nbind_address = \"127.0.0.1:18080\"\n[openshell.drivers.podman]\nhost_gateway_ip = \"192.168.127.254\"\n");
+    let out = bin()
+        .args(["detect", "-o", "json", "--config", &cfg, "--facts", &facts])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v = json(&out);
+    assert_eq!(v["openshell_host"], "192.168.127.254");
+    assert_eq!(v["bind"], "127.0.0.1");
+    assert_eq!(
+        v["sandbox_endpoint"],
+        "http://host.openshell.internal:18080"
+    );
+    let env = bin()
+        .args(["detect", "-o", "json", "--config", &cfg, "--facts", &facts])
+        .env("OPENSHELL_BIND_ADDRESS", "10.1.2.3")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    // 10.1.2.3 does not receive what goes to 192.168.127.254 unless the operator says so: the
+    // override pair is the operator's word on both sides.
+    assert_eq!(json(&env)["bind"], "10.1.2.3");
+}
+
+#[test]
+fn matrix_decides_every_bundled_capture_as_recorded() {
+    let out = run(&["matrix", "-o", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let rows = json(&out);
+    let rows = rows.as_array().unwrap_or_else(|| panic!("not an array"));
+    assert!(rows.len() >= 22);
+    assert!(rows.iter().all(|r| r["as_expected"] == true));
+}
+
+/// Live: the done-when of the Docker driver issue, through the binary.
+#[test]
+fn live_detect_against_dockerd_and_podman() {
+    for (sock, runtime, cli) in [
+        ("/var/run/docker.sock", "native-docker", "docker"),
+        ("/run/podman/podman.sock", "podman", "podman"),
+    ] {
+        if !Path::new(sock).exists() {
+            assert!(
+                std::env::var("OPENSHELL_LIVE").as_deref() != Ok("require"),
+                "{sock} missing and OPENSHELL_LIVE=require"
+            );
+            eprintln!("SKIPPED (no engine at {sock}): run scripts/engines.sh as root");
+            continue;
+        }
+        let network = format!("openshell-cli-{}-{cli}", std::process::id());
+        let dump = std::env::temp_dir().join(format!("{network}.json"));
+        let out = run(&[
+            "detect",
+            "--no-config",
+            "-o",
+            "json",
+            "--endpoint",
+            &format!("unix://{sock}"),
+            "--network",
+            &network,
+            "--dump-facts",
+            &dump.display().to_string(),
+        ]);
+        let _ = Command::new(cli).args(["network", "rm", &network]).output();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = json(&out);
+        assert_eq!(v["runtime"], runtime);
+        assert_eq!(v["openshell_host"], v["bind"], "{v}");
+        assert_ne!(v["openshell_host"], "host-gateway");
+        let gw = v["openshell_host"].as_str().unwrap_or_default().to_string();
+        // The dumped facts replay to the same decision.
+        let replay = run(&[
+            "detect",
+            "--no-config",
+            "-o",
+            "json",
+            "--facts",
+            &dump.display().to_string(),
+        ]);
+        assert_eq!(json(&replay)["openshell_host"], gw.as_str());
+        let doc: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&dump).unwrap_or_default())
+                .unwrap_or_default();
+        let _ = std::fs::remove_file(&dump);
+        let ipam_gw = doc
+            .pointer("/network/IPAM/Config/0/Gateway")
+            .and_then(|g| g.as_str())
+            .unwrap_or_default();
+        assert_eq!(
+            ipam_gw.split('/').next(),
+            Some(gw.as_str()),
+            "the route is the sandbox network's gateway"
+        );
+    }
+}

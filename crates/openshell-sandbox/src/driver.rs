@@ -1,0 +1,153 @@
+//! The driver trait both engines implement, and the values it speaks in.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use openshell_runtime::facts::Endpoint;
+use openshell_runtime::{Facts, Route};
+use serde::Serialize;
+
+/// Environment variable carrying the gateway URL into a sandbox.
+pub const ENV_ENDPOINT: &str = "OPENSHELL_ENDPOINT";
+/// Environment variable carrying the sandbox's id.
+pub const ENV_SANDBOX_ID: &str = "OPENSHELL_SANDBOX_ID";
+/// Environment variable carrying the sandbox's one-time callback token.
+pub const ENV_TOKEN: &str = "OPENSHELL_TOKEN";
+
+/// One place discovery looked for an engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    /// The endpoint.
+    pub endpoint: String,
+    /// Why it was a candidate (`--endpoint`, `DOCKER_HOST`, `context foo`, `well-known: Colima`).
+    pub source: String,
+    /// What happened.
+    pub outcome: CandidateOutcome,
+}
+
+/// What trying a candidate gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "kebab-case")]
+pub enum CandidateOutcome {
+    /// Nothing there (no socket file).
+    Absent,
+    /// Something there that did not answer as an engine.
+    Refused(String),
+    /// A remote endpoint, not contacted by discovery.
+    Remote,
+    /// An engine answered.
+    Ok,
+    /// Not tried: an earlier candidate answered.
+    Skipped,
+}
+
+/// Where discovery looked and what it chose.
+#[derive(Debug, Clone, Serialize)]
+pub struct Discovery {
+    /// Every candidate, in order.
+    pub candidates: Vec<Candidate>,
+    /// The first that answered (or the explicit/remote one).
+    pub chosen: Option<Endpoint>,
+}
+
+/// Facts gathered from a live engine, with the document they were parsed from (what
+/// `--dump-facts` writes, so anyone can replay the decision).
+#[derive(Debug, Clone)]
+pub struct GatheredFacts {
+    /// The parsed facts.
+    pub facts: Facts,
+    /// The facts document.
+    pub document: serde_json::Value,
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// Sandbox id: `[a-z0-9-]`, at most 40 characters; it names the container.
+    pub id: String,
+    /// Image reference.
+    pub image: String,
+    /// Command.
+    pub command: Vec<String>,
+    /// The one-time token the sandbox presents when it calls back.
+    pub token: String,
+    /// Extra labels (keys must not start with `io.openshell.`).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A sandbox container of ours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SandboxHandle {
+    /// Sandbox id.
+    pub id: String,
+    /// Container id.
+    pub container_id: String,
+}
+
+/// A sandbox's state as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxState {
+    /// Created, not started.
+    Created,
+    /// Running.
+    Running,
+    /// Exited with this code.
+    Exited(i64),
+    /// Anything else the engine says.
+    Other(String),
+}
+
+/// The shell command a sandbox runs to call back: bounded retries, then exit 1. Each attempt
+/// is bounded by `timeout` rather than wget's `-T`, which crashes Debian's static busybox 1.35.
+pub fn sandbox_command(attempts: u32) -> Vec<String> {
+    let script = format!(
+        "i=0; while [ $i -lt {attempts} ]; do \
+         timeout 3 wget -q -O /dev/null \"${ENV_ENDPOINT}/callback/${ENV_SANDBOX_ID}/${ENV_TOKEN}\" && exit 0; \
+         i=$((i+1)); sleep 0.5; done; echo 'callback failed' >&2; exit 1"
+    );
+    vec!["/bin/sh".into(), "-c".into(), script]
+}
+
+/// A container engine that runs sandboxes. Both drivers implement it, so scenarios are
+/// written once and run against each.
+#[async_trait]
+pub trait SandboxDriver: Send + Sync {
+    /// The driver's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// `docker` or `podman`.
+    fn name(&self) -> &'static str;
+
+    /// The engine endpoint in use.
+    fn endpoint(&self) -> &Endpoint;
+
+    /// Gathers facts from the engine and the host, creating the sandbox network when missing.
+    async fn gather_facts(&self) -> Result<GatheredFacts, Self::Error>;
+
+    /// Creates (not starts) a sandbox that calls back along `route`. A failed create leaves
+    /// nothing behind.
+    async fn create(&self, spec: &SandboxSpec, route: &Route)
+        -> Result<SandboxHandle, Self::Error>;
+
+    /// Starts it.
+    async fn start(&self, sandbox: &SandboxHandle) -> Result<(), Self::Error>;
+
+    /// Its state.
+    async fn inspect(&self, sandbox: &SandboxHandle) -> Result<SandboxState, Self::Error>;
+
+    /// Stops it (a stopped or missing sandbox is fine).
+    async fn stop(&self, sandbox: &SandboxHandle) -> Result<(), Self::Error>;
+
+    /// Removes it; removing a missing sandbox succeeds.
+    async fn delete(&self, sandbox: &SandboxHandle) -> Result<(), Self::Error>;
+
+    /// Every sandbox of ours on this engine.
+    async fn list(&self) -> Result<Vec<SandboxHandle>, Self::Error>;
+
+    /// Its output, for diagnosing a sandbox that did not call back.
+    async fn logs(&self, sandbox: &SandboxHandle) -> Result<String, Self::Error>;
+
+    /// Removes the sandbox network if we created it and nothing uses it.
+    async fn remove_network(&self) -> Result<(), Self::Error>;
+}

@@ -1,0 +1,16 @@
+//! What the Docker and Podman drivers share, so that each is written once: the
+//! [`SandboxDriver`] trait, the gateway-side [`CallbackListener`], and the gateway host's own
+//! facts ([`host_facts`]). Routing itself stays in `openshell-runtime`; nothing here decides a
+//! route, it only gathers facts and applies routes.
+#![deny(missing_docs)]
+
+mod driver;
+mod host;
+mod listener;
+
+pub use driver::{
+    sandbox_command, Candidate, CandidateOutcome, Discovery, GatheredFacts, SandboxDriver,
+    SandboxHandle, SandboxSpec, SandboxState, ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN,
+};
+pub use host::{host_facts, HostFacts};
+pub use listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};

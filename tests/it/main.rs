@@ -1,0 +1,6 @@
+//! One integration-test binary for the workspace-level tests (keeps link time down).
+
+mod facts_props;
+mod fixtures;
+mod live;
+mod policy;

@@ -1,0 +1,323 @@
+//! Targeted policy scenarios, each one facts document through one `check` helper.
+
+use openshell_runtime::registry::{Detection, Detector};
+use openshell_runtime::{
+    decide, ContainerRuntime, EngineKind, Evidence, External, Facts, HostTarget, Registry,
+    RouteContext, RouteError, RoutePlan,
+};
+use serde_json::json;
+
+/// Decides `facts` and compares `runtime openshell_host bind` (or `runtime refused: <text>`).
+fn check_with(registry: &Registry, facts: serde_json::Value, expect: &str) {
+    let facts = Facts::from_value(&facts).unwrap_or_else(|e| panic!("facts refused: {e}"));
+    let d = decide(registry, &facts, &RouteContext::default());
+    let runtime = d.runtime_id().unwrap_or("-");
+    let got = match &d.route {
+        Ok(r) => format!(
+            "{runtime} {} {}",
+            r.openshell_host,
+            r.bind.map_or("-".to_string(), |b| b.to_string())
+        ),
+        Err(e) => format!("{runtime} refused: {e}"),
+    };
+    if let Some(prefix) = expect.strip_suffix('…') {
+        assert!(
+            got.starts_with(prefix),
+            "expected {expect:?}\n     got {got:?}"
+        );
+    } else {
+        assert_eq!(got, expect);
+    }
+}
+
+fn check(facts: serde_json::Value, expect: &str) {
+    check_with(&Registry::builtin(), facts, expect);
+}
+
+fn libkrun_mac(version: &str) -> serde_json::Value {
+    // The shape of the original report: Podman 5.x in a libkrun VM on macOS, reached through
+    // the Docker API. Name and OS as Podman machine reports them.
+    json!({
+        "host_os": "macos",
+        "endpoint": "unix:///var/folders/x/T/podman/podman-machine-default-api.sock",
+        "ping": {"Api-Version": "1.41", "Libpod-Api-Version": version, "Server": format!("Libpod/{version} (linux)")},
+        "info": {"Name": "localhost.localdomain", "OperatingSystem": "fedora", "OSType": "linux", "ServerVersion": version},
+        "network": {"Name": "openshell", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.89.0.0/24", "Gateway": "10.89.0.1"}]}}
+    })
+}
+
+#[test]
+fn original_bug_podman_machine_behind_docker_api_is_not_native_docker() {
+    check(
+        libkrun_mac("5.8.2"),
+        "podman-machine host-gateway 127.0.0.1",
+    );
+    // Before 5.6 Podman cannot resolve host-gateway in a machine: the literal gvproxy address.
+    check(
+        libkrun_mac("5.5.1"),
+        "podman-machine 192.168.127.254 127.0.0.1",
+    );
+}
+
+#[test]
+fn podman_is_recognised_by_any_single_signal() {
+    let base = || {
+        json!({"host_os": "linux", "endpoint": "unix:///run/podman/podman.sock",
+        "info": {"ServerVersion": "4.3.1"},
+        "network": {"Driver": "bridge", "IPAM": {"Config": [{"Gateway": "10.89.0.1"}]}}})
+    };
+    let mut by_header = base();
+    by_header["ping"] = json!({"Libpod-Api-Version": "4.3.1"});
+    let mut by_server = base();
+    by_server["ping"] = json!({"Server": "Libpod/4.3.1 (linux)"});
+    let mut by_component = base();
+    by_component["version"] =
+        json!({"Components": [{"Name": "Podman Engine", "Version": "4.3.1"}]});
+    let mut by_info_field = base();
+    by_info_field["info"]["BuildahVersion"] = json!("1.28.2");
+    for facts in [by_header, by_server, by_component, by_info_field] {
+        check(facts, "podman 10.89.0.1 10.89.0.1");
+    }
+    // Without any Podman signal the same socket facts are Docker's.
+    check(base(), "native-docker 10.89.0.1 10.89.0.1");
+}
+
+#[test]
+fn podman_4_3_never_gets_host_gateway() {
+    for (rootless, expect) in [
+        (false, "podman 10.89.0.1 10.89.0.1"),
+        (true, "podman-rootless 192.0.2.2 192.0.2.2"),
+    ] {
+        check(
+            json!({"host_os": "linux", "host_ipv4": "192.0.2.2",
+                "ping": {"Libpod-Api-Version": "4.3.1"},
+                "info": {"ServerVersion": "4.3.1", "Rootless": rootless},
+                "network": {"Driver": "bridge", "IPAM": {"Config": [{"Gateway": "10.89.0.1"}]}}}),
+            expect,
+        );
+    }
+}
+
+fn rootless(version: &str, helper: Option<&str>) -> serde_json::Value {
+    let mut host = json!({"security": {"rootless": true}});
+    if let Some(h) = helper {
+        host["rootlessNetworkCmd"] = json!(h);
+    }
+    json!({"host_os": "linux", "host_ipv4": "192.0.2.2",
+        "ping": {"Libpod-Api-Version": version},
+        "info": {"ServerVersion": version},
+        "libpod_info": {"host": host, "version": {"Version": version}}})
+}
+
+#[test]
+fn rootless_podman_routes_by_its_network_helper() {
+    check(
+        rootless("4.3.1", None),
+        "podman-rootless 192.0.2.2 192.0.2.2",
+    );
+    check(
+        rootless("5.4.0", Some("slirp4netns")),
+        "podman-rootless 192.0.2.2 192.0.2.2",
+    );
+    check(
+        rootless("5.3.1", Some("pasta")),
+        "podman-rootless host-gateway 192.0.2.2",
+    );
+    check(
+        rootless("5.2.3", Some("pasta")),
+        "podman-rootless refused: podman-rootless: no safe route: pasta on Podman 5.2.3…",
+    );
+    // 5.0 defaults to pasta, and 5.0 predates --map-guest-addr.
+    check(
+        rootless("5.0.2", None),
+        "podman-rootless refused: podman-rootless: no safe route: pasta…",
+    );
+    let mut loopback = rootless("4.3.1", None);
+    loopback["overrides"] = json!({"rootless_host_loopback": true});
+    check(loopback, "podman-rootless 10.0.2.2 127.0.0.1");
+    let mut no_ip = rootless("4.3.1", None);
+    no_ip.as_object_mut().map(|o| o.remove("host_ipv4"));
+    check(
+        no_ip,
+        "podman-rootless refused: podman-rootless: cannot route without `host_ipv4`…",
+    );
+}
+
+fn native(network: serde_json::Value) -> serde_json::Value {
+    json!({"host_os": "linux", "endpoint": "unix:///var/run/docker.sock",
+        "ping": {"Server": "Docker/27.3.1 (linux)"},
+        "info": {"Name": "builder", "OperatingSystem": "Ubuntu 24.04 LTS", "ServerVersion": "27.3.1"},
+        "network": network})
+}
+
+#[test]
+fn native_docker_uses_the_sandbox_bridge_and_handles_odd_ipam() {
+    check(
+        native(
+            json!({"Driver": "bridge", "IPAM": {"Config": [{"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]}}),
+        ),
+        "native-docker 172.18.0.1 172.18.0.1",
+    );
+    check(
+        native(
+            json!({"Driver": "bridge", "IPAM": {"Config": [{"Subnet": "fd00::/64", "Gateway": "fd00::1"}]}}),
+        ),
+        "native-docker fd00::1 fd00::1",
+    );
+    check(
+        native(
+            json!({"Driver": "bridge", "IPAM": {"Config": [{"Subnet": "fd00::/64", "Gateway": "fd00::1"}, {"Gateway": "172.18.0.1/16"}]}}),
+        ),
+        "native-docker 172.18.0.1 172.18.0.1",
+    );
+    check(native(json!({"Driver": "bridge", "IPAM": {"Config": []}})), "native-docker refused: native-docker: cannot route without `network.IPAM.Config[].Gateway`…");
+    check(native(json!({"Driver": "bridge", "IPAM": {"Config": [{"Gateway": "not-an-ip"}]}})), "native-docker refused: native-docker: cannot route without `network.IPAM.Config[].Gateway`…");
+    check(native(json!({"Driver": "macvlan", "IPAM": {"Config": [{"Gateway": "172.18.0.1"}]}})), "native-docker refused: native-docker: no safe route: the sandbox network uses driver macvlan…");
+    check(
+        native(serde_json::Value::Null),
+        "native-docker refused: native-docker: cannot route without `network`…",
+    );
+}
+
+#[test]
+fn unknown_host_os_or_vm_fails_closed() {
+    let mut mac = native(serde_json::Value::Null);
+    mac["host_os"] = json!("macos");
+    check(mac, "- refused: no detector recognised this engine…");
+    let mut plan9 = native(serde_json::Value::Null);
+    plan9["host_os"] = json!("plan9");
+    check(plan9, "- refused: no detector recognised this engine…");
+    check(json!({"ping": {"Libpod-Api-Version": "5.0.0"}, "info": {}}), "- refused: no detector recognised this engine (remote-docker: not mine (the endpoint is local); podman-machine: not mine (no macOS/Windows host or machine socket); podman-rootless: failed…");
+}
+
+#[test]
+fn overrides_keep_the_bind_narrow_and_the_two_sides_meeting() {
+    // The known workaround for the original bug set host_gateway_ip = 192.168.127.254 and
+    // bound 0.0.0.0; the container-side override alone must keep the gateway on loopback.
+    let mut workaround = libkrun_mac("5.5.1");
+    workaround["overrides"] = json!({"host_gateway_ip": "192.168.127.254"});
+    check(workaround, "podman-machine 192.168.127.254 127.0.0.1");
+
+    // On native Docker, binding loopback while sandboxes are sent to the bridge cannot work.
+    let mut conflict =
+        native(json!({"Driver": "bridge", "IPAM": {"Config": [{"Gateway": "172.18.0.1"}]}}));
+    conflict["overrides"] = json!({"bind": "127.0.0.1"});
+    check(conflict, "native-docker refused: native-docker: bind 127.0.0.1 does not receive traffic sandboxes send to 172.18.0.1; bind 172.18.0.1 instead…");
+
+    // A wildcard bind does receive it, and is reported as such.
+    let mut wildcard =
+        native(json!({"Driver": "bridge", "IPAM": {"Config": [{"Gateway": "172.18.0.1"}]}}));
+    wildcard["overrides"] = json!({"bind": "0.0.0.0"});
+    let facts = Facts::from_value(&wildcard).unwrap_or_else(|e| panic!("{e}"));
+    let route = decide(&Registry::builtin(), &facts, &RouteContext::default())
+        .route
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        route.bind.map(|b| b.to_string()).as_deref(),
+        Some("0.0.0.0")
+    );
+    assert!(
+        route.notes.iter().any(|n| n.contains("every interface")),
+        "{:?}",
+        route.notes
+    );
+
+    // A remote engine routes only through the operator's address, bound exactly.
+    let remote = || json!({"endpoint": "tcp://10.20.0.5:2376", "ping": {"Server": "Docker/24.0.7 (linux)"}, "info": {"Name": "build-box"}});
+    check(remote(), "remote-docker refused: remote-docker: no safe route: the engine at tcp://10.20.0.5:2376 is on another machine…");
+    let mut with_ip = remote();
+    with_ip["overrides"] = json!({"host_gateway_ip": "10.20.0.1"});
+    check(with_ip, "remote-docker 10.20.0.1 10.20.0.1");
+}
+
+#[test]
+fn invalid_overrides_are_refused_with_the_field_named() {
+    for (overrides, field) in [
+        (
+            json!({"host_gateway_ip": "host-gateway"}),
+            "overrides.host_gateway_ip",
+        ),
+        (json!({"bind": 17670}), "overrides.bind"),
+        (json!({"bind": "127.0.0.1\n0.0.0.0"}), "overrides.bind"),
+        (
+            json!({"rootless_host_loopback": "yes"}),
+            "overrides.rootless_host_loopback",
+        ),
+        (json!({"bind_adress": "127.0.0.1"}), "overrides.bind_adress"),
+    ] {
+        let err = Facts::from_value(&json!({"info": {}, "overrides": overrides}))
+            .err()
+            .unwrap_or_else(|| panic!("{overrides} accepted"));
+        assert!(err.to_string().contains(field), "{err} should name {field}");
+    }
+}
+
+#[test]
+fn hostile_labels_are_shown_escaped_and_do_not_match() {
+    let facts = json!({"host_os": "macos",
+        "info": {"OperatingSystem": "Docker Desktop\n\u{1b}[31mevil", "Name": "docker-desktop",
+                 "Labels": ["com.docker.desktop.address=npipe://\\\\.\\pipe\\x\nrm -rf /", 42, "x".repeat(10_000)]}});
+    let facts = Facts::from_value(&facts).unwrap_or_else(|e| panic!("{e}"));
+    let d = decide(&Registry::builtin(), &facts, &RouteContext::default());
+    let w = d.detection.winner.unwrap_or_else(|| panic!("not detected"));
+    assert_eq!(w.runtime.id(), "docker-desktop");
+    for e in &w.evidence {
+        assert!(
+            !e.value.contains('\n') && !e.value.contains('\u{1b}'),
+            "unescaped: {e:?}"
+        );
+    }
+    // The OperatingSystem with a newline is not "Docker Desktop"; the label and hostname are.
+    assert!(w.evidence.iter().all(|e| e.fact != "info.OperatingSystem"));
+    assert!(facts.warnings.iter().any(|w| w.field == "info.Labels[1]"));
+    assert!(facts.warnings.iter().any(|w| w.field == "info.Labels[2]"));
+}
+
+/// A runtime from outside the crate: an in-house VM whose host is always 10.123.0.1.
+#[derive(Debug)]
+struct InHouse;
+
+impl ContainerRuntime for InHouse {
+    fn id(&self) -> &str {
+        "in-house-vm"
+    }
+    fn engine(&self) -> EngineKind {
+        EngineKind::Docker
+    }
+    fn plan(&self) -> Result<RoutePlan, RouteError> {
+        Ok(RoutePlan::to_loopback(
+            HostTarget::Ip("10.123.0.1".parse().unwrap_or_else(|_| unreachable!())),
+            "the in-house VM forwards 10.123.0.1 to the host's loopback",
+        ))
+    }
+}
+
+struct InHouseDetector;
+
+impl Detector for InHouseDetector {
+    fn name(&self) -> &str {
+        "in-house-vm"
+    }
+    fn detect(&self, facts: &Facts) -> Detection {
+        match facts.info.name.as_deref() {
+            Some(n @ "inhouse") => Detection::Match {
+                runtime: External::new(InHouse).into(),
+                evidence: vec![Evidence::new("info.Name", n, "our VM's hostname")],
+            },
+            _ => Detection::NotMine("hostname is not inhouse".into()),
+        }
+    }
+}
+
+#[test]
+fn an_embedder_can_register_a_runtime_at_run_time() {
+    let mut registry = Registry::builtin();
+    registry.register_before("native-docker", InHouseDetector);
+    let facts = json!({"host_os": "linux", "info": {"Name": "inhouse"}});
+    check_with(&registry, facts.clone(), "in-house-vm 10.123.0.1 127.0.0.1");
+    // Without it, the same engine is taken for native Docker, which then lacks its network.
+    check(
+        facts,
+        "native-docker refused: native-docker: cannot route without `network`…",
+    );
+}
