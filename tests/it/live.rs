@@ -225,3 +225,31 @@ live_scenarios! {
     dockerd => openshell_tests::live::DOCKERD,
     podman_docker_api => openshell_tests::live::PODMAN_DOCKER_API,
 }
+
+/// Why the route for Podman 4.3 never says `host-gateway`: its Docker-compatible API accepts the
+/// word at create time and writes it verbatim into /etc/hosts, so the name never resolves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_4_3_writes_host_gateway_verbatim() {
+    with_engine(&openshell_tests::live::PODMAN_DOCKER_API, |ctx| async move {
+        let mut route = decide_live(ctx).await;
+        route.openshell_host = HostTarget::HostGateway;
+        let mut spec = spec(ctx, 1);
+        spec.command = vec!["cat".into(), "/etc/hosts".into()];
+        let h = ctx.driver.create(&spec, &route).await.unwrap_or_else(|e| panic!("{e}"));
+        ctx.driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut logs = String::new();
+        for _ in 0..20 {
+            logs = ctx.driver.logs(&h).await.unwrap_or_default();
+            if logs.contains("host.openshell.internal") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(
+            logs.lines().any(|l| l.starts_with("host-gateway") && l.contains("host.openshell.internal")),
+            "expected the literal word in /etc/hosts, got:\n{logs}"
+        );
+        ctx.driver.delete(&h).await.unwrap_or_else(|e| panic!("{e}"));
+    })
+    .await;
+}
