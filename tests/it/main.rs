@@ -4,3 +4,4 @@ mod facts_props;
 mod fixtures;
 mod live;
 mod policy;
+mod replay;

@@ -71,3 +71,4 @@ pub fn fixtures() -> Vec<Fixture> {
 }
 
 pub mod live;
+pub mod replay;

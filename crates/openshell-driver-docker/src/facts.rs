@@ -79,7 +79,7 @@ impl DockerDriver {
 
     /// Gathers the facts document and parses it.
     pub async fn gather(&self) -> Result<GatheredFacts, DockerDriverError> {
-        let host = host_facts();
+        let host = self.opts.host.clone().unwrap_or_else(host_facts);
         let mut doc = json!({
             "host_os": host.os.as_str(),
             "endpoint": self.endpoint.to_string(),
@@ -93,28 +93,27 @@ impl DockerDriver {
             return self.parse(doc);
         }
         let docker = self.client()?;
-        let (ping, version, info, network) = tokio::join!(
+        // libpod's /info is asked of every engine: Podman answers it, Docker refuses the API
+        // version. It identifies Podman even where a proxy stripped the ping headers.
+        let (ping, version, info, network, libpod) = tokio::join!(
             self.raw_get("_ping", "/_ping"),
             self.call("version", docker.version()),
             self.call("info", docker.info()),
             self.ensure_network(),
+            self.raw_get("libpod info", LIBPOD_INFO),
         );
         let ping = ping?;
         doc["ping"] = json!(ping.headers);
         doc["version"] = self.to_json(&version?);
         doc["info"] = self.to_json(&info?);
         doc["network"] = network?;
-        let podman = ping.headers.contains_key("libpod-api-version")
-            || doc["version"]["Components"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["Name"] == "Podman Engine"));
-        if podman {
-            let libpod = self.raw_get("libpod info", LIBPOD_INFO).await?;
-            if libpod.status == 200 {
-                doc["libpod_info"] = serde_json::from_slice(&libpod.body).unwrap_or(Value::Null);
-            } else {
-                tracing::warn!(status = libpod.status, "libpod /info unavailable");
-            }
+        match libpod {
+            Ok(r) if r.status == 200 => match serde_json::from_slice::<Value>(&r.body) {
+                Ok(v @ Value::Object(_)) => doc["libpod_info"] = v,
+                _ => tracing::warn!("libpod /info answered, but not with a JSON object; ignored"),
+            },
+            Ok(r) => tracing::debug!(status = r.status, "no libpod /info: not Podman"),
+            Err(e) => tracing::debug!(error = %e, "no libpod /info"),
         }
         self.parse(doc)
     }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use bollard::Docker;
 use openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK;
 use openshell_runtime::facts::Endpoint;
+use openshell_sandbox::HostFacts;
 
 pub use discovery::{candidates, discover, DiscoveryEnv, DiscoveryError};
 pub use error::DockerDriverError;
@@ -29,6 +30,9 @@ pub struct DockerOptions {
     pub network: String,
     /// Per-call timeout.
     pub timeout: Duration,
+    /// The gateway host's facts; `None` reads this machine's. Replays of another machine's
+    /// captures set them, so the host is an input like every other fact.
+    pub host: Option<HostFacts>,
 }
 
 impl Default for DockerOptions {
@@ -36,6 +40,7 @@ impl Default for DockerOptions {
         DockerOptions {
             network: DEFAULT_SANDBOX_NETWORK.to_string(),
             timeout: Duration::from_secs(20),
+            host: None,
         }
     }
 }

@@ -236,6 +236,7 @@ fn live_facts(
         let opts = DockerOptions {
             network: network.to_string(),
             timeout,
+            host: None,
         };
         let fail = |e: DockerDriverError| Fail {
             code: 1,

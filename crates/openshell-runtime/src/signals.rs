@@ -121,7 +121,7 @@ pub fn endpoint_path_contains(facts: &Facts, needle: &str, meaning: &str) -> Opt
 /// where rootless engines put their sockets.
 pub fn endpoint_in_user_runtime_dir(facts: &Facts) -> Option<Evidence> {
     match facts.endpoint.as_ref()? {
-        ep @ Endpoint::Unix { path } if path.starts_with("/run/user/") => Some(Evidence::new(
+        ep @ Endpoint::Unix { path } if path.contains("/run/user/") => Some(Evidence::new(
             "endpoint",
             &ep.to_string(),
             "rootless engines put their socket in the user's runtime directory",

@@ -1,0 +1,128 @@
+//! Every capture the Docker driver can reach, served by the replay engine: the driver, through
+//! bollard over a Unix socket, must reach the decision the facts-file path reaches. This is
+//! where the original bug (Podman machine behind the Docker API) is pinned for good.
+
+use openshell_driver_docker::{DockerDriver, DockerOptions};
+use openshell_runtime::facts::Endpoint;
+use openshell_runtime::{decide, Facts, HostOs, Registry, RouteContext};
+use openshell_sandbox::{HostFacts, SandboxDriver};
+use openshell_tests::fixtures;
+use openshell_tests::replay::ReplayEngine;
+
+fn summary(facts: &Facts) -> String {
+    let d = decide(&Registry::builtin(), facts, &RouteContext::default());
+    let host = d
+        .route
+        .as_ref()
+        .map(|r| r.openshell_host.to_string())
+        .unwrap_or_else(|_| "(refused)".into());
+    let bind = d
+        .route
+        .as_ref()
+        .ok()
+        .and_then(|r| r.bind)
+        .map_or("-".to_string(), |b| b.to_string());
+    format!("{} {host} {bind}", d.runtime_id().unwrap_or("-"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_over_replayed_captures_decides_like_the_facts_file() {
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for mut f in fixtures() {
+        // The driver creates the sandbox network when the engine has none; give the facts
+        // file the same network, so both paths decide on the same facts.
+        if f.doc.get("network").is_none() {
+            f.doc["network"] = openshell_tests::replay::created_network();
+        }
+        let Ok(file_facts) = Facts::from_value(&f.doc) else {
+            continue;
+        };
+        // Remote and named-pipe endpoints cannot be replayed on a Unix socket.
+        if matches!(
+            file_facts.endpoint,
+            Some(Endpoint::Tcp { .. } | Endpoint::Ssh { .. } | Endpoint::Npipe { .. })
+        ) {
+            continue;
+        }
+        let engine = ReplayEngine::start(&f.doc)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", f.name));
+        let host = HostFacts {
+            os: file_facts
+                .host_os
+                .clone()
+                .unwrap_or(HostOs::Other("unknown".into())),
+            ipv4: file_facts.host_ipv4,
+        };
+        let opts = DockerOptions {
+            host: Some(host),
+            ..DockerOptions::default()
+        };
+        let endpoint = Endpoint::Unix {
+            path: engine.socket().display().to_string(),
+        };
+        let driver = match DockerDriver::connect(endpoint, opts).await {
+            Ok(d) => d,
+            Err(e) => {
+                failures.push(format!("{}: connect: {e}", f.name));
+                continue;
+            }
+        };
+        let live = match driver.gather_facts().await {
+            Ok(g) => g.facts,
+            Err(e) => {
+                failures.push(format!("{}: gather: {e}", f.name));
+                continue;
+            }
+        };
+        let (want, got) = (summary(&file_facts), summary(&live));
+        if want != got {
+            failures.push(format!(
+                "{}: facts file says {want:?}, driver says {got:?}",
+                f.name
+            ));
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} captures replayed");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} replays differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The original report: Podman (libkrun) on macOS behind the Docker API, identified by its ping
+/// headers alone, must not be taken for native Docker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn original_bug_podman_machine_through_the_docker_driver() {
+    let doc = serde_json::json!({
+        "host_os": "macos",
+        "ping": {"Api-Version": "1.41", "Libpod-Api-Version": "5.8.2", "Server": "Libpod/5.8.2 (linux)"},
+        "info": {"Name": "localhost.localdomain", "OperatingSystem": "fedora", "OSType": "linux", "ServerVersion": "5.8.2"},
+        "network": {"Name": "openshell", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.89.0.0/24", "Gateway": "10.89.0.1"}]}}
+    });
+    let engine = ReplayEngine::start(&doc)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let opts = DockerOptions {
+        host: Some(HostFacts {
+            os: HostOs::Macos,
+            ipv4: None,
+        }),
+        ..DockerOptions::default()
+    };
+    let endpoint = Endpoint::Unix {
+        path: engine.socket().display().to_string(),
+    };
+    let driver = DockerDriver::connect(endpoint, opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let g = driver
+        .gather_facts()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(summary(&g.facts), "podman-machine host-gateway 127.0.0.1");
+}

@@ -1,0 +1,183 @@
+//! A replay engine: a small Docker-API server on a temporary Unix socket that answers from a
+//! recorded capture, so the drivers can be tested against runtimes this machine cannot run
+//! (Docker Desktop, Colima, OrbStack, Rancher Desktop, Lima, Podman machine).
+//!
+//! It answers `/_ping` (with the captured headers), `/version`, `/info`, `/networks/<name>`
+//! (a network created through it is remembered), and libpod's `/info` when the capture has it.
+//! Version prefixes (`/v1.41/...`) are accepted on every path.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::UnixListener;
+use tokio::task::JoinHandle;
+
+/// A running replay engine; dropping it stops it and removes its socket.
+#[derive(Debug)]
+pub struct ReplayEngine {
+    socket: PathBuf,
+    dir: PathBuf,
+    task: JoinHandle<()>,
+}
+
+impl Drop for ReplayEngine {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    doc: Value,
+    network: Option<Value>,
+}
+
+impl ReplayEngine {
+    /// Serves `doc` (a facts document) on a socket whose path ends like the capture's own
+    /// endpoint when that was a Unix socket (detectors look at the path), else `docker.sock`.
+    pub async fn start(doc: &Value) -> std::io::Result<ReplayEngine> {
+        let dir = std::env::temp_dir().join(crate::live::unique("openshell-replay"));
+        let tail = doc
+            .get("endpoint")
+            .and_then(Value::as_str)
+            .and_then(|e| e.strip_prefix("unix://"))
+            .map(|p| p.trim_start_matches('/').to_string())
+            .filter(|p| dir.join(p).as_os_str().len() < 100)
+            .unwrap_or_else(|| "docker.sock".to_string());
+        let socket = dir.join(tail);
+        if let Some(parent) = socket.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let listener = UnixListener::bind(&socket)?;
+        let state = Arc::new(Mutex::new(State {
+            doc: doc.clone(),
+            network: doc.get("network").cloned(),
+        }));
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = Arc::clone(&state);
+                tokio::spawn(async move {
+                    let svc =
+                        hyper::service::service_fn(move |req| answer(Arc::clone(&state), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(ReplayEngine { socket, dir, task })
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+}
+
+/// The network the replay engine reports after the driver creates one.
+pub fn created_network() -> Value {
+    json!({
+        "Name": "openshell", "Driver": "bridge",
+        "IPAM": {"Config": [{"Subnet": "10.123.0.0/24", "Gateway": "10.123.0.1"}]},
+        "Labels": {"io.openshell.managed": "true"}
+    })
+}
+
+fn strip_version(path: &str) -> &str {
+    let Some(rest) = path.strip_prefix("/v") else {
+        return path;
+    };
+    match rest.find('/') {
+        Some(i) if rest[..i].chars().all(|c| c.is_ascii_digit() || c == '.') => &rest[i..],
+        _ => path,
+    }
+}
+
+fn reply(status: u16, body: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn answer(
+    state: Arc<Mutex<State>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = strip_version(req.uri().path()).to_string();
+    let method = req.method().clone();
+    let Ok(mut st) = state.lock() else {
+        return Ok(reply(500, &json!({"message": "replay state poisoned"})));
+    };
+    let not_found = || reply(404, &json!({"message": "not in the capture"}));
+    let r = match (method.as_str(), path.as_str()) {
+        ("GET" | "HEAD", "/_ping") => {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"OK")));
+            if let Some(h) = st.doc.get("ping").and_then(Value::as_object) {
+                // Framing headers are the server's own business, not the capture's.
+                let framing = [
+                    "content-length",
+                    "transfer-encoding",
+                    "connection",
+                    "date",
+                    "content-type",
+                ];
+                for (k, v) in h
+                    .iter()
+                    .filter(|(k, _)| !framing.contains(&k.to_ascii_lowercase().as_str()))
+                {
+                    if let (Ok(name), Some(Ok(value))) = (
+                        hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                        v.as_str().map(hyper::header::HeaderValue::from_str),
+                    ) {
+                        r.headers_mut().insert(name, value);
+                    }
+                }
+            }
+            r
+        }
+        ("GET", "/version") => {
+            // bollard negotiates from ApiVersion; a capture without /version gets only that.
+            let mut v = st.doc.get("version").cloned().unwrap_or_else(|| json!({}));
+            if v.get("ApiVersion").is_none() {
+                let api = st
+                    .doc
+                    .pointer("/ping/Api-Version")
+                    .and_then(Value::as_str)
+                    .unwrap_or("1.41")
+                    .to_string();
+                v["ApiVersion"] = json!(api);
+            }
+            reply(200, &v)
+        }
+        ("GET", "/info") => reply(200, st.doc.get("info").unwrap_or(&json!({}))),
+        ("GET", "/libpod/info") => match st.doc.get("libpod_info") {
+            Some(l) => reply(200, l),
+            None => not_found(),
+        },
+        ("POST", "/networks/create") => {
+            st.network = Some(created_network());
+            reply(201, &json!({"Id": "replay", "Warning": ""}))
+        }
+        ("GET", p) if p.starts_with("/networks/") => match &st.network {
+            Some(n) => reply(200, n),
+            None => not_found(),
+        },
+        _ => not_found(),
+    };
+    Ok(r)
+}
