@@ -11,10 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::{Candidate, CandidateOutcome, Discovery};
+use openshell_sandbox::Discovery;
 use sha2::{Digest, Sha256};
-
-use crate::raw;
 
 /// The environment discovery reads, gathered once at the edge so tests can fake it.
 #[derive(Debug, Clone, Default)]
@@ -241,63 +239,19 @@ pub fn candidates(
     Ok(well_known(env))
 }
 
-/// Tries the candidates in order; the first engine that answers `/_ping` is chosen. A remote
-/// endpoint named by the user is chosen without being probed here.
+/// Lists the candidates, then tries them in order (see [`openshell_sandbox::probe_candidates`]).
 pub async fn discover(
     explicit: Option<&str>,
     env: &DiscoveryEnv,
     timeout: Duration,
 ) -> Result<Discovery, DiscoveryError> {
-    let mut out = Vec::new();
-    let mut chosen = None;
-    for (ep, source) in candidates(explicit, env)? {
-        let endpoint = ep.to_string();
-        let outcome = if chosen.is_some() {
-            CandidateOutcome::Skipped
-        } else if matches!(ep, Endpoint::Ssh { .. }) || ep.is_remote() {
-            chosen = Some(ep);
-            CandidateOutcome::Remote
-        } else if let Endpoint::Unix { path } = &ep {
-            if !Path::new(path).exists() {
-                CandidateOutcome::Absent
-            } else {
-                probe(&ep, timeout, &mut chosen).await
-            }
-        } else {
-            probe(&ep, timeout, &mut chosen).await
-        };
-        out.push(Candidate {
-            endpoint,
-            source,
-            outcome,
-        });
-    }
-    Ok(Discovery {
-        candidates: out,
-        chosen,
-    })
-}
-
-async fn probe(
-    ep: &Endpoint,
-    timeout: Duration,
-    chosen: &mut Option<Endpoint>,
-) -> CandidateOutcome {
-    let span = tracing::info_span!("engine_call", call = "_ping", endpoint = %ep);
-    let _g = span.enter();
-    match raw::get(ep, "/_ping", timeout).await {
-        Ok(r) if r.status == 200 => {
-            *chosen = Some(ep.clone());
-            CandidateOutcome::Ok
-        }
-        Ok(r) => CandidateOutcome::Refused(format!("/_ping answered HTTP {}", r.status)),
-        Err(e) => CandidateOutcome::Refused(e.to_string()),
-    }
+    Ok(openshell_sandbox::probe_candidates(candidates(explicit, env)?, timeout).await)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openshell_sandbox::CandidateOutcome;
 
     fn env(vars: &[(&str, &str)], home: &Path) -> DiscoveryEnv {
         DiscoveryEnv {

@@ -36,7 +36,7 @@ pub enum DockerDriverError {
         endpoint: String,
         /// The failure.
         #[source]
-        source: crate::raw::RawError,
+        source: openshell_sandbox::raw::RawError,
     },
     /// An engine call did not answer in time.
     #[error("{call} on {endpoint} did not answer within {after:?}")]

@@ -11,7 +11,9 @@ use openshell_runtime::Facts;
 use openshell_sandbox::{host_facts, GatheredFacts};
 use serde_json::{json, Value};
 
-use crate::{raw, DockerDriver, DockerDriverError};
+use openshell_sandbox::raw;
+
+use crate::{DockerDriver, DockerDriverError};
 
 /// libpod's API path prefix; Podman 4 and 5 serve it.
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";

@@ -10,7 +10,6 @@ mod discovery;
 mod error;
 mod facts;
 mod lifecycle;
-mod raw;
 
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use openshell_sandbox::HostFacts;
 
 pub use discovery::{candidates, discover, DiscoveryEnv, DiscoveryError};
 pub use error::DockerDriverError;
-pub use raw::{RawError, RawResponse};
+pub use openshell_sandbox::raw::{RawError, RawResponse};
 
 /// How the driver talks to the engine.
 #[derive(Debug, Clone)]

@@ -4,10 +4,13 @@
 //! route, it only gathers facts and applies routes.
 #![deny(missing_docs)]
 
+mod discover;
 mod driver;
 mod host;
 mod listener;
+pub mod raw;
 
+pub use discover::probe_candidates;
 pub use driver::{
     sandbox_command, Candidate, CandidateOutcome, Discovery, GatheredFacts, SandboxDriver,
     SandboxHandle, SandboxSpec, SandboxState, ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN,

@@ -1,6 +1,7 @@
-//! Two requests bollard cannot make for us: `/_ping` with its response headers (where Podman
-//! names itself) and libpod's `/info` on a Podman socket. One HTTP/1 exchange over the engine's
-//! socket, with hyper, bounded in time and size.
+//! Raw engine requests the client libraries cannot make for us: `/_ping` with its response
+//! headers (where Podman names itself) and libpod's complete `/info` (podman-api's model predates
+//! `rootlessNetworkCmd` and `pasta`). One HTTP/1 exchange over the engine's socket, with hyper,
+//! bounded in time and size. Shared by both drivers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
