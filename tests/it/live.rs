@@ -1,11 +1,15 @@
-//! End-to-end on real engines: the same scenarios run for each engine (one macro, no copies).
-//! Each creates its own image, network and sandboxes, and removes them also on failure.
+//! End-to-end on real engines. Each scenario is written once, generic over the driver, and run
+//! for every engine/driver pair by one macro: dockerd through the Docker driver, rootful Podman
+//! through the Docker driver (its Docker-compatible API) and through the Podman driver (libpod).
+//! Each test creates its own image, network and sandboxes, and removes them also on failure.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use openshell_driver_docker::{DockerDriver, DockerOptions};
+use openshell_driver_podman::{PodmanDriver, PodmanOptions};
 use openshell_runtime::{decide, HostTarget, Registry, Route, RouteContext};
 use openshell_sandbox::{
     sandbox_command, CallbackListener, ListenerError, ListenerOptions, SandboxDriver, SandboxSpec,
@@ -13,42 +17,49 @@ use openshell_sandbox::{
 };
 use openshell_tests::live::{self, Engine};
 
-struct Ctx {
+pub struct Ctx<D> {
     engine: Engine,
-    driver: DockerDriver,
+    driver: D,
     image: String,
     /// Sandbox ids this test created, so cleanup touches nothing of concurrent tests.
-    created: std::sync::Mutex<Vec<String>>,
+    created: Mutex<Vec<String>>,
 }
 
-/// Connects, imports the image, runs `body`, then removes every sandbox, network and image the
-/// test made, whether the body passed or panicked.
-async fn with_engine<F, Fut>(engine: &Engine, body: F)
-where
-    F: FnOnce(&'static Ctx) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    if !engine.available() {
-        return;
-    }
-    let image =
-        live::import_busybox(engine).unwrap_or_else(|e| panic!("cannot build the test image: {e}"));
-    let network = live::unique("openshell-it");
+pub async fn docker(engine: &Engine) -> DockerDriver {
     let opts = DockerOptions {
-        network: network.clone(),
+        network: live::unique("openshell-it"),
         ..DockerOptions::default()
     };
-    let driver = DockerDriver::connect(engine.endpoint(), opts)
+    DockerDriver::connect(engine.endpoint(), opts)
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let ctx: &'static Ctx = Box::leak(Box::new(Ctx {
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub async fn podman(engine: &Engine) -> PodmanDriver {
+    let opts = PodmanOptions {
+        network: live::unique("openshell-it"),
+        ..PodmanOptions::default()
+    };
+    PodmanDriver::connect(engine.endpoint(), opts).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Imports the image, runs `body`, then removes every sandbox, network and image the test made,
+/// whether the body passed or panicked.
+pub async fn run<D, F, Fut>(engine: &Engine, driver: D, body: F)
+where
+    D: SandboxDriver + 'static,
+    F: FnOnce(&'static Ctx<D>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let image =
+        live::import_busybox(engine).unwrap_or_else(|e| panic!("cannot build the test image: {e}"));
+    let ctx: &'static Ctx<D> = Box::leak(Box::new(Ctx {
         engine: engine.clone(),
         driver,
         image,
-        created: Default::default(),
+        created: Mutex::default(),
     }));
     let outcome = AssertUnwindSafe(body(ctx)).catch_unwind().await;
-    // Cleanup: the sandboxes this test created, its network, its image.
     let mine = ctx.created.lock().map(|c| c.clone()).unwrap_or_default();
     if let Ok(all) = ctx.driver.list().await {
         for h in all.iter().filter(|h| mine.contains(&h.id)) {
@@ -57,8 +68,9 @@ where
     }
     let _ = ctx.driver.remove_network().await;
     live::remove_image(engine, &ctx.image);
+    let network = ctx.driver.network();
     assert!(
-        !live::exists(engine, "network", &network),
+        !live::exists(engine, "network", network),
         "network {network} left behind"
     );
     if let Err(panic) = outcome {
@@ -66,7 +78,7 @@ where
     }
 }
 
-async fn decide_live(ctx: &Ctx) -> Route {
+async fn decide_live<D: SandboxDriver>(ctx: &Ctx<D>) -> Route {
     let gathered = ctx
         .driver
         .gather_facts()
@@ -80,18 +92,24 @@ async fn decide_live(ctx: &Ctx) -> Route {
             tls: false,
         },
     );
-    let route = d
-        .route
-        .unwrap_or_else(|e| panic!("{}: no route: {e}", ctx.engine.name));
+    let route = d.route.unwrap_or_else(|e| {
+        panic!(
+            "{} via {}: no route: {e}",
+            ctx.engine.name,
+            ctx.driver.name()
+        )
+    });
     assert_eq!(
-        route.runtime, ctx.engine.runtime,
-        "{}: wrong runtime",
-        ctx.engine.name
+        route.runtime,
+        ctx.engine.runtime,
+        "{} via {}: wrong runtime",
+        ctx.engine.name,
+        ctx.driver.name()
     );
     route
 }
 
-fn spec(ctx: &Ctx, attempts: u32) -> SandboxSpec {
+fn spec<D>(ctx: &Ctx<D>, attempts: u32) -> SandboxSpec {
     let id = live::unique("it");
     if let Ok(mut c) = ctx.created.lock() {
         c.push(id.clone());
@@ -106,9 +124,10 @@ fn spec(ctx: &Ctx, attempts: u32) -> SandboxSpec {
 }
 
 /// A sandbox created along the decided route calls back to a listener bound where the route
-/// says; deleting it leaves nothing of ours.
-async fn callback_end_to_end(engine: &Engine) {
-    with_engine(engine, |ctx| async move {
+/// says; deleting it leaves nothing of ours. On Podman the bridge does not exist until the
+/// first container starts, so the listener binds it before it exists (IP_FREEBIND).
+pub async fn callback_end_to_end<D: SandboxDriver + 'static>(engine: &Engine, driver: D) {
+    run(engine, driver, |ctx| async move {
         let route = decide_live(ctx).await;
         if ctx.engine.cli == "podman" {
             assert_ne!(
@@ -120,6 +139,13 @@ async fn callback_end_to_end(engine: &Engine) {
         let mut listener = CallbackListener::bind(&route, ListenerOptions::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        // Netavark creates a network's bridge only when its first container starts: on a fresh
+        // Podman network the address is bound before it exists. dockerd creates it up front.
+        assert_eq!(
+            listener.used_freebind(),
+            ctx.engine.cli == "podman",
+            "bridge presence on a fresh network"
+        );
         let route = listener.route().clone();
         let spec = spec(ctx, 60);
         listener.expect(&spec.id, &spec.token);
@@ -157,14 +183,15 @@ async fn callback_end_to_end(engine: &Engine) {
 
 /// A gateway bound where the route does not lead (loopback, while sandboxes are sent to the
 /// bridge) receives nothing, and that is reported as a timeout naming the listener, not a hang.
-async fn misbound_gateway_gets_no_callback(engine: &Engine) {
-    with_engine(engine, |ctx| async move {
+pub async fn misbound_gateway_gets_no_callback<D: SandboxDriver + 'static>(
+    engine: &Engine,
+    driver: D,
+) {
+    run(engine, driver, |ctx| async move {
         let mut route = decide_live(ctx).await;
-        assert_ne!(
-            route.bind,
-            Some("127.0.0.1".parse().unwrap_or_else(|_| unreachable!()))
-        );
-        route.bind = Some("127.0.0.1".parse().unwrap_or_else(|_| unreachable!()));
+        let loopback = "127.0.0.1".parse().unwrap_or_else(|_| unreachable!());
+        assert_ne!(route.bind, Some(loopback));
+        route.bind = Some(loopback);
         let mut listener = CallbackListener::bind(&route, ListenerOptions::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -205,37 +232,77 @@ async fn misbound_gateway_gets_no_callback(engine: &Engine) {
     .await;
 }
 
+/// A failed create (an image that does not exist) leaves no container behind.
+pub async fn failed_create_leaves_nothing<D: SandboxDriver + 'static>(engine: &Engine, driver: D) {
+    run(engine, driver, |ctx| async move {
+        let route = decide_live(ctx).await;
+        let mut spec = spec(ctx, 1);
+        spec.image = "localhost/openshell-no-such-image:missing".into();
+        assert!(ctx.driver.create(&spec, &route).await.is_err());
+        let left = ctx.driver.list().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            left.iter().all(|l| l.id != spec.id),
+            "failed create left {} behind",
+            spec.id
+        );
+    })
+    .await;
+}
+
 macro_rules! live_scenarios {
-    ($($module:ident => $engine:expr),* $(,)?) => {$(
+    ($($module:ident => $engine:expr, $connect:ident;)*) => {$(
         mod $module {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn callback_end_to_end() {
-                super::callback_end_to_end(&$engine).await;
+                let engine = $engine;
+                if engine.available() {
+                    super::callback_end_to_end(&engine, super::$connect(&engine).await).await;
+                }
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn misbound_gateway_gets_no_callback() {
-                super::misbound_gateway_gets_no_callback(&$engine).await;
+                let engine = $engine;
+                if engine.available() {
+                    super::misbound_gateway_gets_no_callback(&engine, super::$connect(&engine).await).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn failed_create_leaves_nothing() {
+                let engine = $engine;
+                if engine.available() {
+                    super::failed_create_leaves_nothing(&engine, super::$connect(&engine).await).await;
+                }
             }
         }
     )*};
 }
 
 live_scenarios! {
-    dockerd => openshell_tests::live::DOCKERD,
-    podman_docker_api => openshell_tests::live::PODMAN_DOCKER_API,
+    dockerd => openshell_tests::live::DOCKERD, docker;
+    podman_docker_api => openshell_tests::live::PODMAN, docker;
+    podman_libpod => openshell_tests::live::PODMAN, podman;
 }
 
 /// Why the route for Podman 4.3 never says `host-gateway`: its Docker-compatible API accepts the
 /// word at create time and writes it verbatim into /etc/hosts, so the name never resolves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_4_3_writes_host_gateway_verbatim() {
-    with_engine(&openshell_tests::live::PODMAN_DOCKER_API, |ctx| async move {
+    let engine = openshell_tests::live::PODMAN;
+    if !engine.available() {
+        return;
+    }
+    run(&engine, docker(&engine).await, |ctx| async move {
         let mut route = decide_live(ctx).await;
         route.openshell_host = HostTarget::HostGateway;
         let mut spec = spec(ctx, 1);
         spec.command = vec!["cat".into(), "/etc/hosts".into()];
-        let h = ctx.driver.create(&spec, &route).await.unwrap_or_else(|e| panic!("{e}"));
+        let h = ctx
+            .driver
+            .create(&spec, &route)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         ctx.driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
         let mut logs = String::new();
         for _ in 0..20 {
@@ -246,10 +313,84 @@ async fn podman_4_3_writes_host_gateway_verbatim() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         assert!(
-            logs.lines().any(|l| l.starts_with("host-gateway") && l.contains("host.openshell.internal")),
+            logs.lines()
+                .any(|l| l.starts_with("host-gateway") && l.contains("host.openshell.internal")),
             "expected the literal word in /etc/hosts, got:\n{logs}"
         );
-        ctx.driver.delete(&h).await.unwrap_or_else(|e| panic!("{e}"));
+        ctx.driver
+            .delete(&h)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     })
     .await;
+}
+
+/// One policy, two drivers: the same Podman reached through its Docker-compatible API and
+/// through libpod gives the same route and the same extra hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_drivers_decide_the_same_for_the_same_podman() {
+    let engine = openshell_tests::live::PODMAN;
+    if !engine.available() {
+        return;
+    }
+    let network = live::unique("openshell-it");
+    let d = DockerDriver::connect(
+        engine.endpoint(),
+        DockerOptions {
+            network: network.clone(),
+            ..DockerOptions::default()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    let p = PodmanDriver::connect(
+        engine.endpoint(),
+        PodmanOptions {
+            network: network.clone(),
+            ..PodmanOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let outcome = AssertUnwindSafe(async {
+        let ctx = RouteContext::default();
+        let via_docker = decide(
+            &Registry::builtin(),
+            &d.gather_facts()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .facts,
+            &ctx,
+        );
+        let via_libpod = decide(
+            &Registry::builtin(),
+            &p.gather_facts()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .facts,
+            &ctx,
+        );
+        let a = via_docker
+            .route
+            .unwrap_or_else(|e| panic!("docker driver: {e}"));
+        let b = via_libpod
+            .route
+            .unwrap_or_else(|e| panic!("podman driver: {e}"));
+        assert_eq!(a.runtime, "podman");
+        assert_eq!(
+            (a.runtime.as_str(), a.openshell_host, a.bind),
+            (b.runtime.as_str(), b.openshell_host, b.bind)
+        );
+        assert_eq!(a.extra_hosts(), b.extra_hosts());
+        assert_eq!(a.sandbox_endpoint(), b.sandbox_endpoint());
+    })
+    .catch_unwind()
+    .await;
+    let _ = p.remove_network().await;
+    assert!(
+        !live::exists(&engine, "network", &network),
+        "network {network} left behind"
+    );
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }

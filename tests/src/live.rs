@@ -33,9 +33,9 @@ pub const DOCKERD: Engine = Engine {
     cli: "docker",
     runtime: "native-docker",
 };
-/// Rootful Podman's Docker-compatible service.
-pub const PODMAN_DOCKER_API: Engine = Engine {
-    name: "podman (Docker API)",
+/// Rootful Podman's service (Docker-compatible API and libpod on one socket).
+pub const PODMAN: Engine = Engine {
+    name: "podman",
     socket: "/run/podman/podman.sock",
     cli: "podman",
     runtime: "podman",

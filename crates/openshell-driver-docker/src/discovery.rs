@@ -6,38 +6,12 @@
 //! context is the only candidate: we do not fall back behind the user's back. Every candidate is
 //! reported with its source and outcome.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::Discovery;
+use openshell_sandbox::{Discovery, DiscoveryEnv};
 use sha2::{Digest, Sha256};
-
-/// The environment discovery reads, gathered once at the edge so tests can fake it.
-#[derive(Debug, Clone, Default)]
-pub struct DiscoveryEnv {
-    /// Environment variables.
-    pub vars: BTreeMap<String, String>,
-    /// The user's home directory.
-    pub home: Option<PathBuf>,
-}
-
-impl DiscoveryEnv {
-    /// The process's own environment.
-    pub fn from_process() -> DiscoveryEnv {
-        let vars: BTreeMap<String, String> = std::env::vars().collect();
-        let home = vars.get("HOME").map(PathBuf::from);
-        DiscoveryEnv { vars, home }
-    }
-
-    fn var(&self, k: &str) -> Option<&str> {
-        self.vars
-            .get(k)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-}
 
 /// Why discovery could not even list candidates.
 #[derive(Debug, thiserror::Error)]

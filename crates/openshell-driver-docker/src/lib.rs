@@ -18,9 +18,10 @@ use openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK;
 use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::HostFacts;
 
-pub use discovery::{candidates, discover, DiscoveryEnv, DiscoveryError};
+pub use discovery::{candidates, discover, DiscoveryError};
 pub use error::DockerDriverError;
 pub use openshell_sandbox::raw::{RawError, RawResponse};
+pub use openshell_sandbox::DiscoveryEnv;
 
 /// How the driver talks to the engine.
 #[derive(Debug, Clone)]
@@ -104,11 +105,6 @@ impl DockerDriver {
             endpoint,
             opts,
         })
-    }
-
-    /// The sandbox network's name.
-    pub fn network(&self) -> &str {
-        &self.opts.network
     }
 
     fn client(&self) -> Result<&Docker, DockerDriverError> {

@@ -9,90 +9,18 @@ use bollard::query_parameters::{
     RemoveContainerOptions, StopContainerOptions,
 };
 use futures_util::StreamExt;
-use openshell_runtime::consts::{LABEL_MANAGED, LABEL_PREFIX, LABEL_SANDBOX};
+use openshell_runtime::consts::{LABEL_MANAGED, LABEL_SANDBOX};
 use openshell_runtime::facts::Endpoint;
-use openshell_runtime::{ExtraHost, Route};
+use openshell_runtime::Route;
 use openshell_sandbox::{
-    GatheredFacts, SandboxDriver, SandboxHandle, SandboxSpec, SandboxState, ENV_ENDPOINT,
-    ENV_SANDBOX_ID, ENV_TOKEN,
+    extra_host_entries, is_transient_state_error, GatheredFacts, SandboxDriver, SandboxHandle,
+    SandboxSpec, SandboxState, REMOVE_ATTEMPTS,
 };
 
 use crate::{DockerDriver, DockerDriverError};
 
 /// Most log bytes kept for diagnosis.
 const MAX_LOGS: usize = 64 * 1024;
-
-fn invalid(field: &'static str, problem: impl Into<String>) -> DockerDriverError {
-    DockerDriverError::InvalidSpec {
-        field,
-        problem: problem.into(),
-    }
-}
-
-/// Checks a spec before anything is created, so a bad one changes nothing.
-fn validate(spec: &SandboxSpec) -> Result<(), DockerDriverError> {
-    let id_ok = !spec.id.is_empty()
-        && spec.id.len() <= 40
-        && !spec.id.starts_with('-')
-        && spec
-            .id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !id_ok {
-        return Err(invalid(
-            "id",
-            format!(
-                "{:?} must be 1-40 of [a-z0-9-], not starting with '-'",
-                openshell_runtime::display_value(&spec.id)
-            ),
-        ));
-    }
-    let token_ok = (16..=128).contains(&spec.token.len())
-        && spec
-            .token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if !token_ok {
-        return Err(invalid("token", "must be 16-128 of [A-Za-z0-9_-]"));
-    }
-    if spec.image.is_empty()
-        || spec
-            .image
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
-    {
-        return Err(invalid(
-            "image",
-            format!(
-                "{:?} is not an image reference",
-                openshell_runtime::display_value(&spec.image)
-            ),
-        ));
-    }
-    for (k, v) in &spec.labels {
-        if k.starts_with(LABEL_PREFIX) {
-            return Err(invalid(
-                "labels",
-                format!("{k:?} uses the reserved prefix {LABEL_PREFIX}"),
-            ));
-        }
-        if k.is_empty() || k.chars().chain(v.chars()).any(char::is_control) {
-            return Err(invalid(
-                "labels",
-                format!(
-                    "{:?} has an empty key or control characters",
-                    openshell_runtime::display_value(k)
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// The container name of a sandbox.
-pub(crate) fn container_name(id: &str) -> String {
-    format!("openshell-{id}")
-}
 
 #[async_trait]
 impl SandboxDriver for DockerDriver {
@@ -106,6 +34,10 @@ impl SandboxDriver for DockerDriver {
         &self.endpoint
     }
 
+    fn network(&self) -> &str {
+        &self.opts.network
+    }
+
     async fn gather_facts(&self) -> Result<GatheredFacts, DockerDriverError> {
         self.gather().await
     }
@@ -115,25 +47,24 @@ impl SandboxDriver for DockerDriver {
         spec: &SandboxSpec,
         route: &Route,
     ) -> Result<SandboxHandle, DockerDriverError> {
-        validate(spec)?;
+        spec.validate()
+            .map_err(|e| DockerDriverError::InvalidSpec {
+                field: e.field,
+                problem: e.problem,
+            })?;
         let docker = self.client()?;
-        let extra_hosts: Vec<String> = route
-            .extra_hosts()
-            .iter()
-            .map(|h| ExtraHost::parse(&h.to_string()).map(|h| h.to_string()))
-            .collect::<Result<_, _>>()
-            .map_err(|e| DockerDriverError::Route(e.to_string()))?;
-        let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
-        labels.insert(LABEL_MANAGED.into(), "true".into());
-        labels.insert(LABEL_SANDBOX.into(), spec.id.clone());
+        let extra_hosts =
+            extra_host_entries(route).map_err(|e| DockerDriverError::Route(e.to_string()))?;
+        let labels: HashMap<String, String> = spec.all_labels().into_iter().collect();
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: Some(spec.command.clone()),
-            env: Some(vec![
-                format!("{ENV_ENDPOINT}={}", route.sandbox_endpoint()),
-                format!("{ENV_SANDBOX_ID}={}", spec.id),
-                format!("{ENV_TOKEN}={}", spec.token),
-            ]),
+            env: Some(
+                spec.env(route)
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+            ),
             labels: Some(labels),
             host_config: Some(HostConfig {
                 extra_hosts: Some(extra_hosts),
@@ -142,7 +73,7 @@ impl SandboxDriver for DockerDriver {
             }),
             ..Default::default()
         };
-        let name = container_name(&spec.id);
+        let name = spec.container_name();
         let opts = CreateContainerOptions {
             name: Some(name.clone()),
             ..Default::default()
@@ -230,15 +161,22 @@ impl SandboxDriver for DockerDriver {
             v: true,
             ..Default::default()
         };
-        match self
-            .call(
-                "container remove",
-                docker.remove_container(&sandbox.container_id, Some(opts)),
-            )
-            .await
-        {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other,
+        let mut attempt = 1;
+        loop {
+            let removed = self
+                .call(
+                    "container remove",
+                    docker.remove_container(&sandbox.container_id, Some(opts.clone())),
+                )
+                .await;
+            match removed {
+                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) if attempt < REMOVE_ATTEMPTS && is_transient_state_error(&e.to_string()) => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+                other => return other,
+            }
         }
     }
 
@@ -312,48 +250,6 @@ impl SandboxDriver for DockerDriver {
         {
             Err(e) if e.is_not_found() => Ok(()),
             other => other,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec() -> SandboxSpec {
-        SandboxSpec {
-            id: "sb-1".into(),
-            image: "busybox:local".into(),
-            command: vec![],
-            token: "0123456789abcdef".into(),
-            labels: Default::default(),
-        }
-    }
-
-    #[test]
-    fn hostile_specs_are_refused_before_anything_is_created() {
-        assert!(validate(&spec()).is_ok());
-        type Mutation = Box<dyn Fn(&mut SandboxSpec)>;
-        let cases: Vec<Mutation> = vec![
-            Box::new(|s| s.id = "Upper".into()),
-            Box::new(|s| s.id = "a/b".into()),
-            Box::new(|s| s.id = "-x".into()),
-            Box::new(|s| s.id = "x".repeat(41)),
-            Box::new(|s| s.token = "short".into()),
-            Box::new(|s| s.token = "0123456789abcdef\n".into()),
-            Box::new(|s| s.image = "a b".into()),
-            Box::new(|s| {
-                s.labels
-                    .insert("io.openshell.managed".into(), "false".into());
-            }),
-            Box::new(|s| {
-                s.labels.insert("k".into(), "v\nx".into());
-            }),
-        ];
-        for (i, mutate) in cases.iter().enumerate() {
-            let mut s = spec();
-            mutate(&mut s);
-            assert!(validate(&s).is_err(), "case {i} accepted");
         }
     }
 }

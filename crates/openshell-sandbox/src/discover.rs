@@ -1,12 +1,39 @@
 //! Trying discovery candidates: shared by both drivers, whose candidate lists differ.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
 
 use crate::raw;
 use crate::{Candidate, CandidateOutcome, Discovery};
+
+/// The environment discovery reads, gathered once at the edge so tests can fake it.
+#[derive(Debug, Clone, Default)]
+pub struct DiscoveryEnv {
+    /// Environment variables.
+    pub vars: BTreeMap<String, String>,
+    /// The user's home directory.
+    pub home: Option<PathBuf>,
+}
+
+impl DiscoveryEnv {
+    /// The process's own environment.
+    pub fn from_process() -> DiscoveryEnv {
+        let vars: BTreeMap<String, String> = std::env::vars().collect();
+        let home = vars.get("HOME").map(PathBuf::from);
+        DiscoveryEnv { vars, home }
+    }
+
+    /// A variable, treating empty as unset.
+    pub fn var(&self, k: &str) -> Option<&str> {
+        self.vars
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
 
 /// Tries the candidates in order; the first engine that answers `/_ping` is chosen. A remote
 /// endpoint named by the user is chosen without being probed here.

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use openshell_runtime::consts::{LABEL_MANAGED, LABEL_PREFIX, LABEL_SANDBOX};
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::{Facts, Route};
 use serde::Serialize;
@@ -75,6 +76,126 @@ pub struct SandboxSpec {
     pub labels: BTreeMap<String, String>,
 }
 
+/// Why a sandbox spec was refused (before anything was created).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid sandbox {field}: {problem}")]
+pub struct SpecError {
+    /// Which field.
+    pub field: &'static str,
+    /// What is wrong, naming the value.
+    pub problem: String,
+}
+
+fn invalid(field: &'static str, problem: impl Into<String>) -> SpecError {
+    SpecError {
+        field,
+        problem: problem.into(),
+    }
+}
+
+impl SandboxSpec {
+    /// Checks the spec, so that a bad one changes nothing on the engine.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let shown = openshell_runtime::display_value;
+        let id_ok = !self.id.is_empty()
+            && self.id.len() <= 40
+            && !self.id.starts_with('-')
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !id_ok {
+            return Err(invalid(
+                "id",
+                format!(
+                    "{:?} must be 1-40 of [a-z0-9-], not starting with '-'",
+                    shown(&self.id)
+                ),
+            ));
+        }
+        let token_ok = (16..=128).contains(&self.token.len())
+            && self
+                .token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !token_ok {
+            return Err(invalid("token", "must be 16-128 of [A-Za-z0-9_-]"));
+        }
+        if self.image.is_empty()
+            || self
+                .image
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "image",
+                format!("{:?} is not an image reference", shown(&self.image)),
+            ));
+        }
+        for (k, v) in &self.labels {
+            if k.starts_with(LABEL_PREFIX) {
+                return Err(invalid(
+                    "labels",
+                    format!("{k:?} uses the reserved prefix {LABEL_PREFIX}"),
+                ));
+            }
+            if k.is_empty() || k.chars().chain(v.chars()).any(char::is_control) {
+                return Err(invalid(
+                    "labels",
+                    format!("{:?} has an empty key or control characters", shown(k)),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The container's name.
+    pub fn container_name(&self) -> String {
+        format!("openshell-{}", self.id)
+    }
+
+    /// The labels the container carries: the caller's plus ours.
+    pub fn all_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        labels.insert(LABEL_MANAGED.into(), "true".into());
+        labels.insert(LABEL_SANDBOX.into(), self.id.clone());
+        labels
+    }
+
+    /// The environment handed to the sandbox: where to call, who it is, its token.
+    pub fn env(&self, route: &Route) -> Vec<(String, String)> {
+        vec![
+            (ENV_ENDPOINT.into(), route.sandbox_endpoint()),
+            (ENV_SANDBOX_ID.into(), self.id.clone()),
+            (ENV_TOKEN.into(), self.token.clone()),
+        ]
+    }
+}
+
+/// The route's extra-hosts entries as `name:value` strings, each validated again.
+pub fn extra_host_entries(route: &Route) -> Result<Vec<String>, openshell_runtime::ExtraHostError> {
+    route
+        .extra_hosts()
+        .iter()
+        .map(|h| openshell_runtime::ExtraHost::parse(&h.to_string()).map(|h| h.to_string()))
+        .collect()
+}
+
+/// How many times a removal is tried when the engine reports a passing state conflict.
+pub const REMOVE_ATTEMPTS: u32 = 4;
+
+/// Whether an engine error is a passing state conflict worth retrying: Podman 4.3 answers a
+/// forced removal that races the container's own exit with "container state improper".
+pub fn is_transient_state_error(message: &str) -> bool {
+    [
+        "state improper",
+        "removal of container",
+        "is already in progress",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
 /// A sandbox container of ours.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SandboxHandle {
@@ -122,6 +243,9 @@ pub trait SandboxDriver: Send + Sync {
     /// The engine endpoint in use.
     fn endpoint(&self) -> &Endpoint;
 
+    /// The sandbox network's name.
+    fn network(&self) -> &str;
+
     /// Gathers facts from the engine and the host, creating the sandbox network when missing.
     async fn gather_facts(&self) -> Result<GatheredFacts, Self::Error>;
 
@@ -150,4 +274,46 @@ pub trait SandboxDriver: Send + Sync {
 
     /// Removes the sandbox network if we created it and nothing uses it.
     async fn remove_network(&self) -> Result<(), Self::Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SandboxSpec {
+        SandboxSpec {
+            id: "sb-1".into(),
+            image: "busybox:local".into(),
+            command: vec![],
+            token: "0123456789abcdef".into(),
+            labels: Default::default(),
+        }
+    }
+
+    #[test]
+    fn hostile_specs_are_refused_before_anything_is_created() {
+        assert!(spec().validate().is_ok());
+        type Mutation = Box<dyn Fn(&mut SandboxSpec)>;
+        let cases: Vec<Mutation> = vec![
+            Box::new(|s| s.id = "Upper".into()),
+            Box::new(|s| s.id = "a/b".into()),
+            Box::new(|s| s.id = "-x".into()),
+            Box::new(|s| s.id = "x".repeat(41)),
+            Box::new(|s| s.token = "short".into()),
+            Box::new(|s| s.token = "0123456789abcdef\n".into()),
+            Box::new(|s| s.image = "a b".into()),
+            Box::new(|s| {
+                s.labels
+                    .insert("io.openshell.managed".into(), "false".into());
+            }),
+            Box::new(|s| {
+                s.labels.insert("k".into(), "v\nx".into());
+            }),
+        ];
+        for (i, mutate) in cases.iter().enumerate() {
+            let mut s = spec();
+            mutate(&mut s);
+            assert!(s.validate().is_err(), "case {i} accepted");
+        }
+    }
 }

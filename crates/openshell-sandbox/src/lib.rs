@@ -10,10 +10,11 @@ mod host;
 mod listener;
 pub mod raw;
 
-pub use discover::probe_candidates;
+pub use discover::{probe_candidates, DiscoveryEnv};
 pub use driver::{
-    sandbox_command, Candidate, CandidateOutcome, Discovery, GatheredFacts, SandboxDriver,
-    SandboxHandle, SandboxSpec, SandboxState, ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN,
+    extra_host_entries, is_transient_state_error, sandbox_command, Candidate, CandidateOutcome,
+    Discovery, GatheredFacts, SandboxDriver, SandboxHandle, SandboxSpec, SandboxState, SpecError,
+    ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN, REMOVE_ATTEMPTS,
 };
 pub use host::{host_facts, HostFacts};
 pub use listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};

@@ -1,0 +1,304 @@
+//! Where Podman is, in Podman's own order.
+//!
+//! Explicit endpoint, `CONTAINER_HOST`, `CONTAINER_CONNECTION` (a named connection), the default
+//! connection in `podman-connections.json` (`PODMAN_CONNECTIONS_CONF`), containers.conf's
+//! `[engine] active_service` / `service_destinations`, then the rootless socket
+//! (`$XDG_RUNTIME_DIR/podman/podman.sock`), the rootful one (`/run/podman/podman.sock`) and the
+//! machine sockets. A user-named endpoint is the only candidate, as in Podman.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use openshell_runtime::facts::Endpoint;
+use openshell_sandbox::{probe_candidates, Discovery, DiscoveryEnv};
+
+use crate::PodmanDriverError;
+
+/// Podman's discovery reads the same kind of environment as Docker's.
+pub type PodmanEnv = DiscoveryEnv;
+
+fn parse(raw: &str, source: &str) -> Result<Endpoint, PodmanDriverError> {
+    Endpoint::parse(raw).map_err(|e| {
+        PodmanDriverError::Discovery(format!("{source} names an invalid endpoint: {e}"))
+    })
+}
+
+fn config_home(env: &PodmanEnv) -> Option<PathBuf> {
+    env.var("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| env.home.as_ref().map(|h| h.join(".config")))
+}
+
+/// `(name, uri, is_default)` from `podman-connections.json`.
+fn connections_file(env: &PodmanEnv) -> Vec<(String, String, bool)> {
+    let path = env
+        .var("PODMAN_CONNECTIONS_CONF")
+        .map(PathBuf::from)
+        .or_else(|| config_home(env).map(|c| c.join("containers/podman-connections.json")));
+    let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) else {
+        return Vec::new();
+    };
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let default = doc
+        .pointer("/Connection/Default")
+        .and_then(|d| d.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let Some(conns) = doc
+        .pointer("/Connection/Connections")
+        .and_then(|c| c.as_object())
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String, bool)> = conns
+        .iter()
+        .filter_map(|(name, c)| {
+            Some((
+                name.clone(),
+                c.get("URI")?.as_str()?.to_string(),
+                *name == default,
+            ))
+        })
+        .collect();
+    out.sort_by_key(|(n, _, d)| (!d, n.clone()));
+    out
+}
+
+/// `(name, uri, is_active)` from containers.conf files (later files override earlier ones).
+fn service_destinations(env: &PodmanEnv) -> Vec<(String, String, bool)> {
+    let mut files: Vec<PathBuf> = vec![
+        "/usr/share/containers/containers.conf".into(),
+        "/etc/containers/containers.conf".into(),
+    ];
+    if let Some(c) = config_home(env) {
+        files.push(c.join("containers/containers.conf"));
+    }
+    if let Some(c) = env.var("CONTAINERS_CONF") {
+        files = vec![PathBuf::from(c)];
+    }
+    let mut active = String::new();
+    let mut dests: Vec<(String, String)> = Vec::new();
+    for f in files {
+        let Some(doc) = std::fs::read_to_string(&f)
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok())
+        else {
+            continue;
+        };
+        let Some(engine) = doc.get("engine").and_then(|e| e.as_table()) else {
+            continue;
+        };
+        if let Some(a) = engine.get("active_service").and_then(|a| a.as_str()) {
+            active = a.to_string();
+        }
+        if let Some(sd) = engine
+            .get("service_destinations")
+            .and_then(|s| s.as_table())
+        {
+            for (name, d) in sd {
+                if let Some(uri) = d.get("uri").and_then(|u| u.as_str()) {
+                    dests.retain(|(n, _)| n != name);
+                    dests.push((name.clone(), uri.to_string()));
+                }
+            }
+        }
+    }
+    let mut out: Vec<(String, String, bool)> = dests
+        .into_iter()
+        .map(|(n, u)| {
+            let a = n == active;
+            (n, u, a)
+        })
+        .collect();
+    out.sort_by_key(|(n, _, a)| (!a, n.clone()));
+    out
+}
+
+fn machine_sockets(env: &PodmanEnv) -> Vec<(Endpoint, String)> {
+    let mut out = Vec::new();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(home) = &env.home {
+        dirs.push(home.join(".local/share/containers/podman/machine"));
+    }
+    if let Some(tmp) = env.var("TMPDIR") {
+        dirs.push(Path::new(tmp).join("podman"));
+    }
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = rd
+            .flatten()
+            .flat_map(|e| {
+                let p = e.path();
+                if p.is_dir() {
+                    vec![p.join("podman.sock")]
+                } else {
+                    vec![p]
+                }
+            })
+            .filter(|p| p.to_string_lossy().ends_with(".sock") && p.exists())
+            .collect();
+        found.sort();
+        out.extend(found.into_iter().map(|p| {
+            (
+                Endpoint::Unix {
+                    path: p.display().to_string(),
+                },
+                "well-known: Podman machine".to_string(),
+            )
+        }));
+    }
+    out.push((
+        Endpoint::Npipe {
+            path: "//./pipe/podman-machine-default".into(),
+        },
+        "well-known: Podman machine (Windows)".into(),
+    ));
+    out
+}
+
+/// The candidates in order, without touching any of them.
+pub fn candidates(
+    explicit: Option<&str>,
+    env: &PodmanEnv,
+) -> Result<Vec<(Endpoint, String)>, PodmanDriverError> {
+    if let Some(e) = explicit {
+        return Ok(vec![(parse(e, "--endpoint")?, "--endpoint".into())]);
+    }
+    if let Some(h) = env.var("CONTAINER_HOST") {
+        return Ok(vec![(parse(h, "CONTAINER_HOST")?, "CONTAINER_HOST".into())]);
+    }
+    let conns = connections_file(env);
+    let dests = service_destinations(env);
+    if let Some(name) = env.var("CONTAINER_CONNECTION") {
+        let uri = conns
+            .iter()
+            .chain(dests.iter())
+            .find(|(n, _, _)| n == name)
+            .map(|(_, u, _)| u.clone())
+            .ok_or_else(|| PodmanDriverError::Discovery(format!("CONTAINER_CONNECTION names {:?}, which no podman-connections.json or containers.conf defines", openshell_runtime::display_value(name))))?;
+        return Ok(vec![(
+            parse(&uri, "CONTAINER_CONNECTION")?,
+            format!("connection {name} (CONTAINER_CONNECTION)"),
+        )]);
+    }
+    if let Some((name, uri, _)) = conns.iter().find(|(_, _, d)| *d) {
+        return Ok(vec![(
+            parse(uri, "podman-connections.json")?,
+            format!("connection {name} (podman-connections.json default)"),
+        )]);
+    }
+    if let Some((name, uri, _)) = dests.iter().find(|(_, _, a)| *a).or(dests.first()) {
+        return Ok(vec![(
+            parse(uri, "containers.conf")?,
+            format!("service destination {name} (containers.conf)"),
+        )]);
+    }
+    let mut out = Vec::new();
+    if let Some(xdg) = env.var("XDG_RUNTIME_DIR") {
+        out.push((
+            Endpoint::Unix {
+                path: Path::new(xdg)
+                    .join("podman/podman.sock")
+                    .display()
+                    .to_string(),
+            },
+            "well-known: Podman (rootless)".to_string(),
+        ));
+    }
+    out.push((
+        Endpoint::Unix {
+            path: "/run/podman/podman.sock".into(),
+        },
+        "well-known: Podman (rootful)".into(),
+    ));
+    out.extend(machine_sockets(env));
+    Ok(out)
+}
+
+/// Lists the candidates, then tries them in order.
+pub async fn discover(
+    explicit: Option<&str>,
+    env: &PodmanEnv,
+    timeout: Duration,
+) -> Result<Discovery, PodmanDriverError> {
+    Ok(probe_candidates(candidates(explicit, env)?, timeout).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)], home: &Path) -> PodmanEnv {
+        PodmanEnv {
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            home: Some(home.to_path_buf()),
+        }
+    }
+
+    fn first(c: &[(Endpoint, String)]) -> String {
+        c.first()
+            .map(|(e, s)| format!("{s}={e}"))
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn follows_podmans_order() {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let h = home.path();
+        let c = |vars: &[(&str, &str)]| {
+            candidates(None, &env(vars, h)).unwrap_or_else(|e| panic!("{e}"))
+        };
+        // Nothing configured: rootless socket, then rootful, then machines.
+        let plain = c(&[("XDG_RUNTIME_DIR", "/run/user/1000")]);
+        assert_eq!(
+            first(&plain),
+            "well-known: Podman (rootless)=unix:///run/user/1000/podman/podman.sock"
+        );
+        assert!(plain
+            .iter()
+            .any(|(_, s)| s == "well-known: Podman (rootful)"));
+
+        std::fs::create_dir_all(h.join(".config/containers")).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            h.join(".config/containers/containers.conf"),
+            "[engine]\nactive_service = \"box\"\n[engine.service_destinations.box]\nuri = \"ssh://me@10.0.0.9/run/podman/podman.sock\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            first(&c(&[])),
+            "service destination box (containers.conf)=ssh://10.0.0.9/run/podman/podman.sock"
+        );
+
+        std::fs::write(
+            h.join(".config/containers/podman-connections.json"),
+            r#"{"Connection":{"Default":"podman-machine-default","Connections":{"podman-machine-default":{"URI":"ssh://core@127.0.0.1:52641/run/user/501/podman/podman.sock","IsMachine":true},"other":{"URI":"unix:///tmp/other.sock"}}}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first(&c(&[])), "connection podman-machine-default (podman-connections.json default)=ssh://127.0.0.1:52641/run/user/501/podman/podman.sock");
+        assert_eq!(
+            first(&c(&[("CONTAINER_CONNECTION", "other")])),
+            "connection other (CONTAINER_CONNECTION)=unix:///tmp/other.sock"
+        );
+        assert!(candidates(None, &env(&[("CONTAINER_CONNECTION", "nope")], h)).is_err());
+        assert_eq!(
+            first(&c(&[
+                ("CONTAINER_HOST", "unix:///x.sock"),
+                ("CONTAINER_CONNECTION", "other")
+            ])),
+            "CONTAINER_HOST=unix:///x.sock"
+        );
+        let explicit = candidates(
+            Some("tcp://localhost:8080"),
+            &env(&[("CONTAINER_HOST", "unix:///x.sock")], h),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(first(&explicit), "--endpoint=tcp://localhost:8080");
+    }
+}
