@@ -151,12 +151,14 @@ fn machine_sockets(env: &PodmanEnv) -> Vec<(Endpoint, String)> {
             )
         }));
     }
-    out.push((
-        Endpoint::Npipe {
-            path: "//./pipe/podman-machine-default".into(),
-        },
-        "well-known: Podman machine (Windows)".into(),
-    ));
+    if openshell_sandbox::current_os() == openshell_runtime::HostOs::Windows {
+        out.push((
+            Endpoint::Npipe {
+                path: "//./pipe/podman-machine-default".into(),
+            },
+            "well-known: Podman machine (Windows)".into(),
+        ));
+    }
     out
 }
 

@@ -7,6 +7,7 @@
 
 mod bundled;
 mod config;
+mod live;
 mod report;
 
 use std::io::Read as _;
@@ -18,11 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use openshell_runtime::{decide, signals, Facts, Registry, RouteContext};
 
 use crate::config::{default_config_path, gather, Flags};
-use crate::report::{candidates_text, Report};
-use openshell_driver_docker::{
-    discover, DiscoveryEnv, DockerDriver, DockerDriverError, DockerOptions,
-};
-use openshell_sandbox::{Candidate, SandboxDriver};
+use crate::report::Report;
 
 /// Largest facts file read: real captures are a few KiB.
 const MAX_FACTS_BYTES: u64 = 16 * 1024 * 1024;
@@ -39,9 +36,11 @@ struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum Driver {
+pub(crate) enum Driver {
     /// The Docker API (Docker Engine, Desktop, Colima, OrbStack, Podman's compatible service).
     Docker,
+    /// Podman's libpod API.
+    Podman,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -58,9 +57,9 @@ enum Command {
         /// Facts file (see docs/facts-format.md); without it, the live engine is asked.
         #[arg(long, value_name = "FILE", conflicts_with_all = ["endpoint", "dump_facts"])]
         facts: Option<PathBuf>,
-        /// Live mode: which driver talks to the engine.
-        #[arg(long, value_enum, default_value = "docker")]
-        driver: Driver,
+        /// Live mode: which driver talks to the engine (default: the first engine discovery finds).
+        #[arg(long, value_enum)]
+        driver: Option<Driver>,
         /// Live mode: engine endpoint (unix://, tcp://, ssh://); default: discovery.
         #[arg(long, value_name = "URL")]
         endpoint: Option<String>,
@@ -104,12 +103,12 @@ enum Command {
 }
 
 /// A failure with its exit code.
-struct Fail {
-    code: u8,
-    message: String,
+pub(crate) struct Fail {
+    pub(crate) code: u8,
+    pub(crate) message: String,
 }
 
-fn usage(message: impl Into<String>) -> Fail {
+pub(crate) fn usage(message: impl Into<String>) -> Fail {
     Fail {
         code: 2,
         message: message.into(),
@@ -121,7 +120,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect {
             facts,
-            driver: Driver::Docker,
+            driver,
             endpoint,
             dump_facts,
             network,
@@ -137,6 +136,7 @@ fn main() -> ExitCode {
             source: match facts {
                 Some(path) => Source::File(path),
                 None => Source::Live {
+                    driver,
                     endpoint,
                     dump_facts,
                     network,
@@ -167,6 +167,7 @@ fn main() -> ExitCode {
 enum Source {
     File(PathBuf),
     Live {
+        driver: Option<Driver>,
         endpoint: Option<String>,
         dump_facts: Option<PathBuf>,
         network: String,
@@ -204,57 +205,6 @@ fn read_facts(path: &PathBuf) -> Result<String, Fail> {
     Ok(text)
 }
 
-/// Live mode: discovery, connection, facts. Exit 3 when no engine answers anywhere.
-fn live_facts(
-    endpoint: Option<&str>,
-    dump: Option<&PathBuf>,
-    network: &str,
-    timeout: Duration,
-) -> Result<(Facts, Vec<Candidate>), Fail> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Fail {
-            code: 1,
-            message: format!("cannot start the async runtime: {e}"),
-        })?;
-    runtime.block_on(async {
-        let env = DiscoveryEnv::from_process();
-        let found = discover(endpoint, &env, timeout)
-            .await
-            .map_err(|e| usage(e.to_string()))?;
-        let Some(chosen) = found.chosen.clone() else {
-            return Err(Fail {
-                code: 3,
-                message: format!(
-                    "no container engine answered; looked at:\n{}",
-                    candidates_text(&found.candidates)
-                ),
-            });
-        };
-        let opts = DockerOptions {
-            network: network.to_string(),
-            timeout,
-            host: None,
-        };
-        let fail = |e: DockerDriverError| Fail {
-            code: 1,
-            message: e.to_string(),
-        };
-        let driver = DockerDriver::connect(chosen, opts).await.map_err(fail)?;
-        let gathered = driver.gather_facts().await.map_err(fail)?;
-        if let Some(path) = dump {
-            let text = to_json(&gathered.document)?;
-            std::fs::write(path, text + "\n").map_err(|e| Fail {
-                code: 1,
-                message: format!("cannot write {}: {e}", path.display()),
-            })?;
-        }
-        Ok((gathered.facts, found.candidates))
-    })
-}
-
 fn detect(args: DetectArgs) -> Result<u8, Fail> {
     let (mut facts, candidates) = match &args.source {
         Source::File(path) => {
@@ -264,14 +214,20 @@ fn detect(args: DetectArgs) -> Result<u8, Fail> {
             (facts, None)
         }
         Source::Live {
+            driver,
             endpoint,
             dump_facts,
             network,
             timeout,
         } => {
-            let (facts, c) =
-                live_facts(endpoint.as_deref(), dump_facts.as_ref(), network, *timeout)?;
-            (facts, Some(c))
+            let found = live::run(live::LiveArgs {
+                driver: *driver,
+                endpoint: endpoint.as_deref(),
+                dump: dump_facts.as_ref(),
+                network,
+                timeout: *timeout,
+            })?;
+            (found.facts, Some((found.candidates, found.driver)))
         }
     };
     let env = |k: &str| std::env::var(k).ok();
@@ -308,7 +264,10 @@ fn detect(args: DetectArgs) -> Result<u8, Fail> {
     };
     let decision = decide(&Registry::builtin(), &facts, &ctx);
     let mut report = Report::new(&decision, &facts.warnings, &settings);
-    report.endpoint_candidates = candidates.as_deref();
+    if let Some((c, driver)) = &candidates {
+        report.endpoint_candidates = Some(c);
+        report.driver = Some(driver);
+    }
     match args.output {
         Output::Text => print!("{}", report.text()),
         Output::Json => println!("{}", to_json(&report)?),
@@ -316,7 +275,7 @@ fn detect(args: DetectArgs) -> Result<u8, Fail> {
     Ok(if decision.route.is_ok() { 0 } else { 4 })
 }
 
-fn to_json(v: &impl serde::Serialize) -> Result<String, Fail> {
+pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<String, Fail> {
     serde_json::to_string_pretty(v).map_err(|e| Fail {
         code: 1,
         message: format!("cannot render JSON: {e}"),

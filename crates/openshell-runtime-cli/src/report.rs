@@ -45,6 +45,9 @@ pub struct Report<'a> {
     /// Live mode: where discovery looked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint_candidates: Option<&'a [Candidate]>,
+    /// Live mode: which driver spoke to the engine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<&'a str>,
 }
 
 impl<'a> Report<'a> {
@@ -74,12 +77,16 @@ impl<'a> Report<'a> {
             settings,
             error: decision.route.as_ref().err().map(ToString::to_string),
             endpoint_candidates: None,
+            driver: None,
         }
     }
 
     /// The text a person reads.
     pub fn text(&self) -> String {
         let mut s = String::new();
+        if let Some(driver) = self.driver {
+            let _ = writeln!(s, "driver:     {driver}");
+        }
         if let Some(cands) = self.endpoint_candidates {
             let _ = writeln!(s, "engine endpoints tried:");
             let _ = write!(s, "{}", candidates_text(cands));

@@ -180,9 +180,10 @@ fn matrix_decides_every_bundled_capture_as_recorded() {
 /// Live: the done-when of the Docker driver issue, through the binary.
 #[test]
 fn live_detect_against_dockerd_and_podman() {
-    for (sock, runtime, cli) in [
-        ("/var/run/docker.sock", "native-docker", "docker"),
-        ("/run/podman/podman.sock", "podman", "podman"),
+    for (sock, runtime, cli, driver) in [
+        ("/var/run/docker.sock", "native-docker", "docker", "docker"),
+        ("/run/podman/podman.sock", "podman", "podman", "docker"),
+        ("/run/podman/podman.sock", "podman", "podman", "podman"),
     ] {
         if !Path::new(sock).exists() {
             assert!(
@@ -192,13 +193,15 @@ fn live_detect_against_dockerd_and_podman() {
             eprintln!("SKIPPED (no engine at {sock}): run scripts/engines.sh as root");
             continue;
         }
-        let network = format!("openshell-cli-{}-{cli}", std::process::id());
+        let network = format!("openshell-cli-{}-{cli}-{driver}", std::process::id());
         let dump = std::env::temp_dir().join(format!("{network}.json"));
         let out = run(&[
             "detect",
             "--no-config",
             "-o",
             "json",
+            "--driver",
+            driver,
             "--endpoint",
             &format!("unix://{sock}"),
             "--network",
@@ -214,6 +217,7 @@ fn live_detect_against_dockerd_and_podman() {
             String::from_utf8_lossy(&out.stderr)
         );
         let v = json(&out);
+        assert_eq!(v["driver"], driver);
         assert_eq!(v["runtime"], runtime);
         assert_eq!(v["openshell_host"], v["bind"], "{v}");
         assert_ne!(v["openshell_host"], "host-gateway");
@@ -234,6 +238,7 @@ fn live_detect_against_dockerd_and_podman() {
         let _ = std::fs::remove_file(&dump);
         let ipam_gw = doc
             .pointer("/network/IPAM/Config/0/Gateway")
+            .or_else(|| doc.pointer("/network/subnets/0/gateway"))
             .and_then(|g| g.as_str())
             .unwrap_or_default();
         assert_eq!(

@@ -49,7 +49,7 @@ pub fn podman_evidence(facts: &Facts) -> Vec<Evidence> {
         ev.push(Evidence::new(
             "info",
             &facts.info.podman_only_fields.join(","),
-            "fields only Podman's compat /info reports",
+            "fields only Podman reports in /info",
         ));
     }
     ev

@@ -18,7 +18,14 @@ pub struct HostFacts {
 /// Reads the host's facts. Sends no traffic: the default route comes from the kernel's routing
 /// table and the address from the interface list.
 pub fn host_facts() -> HostFacts {
-    let os = if cfg!(target_os = "linux") {
+    let os = current_os();
+    let ipv4 = default_route_interface().and_then(|ifname| interface_ipv4(&ifname));
+    HostFacts { os, ipv4 }
+}
+
+/// The OS this process runs on.
+pub fn current_os() -> HostOs {
+    if cfg!(target_os = "linux") {
         HostOs::Linux
     } else if cfg!(target_os = "macos") {
         HostOs::Macos
@@ -26,9 +33,7 @@ pub fn host_facts() -> HostFacts {
         HostOs::Windows
     } else {
         HostOs::Other(std::env::consts::OS.to_string())
-    };
-    let ipv4 = default_route_interface().and_then(|ifname| interface_ipv4(&ifname));
-    HostFacts { os, ipv4 }
+    }
 }
 
 /// The interface of the IPv4 default route, from `/proc/net/route` (Linux only).
