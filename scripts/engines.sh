@@ -17,6 +17,7 @@ command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
 command -v slirp4netns >/dev/null 2>&1 || need_pkgs+=(slirp4netns)
 command -v newuidmap >/dev/null 2>&1 || need_pkgs+=(uidmap)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+command -v runuser >/dev/null 2>&1 || need_pkgs+=(util-linux)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     log "missing packages ${need_pkgs[*]} and not root: install them with apt-get"

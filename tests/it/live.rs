@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use openshell_driver_docker::{DockerDriver, DockerOptions};
 use openshell_driver_podman::{PodmanDriver, PodmanOptions};
-use openshell_runtime::{decide, HostTarget, Registry, Route, RouteContext};
+use openshell_runtime::{decide, Exposure, HostTarget, Registry, Route, RouteContext};
 use openshell_sandbox::{
     sandbox_command, CallbackListener, ListenerError, ListenerOptions, SandboxDriver, SandboxSpec,
     SandboxState,
@@ -129,7 +129,7 @@ fn spec<D>(ctx: &Ctx<D>, attempts: u32) -> SandboxSpec {
 pub async fn callback_end_to_end<D: SandboxDriver + 'static>(engine: &Engine, driver: D) {
     run(engine, driver, |ctx| async move {
         let route = decide_live(ctx).await;
-        if ctx.engine.cli == "podman" {
+        if ctx.engine.podman {
             assert_ne!(
                 route.openshell_host,
                 HostTarget::HostGateway,
@@ -141,9 +141,10 @@ pub async fn callback_end_to_end<D: SandboxDriver + 'static>(engine: &Engine, dr
             .unwrap_or_else(|e| panic!("{e}"));
         // Netavark creates a network's bridge only when its first container starts: on a fresh
         // Podman network the address is bound before it exists. dockerd creates it up front.
+        let fresh_netavark_bridge = ctx.engine.podman && route.exposure == Exposure::Bridge;
         assert_eq!(
             listener.used_freebind(),
-            ctx.engine.cli == "podman",
+            fresh_netavark_bridge,
             "bridge presence on a fresh network"
         );
         let route = listener.route().clone();
@@ -189,9 +190,14 @@ pub async fn misbound_gateway_gets_no_callback<D: SandboxDriver + 'static>(
 ) {
     run(engine, driver, |ctx| async move {
         let mut route = decide_live(ctx).await;
-        let loopback = "127.0.0.1".parse().unwrap_or_else(|_| unreachable!());
-        assert_ne!(route.bind, Some(loopback));
-        route.bind = Some(loopback);
+        // Somewhere the route does not lead: loopback, or another loopback address when the
+        // route itself is loopback (10.0.2.2 lands on 127.0.0.1 only).
+        let elsewhere = if route.bind.is_some_and(|b| b.is_loopback()) {
+            "127.0.0.2"
+        } else {
+            "127.0.0.1"
+        };
+        route.bind = Some(elsewhere.parse().unwrap_or_else(|_| unreachable!()));
         let mut listener = CallbackListener::bind(&route, ListenerOptions::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -280,16 +286,18 @@ macro_rules! live_scenarios {
 }
 
 live_scenarios! {
-    dockerd => openshell_tests::live::DOCKERD, docker;
-    podman_docker_api => openshell_tests::live::PODMAN, docker;
-    podman_libpod => openshell_tests::live::PODMAN, podman;
+    dockerd => openshell_tests::live::dockerd(), docker;
+    podman_docker_api => openshell_tests::live::podman(), docker;
+    podman_libpod => openshell_tests::live::podman(), podman;
+    podman_rootless_docker_api => openshell_tests::live::podman_rootless(), docker;
+    podman_rootless_libpod => openshell_tests::live::podman_rootless(), podman;
 }
 
 /// Why the route for Podman 4.3 never says `host-gateway`: its Docker-compatible API accepts the
 /// word at create time and writes it verbatim into /etc/hosts, so the name never resolves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn podman_4_3_writes_host_gateway_verbatim() {
-    let engine = openshell_tests::live::PODMAN;
+    let engine = openshell_tests::live::podman();
     if !engine.available() {
         return;
     }
@@ -329,7 +337,7 @@ async fn podman_4_3_writes_host_gateway_verbatim() {
 /// through libpod gives the same route and the same extra hosts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_drivers_decide_the_same_for_the_same_podman() {
-    let engine = openshell_tests::live::PODMAN;
+    let engine = openshell_tests::live::podman();
     if !engine.available() {
         return;
     }
@@ -390,6 +398,49 @@ async fn both_drivers_decide_the_same_for_the_same_podman() {
         !live::exists(&engine, "network", &network),
         "network {network} left behind"
     );
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Rootless Podman without the loopback setting: detected with its helper as evidence, and the
+/// route is the host's primary (LAN-facing) address, flagged as such. No traffic is sent: tests
+/// never target that address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rootless_podman_without_loopback_routes_to_the_primary_address() {
+    let engine = openshell_tests::live::podman_rootless();
+    if !engine.available() {
+        return;
+    }
+    let p = podman(&engine).await;
+    let outcome = AssertUnwindSafe(async {
+        let g = p.gather_facts().await.unwrap_or_else(|e| panic!("{e}"));
+        let d = decide(&Registry::builtin(), &g.facts, &RouteContext::default());
+        let w = d
+            .detection
+            .winner
+            .as_ref()
+            .unwrap_or_else(|| panic!("not detected"));
+        assert_eq!(d.runtime_id(), Some("podman-rootless"));
+        assert!(
+            w.evidence.iter().any(|e| e.meaning.contains("slirp4netns")),
+            "{:?}",
+            w.evidence
+        );
+        match (d.route, g.facts.host_ipv4) {
+            (Ok(route), Some(ip)) => {
+                assert_eq!(route.openshell_host, HostTarget::Ip(ip.into()));
+                assert_eq!(route.bind, Some(ip.into()));
+                assert_eq!(route.exposure, Exposure::Lan);
+                assert!(route.notes.iter().any(|n| n.contains("LAN-facing")));
+            }
+            (Err(e), None) => assert!(e.to_string().contains("allow_host_loopback=true"), "{e}"),
+            (other, ip) => panic!("unexpected {other:?} with host_ipv4 {ip:?}"),
+        }
+    })
+    .catch_unwind()
+    .await;
+    let _ = p.remove_network().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

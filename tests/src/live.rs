@@ -18,47 +18,98 @@ pub const LIVE_ENV: &str = "OPENSHELL_LIVE";
 pub struct Engine {
     /// Short name for messages.
     pub name: &'static str,
-    /// Its Docker-API socket.
-    pub socket: &'static str,
-    /// The CLI that imports images into it.
-    pub cli: &'static str,
+    /// Its API socket.
+    pub socket: String,
+    /// The CLI command (with any prefix to run it as the engine's user) that imports images.
+    pub cli: Vec<String>,
+    /// Whether it is Podman.
+    pub podman: bool,
     /// The runtime id the policy must report.
     pub runtime: &'static str,
+    /// The operator setting this engine was configured with: slirp4netns maps 10.0.2.2 to the
+    /// host's loopback (`allow_host_loopback=true` in the user's containers.conf).
+    pub rootless_host_loopback: bool,
 }
 
 /// Debian's dockerd.
-pub const DOCKERD: Engine = Engine {
-    name: "dockerd",
-    socket: "/var/run/docker.sock",
-    cli: "docker",
-    runtime: "native-docker",
-};
+pub fn dockerd() -> Engine {
+    Engine {
+        name: "dockerd",
+        socket: "/var/run/docker.sock".into(),
+        cli: vec!["docker".into()],
+        podman: false,
+        runtime: "native-docker",
+        rootless_host_loopback: false,
+    }
+}
+
 /// Rootful Podman's service (Docker-compatible API and libpod on one socket).
-pub const PODMAN: Engine = Engine {
-    name: "podman",
-    socket: "/run/podman/podman.sock",
-    cli: "podman",
-    runtime: "podman",
-};
+pub fn podman() -> Engine {
+    Engine {
+        name: "podman",
+        socket: "/run/podman/podman.sock".into(),
+        cli: vec!["podman".into()],
+        podman: true,
+        runtime: "podman",
+        rootless_host_loopback: false,
+    }
+}
+
+/// The unprivileged user `scripts/rootless-podman.sh` creates.
+pub const ROOTLESS_USER: &str = "openshell-rootless";
+
+/// Rootless Podman, served by [`ROOTLESS_USER`] (set up by `scripts/rootless-podman.sh`).
+pub fn podman_rootless() -> Engine {
+    let uid = Command::new("id")
+        .args(["-u", ROOTLESS_USER])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "missing-user".into());
+    let runtime_dir = format!("/run/user/{uid}");
+    Engine {
+        name: "rootless podman",
+        socket: format!("{runtime_dir}/podman/podman.sock"),
+        cli: ["runuser", "-u", ROOTLESS_USER, "--", "env"]
+            .into_iter()
+            .map(String::from)
+            .chain([
+                format!("HOME=/home/{ROOTLESS_USER}"),
+                format!("XDG_RUNTIME_DIR={runtime_dir}"),
+                "podman".into(),
+            ])
+            .collect(),
+        podman: true,
+        runtime: "podman-rootless",
+        rootless_host_loopback: true,
+    }
+}
 
 impl Engine {
     /// The endpoint.
     pub fn endpoint(&self) -> Endpoint {
         Endpoint::Unix {
-            path: self.socket.to_string(),
+            path: self.socket.clone(),
         }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.cli[0]);
+        c.args(&self.cli[1..]);
+        c
     }
 
     /// Whether the engine is there; panics when it is missing and the run requires it.
     pub fn available(&self) -> bool {
-        let up = Path::new(self.socket).exists()
+        let up = Path::new(&self.socket).exists()
             && Command::new("curl")
                 .args([
                     "-fsS",
                     "--max-time",
                     "3",
                     "--unix-socket",
-                    self.socket,
+                    &self.socket,
                     "http://d/_ping",
                 ])
                 .stdout(Stdio::null())
@@ -69,7 +120,7 @@ impl Engine {
             return true;
         }
         let what = format!(
-            "{} is not answering on {}: run `scripts/engines.sh` as root (installs and starts docker.io and podman)",
+            "{} is not answering on {}: run `scripts/engines.sh` and `scripts/rootless-podman.sh` as root (they install and start docker.io and podman)",
             self.name, self.socket
         );
         if std::env::var(LIVE_ENV).is_ok_and(|v| v == "require") {
@@ -138,19 +189,22 @@ pub fn import_busybox(engine: &Engine) -> Result<String, String> {
         .arg(&tar)
         .arg("."))?;
     let tag = format!("localhost/{}:test", unique("openshell-busybox"));
-    let imported = run(Command::new(engine.cli).arg("import").arg(&tar).arg(&tag));
+    // The engine's user (rootless Podman) must be able to read the tarball.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755));
+    let imported = run(engine.command().arg("import").arg(&tar).arg(&tag));
     let _ = std::fs::remove_dir_all(&dir);
     imported.map(|_| tag)
 }
 
 /// Removes an image (best effort, for cleanup).
 pub fn remove_image(engine: &Engine, tag: &str) {
-    let _ = run(Command::new(engine.cli).args(["rmi", "-f", tag]));
+    let _ = run(engine.command().args(["rmi", "-f", tag]));
 }
 
 /// Whether the engine still has a container or network with this name.
 pub fn exists(engine: &Engine, kind: &str, name: &str) -> bool {
-    run(Command::new(engine.cli).args([kind, "inspect", name])).is_ok()
+    run(engine.command().args([kind, "inspect", name])).is_ok()
 }
 
 /// Default bound for waiting on a callback.
