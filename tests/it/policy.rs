@@ -321,3 +321,42 @@ fn an_embedder_can_register_a_runtime_at_run_time() {
         "native-docker refused: native-docker: cannot route without `network`…",
     );
 }
+
+fn fallbacks(facts: serde_json::Value) -> Vec<String> {
+    let facts = Facts::from_value(&facts).unwrap_or_else(|e| panic!("{e}"));
+    decide(&Registry::builtin(), &facts, &RouteContext::default())
+        .fallbacks
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.openshell_host,
+                r.bind.map_or("-".into(), |b| b.to_string())
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn fallbacks_follow_the_documented_order() {
+    // Podman machine 5.6+: host-gateway first, the literal gvproxy address after it.
+    assert_eq!(
+        fallbacks(libkrun_mac("5.8.2")),
+        ["192.168.127.254 127.0.0.1"]
+    );
+    assert!(fallbacks(libkrun_mac("5.5.1")).is_empty());
+    // Rootless Podman on slirp4netns: the LAN route first, 10.0.2.2 if loopback turns out open.
+    assert_eq!(fallbacks(rootless("4.3.1", None)), ["10.0.2.2 127.0.0.1"]);
+    // An operator override that replaced the route: the runtime's own route comes next.
+    let mut broken =
+        native(json!({"Driver": "bridge", "IPAM": {"Config": [{"Gateway": "172.18.0.1"}]}}));
+    broken["overrides"] = json!({"host_gateway_ip": "172.18.0.1", "bind": "127.0.0.1"});
+    check(broken.clone(), "native-docker 172.18.0.1 127.0.0.1");
+    assert_eq!(fallbacks(broken), ["172.18.0.1 172.18.0.1"]);
+    // Docker Desktop: the addresses it is known to forward, should host-gateway misbehave.
+    let dd = json!({"host_os": "macos", "info": {"OperatingSystem": "Docker Desktop", "ServerVersion": "27.3.1"}});
+    assert_eq!(
+        fallbacks(dd),
+        ["192.168.65.254 127.0.0.1", "192.168.65.2 127.0.0.1"]
+    );
+}

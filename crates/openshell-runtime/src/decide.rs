@@ -1,10 +1,10 @@
 //! Facts in, decision out: detection followed by routing, with everything needed to explain it.
 
 use crate::error::RouteError;
-use crate::facts::Facts;
+use crate::facts::{Facts, Overrides};
 use crate::registry::{DetectionReport, Outcome, Registry};
 use crate::route::{resolve, Route, RouteContext, RuntimeRouting};
-use crate::runtime::ContainerRuntime;
+use crate::runtime::{ContainerRuntime, Runtime};
 use crate::signals::engine_kind;
 
 /// The whole answer for one engine.
@@ -14,6 +14,10 @@ pub struct Decision {
     pub detection: DetectionReport,
     /// The route, or why there is none (fail closed).
     pub route: Result<Route, RouteError>,
+    /// Routes to try, in order, when `route` fails a reachability probe: the runtime's own
+    /// route when overrides changed it, then the runtime's alternatives. Never tried by the
+    /// policy itself; a driver's probe decides.
+    pub fallbacks: Vec<Route>,
 }
 
 impl Decision {
@@ -30,7 +34,47 @@ pub fn decide(registry: &Registry, facts: &Facts, ctx: &RouteContext) -> Decisio
         Some(w) => w.runtime.gateway_route(ctx, &facts.overrides),
         None => undetected(&detection, facts, ctx),
     };
-    Decision { detection, route }
+    let fallbacks = match &detection.winner {
+        Some(w) => fallbacks(&w.runtime, facts, ctx, route.as_ref().ok()),
+        None => Vec::new(),
+    };
+    Decision {
+        detection,
+        route,
+        fallbacks,
+    }
+}
+
+/// The documented fallback order: the runtime's own route (when the operator's overrides
+/// replaced it), then the runtime's alternatives, each without overrides; duplicates dropped.
+fn fallbacks(
+    runtime: &Runtime,
+    facts: &Facts,
+    ctx: &RouteContext,
+    primary: Option<&Route>,
+) -> Vec<Route> {
+    let none = Overrides::default();
+    let mut candidates: Vec<Route> = Vec::new();
+    if facts.overrides.host_gateway_ip.is_some() || facts.overrides.bind.is_some() {
+        candidates.extend(runtime.gateway_route(ctx, &none).ok());
+    }
+    for plan in runtime.alternatives() {
+        let routing = RuntimeRouting {
+            runtime: runtime.id(),
+            engine: runtime.engine(),
+            plan: Ok(plan),
+            loopback_aliases: runtime.loopback_aliases(),
+        };
+        candidates.extend(resolve(routing, ctx, &none).ok());
+    }
+    let same = |a: &Route, b: &Route| a.openshell_host == b.openshell_host && a.bind == b.bind;
+    let mut unique: Vec<Route> = Vec::new();
+    for r in candidates {
+        if primary.is_none_or(|p| !same(p, &r)) && !unique.iter().any(|u| same(u, &r)) {
+            unique.push(r);
+        }
+    }
+    unique
 }
 
 /// An engine nobody recognised gets no route, unless the operator named the container-side

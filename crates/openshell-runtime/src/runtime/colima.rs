@@ -16,7 +16,7 @@ use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 
-use super::{docker_vm_host_gateway, matched, ContainerRuntime, RuntimeId};
+use super::{docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, RuntimeId};
 
 /// Colima.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,5 +82,12 @@ impl ContainerRuntime for Colima {
 
     fn loopback_aliases(&self) -> &[IpAddr] {
         &ALIASES
+    }
+
+    fn alternatives(&self) -> Vec<RoutePlan> {
+        literal_alternatives(
+            &ALIASES,
+            "Lima's host address, which Colima forwards to the host's loopback",
+        )
     }
 }

@@ -16,7 +16,7 @@ use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 
-use super::{docker_vm_host_gateway, matched, ContainerRuntime, RuntimeId};
+use super::{docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, RuntimeId};
 
 /// Docker Desktop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,5 +137,12 @@ impl ContainerRuntime for DockerDesktop {
 
     fn loopback_aliases(&self) -> &[IpAddr] {
         &ALIASES
+    }
+
+    fn alternatives(&self) -> Vec<RoutePlan> {
+        literal_alternatives(
+            &ALIASES,
+            "the address Docker Desktop is observed to forward to the host's loopback",
+        )
     }
 }

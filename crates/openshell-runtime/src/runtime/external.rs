@@ -42,4 +42,8 @@ impl ContainerRuntime for External {
     fn loopback_aliases(&self) -> &[IpAddr] {
         self.0.loopback_aliases()
     }
+
+    fn alternatives(&self) -> Vec<RoutePlan> {
+        self.0.alternatives()
+    }
 }

@@ -66,6 +66,12 @@ pub trait ContainerRuntime {
         &[]
     }
 
+    /// Other routes this runtime allows, in the order to try when [`plan`](Self::plan)'s route
+    /// fails a reachability probe. Only routes with a documented reason to work belong here.
+    fn alternatives(&self) -> Vec<RoutePlan> {
+        Vec::new()
+    }
+
     /// The route, with the operator's overrides applied and checked.
     fn gateway_route(
         &self,
@@ -209,6 +215,15 @@ impl fmt::Display for RuntimeId {
 /// Docker Engine resolves `host-gateway` since 20.10; older engines do not know the value, so it
 /// is never sent to them (or to an engine whose version is unknown).
 pub(crate) const DOCKER_HOST_GATEWAY_SINCE: EngineVersion = EngineVersion::new(20, 10, 0);
+
+/// The literal-address alternatives of a Docker VM runtime whose host-gateway lands on loopback:
+/// the addresses it is known to forward, should `host-gateway` not be resolved as expected.
+pub(crate) fn literal_alternatives(aliases: &[IpAddr], why: &str) -> Vec<RoutePlan> {
+    aliases
+        .iter()
+        .map(|ip| RoutePlan::to_loopback(HostTarget::Ip(*ip), why))
+        .collect()
+}
 
 /// A `host-gateway` route for a Docker VM runtime whose host-gateway lands on the host's loopback,
 /// refused on engines too old to resolve `host-gateway`.

@@ -15,7 +15,7 @@ use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 
-use super::{docker_vm_host_gateway, matched, ContainerRuntime, RuntimeId};
+use super::{docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, RuntimeId};
 
 /// OrbStack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,5 +91,12 @@ impl ContainerRuntime for OrbStack {
 
     fn loopback_aliases(&self) -> &[IpAddr] {
         &ALIASES
+    }
+
+    fn alternatives(&self) -> Vec<RoutePlan> {
+        literal_alternatives(
+            &ALIASES,
+            "the address OrbStack is observed to forward to the Mac's loopback",
+        )
     }
 }

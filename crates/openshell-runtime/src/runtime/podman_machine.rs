@@ -143,4 +143,16 @@ impl ContainerRuntime for PodmanMachine {
     fn loopback_aliases(&self) -> &[IpAddr] {
         &ALIASES
     }
+
+    fn alternatives(&self) -> Vec<RoutePlan> {
+        // Whichever form plan() chose, the other: the literal gvproxy address works on every
+        // version; host-gateway only from 5.6.
+        match self.plan() {
+            Ok(p) if p.target == HostTarget::HostGateway => vec![RoutePlan::to_loopback(
+                HostTarget::Ip(GVPROXY_HOST_IP),
+                "gvproxy NATs 192.168.127.254 to the host's loopback",
+            )],
+            _ => Vec::new(),
+        }
+    }
 }

@@ -166,6 +166,18 @@ impl ContainerRuntime for PodmanRootless {
         }
     }
 
+    fn alternatives(&self) -> Vec<RoutePlan> {
+        // slirp4netns started with allow_host_loopback maps 10.0.2.2 to the host's loopback;
+        // the setting is not reported, so a probe is how to find out.
+        match (&self.helper, self.host_loopback) {
+            (Some(RootlessHelper::Slirp4netns), false) => vec![RoutePlan::to_loopback(
+                HostTarget::Ip(SLIRP4NETNS_HOST_IP),
+                "works if slirp4netns runs with allow_host_loopback=true",
+            )],
+            _ => Vec::new(),
+        }
+    }
+
     fn loopback_aliases(&self) -> &[IpAddr] {
         if self.host_loopback && self.helper == Some(RootlessHelper::Slirp4netns) {
             &ALIASES

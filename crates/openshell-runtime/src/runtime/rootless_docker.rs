@@ -96,6 +96,16 @@ impl ContainerRuntime for RootlessDocker {
         )
     }
 
+    fn alternatives(&self) -> Vec<RoutePlan> {
+        if self.host_loopback {
+            return Vec::new();
+        }
+        vec![RoutePlan::to_loopback(
+            HostTarget::Ip(SLIRP4NETNS_HOST_IP),
+            "works if RootlessKit runs with host loopback enabled",
+        )]
+    }
+
     fn loopback_aliases(&self) -> &[IpAddr] {
         if self.host_loopback {
             &ALIASES
