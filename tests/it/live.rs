@@ -78,7 +78,17 @@ where
     }
 }
 
-async fn decide_live<D: SandboxDriver>(ctx: &Ctx<D>) -> Route {
+impl<D> Ctx<D> {
+    pub fn driver(&self) -> &D {
+        &self.driver
+    }
+
+    pub fn image(&self) -> &str {
+        &self.image
+    }
+}
+
+pub async fn decide_live<D: SandboxDriver>(ctx: &Ctx<D>) -> Route {
     let gathered = ctx
         .driver
         .gather_facts()

@@ -4,4 +4,5 @@ mod facts_props;
 mod fixtures;
 mod live;
 mod policy;
+mod probe;
 mod replay;

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use openshell_sandbox::raw;
 
 use crate::{DockerDriver, DockerDriverError};
+use tracing::Instrument;
 
 /// libpod's API path prefix; Podman 4 and 5 serve it.
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
@@ -29,8 +30,8 @@ impl DockerDriver {
         path: &str,
     ) -> Result<raw::RawResponse, DockerDriverError> {
         let span = tracing::info_span!("engine_call", call, endpoint = %self.endpoint);
-        let _g = span.enter();
         raw::get(&self.endpoint, path, self.opts.timeout)
+            .instrument(span)
             .await
             .map_err(|source| DockerDriverError::Raw {
                 call,

@@ -17,6 +17,7 @@ use bollard::Docker;
 use openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK;
 use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::HostFacts;
+use tracing::Instrument;
 
 pub use discovery::{candidates, discover, DiscoveryError};
 pub use error::DockerDriverError;
@@ -90,8 +91,8 @@ impl DockerDriver {
         };
         let span =
             tracing::info_span!("engine_call", call = "version (negotiate)", endpoint = %shown);
-        let _g = span.enter();
         let docker = tokio::time::timeout(opts.timeout, docker.negotiate_version())
+            .instrument(span)
             .await
             .map_err(|_| DockerDriverError::Timeout {
                 call: "version",
@@ -121,8 +122,10 @@ impl DockerDriver {
         F: std::future::Future<Output = Result<T, bollard::errors::Error>>,
     {
         let span = tracing::info_span!("engine_call", call, endpoint = %self.endpoint);
-        let _g = span.enter();
-        match tokio::time::timeout(self.opts.timeout, fut).await {
+        match tokio::time::timeout(self.opts.timeout, fut)
+            .instrument(span)
+            .await
+        {
             Err(_) => Err(DockerDriverError::Timeout {
                 call,
                 endpoint: self.endpoint.to_string(),

@@ -226,6 +226,29 @@ impl SandboxDriver for DockerDriver {
         self.call("container logs", collect).await
     }
 
+    async fn ensure_image(&self, image: &str) -> Result<(), DockerDriverError> {
+        let docker = self.client()?;
+        match self
+            .call("image inspect", docker.inspect_image(image))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let opts = bollard::query_parameters::CreateImageOptionsBuilder::new()
+            .from_image(image)
+            .build();
+        let pull = async {
+            let mut stream = docker.create_image(Some(opts), None, None);
+            while let Some(progress) = stream.next().await {
+                progress?;
+            }
+            Ok(())
+        };
+        self.call("image pull", pull).await
+    }
+
     async fn remove_network(&self) -> Result<(), DockerDriverError> {
         let docker = self.client()?;
         let name = self.opts.network.as_str();

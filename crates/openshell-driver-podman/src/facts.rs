@@ -14,6 +14,7 @@ use podman_api::opts::NetworkCreateOpts;
 use serde_json::{json, Value};
 
 use crate::{PodmanDriver, PodmanDriverError};
+use tracing::Instrument;
 
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
 const LIBPOD_VERSION: &str = "/v4.0.0/libpod/version";
@@ -47,8 +48,8 @@ impl PodmanDriver {
         path: &str,
     ) -> Result<raw::RawResponse, PodmanDriverError> {
         let span = tracing::info_span!("engine_call", call, endpoint = %self.endpoint);
-        let _g = span.enter();
         raw::get(&self.endpoint, path, self.opts.timeout)
+            .instrument(span)
             .await
             .map_err(|source| PodmanDriverError::Raw {
                 call,

@@ -17,6 +17,7 @@ use openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK;
 use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::HostFacts;
 use podman_api::Podman;
+use tracing::Instrument;
 
 pub use discovery::{candidates, discover, PodmanEnv};
 pub use error::PodmanDriverError;
@@ -96,8 +97,10 @@ impl PodmanDriver {
         F: std::future::Future<Output = Result<T, podman_api::Error>>,
     {
         let span = tracing::info_span!("engine_call", call, endpoint = %self.endpoint);
-        let _g = span.enter();
-        match tokio::time::timeout(self.opts.timeout, fut).await {
+        match tokio::time::timeout(self.opts.timeout, fut)
+            .instrument(span)
+            .await
+        {
             Err(_) => Err(PodmanDriverError::Timeout {
                 call,
                 endpoint: self.endpoint.to_string(),

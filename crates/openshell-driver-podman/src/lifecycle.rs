@@ -197,6 +197,30 @@ impl SandboxDriver for PodmanDriver {
         self.call("container logs", collect).await
     }
 
+    async fn ensure_image(&self, image: &str) -> Result<(), PodmanDriverError> {
+        let podman = self.client()?;
+        if self
+            .call("image exists", podman.images().get(image).exists())
+            .await?
+        {
+            return Ok(());
+        }
+        let opts = podman_api::opts::PullOpts::builder()
+            .reference(image)
+            .build();
+        let images = podman.images();
+        let pull = async {
+            let mut stream = images.pull(&opts);
+            while let Some(report) = stream.next().await {
+                if let Some(err) = report?.error {
+                    return Err(podman_api::Error::StringError(err));
+                }
+            }
+            Ok(())
+        };
+        self.call("image pull", pull).await
+    }
+
     async fn remove_network(&self) -> Result<(), PodmanDriverError> {
         let podman = self.client()?;
         let net = podman.networks().get(&self.opts.network);

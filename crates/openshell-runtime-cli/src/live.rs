@@ -1,5 +1,6 @@
 //! Live mode: find the engine, pick the driver, gather the facts (and dump them on request).
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,30 +10,22 @@ use openshell_runtime::Facts;
 use openshell_sandbox::{Candidate, Discovery, DiscoveryEnv, SandboxDriver};
 
 use crate::report::candidates_text;
-use crate::{to_json, usage, Driver, Fail};
+use crate::{to_json, usage, Driver, EngineArgs, Fail};
 
-/// What live mode found.
-pub struct Live {
-    /// The facts.
-    pub facts: Facts,
-    /// Every endpoint candidate, in the order tried.
-    pub candidates: Vec<Candidate>,
-    /// Which driver spoke to the engine.
-    pub driver: &'static str,
+/// A connected driver of either kind.
+pub enum AnyDriver {
+    /// The Docker API.
+    Docker(DockerDriver),
+    /// libpod.
+    Podman(PodmanDriver),
 }
 
-/// How live mode runs.
-pub struct LiveArgs<'a> {
-    /// `--driver`; `None` picks by discovery.
-    pub driver: Option<Driver>,
-    /// `--endpoint`.
-    pub endpoint: Option<&'a str>,
-    /// `--dump-facts`.
-    pub dump: Option<&'a PathBuf>,
-    /// `--network`.
-    pub network: &'a str,
-    /// Per-call timeout.
-    pub timeout: Duration,
+/// What discovery found and connected to.
+pub struct Connected {
+    /// The driver.
+    pub driver: AnyDriver,
+    /// Every endpoint candidate, in the order tried.
+    pub candidates: Vec<Candidate>,
 }
 
 fn engine_failed(e: impl std::fmt::Display) -> Fail {
@@ -42,7 +35,20 @@ fn engine_failed(e: impl std::fmt::Display) -> Fail {
     }
 }
 
-async fn gather<D: SandboxDriver>(driver: D, dump: Option<&PathBuf>) -> Result<Facts, Fail> {
+/// Runs `f` on a two-thread runtime (this machine's size).
+pub fn block_on<F: Future>(f: F) -> Result<F::Output, Fail> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Fail {
+            code: 1,
+            message: format!("cannot start the async runtime: {e}"),
+        })?;
+    Ok(runtime.block_on(f))
+}
+
+async fn gather_with<D: SandboxDriver>(driver: &D, dump: Option<&PathBuf>) -> Result<Facts, Fail> {
     let gathered = driver.gather_facts().await.map_err(engine_failed)?;
     if let Some(path) = dump {
         let text = to_json(&gathered.document)?;
@@ -54,88 +60,85 @@ async fn gather<D: SandboxDriver>(driver: D, dump: Option<&PathBuf>) -> Result<F
     Ok(gathered.facts)
 }
 
+impl AnyDriver {
+    /// `docker` or `podman`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AnyDriver::Docker(d) => d.name(),
+            AnyDriver::Podman(d) => d.name(),
+        }
+    }
+
+    /// Gathers the facts, writing the facts document to `dump` when asked.
+    pub async fn gather(&self, dump: Option<&PathBuf>) -> Result<Facts, Fail> {
+        match self {
+            AnyDriver::Docker(d) => gather_with(d, dump).await,
+            AnyDriver::Podman(d) => gather_with(d, dump).await,
+        }
+    }
+}
+
 async fn discover(
     driver: Driver,
-    args: &LiveArgs<'_>,
+    args: &EngineArgs,
     env: &DiscoveryEnv,
+    timeout: Duration,
 ) -> Result<Discovery, Fail> {
+    let endpoint = args.endpoint.as_deref();
     match driver {
-        Driver::Docker => openshell_driver_docker::discover(args.endpoint, env, args.timeout)
+        Driver::Docker => openshell_driver_docker::discover(endpoint, env, timeout)
             .await
             .map_err(|e| usage(e.to_string())),
-        Driver::Podman => openshell_driver_podman::discover(args.endpoint, env, args.timeout)
+        Driver::Podman => openshell_driver_podman::discover(endpoint, env, timeout)
             .await
             .map_err(|e| usage(e.to_string())),
     }
 }
 
-/// Runs live mode. With no `--driver`, Docker's discovery order runs first (it also knows
-/// Podman's sockets), then Podman's (for `CONTAINER_HOST` and Podman connections); the first
-/// engine that answers decides the driver. Exit 3 when none answers.
-pub fn run(args: LiveArgs<'_>) -> Result<Live, Fail> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Fail {
-            code: 1,
-            message: format!("cannot start the async runtime: {e}"),
-        })?;
-    runtime.block_on(async {
-        let env = DiscoveryEnv::from_process();
-        let order: Vec<Driver> = match args.driver {
-            Some(d) => vec![d],
-            None => vec![Driver::Docker, Driver::Podman],
+/// Finds and connects to the engine. With no `--driver`, Docker's discovery order runs first
+/// (it also knows Podman's sockets), then Podman's (for `CONTAINER_HOST` and Podman
+/// connections); the first engine that answers decides the driver. Exit 3 when none answers.
+pub async fn connect(args: &EngineArgs) -> Result<Connected, Fail> {
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    let env = DiscoveryEnv::from_process();
+    let order: Vec<Driver> = match args.driver {
+        Some(d) => vec![d],
+        None => vec![Driver::Docker, Driver::Podman],
+    };
+    let mut candidates = Vec::new();
+    for driver in order {
+        let found = discover(driver, args, &env, timeout).await?;
+        candidates.extend(found.candidates);
+        let Some(chosen) = found.chosen else { continue };
+        let driver = match driver {
+            Driver::Docker => {
+                let opts = DockerOptions {
+                    network: args.network.clone(),
+                    timeout,
+                    host: None,
+                };
+                AnyDriver::Docker(
+                    DockerDriver::connect(chosen, opts)
+                        .await
+                        .map_err(engine_failed)?,
+                )
+            }
+            Driver::Podman => {
+                let opts = PodmanOptions {
+                    network: args.network.clone(),
+                    timeout,
+                    host: None,
+                };
+                AnyDriver::Podman(PodmanDriver::connect(chosen, opts).map_err(engine_failed)?)
+            }
         };
-        let mut candidates = Vec::new();
-        for driver in order {
-            let found = discover(driver, &args, &env).await?;
-            candidates.extend(found.candidates);
-            let Some(chosen) = found.chosen else { continue };
-            let facts = match driver {
-                Driver::Docker => {
-                    let opts = DockerOptions {
-                        network: args.network.to_string(),
-                        timeout: args.timeout,
-                        host: None,
-                    };
-                    gather(
-                        DockerDriver::connect(chosen, opts)
-                            .await
-                            .map_err(engine_failed)?,
-                        args.dump,
-                    )
-                    .await?
-                }
-                Driver::Podman => {
-                    let opts = PodmanOptions {
-                        network: args.network.to_string(),
-                        timeout: args.timeout,
-                        host: None,
-                    };
-                    gather(
-                        PodmanDriver::connect(chosen, opts).map_err(engine_failed)?,
-                        args.dump,
-                    )
-                    .await?
-                }
-            };
-            let name = match driver {
-                Driver::Docker => "docker",
-                Driver::Podman => "podman",
-            };
-            return Ok(Live {
-                facts,
-                candidates,
-                driver: name,
-            });
-        }
-        Err(Fail {
-            code: 3,
-            message: format!(
-                "no container engine answered; looked at:\n{}",
-                candidates_text(&candidates)
-            ),
-        })
+        return Ok(Connected { driver, candidates });
+    }
+    Err(Fail {
+        code: 3,
+        message: format!(
+            "no container engine answered; looked at:\n{}",
+            candidates_text(&candidates)
+        ),
     })
 }

@@ -7,6 +7,7 @@
 
 mod bundled;
 mod config;
+mod doctor;
 mod live;
 mod report;
 
@@ -15,10 +16,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use openshell_runtime::{decide, signals, Facts, Registry, RouteContext};
 
-use crate::config::{default_config_path, gather, Flags};
+use crate::config::{default_config_path, gather, Flags, Settings};
 use crate::report::Report;
 
 /// Largest facts file read: real captures are a few KiB.
@@ -44,9 +45,49 @@ pub(crate) enum Driver {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum Output {
+pub(crate) enum Output {
     Text,
     Json,
+}
+
+/// Where the gateway listens and what the operator configured.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RouteArgs {
+    /// Gateway port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// What host.openshell.internal must map to (overrides OPENSHELL_HOST_GATEWAY_IP and gateway.toml).
+    #[arg(long, value_name = "IP")]
+    host_gateway_ip: Option<String>,
+    /// Where the gateway binds (overrides OPENSHELL_BIND_ADDRESS and gateway.toml).
+    #[arg(long, value_name = "IP")]
+    bind: Option<String>,
+    /// Sandboxes reach the gateway over TLS.
+    #[arg(long)]
+    tls: bool,
+    /// OpenShell gateway config to read (default: ~/.config/openshell/gateway.toml).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
+    config: Option<PathBuf>,
+    /// Ignore gateway.toml and OPENSHELL_* variables.
+    #[arg(long)]
+    no_config: bool,
+}
+
+/// Which engine, through which driver.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EngineArgs {
+    /// Which driver talks to the engine (default: the first engine discovery finds).
+    #[arg(long, value_enum)]
+    driver: Option<Driver>,
+    /// Engine endpoint (unix://, tcp://, ssh://); default: discovery.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// The sandbox network (created, labelled as ours, when missing).
+    #[arg(long, default_value = openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK)]
+    network: String,
+    /// Per-call timeout in seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,41 +96,35 @@ enum Command {
     /// facts file (`-` for standard input).
     Detect {
         /// Facts file (see docs/facts-format.md); without it, the live engine is asked.
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["endpoint", "dump_facts"])]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["endpoint", "dump_facts", "driver"])]
         facts: Option<PathBuf>,
-        /// Live mode: which driver talks to the engine (default: the first engine discovery finds).
-        #[arg(long, value_enum)]
-        driver: Option<Driver>,
-        /// Live mode: engine endpoint (unix://, tcp://, ssh://); default: discovery.
-        #[arg(long, value_name = "URL")]
-        endpoint: Option<String>,
         /// Live mode: write the gathered facts here (attach it to a bug report; anyone can replay it with --facts).
         #[arg(long, value_name = "FILE")]
         dump_facts: Option<PathBuf>,
-        /// Live mode: the sandbox network (created, labelled as ours, when missing).
-        #[arg(long, default_value = openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK)]
-        network: String,
-        /// Live mode: per-call timeout in seconds.
-        #[arg(long, default_value_t = 10)]
-        timeout: u64,
-        /// Gateway port.
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        route: RouteArgs,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Prove the route on the live engine: a short-lived probe container calls back along it
+    /// (and along the fallbacks, in order, until one works).
+    Doctor {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        route: RouteArgs,
+        /// Image the probe container runs (needs busybox's sh, grep, timeout, wget); pulled when missing.
+        #[arg(long, default_value = openshell_sandbox::DEFAULT_PROBE_IMAGE)]
+        probe_image: String,
+        /// Longest one probe may take, in seconds.
+        #[arg(long, default_value_t = 20)]
+        probe_timeout: u64,
+        /// Let the probe listener bind a wildcard address when a route asks for one.
         #[arg(long)]
-        port: Option<u16>,
-        /// What host.openshell.internal must map to (overrides OPENSHELL_HOST_GATEWAY_IP and gateway.toml).
-        #[arg(long, value_name = "IP")]
-        host_gateway_ip: Option<String>,
-        /// Where the gateway binds (overrides OPENSHELL_BIND_ADDRESS and gateway.toml).
-        #[arg(long, value_name = "IP")]
-        bind: Option<String>,
-        /// Sandboxes reach the gateway over TLS.
-        #[arg(long)]
-        tls: bool,
-        /// OpenShell gateway config to read (default: ~/.config/openshell/gateway.toml).
-        #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
-        config: Option<PathBuf>,
-        /// Ignore gateway.toml and OPENSHELL_* variables.
-        #[arg(long)]
-        no_config: bool,
+        allow_wildcard: bool,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
@@ -120,37 +155,27 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Detect {
             facts,
-            driver,
-            endpoint,
             dump_facts,
-            network,
-            timeout,
-            port,
-            host_gateway_ip,
-            bind,
-            tls,
-            config,
-            no_config,
+            engine,
+            route,
             output,
-        } => detect(DetectArgs {
-            source: match facts {
-                Some(path) => Source::File(path),
-                None => Source::Live {
-                    driver,
-                    endpoint,
-                    dump_facts,
-                    network,
-                    timeout: Duration::from_secs(timeout.max(1)),
-                },
-            },
-            port,
-            flags: Flags {
-                host_gateway_ip,
-                bind,
-            },
-            tls,
-            config,
-            no_config,
+        } => match facts {
+            Some(path) => detect_file(&path, &route, output),
+            None => detect_live(&engine, dump_facts.as_ref(), &route, output),
+        },
+        Command::Doctor {
+            engine,
+            route,
+            probe_image,
+            probe_timeout,
+            allow_wildcard,
+            output,
+        } => doctor::run(doctor::DoctorArgs {
+            engine,
+            route,
+            probe_image,
+            probe_timeout: Duration::from_secs(probe_timeout.max(1)),
+            allow_wildcard,
             output,
         }),
         Command::Matrix { output } => matrix(output),
@@ -162,27 +187,6 @@ fn main() -> ExitCode {
             ExitCode::from(f.code)
         }
     }
-}
-
-enum Source {
-    File(PathBuf),
-    Live {
-        driver: Option<Driver>,
-        endpoint: Option<String>,
-        dump_facts: Option<PathBuf>,
-        network: String,
-        timeout: Duration,
-    },
-}
-
-struct DetectArgs {
-    source: Source,
-    port: Option<u16>,
-    flags: Flags,
-    tls: bool,
-    config: Option<PathBuf>,
-    no_config: bool,
-    output: Output,
 }
 
 fn read_facts(path: &PathBuf) -> Result<String, Fail> {
@@ -205,31 +209,12 @@ fn read_facts(path: &PathBuf) -> Result<String, Fail> {
     Ok(text)
 }
 
-fn detect(args: DetectArgs) -> Result<u8, Fail> {
-    let (mut facts, candidates) = match &args.source {
-        Source::File(path) => {
-            let text = read_facts(path)?;
-            let facts =
-                Facts::from_json(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-            (facts, None)
-        }
-        Source::Live {
-            driver,
-            endpoint,
-            dump_facts,
-            network,
-            timeout,
-        } => {
-            let found = live::run(live::LiveArgs {
-                driver: *driver,
-                endpoint: endpoint.as_deref(),
-                dump: dump_facts.as_ref(),
-                network,
-                timeout: *timeout,
-            })?;
-            (found.facts, Some((found.candidates, found.driver)))
-        }
-    };
+/// Lays the operator's settings (flags > env > gateway.toml) over the facts' own overrides and
+/// returns them with the gateway's context.
+pub(crate) fn settle(
+    facts: &mut Facts,
+    args: &RouteArgs,
+) -> Result<(Settings, RouteContext), Fail> {
     let env = |k: &str| std::env::var(k).ok();
     let no_env = |_: &str| None;
     let env_fn: &dyn Fn(&str) -> Option<String> = if args.no_config { &no_env } else { &env };
@@ -246,9 +231,13 @@ fn detect(args: DetectArgs) -> Result<u8, Fail> {
         },
         None => None,
     };
-    let engine = signals::engine_kind(&facts).0;
+    let flags = Flags {
+        host_gateway_ip: args.host_gateway_ip.clone(),
+        bind: args.bind.clone(),
+    };
+    let engine = signals::engine_kind(facts).0;
     let settings = gather(
-        &args.flags,
+        &flags,
         env_fn,
         config_path.as_deref().zip(config_text.as_deref()),
         engine,
@@ -262,17 +251,44 @@ fn detect(args: DetectArgs) -> Result<u8, Fail> {
             .unwrap_or(RouteContext::default().port),
         tls: args.tls,
     };
-    let decision = decide(&Registry::builtin(), &facts, &ctx);
-    let mut report = Report::new(&decision, &facts.warnings, &settings);
-    if let Some((c, driver)) = &candidates {
-        report.endpoint_candidates = Some(c);
-        report.driver = Some(driver);
-    }
-    match args.output {
+    Ok((settings, ctx))
+}
+
+fn print_report(report: &Report<'_>, output: Output) -> Result<(), Fail> {
+    match output {
         Output::Text => print!("{}", report.text()),
-        Output::Json => println!("{}", to_json(&report)?),
+        Output::Json => println!("{}", to_json(report)?),
     }
+    Ok(())
+}
+
+fn detect_file(path: &PathBuf, args: &RouteArgs, output: Output) -> Result<u8, Fail> {
+    let text = read_facts(path)?;
+    let mut facts =
+        Facts::from_json(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    let (settings, ctx) = settle(&mut facts, args)?;
+    let decision = decide(&Registry::builtin(), &facts, &ctx);
+    print_report(&Report::new(&decision, &facts.warnings, &settings), output)?;
     Ok(if decision.route.is_ok() { 0 } else { 4 })
+}
+
+fn detect_live(
+    engine: &EngineArgs,
+    dump: Option<&PathBuf>,
+    args: &RouteArgs,
+    output: Output,
+) -> Result<u8, Fail> {
+    live::block_on(async {
+        let connected = live::connect(engine).await?;
+        let mut facts = connected.driver.gather(dump).await?;
+        let (settings, ctx) = settle(&mut facts, args)?;
+        let decision = decide(&Registry::builtin(), &facts, &ctx);
+        let mut report = Report::new(&decision, &facts.warnings, &settings);
+        report.endpoint_candidates = Some(&connected.candidates);
+        report.driver = Some(connected.driver.name());
+        print_report(&report, output)?;
+        Ok(if decision.route.is_ok() { 0 } else { 4 })
+    })?
 }
 
 pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<String, Fail> {

@@ -248,3 +248,140 @@ fn live_detect_against_dockerd_and_podman() {
         );
     }
 }
+
+/// Runs `doctor` against a live engine with a locally imported probe image.
+fn doctor(
+    engine: &openshell_tests::live::Engine,
+    driver: &str,
+    network: &str,
+    extra: &[&str],
+) -> Output {
+    let image = openshell_tests::live::import_busybox(engine).unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = format!("unix://{}", engine.socket);
+    let mut args = vec![
+        "doctor",
+        "--no-config",
+        "-o",
+        "json",
+        "--driver",
+        driver,
+        "--endpoint",
+        &endpoint,
+        "--network",
+        network,
+        "--probe-image",
+        &image,
+        "--probe-timeout",
+        "12",
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    openshell_tests::live::remove_image(engine, &image);
+    out
+}
+
+fn remove_network(engine: &openshell_tests::live::Engine, network: &str) {
+    let cli = if engine.podman { "podman" } else { "docker" };
+    let _ = Command::new(cli).args(["network", "rm", network]).output();
+}
+
+/// `doctor` proves the route on dockerd and rootful Podman through both drivers, finds the
+/// working fallback behind a deliberately broken override, and exits 5 with firewall advice
+/// when a firewall drops every route.
+#[test]
+fn live_doctor_proves_routes_and_classifies_failures() {
+    use openshell_tests::live::{dockerd, podman};
+    for (engine, driver) in [
+        (dockerd(), "docker"),
+        (podman(), "docker"),
+        (podman(), "podman"),
+    ] {
+        if !engine.available() {
+            continue;
+        }
+        let network = format!(
+            "openshell-doctor-{}-{}-{driver}",
+            std::process::id(),
+            engine.name.replace(' ', "-")
+        );
+        let out = doctor(&engine, driver, &network, &[]);
+        let v = json(&out);
+        remove_network(&engine, &network);
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        assert_eq!(v["probes"][0]["outcome"], "ok", "{v}");
+        assert_eq!(v["proven"]["openshell_host"], v["openshell_host"]);
+    }
+
+    let engine = dockerd();
+    if !engine.available() {
+        return;
+    }
+    // A broken override (the bridge, with the gateway on loopback): refused, then the runtime's
+    // own route is probed and proven.
+    let network = format!("openshell-doctor-{}-broken", std::process::id());
+    let first = json(&run(&[
+        "detect",
+        "--no-config",
+        "-o",
+        "json",
+        "--driver",
+        "docker",
+        "--network",
+        &network,
+    ]));
+    let gw = first["openshell_host"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let out = doctor(
+        &engine,
+        "docker",
+        &network,
+        &["--host-gateway-ip", &gw, "--bind", "127.0.0.1"],
+    );
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["probes"][0]["outcome"], "refused", "{v}");
+    assert_eq!(v["probes"][1]["outcome"], "ok", "{v}");
+    assert_eq!(v["proven"]["bind"], gw.as_str());
+
+    // A firewall on the sandbox bridge drops the gateway's port: no route proven, exit 5.
+    let id = Command::new("docker")
+        .args(["network", "inspect", "-f", "{{.Id}}", &network])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let iface = format!("br-{}", id.get(..12).unwrap_or_default());
+    let rule = |op: &str| {
+        Command::new("iptables")
+            .args([
+                op, "INPUT", "-i", &iface, "-p", "tcp", "--dport", "17681", "-j", "DROP",
+            ])
+            .status()
+    };
+    assert!(rule("-I").is_ok_and(|s| s.success()));
+    let out = doctor(&engine, "docker", &network, &["--port", "17681"]);
+    let _ = rule("-D");
+    remove_network(&engine, &network);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(5), "{v}");
+    assert_eq!(v["probes"][0]["outcome"], "timeout", "{v}");
+    assert!(
+        v["advice"][0].as_str().is_some_and(|a| a.contains("INPUT")),
+        "{v}"
+    );
+}
+
+#[test]
+fn doctor_without_an_engine_exits_3() {
+    let out = run(&[
+        "doctor",
+        "--no-config",
+        "--driver",
+        "docker",
+        "--endpoint",
+        "unix:///nonexistent/openshell.sock",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("absent"));
+}

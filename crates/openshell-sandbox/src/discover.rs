@@ -8,6 +8,7 @@ use openshell_runtime::facts::Endpoint;
 
 use crate::raw;
 use crate::{Candidate, CandidateOutcome, Discovery};
+use tracing::Instrument;
 
 /// The environment discovery reads, gathered once at the edge so tests can fake it.
 #[derive(Debug, Clone, Default)]
@@ -74,8 +75,7 @@ async fn probe(
     chosen: &mut Option<Endpoint>,
 ) -> CandidateOutcome {
     let span = tracing::info_span!("engine_call", call = "_ping", endpoint = %ep);
-    let _g = span.enter();
-    match raw::get(ep, "/_ping", timeout).await {
+    match raw::get(ep, "/_ping", timeout).instrument(span).await {
         Ok(r) if r.status == 200 => {
             *chosen = Some(ep.clone());
             CandidateOutcome::Ok

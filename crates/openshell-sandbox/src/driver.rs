@@ -274,6 +274,9 @@ pub trait SandboxDriver: Send + Sync {
 
     /// Removes the sandbox network if we created it and nothing uses it.
     async fn remove_network(&self) -> Result<(), Self::Error>;
+
+    /// Makes sure `image` is present, pulling it when missing.
+    async fn ensure_image(&self, image: &str) -> Result<(), Self::Error>;
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod discover;
 mod driver;
 mod host;
 mod listener;
+mod probe;
 pub mod raw;
 
 pub use discover::{probe_candidates, DiscoveryEnv};
@@ -18,3 +19,7 @@ pub use driver::{
 };
 pub use host::{current_os, host_facts, HostFacts};
 pub use listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};
+pub use probe::{
+    new_token, probe_in_order, probe_route, ProbeOptions, ProbeOutcome, ProbeResult,
+    DEFAULT_PROBE_IMAGE,
+};

@@ -1,0 +1,210 @@
+//! `doctor`: prove the route on the live engine, and say what to do when nothing works.
+//!
+//! The decided route is probed first, then the decision's fallbacks in their documented order,
+//! until one is proven. Exit 0 when a route is proven, 5 when none is, 3 when no engine answers.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use openshell_runtime::{decide, Registry, Route};
+use openshell_sandbox::{
+    probe_route, ListenerOptions, ProbeOptions, ProbeOutcome, ProbeResult, SandboxDriver,
+};
+use serde::Serialize;
+
+use crate::live::{self, AnyDriver};
+use crate::report::Report;
+use crate::{settle, to_json, EngineArgs, Fail, Output, RouteArgs};
+
+/// `doctor`'s arguments.
+pub struct DoctorArgs {
+    pub engine: EngineArgs,
+    pub route: RouteArgs,
+    pub probe_image: String,
+    pub probe_timeout: Duration,
+    pub allow_wildcard: bool,
+    pub output: Output,
+}
+
+/// What `doctor -o json` prints.
+#[derive(Serialize)]
+struct DoctorReport<'a> {
+    #[serde(flatten)]
+    decision: Report<'a>,
+    probes: Vec<ProbeResult>,
+    proven: Option<&'a ProbeResult>,
+    advice: Vec<String>,
+}
+
+/// Progress on a terminal, nothing otherwise.
+struct Progress(bool);
+
+impl Progress {
+    fn step(&self, i: usize, n: usize, route: &Route) {
+        if self.0 {
+            let bind = route
+                .bind
+                .map_or("its own address".to_string(), |b| b.to_string());
+            eprint!(
+                "[{i}/{n}] probing host.openshell.internal -> {} (gateway on {bind}) … ",
+                route.openshell_host
+            );
+        }
+    }
+
+    fn done(&self, r: &ProbeResult) {
+        if self.0 {
+            let what = match &r.outcome {
+                ProbeOutcome::Ok { latency_ms } => format!("ok in {latency_ms} ms"),
+                other => serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v["outcome"].as_str().map(String::from))
+                    .unwrap_or_default(),
+            };
+            eprintln!("{what}");
+        }
+    }
+}
+
+async fn probe_all<D: SandboxDriver>(
+    driver: &D,
+    routes: &[&Route],
+    opts: &ProbeOptions,
+    progress: &Progress,
+) -> Vec<ProbeResult> {
+    let mut out = Vec::new();
+    for (i, route) in routes.iter().enumerate() {
+        progress.step(i + 1, routes.len(), route);
+        let r = probe_route(driver, route, opts).await;
+        progress.done(&r);
+        let ok = r.outcome.is_ok();
+        out.push(r);
+        if ok {
+            break;
+        }
+    }
+    out
+}
+
+fn advice(probes: &[ProbeResult], route_error: Option<String>, port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(e) = route_error {
+        out.push(format!("no route was decided: {e}"));
+    }
+    for p in probes {
+        let line = match &p.outcome {
+            ProbeOutcome::Ok { .. } => continue,
+            ProbeOutcome::Timeout => format!(
+                "{} timed out: if it is a bridge address of this host, a firewall may drop sandbox traffic to it; allow TCP port {port} from the sandbox bridge in the INPUT chain",
+                p.openshell_host
+            ),
+            ProbeOutcome::Refused => format!(
+                "{} refused: the gateway must listen on {} (bind_address in gateway.toml, or --bind)",
+                p.openshell_host,
+                p.bind.as_deref().unwrap_or("the route's address")
+            ),
+            ProbeOutcome::NameUnresolved => format!(
+                "{} did not become an address inside the sandbox: set host_gateway_ip to a literal address ([openshell.drivers.*] host_gateway_ip, or --host-gateway-ip)",
+                p.openshell_host
+            ),
+            ProbeOutcome::ProbeUnavailable { reason } => format!("the probe could not run ({reason}): check the engine, or pass --probe-image with a local busybox image"),
+        };
+        out.push(line);
+    }
+    out
+}
+
+/// Runs `doctor`.
+pub fn run(args: DoctorArgs) -> Result<u8, Fail> {
+    live::block_on(async {
+        let connected = live::connect(&args.engine).await?;
+        let mut facts = connected.driver.gather(None).await?;
+        let (settings, ctx) = settle(&mut facts, &args.route)?;
+        let decision = decide(&Registry::builtin(), &facts, &ctx);
+        let opts = ProbeOptions {
+            image: args.probe_image.clone(),
+            timeout: args.probe_timeout,
+            listener: ListenerOptions {
+                allow_wildcard: args.allow_wildcard,
+                ..ListenerOptions::default()
+            },
+        };
+        let routes: Vec<&Route> = decision
+            .route
+            .iter()
+            .chain(decision.fallbacks.iter())
+            .collect();
+        let progress =
+            Progress(std::io::stderr().is_terminal() && matches!(args.output, Output::Text));
+        let probes = match &connected.driver {
+            AnyDriver::Docker(d) => probe_all(d, &routes, &opts, &progress).await,
+            AnyDriver::Podman(d) => probe_all(d, &routes, &opts, &progress).await,
+        };
+        let mut report = Report::new(&decision, &facts.warnings, &settings);
+        report.endpoint_candidates = Some(&connected.candidates);
+        report.driver = Some(connected.driver.name());
+        let proven = probes.iter().find(|p| p.outcome.is_ok());
+        let advice = advice(
+            &probes,
+            decision.route.as_ref().err().map(ToString::to_string),
+            ctx.port,
+        );
+        let doc = DoctorReport {
+            decision: report,
+            probes: probes.clone(),
+            proven,
+            advice,
+        };
+        match args.output {
+            Output::Json => println!("{}", to_json(&doc)?),
+            Output::Text => print!("{}", text(&doc)),
+        }
+        Ok(if proven.is_some() { 0 } else { 5 })
+    })?
+}
+
+fn text(doc: &DoctorReport<'_>) -> String {
+    use std::fmt::Write as _;
+    let mut s = doc.decision.text();
+    let _ = writeln!(s, "probes:");
+    if doc.probes.is_empty() {
+        let _ = writeln!(s, "  (no route to probe)");
+    }
+    for p in &doc.probes {
+        let outcome = match &p.outcome {
+            ProbeOutcome::Ok { latency_ms } => format!("ok ({latency_ms} ms)"),
+            ProbeOutcome::ProbeUnavailable { reason } => format!("probe-unavailable: {reason}"),
+            other => serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v["outcome"].as_str().map(String::from))
+                .unwrap_or_default(),
+        };
+        let bind = p.bind.as_deref().unwrap_or("-");
+        let _ = writeln!(
+            s,
+            "  - host.openshell.internal -> {} / gateway on {bind}: {outcome}",
+            p.openshell_host
+        );
+        let _ = writeln!(s, "    {}", p.hint);
+    }
+    match doc.proven {
+        Some(p) => {
+            let _ = writeln!(
+                s,
+                "verdict:    proven: sandboxes reach the gateway via {} (gateway on {})",
+                p.openshell_host,
+                p.bind.as_deref().unwrap_or("-")
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "verdict:    no route proven; sandboxes would hang in Provisioning"
+            );
+            for a in &doc.advice {
+                let _ = writeln!(s, "  do: {a}");
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,255 @@
+//! Proving a route before trusting it: one short-lived container on the sandbox network, with
+//! exactly the sandbox's extra hosts, calls `host.openshell.internal:<port>` with a one-time
+//! token while the listener waits where the route says. The outcome is classified, each with a
+//! hint, and the probe container is always removed.
+
+use std::time::{Duration, Instant};
+
+use openshell_runtime::Route;
+use serde::Serialize;
+
+use crate::{CallbackListener, ListenerOptions, SandboxDriver, SandboxSpec, SandboxState};
+
+/// Exit codes of the probe script, one per classified failure.
+const EXIT_NAME_UNRESOLVED: i64 = 3;
+const EXIT_REFUSED: i64 = 4;
+const EXIT_TIMEOUT: i64 = 5;
+
+/// The image the probe runs by default on a user's machine: the official busybox image (pulled
+/// from Docker Hub when missing; it has `sh`, `grep`, `timeout` and `wget`).
+pub const DEFAULT_PROBE_IMAGE: &str = "docker.io/library/busybox:1.36";
+
+/// How a probe runs.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    /// The probe image (must have busybox's `sh`, `grep`, `timeout`, `wget`).
+    pub image: String,
+    /// Longest the whole probe may take.
+    pub timeout: Duration,
+    /// How the listener binds.
+    pub listener: ListenerOptions,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            image: DEFAULT_PROBE_IMAGE.into(),
+            timeout: Duration::from_secs(20),
+            listener: ListenerOptions::default(),
+        }
+    }
+}
+
+/// What a probe found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum ProbeOutcome {
+    /// The callback arrived.
+    Ok {
+        /// From container start to arrival.
+        latency_ms: u64,
+    },
+    /// `host.openshell.internal` does not resolve to an address in the container (for
+    /// instance a literal `host-gateway` line in /etc/hosts).
+    NameUnresolved,
+    /// The address answered, but nothing listened there.
+    Refused,
+    /// Nothing answered in time (wrong address, firewall).
+    Timeout,
+    /// The probe itself could not run (no probe image, engine error, cannot listen).
+    ProbeUnavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ProbeOutcome {
+    /// What a person should do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ProbeOutcome::Ok { .. } => "sandboxes will be able to call back along this route",
+            ProbeOutcome::NameUnresolved => "the engine did not turn the extra host into an address (host-gateway unsupported?): set host_gateway_ip to a literal address",
+            ProbeOutcome::Refused => "the address is reachable but the gateway does not listen there: bind the gateway to the route's bind address",
+            ProbeOutcome::Timeout => "nothing answered: the address does not reach this host from the sandbox network, or a firewall drops it (check INPUT rules for the bridge)",
+            ProbeOutcome::ProbeUnavailable { .. } => "the probe could not run: check the engine, and that the probe image is available (--probe-image)",
+        }
+    }
+
+    /// Whether the route is proven.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, ProbeOutcome::Ok { .. })
+    }
+}
+
+/// One route and what probing it found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeResult {
+    /// What `host.openshell.internal` mapped to.
+    pub openshell_host: String,
+    /// Where the listener bound.
+    pub bind: Option<String>,
+    /// The outcome.
+    #[serde(flatten)]
+    pub outcome: ProbeOutcome,
+    /// The hint for it.
+    pub hint: &'static str,
+}
+
+/// A fresh one-time token from the OS's random source.
+pub fn new_token() -> String {
+    let mut buf = [0u8; 16];
+    if getrandom::fill(&mut buf).is_err() {
+        // No OS randomness: fall back to the hasher's per-process random keys and the clock.
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(Instant::now().elapsed().as_nanos());
+        buf[..8].copy_from_slice(&h.finish().to_le_bytes());
+    }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The probe container's script: classify by /etc/hosts, then by wget's answer.
+fn probe_command() -> Vec<String> {
+    let script = format!(
+        "line=$(grep -E '[[:space:]]host\\.openshell\\.internal([[:space:]]|$)' /etc/hosts | head -n 1); \
+         ip=${{line%%[[:space:]]*}}; \
+         case \"$ip\" in ''|*[!0-9a-fA-F:.]*) echo \"probe: host.openshell.internal is '$ip'\"; exit {EXIT_NAME_UNRESOLVED};; esac; \
+         out=$(timeout 5 wget -q -O /dev/null \"$OPENSHELL_ENDPOINT/callback/$OPENSHELL_SANDBOX_ID/$OPENSHELL_TOKEN\" 2>&1); rc=$?; \
+         [ $rc -eq 0 ] && exit 0; echo \"probe: $out\"; \
+         case \"$out\" in *refused*) exit {EXIT_REFUSED};; esac; exit {EXIT_TIMEOUT}"
+    );
+    vec!["/bin/sh".into(), "-c".into(), script]
+}
+
+fn unavailable(route: &Route, reason: String) -> ProbeResult {
+    result(route, ProbeOutcome::ProbeUnavailable { reason })
+}
+
+fn result(route: &Route, outcome: ProbeOutcome) -> ProbeResult {
+    ProbeResult {
+        openshell_host: route.openshell_host.to_string(),
+        bind: route.bind.map(|b| b.to_string()),
+        hint: outcome.hint(),
+        outcome,
+    }
+}
+
+/// Probes one route, bounded by `opts.timeout`; the probe container is always removed.
+pub async fn probe_route<D: SandboxDriver>(
+    driver: &D,
+    route: &Route,
+    opts: &ProbeOptions,
+) -> ProbeResult {
+    let span =
+        tracing::info_span!("probe", runtime = %route.runtime, target = %route.openshell_host);
+    tracing::Instrument::instrument(probe_route_inner(driver, route, opts), span).await
+}
+
+async fn probe_route_inner<D: SandboxDriver>(
+    driver: &D,
+    route: &Route,
+    opts: &ProbeOptions,
+) -> ProbeResult {
+    let mut listener = match CallbackListener::bind(route, opts.listener).await {
+        Ok(l) => l,
+        Err(e) => return unavailable(route, e.to_string()),
+    };
+    let route = listener.route().clone();
+    if let Err(e) = driver.ensure_image(&opts.image).await {
+        return unavailable(&route, format!("probe image {}: {e}", opts.image));
+    }
+    let spec = SandboxSpec {
+        id: format!("probe-{}", &new_token()[..12]),
+        image: opts.image.clone(),
+        command: probe_command(),
+        token: new_token(),
+        labels: Default::default(),
+    };
+    listener.expect(&spec.id, &spec.token);
+    let handle = match driver.create(&spec, &route).await {
+        Ok(h) => h,
+        Err(e) => return unavailable(&route, e.to_string()),
+    };
+    let outcome = run(driver, &handle, &spec.id, &mut listener, opts.timeout).await;
+    if let Err(e) = driver.delete(&handle).await {
+        tracing::warn!(error = %e, container = %handle.container_id, "probe container not removed");
+    }
+    result(&route, outcome)
+}
+
+async fn run<D: SandboxDriver>(
+    driver: &D,
+    handle: &crate::SandboxHandle,
+    id: &str,
+    listener: &mut CallbackListener,
+    timeout: Duration,
+) -> ProbeOutcome {
+    let started = Instant::now();
+    if let Err(e) = driver.start(handle).await {
+        return ProbeOutcome::ProbeUnavailable {
+            reason: e.to_string(),
+        };
+    }
+    let deadline = started + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return ProbeOutcome::Timeout;
+        }
+        if let Ok(a) = listener
+            .wait_for(id, left.min(Duration::from_millis(300)))
+            .await
+        {
+            tracing::debug!(peer = %a.peer, "probe arrived");
+            let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            return ProbeOutcome::Ok { latency_ms };
+        }
+        match driver.inspect(handle).await {
+            Ok(SandboxState::Exited(code)) => {
+                // One last look: the callback may have landed just as the container exited.
+                if listener
+                    .wait_for(id, Duration::from_millis(200))
+                    .await
+                    .is_ok()
+                {
+                    let latency_ms =
+                        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    return ProbeOutcome::Ok { latency_ms };
+                }
+                return match code {
+                    EXIT_NAME_UNRESOLVED => ProbeOutcome::NameUnresolved,
+                    EXIT_REFUSED => ProbeOutcome::Refused,
+                    EXIT_TIMEOUT => ProbeOutcome::Timeout,
+                    other => ProbeOutcome::ProbeUnavailable {
+                        reason: format!("probe container exited with {other}"),
+                    },
+                };
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return ProbeOutcome::ProbeUnavailable {
+                    reason: e.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// Probes `first`, then each of `fallbacks` in order, until one is proven. Returns every result.
+pub async fn probe_in_order<D: SandboxDriver>(
+    driver: &D,
+    first: &Route,
+    fallbacks: &[Route],
+    opts: &ProbeOptions,
+) -> Vec<ProbeResult> {
+    let mut out = Vec::new();
+    for route in std::iter::once(first).chain(fallbacks) {
+        let r = probe_route(driver, route, opts).await;
+        let done = r.outcome.is_ok();
+        out.push(r);
+        if done {
+            break;
+        }
+    }
+    out
+}

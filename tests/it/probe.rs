@@ -1,0 +1,148 @@
+//! The reachability probe on real engines: every classified outcome, and nothing left behind.
+
+use std::process::Command;
+use std::time::Duration;
+
+use openshell_runtime::{HostTarget, Route};
+use openshell_sandbox::{probe_route, ProbeOptions, ProbeOutcome, SandboxDriver};
+use openshell_tests::live;
+
+use crate::live::{docker, run, Ctx};
+
+fn opts<D>(ctx: &Ctx<D>) -> ProbeOptions {
+    ProbeOptions {
+        image: ctx.image().to_string(),
+        timeout: Duration::from_secs(15),
+        ..ProbeOptions::default()
+    }
+}
+
+async fn no_probe_left<D: SandboxDriver>(ctx: &Ctx<D>) {
+    let left = ctx.driver().list().await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        left.iter().all(|h| !h.id.starts_with("probe-")),
+        "probe containers left: {left:?}"
+    );
+}
+
+/// A free TCP port number on this host (bound on loopback, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Drops TCP to `port` arriving on `iface` while alive (a firewall on the sandbox bridge).
+struct FirewallDrop(String, u16);
+
+impl FirewallDrop {
+    fn new(iface: &str, port: u16) -> FirewallDrop {
+        let rule = |op: &str| {
+            Command::new("iptables")
+                .args([
+                    op,
+                    "INPUT",
+                    "-i",
+                    iface,
+                    "-p",
+                    "tcp",
+                    "--dport",
+                    &port.to_string(),
+                    "-j",
+                    "DROP",
+                ])
+                .status()
+        };
+        assert!(
+            rule("-I").is_ok_and(|s| s.success()),
+            "cannot add an iptables rule"
+        );
+        FirewallDrop(iface.to_string(), port)
+    }
+}
+
+impl std::ops::Drop for FirewallDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("iptables")
+            .args([
+                "-D",
+                "INPUT",
+                "-i",
+                &self.0,
+                "-p",
+                "tcp",
+                "--dport",
+                &self.1.to_string(),
+                "-j",
+                "DROP",
+            ])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_classifies_ok_refused_and_timeout_on_dockerd() {
+    let engine = live::dockerd();
+    if !engine.available() {
+        return;
+    }
+    run(&engine, docker(&engine).await, |ctx| async move {
+        let route: Route = crate::live::decide_live(ctx).await;
+        let ok = probe_route(ctx.driver(), &route, &opts(ctx)).await;
+        assert!(matches!(ok.outcome, ProbeOutcome::Ok { .. }), "{ok:?}");
+
+        // The gateway on loopback while sandboxes go to the bridge: refused, quickly.
+        let mut misbound = route.clone();
+        misbound.bind = Some("127.0.0.1".parse().unwrap_or_else(|_| unreachable!()));
+        let refused = probe_route(ctx.driver(), &misbound, &opts(ctx)).await;
+        assert_eq!(refused.outcome, ProbeOutcome::Refused, "{refused:?}");
+
+        // A firewall on the bridge drops the callback: timeout, not a hang.
+        let net = Command::new("docker")
+            .args([
+                "network",
+                "inspect",
+                "-f",
+                "{{.Id}}",
+                ctx.driver().network(),
+            ])
+            .output();
+        let id = net
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let iface = format!("br-{}", id.get(..12).unwrap_or_default());
+        let mut dropped = route.clone();
+        dropped.port = free_port();
+        let _rule = FirewallDrop::new(&iface, dropped.port);
+        let timeout = probe_route(ctx.driver(), &dropped, &opts(ctx)).await;
+        assert_eq!(timeout.outcome, ProbeOutcome::Timeout, "{timeout:?}");
+        no_probe_left(ctx).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_reports_an_unresolved_host_gateway_on_podman_4_3() {
+    let engine = live::podman();
+    if !engine.available() {
+        return;
+    }
+    run(&engine, docker(&engine).await, |ctx| async move {
+        let mut route = crate::live::decide_live(ctx).await;
+        route.openshell_host = HostTarget::HostGateway;
+        let r = probe_route(ctx.driver(), &route, &opts(ctx)).await;
+        assert_eq!(r.outcome, ProbeOutcome::NameUnresolved, "{r:?}");
+        let missing = ProbeOptions {
+            image: "localhost/openshell-no-such-image:missing".into(),
+            ..opts(ctx)
+        };
+        let r = probe_route(ctx.driver(), &crate::live::decide_live(ctx).await, &missing).await;
+        assert!(
+            matches!(r.outcome, ProbeOutcome::ProbeUnavailable { .. }),
+            "{r:?}"
+        );
+        no_probe_left(ctx).await;
+    })
+    .await;
+}
