@@ -42,6 +42,9 @@ impl Default for ListenerOptions {
     }
 }
 
+/// Most arrivals kept for sandboxes nobody is waiting for yet.
+const MAX_EARLY: usize = 4096;
+
 /// Longest request line read.
 const MAX_REQUEST: usize = 1024;
 
@@ -109,6 +112,8 @@ pub struct CallbackListener {
     route: Route,
     tokens: Tokens,
     arrivals: mpsc::Receiver<Arrival>,
+    /// Arrivals received while waiting for another sandbox, kept for their own `wait_for`.
+    early: Vec<Arrival>,
     task: JoinHandle<()>,
     freebind: bool,
 }
@@ -179,6 +184,7 @@ impl CallbackListener {
             route,
             tokens,
             arrivals,
+            early: Vec::new(),
             task,
             freebind,
         })
@@ -206,18 +212,26 @@ impl CallbackListener {
         }
     }
 
-    /// Waits for `sandbox_id` to call back, at most `timeout`. Arrivals of other sandboxes
-    /// that come first are skipped.
+    /// Waits for `sandbox_id` to call back, at most `timeout`. Arrivals of other sandboxes that
+    /// come first are kept for their own `wait_for`, so many sandboxes can be awaited in any
+    /// order.
     pub async fn wait_for(
         &mut self,
         sandbox_id: &str,
         timeout: Duration,
     ) -> Result<Arrival, ListenerError> {
+        if let Some(i) = self.early.iter().position(|a| a.sandbox_id == sandbox_id) {
+            return Ok(self.early.swap_remove(i));
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match tokio::time::timeout_at(deadline, self.arrivals.recv()).await {
                 Ok(Some(a)) if a.sandbox_id == sandbox_id => return Ok(a),
-                Ok(Some(_)) => continue,
+                Ok(Some(other)) => {
+                    if self.early.len() < MAX_EARLY {
+                        self.early.push(other);
+                    }
+                }
                 Ok(None) | Err(_) => {
                     return Err(ListenerError::Timeout {
                         sandbox_id: sandbox_id.to_string(),
@@ -379,6 +393,29 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.sandbox_id, "sb-1");
         assert_eq!(l.route().port, addr.port());
+    }
+
+    #[tokio::test]
+    async fn arrivals_can_be_awaited_in_any_order() {
+        let mut l = CallbackListener::bind(&route("127.0.0.1"), ListenerOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..5 {
+            l.expect(&format!("sb-{i}"), "tok");
+        }
+        let addr = l.local_addr();
+        for i in 0..5 {
+            assert!(call(addr, &format!("/callback/sb-{i}/tok"))
+                .await
+                .starts_with("HTTP/1.0 200"));
+        }
+        for i in (0..5).rev() {
+            let a = l
+                .wait_for(&format!("sb-{i}"), Duration::from_secs(2))
+                .await
+                .unwrap_or_else(|e| panic!("sb-{i}: {e}"));
+            assert_eq!(a.sandbox_id, format!("sb-{i}"));
+        }
     }
 
     #[tokio::test]

@@ -1,0 +1,235 @@
+//! Sandbox create until callback received, through each driver, side by side with `docker run`
+//! / `podman run` of the same image doing the same callback; then 1, 8 and 32 sandboxes created
+//! concurrently until all called back and were deleted.
+//!
+//! `cargo bench -p openshell-benches --bench callback` runs it in full (needs dockerd and
+//! Podman, see scripts/engines.sh) and prints a Markdown table for docs/performance.md. Under
+//! `cargo test` it runs one small round, so CI keeps it working; its numbers are never gated.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use openshell_driver_docker::{DockerDriver, DockerOptions};
+use openshell_driver_podman::{PodmanDriver, PodmanOptions};
+use openshell_runtime::{decide, Registry, Route, RouteContext};
+use openshell_sandbox::{
+    extra_host_entries, new_token, sandbox_command, CallbackListener, ListenerOptions,
+    SandboxDriver, SandboxSpec,
+};
+use openshell_tests::live::{self, Engine};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn route_of<D: SandboxDriver>(driver: &D) -> Route {
+    let facts = driver
+        .gather_facts()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .facts;
+    decide(
+        &Registry::builtin(),
+        &facts,
+        &RouteContext {
+            port: 0,
+            tls: false,
+        },
+    )
+    .route
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn spec(image: &str) -> SandboxSpec {
+    SandboxSpec {
+        id: live::unique("bench"),
+        image: image.into(),
+        command: sandbox_command(60),
+        token: new_token(),
+        labels: Default::default(),
+    }
+}
+
+/// One sandbox through the driver: create, start, callback received, delete.
+async fn through_driver<D: SandboxDriver>(
+    driver: &D,
+    listener: &mut CallbackListener,
+    image: &str,
+) -> Duration {
+    let route = listener.route().clone();
+    let s = spec(image);
+    listener.expect(&s.id, &s.token);
+    let t0 = Instant::now();
+    let h = driver
+        .create(&s, &route)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
+    listener
+        .wait_for(&s.id, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let took = t0.elapsed();
+    driver.delete(&h).await.unwrap_or_else(|e| panic!("{e}"));
+    took
+}
+
+/// The same sandbox through the engine's CLI (`docker run` / `podman run`).
+async fn through_cli(
+    engine: &Engine,
+    network: &str,
+    listener: &mut CallbackListener,
+    image: &str,
+) -> Duration {
+    let route = listener.route().clone();
+    let s = spec(image);
+    listener.expect(&s.id, &s.token);
+    let mut cmd = Command::new(&engine.cli[0]);
+    cmd.args(&engine.cli[1..])
+        .args(["run", "--rm", "--network", network]);
+    for h in extra_host_entries(&route).unwrap_or_default() {
+        cmd.args(["--add-host", &h]);
+    }
+    for (k, v) in s.env(&route) {
+        cmd.args(["-e", &format!("{k}={v}")]);
+    }
+    cmd.arg(image).args(&s.command);
+    let t0 = Instant::now();
+    let child = tokio::task::spawn_blocking(move || cmd.output());
+    listener
+        .wait_for(&s.id, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let took = t0.elapsed();
+    let _ = child.await;
+    took
+}
+
+/// `n` sandboxes at once: all created and started concurrently, all called back, all deleted.
+async fn scale<D: SandboxDriver>(
+    driver: &D,
+    listener: &mut CallbackListener,
+    image: &str,
+    n: usize,
+) -> Duration {
+    let route = listener.route().clone();
+    let specs: Vec<SandboxSpec> = (0..n).map(|_| spec(image)).collect();
+    for s in &specs {
+        listener.expect(&s.id, &s.token);
+    }
+    let t0 = Instant::now();
+    let handles = join_all(specs.iter().map(|s| async {
+        let h = driver
+            .create(s, &route)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
+        h
+    }))
+    .await;
+    for s in &specs {
+        listener
+            .wait_for(&s.id, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    join_all(handles.iter().map(|h| driver.delete(h))).await;
+    let took = t0.elapsed();
+    let left = driver.list().await.unwrap_or_default();
+    assert!(
+        specs.iter().all(|s| left.iter().all(|l| l.id != s.id)),
+        "sandboxes left behind"
+    );
+    took
+}
+
+async fn bench_engine<D: SandboxDriver>(
+    engine: &Engine,
+    driver: D,
+    label: &str,
+    rounds: usize,
+    scales: &[usize],
+) {
+    let image = live::import_busybox(engine).unwrap_or_else(|e| panic!("{e}"));
+    let route = route_of(&driver).await;
+    let mut listener = CallbackListener::bind(&route, ListenerOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut via_driver = Vec::new();
+    let mut via_cli = Vec::new();
+    for _ in 0..rounds {
+        via_driver.push(through_driver(&driver, &mut listener, &image).await);
+        via_cli.push(through_cli(engine, driver.network(), &mut listener, &image).await);
+    }
+    let (d, c) = (median(via_driver), median(via_cli));
+    let ratio = d.as_secs_f64() / c.as_secs_f64().max(1e-9);
+    println!(
+        "| {} via {label} | {} | {} (`{} run`) | {ratio:.2}x |",
+        engine.name,
+        ms(d),
+        ms(c),
+        engine.cli.last().map_or("", String::as_str)
+    );
+    for &n in scales {
+        let took = scale(&driver, &mut listener, &image, n).await;
+        println!(
+            "| {} via {label}: {n} concurrent | {} total | {} per sandbox | |",
+            engine.name,
+            ms(took),
+            ms(took / n as u32)
+        );
+    }
+    drop(listener);
+    let _ = driver.remove_network().await;
+    live::remove_image(engine, &image);
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (rounds, scales): (usize, &[usize]) = if full { (9, &[1, 8, 32]) } else { (1, &[2]) };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        println!("| scenario | through the driver | through the CLI | ratio |");
+        println!("|---|---|---|---|");
+        let timeout = Duration::from_secs(30);
+        let docker_opts = || DockerOptions {
+            network: live::unique("openshell-bench"),
+            timeout,
+            host: None,
+        };
+        let podman_opts = || PodmanOptions {
+            network: live::unique("openshell-bench"),
+            timeout,
+            host: None,
+        };
+        let dockerd = live::dockerd();
+        if dockerd.available() {
+            let d = DockerDriver::connect(dockerd.endpoint(), docker_opts())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            bench_engine(&dockerd, d, "Docker driver", rounds, scales).await;
+        }
+        let podman = live::podman();
+        if podman.available() {
+            let d = DockerDriver::connect(podman.endpoint(), docker_opts())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            bench_engine(&podman, d, "Docker driver", rounds, scales).await;
+            let p = PodmanDriver::connect(podman.endpoint(), podman_opts())
+                .unwrap_or_else(|e| panic!("{e}"));
+            bench_engine(&podman, p, "Podman driver", rounds, scales).await;
+        }
+    });
+}
