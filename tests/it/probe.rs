@@ -146,3 +146,50 @@ async fn probe_reports_an_unresolved_host_gateway_on_podman_4_3() {
     })
     .await;
 }
+
+/// A driver that requires a verified route at start-up gets the proven route, or fails fast
+/// with every classified outcome instead of creating sandboxes that would hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_requires_a_verified_route() {
+    let engine = live::dockerd();
+    if !engine.available() {
+        return;
+    }
+    run(&engine, docker(&engine).await, |ctx| async move {
+        let facts = ctx
+            .driver()
+            .gather_facts()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .facts;
+        let ctx0 = openshell_runtime::RouteContext {
+            port: 0,
+            tls: false,
+        };
+        let decision =
+            openshell_runtime::decide(&openshell_runtime::Registry::builtin(), &facts, &ctx0);
+        let (route, results) =
+            openshell_sandbox::require_verified_route(ctx.driver(), &decision, &opts(ctx))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            Some(&route.openshell_host),
+            decision.route.as_ref().ok().map(|r| &r.openshell_host)
+        );
+        assert_eq!(results.len(), 1);
+
+        let mut broken = decision.clone();
+        if let Ok(r) = broken.route.as_mut() {
+            r.bind = Some("127.0.0.1".parse().unwrap_or_else(|_| unreachable!()));
+        }
+        broken.fallbacks.clear();
+        let err = openshell_sandbox::require_verified_route(ctx.driver(), &broken, &opts(ctx))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a misbound route was accepted"));
+        assert_eq!(err.results[0].outcome, ProbeOutcome::Refused);
+        assert!(err.to_string().contains("refused"), "{err}");
+        no_probe_left(ctx).await;
+    })
+    .await;
+}

@@ -126,3 +126,36 @@ async fn original_bug_podman_machine_through_the_docker_driver() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary(&g.facts), "podman-machine host-gateway 127.0.0.1");
 }
+
+/// A same-named network with another driver is refused, not used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_named_network_of_another_driver_is_refused() {
+    let doc = serde_json::json!({
+        "host_os": "linux",
+        "ping": {"Api-Version": "1.41", "Server": "Docker/27.3.1 (linux)"},
+        "info": {"Name": "box", "ServerVersion": "27.3.1"},
+        "network": {"Name": "openshell", "Driver": "macvlan", "IPAM": {"Config": [{"Gateway": "10.1.0.1"}]}}
+    });
+    let engine = ReplayEngine::start(&doc)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = Endpoint::Unix {
+        path: engine.socket().display().to_string(),
+    };
+    let driver = DockerDriver::connect(endpoint, DockerOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = driver
+        .gather_facts()
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("macvlan network accepted"));
+    assert!(
+        matches!(
+            err,
+            openshell_driver_docker::DockerDriverError::NetworkConflict { .. }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("macvlan"), "{err}");
+}

@@ -20,6 +20,6 @@ pub use driver::{
 pub use host::{current_os, host_facts, HostFacts};
 pub use listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};
 pub use probe::{
-    new_token, probe_in_order, probe_route, ProbeOptions, ProbeOutcome, ProbeResult,
-    DEFAULT_PROBE_IMAGE,
+    new_token, probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome,
+    ProbeResult, Unverified, DEFAULT_PROBE_IMAGE,
 };

@@ -253,3 +253,72 @@ pub async fn probe_in_order<D: SandboxDriver>(
     }
     out
 }
+
+/// Start-up check: no route proven, with every probe's classified outcome.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("no route to the gateway is proven ({}); sandboxes would hang in Provisioning", summary(.results))]
+pub struct Unverified {
+    /// Every route tried and what it gave.
+    pub results: Vec<ProbeResult>,
+    /// Why the policy decided no route at all, when it did not.
+    pub decision_error: Option<String>,
+}
+
+fn summary(results: &[ProbeResult]) -> String {
+    if results.is_empty() {
+        return "no route was decided".into();
+    }
+    results
+        .iter()
+        .map(|r| {
+            let what = match &r.outcome {
+                ProbeOutcome::Ok { .. } => "ok".to_string(),
+                ProbeOutcome::NameUnresolved => "name-unresolved".into(),
+                ProbeOutcome::Refused => "refused".into(),
+                ProbeOutcome::Timeout => "timeout".into(),
+                ProbeOutcome::ProbeUnavailable { reason } => format!("probe-unavailable: {reason}"),
+            };
+            format!(
+                "{} via {}: {what}; {}",
+                r.openshell_host,
+                r.bind.as_deref().unwrap_or("-"),
+                r.hint
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// For a driver that must not start sandboxes on an unproven route: probes the decided route,
+/// then the fallbacks in order, and returns the first proven one, or fails fast with every
+/// classified outcome.
+pub async fn require_verified_route<D: SandboxDriver>(
+    driver: &D,
+    decision: &openshell_runtime::Decision,
+    opts: &ProbeOptions,
+) -> Result<(Route, Vec<ProbeResult>), Unverified> {
+    let Ok(first) = &decision.route else {
+        return Err(Unverified {
+            results: Vec::new(),
+            decision_error: decision.route.as_ref().err().map(ToString::to_string),
+        });
+    };
+    let routes: Vec<&Route> = std::iter::once(first)
+        .chain(decision.fallbacks.iter())
+        .collect();
+    let results = probe_in_order(driver, first, &decision.fallbacks, opts).await;
+    match results.iter().position(|r| r.outcome.is_ok()) {
+        Some(i) => {
+            let mut proven = routes[i].clone();
+            // The probe bound its own port; the gateway keeps the route's configured one.
+            proven
+                .notes
+                .push(format!("proven reachable by a probe ({})", results[i].hint));
+            Ok((proven, results))
+        }
+        None => Err(Unverified {
+            results,
+            decision_error: None,
+        }),
+    }
+}
