@@ -12,6 +12,9 @@ use serde::Serialize;
 
 /// Environment variable for the container-side address.
 pub const ENV_HOST_GATEWAY_IP: &str = "OPENSHELL_HOST_GATEWAY_IP";
+/// Environment variable saying the rootless helper maps 10.0.2.2 to the host's loopback
+/// (slirp4netns `allow_host_loopback=true`, or RootlessKit with host loopback enabled).
+pub const ENV_ROOTLESS_HOST_LOOPBACK: &str = "OPENSHELL_ROOTLESS_HOST_LOOPBACK";
 /// Environment variable for the gateway's bind address (`IP` or `IP:PORT`).
 pub const ENV_BIND_ADDRESS: &str = "OPENSHELL_BIND_ADDRESS";
 
@@ -33,6 +36,8 @@ pub struct Settings {
     pub bind: Option<Setting<IpAddr>>,
     /// Gateway port (from a bind address that carries one).
     pub port: Option<Setting<u16>>,
+    /// The rootless network helper maps 10.0.2.2 to the host's loopback.
+    pub rootless_host_loopback: Option<Setting<bool>>,
 }
 
 /// A setting that could not be used; exit code 2.
@@ -63,6 +68,8 @@ pub struct Flags {
     pub host_gateway_ip: Option<String>,
     /// `--bind`.
     pub bind: Option<String>,
+    /// `--rootless-host-loopback`.
+    pub rootless_host_loopback: bool,
 }
 
 /// The default location of OpenShell's gateway config.
@@ -191,6 +198,31 @@ pub fn gather(
     if let Some(v) = env(ENV_HOST_GATEWAY_IP).filter(|v| !v.is_empty()) {
         s.host_gateway_ip = Some(ip(&v, ENV_HOST_GATEWAY_IP)?);
     }
+    if let Some(v) = env(ENV_ROOTLESS_HOST_LOOPBACK).filter(|v| !v.is_empty()) {
+        let value = match v.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" => true,
+            "0" | "false" | "no" => false,
+            _ => {
+                return Err(ConfigError::Value {
+                    origin: ENV_ROOTLESS_HOST_LOOPBACK.into(),
+                    problem: format!(
+                        "{} is not true or false",
+                        openshell_runtime::display_value(&v)
+                    ),
+                })
+            }
+        };
+        s.rootless_host_loopback = Some(Setting {
+            value,
+            source: ENV_ROOTLESS_HOST_LOOPBACK.into(),
+        });
+    }
+    if flags.rootless_host_loopback {
+        s.rootless_host_loopback = Some(Setting {
+            value: true,
+            source: "--rootless-host-loopback".into(),
+        });
+    }
     if let Some(v) = &flags.bind {
         s.bind = Some(bind_address(v, "--bind")?.0);
     }
@@ -208,6 +240,9 @@ impl Settings {
         }
         if let Some(b) = &self.bind {
             overrides.bind = Some(b.value);
+        }
+        if let Some(l) = &self.rootless_host_loopback {
+            overrides.rootless_host_loopback = Some(l.value);
         }
     }
 }
@@ -306,9 +341,16 @@ host_gateway_ip = "10.88.0.1"
         let flags = Flags {
             host_gateway_ip: Some("10.1.1.1".into()),
             bind: Some("10.1.1.1".into()),
+            rootless_host_loopback: true,
         };
         let with_flags = gather(&flags, &env, Some((path, FILE)), EngineKind::Docker)
             .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            with_flags.rootless_host_loopback.as_ref().map(|s| s.value),
+            Some(true)
+        );
+        let bad = env_of(&[(ENV_ROOTLESS_HOST_LOOPBACK, "maybe")]);
+        assert!(gather(&Flags::default(), &bad, None, EngineKind::Docker).is_err());
         assert_eq!(
             with_flags.bind.map(|s| s.source),
             Some("--bind".to_string())

@@ -65,6 +65,10 @@ pub(crate) struct RouteArgs {
     /// Sandboxes reach the gateway over TLS.
     #[arg(long)]
     tls: bool,
+    /// The rootless network helper maps 10.0.2.2 to the host's loopback (slirp4netns
+    /// allow_host_loopback=true); also OPENSHELL_ROOTLESS_HOST_LOOPBACK=true.
+    #[arg(long)]
+    rootless_host_loopback: bool,
     /// OpenShell gateway config to read (default: ~/.config/openshell/gateway.toml).
     #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
     config: Option<PathBuf>,
@@ -234,6 +238,7 @@ pub(crate) fn settle(
     let flags = Flags {
         host_gateway_ip: args.host_gateway_ip.clone(),
         bind: args.bind.clone(),
+        rootless_host_loopback: args.rootless_host_loopback,
     };
     let engine = signals::engine_kind(facts).0;
     let settings = gather(
