@@ -159,3 +159,39 @@ async fn a_same_named_network_of_another_driver_is_refused() {
     );
     assert!(err.to_string().contains("macvlan"), "{err}");
 }
+
+/// An engine socket that accepts but never answers: a clear timeout naming the call, bounded
+/// by the driver's timeout, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_engine_times_out_with_a_clear_error() {
+    let dir = std::env::temp_dir().join(openshell_tests::live::unique("openshell-silent"));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let socket = dir.join("docker.sock");
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap_or_else(|e| panic!("{e}"));
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let opts = DockerOptions {
+        timeout: std::time::Duration::from_millis(500),
+        ..DockerOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let endpoint = Endpoint::Unix {
+        path: socket.display().to_string(),
+    };
+    let err = DockerDriver::connect(endpoint, opts)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("a silent engine was accepted"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("did not answer within"), "{err}");
+    hold.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
