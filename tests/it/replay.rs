@@ -153,7 +153,9 @@ async fn a_same_named_network_of_another_driver_is_refused() {
     assert!(
         matches!(
             err,
-            openshell_driver_docker::DockerDriverError::NetworkConflict { .. }
+            openshell_driver_docker::DockerDriverError::Engine(
+                openshell_sandbox::EngineFailure::NetworkConflict { .. }
+            )
         ),
         "{err}"
     );

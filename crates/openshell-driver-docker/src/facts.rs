@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use openshell_sandbox::raw;
 
 use crate::{DockerDriver, DockerDriverError};
+use openshell_sandbox::EngineFailure;
 use tracing::Instrument;
 
 /// libpod's API path prefix; Podman 4 and 5 serve it.
@@ -33,10 +34,12 @@ impl DockerDriver {
         raw::get(&self.endpoint, path, self.opts.timeout)
             .instrument(span)
             .await
-            .map_err(|source| DockerDriverError::Raw {
-                call,
-                endpoint: self.endpoint.to_string(),
-                source,
+            .map_err(|source| {
+                DockerDriverError::from(EngineFailure::Raw {
+                    call,
+                    endpoint: self.endpoint.to_string(),
+                    source,
+                })
             })
     }
 
@@ -52,10 +55,10 @@ impl DockerDriver {
             Ok(net) => {
                 let driver = net.driver.clone().unwrap_or_default();
                 if driver != "bridge" {
-                    return Err(DockerDriverError::NetworkConflict {
+                    return Err(DockerDriverError::from(EngineFailure::NetworkConflict {
                         name: name.to_string(),
                         driver,
-                    });
+                    }));
                 }
                 Ok(self.to_json(&net))
             }
@@ -122,9 +125,11 @@ impl DockerDriver {
     }
 
     fn parse(&self, document: Value) -> Result<GatheredFacts, DockerDriverError> {
-        let facts = Facts::from_value(&document).map_err(|source| DockerDriverError::Facts {
-            endpoint: self.endpoint.to_string(),
-            source,
+        let facts = Facts::from_value(&document).map_err(|source| {
+            DockerDriverError::from(EngineFailure::Facts {
+                endpoint: self.endpoint.to_string(),
+                source,
+            })
         })?;
         Ok(GatheredFacts { facts, document })
     }

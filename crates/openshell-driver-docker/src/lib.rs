@@ -17,6 +17,7 @@ use bollard::Docker;
 use openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK;
 use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::raw;
+use openshell_sandbox::EngineFailure;
 use openshell_sandbox::HostFacts;
 use tracing::Instrument;
 
@@ -86,7 +87,9 @@ impl DockerDriver {
             });
         }
         if matches!(endpoint, Endpoint::Npipe { .. }) {
-            return Err(DockerDriverError::Unsupported { endpoint: shown });
+            return Err(DockerDriverError::from(EngineFailure::Unsupported {
+                endpoint: shown,
+            }));
         }
         // The engine's API version comes from `/_ping`'s Api-Version header: one cheap round
         // trip instead of `/version`, which dockerd 20.10 takes ~7 ms to answer. Without the
@@ -114,7 +117,9 @@ impl DockerDriver {
                 Docker::connect_with_http(&addr, secs, &version).map_err(connect_err)?
             }
             Endpoint::Ssh { .. } | Endpoint::Npipe { .. } => {
-                return Err(DockerDriverError::Unsupported { endpoint: shown })
+                return Err(DockerDriverError::from(EngineFailure::Unsupported {
+                    endpoint: shown,
+                }))
             }
         };
         let docker = if server.is_some() {
@@ -125,10 +130,12 @@ impl DockerDriver {
             tokio::time::timeout(opts.timeout, docker.negotiate_version())
                 .instrument(span)
                 .await
-                .map_err(|_| DockerDriverError::Timeout {
-                    call: "version",
-                    endpoint: shown.clone(),
-                    after: opts.timeout,
+                .map_err(|_| {
+                    DockerDriverError::from(EngineFailure::Timeout {
+                        call: "version",
+                        endpoint: shown.clone(),
+                        after: opts.timeout,
+                    })
                 })?
                 .map_err(connect_err)?
         };
@@ -141,11 +148,11 @@ impl DockerDriver {
     }
 
     fn client(&self) -> Result<&Docker, DockerDriverError> {
-        self.docker
-            .as_ref()
-            .ok_or_else(|| DockerDriverError::Unsupported {
+        self.docker.as_ref().ok_or_else(|| {
+            DockerDriverError::from(EngineFailure::Unsupported {
                 endpoint: self.endpoint.to_string(),
             })
+        })
     }
 
     /// Runs one engine call with a timeout, inside a tracing span, mapping its error.
@@ -158,11 +165,11 @@ impl DockerDriver {
             .instrument(span)
             .await
         {
-            Err(_) => Err(DockerDriverError::Timeout {
+            Err(_) => Err(DockerDriverError::from(EngineFailure::Timeout {
                 call,
                 endpoint: self.endpoint.to_string(),
                 after: self.opts.timeout,
-            }),
+            })),
             Ok(Err(source)) => Err(DockerDriverError::Call {
                 call,
                 endpoint: self.endpoint.to_string(),

@@ -17,6 +17,8 @@ use openshell_sandbox::{
     SandboxSpec, SandboxState, REMOVE_ATTEMPTS,
 };
 
+use openshell_sandbox::EngineFailure;
+
 use crate::{DockerDriver, DockerDriverError};
 
 /// Most log bytes kept for diagnosis.
@@ -47,14 +49,9 @@ impl SandboxDriver for DockerDriver {
         spec: &SandboxSpec,
         route: &Route,
     ) -> Result<SandboxHandle, DockerDriverError> {
-        spec.validate()
-            .map_err(|e| DockerDriverError::InvalidSpec {
-                field: e.field,
-                problem: e.problem,
-            })?;
+        spec.validate().map_err(EngineFailure::from)?;
         let docker = self.client()?;
-        let extra_hosts =
-            extra_host_entries(route).map_err(|e| DockerDriverError::Route(e.to_string()))?;
+        let extra_hosts = extra_host_entries(route).map_err(EngineFailure::from)?;
         let labels: HashMap<String, String> = spec.all_labels().into_iter().collect();
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),

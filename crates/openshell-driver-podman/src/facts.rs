@@ -14,6 +14,7 @@ use podman_api::opts::NetworkCreateOpts;
 use serde_json::{json, Value};
 
 use crate::{PodmanDriver, PodmanDriverError};
+use openshell_sandbox::EngineFailure;
 use tracing::Instrument;
 
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
@@ -51,10 +52,12 @@ impl PodmanDriver {
         raw::get(&self.endpoint, path, self.opts.timeout)
             .instrument(span)
             .await
-            .map_err(|source| PodmanDriverError::Raw {
-                call,
-                endpoint: self.endpoint.to_string(),
-                source,
+            .map_err(|source| {
+                PodmanDriverError::from(EngineFailure::Raw {
+                    call,
+                    endpoint: self.endpoint.to_string(),
+                    source,
+                })
             })
     }
 
@@ -99,10 +102,10 @@ impl PodmanDriver {
         };
         let driver = found.driver.clone().unwrap_or_default();
         if driver != "bridge" {
-            return Err(PodmanDriverError::NetworkConflict {
+            return Err(PodmanDriverError::from(EngineFailure::NetworkConflict {
                 name: name.to_string(),
                 driver,
-            });
+            }));
         }
         Ok(serde_json::to_value(&found).unwrap_or(Value::Null))
     }
@@ -134,9 +137,11 @@ impl PodmanDriver {
     }
 
     fn parse(&self, document: Value) -> Result<GatheredFacts, PodmanDriverError> {
-        let facts = Facts::from_value(&document).map_err(|source| PodmanDriverError::Facts {
-            endpoint: self.endpoint.to_string(),
-            source,
+        let facts = Facts::from_value(&document).map_err(|source| {
+            PodmanDriverError::from(EngineFailure::Facts {
+                endpoint: self.endpoint.to_string(),
+                source,
+            })
         })?;
         Ok(GatheredFacts { facts, document })
     }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK;
 use openshell_runtime::facts::Endpoint;
+use openshell_sandbox::EngineFailure;
 use openshell_sandbox::HostFacts;
 use podman_api::Podman;
 use tracing::Instrument;
@@ -71,9 +72,9 @@ impl PodmanDriver {
             ),
             Endpoint::Ssh { .. } => None,
             Endpoint::Npipe { .. } => {
-                return Err(PodmanDriverError::Unsupported {
+                return Err(PodmanDriverError::from(EngineFailure::Unsupported {
                     endpoint: endpoint.to_string(),
-                })
+                }))
             }
         };
         Ok(PodmanDriver {
@@ -84,11 +85,11 @@ impl PodmanDriver {
     }
 
     fn client(&self) -> Result<&Podman, PodmanDriverError> {
-        self.podman
-            .as_ref()
-            .ok_or_else(|| PodmanDriverError::Unsupported {
+        self.podman.as_ref().ok_or_else(|| {
+            PodmanDriverError::from(EngineFailure::Unsupported {
                 endpoint: self.endpoint.to_string(),
             })
+        })
     }
 
     /// Runs one engine call with a timeout, inside a tracing span, mapping its error.
@@ -101,11 +102,11 @@ impl PodmanDriver {
             .instrument(span)
             .await
         {
-            Err(_) => Err(PodmanDriverError::Timeout {
+            Err(_) => Err(PodmanDriverError::from(EngineFailure::Timeout {
                 call,
                 endpoint: self.endpoint.to_string(),
                 after: self.opts.timeout,
-            }),
+            })),
             Ok(Err(source)) => Err(PodmanDriverError::Call {
                 call,
                 endpoint: self.endpoint.to_string(),

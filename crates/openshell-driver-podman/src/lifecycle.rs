@@ -17,6 +17,8 @@ use podman_api::opts::{
     ContainerLogsOpts, ContainerStopOpts,
 };
 
+use openshell_sandbox::EngineFailure;
+
 use crate::{PodmanDriver, PodmanDriverError};
 
 /// Most log bytes kept for diagnosis.
@@ -47,11 +49,9 @@ impl SandboxDriver for PodmanDriver {
         spec: &SandboxSpec,
         route: &Route,
     ) -> Result<SandboxHandle, PodmanDriverError> {
-        spec.validate()
-            .map_err(|e| PodmanDriverError::InvalidSpec(e.to_string()))?;
+        spec.validate().map_err(EngineFailure::from)?;
         let podman = self.client()?;
-        let hosts =
-            extra_host_entries(route).map_err(|e| PodmanDriverError::InvalidSpec(e.to_string()))?;
+        let hosts = extra_host_entries(route).map_err(EngineFailure::from)?;
         let env: HashMap<String, String> = spec.env(route).into_iter().collect();
         let name = spec.container_name();
         let opts = ContainerCreateOpts::builder()
