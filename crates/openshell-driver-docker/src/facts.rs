@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use openshell_sandbox::raw;
 
 use crate::{DockerDriver, DockerDriverError};
+use openshell_sandbox::raw_call;
 use openshell_sandbox::EngineFailure;
-use tracing::Instrument;
 
 /// libpod's API path prefix; Podman 4 and 5 serve it.
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
@@ -30,17 +30,7 @@ impl DockerDriver {
         call: &'static str,
         path: &str,
     ) -> Result<raw::RawResponse, DockerDriverError> {
-        let span = tracing::info_span!("engine_call", call, endpoint = %self.endpoint);
-        raw::get(&self.endpoint, path, self.opts.timeout)
-            .instrument(span)
-            .await
-            .map_err(|source| {
-                DockerDriverError::from(EngineFailure::Raw {
-                    call,
-                    endpoint: self.endpoint.to_string(),
-                    source,
-                })
-            })
+        Ok(raw_call(call, &self.endpoint, path, self.opts.timeout).await?)
     }
 
     /// The sandbox network's inspect body, creating the network (labelled as ours) when it

@@ -19,6 +19,7 @@ use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::raw;
 use openshell_sandbox::EngineFailure;
 use openshell_sandbox::HostFacts;
+use openshell_sandbox::{timed_call, CallError};
 use tracing::Instrument;
 
 pub use discovery::{candidates, discover, DiscoveryError};
@@ -160,22 +161,14 @@ impl DockerDriver {
     where
         F: std::future::Future<Output = Result<T, bollard::errors::Error>>,
     {
-        let span = tracing::info_span!("engine_call", call, endpoint = %self.endpoint);
-        match tokio::time::timeout(self.opts.timeout, fut)
-            .instrument(span)
-            .await
-        {
-            Err(_) => Err(DockerDriverError::from(EngineFailure::Timeout {
-                call,
-                endpoint: self.endpoint.to_string(),
-                after: self.opts.timeout,
-            })),
-            Ok(Err(source)) => Err(DockerDriverError::Call {
+        match timed_call(call, &self.endpoint, self.opts.timeout, fut).await {
+            Ok(v) => Ok(v),
+            Err(CallError::Failure(f)) => Err(f.into()),
+            Err(CallError::Client(source)) => Err(DockerDriverError::Call {
                 call,
                 endpoint: self.endpoint.to_string(),
                 source,
             }),
-            Ok(Ok(v)) => Ok(v),
         }
     }
 }

@@ -14,8 +14,8 @@ use podman_api::opts::NetworkCreateOpts;
 use serde_json::{json, Value};
 
 use crate::{PodmanDriver, PodmanDriverError};
+use openshell_sandbox::raw_call;
 use openshell_sandbox::EngineFailure;
-use tracing::Instrument;
 
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
 const LIBPOD_VERSION: &str = "/v4.0.0/libpod/version";
@@ -48,17 +48,7 @@ impl PodmanDriver {
         call: &'static str,
         path: &str,
     ) -> Result<raw::RawResponse, PodmanDriverError> {
-        let span = tracing::info_span!("engine_call", call, endpoint = %self.endpoint);
-        raw::get(&self.endpoint, path, self.opts.timeout)
-            .instrument(span)
-            .await
-            .map_err(|source| {
-                PodmanDriverError::from(EngineFailure::Raw {
-                    call,
-                    endpoint: self.endpoint.to_string(),
-                    source,
-                })
-            })
+        Ok(raw_call(call, &self.endpoint, path, self.opts.timeout).await?)
     }
 
     async fn raw_json(&self, call: &'static str, path: &str) -> Result<Value, PodmanDriverError> {

@@ -17,8 +17,8 @@ use openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK;
 use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::EngineFailure;
 use openshell_sandbox::HostFacts;
+use openshell_sandbox::{timed_call, CallError};
 use podman_api::Podman;
-use tracing::Instrument;
 
 pub use discovery::{candidates, discover, PodmanEnv};
 pub use error::PodmanDriverError;
@@ -97,22 +97,14 @@ impl PodmanDriver {
     where
         F: std::future::Future<Output = Result<T, podman_api::Error>>,
     {
-        let span = tracing::info_span!("engine_call", call, endpoint = %self.endpoint);
-        match tokio::time::timeout(self.opts.timeout, fut)
-            .instrument(span)
-            .await
-        {
-            Err(_) => Err(PodmanDriverError::from(EngineFailure::Timeout {
-                call,
-                endpoint: self.endpoint.to_string(),
-                after: self.opts.timeout,
-            })),
-            Ok(Err(source)) => Err(PodmanDriverError::Call {
+        match timed_call(call, &self.endpoint, self.opts.timeout, fut).await {
+            Ok(v) => Ok(v),
+            Err(CallError::Failure(f)) => Err(f.into()),
+            Err(CallError::Client(source)) => Err(PodmanDriverError::Call {
                 call,
                 endpoint: self.endpoint.to_string(),
                 source,
             }),
-            Ok(Ok(v)) => Ok(v),
         }
     }
 }

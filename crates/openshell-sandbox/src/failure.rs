@@ -1,9 +1,13 @@
 //! Failures both drivers share, whatever client library they speak through; each driver's
 //! error wraps this next to its client's own error type.
 
+use std::future::Future;
 use std::time::Duration;
 
-use crate::raw::RawError;
+use openshell_runtime::facts::Endpoint;
+use tracing::Instrument;
+
+use crate::raw::{RawError, RawResponse};
 use crate::SpecError;
 
 /// What went wrong talking to an engine, outside the client library's own errors.
@@ -60,4 +64,52 @@ pub enum EngineFailure {
         #[source]
         source: openshell_runtime::FactsError,
     },
+}
+
+/// How a client-library call failed: the client's own error, or a shared failure (timeout).
+#[derive(Debug)]
+pub enum CallError<E> {
+    /// The client library's error.
+    Client(E),
+    /// A failure both drivers share.
+    Failure(EngineFailure),
+}
+
+/// Runs one client-library call within `timeout`, inside an `engine_call` tracing span.
+pub async fn timed_call<T, E, F>(
+    call: &'static str,
+    endpoint: &Endpoint,
+    timeout: Duration,
+    fut: F,
+) -> Result<T, CallError<E>>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let span = tracing::info_span!("engine_call", call, endpoint = %endpoint);
+    match tokio::time::timeout(timeout, fut).instrument(span).await {
+        Err(_) => Err(CallError::Failure(EngineFailure::Timeout {
+            call,
+            endpoint: endpoint.to_string(),
+            after: timeout,
+        })),
+        Ok(r) => r.map_err(CallError::Client),
+    }
+}
+
+/// A raw `GET path` within `timeout`, inside an `engine_call` tracing span, its failure named.
+pub async fn raw_call(
+    call: &'static str,
+    endpoint: &Endpoint,
+    path: &str,
+    timeout: Duration,
+) -> Result<RawResponse, EngineFailure> {
+    let span = tracing::info_span!("engine_call", call, endpoint = %endpoint);
+    crate::raw::get(endpoint, path, timeout)
+        .instrument(span)
+        .await
+        .map_err(|source| EngineFailure::Raw {
+            call,
+            endpoint: endpoint.to_string(),
+            source,
+        })
 }

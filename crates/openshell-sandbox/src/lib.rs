@@ -18,7 +18,7 @@ pub use driver::{
     Discovery, GatheredFacts, SandboxDriver, SandboxHandle, SandboxSpec, SandboxState, SpecError,
     ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN, REMOVE_ATTEMPTS,
 };
-pub use failure::EngineFailure;
+pub use failure::{raw_call, timed_call, CallError, EngineFailure};
 pub use host::{current_os, host_facts, HostFacts};
 pub use listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};
 pub use probe::{
