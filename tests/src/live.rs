@@ -96,7 +96,9 @@ impl Engine {
 
     fn command(&self) -> Command {
         let mut c = Command::new(&self.cli[0]);
-        c.args(&self.cli[1..]);
+        // The engine's user (rootless Podman) may not be allowed into the test's working
+        // directory (a checkout under a 0700 temporary directory): run from `/`.
+        c.args(&self.cli[1..]).current_dir("/");
         c
     }
 
