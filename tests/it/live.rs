@@ -88,15 +88,23 @@ impl<D> Ctx<D> {
     }
 }
 
+/// The engine's route, decided from its live facts plus the operator setting the engine was
+/// configured with (rootless host loopback). Panics on a route that would send the test's
+/// traffic to the host's LAN-facing address or every interface: tests talk only to loopback and
+/// the bridges they create.
 pub async fn decide_live<D: SandboxDriver>(ctx: &Ctx<D>) -> Route {
-    let gathered = ctx
+    let mut facts = ctx
         .driver
         .gather_facts()
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .facts;
+    if ctx.engine.rootless_host_loopback {
+        facts.overrides.rootless_host_loopback = Some(true);
+    }
     let d = decide(
         &Registry::builtin(),
-        &gathered.facts,
+        &facts,
         &RouteContext {
             port: 0,
             tls: false,
@@ -115,6 +123,14 @@ pub async fn decide_live<D: SandboxDriver>(ctx: &Ctx<D>) -> Route {
         "{} via {}: wrong runtime",
         ctx.engine.name,
         ctx.driver.name()
+    );
+    assert!(
+        matches!(route.exposure, Exposure::Loopback | Exposure::Bridge),
+        "{} via {}: the route {:?} (bind {:?}) leaves loopback and the test's bridges; live tests must not send traffic there",
+        ctx.engine.name,
+        ctx.driver.name(),
+        route.openshell_host,
+        route.bind
     );
     route
 }
