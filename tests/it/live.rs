@@ -1,6 +1,7 @@
 //! End-to-end on real engines. Each scenario is written once, generic over the driver, and run
-//! for every engine/driver pair by one macro: dockerd through the Docker driver, rootful Podman
-//! through the Docker driver (its Docker-compatible API) and through the Podman driver (libpod).
+//! for every engine/driver pair by one macro: dockerd through the Docker driver, rootful and
+//! rootless Podman through the Docker driver (its Docker-compatible API) and through the Podman
+//! driver (libpod), and rootless dockerd (RootlessKit) through the Docker driver.
 //! Each test creates its own image, network and sandboxes, and removes them also on failure.
 
 use std::panic::AssertUnwindSafe;
@@ -85,6 +86,10 @@ impl<D> Ctx<D> {
 
     pub fn image(&self) -> &str {
         &self.image
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 }
 
@@ -317,6 +322,7 @@ live_scenarios! {
     podman_libpod => openshell_tests::live::podman(), podman;
     podman_rootless_docker_api => openshell_tests::live::podman_rootless(), docker;
     podman_rootless_libpod => openshell_tests::live::podman_rootless(), podman;
+    dockerd_rootless => openshell_tests::live::dockerd_rootless(), docker;
 }
 
 /// Why the route for Podman 4.3 never says `host-gateway`: its Docker-compatible API accepts the
@@ -429,27 +435,30 @@ async fn both_drivers_decide_the_same_for_the_same_podman() {
     }
 }
 
-/// Rootless Podman without the loopback setting: detected with its helper as evidence, and the
-/// route is the host's primary (LAN-facing) address, flagged as such. No traffic is sent: tests
-/// never target that address.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rootless_podman_without_loopback_routes_to_the_primary_address() {
-    let engine = openshell_tests::live::podman_rootless();
-    if !engine.available() {
-        return;
-    }
-    let p = podman(&engine).await;
+/// A rootless engine without the loopback setting: detected with `evidence` among its evidence,
+/// and the route is the host's primary (LAN-facing) address, flagged as such; without that
+/// address the refusal names `fix`. No traffic is sent: tests never target that address.
+async fn rootless_without_loopback_routes_to_the_primary_address<D: SandboxDriver>(
+    engine: &Engine,
+    driver: D,
+    evidence: &str,
+    fix: &str,
+) {
     let outcome = AssertUnwindSafe(async {
-        let g = p.gather_facts().await.unwrap_or_else(|e| panic!("{e}"));
+        let g = driver
+            .gather_facts()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(g.facts.overrides.rootless_host_loopback, None);
         let d = decide(&Registry::builtin(), &g.facts, &RouteContext::default());
         let w = d
             .detection
             .winner
             .as_ref()
             .unwrap_or_else(|| panic!("not detected"));
-        assert_eq!(d.runtime_id(), Some("podman-rootless"));
+        assert_eq!(d.runtime_id(), Some(engine.runtime));
         assert!(
-            w.evidence.iter().any(|e| e.meaning.contains("slirp4netns")),
+            w.evidence.iter().any(|e| e.meaning.contains(evidence)),
             "{:?}",
             w.evidence
         );
@@ -460,14 +469,48 @@ async fn rootless_podman_without_loopback_routes_to_the_primary_address() {
                 assert_eq!(route.exposure, Exposure::Lan);
                 assert!(route.notes.iter().any(|n| n.contains("LAN-facing")));
             }
-            (Err(e), None) => assert!(e.to_string().contains("allow_host_loopback=true"), "{e}"),
+            (Err(e), None) => assert!(e.to_string().contains(fix), "{e}"),
             (other, ip) => panic!("unexpected {other:?} with host_ipv4 {ip:?}"),
         }
     })
     .catch_unwind()
     .await;
-    let _ = p.remove_network().await;
+    let _ = driver.remove_network().await;
+    assert!(
+        !live::exists(engine, "network", driver.network()),
+        "network left behind"
+    );
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rootless_podman_without_loopback_routes_to_the_primary_address() {
+    let engine = openshell_tests::live::podman_rootless();
+    if engine.available() {
+        let driver = podman(&engine).await;
+        rootless_without_loopback_routes_to_the_primary_address(
+            &engine,
+            driver,
+            "slirp4netns",
+            "allow_host_loopback=true",
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rootless_dockerd_without_loopback_routes_to_the_primary_address() {
+    let engine = openshell_tests::live::dockerd_rootless();
+    if engine.available() {
+        let driver = docker(&engine).await;
+        rootless_without_loopback_routes_to_the_primary_address(
+            &engine,
+            driver,
+            "dockerd runs rootless",
+            "DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false",
+        )
+        .await;
     }
 }

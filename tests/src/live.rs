@@ -55,11 +55,11 @@ pub fn podman() -> Engine {
     }
 }
 
-/// The unprivileged user `scripts/rootless-podman.sh` creates.
+/// The unprivileged user `scripts/rootless.sh` creates.
 pub const ROOTLESS_USER: &str = "openshell-rootless";
 
-/// Rootless Podman, served by [`ROOTLESS_USER`] (set up by `scripts/rootless-podman.sh`).
-pub fn podman_rootless() -> Engine {
+/// [`ROOTLESS_USER`]'s runtime directory (`/run/user/<uid>`), where its engines' sockets live.
+fn rootless_runtime_dir() -> String {
     let uid = Command::new("id")
         .args(["-u", ROOTLESS_USER])
         .output()
@@ -67,7 +67,12 @@ pub fn podman_rootless() -> Engine {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "missing-user".into());
-    let runtime_dir = format!("/run/user/{uid}");
+    format!("/run/user/{uid}")
+}
+
+/// Rootless Podman, served by [`ROOTLESS_USER`] (set up by `scripts/rootless.sh`).
+pub fn podman_rootless() -> Engine {
+    let runtime_dir = rootless_runtime_dir();
     Engine {
         name: "rootless podman",
         socket: format!("{runtime_dir}/podman/podman.sock"),
@@ -82,6 +87,20 @@ pub fn podman_rootless() -> Engine {
             .collect(),
         podman: true,
         runtime: "podman-rootless",
+        rootless_host_loopback: true,
+    }
+}
+
+/// Rootless dockerd (RootlessKit) of [`ROOTLESS_USER`], started by `scripts/rootless.sh` with
+/// host loopback enabled. Root's `docker` CLI talks to its socket directly.
+pub fn dockerd_rootless() -> Engine {
+    let socket = format!("{}/docker.sock", rootless_runtime_dir());
+    Engine {
+        name: "rootless dockerd",
+        cli: vec!["docker".into(), "--host".into(), format!("unix://{socket}")],
+        socket,
+        podman: false,
+        runtime: "rootless-docker",
         rootless_host_loopback: true,
     }
 }
@@ -122,7 +141,7 @@ impl Engine {
             return true;
         }
         let what = format!(
-            "{} is not answering on {}: run `scripts/engines.sh` and `scripts/rootless-podman.sh` as root (they install and start docker.io and podman)",
+            "{} is not answering on {}: run `scripts/engines.sh` and `scripts/rootless.sh` as root (they install and start docker.io, podman and their rootless modes)",
             self.name, self.socket
         );
         if std::env::var(LIVE_ENV).is_ok_and(|v| v == "require") {
@@ -202,6 +221,20 @@ pub fn import_busybox(engine: &Engine) -> Result<String, String> {
 /// Removes an image (best effort, for cleanup).
 pub fn remove_image(engine: &Engine, tag: &str) {
     let _ = run(engine.command().args(["rmi", "-f", tag]));
+}
+
+/// The containers (any state) attached to `network`, by name: what a test left on its own
+/// network, unaffected by concurrent tests on other networks.
+pub fn containers_on_network(engine: &Engine, network: &str) -> Result<Vec<String>, String> {
+    let out = run(engine.command().args([
+        "ps",
+        "-a",
+        "--filter",
+        &format!("network={network}"),
+        "--format",
+        "{{.Names}}",
+    ]))?;
+    Ok(out.lines().map(str::to_string).collect())
 }
 
 /// Whether the engine still has a container or network with this name.
