@@ -360,3 +360,98 @@ fn fallbacks_follow_the_documented_order() {
         ["192.168.65.254 127.0.0.1", "192.168.65.2 127.0.0.1"]
     );
 }
+
+/// Rootless dockerd: the host's primary address by default; with host loopback enabled, the
+/// address RootlessKit's network driver forwards to the host's loopback (rootlesskit
+/// docs/network.md), or the primary address where the driver documents none.
+#[test]
+fn rootless_docker_follows_rootlesskit_network_driver() {
+    let rootless = |driver: Option<&str>, loopback: bool| {
+        let mut f = json!({
+            "host_os": "linux",
+            "endpoint": "unix:///run/user/1000/docker.sock",
+            "host_ipv4": "192.0.2.2",
+            "info": {"ServerVersion": "29.1.2", "SecurityOptions": ["name=seccomp,profile=builtin", "name=rootless", "name=cgroupns"]},
+            "version": {"Version": "29.1.2", "Components": [{"Name": "Engine", "Version": "29.1.2"}]}
+        });
+        if let Some(d) = driver {
+            if let Some(c) = f["version"]["Components"].as_array_mut() {
+                c.push(json!({"Name": "rootlesskit", "Version": "2.3.4", "Details": {"ApiVersion": "1.1.1", "NetworkDriver": d, "PortDriver": "builtin", "StateDir": "/run/user/1000/dockerd-rootless"}}));
+            }
+        }
+        if loopback {
+            f["overrides"] = json!({"rootless_host_loopback": true});
+        }
+        f
+    };
+    for driver in [None, Some("slirp4netns"), Some("vpnkit"), Some("pasta")] {
+        check(
+            rootless(driver, false),
+            "rootless-docker 192.0.2.2 192.0.2.2",
+        );
+    }
+    check(rootless(None, true), "rootless-docker 10.0.2.2 127.0.0.1");
+    check(
+        rootless(Some("slirp4netns"), true),
+        "rootless-docker 10.0.2.2 127.0.0.1",
+    );
+    check(
+        rootless(Some("vpnkit"), true),
+        "rootless-docker 192.168.65.2 127.0.0.1",
+    );
+    check(
+        rootless(Some("gvisor-tap-vsock"), true),
+        "rootless-docker 10.0.2.1 127.0.0.1",
+    );
+    // No documented host-loopback address: the primary address, never a guess.
+    for driver in ["pasta", "lxc-user-nic", "something-new"] {
+        check(
+            rootless(Some(driver), true),
+            "rootless-docker 192.0.2.2 192.0.2.2",
+        );
+    }
+    let mut no_ip = rootless(Some("pasta"), true);
+    no_ip.as_object_mut().map(|o| o.remove("host_ipv4"));
+    check(
+        no_ip,
+        "rootless-docker refused: rootless-docker: cannot route without `host_ipv4`…",
+    );
+    // The refusal without host loopback names both ways to enable it.
+    let mut plain = rootless(None, false);
+    plain.as_object_mut().map(|o| o.remove("host_ipv4"));
+    let facts = Facts::from_value(&plain).unwrap_or_else(|e| panic!("{e}"));
+    let err = decide(&Registry::builtin(), &facts, &RouteContext::default())
+        .route
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false")
+            && err.contains("DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS=--disable-host-loopback=false"),
+        "{err}"
+    );
+    // The driver is evidence, and the fallback follows it.
+    let facts =
+        Facts::from_value(&rootless(Some("vpnkit"), false)).unwrap_or_else(|e| panic!("{e}"));
+    let d = decide(&Registry::builtin(), &facts, &RouteContext::default());
+    let evidence = d
+        .detection
+        .winner
+        .as_ref()
+        .map(|w| {
+            w.evidence
+                .iter()
+                .map(|e| e.value.clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    assert!(
+        evidence.iter().any(|v| v.contains("NetworkDriver: vpnkit")),
+        "{evidence:?}"
+    );
+    assert_eq!(
+        fallbacks(rootless(Some("vpnkit"), false)),
+        ["192.168.65.2 127.0.0.1"]
+    );
+    assert!(fallbacks(rootless(Some("pasta"), false)).is_empty());
+}

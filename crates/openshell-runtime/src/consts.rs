@@ -38,6 +38,12 @@ pub const GVPROXY_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 127, 254)
 /// slirp4netns' host address, which reaches the host's loopback only with
 /// `allow_host_loopback=true`.
 pub const SLIRP4NETNS_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
+/// VPNKit's host-loopback address in a RootlessKit namespace (`--net=vpnkit` without
+/// `--disable-host-loopback`). Source: rootlesskit docs/network.md.
+pub const VPNKIT_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 168, 65, 2));
+/// gvisor-tap-vsock's host-loopback address in a RootlessKit namespace (`--net=gvisor-tap-vsock`
+/// without `--disable-host-loopback`; also its gateway). Source: rootlesskit docs/network.md.
+pub const GVISOR_TAP_VSOCK_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1));
 /// The address Podman (5.3 and later) gives pasta as `--map-guest-addr`, which pasta maps to the
 /// host's own address.
 pub const PASTA_MAPPED_HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(169, 254, 1, 2));

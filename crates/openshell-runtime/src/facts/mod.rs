@@ -109,6 +109,8 @@ pub struct Component {
     pub name: String,
     /// `Version`.
     pub version: Option<String>,
+    /// `Details` (string values only), e.g. RootlessKit's `NetworkDriver`.
+    pub details: BTreeMap<String, String>,
 }
 
 /// The parts of `/version` the policy uses.
@@ -126,6 +128,70 @@ pub struct VersionFacts {
     pub platform_name: Option<String>,
     /// `Components`.
     pub components: Vec<Component>,
+}
+
+impl VersionFacts {
+    /// The component called `name` (compared without case).
+    pub fn component(&self, name: &str) -> Option<&Component> {
+        self.components
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+impl Component {
+    /// The `Details` entry called `key` (compared without case).
+    pub fn detail(&self, key: &str) -> Option<&str> {
+        self.details
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// RootlessKit's network driver (`rootlesskit --net`), which rootless dockerd reports as
+/// `NetworkDriver` in its `rootlesskit` component of `/version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RootlessKitNet {
+    /// slirp4netns (the default when installed).
+    Slirp4netns,
+    /// VPNKit (the old fallback).
+    Vpnkit,
+    /// gvisor-tap-vsock (experimental).
+    GvisorTapVsock,
+    /// pasta (RootlessKit 2.0 and later).
+    Pasta,
+    /// lxc-user-nic (kernel NAT through a SUID helper).
+    LxcUserNic,
+    /// Anything else, kept for messages.
+    Other(String),
+}
+
+impl RootlessKitNet {
+    /// Parses `NetworkDriver`.
+    pub fn parse(s: &str) -> RootlessKitNet {
+        match s.trim() {
+            "slirp4netns" => RootlessKitNet::Slirp4netns,
+            "vpnkit" => RootlessKitNet::Vpnkit,
+            "gvisor-tap-vsock" => RootlessKitNet::GvisorTapVsock,
+            "pasta" => RootlessKitNet::Pasta,
+            "lxc-user-nic" => RootlessKitNet::LxcUserNic,
+            other => RootlessKitNet::Other(crate::evidence::display_value(other)),
+        }
+    }
+
+    /// The name RootlessKit uses.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RootlessKitNet::Slirp4netns => "slirp4netns",
+            RootlessKitNet::Vpnkit => "vpnkit",
+            RootlessKitNet::GvisorTapVsock => "gvisor-tap-vsock",
+            RootlessKitNet::Pasta => "pasta",
+            RootlessKitNet::LxcUserNic => "lxc-user-nic",
+            RootlessKitNet::Other(s) => s,
+        }
+    }
 }
 
 /// One `SecurityOptions` entry, e.g. `name=seccomp,profile=default`.
@@ -330,6 +396,16 @@ impl Facts {
         let mut w = parse::Warnings::default();
         let info = parse::info(value, &mut w);
         (info, w.into_inner())
+    }
+
+    /// RootlessKit's network driver, when the engine reports a `rootlesskit` component with a
+    /// `NetworkDriver` in `/version`.
+    pub fn rootlesskit_net(&self) -> Option<RootlessKitNet> {
+        self.version
+            .as_ref()?
+            .component("rootlesskit")?
+            .detail("NetworkDriver")
+            .map(RootlessKitNet::parse)
     }
 
     /// The engine's version as reported by `/info` or `/version`.

@@ -328,6 +328,7 @@ fn version(m: &Map<String, Value>, w: &mut Warnings) -> VersionFacts {
                 Some(Component {
                     name: string(c, "Name", &path, w)?,
                     version: string(c, "Version", &path, w),
+                    details: string_map(c, "Details", &path, w),
                 })
             })
             .collect(),

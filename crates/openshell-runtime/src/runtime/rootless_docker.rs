@@ -1,21 +1,28 @@
 //! Rootless Docker Engine (dockerd inside RootlessKit).
 //!
-//! Identified by `name=rootless` in `info.SecurityOptions` or a socket under `/run/user/<uid>/`.
-//! The bridge lives inside RootlessKit's network namespace, so its gateway is not an address of
-//! the host; `dockerd-rootless.sh` starts RootlessKit with `--disable-host-loopback`, so 10.0.2.2
-//! does not reach the host's loopback either. What remains is the host's primary address, which
-//! the network driver (slirp4netns, vpnkit, pasta) reaches from the inside: a LAN-facing bind,
-//! and the decision says so. Where the operator re-enabled host loopback
-//! (`DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false`, told to us as
-//! `rootless_host_loopback`), 10.0.2.2 with a loopback bind is used instead.
-//! Source: <https://docs.docker.com/engine/security/rootless/>.
+//! Identified by `name=rootless` in `info.SecurityOptions`, a `rootlesskit` component in
+//! `/version`, or a socket under `/run/user/<uid>/`. The bridge lives inside RootlessKit's
+//! network namespace, so its gateway is not an address of the host. `dockerd-rootless.sh` starts
+//! RootlessKit with `--disable-host-loopback`, so the network driver's host address does not
+//! reach the host's loopback either. What remains is the host's primary address, which the
+//! network driver reaches from the inside: a LAN-facing bind, and the decision says so.
+//!
+//! Where the operator re-enabled host loopback (told to us as `rootless_host_loopback`), the
+//! driver's host-loopback address with a loopback bind is used instead. That address depends on
+//! RootlessKit's network driver (rootlesskit docs/network.md): 10.0.2.2 for slirp4netns,
+//! 192.168.65.2 for VPNKit, 10.0.2.1 for gvisor-tap-vsock. Newer dockerd reports the driver
+//! (`NetworkDriver` of its `rootlesskit` component); without it, slirp4netns, the launcher's
+//! default when installed, is assumed and the decision says so. For pasta and lxc-user-nic no
+//! host-loopback address is documented, so only the LAN route is offered.
+//! Sources: <https://docs.docker.com/engine/security/rootless/>,
+//! <https://github.com/rootless-containers/rootlesskit/blob/master/docs/network.md>.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use crate::consts::SLIRP4NETNS_HOST_IP;
+use crate::consts::{GVISOR_TAP_VSOCK_HOST_IP, SLIRP4NETNS_HOST_IP, VPNKIT_HOST_IP};
 use crate::error::RouteError;
 use crate::evidence::Evidence;
-use crate::facts::{Facts, HostOs};
+use crate::facts::{Facts, HostOs, RootlessKitNet};
 use crate::registry::Detection;
 use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_in_user_runtime_dir, engine_kind};
@@ -26,12 +33,22 @@ use super::{lan_plan, matched, ContainerRuntime, RuntimeId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootlessDocker {
     /// The host's primary IPv4.
-    pub host_ipv4: Option<Ipv4Addr>,
-    /// Whether RootlessKit maps 10.0.2.2 to the host's loopback (operator setting).
+    pub host_ipv4: Option<std::net::Ipv4Addr>,
+    /// Whether RootlessKit runs without `--disable-host-loopback` (operator setting).
     pub host_loopback: bool,
+    /// RootlessKit's network driver, when dockerd reports it.
+    pub net: Option<RootlessKitNet>,
 }
 
-const ALIASES: [IpAddr; 1] = [SLIRP4NETNS_HOST_IP];
+const SLIRP4NETNS_ALIASES: [IpAddr; 1] = [SLIRP4NETNS_HOST_IP];
+const VPNKIT_ALIASES: [IpAddr; 1] = [VPNKIT_HOST_IP];
+const GVISOR_TAP_VSOCK_ALIASES: [IpAddr; 1] = [GVISOR_TAP_VSOCK_HOST_IP];
+
+/// How the gateway is told to re-enable host loopback, for error messages.
+const LOOPBACK_FIX: &str = "start RootlessKit without --disable-host-loopback \
+    (DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false on Docker 26 and later, \
+    DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS=--disable-host-loopback=false before) \
+    and set rootless_host_loopback = true";
 
 impl RootlessDocker {
     /// Detector.
@@ -52,11 +69,26 @@ impl RootlessDocker {
                 "dockerd runs rootless",
             ));
         }
+        let net = facts.rootlesskit_net();
+        if let Some(c) = facts
+            .version
+            .as_ref()
+            .and_then(|v| v.component("rootlesskit"))
+        {
+            let driver = net.as_ref().map_or("not reported", RootlessKitNet::as_str);
+            ev.push(Evidence::new(
+                "version.Components[].Name",
+                &format!("{} (NetworkDriver: {driver})", c.name),
+                "dockerd reports the RootlessKit it runs under",
+            ));
+        }
         if let Some(e) = endpoint_in_user_runtime_dir(facts) {
             ev.push(e);
         }
         if ev.is_empty() {
-            return Detection::NotMine("no rootless security option or per-user socket".into());
+            return Detection::NotMine(
+                "no rootless security option, rootlesskit component or per-user socket".into(),
+            );
         }
         if matches!(&facts.host_os, Some(os) if *os != HostOs::Linux) {
             return Detection::NotMine("rootless Docker runs on Linux hosts".into());
@@ -65,9 +97,30 @@ impl RootlessDocker {
             RootlessDocker {
                 host_ipv4: facts.host_ipv4,
                 host_loopback: facts.overrides.rootless_host_loopback == Some(true),
+                net,
             },
             ev,
         )
+    }
+
+    /// The network driver's host-loopback address (when loopback is not disabled) and how we
+    /// know the driver; `None` when no such address is documented for the driver.
+    fn loopback_target(&self) -> Option<(&'static [IpAddr; 1], String)> {
+        let (aliases, driver): (&'static [IpAddr; 1], &str) = match &self.net {
+            None => {
+                return Some((
+                    &SLIRP4NETNS_ALIASES,
+                    "no RootlessKit network driver reported; assuming slirp4netns, \
+                     dockerd-rootless.sh's default when installed"
+                        .into(),
+                ))
+            }
+            Some(RootlessKitNet::Slirp4netns) => (&SLIRP4NETNS_ALIASES, "slirp4netns"),
+            Some(RootlessKitNet::Vpnkit) => (&VPNKIT_ALIASES, "vpnkit"),
+            Some(RootlessKitNet::GvisorTapVsock) => (&GVISOR_TAP_VSOCK_ALIASES, "gvisor-tap-vsock"),
+            Some(_) => return None,
+        };
+        Some((aliases, format!("RootlessKit's {driver} network driver")))
     }
 }
 
@@ -81,36 +134,59 @@ impl ContainerRuntime for RootlessDocker {
     }
 
     fn plan(&self) -> Result<RoutePlan, RouteError> {
-        if self.host_loopback {
-            return Ok(RoutePlan::to_loopback(
-                HostTarget::Ip(SLIRP4NETNS_HOST_IP),
-                "RootlessKit was started with host loopback enabled: 10.0.2.2 reaches the host's loopback",
-            ));
+        let id = RuntimeId::RootlessDocker;
+        if !self.host_loopback {
+            return lan_plan(
+                id,
+                None,
+                self.host_ipv4,
+                "the bridge is inside RootlessKit's namespace and host loopback is disabled; the host's primary address is reachable",
+                &format!("give host_ipv4, or {LOOPBACK_FIX}"),
+            );
         }
-        lan_plan(
-            RuntimeId::RootlessDocker,
-            None,
-            self.host_ipv4,
-            "the bridge is inside RootlessKit's namespace and host loopback is disabled; the host's primary address is reachable",
-            "give host_ipv4, or start RootlessKit with DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false and set rootless_host_loopback = true",
-        )
+        match self.loopback_target() {
+            Some((aliases, how)) => {
+                let ip = aliases[0];
+                Ok(RoutePlan::to_loopback(
+                    HostTarget::Ip(ip),
+                    format!(
+                        "RootlessKit runs with host loopback enabled: {ip} reaches the host's loopback ({how})"
+                    ),
+                ))
+            }
+            None => {
+                let driver = self.net.as_ref().map_or("unknown", RootlessKitNet::as_str);
+                lan_plan(
+                    id,
+                    None,
+                    self.host_ipv4,
+                    &format!(
+                        "RootlessKit's {driver} network driver has no documented host-loopback address; the host's primary address is reachable"
+                    ),
+                    "give host_ipv4 (the host's primary address, which the network driver reaches)",
+                )
+            }
+        }
     }
 
     fn alternatives(&self) -> Vec<RoutePlan> {
         if self.host_loopback {
             return Vec::new();
         }
-        vec![RoutePlan::to_loopback(
-            HostTarget::Ip(SLIRP4NETNS_HOST_IP),
-            "works if RootlessKit runs with host loopback enabled",
-        )]
+        self.loopback_target()
+            .map(|(aliases, how)| {
+                vec![RoutePlan::to_loopback(
+                    HostTarget::Ip(aliases[0]),
+                    format!("works if RootlessKit runs with host loopback enabled ({how})"),
+                )]
+            })
+            .unwrap_or_default()
     }
 
     fn loopback_aliases(&self) -> &[IpAddr] {
-        if self.host_loopback {
-            &ALIASES
-        } else {
-            &[]
+        match (self.host_loopback, self.loopback_target()) {
+            (true, Some((aliases, _))) => aliases,
+            _ => &[],
         }
     }
 }
