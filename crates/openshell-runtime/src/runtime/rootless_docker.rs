@@ -10,8 +10,8 @@
 //! Where the operator re-enabled host loopback (told to us as `rootless_host_loopback`), the
 //! driver's host-loopback address with a loopback bind is used instead. That address depends on
 //! RootlessKit's network driver (rootlesskit docs/network.md): 10.0.2.2 for slirp4netns,
-//! 192.168.65.2 for VPNKit, 10.0.2.1 for gvisor-tap-vsock. Newer dockerd reports the driver
-//! (`NetworkDriver` of its `rootlesskit` component); without it, slirp4netns, the launcher's
+//! 192.168.65.2 for VPNKit, 10.0.2.1 for gvisor-tap-vsock. dockerd 23.0 and later report the
+//! driver (`NetworkDriver` of its `rootlesskit` component, moby#42330); without it, slirp4netns, the launcher's
 //! default when installed, is assumed and the decision says so. For pasta and lxc-user-nic no
 //! host-loopback address is documented, so only the LAN route is offered.
 //! Sources: <https://docs.docker.com/engine/security/rootless/>,
