@@ -455,3 +455,56 @@ fn rootless_docker_follows_rootlesskit_network_driver() {
     );
     assert!(fallbacks(rootless(Some("pasta"), false)).is_empty());
 }
+
+/// libpod fills `host.idMappings` only when it runs rootless: container root mapped to an
+/// unprivileged host id says rootless when `security.rootless` is missing (a cut paste), and
+/// `null` mappings (rootful) say nothing.
+#[test]
+fn podman_id_mappings_tell_rootless_from_rootful() {
+    let podman = |id_mappings: serde_json::Value| {
+        json!({"host_os": "linux", "host_ipv4": "192.0.2.2",
+            "ping": {"Libpod-Api-Version": "4.3.1"},
+            "info": {"ServerVersion": "4.3.1"},
+            "network": {"Driver": "bridge", "IPAM": {"Config": [{"Gateway": "10.89.0.1"}]}},
+            "libpod_info": {"host": {"idMappings": id_mappings}, "version": {"Version": "4.3.1"}}})
+    };
+    check(
+        podman(
+            json!({"uidmap": [{"container_id": 0, "host_id": 1000, "size": 1}, {"container_id": 1, "host_id": 100000, "size": 65536}]}),
+        ),
+        "podman-rootless 192.0.2.2 192.0.2.2",
+    );
+    // Only gidmap survived (a paste cut inside uidmap).
+    check(
+        podman(
+            json!({"gidmap": [{"container_id": 1, "host_id": 100000, "size": 65536}, {"container_id": 0, "host_id": 1000, "size": 1}]}),
+        ),
+        "podman-rootless 192.0.2.2 192.0.2.2",
+    );
+    // Rootful Podman reports null mappings. Absence is not taken as evidence: with nothing
+    // else saying rootful or rootless, the engine is refused (its routes differ).
+    check(
+        podman(json!({"uidmap": null, "gidmap": null})),
+        "- refused: no detector recognised this engine…",
+    );
+    let mut rootful = podman(json!({"uidmap": null, "gidmap": null}));
+    rootful["endpoint"] = json!("unix:///run/podman/podman.sock");
+    check(rootful, "podman 10.89.0.1 10.89.0.1");
+    // Malformed entries are skipped with a warning, never a panic or a guess.
+    let facts = Facts::from_value(&podman(
+        json!({"uidmap": [{"container_id": "0", "host_id": -1}]}),
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        facts.libpod.as_ref().and_then(|l| l.container_root_host_id),
+        None
+    );
+    assert!(
+        facts
+            .warnings
+            .iter()
+            .any(|w| w.field.contains("idMappings")),
+        "{:?}",
+        facts.warnings
+    );
+}

@@ -323,6 +323,9 @@ pub struct LibpodFacts {
     pub has_pasta: bool,
     /// Whether `host.slirp4netns` is described.
     pub has_slirp4netns: bool,
+    /// The host id that container root maps to in `host.idMappings` (`uidmap`, else `gidmap`).
+    /// Podman fills these mappings only when it runs rootless (rootful: `null`).
+    pub container_root_host_id: Option<u64>,
 }
 
 /// What the operator configured, already validated.

@@ -482,8 +482,44 @@ fn libpod(m: &Map<String, Value>, w: &mut Warnings) -> LibpodFacts {
         out.service_is_remote = boolean(h, "serviceIsRemote", hp, w);
         out.has_pasta = object(h, "pasta", hp, w).is_some_and(|p| !p.is_empty());
         out.has_slirp4netns = object(h, "slirp4netns", hp, w).is_some_and(|s| !s.is_empty());
+        out.container_root_host_id = object(h, "idMappings", hp, w).and_then(|m| {
+            ["uidmap", "gidmap"]
+                .into_iter()
+                .find_map(|k| container_root(m, k, w))
+        });
     }
     out
+}
+
+/// The `host_id` of the entry with `container_id` 0 in `libpod_info.host.idMappings.<key>`
+/// (`null` or absent: none). Entries of the wrong shape are skipped with a warning.
+fn container_root(m: &Map<String, Value>, key: &str, w: &mut Warnings) -> Option<u64> {
+    let field = format!("libpod_info.host.idMappings.{key}");
+    let items = match m.get(key)? {
+        Value::Array(items) => items,
+        Value::Null => return None,
+        other => {
+            w.push(
+                field,
+                format!("expected an array, found {}", type_name(other)),
+            );
+            return None;
+        }
+    };
+    items.iter().take(MAX_ITEMS).find_map(|item| {
+        let id = |k: &str| item.get(k).and_then(Value::as_u64);
+        match (id("container_id"), id("host_id")) {
+            (Some(0), Some(host)) => Some(host),
+            (Some(_), Some(_)) => None,
+            _ => {
+                w.push(
+                    field.as_str(),
+                    "expected objects with numeric container_id and host_id",
+                );
+                None
+            }
+        }
+    })
 }
 
 fn overrides(m: &Map<String, Value>) -> Result<Overrides, FactsError> {

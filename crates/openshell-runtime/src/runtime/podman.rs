@@ -64,6 +64,20 @@ pub(crate) fn rootless_evidence(facts: &Facts) -> Option<(bool, Evidence)> {
             ),
         ));
     }
+    if let Some(host) = facts.libpod.as_ref().and_then(|l| l.container_root_host_id) {
+        return Some((
+            host != 0,
+            Evidence::new(
+                "libpod_info.host.idMappings",
+                &format!("container root = host id {host}"),
+                if host != 0 {
+                    "libpod maps container root to an unprivileged host id, as only rootless Podman does"
+                } else {
+                    "libpod maps container root to host root"
+                },
+            ),
+        ));
+    }
     let path = facts.endpoint.as_ref()?.path()?;
     if path.ends_with("/run/podman/podman.sock") {
         return Some((

@@ -159,9 +159,9 @@ impl ContainerRuntime for PodmanRootless {
             }),
             (None, _) => Err(RouteError::MissingFact {
                 runtime: id.to_string(),
-                fact: "libpod_info",
-                why: "the rootless network helper (pasta or slirp4netns) decides what reaches the host".into(),
-                fix: "gather libpod's /info (podman info --format json) as libpod_info".into(),
+                fact: "libpod_info.host.rootlessNetworkCmd",
+                why: "the rootless network helper (pasta or slirp4netns) decides what reaches the host, and neither it nor the Podman version (which implies the default helper) was reported".into(),
+                fix: "gather libpod's whole /info (podman info --format json) as libpod_info".into(),
             }),
         }
     }
