@@ -237,6 +237,11 @@ pub fn containers_on_network(engine: &Engine, network: &str) -> Result<Vec<Strin
     Ok(out.lines().map(str::to_string).collect())
 }
 
+/// Removes a network with the engine's CLI (best effort, for cleanup).
+pub fn remove_network(engine: &Engine, network: &str) {
+    let _ = run(engine.command().args(["network", "rm", network]));
+}
+
 /// Whether the engine still has a container or network with this name.
 pub fn exists(engine: &Engine, kind: &str, name: &str) -> bool {
     run(engine.command().args([kind, "inspect", name])).is_ok()

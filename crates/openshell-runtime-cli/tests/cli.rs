@@ -280,34 +280,45 @@ fn doctor(
     out
 }
 
-fn remove_network(engine: &openshell_tests::live::Engine, network: &str) {
-    let cli = if engine.podman { "podman" } else { "docker" };
-    let _ = Command::new(cli).args(["network", "rm", network]).output();
-}
-
-/// `doctor` proves the route on dockerd and rootful Podman through both drivers, finds the
+/// `doctor` proves the route on dockerd, rootful Podman through both drivers and the rootless
+/// engines (with `--rootless-host-loopback`), finds the
 /// working fallback behind a deliberately broken override, and exits 5 with firewall advice
 /// when a firewall drops every route.
 #[test]
 fn live_doctor_proves_routes_and_classifies_failures() {
-    use openshell_tests::live::{dockerd, podman};
+    use openshell_tests::live::{dockerd, dockerd_rootless, podman, podman_rootless};
+    // The rootless engines run with host loopback enabled, which they do not report: the
+    // operator says so with --rootless-host-loopback (without it the route is the host's
+    // LAN-facing address, which tests must not send traffic to).
     for (engine, driver) in [
         (dockerd(), "docker"),
         (podman(), "docker"),
         (podman(), "podman"),
+        (dockerd_rootless(), "docker"),
+        (podman_rootless(), "podman"),
     ] {
         if !engine.available() {
             continue;
         }
+        let extra: &[&str] = if engine.rootless_host_loopback {
+            &["--rootless-host-loopback"]
+        } else {
+            &[]
+        };
         let network = format!(
             "openshell-doctor-{}-{}-{driver}",
             std::process::id(),
             engine.name.replace(' ', "-")
         );
-        let out = doctor(&engine, driver, &network, &[]);
+        let out = doctor(&engine, driver, &network, extra);
         let v = json(&out);
-        remove_network(&engine, &network);
+        openshell_tests::live::remove_network(&engine, &network);
+        assert!(
+            !openshell_tests::live::exists(&engine, "network", &network),
+            "network {network} left behind"
+        );
         assert_eq!(out.status.code(), Some(0), "{v}");
+        assert_eq!(v["runtime"], engine.runtime, "{v}");
         assert_eq!(v["probes"][0]["outcome"], "ok", "{v}");
         assert_eq!(v["proven"]["openshell_host"], v["openshell_host"]);
     }
@@ -362,7 +373,7 @@ fn live_doctor_proves_routes_and_classifies_failures() {
     assert!(rule("-I").is_ok_and(|s| s.success()));
     let out = doctor(&engine, "docker", &network, &["--port", "17681"]);
     let _ = rule("-D");
-    remove_network(&engine, &network);
+    openshell_tests::live::remove_network(&engine, &network);
     let v = json(&out);
     assert_eq!(out.status.code(), Some(5), "{v}");
     assert_eq!(v["probes"][0]["outcome"], "timeout", "{v}");
