@@ -401,16 +401,6 @@ impl Facts {
         (info, w.into_inner())
     }
 
-    /// RootlessKit's network driver, when the engine reports a `rootlesskit` component with a
-    /// `NetworkDriver` in `/version`.
-    pub fn rootlesskit_net(&self) -> Option<RootlessKitNet> {
-        self.version
-            .as_ref()?
-            .component("rootlesskit")?
-            .detail("NetworkDriver")
-            .map(RootlessKitNet::parse)
-    }
-
     /// The engine's version as reported by `/info` or `/version`.
     pub fn engine_version(&self) -> Option<EngineVersion> {
         self.libpod

@@ -64,17 +64,19 @@ pub(crate) fn rootless_evidence(facts: &Facts) -> Option<(bool, Evidence)> {
             ),
         ));
     }
-    if let Some(host) = facts.libpod.as_ref().and_then(|l| l.container_root_host_id) {
+    // libpod fills idMappings only when rootless; rootful reports null (not taken as evidence).
+    if let Some(host) = facts
+        .libpod
+        .as_ref()
+        .and_then(|l| l.container_root_host_id)
+        .filter(|h| *h != 0)
+    {
         return Some((
-            host != 0,
+            true,
             Evidence::new(
                 "libpod_info.host.idMappings",
                 &format!("container root = host id {host}"),
-                if host != 0 {
-                    "libpod maps container root to an unprivileged host id, as only rootless Podman does"
-                } else {
-                    "libpod maps container root to host root"
-                },
+                "libpod maps container root to an unprivileged host id, as only rootless Podman does",
             ),
         ));
     }

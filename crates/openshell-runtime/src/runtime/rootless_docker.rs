@@ -17,7 +17,7 @@
 //! Sources: <https://docs.docker.com/engine/security/rootless/>,
 //! <https://github.com/rootless-containers/rootlesskit/blob/master/docs/network.md>.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::consts::{GVISOR_TAP_VSOCK_HOST_IP, SLIRP4NETNS_HOST_IP, VPNKIT_HOST_IP};
 use crate::error::RouteError;
@@ -33,16 +33,12 @@ use super::{lan_plan, matched, ContainerRuntime, RuntimeId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootlessDocker {
     /// The host's primary IPv4.
-    pub host_ipv4: Option<std::net::Ipv4Addr>,
+    pub host_ipv4: Option<Ipv4Addr>,
     /// Whether RootlessKit runs without `--disable-host-loopback` (operator setting).
     pub host_loopback: bool,
     /// RootlessKit's network driver, when dockerd reports it.
     pub net: Option<RootlessKitNet>,
 }
-
-const SLIRP4NETNS_ALIASES: [IpAddr; 1] = [SLIRP4NETNS_HOST_IP];
-const VPNKIT_ALIASES: [IpAddr; 1] = [VPNKIT_HOST_IP];
-const GVISOR_TAP_VSOCK_ALIASES: [IpAddr; 1] = [GVISOR_TAP_VSOCK_HOST_IP];
 
 /// How the gateway is told to re-enable host loopback, for error messages.
 const LOOPBACK_FIX: &str = "start RootlessKit without --disable-host-loopback \
@@ -69,12 +65,14 @@ impl RootlessDocker {
                 "dockerd runs rootless",
             ));
         }
-        let net = facts.rootlesskit_net();
-        if let Some(c) = facts
+        let rootlesskit = facts
             .version
             .as_ref()
-            .and_then(|v| v.component("rootlesskit"))
-        {
+            .and_then(|v| v.component("rootlesskit"));
+        let net = rootlesskit
+            .and_then(|c| c.detail("NetworkDriver"))
+            .map(RootlessKitNet::parse);
+        if let Some(c) = rootlesskit {
             let driver = net.as_ref().map_or("not reported", RootlessKitNet::as_str);
             ev.push(Evidence::new(
                 "version.Components[].Name",
@@ -103,24 +101,26 @@ impl RootlessDocker {
         )
     }
 
-    /// The network driver's host-loopback address (when loopback is not disabled) and how we
-    /// know the driver; `None` when no such address is documented for the driver.
-    fn loopback_target(&self) -> Option<(&'static [IpAddr; 1], String)> {
-        let (aliases, driver): (&'static [IpAddr; 1], &str) = match &self.net {
-            None => {
-                return Some((
-                    &SLIRP4NETNS_ALIASES,
-                    "no RootlessKit network driver reported; assuming slirp4netns, \
+    /// The address the network driver forwards to the host's loopback when RootlessKit runs
+    /// without `--disable-host-loopback` (rootlesskit docs/network.md); empty where none is
+    /// documented. An unreported driver is taken to be slirp4netns.
+    fn driver_loopback(&self) -> &'static [IpAddr] {
+        match &self.net {
+            None | Some(RootlessKitNet::Slirp4netns) => &[SLIRP4NETNS_HOST_IP],
+            Some(RootlessKitNet::Vpnkit) => &[VPNKIT_HOST_IP],
+            Some(RootlessKitNet::GvisorTapVsock) => &[GVISOR_TAP_VSOCK_HOST_IP],
+            Some(_) => &[],
+        }
+    }
+
+    /// The network driver, for explanations.
+    fn driver(&self) -> String {
+        match &self.net {
+            Some(n) => format!("RootlessKit's {} network driver", n.as_str()),
+            None => "no RootlessKit network driver reported; assuming slirp4netns, \
                      dockerd-rootless.sh's default when installed"
-                        .into(),
-                ))
-            }
-            Some(RootlessKitNet::Slirp4netns) => (&SLIRP4NETNS_ALIASES, "slirp4netns"),
-            Some(RootlessKitNet::Vpnkit) => (&VPNKIT_ALIASES, "vpnkit"),
-            Some(RootlessKitNet::GvisorTapVsock) => (&GVISOR_TAP_VSOCK_ALIASES, "gvisor-tap-vsock"),
-            Some(_) => return None,
-        };
-        Some((aliases, format!("RootlessKit's {driver} network driver")))
+                .into(),
+        }
     }
 }
 
@@ -144,28 +144,24 @@ impl ContainerRuntime for RootlessDocker {
                 &format!("give host_ipv4, or {LOOPBACK_FIX}"),
             );
         }
-        match self.loopback_target() {
-            Some((aliases, how)) => {
-                let ip = aliases[0];
-                Ok(RoutePlan::to_loopback(
-                    HostTarget::Ip(ip),
-                    format!(
-                        "RootlessKit runs with host loopback enabled: {ip} reaches the host's loopback ({how})"
-                    ),
-                ))
-            }
-            None => {
-                let driver = self.net.as_ref().map_or("unknown", RootlessKitNet::as_str);
-                lan_plan(
-                    id,
-                    None,
-                    self.host_ipv4,
-                    &format!(
-                        "RootlessKit's {driver} network driver has no documented host-loopback address; the host's primary address is reachable"
-                    ),
-                    "give host_ipv4 (the host's primary address, which the network driver reaches)",
-                )
-            }
+        match self.driver_loopback().first() {
+            Some(ip) => Ok(RoutePlan::to_loopback(
+                HostTarget::Ip(*ip),
+                format!(
+                    "RootlessKit runs with host loopback enabled: {ip} reaches the host's loopback ({})",
+                    self.driver()
+                ),
+            )),
+            None => lan_plan(
+                id,
+                None,
+                self.host_ipv4,
+                &format!(
+                    "{} has no documented host-loopback address; the host's primary address is reachable",
+                    self.driver()
+                ),
+                "give host_ipv4 (the host's primary address, which the network driver reaches)",
+            ),
         }
     }
 
@@ -173,20 +169,25 @@ impl ContainerRuntime for RootlessDocker {
         if self.host_loopback {
             return Vec::new();
         }
-        self.loopback_target()
-            .map(|(aliases, how)| {
-                vec![RoutePlan::to_loopback(
-                    HostTarget::Ip(aliases[0]),
-                    format!("works if RootlessKit runs with host loopback enabled ({how})"),
-                )]
+        self.driver_loopback()
+            .iter()
+            .map(|ip| {
+                RoutePlan::to_loopback(
+                    HostTarget::Ip(*ip),
+                    format!(
+                        "works if RootlessKit runs with host loopback enabled ({})",
+                        self.driver()
+                    ),
+                )
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     fn loopback_aliases(&self) -> &[IpAddr] {
-        match (self.host_loopback, self.loopback_target()) {
-            (true, Some((aliases, _))) => aliases,
-            _ => &[],
+        if self.host_loopback {
+            self.driver_loopback()
+        } else {
+            &[]
         }
     }
 }
