@@ -13,8 +13,8 @@ use openshell_driver_docker::{DockerDriver, DockerOptions};
 use openshell_driver_podman::{PodmanDriver, PodmanOptions};
 use openshell_runtime::{decide, Exposure, HostTarget, Registry, Route, RouteContext};
 use openshell_sandbox::{
-    sandbox_command, CallbackListener, ListenerError, ListenerOptions, SandboxDriver, SandboxSpec,
-    SandboxState,
+    sandbox_command, CallbackListener, ListenerError, ListenerOptions, SandboxDriver,
+    SandboxHandle, SandboxSpec, SandboxState,
 };
 use openshell_tests::live::{self, Engine};
 
@@ -140,6 +140,21 @@ pub async fn decide_live<D: SandboxDriver>(ctx: &Ctx<D>) -> Route {
     route
 }
 
+/// Creates and starts a sandbox along `route`; any engine error fails the test.
+async fn launch<D: SandboxDriver>(
+    ctx: &Ctx<D>,
+    spec: &SandboxSpec,
+    route: &Route,
+) -> SandboxHandle {
+    let h = ctx
+        .driver
+        .create(spec, route)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    ctx.driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
+    h
+}
+
 fn spec<D>(ctx: &Ctx<D>, attempts: u32) -> SandboxSpec {
     let id = live::unique("it");
     if let Ok(mut c) = ctx.created.lock() {
@@ -181,12 +196,7 @@ pub async fn callback_end_to_end<D: SandboxDriver + 'static>(engine: &Engine, dr
         let route = listener.route().clone();
         let spec = spec(ctx, 60);
         listener.expect(&spec.id, &spec.token);
-        let h = ctx
-            .driver
-            .create(&spec, &route)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        ctx.driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
+        let h = launch(ctx, &spec, &route).await;
         match listener.wait_for(&spec.id, live::CALLBACK_WAIT).await {
             Ok(a) => assert_eq!(a.sandbox_id, spec.id),
             Err(e) => {
@@ -235,12 +245,7 @@ pub async fn misbound_gateway_gets_no_callback<D: SandboxDriver + 'static>(
         let route = listener.route().clone();
         let spec = spec(ctx, 6);
         listener.expect(&spec.id, &spec.token);
-        let h = ctx
-            .driver
-            .create(&spec, &route)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        ctx.driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
+        let h = launch(ctx, &spec, &route).await;
         let err = listener.wait_for(&spec.id, Duration::from_secs(8)).await;
         assert!(matches!(err, Err(ListenerError::Timeout { .. })), "{err:?}");
         // The sandbox gives up by itself, within its bounded retries.
@@ -338,12 +343,7 @@ async fn podman_4_3_writes_host_gateway_verbatim() {
         route.openshell_host = HostTarget::HostGateway;
         let mut spec = spec(ctx, 1);
         spec.command = vec!["cat".into(), "/etc/hosts".into()];
-        let h = ctx
-            .driver
-            .create(&spec, &route)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        ctx.driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
+        let h = launch(ctx, &spec, &route).await;
         let mut logs = String::new();
         for _ in 0..20 {
             logs = ctx.driver.logs(&h).await.unwrap_or_default();
