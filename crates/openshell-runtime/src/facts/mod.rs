@@ -128,6 +128,8 @@ pub struct VersionFacts {
     pub platform_name: Option<String>,
     /// `Components`.
     pub components: Vec<Component>,
+    /// `NetworkDriver` of the `rootlesskit` component (rootless dockerd 23.0 and later).
+    pub rootlesskit_net: Option<RootlessKitNet>,
 }
 
 impl VersionFacts {

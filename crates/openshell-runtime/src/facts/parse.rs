@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 
 use super::{
     Component, Endpoint, FactWarning, Facts, FactsError, HostOs, InfoFacts, LibpodFacts,
-    NetworkFacts, Overrides, PingFacts, RootlessHelper, SecurityOption, VersionFacts,
+    NetworkFacts, Overrides, PingFacts, RootlessHelper, RootlessKitNet, SecurityOption,
+    VersionFacts,
 };
 
 /// Longest string fact kept.
@@ -341,7 +342,13 @@ fn version(m: &Map<String, Value>, w: &mut Warnings) -> VersionFacts {
             Vec::new()
         }
     };
+    let rootlesskit_net = components
+        .iter()
+        .find(|c| c.name.eq_ignore_ascii_case("rootlesskit"))
+        .and_then(|c| c.detail("NetworkDriver"))
+        .map(RootlessKitNet::parse);
     VersionFacts {
+        rootlesskit_net,
         version: string(m, "Version", p, w),
         api_version: string(m, "ApiVersion", p, w),
         os: string(m, "Os", p, w),

@@ -65,14 +65,9 @@ impl RootlessDocker {
                 "dockerd runs rootless",
             ));
         }
-        let rootlesskit = facts
-            .version
-            .as_ref()
-            .and_then(|v| v.component("rootlesskit"));
-        let net = rootlesskit
-            .and_then(|c| c.detail("NetworkDriver"))
-            .map(RootlessKitNet::parse);
-        if let Some(c) = rootlesskit {
+        let version = facts.version.as_ref();
+        let net = version.and_then(|v| v.rootlesskit_net.clone());
+        if let Some(c) = version.and_then(|v| v.component("rootlesskit")) {
             let driver = net.as_ref().map_or("not reported", RootlessKitNet::as_str);
             ev.push(Evidence::new(
                 "version.Components[].Name",
