@@ -10,12 +10,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use openshell_driver_docker::{DockerDriver, DockerOptions};
-use openshell_driver_podman::{PodmanDriver, PodmanOptions};
+use openshell_driver_docker::DockerDriver;
+use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::{decide, Registry, Route, RouteContext};
+use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{
-    extra_host_entries, new_token, sandbox_command, CallbackListener, ListenerOptions,
-    SandboxDriver, SandboxSpec,
+    new_token, sandbox_command, CallbackListener, ListenerOptions, SandboxDriver, SandboxSpec,
 };
 use openshell_tests::live::{self, Engine};
 
@@ -95,8 +95,8 @@ async fn through_cli(
     let mut cmd = Command::new(&engine.cli[0]);
     cmd.args(&engine.cli[1..])
         .args(["run", "--rm", "--network", network]);
-    for h in extra_host_entries(&route).unwrap_or_default() {
-        cmd.args(["--add-host", &h]);
+    for h in route.extra_hosts() {
+        cmd.args(["--add-host", &h.to_string()]);
     }
     for (k, v) in s.env(&route) {
         cmd.args(["-e", &format!("{k}={v}")]);
@@ -204,12 +204,12 @@ fn main() {
         println!("| scenario | through the driver | through the CLI | ratio |");
         println!("|---|---|---|---|");
         let timeout = Duration::from_secs(30);
-        let docker_opts = || DockerOptions {
+        let docker_opts = || DriverOptions {
             network: live::unique("openshell-bench"),
             timeout,
             host: None,
         };
-        let podman_opts = || PodmanOptions {
+        let podman_opts = || DriverOptions {
             network: live::unique("openshell-bench"),
             timeout,
             host: None,

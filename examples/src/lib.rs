@@ -5,10 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use openshell_driver_docker::{DockerDriver, DockerOptions};
-use openshell_driver_podman::{PodmanDriver, PodmanOptions};
+use openshell_driver_docker::DockerDriver;
+use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::{decide, Facts, HostOs, Registry, RouteContext};
+use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{HostFacts, SandboxDriver};
 use openshell_tests::replay::ReplayEngine;
 
@@ -52,7 +53,7 @@ async fn gather(
         Api::Docker => {
             let driver = DockerDriver::connect(
                 endpoint,
-                DockerOptions {
+                DriverOptions {
                     network,
                     timeout,
                     host,
@@ -66,7 +67,7 @@ async fn gather(
         Api::Libpod => {
             let driver = PodmanDriver::connect(
                 endpoint,
-                PodmanOptions {
+                DriverOptions {
                     network,
                     timeout,
                     host,

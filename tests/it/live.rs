@@ -9,9 +9,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use openshell_driver_docker::{DockerDriver, DockerOptions};
-use openshell_driver_podman::{PodmanDriver, PodmanOptions};
+use openshell_driver_docker::DockerDriver;
+use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::{decide, Exposure, HostTarget, Registry, Route, RouteContext};
+use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{
     sandbox_command, CallbackListener, ListenerError, ListenerOptions, SandboxDriver,
     SandboxHandle, SandboxSpec, SandboxState,
@@ -27,9 +28,9 @@ pub struct Ctx<D> {
 }
 
 pub async fn docker(engine: &Engine) -> DockerDriver {
-    let opts = DockerOptions {
+    let opts = DriverOptions {
         network: live::unique("openshell-it"),
-        ..DockerOptions::default()
+        ..DriverOptions::default()
     };
     DockerDriver::connect(engine.endpoint(), opts)
         .await
@@ -37,9 +38,9 @@ pub async fn docker(engine: &Engine) -> DockerDriver {
 }
 
 pub async fn podman(engine: &Engine) -> PodmanDriver {
-    let opts = PodmanOptions {
+    let opts = DriverOptions {
         network: live::unique("openshell-it"),
-        ..PodmanOptions::default()
+        ..DriverOptions::default()
     };
     PodmanDriver::connect(engine.endpoint(), opts).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -376,18 +377,18 @@ async fn both_drivers_decide_the_same_for_the_same_podman() {
     let network = live::unique("openshell-it");
     let d = DockerDriver::connect(
         engine.endpoint(),
-        DockerOptions {
+        DriverOptions {
             network: network.clone(),
-            ..DockerOptions::default()
+            ..DriverOptions::default()
         },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     let p = PodmanDriver::connect(
         engine.endpoint(),
-        PodmanOptions {
+        DriverOptions {
             network: network.clone(),
-            ..PodmanOptions::default()
+            ..DriverOptions::default()
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

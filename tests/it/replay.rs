@@ -2,9 +2,10 @@
 //! bollard over a Unix socket, must reach the decision the facts-file path reaches. This is
 //! where the original bug (Podman machine behind the Docker API) is pinned for good.
 
-use openshell_driver_docker::{DockerDriver, DockerOptions};
+use openshell_driver_docker::DockerDriver;
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::{decide, Facts, HostOs, Registry, RouteContext};
+use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{HostFacts, SandboxDriver};
 use openshell_tests::fixtures;
 use openshell_tests::replay::ReplayEngine;
@@ -55,9 +56,9 @@ async fn driver_over_replayed_captures_decides_like_the_facts_file() {
                 .unwrap_or(HostOs::Other("unknown".into())),
             ipv4: file_facts.host_ipv4,
         };
-        let opts = DockerOptions {
+        let opts = DriverOptions {
             host: Some(host),
-            ..DockerOptions::default()
+            ..DriverOptions::default()
         };
         let endpoint = Endpoint::Unix {
             path: engine.socket().display().to_string(),
@@ -107,12 +108,12 @@ async fn original_bug_podman_machine_through_the_docker_driver() {
     let engine = ReplayEngine::start(&doc)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let opts = DockerOptions {
+    let opts = DriverOptions {
         host: Some(HostFacts {
             os: HostOs::Macos,
             ipv4: None,
         }),
-        ..DockerOptions::default()
+        ..DriverOptions::default()
     };
     let endpoint = Endpoint::Unix {
         path: engine.socket().display().to_string(),
@@ -142,7 +143,7 @@ async fn a_same_named_network_of_another_driver_is_refused() {
     let endpoint = Endpoint::Unix {
         path: engine.socket().display().to_string(),
     };
-    let driver = DockerDriver::connect(endpoint, DockerOptions::default())
+    let driver = DockerDriver::connect(endpoint, DriverOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let err = driver
@@ -151,12 +152,7 @@ async fn a_same_named_network_of_another_driver_is_refused() {
         .err()
         .unwrap_or_else(|| panic!("macvlan network accepted"));
     assert!(
-        matches!(
-            err,
-            openshell_driver_docker::DockerDriverError::Engine(
-                openshell_sandbox::EngineFailure::NetworkConflict { .. }
-            )
-        ),
+        matches!(err, openshell_sandbox::EngineError::NetworkConflict { .. }),
         "{err}"
     );
     assert!(err.to_string().contains("macvlan"), "{err}");
@@ -176,9 +172,9 @@ async fn a_silent_engine_times_out_with_a_clear_error() {
             held.push(s);
         }
     });
-    let opts = DockerOptions {
+    let opts = DriverOptions {
         timeout: std::time::Duration::from_millis(500),
-        ..DockerOptions::default()
+        ..DriverOptions::default()
     };
     let started = std::time::Instant::now();
     let endpoint = Endpoint::Unix {

@@ -10,37 +10,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::{Discovery, DiscoveryEnv};
+use openshell_sandbox::support::discover::probe_candidates;
+use openshell_sandbox::support::BoxError;
+use openshell_sandbox::{Discovery, DiscoveryEnv, DiscoveryError};
 use sha2::{Digest, Sha256};
 
-/// Why discovery could not even list candidates.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DiscoveryError {
-    /// An endpoint string is malformed.
-    #[error("{source_name} names an invalid endpoint: {error}")]
-    BadEndpoint {
-        /// Where it came from.
-        source_name: String,
-        /// The parse error.
-        error: openshell_runtime::facts::EndpointError,
-    },
-    /// A context could not be resolved.
-    #[error("docker context {name:?} cannot be read from {path}: {problem}")]
-    Context {
-        /// Context name.
-        name: String,
-        /// The metadata file.
-        path: String,
-        /// What went wrong.
-        problem: String,
-    },
-}
-
-fn parse(raw: &str, source: &str) -> Result<Endpoint, DiscoveryError> {
-    Endpoint::parse(raw).map_err(|error| DiscoveryError::BadEndpoint {
-        source_name: source.to_string(),
-        error,
+fn parse(raw: &str, origin: &str) -> Result<Endpoint, DiscoveryError> {
+    Endpoint::parse(raw).map_err(|source| DiscoveryError::BadEndpoint {
+        origin: origin.to_string(),
+        source,
     })
 }
 
@@ -56,17 +34,20 @@ fn context_endpoint(name: &str, env: &DiscoveryEnv) -> Result<Endpoint, Discover
     let digest = Sha256::digest(name.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let path = dir.join("contexts/meta").join(hex).join("meta.json");
-    let err = |problem: String| DiscoveryError::Context {
-        name: openshell_runtime::display_value(name),
+    let err = |source: BoxError| DiscoveryError::Config {
+        what: format!(
+            "docker context {:?}",
+            openshell_runtime::display_value(name)
+        ),
         path: path.display().to_string(),
-        problem,
+        source,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| err(e.to_string()))?;
-    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| err(Box::new(e)))?;
+    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(Box::new(e)))?;
     let host = doc
         .pointer("/Endpoints/docker/Host")
         .and_then(|h| h.as_str())
-        .ok_or_else(|| err("no Endpoints.docker.Host".into()))?;
+        .ok_or_else(|| err("the context has no Endpoints.docker.Host".into()))?;
     parse(host, &format!("context {name}"))
 }
 
@@ -213,13 +194,13 @@ pub fn candidates(
     Ok(well_known(env))
 }
 
-/// Lists the candidates, then tries them in order (see [`openshell_sandbox::probe_candidates`]).
+/// Lists the candidates, then tries them in order; the first engine that answers is chosen.
 pub async fn discover(
     explicit: Option<&str>,
     env: &DiscoveryEnv,
     timeout: Duration,
 ) -> Result<Discovery, DiscoveryError> {
-    Ok(openshell_sandbox::probe_candidates(candidates(explicit, env)?, timeout).await)
+    Ok(probe_candidates(candidates(explicit, env)?, timeout).await)
 }
 
 #[cfg(test)]
@@ -283,7 +264,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(def[0].1, "well-known: Docker Engine");
         let missing = candidates(None, &env(&[("DOCKER_CONTEXT", "nope")], h));
-        assert!(matches!(missing, Err(DiscoveryError::Context { .. })));
+        assert!(matches!(missing, Err(DiscoveryError::Config { .. })));
     }
 
     #[test]

@@ -1,31 +1,56 @@
-//! The Docker-API sandbox driver, on bollard: finds the engine, gathers the facts
-//! `openshell-runtime` decides on, and runs sandboxes along the decided route.
+//! The Docker-API sandbox driver: engine operations over bollard, and the docker CLI's
+//! discovery order.
 //!
 //! It speaks to whatever serves the Docker API: Docker Engine, Docker Desktop, Colima,
-//! OrbStack, and Podman's compatible service. It makes no routing decision: facts go to the
-//! policy, the route comes back and is applied as-is (extra hosts, sandbox endpoint).
+//! OrbStack, Rancher Desktop, Lima and Podman's compatible service. It implements
+//! [`EngineOps`] and nothing more: the sandbox lifecycle, facts gathering, timeouts and retries
+//! come from `openshell-sandbox` ([`openshell_sandbox::SandboxDriver`] is implemented for every
+//! `EngineOps`), and the route comes from `openshell-runtime`, applied as-is.
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod discovery;
-mod error;
-mod facts;
-mod lifecycle;
 
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
 
+use async_trait::async_trait;
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptionsBuilder, InspectContainerOptions,
+    ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+};
 use bollard::Docker;
-use openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK;
+use futures_util::{StreamExt, TryStreamExt};
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::raw;
-use openshell_sandbox::EngineFailure;
-use openshell_sandbox::HostFacts;
-use openshell_sandbox::{timed_call, CallError};
+use openshell_sandbox::support::raw::{self, RawResponse};
+use openshell_sandbox::support::{
+    labels_of, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps,
+    ErrorKind, LogStream, NetworkInfo, OpError,
+};
+use openshell_sandbox::{DriverOptions, EngineError};
+use serde_json::Value;
 use tracing::Instrument;
 
-pub use discovery::{candidates, discover, DiscoveryError};
-pub use error::DockerDriverError;
-pub use openshell_sandbox::raw::{RawError, RawResponse};
-pub use openshell_sandbox::DiscoveryEnv;
+pub use discovery::{candidates, discover};
+
+/// libpod's `/info`, asked of every engine: Podman answers it, Docker refuses the API version.
+/// It identifies Podman even where a proxy stripped the ping headers.
+const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
+
+/// The kind of a bollard error, from the engine's status code when it answered.
+fn op(e: bollard::errors::Error) -> OpError {
+    use bollard::errors::Error as B;
+    let kind = match &e {
+        B::DockerResponseServerError { status_code, .. } => ErrorKind::from_status(*status_code),
+        B::JsonDataError { .. } | B::JsonSerdeError { .. } => ErrorKind::BadAnswer,
+        _ => ErrorKind::Unreachable,
+    };
+    OpError::new(kind, e)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, OpError> {
+    serde_json::to_value(v).map_err(|e| OpError::new(ErrorKind::BadAnswer, e))
+}
 
 /// `1.41` as bollard's version type.
 fn parse_api_version(raw: &str) -> Option<bollard::ClientVersion> {
@@ -36,65 +61,30 @@ fn parse_api_version(raw: &str) -> Option<bollard::ClientVersion> {
     })
 }
 
-/// How the driver talks to the engine.
-#[derive(Debug, Clone)]
-pub struct DockerOptions {
-    /// The sandbox network's name.
-    pub network: String,
-    /// Per-call timeout.
-    pub timeout: Duration,
-    /// The gateway host's facts; `None` reads this machine's. Replays of another machine's
-    /// captures set them, so the host is an input like every other fact.
-    pub host: Option<HostFacts>,
-}
-
-impl Default for DockerOptions {
-    fn default() -> Self {
-        DockerOptions {
-            network: DEFAULT_SANDBOX_NETWORK.to_string(),
-            timeout: Duration::from_secs(20),
-            host: None,
-        }
-    }
-}
-
 /// A connection to one Docker-API engine.
 #[derive(Debug, Clone)]
 pub struct DockerDriver {
-    docker: Option<Docker>,
+    docker: Docker,
     endpoint: Endpoint,
-    opts: DockerOptions,
+    opts: DriverOptions,
 }
 
 impl DockerDriver {
-    /// Connects to `endpoint` and negotiates the API version (Debian's dockerd 20.10 speaks
-    /// at most 1.41; Engine 29 refuses anything below 1.44). An `ssh://` endpoint is kept
-    /// without a connection: it is remote, and its facts are its endpoint alone.
+    /// Connects to `endpoint` (`unix://` or `tcp://`) and settles the API version: the
+    /// engine's own from `/_ping`'s `Api-Version` header when it is older than bollard's
+    /// (Debian's dockerd 20.10 speaks at most 1.41; Engine 29 refuses anything below 1.44),
+    /// else negotiated through `/version`.
     pub async fn connect(
         endpoint: Endpoint,
-        opts: DockerOptions,
-    ) -> Result<DockerDriver, DockerDriverError> {
-        let secs = opts.timeout.as_secs().max(1);
+        opts: DriverOptions,
+    ) -> Result<DockerDriver, EngineError> {
         let shown = endpoint.to_string();
-        let connect_err = |source| DockerDriverError::Connect {
+        let connect_err = |e: bollard::errors::Error| EngineError::Connect {
             endpoint: shown.clone(),
-            source,
+            source: Box::new(e),
         };
-        if matches!(endpoint, Endpoint::Ssh { .. }) {
-            return Ok(DockerDriver {
-                docker: None,
-                endpoint,
-                opts,
-            });
-        }
-        if matches!(endpoint, Endpoint::Npipe { .. }) {
-            return Err(DockerDriverError::from(EngineFailure::Unsupported {
-                endpoint: shown,
-            }));
-        }
-        // The engine's API version comes from `/_ping`'s Api-Version header: one cheap round
-        // trip instead of `/version`, which dockerd 20.10 takes ~7 ms to answer. Without the
-        // header, bollard negotiates through `/version`.
+        let secs = opts.timeout.as_secs().max(1);
+        // One cheap round trip instead of `/version`, which dockerd 20.10 takes ~7 ms to answer.
         let span =
             tracing::info_span!("engine_call", call = "_ping (api version)", endpoint = %shown);
         let pinged = raw::get(&endpoint, "/_ping", opts.timeout)
@@ -118,9 +108,10 @@ impl DockerDriver {
                 Docker::connect_with_http(&addr, secs, &version).map_err(connect_err)?
             }
             Endpoint::Ssh { .. } | Endpoint::Npipe { .. } => {
-                return Err(DockerDriverError::from(EngineFailure::Unsupported {
+                return Err(EngineError::Unsupported {
                     endpoint: shown,
-                }))
+                    driver: "docker",
+                })
             }
         };
         let docker = if server.is_some() {
@@ -131,44 +122,220 @@ impl DockerDriver {
             tokio::time::timeout(opts.timeout, docker.negotiate_version())
                 .instrument(span)
                 .await
-                .map_err(|_| {
-                    DockerDriverError::from(EngineFailure::Timeout {
-                        call: "version",
-                        endpoint: shown.clone(),
-                        after: opts.timeout,
-                    })
+                .map_err(|_| EngineError::Timeout {
+                    call: "version",
+                    endpoint: shown.clone(),
+                    after: opts.timeout,
                 })?
                 .map_err(connect_err)?
         };
         tracing::debug!(api = %docker.client_version(), "API version");
         Ok(DockerDriver {
-            docker: Some(docker),
+            docker,
             endpoint,
             opts,
         })
     }
 
-    fn client(&self) -> Result<&Docker, DockerDriverError> {
-        self.docker.as_ref().ok_or_else(|| {
-            DockerDriverError::from(EngineFailure::Unsupported {
-                endpoint: self.endpoint.to_string(),
-            })
+    async fn raw_get(&self, path: &str) -> Result<RawResponse, OpError> {
+        Ok(raw::get(&self.endpoint, path, self.opts.timeout).await?)
+    }
+
+    /// libpod's `/info` when the engine serves it as a JSON object; `None` for Docker.
+    async fn libpod_info(&self) -> Option<Value> {
+        match self.raw_get(LIBPOD_INFO).await {
+            Ok(r) if r.status == 200 => match serde_json::from_slice::<Value>(&r.body) {
+                Ok(v @ Value::Object(_)) => Some(v),
+                _ => {
+                    tracing::warn!("libpod /info answered, but not with a JSON object; ignored");
+                    None
+                }
+            },
+            Ok(r) => {
+                tracing::debug!(status = r.status, "no libpod /info: not Podman");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e.source, "no libpod /info");
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EngineOps for DockerDriver {
+    fn driver_name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn options(&self) -> &DriverOptions {
+        &self.opts
+    }
+
+    async fn engine_documents(&self) -> Result<EngineDocuments, OpError> {
+        let (ping, version, info, libpod_info) = tokio::join!(
+            self.raw_get("/_ping"),
+            self.docker.version(),
+            self.docker.info(),
+            self.libpod_info(),
+        );
+        Ok(EngineDocuments {
+            ping: ping?.headers,
+            version: to_json(&version.map_err(op)?)?,
+            info: to_json(&info.map_err(op)?)?,
+            libpod_info,
         })
     }
 
-    /// Runs one engine call with a timeout, inside a tracing span, mapping its error.
-    async fn call<T, F>(&self, call: &'static str, fut: F) -> Result<T, DockerDriverError>
-    where
-        F: std::future::Future<Output = Result<T, bollard::errors::Error>>,
-    {
-        match timed_call(call, &self.endpoint, self.opts.timeout, fut).await {
-            Ok(v) => Ok(v),
-            Err(CallError::Failure(f)) => Err(f.into()),
-            Err(CallError::Client(source)) => Err(DockerDriverError::Call {
-                call,
-                endpoint: self.endpoint.to_string(),
-                source,
+    async fn create_container(&self, c: &ContainerConfig) -> Result<String, OpError> {
+        let body = ContainerCreateBody {
+            image: Some(c.image.clone()),
+            cmd: Some(c.command.clone()),
+            env: Some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(c.labels.clone().into_iter().collect::<HashMap<_, _>>()),
+            host_config: Some(HostConfig {
+                extra_hosts: Some(c.extra_hosts.clone()),
+                network_mode: Some(c.network.clone()),
+                ..Default::default()
             }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptions {
+            name: Some(c.name.clone()),
+            ..Default::default()
+        };
+        let created = self
+            .docker
+            .create_container(Some(opts), body)
+            .await
+            .map_err(op)?;
+        Ok(created.id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), OpError> {
+        self.docker.start_container(id, None).await.map_err(op)
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerStatus, OpError> {
+        let c = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(op)?;
+        let state = c.state.unwrap_or_default();
+        Ok(ContainerStatus {
+            status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            exit_code: state.exit_code,
+        })
+    }
+
+    async fn stop_container(&self, id: &str, grace_secs: u32) -> Result<(), OpError> {
+        let opts = StopContainerOptions {
+            t: Some(i32::try_from(grace_secs).unwrap_or(i32::MAX)),
+            ..Default::default()
+        };
+        self.docker.stop_container(id, Some(opts)).await.map_err(op)
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), OpError> {
+        let opts = RemoveContainerOptions {
+            force: true,
+            v: true,
+            ..Default::default()
+        };
+        self.docker
+            .remove_container(id, Some(opts))
+            .await
+            .map_err(op)
+    }
+
+    async fn list_containers(
+        &self,
+        label: &str,
+        value: &str,
+    ) -> Result<Vec<ContainerSummary>, OpError> {
+        let opts = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_string(),
+                vec![format!("{label}={value}")],
+            )])),
+            ..Default::default()
+        };
+        let list = self.docker.list_containers(Some(opts)).await.map_err(op)?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                Some(ContainerSummary {
+                    id: c.id?,
+                    labels: labels_of(c.labels),
+                })
+            })
+            .collect())
+    }
+
+    fn logs<'a>(&'a self, id: &'a str) -> LogStream<'a> {
+        let opts = LogsOptions {
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        };
+        self.docker
+            .logs(id, Some(opts))
+            .map(|chunk| chunk.map(|c| c.into_bytes().to_vec()).map_err(op))
+            .boxed()
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, OpError> {
+        match self.docker.inspect_image(image).await.map_err(op) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
         }
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<(), OpError> {
+        let opts = CreateImageOptionsBuilder::new().from_image(image).build();
+        self.docker
+            .create_image(Some(opts), None, None)
+            .map_err(op)
+            .try_for_each(|_| async { Ok(()) })
+            .await
+    }
+
+    async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError> {
+        let net = self.docker.inspect_network(name, None).await.map_err(op)?;
+        Ok(NetworkInfo {
+            driver: net.driver.clone().unwrap_or_default(),
+            labels: labels_of(net.labels.clone()),
+            body: to_json(&net)?,
+        })
+    }
+
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), OpError> {
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(req)
+            .await
+            .map_err(op)
+            .map(|_| ())
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), OpError> {
+        self.docker.remove_network(name).await.map_err(op)
     }
 }

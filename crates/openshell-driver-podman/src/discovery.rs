@@ -10,27 +10,24 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::{probe_candidates, Discovery, DiscoveryEnv};
+use openshell_sandbox::support::discover::probe_candidates;
+use openshell_sandbox::{Discovery, DiscoveryEnv, DiscoveryError};
 
-use crate::PodmanDriverError;
-
-/// Podman's discovery reads the same kind of environment as Docker's.
-pub type PodmanEnv = DiscoveryEnv;
-
-fn parse(raw: &str, source: &str) -> Result<Endpoint, PodmanDriverError> {
-    Endpoint::parse(raw).map_err(|e| {
-        PodmanDriverError::Discovery(format!("{source} names an invalid endpoint: {e}"))
+fn parse(raw: &str, origin: &str) -> Result<Endpoint, DiscoveryError> {
+    Endpoint::parse(raw).map_err(|source| DiscoveryError::BadEndpoint {
+        origin: origin.to_string(),
+        source,
     })
 }
 
-fn config_home(env: &PodmanEnv) -> Option<PathBuf> {
+fn config_home(env: &DiscoveryEnv) -> Option<PathBuf> {
     env.var("XDG_CONFIG_HOME")
         .map(PathBuf::from)
         .or_else(|| env.home.as_ref().map(|h| h.join(".config")))
 }
 
 /// `(name, uri, is_default)` from `podman-connections.json`.
-fn connections_file(env: &PodmanEnv) -> Vec<(String, String, bool)> {
+fn connections_file(env: &DiscoveryEnv) -> Vec<(String, String, bool)> {
     let path = env
         .var("PODMAN_CONNECTIONS_CONF")
         .map(PathBuf::from)
@@ -67,7 +64,7 @@ fn connections_file(env: &PodmanEnv) -> Vec<(String, String, bool)> {
 }
 
 /// `(name, uri, is_active)` from containers.conf files (later files override earlier ones).
-fn service_destinations(env: &PodmanEnv) -> Vec<(String, String, bool)> {
+fn service_destinations(env: &DiscoveryEnv) -> Vec<(String, String, bool)> {
     let mut files: Vec<PathBuf> = vec![
         "/usr/share/containers/containers.conf".into(),
         "/etc/containers/containers.conf".into(),
@@ -116,7 +113,7 @@ fn service_destinations(env: &PodmanEnv) -> Vec<(String, String, bool)> {
     out
 }
 
-fn machine_sockets(env: &PodmanEnv) -> Vec<(Endpoint, String)> {
+fn machine_sockets(env: &DiscoveryEnv) -> Vec<(Endpoint, String)> {
     let mut out = Vec::new();
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Some(home) = &env.home {
@@ -165,8 +162,8 @@ fn machine_sockets(env: &PodmanEnv) -> Vec<(Endpoint, String)> {
 /// The candidates in order, without touching any of them.
 pub fn candidates(
     explicit: Option<&str>,
-    env: &PodmanEnv,
-) -> Result<Vec<(Endpoint, String)>, PodmanDriverError> {
+    env: &DiscoveryEnv,
+) -> Result<Vec<(Endpoint, String)>, DiscoveryError> {
     if let Some(e) = explicit {
         return Ok(vec![(parse(e, "--endpoint")?, "--endpoint".into())]);
     }
@@ -181,7 +178,11 @@ pub fn candidates(
             .chain(dests.iter())
             .find(|(n, _, _)| n == name)
             .map(|(_, u, _)| u.clone())
-            .ok_or_else(|| PodmanDriverError::Discovery(format!("CONTAINER_CONNECTION names {:?}, which no podman-connections.json or containers.conf defines", openshell_runtime::display_value(name))))?;
+            .ok_or_else(|| DiscoveryError::UnknownName {
+                origin: "CONTAINER_CONNECTION",
+                name: openshell_runtime::display_value(name),
+                searched: "podman-connections.json or containers.conf",
+            })?;
         return Ok(vec![(
             parse(&uri, "CONTAINER_CONNECTION")?,
             format!("connection {name} (CONTAINER_CONNECTION)"),
@@ -224,9 +225,9 @@ pub fn candidates(
 /// Lists the candidates, then tries them in order.
 pub async fn discover(
     explicit: Option<&str>,
-    env: &PodmanEnv,
+    env: &DiscoveryEnv,
     timeout: Duration,
-) -> Result<Discovery, PodmanDriverError> {
+) -> Result<Discovery, DiscoveryError> {
     Ok(probe_candidates(candidates(explicit, env)?, timeout).await)
 }
 
@@ -234,8 +235,8 @@ pub async fn discover(
 mod tests {
     use super::*;
 
-    fn env(vars: &[(&str, &str)], home: &Path) -> PodmanEnv {
-        PodmanEnv {
+    fn env(vars: &[(&str, &str)], home: &Path) -> DiscoveryEnv {
+        DiscoveryEnv {
             vars: vars
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -1,80 +1,80 @@
-//! The libpod sandbox driver, on podman-api: finds Podman in its own order, gathers the same
-//! facts the Docker driver gathers (through libpod), and runs sandboxes along the route.
+//! The libpod sandbox driver: engine operations over podman-api, and Podman's own discovery
+//! order.
 //!
-//! It makes no routing decision. The same engine reached through Podman's Docker-compatible API
-//! (the Docker driver) and through libpod (this driver) yields the same facts that matter, so
-//! the one policy in `openshell-runtime` gives the same route.
+//! It implements [`EngineOps`] and nothing more: the sandbox lifecycle, facts gathering,
+//! timeouts and retries come from `openshell-sandbox`, and the route from `openshell-runtime`.
+//! The same engine reached through Podman's Docker-compatible API (the Docker driver) and
+//! through libpod (this driver) yields the same facts that matter, so the one policy gives the
+//! same route.
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
 mod discovery;
-mod error;
 mod facts;
-mod lifecycle;
 
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
 
-use openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK;
+use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::EngineFailure;
-use openshell_sandbox::HostFacts;
-use openshell_sandbox::{timed_call, CallError};
+use openshell_sandbox::support::raw::{self, RawResponse};
+use openshell_sandbox::support::{
+    labels_of, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps,
+    ErrorKind, LogStream, NetworkInfo, OpError,
+};
+use openshell_sandbox::{DriverOptions, EngineError};
+use podman_api::models::Namespace;
+use podman_api::opts::{
+    ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter, ContainerListOpts,
+    ContainerLogsOpts, ContainerStopOpts, NetworkCreateOpts, PullOpts,
+};
 use podman_api::Podman;
+use serde_json::Value;
 
-pub use discovery::{candidates, discover, PodmanEnv};
-pub use error::PodmanDriverError;
+pub use discovery::{candidates, discover};
 pub use facts::info_from_libpod;
 
-/// How the driver talks to Podman.
-#[derive(Debug, Clone)]
-pub struct PodmanOptions {
-    /// The sandbox network's name.
-    pub network: String,
-    /// Per-call timeout.
-    pub timeout: Duration,
-    /// The gateway host's facts; `None` reads this machine's.
-    pub host: Option<HostFacts>,
-}
+const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
+const LIBPOD_VERSION: &str = "/v4.0.0/libpod/version";
 
-impl Default for PodmanOptions {
-    fn default() -> Self {
-        PodmanOptions {
-            network: DEFAULT_SANDBOX_NETWORK.to_string(),
-            timeout: Duration::from_secs(20),
-            host: None,
-        }
-    }
+/// The kind of a podman-api error, from libpod's status code when it answered.
+fn op(e: podman_api::Error) -> OpError {
+    use podman_api::Error as P;
+    let kind = match &e {
+        P::Fault { code, .. } => ErrorKind::from_status(code.as_u16()),
+        P::SerdeJsonError(_) | P::InvalidResponse(_) | P::ServerError(_) => ErrorKind::BadAnswer,
+        _ => ErrorKind::Unreachable,
+    };
+    OpError::new(kind, e)
 }
 
 /// A connection to one Podman service.
 #[derive(Debug, Clone)]
 pub struct PodmanDriver {
-    podman: Option<Podman>,
+    podman: Podman,
     endpoint: Endpoint,
-    opts: PodmanOptions,
+    opts: DriverOptions,
 }
 
 impl PodmanDriver {
-    /// Connects to `endpoint` (`unix://` or `tcp://`). An `ssh://` endpoint is kept without a
-    /// connection: its facts are its endpoint alone.
-    pub fn connect(
-        endpoint: Endpoint,
-        opts: PodmanOptions,
-    ) -> Result<PodmanDriver, PodmanDriverError> {
+    /// Sets up a client for `endpoint` (`unix://` or `tcp://`); nothing is sent until the
+    /// first call.
+    pub fn connect(endpoint: Endpoint, opts: DriverOptions) -> Result<PodmanDriver, EngineError> {
         let podman = match &endpoint {
-            Endpoint::Unix { path } => Some(Podman::unix(path)),
-            Endpoint::Tcp { host, port } => Some(
-                Podman::new(format!("tcp://{host}:{}", port.unwrap_or(8080))).map_err(
-                    |source| PodmanDriverError::Connect {
+            Endpoint::Unix { path } => Podman::unix(path),
+            Endpoint::Tcp { host, port } => {
+                Podman::new(format!("tcp://{host}:{}", port.unwrap_or(8080))).map_err(|e| {
+                    EngineError::Connect {
                         endpoint: endpoint.to_string(),
-                        source,
-                    },
-                )?,
-            ),
-            Endpoint::Ssh { .. } => None,
-            Endpoint::Npipe { .. } => {
-                return Err(PodmanDriverError::from(EngineFailure::Unsupported {
+                        source: Box::new(e),
+                    }
+                })?
+            }
+            Endpoint::Ssh { .. } | Endpoint::Npipe { .. } => {
+                return Err(EngineError::Unsupported {
                     endpoint: endpoint.to_string(),
-                }))
+                    driver: "podman",
+                })
             }
         };
         Ok(PodmanDriver {
@@ -84,27 +84,239 @@ impl PodmanDriver {
         })
     }
 
-    fn client(&self) -> Result<&Podman, PodmanDriverError> {
-        self.podman.as_ref().ok_or_else(|| {
-            PodmanDriverError::from(EngineFailure::Unsupported {
-                endpoint: self.endpoint.to_string(),
-            })
+    async fn raw_get(&self, path: &str) -> Result<RawResponse, OpError> {
+        Ok(raw::get(&self.endpoint, path, self.opts.timeout).await?)
+    }
+
+    /// A libpod document read whole; anything but a JSON object means this is not libpod.
+    async fn raw_json(&self, call: &'static str, path: &str) -> Result<Value, OpError> {
+        let r = self.raw_get(path).await?;
+        let not_libpod = || {
+            OpError::new(
+                ErrorKind::BadAnswer,
+                EngineError::WrongApi {
+                    endpoint: self.endpoint.to_string(),
+                    api: "libpod",
+                    call,
+                    status: r.status,
+                },
+            )
+        };
+        if r.status != 200 {
+            return Err(not_libpod());
+        }
+        match serde_json::from_slice::<Value>(&r.body) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            _ => Err(not_libpod()),
+        }
+    }
+}
+
+#[async_trait]
+impl EngineOps for PodmanDriver {
+    fn driver_name(&self) -> &'static str {
+        "podman"
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn options(&self) -> &DriverOptions {
+        &self.opts
+    }
+
+    async fn engine_documents(&self) -> Result<EngineDocuments, OpError> {
+        // libpod's /info is read whole: podman-api's model predates `rootlessNetworkCmd` and
+        // `pasta`, the facts that decide rootless routing.
+        let (ping, libpod, version) = tokio::join!(
+            self.raw_get("/_ping"),
+            self.raw_json("libpod info", LIBPOD_INFO),
+            self.raw_json("libpod version", LIBPOD_VERSION),
+        );
+        let libpod = libpod?;
+        Ok(EngineDocuments {
+            ping: ping?.headers,
+            version: version?,
+            info: info_from_libpod(&libpod),
+            libpod_info: Some(libpod),
         })
     }
 
-    /// Runs one engine call with a timeout, inside a tracing span, mapping its error.
-    async fn call<T, F>(&self, call: &'static str, fut: F) -> Result<T, PodmanDriverError>
-    where
-        F: std::future::Future<Output = Result<T, podman_api::Error>>,
-    {
-        match timed_call(call, &self.endpoint, self.opts.timeout, fut).await {
-            Ok(v) => Ok(v),
-            Err(CallError::Failure(f)) => Err(f.into()),
-            Err(CallError::Client(source)) => Err(PodmanDriverError::Call {
-                call,
-                endpoint: self.endpoint.to_string(),
-                source,
-            }),
+    async fn create_container(&self, c: &ContainerConfig) -> Result<String, OpError> {
+        let env: HashMap<&str, &str> = c
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let opts = ContainerCreateOpts::builder()
+            .name(&c.name)
+            .image(&c.image)
+            .command(&c.command)
+            .env(env)
+            .labels(c.labels.clone())
+            .hosts_add(c.extra_hosts.clone())
+            .net_namespace(Namespace {
+                nsmode: Some("bridge".into()),
+                value: None,
+            })
+            .networks([(c.network.clone(), serde_json::json!({}))])
+            .build();
+        let created = self.podman.containers().create(&opts).await.map_err(op)?;
+        Ok(created.id)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<(), OpError> {
+        self.podman
+            .containers()
+            .get(id)
+            .start(None)
+            .await
+            .map_err(op)
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerStatus, OpError> {
+        let c = self
+            .podman
+            .containers()
+            .get(id)
+            .inspect()
+            .await
+            .map_err(op)?;
+        Ok(match c.state {
+            Some(state) => ContainerStatus {
+                status: state.status.unwrap_or_default(),
+                exit_code: state.exit_code.map(i64::from),
+            },
+            None => ContainerStatus {
+                status: String::new(),
+                exit_code: None,
+            },
+        })
+    }
+
+    async fn stop_container(&self, id: &str, grace_secs: u32) -> Result<(), OpError> {
+        let opts = ContainerStopOpts::builder()
+            .timeout(usize::try_from(grace_secs).unwrap_or(usize::MAX))
+            .build();
+        self.podman
+            .containers()
+            .get(id)
+            .stop(&opts)
+            .await
+            .map_err(op)
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<(), OpError> {
+        let opts = ContainerDeleteOpts::builder()
+            .force(true)
+            .volumes(true)
+            .build();
+        self.podman
+            .containers()
+            .get(id)
+            .delete(&opts)
+            .await
+            .map_err(op)
+    }
+
+    async fn list_containers(
+        &self,
+        label: &str,
+        value: &str,
+    ) -> Result<Vec<ContainerSummary>, OpError> {
+        let opts = ContainerListOpts::builder()
+            .all(true)
+            .filter([ContainerListFilter::LabelKeyVal(label.into(), value.into())])
+            .build();
+        let list = self.podman.containers().list(&opts).await.map_err(op)?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                Some(ContainerSummary {
+                    id: c.id?,
+                    labels: labels_of(c.labels),
+                })
+            })
+            .collect())
+    }
+
+    fn logs<'a>(&'a self, id: &'a str) -> LogStream<'a> {
+        let opts = ContainerLogsOpts::builder()
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let container = self.podman.containers().get(id);
+        // podman-api's log stream borrows the container handle: the stream owns both.
+        async_stream::stream! {
+            let mut chunks = container.logs(&opts);
+            while let Some(chunk) = chunks.next().await {
+                yield chunk.map(Vec::<u8>::from).map_err(op);
+            }
         }
+        .boxed()
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, OpError> {
+        self.podman.images().get(image).exists().await.map_err(op)
+    }
+
+    async fn pull_image(&self, image: &str) -> Result<(), OpError> {
+        let opts = PullOpts::builder().reference(image).build();
+        let images = self.podman.images();
+        images
+            .pull(&opts)
+            .map_err(op)
+            .try_for_each(|report| async move {
+                match report.error {
+                    Some(err) => Err(OpError::new(ErrorKind::Rejected, err)),
+                    None => Ok(()),
+                }
+            })
+            .await
+    }
+
+    async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError> {
+        let net = self
+            .podman
+            .networks()
+            .get(name)
+            .inspect()
+            .await
+            .map_err(op)?;
+        Ok(NetworkInfo {
+            driver: net.driver.clone().unwrap_or_default(),
+            labels: labels_of(net.labels.clone()),
+            body: serde_json::to_value(&net).map_err(|e| OpError::new(ErrorKind::BadAnswer, e))?,
+        })
+    }
+
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), OpError> {
+        let opts = NetworkCreateOpts::builder()
+            .name(name)
+            .driver("bridge")
+            .dns_enabled(true)
+            .labels(labels.clone())
+            .build();
+        self.podman
+            .networks()
+            .create(&opts)
+            .await
+            .map_err(op)
+            .map(|_| ())
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), OpError> {
+        self.podman
+            .networks()
+            .get(name)
+            .delete()
+            .await
+            .map_err(op)
+            .map(|_| ())
     }
 }

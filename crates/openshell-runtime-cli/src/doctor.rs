@@ -12,7 +12,7 @@ use openshell_sandbox::{
 };
 use serde::Serialize;
 
-use crate::live::{self, AnyDriver};
+use crate::live;
 use crate::report::Report;
 use crate::{settle, to_json, EngineArgs, Fail, Output, RouteArgs};
 
@@ -117,8 +117,17 @@ fn advice(probes: &[ProbeResult], route_error: Option<String>, port: u16) -> Vec
 /// Runs `doctor`.
 pub fn run(args: DoctorArgs) -> Result<u8, Fail> {
     live::block_on(async {
-        let connected = live::connect(&args.engine).await?;
-        let mut facts = connected.driver.gather(None).await?;
+        let engine = live::connect(&args.engine, None).await?;
+        let Some(driver) = &engine.driver else {
+            return Err(Fail {
+                code: 1,
+                message: format!(
+                    "doctor needs an engine it can run a probe on; {} is not connected by any driver yet",
+                    openshell_runtime::display_value(&engine.gathered.facts.endpoint.as_ref().map(ToString::to_string).unwrap_or_default())
+                ),
+            });
+        };
+        let mut facts = engine.gathered.facts.clone();
         let (settings, ctx) = settle(&mut facts, &args.route)?;
         let decision = decide(&Registry::builtin(), &facts, &ctx);
         let opts = ProbeOptions {
@@ -136,13 +145,10 @@ pub fn run(args: DoctorArgs) -> Result<u8, Fail> {
             .collect();
         let progress =
             Progress(std::io::stderr().is_terminal() && matches!(args.output, Output::Text));
-        let probes = match &connected.driver {
-            AnyDriver::Docker(d) => probe_all(d, &routes, &opts, &progress).await,
-            AnyDriver::Podman(d) => probe_all(d, &routes, &opts, &progress).await,
-        };
+        let probes = probe_all(driver, &routes, &opts, &progress).await;
         let mut report = Report::new(&decision, &facts.warnings, &settings);
-        report.endpoint_candidates = Some(&connected.candidates);
-        report.driver = Some(connected.driver.name());
+        report.endpoint_candidates = Some(&engine.candidates);
+        report.driver = Some(engine.driver_name());
         let proven = probes.iter().find(|p| p.outcome.is_ok());
         let advice = advice(
             &probes,

@@ -284,13 +284,13 @@ fn detect_live(
     output: Output,
 ) -> Result<u8, Fail> {
     live::block_on(async {
-        let connected = live::connect(engine).await?;
-        let mut facts = connected.driver.gather(dump).await?;
+        let engine = live::connect(engine, dump).await?;
+        let mut facts = engine.gathered.facts.clone();
         let (settings, ctx) = settle(&mut facts, args)?;
         let decision = decide(&Registry::builtin(), &facts, &ctx);
         let mut report = Report::new(&decision, &facts.warnings, &settings);
-        report.endpoint_candidates = Some(&connected.candidates);
-        report.driver = Some(connected.driver.name());
+        report.endpoint_candidates = Some(&engine.candidates);
+        report.driver = Some(engine.driver_name());
         print_report(&report, output)?;
         Ok(if decision.route.is_ok() { 0 } else { 4 })
     })?

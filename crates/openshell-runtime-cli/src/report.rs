@@ -89,7 +89,7 @@ impl<'a> Report<'a> {
         }
         if let Some(cands) = self.endpoint_candidates {
             let _ = writeln!(s, "engine endpoints tried:");
-            let _ = write!(s, "{}", candidates_text(cands));
+            let _ = write!(s, "{}", openshell_engine::candidates_text(cands));
         }
         let _ = writeln!(
             s,
@@ -158,20 +158,4 @@ fn exposure_text(e: Exposure) -> &'static str {
         Exposure::Operator => "an address the operator chose",
         Exposure::Unconstrained => "no constraint",
     }
-}
-
-/// One line per discovery candidate.
-pub fn candidates_text(cands: &[Candidate]) -> String {
-    let mut s = String::new();
-    for c in cands {
-        let outcome = match &c.outcome {
-            openshell_sandbox::CandidateOutcome::Absent => "absent".to_string(),
-            openshell_sandbox::CandidateOutcome::Refused(why) => format!("refused: {why}"),
-            openshell_sandbox::CandidateOutcome::Remote => "remote (not probed)".to_string(),
-            openshell_sandbox::CandidateOutcome::Ok => "ok".to_string(),
-            openshell_sandbox::CandidateOutcome::Skipped => "not tried".to_string(),
-        };
-        let _ = writeln!(s, "  - {} [{}]: {outcome}", c.endpoint, c.source);
-    }
-    s
 }

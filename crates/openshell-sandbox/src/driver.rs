@@ -1,54 +1,57 @@
-//! The driver trait both engines implement, and the values it speaks in.
+//! The sandbox lifecycle, written once for every driver: [`SandboxDriver`] is implemented for
+//! each [`EngineOps`], so the Docker and Podman drivers share create-with-cleanup, the bounded
+//! removal retry, listing, the capped log read, owning the sandbox network and gathering facts.
+//!
+//! Every engine call goes through one helper (`traced`): one `engine_call` tracing span, one timeout,
+//! and one error shape ([`EngineError`]) whose kind the driver decided from the status code.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use openshell_runtime::consts::{LABEL_MANAGED, LABEL_PREFIX, LABEL_SANDBOX};
+use futures_util::StreamExt;
+use openshell_runtime::consts::{DEFAULT_SANDBOX_NETWORK, LABEL_MANAGED, LABEL_SANDBOX};
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::{Facts, Route};
 use serde::Serialize;
+use serde_json::{json, Value};
+use tracing::Instrument;
 
-/// Environment variable carrying the gateway URL into a sandbox.
-pub const ENV_ENDPOINT: &str = "OPENSHELL_ENDPOINT";
-/// Environment variable carrying the sandbox's id.
-pub const ENV_SANDBOX_ID: &str = "OPENSHELL_SANDBOX_ID";
-/// Environment variable carrying the sandbox's one-time callback token.
-pub const ENV_TOKEN: &str = "OPENSHELL_TOKEN";
+use crate::error::{EngineError, ErrorKind, OpError};
+use crate::host::{host_facts, HostFacts};
+use crate::spec::{extra_host_entries, SandboxSpec};
+use crate::support::{ContainerConfig, EngineOps, NetworkInfo};
 
-/// One place discovery looked for an engine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Candidate {
-    /// The endpoint.
-    pub endpoint: String,
-    /// Why it was a candidate (`--endpoint`, `DOCKER_HOST`, `context foo`, `well-known: Colima`).
-    pub source: String,
-    /// What happened.
-    pub outcome: CandidateOutcome,
+/// How many times a removal is tried while the engine reports a transient failure.
+const REMOVE_ATTEMPTS: u32 = 4;
+/// Pause between removal attempts.
+const REMOVE_PAUSE: Duration = Duration::from_millis(250);
+/// Most log bytes kept for diagnosis.
+const MAX_LOGS: usize = 64 * 1024;
+/// Seconds a stopping sandbox gets before it is killed.
+const STOP_GRACE_SECS: u32 = 2;
+
+/// How a driver talks to its engine; the same for both drivers.
+#[derive(Debug, Clone)]
+pub struct DriverOptions {
+    /// The sandbox network's name (created, labelled as ours, when missing).
+    pub network: String,
+    /// The longest any single engine call may take.
+    pub timeout: Duration,
+    /// The gateway host's facts; `None` reads this machine's. Replays of another machine's
+    /// captures set them, so the host is an input like every other fact.
+    pub host: Option<HostFacts>,
 }
 
-/// What trying a candidate gave.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", content = "detail", rename_all = "kebab-case")]
-pub enum CandidateOutcome {
-    /// Nothing there (no socket file).
-    Absent,
-    /// Something there that did not answer as an engine.
-    Refused(String),
-    /// A remote endpoint, not contacted by discovery.
-    Remote,
-    /// An engine answered.
-    Ok,
-    /// Not tried: an earlier candidate answered.
-    Skipped,
-}
-
-/// Where discovery looked and what it chose.
-#[derive(Debug, Clone, Serialize)]
-pub struct Discovery {
-    /// Every candidate, in order.
-    pub candidates: Vec<Candidate>,
-    /// The first that answered (or the explicit/remote one).
-    pub chosen: Option<Endpoint>,
+impl Default for DriverOptions {
+    fn default() -> Self {
+        DriverOptions {
+            network: DEFAULT_SANDBOX_NETWORK.to_string(),
+            timeout: Duration::from_secs(20),
+            host: None,
+        }
+    }
 }
 
 /// Facts gathered from a live engine, with the document they were parsed from (what
@@ -58,142 +61,7 @@ pub struct GatheredFacts {
     /// The parsed facts.
     pub facts: Facts,
     /// The facts document.
-    pub document: serde_json::Value,
-}
-
-/// What to run.
-#[derive(Debug, Clone)]
-pub struct SandboxSpec {
-    /// Sandbox id: `[a-z0-9-]`, at most 40 characters; it names the container.
-    pub id: String,
-    /// Image reference.
-    pub image: String,
-    /// Command.
-    pub command: Vec<String>,
-    /// The one-time token the sandbox presents when it calls back.
-    pub token: String,
-    /// Extra labels (keys must not start with `io.openshell.`).
-    pub labels: BTreeMap<String, String>,
-}
-
-/// Why a sandbox spec was refused (before anything was created).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid sandbox {field}: {problem}")]
-pub struct SpecError {
-    /// Which field.
-    pub field: &'static str,
-    /// What is wrong, naming the value.
-    pub problem: String,
-}
-
-fn invalid(field: &'static str, problem: impl Into<String>) -> SpecError {
-    SpecError {
-        field,
-        problem: problem.into(),
-    }
-}
-
-impl SandboxSpec {
-    /// Checks the spec, so that a bad one changes nothing on the engine.
-    pub fn validate(&self) -> Result<(), SpecError> {
-        let shown = openshell_runtime::display_value;
-        let id_ok = !self.id.is_empty()
-            && self.id.len() <= 40
-            && !self.id.starts_with('-')
-            && self
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !id_ok {
-            return Err(invalid(
-                "id",
-                format!(
-                    "{:?} must be 1-40 of [a-z0-9-], not starting with '-'",
-                    shown(&self.id)
-                ),
-            ));
-        }
-        let token_ok = (16..=128).contains(&self.token.len())
-            && self
-                .token
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !token_ok {
-            return Err(invalid("token", "must be 16-128 of [A-Za-z0-9_-]"));
-        }
-        if self.image.is_empty()
-            || self
-                .image
-                .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
-        {
-            return Err(invalid(
-                "image",
-                format!("{:?} is not an image reference", shown(&self.image)),
-            ));
-        }
-        for (k, v) in &self.labels {
-            if k.starts_with(LABEL_PREFIX) {
-                return Err(invalid(
-                    "labels",
-                    format!("{k:?} uses the reserved prefix {LABEL_PREFIX}"),
-                ));
-            }
-            if k.is_empty() || k.chars().chain(v.chars()).any(char::is_control) {
-                return Err(invalid(
-                    "labels",
-                    format!("{:?} has an empty key or control characters", shown(k)),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The container's name.
-    pub fn container_name(&self) -> String {
-        format!("openshell-{}", self.id)
-    }
-
-    /// The labels the container carries: the caller's plus ours.
-    pub fn all_labels(&self) -> BTreeMap<String, String> {
-        let mut labels = self.labels.clone();
-        labels.insert(LABEL_MANAGED.into(), "true".into());
-        labels.insert(LABEL_SANDBOX.into(), self.id.clone());
-        labels
-    }
-
-    /// The environment handed to the sandbox: where to call, who it is, its token.
-    pub fn env(&self, route: &Route) -> Vec<(String, String)> {
-        vec![
-            (ENV_ENDPOINT.into(), route.sandbox_endpoint()),
-            (ENV_SANDBOX_ID.into(), self.id.clone()),
-            (ENV_TOKEN.into(), self.token.clone()),
-        ]
-    }
-}
-
-/// The route's extra-hosts entries as `name:value` strings, each validated again.
-pub fn extra_host_entries(route: &Route) -> Result<Vec<String>, openshell_runtime::ExtraHostError> {
-    route
-        .extra_hosts()
-        .iter()
-        .map(|h| openshell_runtime::ExtraHost::parse(&h.to_string()).map(|h| h.to_string()))
-        .collect()
-}
-
-/// How many times a removal is tried when the engine reports a passing state conflict.
-pub const REMOVE_ATTEMPTS: u32 = 4;
-
-/// Whether an engine error is a passing state conflict worth retrying: Podman 4.3 answers a
-/// forced removal that races the container's own exit with "container state improper".
-pub fn is_transient_state_error(message: &str) -> bool {
-    [
-        "state improper",
-        "removal of container",
-        "is already in progress",
-    ]
-    .iter()
-    .any(|m| message.contains(m))
+    pub document: Value,
 }
 
 /// A sandbox container of ours.
@@ -201,7 +69,7 @@ pub fn is_transient_state_error(message: &str) -> bool {
 pub struct SandboxHandle {
     /// Sandbox id.
     pub id: String,
-    /// Container id.
+    /// The engine's container id (or name, for a container whose id was never returned).
     pub container_id: String,
 }
 
@@ -213,30 +81,56 @@ pub enum SandboxState {
     Created,
     /// Running.
     Running,
-    /// Exited with this code.
+    /// Exited with this code (`-1` when the engine reported none).
     Exited(i64),
-    /// Anything else the engine says.
+    /// Anything else the engine says, in its words.
     Other(String),
 }
 
-/// The shell command a sandbox runs to call back: bounded retries, then exit 1. Each attempt
-/// is bounded by `timeout` rather than wget's `-T`, which crashes Debian's static busybox 1.35.
-pub fn sandbox_command(attempts: u32) -> Vec<String> {
-    let script = format!(
-        "i=0; while [ $i -lt {attempts} ]; do \
-         timeout 3 wget -q -O /dev/null \"${ENV_ENDPOINT}/callback/${ENV_SANDBOX_ID}/${ENV_TOKEN}\" && exit 0; \
-         i=$((i+1)); sleep 0.5; done; echo 'callback failed' >&2; exit 1"
-    );
-    vec!["/bin/sh".into(), "-c".into(), script]
+impl SandboxState {
+    /// Docker's and libpod's state words, in one vocabulary.
+    fn from_engine(status: &str, exit_code: Option<i64>) -> SandboxState {
+        match status {
+            "created" | "configured" => SandboxState::Created,
+            "running" => SandboxState::Running,
+            "exited" | "stopped" => SandboxState::Exited(exit_code.unwrap_or(-1)),
+            "" => SandboxState::Other("no state reported".into()),
+            other => SandboxState::Other(openshell_runtime::display_value(other)),
+        }
+    }
 }
 
-/// A container engine that runs sandboxes. Both drivers implement it, so scenarios are
-/// written once and run against each.
+/// Runs one engine call of `ops` with the driver's timeout, inside an `engine_call` tracing
+/// span, in the shared error shape.
+async fn traced<O, T, F>(ops: &O, call: &'static str, fut: F) -> Result<T, EngineError>
+where
+    O: EngineOps + ?Sized,
+    F: Future<Output = Result<T, OpError>>,
+{
+    let endpoint = ops.endpoint();
+    let after = ops.options().timeout;
+    let span =
+        tracing::info_span!("engine_call", call, driver = ops.driver_name(), endpoint = %endpoint);
+    match tokio::time::timeout(after, fut).instrument(span).await {
+        Err(_) => Err(EngineError::Timeout {
+            call,
+            endpoint: endpoint.to_string(),
+            after,
+        }),
+        Ok(Err(OpError { kind, source })) => Err(EngineError::Call {
+            call,
+            endpoint: endpoint.to_string(),
+            kind,
+            source,
+        }),
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+/// A container engine that runs sandboxes: the lifecycle every gateway needs, the same through
+/// either driver. Implemented for every [`EngineOps`]; drivers do not implement it themselves.
 #[async_trait]
 pub trait SandboxDriver: Send + Sync {
-    /// The driver's error.
-    type Error: std::error::Error + Send + Sync + 'static;
-
     /// `docker` or `podman`.
     fn name(&self) -> &'static str;
 
@@ -246,77 +140,285 @@ pub trait SandboxDriver: Send + Sync {
     /// The sandbox network's name.
     fn network(&self) -> &str;
 
-    /// Gathers facts from the engine and the host, creating the sandbox network when missing.
-    async fn gather_facts(&self) -> Result<GatheredFacts, Self::Error>;
+    /// Gathers the facts document (engine answers, the sandbox network, the gateway host's
+    /// facts) and parses it. Creates the sandbox network, labelled as ours, when missing.
+    async fn gather_facts(&self) -> Result<GatheredFacts, EngineError>;
 
-    /// Creates (not starts) a sandbox that calls back along `route`. A failed create leaves
-    /// nothing behind.
+    /// The sandbox network's inspect body, creating the network (bridge, labelled as ours) when
+    /// it does not exist. A same-named network with another driver is refused.
+    async fn ensure_network(&self) -> Result<Value, EngineError>;
+
+    /// Creates (not starts) a sandbox that calls back along `route`. A spec or route that does
+    /// not validate changes nothing; a failed create leaves nothing behind.
     async fn create(&self, spec: &SandboxSpec, route: &Route)
-        -> Result<SandboxHandle, Self::Error>;
+        -> Result<SandboxHandle, EngineError>;
 
     /// Starts it.
-    async fn start(&self, sandbox: &SandboxHandle) -> Result<(), Self::Error>;
+    async fn start(&self, sandbox: &SandboxHandle) -> Result<(), EngineError>;
 
     /// Its state.
-    async fn inspect(&self, sandbox: &SandboxHandle) -> Result<SandboxState, Self::Error>;
+    async fn inspect(&self, sandbox: &SandboxHandle) -> Result<SandboxState, EngineError>;
 
-    /// Stops it (a stopped or missing sandbox is fine).
-    async fn stop(&self, sandbox: &SandboxHandle) -> Result<(), Self::Error>;
+    /// Stops it; a stopped or missing sandbox is fine.
+    async fn stop(&self, sandbox: &SandboxHandle) -> Result<(), EngineError>;
 
-    /// Removes it; removing a missing sandbox succeeds.
-    async fn delete(&self, sandbox: &SandboxHandle) -> Result<(), Self::Error>;
+    /// Removes it, retrying a bounded number of times while the engine reports a transient
+    /// failure; removing a missing sandbox succeeds.
+    async fn delete(&self, sandbox: &SandboxHandle) -> Result<(), EngineError>;
 
     /// Every sandbox of ours on this engine.
-    async fn list(&self) -> Result<Vec<SandboxHandle>, Self::Error>;
+    async fn list(&self) -> Result<Vec<SandboxHandle>, EngineError>;
 
-    /// Its output, for diagnosing a sandbox that did not call back.
-    async fn logs(&self, sandbox: &SandboxHandle) -> Result<String, Self::Error>;
+    /// Its output (at most 64 KiB), for diagnosing a sandbox that did not call back.
+    async fn logs(&self, sandbox: &SandboxHandle) -> Result<String, EngineError>;
 
-    /// Removes the sandbox network if we created it and nothing uses it.
-    async fn remove_network(&self) -> Result<(), Self::Error>;
+    /// Removes the sandbox network if it is ours (labelled) and exists.
+    async fn remove_network(&self) -> Result<(), EngineError>;
 
     /// Makes sure `image` is present, pulling it when missing.
-    async fn ensure_image(&self, image: &str) -> Result<(), Self::Error>;
+    async fn ensure_image(&self, image: &str) -> Result<(), EngineError>;
+}
+
+fn is_ours(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(LABEL_MANAGED).is_some_and(|v| v == "true")
+}
+
+#[async_trait]
+impl<T: EngineOps + ?Sized> SandboxDriver for T {
+    fn name(&self) -> &'static str {
+        self.driver_name()
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        EngineOps::endpoint(self)
+    }
+
+    fn network(&self) -> &str {
+        &self.options().network
+    }
+
+    async fn gather_facts(&self) -> Result<GatheredFacts, EngineError> {
+        let host = self.options().host.clone().unwrap_or_else(host_facts);
+        let mut document = json!({
+            "host_os": host.os.as_str(),
+            "endpoint": EngineOps::endpoint(self).to_string(),
+        });
+        if let Some(ip) = host.ipv4 {
+            document["host_ipv4"] = json!(ip.to_string());
+        }
+        let (docs, network) = tokio::join!(
+            traced(self, "engine facts", self.engine_documents()),
+            self.ensure_network(),
+        );
+        let docs = docs?;
+        document["ping"] = json!(docs.ping);
+        document["version"] = docs.version;
+        document["info"] = docs.info;
+        if let Some(libpod) = docs.libpod_info {
+            document["libpod_info"] = libpod;
+        }
+        document["network"] = network?;
+        let facts = Facts::from_value(&document).map_err(|source| EngineError::Facts {
+            endpoint: EngineOps::endpoint(self).to_string(),
+            source,
+        })?;
+        Ok(GatheredFacts { facts, document })
+    }
+
+    async fn ensure_network(&self) -> Result<Value, EngineError> {
+        let name = self.options().network.as_str();
+        let found: NetworkInfo =
+            match traced(self, "network inspect", self.inspect_network(name)).await {
+                Ok(net) => net,
+                Err(e) if e.is_not_found() => {
+                    let labels = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
+                    traced(self, "network create", self.create_network(name, &labels)).await?;
+                    traced(self, "network inspect", self.inspect_network(name)).await?
+                }
+                Err(e) => return Err(e),
+            };
+        if found.driver != "bridge" {
+            return Err(EngineError::NetworkConflict {
+                name: name.to_string(),
+                driver: openshell_runtime::display_value(&found.driver),
+            });
+        }
+        Ok(found.body)
+    }
+
+    async fn create(
+        &self,
+        spec: &SandboxSpec,
+        route: &Route,
+    ) -> Result<SandboxHandle, EngineError> {
+        spec.validate()?;
+        let config = ContainerConfig {
+            name: spec.container_name(),
+            image: spec.image.clone(),
+            command: spec.command.clone(),
+            env: spec.env(route),
+            labels: spec.all_labels(),
+            extra_hosts: extra_host_entries(route)?,
+            network: self.options().network.clone(),
+        };
+        match traced(self, "container create", self.create_container(&config)).await {
+            Ok(container_id) => Ok(SandboxHandle {
+                id: spec.id.clone(),
+                container_id,
+            }),
+            Err(e) => {
+                // A create that timed out may still have happened: leave nothing behind.
+                let leftover = SandboxHandle {
+                    id: spec.id.clone(),
+                    container_id: config.name,
+                };
+                if let Err(cleanup) = self.delete(&leftover).await {
+                    tracing::warn!(error = %cleanup, container = %leftover.container_id, "failed create not cleaned up");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn start(&self, sandbox: &SandboxHandle) -> Result<(), EngineError> {
+        traced(
+            self,
+            "container start",
+            self.start_container(&sandbox.container_id),
+        )
+        .await
+    }
+
+    async fn inspect(&self, sandbox: &SandboxHandle) -> Result<SandboxState, EngineError> {
+        let status = traced(
+            self,
+            "container inspect",
+            self.inspect_container(&sandbox.container_id),
+        )
+        .await?;
+        Ok(SandboxState::from_engine(&status.status, status.exit_code))
+    }
+
+    async fn stop(&self, sandbox: &SandboxHandle) -> Result<(), EngineError> {
+        match traced(
+            self,
+            "container stop",
+            self.stop_container(&sandbox.container_id, STOP_GRACE_SECS),
+        )
+        .await
+        {
+            Err(e) if matches!(e.kind(), Some(ErrorKind::NotFound | ErrorKind::NotModified)) => {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    async fn delete(&self, sandbox: &SandboxHandle) -> Result<(), EngineError> {
+        let mut attempt = 1;
+        loop {
+            let removed = traced(
+                self,
+                "container remove",
+                self.remove_container(&sandbox.container_id),
+            )
+            .await;
+            match removed {
+                Err(e) if e.is_not_found() => return Ok(()),
+                Err(e) if attempt < REMOVE_ATTEMPTS && e.kind() == Some(ErrorKind::Transient) => {
+                    tracing::debug!(error = %e, attempt, "removal failed; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(REMOVE_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<SandboxHandle>, EngineError> {
+        let all = traced(
+            self,
+            "container list",
+            self.list_containers(LABEL_MANAGED, "true"),
+        )
+        .await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|c| {
+                Some(SandboxHandle {
+                    id: c.labels.get(LABEL_SANDBOX)?.clone(),
+                    container_id: c.id,
+                })
+            })
+            .collect())
+    }
+
+    async fn logs(&self, sandbox: &SandboxHandle) -> Result<String, EngineError> {
+        let collect = async {
+            let mut out: Vec<u8> = Vec::new();
+            let mut stream = EngineOps::logs(self, &sandbox.container_id);
+            while let Some(chunk) = stream.next().await {
+                out.extend_from_slice(&chunk?);
+                if out.len() >= MAX_LOGS {
+                    out.truncate(MAX_LOGS);
+                    break;
+                }
+            }
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        };
+        traced(self, "container logs", collect).await
+    }
+
+    async fn remove_network(&self) -> Result<(), EngineError> {
+        let name = self.options().network.as_str();
+        let net = match traced(self, "network inspect", self.inspect_network(name)).await {
+            Err(e) if e.is_not_found() => return Ok(()),
+            other => other?,
+        };
+        if !is_ours(&net.labels) {
+            return Ok(());
+        }
+        match traced(
+            self,
+            "network remove",
+            EngineOps::remove_network(self, name),
+        )
+        .await
+        {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
+        if traced(self, "image inspect", self.image_exists(image)).await? {
+            return Ok(());
+        }
+        traced(self, "image pull", self.pull_image(image)).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    fn spec() -> SandboxSpec {
-        SandboxSpec {
-            id: "sb-1".into(),
-            image: "busybox:local".into(),
-            command: vec![],
-            token: "0123456789abcdef".into(),
-            labels: Default::default(),
-        }
-    }
+    use super::SandboxState;
 
     #[test]
-    fn hostile_specs_are_refused_before_anything_is_created() {
-        assert!(spec().validate().is_ok());
-        type Mutation = Box<dyn Fn(&mut SandboxSpec)>;
-        let cases: Vec<Mutation> = vec![
-            Box::new(|s| s.id = "Upper".into()),
-            Box::new(|s| s.id = "a/b".into()),
-            Box::new(|s| s.id = "-x".into()),
-            Box::new(|s| s.id = "x".repeat(41)),
-            Box::new(|s| s.token = "short".into()),
-            Box::new(|s| s.token = "0123456789abcdef\n".into()),
-            Box::new(|s| s.image = "a b".into()),
-            Box::new(|s| {
-                s.labels
-                    .insert("io.openshell.managed".into(), "false".into());
-            }),
-            Box::new(|s| {
-                s.labels.insert("k".into(), "v\nx".into());
-            }),
-        ];
-        for (i, mutate) in cases.iter().enumerate() {
-            let mut s = spec();
-            mutate(&mut s);
-            assert!(s.validate().is_err(), "case {i} accepted");
-        }
+    fn both_engines_state_words_map_to_one_vocabulary() {
+        assert_eq!(
+            SandboxState::from_engine("configured", None),
+            SandboxState::Created
+        );
+        assert_eq!(
+            SandboxState::from_engine("stopped", Some(3)),
+            SandboxState::Exited(3)
+        );
+        assert_eq!(
+            SandboxState::from_engine("exited", None),
+            SandboxState::Exited(-1)
+        );
+        assert_eq!(
+            SandboxState::from_engine("paused\n", None),
+            SandboxState::Other("paused\\n".into())
+        );
     }
 }

@@ -1,27 +1,30 @@
-//! What the Docker and Podman drivers share, so that each is written once: the
-//! [`SandboxDriver`] trait, the gateway-side [`CallbackListener`], and the gateway host's own
-//! facts ([`host_facts`]). Routing itself stays in `openshell-runtime`; nothing here decides a
-//! route, it only gathers facts and applies routes.
+//! What every sandbox driver shares, written once: the sandbox lifecycle ([`SandboxDriver`],
+//! implemented for every driver's engine operations), the gateway-side [`CallbackListener`],
+//! the reachability probe, and the gateway host's own facts ([`host_facts`]).
+//!
+//! The design choice: a driver crate is only engine operations over its client library
+//! ([`support::EngineOps`]); everything built on top of them (cleanup on failure, bounded
+//! retries decided on error kinds, network ownership, facts gathering, timeouts and tracing)
+//! lives here, so the Docker and Podman drivers cannot drift apart. Routing itself stays in
+//! `openshell-runtime`: nothing here decides a route, it only gathers facts and applies routes.
 #![deny(missing_docs)]
+#![warn(unreachable_pub)]
 
-mod discover;
 mod driver;
-mod failure;
+mod error;
 mod host;
 mod listener;
 mod probe;
-pub mod raw;
+mod spec;
+pub mod support;
 
-pub use discover::{probe_candidates, DiscoveryEnv};
-pub use driver::{
-    extra_host_entries, is_transient_state_error, sandbox_command, Candidate, CandidateOutcome,
-    Discovery, GatheredFacts, SandboxDriver, SandboxHandle, SandboxSpec, SandboxState, SpecError,
-    ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN, REMOVE_ATTEMPTS,
-};
-pub use failure::{raw_call, timed_call, CallError, EngineFailure};
+pub use driver::{DriverOptions, GatheredFacts, SandboxDriver, SandboxHandle, SandboxState};
+pub use error::{DiscoveryError, EngineError, ErrorKind};
 pub use host::{current_os, host_facts, HostFacts};
 pub use listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};
 pub use probe::{
     new_token, probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome,
     ProbeResult, Unverified, DEFAULT_PROBE_IMAGE,
 };
+pub use spec::{sandbox_command, SandboxSpec, SpecError, ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN};
+pub use support::discover::{Candidate, CandidateOutcome, Discovery, DiscoveryEnv};

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use openshell_runtime::Route;
 use serde::Serialize;
 
-use crate::{CallbackListener, ListenerOptions, SandboxDriver, SandboxSpec, SandboxState};
+use crate::{
+    CallbackListener, ListenerOptions, SandboxDriver, SandboxHandle, SandboxSpec, SandboxState,
+};
 
 /// Exit codes of the probe script, one per classified failure.
 const EXIT_NAME_UNRESOLVED: i64 = 3;
@@ -179,7 +181,7 @@ async fn probe_route_inner<D: SandboxDriver>(
 
 async fn run<D: SandboxDriver>(
     driver: &D,
-    handle: &crate::SandboxHandle,
+    handle: &SandboxHandle,
     id: &str,
     listener: &mut CallbackListener,
     timeout: Duration,
@@ -261,7 +263,7 @@ pub struct Unverified {
     /// Every route tried and what it gave.
     pub results: Vec<ProbeResult>,
     /// Why the policy decided no route at all, when it did not.
-    pub decision_error: Option<String>,
+    pub decision_error: Option<openshell_runtime::RouteError>,
 }
 
 fn summary(results: &[ProbeResult]) -> String {
@@ -300,7 +302,7 @@ pub async fn require_verified_route<D: SandboxDriver>(
     let Ok(first) = &decision.route else {
         return Err(Unverified {
             results: Vec::new(),
-            decision_error: decision.route.as_ref().err().map(ToString::to_string),
+            decision_error: decision.route.as_ref().err().cloned(),
         });
     };
     let routes: Vec<&Route> = std::iter::once(first)

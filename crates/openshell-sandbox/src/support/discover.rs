@@ -1,4 +1,5 @@
-//! Trying discovery candidates: shared by both drivers, whose candidate lists differ.
+//! Discovery's shared half: the environment it reads, trying candidates in order, and what
+//! it reports. Each driver lists its own candidates (the docker CLI's order, Podman's order).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -6,9 +7,46 @@ use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
 
-use crate::raw;
-use crate::{Candidate, CandidateOutcome, Discovery};
+use serde::Serialize;
 use tracing::Instrument;
+
+use crate::support::raw;
+
+/// One place discovery looked for an engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    /// The endpoint, as shown to people.
+    pub endpoint: String,
+    /// Why it was a candidate (`--endpoint`, `DOCKER_HOST`, `context foo`, `well-known: Colima`).
+    pub source: String,
+    /// What trying it gave.
+    pub outcome: CandidateOutcome,
+}
+
+/// What trying a candidate gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "detail", rename_all = "kebab-case")]
+pub enum CandidateOutcome {
+    /// Nothing there (no socket file).
+    Absent,
+    /// Something there that did not answer as an engine, and why.
+    Refused(String),
+    /// A remote endpoint, not contacted by discovery.
+    Remote,
+    /// An engine answered `/_ping`.
+    Ok,
+    /// Not tried: an earlier candidate answered.
+    Skipped,
+}
+
+/// Where discovery looked and what it chose.
+#[derive(Debug, Clone, Serialize)]
+pub struct Discovery {
+    /// Every candidate, in the order tried.
+    pub candidates: Vec<Candidate>,
+    /// The first that answered (or the explicit remote one); `None` when nothing answered.
+    pub chosen: Option<Endpoint>,
+}
 
 /// The environment discovery reads, gathered once at the edge so tests can fake it.
 #[derive(Debug, Clone, Default)]

@@ -25,18 +25,24 @@ pub enum RawError {
     /// HTTP failed.
     #[error("HTTP exchange failed: {0}")]
     Http(#[source] hyper::Error),
-    /// The body could not be read (or was over the limit).
-    #[error("cannot read the response body: {0}")]
-    Body(String),
+    /// The body could not be read, or was over the size limit.
+    #[error("cannot read the response body (at most {limit} bytes are read): {source}")]
+    Body {
+        /// The size limit in bytes.
+        limit: usize,
+        /// What failed.
+        #[source]
+        source: crate::error::BoxError,
+    },
     /// It took too long.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     /// The endpoint kind cannot be reached this way.
     #[error("endpoint {0} cannot be reached directly (only unix:// and tcp://)")]
     Unsupported(String),
-    /// Building the request failed.
+    /// The request could not be built (a path that is not a valid URI).
     #[error("bad request: {0}")]
-    Request(String),
+    Request(#[source] hyper::http::Error),
 }
 
 /// A raw response.
@@ -61,7 +67,7 @@ where
     let req = hyper::Request::get(path)
         .header(hyper::header::HOST, "docker")
         .body(Empty::<Bytes>::new())
-        .map_err(|e| RawError::Request(e.to_string()))?;
+        .map_err(RawError::Request)?;
     let res = sender.send_request(req).await.map_err(RawError::Http)?;
     let status = res.status().as_u16();
     let headers = res
@@ -72,7 +78,10 @@ where
     let body = Limited::new(res.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|e| RawError::Body(e.to_string()))?
+        .map_err(|source| RawError::Body {
+            limit: MAX_BODY,
+            source,
+        })?
         .to_bytes();
     conn.abort();
     Ok(RawResponse {

@@ -1,0 +1,282 @@
+//! From nothing to a connected engine in one call: [`connect`] finds the engine (the docker
+//! CLI's order, then Podman's, or the driver and endpoint you name), connects the matching
+//! driver, and gathers the facts the policy decides on.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use openshell_engine::{connect, ConnectOptions};
+//! use openshell_runtime::{decide, Registry, RouteContext};
+//!
+//! let engine = connect(&ConnectOptions::from_process()?).await?;
+//! let decision = decide(&Registry::builtin(), &engine.gathered.facts, &RouteContext::default());
+//! println!("{:?} via {}", decision.runtime_id(), engine.driver_name());
+//! # Ok(()) }
+//! ```
+//!
+//! The returned [`AnyDriver`] is a [`SandboxDriver`](openshell_sandbox::SandboxDriver) like
+//! either driver, so gateway code is written once for both APIs.
+#![deny(missing_docs)]
+#![warn(unreachable_pub)]
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use openshell_driver_docker::DockerDriver;
+use openshell_driver_podman::PodmanDriver;
+use openshell_runtime::facts::Endpoint;
+use openshell_sandbox::support::{
+    ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps, LogStream,
+    NetworkInfo, OpError,
+};
+use openshell_sandbox::{
+    Candidate, CandidateOutcome, DiscoveryEnv, DiscoveryError, DriverOptions, EngineError,
+    GatheredFacts, SandboxDriver,
+};
+use serde::Serialize;
+
+pub use openshell_sandbox::Discovery;
+
+/// Which API a driver speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    /// The Docker API (bollard): Docker Engine, Docker Desktop, Colima, OrbStack, Rancher
+    /// Desktop, Lima, and Podman's compatible service.
+    Docker,
+    /// Podman's libpod API (podman-api).
+    Podman,
+}
+
+impl DriverKind {
+    /// `docker` or `podman`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriverKind::Docker => "docker",
+            DriverKind::Podman => "podman",
+        }
+    }
+}
+
+/// What [`connect`] needs to know.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// The driver to use; `None` tries the Docker API's discovery order first (it also knows
+    /// Podman's sockets), then Podman's (for `CONTAINER_HOST` and Podman connections).
+    pub driver: Option<DriverKind>,
+    /// An endpoint to use instead of discovery (`unix://`, `tcp://`, `ssh://`). A named endpoint
+    /// is the only candidate, as in the docker and podman CLIs.
+    pub endpoint: Option<String>,
+    /// The environment discovery reads.
+    pub env: DiscoveryEnv,
+    /// Sandbox network, per-call timeout, and (for replays) the gateway host's facts.
+    pub driver_options: DriverOptions,
+}
+
+impl ConnectOptions {
+    /// Options that read this process's environment, with every other field at its default.
+    pub fn from_process() -> Result<ConnectOptions, DiscoveryError> {
+        Ok(ConnectOptions {
+            env: DiscoveryEnv::from_process(),
+            ..ConnectOptions::default()
+        })
+    }
+}
+
+/// A connected driver of either kind.
+#[derive(Debug, Clone)]
+pub enum AnyDriver {
+    /// Through the Docker API.
+    Docker(DockerDriver),
+    /// Through libpod.
+    Podman(PodmanDriver),
+}
+
+/// A connected engine, with where discovery looked and the facts it reported.
+#[derive(Debug)]
+pub struct Engine {
+    /// The driver; `None` for an endpoint no driver connects to yet (`ssh://`), whose facts are
+    /// the endpoint alone: the policy decides those as a remote engine.
+    pub driver: Option<AnyDriver>,
+    /// Every endpoint candidate, in the order tried.
+    pub candidates: Vec<Candidate>,
+    /// The facts, with the document they were parsed from.
+    pub gathered: GatheredFacts,
+}
+
+impl Engine {
+    /// `docker`, `podman`, or `none` when no driver is connected.
+    pub fn driver_name(&self) -> &'static str {
+        self.driver.as_ref().map_or("none", SandboxDriver::name)
+    }
+}
+
+/// Why no engine could be connected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The candidates could not be listed (a malformed endpoint or context).
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    /// No candidate answered.
+    #[error("no container engine answered; looked at:\n{}", candidates_text(.candidates).trim_end())]
+    NoEngine {
+        /// Every place looked at, with what it gave.
+        candidates: Vec<Candidate>,
+    },
+    /// An engine answered discovery, but connecting or gathering its facts failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// One line per candidate (`  - <endpoint> [<source>]: <outcome>`), each ending in a newline.
+pub fn candidates_text(candidates: &[Candidate]) -> String {
+    candidates
+        .iter()
+        .map(|c| {
+            let outcome = match &c.outcome {
+                CandidateOutcome::Absent => "absent".to_string(),
+                CandidateOutcome::Refused(why) => format!("refused: {why}"),
+                CandidateOutcome::Remote => "remote (not probed)".to_string(),
+                CandidateOutcome::Ok => "ok".to_string(),
+                CandidateOutcome::Skipped => "not tried".to_string(),
+            };
+            format!("  - {} [{}]: {outcome}\n", c.endpoint, c.source)
+        })
+        .collect()
+}
+
+async fn discover(
+    kind: DriverKind,
+    opts: &ConnectOptions,
+) -> Result<openshell_sandbox::Discovery, DiscoveryError> {
+    let endpoint = opts.endpoint.as_deref();
+    let timeout = opts.driver_options.timeout;
+    match kind {
+        DriverKind::Docker => openshell_driver_docker::discover(endpoint, &opts.env, timeout).await,
+        DriverKind::Podman => openshell_driver_podman::discover(endpoint, &opts.env, timeout).await,
+    }
+}
+
+/// Finds the engine, connects the driver and gathers the engine's facts, creating the sandbox
+/// network (labelled as ours) when it is missing.
+pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
+    let order: Vec<DriverKind> = match opts.driver {
+        Some(d) => vec![d],
+        None => vec![DriverKind::Docker, DriverKind::Podman],
+    };
+    let mut candidates = Vec::new();
+    for kind in order {
+        let found = discover(kind, opts).await?;
+        candidates.extend(found.candidates);
+        let Some(chosen) = found.chosen else { continue };
+        let driver = match (&chosen, kind) {
+            (Endpoint::Ssh { .. }, _) => None,
+            (_, DriverKind::Docker) => Some(AnyDriver::Docker(
+                DockerDriver::connect(chosen.clone(), opts.driver_options.clone()).await?,
+            )),
+            (_, DriverKind::Podman) => Some(AnyDriver::Podman(PodmanDriver::connect(
+                chosen.clone(),
+                opts.driver_options.clone(),
+            )?)),
+        };
+        let gathered = match &driver {
+            Some(d) => d.gather_facts().await?,
+            None => endpoint_only_facts(&chosen)?,
+        };
+        return Ok(Engine {
+            driver,
+            candidates,
+            gathered,
+        });
+    }
+    Err(ConnectError::NoEngine { candidates })
+}
+
+/// The facts of an engine no driver connects to: its endpoint, and this host.
+fn endpoint_only_facts(endpoint: &Endpoint) -> Result<GatheredFacts, EngineError> {
+    let host = openshell_sandbox::host_facts();
+    let mut document = serde_json::json!({
+        "host_os": host.os.as_str(),
+        "endpoint": endpoint.to_string(),
+        "info": {},
+    });
+    if let Some(ip) = host.ipv4 {
+        document["host_ipv4"] = serde_json::json!(ip.to_string());
+    }
+    let facts =
+        openshell_runtime::Facts::from_value(&document).map_err(|source| EngineError::Facts {
+            endpoint: endpoint.to_string(),
+            source,
+        })?;
+    Ok(GatheredFacts { facts, document })
+}
+
+/// Forwards every engine operation to the driver inside.
+macro_rules! forward {
+    ($self:ident, $d:ident => $e:expr) => {
+        match $self {
+            AnyDriver::Docker($d) => $e,
+            AnyDriver::Podman($d) => $e,
+        }
+    };
+}
+
+#[async_trait]
+impl EngineOps for AnyDriver {
+    fn driver_name(&self) -> &'static str {
+        forward!(self, d => d.driver_name())
+    }
+    fn endpoint(&self) -> &Endpoint {
+        forward!(self, d => EngineOps::endpoint(d))
+    }
+    fn options(&self) -> &DriverOptions {
+        forward!(self, d => d.options())
+    }
+    async fn engine_documents(&self) -> Result<EngineDocuments, OpError> {
+        forward!(self, d => d.engine_documents().await)
+    }
+    async fn create_container(&self, config: &ContainerConfig) -> Result<String, OpError> {
+        forward!(self, d => d.create_container(config).await)
+    }
+    async fn start_container(&self, id: &str) -> Result<(), OpError> {
+        forward!(self, d => d.start_container(id).await)
+    }
+    async fn inspect_container(&self, id: &str) -> Result<ContainerStatus, OpError> {
+        forward!(self, d => d.inspect_container(id).await)
+    }
+    async fn stop_container(&self, id: &str, grace_secs: u32) -> Result<(), OpError> {
+        forward!(self, d => d.stop_container(id, grace_secs).await)
+    }
+    async fn remove_container(&self, id: &str) -> Result<(), OpError> {
+        forward!(self, d => d.remove_container(id).await)
+    }
+    async fn list_containers(
+        &self,
+        label: &str,
+        value: &str,
+    ) -> Result<Vec<ContainerSummary>, OpError> {
+        forward!(self, d => d.list_containers(label, value).await)
+    }
+    fn logs<'a>(&'a self, id: &'a str) -> LogStream<'a> {
+        forward!(self, d => EngineOps::logs(d, id))
+    }
+    async fn image_exists(&self, image: &str) -> Result<bool, OpError> {
+        forward!(self, d => d.image_exists(image).await)
+    }
+    async fn pull_image(&self, image: &str) -> Result<(), OpError> {
+        forward!(self, d => d.pull_image(image).await)
+    }
+    async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError> {
+        forward!(self, d => d.inspect_network(name).await)
+    }
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), OpError> {
+        forward!(self, d => d.create_network(name, labels).await)
+    }
+    async fn remove_network(&self, name: &str) -> Result<(), OpError> {
+        forward!(self, d => EngineOps::remove_network(d, name).await)
+    }
+}

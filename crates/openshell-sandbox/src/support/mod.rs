@@ -1,0 +1,145 @@
+//! Driver plumbing: what a driver crate implements ([`EngineOps`]) and the pieces it builds
+//! on (raw requests, candidate probing, well-known sockets). Gateway code does not need this
+//! module; it uses [`SandboxDriver`](crate::SandboxDriver), which every `EngineOps` gets.
+//!
+//! A driver is engine operations over its own client, nothing more: it turns a
+//! [`ContainerConfig`] into its client's create call, its client's answers into the plain
+//! values below, and its client's errors into an [`OpError`] whose kind comes from the status
+//! code. Timeouts, tracing spans, cleanup, retries and network ownership are written once, in
+//! `crate::driver`.
+
+pub mod discover;
+pub mod raw;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use futures_core::stream::BoxStream;
+use openshell_runtime::facts::Endpoint;
+use serde_json::Value;
+
+use crate::driver::DriverOptions;
+pub use crate::error::{BoxError, ErrorKind, OpError};
+
+/// Everything a container is created with. The shared lifecycle fills it from a validated
+/// [`SandboxSpec`](crate::SandboxSpec) and a [`Route`](openshell_runtime::Route); a driver maps
+/// it field by field onto its client's create call and adds nothing of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerConfig {
+    /// Container name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Command and arguments.
+    pub command: Vec<String>,
+    /// Environment, in order.
+    pub env: Vec<(String, String)>,
+    /// Labels, ours included.
+    pub labels: BTreeMap<String, String>,
+    /// `name:value` extra-hosts entries, already validated.
+    pub extra_hosts: Vec<String>,
+    /// The bridge network the container joins.
+    pub network: String,
+}
+
+/// A container as a list call reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSummary {
+    /// Container id.
+    pub id: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container's state in the engine's own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStatus {
+    /// Docker's `State.Status` or libpod's `State.Status` (`created`, `running`, `exited`,
+    /// `configured`, `stopped`, ...); empty when the engine reported none.
+    pub status: String,
+    /// The exit code, when the engine reported one.
+    pub exit_code: Option<i64>,
+}
+
+/// A network as an inspect call reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkInfo {
+    /// Its driver (`bridge`, `macvlan`, ...), empty when not reported.
+    pub driver: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// The whole inspect body, which becomes the facts document's `network`.
+    pub body: Value,
+}
+
+/// The engine's own answers that make up a facts document (see docs/facts-format.md).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineDocuments {
+    /// `/_ping`'s response headers.
+    pub ping: BTreeMap<String, String>,
+    /// The Docker-API `/version` body, or libpod's.
+    pub version: Value,
+    /// The Docker-API `/info` body, or the same fields taken from libpod's `/info`.
+    pub info: Value,
+    /// libpod's whole `/info`, when the engine is Podman.
+    pub libpod_info: Option<Value>,
+}
+
+/// A stream of log bytes.
+pub type LogStream<'a> = BoxStream<'a, Result<Vec<u8>, OpError>>;
+
+/// The engine operations one driver implements over its client library. Every method is one
+/// engine call (or one client-level exchange such as draining a pull); none retries, sleeps or
+/// decides anything. The shared lifecycle bounds each in time and wraps it in a tracing span.
+#[async_trait]
+pub trait EngineOps: Send + Sync {
+    /// The driver's name: `docker` or `podman`.
+    fn driver_name(&self) -> &'static str;
+    /// The endpoint this client talks to.
+    fn endpoint(&self) -> &Endpoint;
+    /// The options the driver was connected with.
+    fn options(&self) -> &DriverOptions;
+
+    /// The raw facts calls: `/_ping` headers, `/version`, `/info`, and libpod's `/info` when
+    /// the engine answers it.
+    async fn engine_documents(&self) -> Result<EngineDocuments, OpError>;
+    /// Creates (not starts) a container; returns its id.
+    async fn create_container(&self, config: &ContainerConfig) -> Result<String, OpError>;
+    /// Starts a container.
+    async fn start_container(&self, id: &str) -> Result<(), OpError>;
+    /// A container's state.
+    async fn inspect_container(&self, id: &str) -> Result<ContainerStatus, OpError>;
+    /// Stops a container, killing it after `grace_secs`.
+    async fn stop_container(&self, id: &str, grace_secs: u32) -> Result<(), OpError>;
+    /// Removes a container and its anonymous volumes, running or not.
+    async fn remove_container(&self, id: &str) -> Result<(), OpError>;
+    /// Every container (any state) carrying `label` = `value`.
+    async fn list_containers(
+        &self,
+        label: &str,
+        value: &str,
+    ) -> Result<Vec<ContainerSummary>, OpError>;
+    /// A container's stdout and stderr so far, as a stream the caller may stop reading.
+    fn logs<'a>(&'a self, id: &'a str) -> LogStream<'a>;
+    /// Whether an image is present.
+    async fn image_exists(&self, image: &str) -> Result<bool, OpError>;
+    /// Pulls an image, draining the engine's progress until it is done.
+    async fn pull_image(&self, image: &str) -> Result<(), OpError>;
+    /// Inspects a network by name.
+    async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError>;
+    /// Creates a bridge network with these labels.
+    async fn create_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), OpError>;
+    /// Removes a network by name.
+    async fn remove_network(&self, name: &str) -> Result<(), OpError>;
+}
+
+/// Labels from a client model's optional map.
+pub fn labels_of<I: IntoIterator<Item = (String, String)>>(
+    labels: Option<I>,
+) -> BTreeMap<String, String> {
+    labels.map(|l| l.into_iter().collect()).unwrap_or_default()
+}
