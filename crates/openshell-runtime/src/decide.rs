@@ -2,8 +2,10 @@
 
 use crate::error::RouteError;
 use crate::facts::{Facts, Overrides};
-use crate::registry::{DetectionReport, Outcome, Registry};
-use crate::route::{resolve, Route, RouteContext, RuntimeRouting};
+use crate::registry::{DetectionReport, Registry};
+use crate::report::Outcome;
+use crate::resolve::{resolve, RuntimeRouting};
+use crate::route::{Route, RouteContext};
 use crate::runtime::{ContainerRuntime, Runtime};
 use crate::signals::engine_kind;
 

@@ -12,11 +12,10 @@ use crate::consts::{DOCKER_DESKTOP_HOST_IP, DOCKER_DESKTOP_LEGACY_HOST_IP};
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts};
-use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 
-use super::{docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, RuntimeId};
+use super::{docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, RuntimeId, Detection};
 
 /// Docker Desktop.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,18 +5,7 @@
 //! it does, and where that behaviour is documented. A runtime owns the facts its route needs
 //! (bridge gateway, rootless helper, engine version), so routing takes no loose flags.
 
-mod colima;
-mod docker_desktop;
 mod external;
-mod lima;
-mod native_docker;
-mod orbstack;
-mod podman;
-mod podman_machine;
-mod podman_rootless;
-mod rancher_desktop;
-mod remote_docker;
-mod rootless_docker;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -24,26 +13,105 @@ use std::net::IpAddr;
 use enum_dispatch::enum_dispatch;
 use serde::Serialize;
 
-pub use colima::Colima;
-pub use docker_desktop::DockerDesktop;
 pub use external::External;
-pub use lima::Lima;
-pub use native_docker::NativeDocker;
-pub use orbstack::OrbStack;
-pub use podman::Podman;
-pub use podman_machine::PodmanMachine;
-pub use podman_rootless::PodmanRootless;
-pub use rancher_desktop::RancherDesktop;
-pub use remote_docker::RemoteDocker;
-pub use rootless_docker::RootlessDocker;
 
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts, NetworkFacts, Overrides};
-use crate::registry::Detection;
-use crate::route::{
-    resolve, EngineKind, Exposure, HostTarget, Route, RouteContext, RoutePlan, RuntimeRouting,
-};
+use crate::resolve::{resolve, RuntimeRouting};
+use crate::route::{EngineKind, Exposure, HostTarget, Route, RouteContext, RoutePlan};
+
+/// The table of built-in runtimes: one line per runtime, `module::Type = "id"`.
+///
+/// Everything else that lists the runtimes is generated from it: the `mod` declaration and
+/// re-export, the [`Runtime`] variant, the [`RuntimeId`] variant with its serde name, the order
+/// of [`RuntimeId::ALL`], [`RuntimeId::as_str`] and [`RuntimeId::parse`], and the detector of
+/// each id. The line order is the detector order of [`Registry::builtin`](crate::Registry):
+/// specific runtimes before generic ones (a remote endpoint before anything local, Podman
+/// machine before rootless Podman, the Docker VMs before native Docker), so the generic
+/// fallbacks only see engines nothing more specific claimed. The file of a runtime is named
+/// after its id with `_` for `-`; `tests/it/fixtures.rs` checks that every file in this
+/// directory has its line.
+macro_rules! runtimes {
+    ($($module:ident :: $ty:ident = $id:literal,)+) => {
+        $(
+            mod $module;
+            pub use $module::$ty;
+        )+
+
+        /// Every runtime this crate knows, plus those an embedder brings ([`External`]).
+        #[enum_dispatch(ContainerRuntime)]
+        #[derive(Debug, Clone)]
+        pub enum Runtime {
+            $(
+                #[doc = concat!("The `", $id, "` runtime: see [`", stringify!($ty), "`].")]
+                $ty,
+            )+
+            /// A runtime defined outside this crate.
+            External,
+        }
+
+        /// Ids of the built-in runtimes, one per line of the runtime table, serialized as the id
+        /// string.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum RuntimeId {
+            $(
+                #[doc = concat!("`", $id, "`")]
+                #[serde(rename = $id)]
+                $ty,
+            )+
+        }
+
+        impl RuntimeId {
+            /// Every built-in id, in detector order (the order of the runtime table).
+            pub const ALL: [RuntimeId; [$($id),+].len()] = [$(RuntimeId::$ty),+];
+
+            /// The id string, as in CLI output, docs, fixtures folders and [`ContainerRuntime::id`].
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(RuntimeId::$ty => $id,)+
+                }
+            }
+
+            /// The detector function of this runtime (its registry line).
+            pub(crate) fn detector(self) -> fn(&Facts) -> Detection {
+                match self {
+                    $(RuntimeId::$ty => $ty::detect,)+
+                }
+            }
+        }
+    };
+}
+
+runtimes! {
+    remote_docker::RemoteDocker = "remote-docker",
+    podman_machine::PodmanMachine = "podman-machine",
+    podman_rootless::PodmanRootless = "podman-rootless",
+    podman::Podman = "podman",
+    docker_desktop::DockerDesktop = "docker-desktop",
+    orbstack::OrbStack = "orbstack",
+    rancher_desktop::RancherDesktop = "rancher-desktop",
+    colima::Colima = "colima",
+    lima::Lima = "lima",
+    rootless_docker::RootlessDocker = "rootless-docker",
+    native_docker::NativeDocker = "native-docker",
+}
+
+/// What one detector concluded.
+#[derive(Debug, Clone)]
+pub enum Detection {
+    /// The engine is this runtime.
+    Match {
+        /// The runtime, owning the facts its route needs.
+        runtime: Runtime,
+        /// The facts that matched.
+        evidence: Vec<Evidence>,
+    },
+    /// Not this runtime, and why.
+    NotMine(String),
+    /// Signals of this runtime were seen, but not enough to decide; the search stops.
+    Failed(String),
+}
 
 /// A container runtime: what its containers must be told so that they reach the gateway.
 ///
@@ -91,118 +159,10 @@ pub trait ContainerRuntime {
     }
 }
 
-/// Every runtime this crate knows, plus those an embedder brings ([`External`]).
-#[enum_dispatch(ContainerRuntime)]
-#[derive(Debug, Clone)]
-pub enum Runtime {
-    /// Docker Desktop (macOS, Windows, Linux).
-    DockerDesktop,
-    /// Colima.
-    Colima,
-    /// OrbStack.
-    OrbStack,
-    /// Rancher Desktop with the moby engine.
-    RancherDesktop,
-    /// A Lima instance running Docker.
-    Lima,
-    /// Rootful Docker Engine on the gateway's own Linux host.
-    NativeDocker,
-    /// Rootless Docker Engine (RootlessKit).
-    RootlessDocker,
-    /// Rootful Podman on Linux.
-    Podman,
-    /// Rootless Podman on Linux.
-    PodmanRootless,
-    /// Podman machine (a VM on macOS, Windows or Linux).
-    PodmanMachine,
-    /// An engine on another machine.
-    RemoteDocker,
-    /// A runtime defined outside this crate.
-    External,
-}
-
-/// Ids of the built-in runtimes, in one list so tests can check each has a detector and fixtures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuntimeId {
-    /// `docker-desktop`
-    DockerDesktop,
-    /// `colima`
-    Colima,
-    /// `orbstack`
-    #[serde(rename = "orbstack")]
-    OrbStack,
-    /// `rancher-desktop`
-    RancherDesktop,
-    /// `lima`
-    Lima,
-    /// `native-docker`
-    NativeDocker,
-    /// `rootless-docker`
-    RootlessDocker,
-    /// `podman`
-    Podman,
-    /// `podman-rootless`
-    PodmanRootless,
-    /// `podman-machine`
-    PodmanMachine,
-    /// `remote-docker`
-    RemoteDocker,
-}
-
 impl RuntimeId {
-    /// All built-in ids.
-    pub const ALL: [RuntimeId; 11] = [
-        RuntimeId::DockerDesktop,
-        RuntimeId::Colima,
-        RuntimeId::OrbStack,
-        RuntimeId::RancherDesktop,
-        RuntimeId::Lima,
-        RuntimeId::NativeDocker,
-        RuntimeId::RootlessDocker,
-        RuntimeId::Podman,
-        RuntimeId::PodmanRootless,
-        RuntimeId::PodmanMachine,
-        RuntimeId::RemoteDocker,
-    ];
-
-    /// The id string.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RuntimeId::DockerDesktop => "docker-desktop",
-            RuntimeId::Colima => "colima",
-            RuntimeId::OrbStack => "orbstack",
-            RuntimeId::RancherDesktop => "rancher-desktop",
-            RuntimeId::Lima => "lima",
-            RuntimeId::NativeDocker => "native-docker",
-            RuntimeId::RootlessDocker => "rootless-docker",
-            RuntimeId::Podman => "podman",
-            RuntimeId::PodmanRootless => "podman-rootless",
-            RuntimeId::PodmanMachine => "podman-machine",
-            RuntimeId::RemoteDocker => "remote-docker",
-        }
-    }
-
     /// The built-in id with this spelling.
     pub fn parse(s: &str) -> Option<RuntimeId> {
         RuntimeId::ALL.into_iter().find(|id| id.as_str() == s)
-    }
-
-    /// The detector function of this runtime (its registry line).
-    pub(crate) fn detector(self) -> fn(&Facts) -> Detection {
-        match self {
-            RuntimeId::DockerDesktop => DockerDesktop::detect,
-            RuntimeId::Colima => Colima::detect,
-            RuntimeId::OrbStack => OrbStack::detect,
-            RuntimeId::RancherDesktop => RancherDesktop::detect,
-            RuntimeId::Lima => Lima::detect,
-            RuntimeId::NativeDocker => NativeDocker::detect,
-            RuntimeId::RootlessDocker => RootlessDocker::detect,
-            RuntimeId::Podman => Podman::detect,
-            RuntimeId::PodmanRootless => PodmanRootless::detect,
-            RuntimeId::PodmanMachine => PodmanMachine::detect,
-            RuntimeId::RemoteDocker => RemoteDocker::detect,
-        }
     }
 }
 

@@ -8,11 +8,10 @@
 
 use crate::error::RouteError;
 use crate::facts::{EngineVersion, Facts, HostOs, NetworkFacts};
-use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{engine_kind, host_os_evidence};
 
-use super::{bridge_plan, matched, ContainerRuntime, RuntimeId};
+use super::{bridge_plan, matched, ContainerRuntime, RuntimeId, Detection};
 
 /// Native Docker Engine.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,11 +12,10 @@
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts, HostOs, NetworkFacts};
-use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{engine_kind, host_os_evidence};
 
-use super::{bridge_plan, matched, ContainerRuntime, RuntimeId};
+use super::{bridge_plan, matched, ContainerRuntime, RuntimeId, Detection};
 
 /// Rootful Podman on Linux.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,12 +18,11 @@ use crate::consts::SLIRP4NETNS_HOST_IP;
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts, HostOs, RootlessHelper};
-use crate::registry::Detection;
 use crate::route::{EngineKind, Exposure, HostTarget, RoutePlan};
 use crate::signals::{engine_kind, host_os_evidence};
 
 use super::podman::rootless_evidence;
-use super::{lan_plan, matched, ContainerRuntime, RuntimeId};
+use super::{lan_plan, matched, ContainerRuntime, RuntimeId, Detection};
 
 /// Podman made pasta the default rootless helper in 5.0.
 const PASTA_DEFAULT_SINCE: EngineVersion = EngineVersion::new(5, 0, 0);

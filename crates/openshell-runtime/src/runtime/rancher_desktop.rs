@@ -14,11 +14,10 @@ use crate::consts::LIMA_HOST_IP;
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{Facts, HostOs};
-use crate::registry::Detection;
 use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 
-use super::{matched, ContainerRuntime, RuntimeId};
+use super::{matched, ContainerRuntime, RuntimeId, Detection};
 
 /// Rancher Desktop (moby).
 #[derive(Debug, Clone, PartialEq, Eq)]

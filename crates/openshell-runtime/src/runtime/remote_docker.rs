@@ -8,11 +8,10 @@
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::Facts;
-use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::engine_kind;
 
-use super::{matched, ContainerRuntime, RuntimeId};
+use super::{matched, ContainerRuntime, RuntimeId, Detection};
 
 /// A remote engine.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,11 +23,10 @@ use crate::consts::{GVISOR_TAP_VSOCK_HOST_IP, SLIRP4NETNS_HOST_IP, VPNKIT_HOST_I
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{Facts, HostOs, RootlessKitNet};
-use crate::registry::Detection;
 use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_in_user_runtime_dir, engine_kind};
 
-use super::{lan_plan, matched, ContainerRuntime, RuntimeId};
+use super::{lan_plan, matched, ContainerRuntime, RuntimeId, Detection};
 
 /// Rootless Docker.
 #[derive(Debug, Clone, PartialEq, Eq)]
