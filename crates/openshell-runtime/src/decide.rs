@@ -6,7 +6,7 @@ use crate::registry::{DetectionReport, Registry};
 use crate::report::Outcome;
 use crate::resolve::{resolve, RuntimeRouting};
 use crate::route::{Route, RouteContext};
-use crate::runtime::{ContainerRuntime, Runtime};
+use crate::runtime::{ContainerRuntime, GatewayRoute, Runtime};
 use crate::signals::engine_kind;
 
 /// The whole answer for one engine.

@@ -47,4 +47,4 @@ pub use registry::{DetectionReport, Detector, Registry};
 pub use route::{
     EngineKind, Exposure, ExtraHost, ExtraHostError, HostTarget, Route, RouteContext, RoutePlan,
 };
-pub use runtime::{ContainerRuntime, Detection, External, Runtime, RuntimeId};
+pub use runtime::{ContainerRuntime, Detection, External, GatewayRoute, Runtime, RuntimeId};

@@ -115,8 +115,9 @@ pub enum Detection {
 
 /// A container runtime: what its containers must be told so that they reach the gateway.
 ///
-/// Implementors provide their id, engine family and [`plan`](ContainerRuntime::plan); the route
-/// (with overrides applied and checked) and the extra-hosts entries are provided once for all.
+/// Implementors provide their id, engine family and [`plan`](ContainerRuntime::plan), and may
+/// name loopback aliases and alternatives. The route with the operator's overrides applied comes
+/// from [`GatewayRoute`], which every runtime gets and none can replace.
 #[enum_dispatch]
 pub trait ContainerRuntime {
     /// Stable id used in CLI output and docs, e.g. `podman-machine`.
@@ -139,8 +140,44 @@ pub trait ContainerRuntime {
     fn alternatives(&self) -> Vec<RoutePlan> {
         Vec::new()
     }
+}
 
-    /// The route, with the operator's overrides applied and checked.
+/// The route of a runtime, with the operator's overrides applied and checked.
+///
+/// Provided for every [`ContainerRuntime`] by one blanket impl, so that no runtime can replace
+/// it: whatever a runtime plans, its route goes through the one override resolution that keeps
+/// the container side (what `host.openshell.internal` maps to) and the bind side (where the
+/// gateway listens) meeting. A runtime that tries to provide its own does not compile:
+///
+/// ```compile_fail,E0119
+/// use openshell_runtime::{
+///     ContainerRuntime, EngineKind, GatewayRoute, Overrides, Route, RouteContext, RouteError,
+///     RoutePlan,
+/// };
+///
+/// struct Sneaky;
+///
+/// impl ContainerRuntime for Sneaky {
+///     fn id(&self) -> &str { "sneaky" }
+///     fn engine(&self) -> EngineKind { EngineKind::Docker }
+///     fn plan(&self) -> Result<RoutePlan, RouteError> { unimplemented!() }
+/// }
+///
+/// impl GatewayRoute for Sneaky {
+///     fn gateway_route(&self, _: &RouteContext, _: &Overrides) -> Result<Route, RouteError> {
+///         unimplemented!()
+///     }
+/// }
+/// ```
+pub trait GatewayRoute {
+    /// The runtime's [`plan`](ContainerRuntime::plan) with `overrides` laid over it, or the
+    /// error that refuses it: the plan's own error when nothing is overridden, or a
+    /// [`RouteError::BindConflict`] when a bind override would not receive what sandboxes send.
+    fn gateway_route(&self, ctx: &RouteContext, overrides: &Overrides)
+        -> Result<Route, RouteError>;
+}
+
+impl<T: ContainerRuntime + ?Sized> GatewayRoute for T {
     fn gateway_route(
         &self,
         ctx: &RouteContext,
