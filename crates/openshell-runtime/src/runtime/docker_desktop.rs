@@ -15,7 +15,9 @@ use crate::facts::{EngineVersion, Facts};
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 
-use super::{docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, RuntimeId, Detection};
+use super::{
+    docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection, RuntimeId,
+};
 
 /// Docker Desktop.
 #[derive(Debug, Clone, PartialEq, Eq)]

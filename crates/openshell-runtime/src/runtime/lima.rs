@@ -15,7 +15,7 @@ use crate::facts::Facts;
 use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 
-use super::{matched, ContainerRuntime, RuntimeId, Detection};
+use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Lima.
 #[derive(Debug, Clone, PartialEq, Eq)]

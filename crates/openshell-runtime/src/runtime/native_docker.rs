@@ -11,7 +11,7 @@ use crate::facts::{EngineVersion, Facts, HostOs, NetworkFacts};
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{engine_kind, host_os_evidence};
 
-use super::{bridge_plan, matched, ContainerRuntime, RuntimeId, Detection};
+use super::{bridge_plan, matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Native Docker Engine.
 #[derive(Debug, Clone, PartialEq, Eq)]

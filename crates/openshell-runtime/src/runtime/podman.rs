@@ -15,7 +15,7 @@ use crate::facts::{EngineVersion, Facts, HostOs, NetworkFacts};
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{engine_kind, host_os_evidence};
 
-use super::{bridge_plan, matched, ContainerRuntime, RuntimeId, Detection};
+use super::{bridge_plan, matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Rootful Podman on Linux.
 #[derive(Debug, Clone, PartialEq, Eq)]

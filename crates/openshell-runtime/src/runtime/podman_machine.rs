@@ -19,7 +19,7 @@ use crate::facts::{EngineVersion, Facts, HostOs};
 use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 
-use super::{matched, ContainerRuntime, RuntimeId, Detection};
+use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Podman resolves `host-gateway` inside a machine from 5.6.
 const MACHINE_HOST_GATEWAY_SINCE: EngineVersion = EngineVersion::new(5, 6, 0);

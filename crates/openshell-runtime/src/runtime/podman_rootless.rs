@@ -22,7 +22,7 @@ use crate::route::{EngineKind, Exposure, HostTarget, RoutePlan};
 use crate::signals::{engine_kind, host_os_evidence};
 
 use super::podman::rootless_evidence;
-use super::{lan_plan, matched, ContainerRuntime, RuntimeId, Detection};
+use super::{lan_plan, matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Podman made pasta the default rootless helper in 5.0.
 const PASTA_DEFAULT_SINCE: EngineVersion = EngineVersion::new(5, 0, 0);

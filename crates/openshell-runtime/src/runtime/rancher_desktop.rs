@@ -17,7 +17,7 @@ use crate::facts::{Facts, HostOs};
 use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 
-use super::{matched, ContainerRuntime, RuntimeId, Detection};
+use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Rancher Desktop (moby).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use crate::facts::Facts;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::engine_kind;
 
-use super::{matched, ContainerRuntime, RuntimeId, Detection};
+use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
 /// A remote engine.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,7 @@ use crate::facts::{Facts, HostOs, RootlessKitNet};
 use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_in_user_runtime_dir, engine_kind};
 
-use super::{lan_plan, matched, ContainerRuntime, RuntimeId, Detection};
+use super::{lan_plan, matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Rootless Docker.
 #[derive(Debug, Clone, PartialEq, Eq)]
