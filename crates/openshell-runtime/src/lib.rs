@@ -38,6 +38,7 @@ mod resolve;
 pub mod route;
 pub mod runtime;
 pub mod signals;
+pub mod sockets;
 
 pub use decide::{decide, Decision};
 pub use error::RouteError;
@@ -47,4 +48,7 @@ pub use registry::{DetectionReport, Detector, Registry};
 pub use route::{
     EngineKind, Exposure, ExtraHost, ExtraHostError, HostTarget, Route, RouteContext, RoutePlan,
 };
-pub use runtime::{ContainerRuntime, Detection, External, GatewayRoute, Runtime, RuntimeId};
+pub use runtime::{
+    well_known_sockets, ContainerRuntime, Detection, External, GatewayRoute, Runtime, RuntimeId,
+};
+pub use sockets::{OsFamily, SocketApi, SocketLocation, SocketRoot};

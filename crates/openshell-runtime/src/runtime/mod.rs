@@ -20,13 +20,15 @@ use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts, NetworkFacts, Overrides};
 use crate::resolve::{resolve, RuntimeRouting};
 use crate::route::{EngineKind, Exposure, HostTarget, Route, RouteContext, RoutePlan};
+use crate::sockets::SocketLocation;
 
 /// The table of built-in runtimes: one line per runtime, `module::Type = "id"`.
 ///
 /// Everything else that lists the runtimes is generated from it: the `mod` declaration and
 /// re-export, the [`Runtime`] variant, the [`RuntimeId`] variant with its serde name, the order
 /// of [`RuntimeId::ALL`], [`RuntimeId::as_str`] and [`RuntimeId::parse`], and the detector of
-/// each id. The line order is the detector order of [`Registry::builtin`](crate::Registry):
+/// each id, and [`RuntimeId::sockets`] (the `SOCKETS` each runtime file declares next to its
+/// detector). The line order is the detector order of [`Registry::builtin`](crate::Registry):
 /// specific runtimes before generic ones (a remote endpoint before anything local, Podman
 /// machine before rootless Podman, the Docker VMs before native Docker), so the generic
 /// fallbacks only see engines nothing more specific claimed. The file of a runtime is named
@@ -77,6 +79,14 @@ macro_rules! runtimes {
             pub(crate) fn detector(self) -> fn(&Facts) -> Detection {
                 match self {
                     $(RuntimeId::$ty => $ty::detect,)+
+                }
+            }
+
+            /// Where this runtime's engine listens, as data (its file's `SOCKETS`); empty for a
+            /// runtime reached only through an endpoint the operator names.
+            pub fn sockets(self) -> &'static [SocketLocation] {
+                match self {
+                    $(RuntimeId::$ty => $module::SOCKETS,)+
                 }
             }
         }
@@ -203,6 +213,19 @@ impl RuntimeId {
     }
 }
 
+/// Every built-in runtime's socket locations, in discovery order: sorted by
+/// [`SocketLocation::rank`], so the engines a user most likely means come first (Docker Engine,
+/// rootless Docker, the Docker VMs, then rootless Podman, rootful Podman and Podman machines).
+/// Both drivers walk this one list, keeping the locations whose API they speak.
+pub fn well_known_sockets() -> Vec<(RuntimeId, &'static SocketLocation)> {
+    let mut all: Vec<(RuntimeId, &'static SocketLocation)> = RuntimeId::ALL
+        .into_iter()
+        .flat_map(|id| id.sockets().iter().map(move |s| (id, s)))
+        .collect();
+    all.sort_by_key(|(_, s)| s.rank);
+    all
+}
+
 impl fmt::Display for RuntimeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -323,5 +346,103 @@ pub(crate) fn matched(runtime: impl Into<Runtime>, evidence: Vec<Evidence>) -> D
     Detection::Match {
         runtime: runtime.into(),
         evidence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::sockets::{OsFamily, SocketApi, SocketRoot};
+
+    #[test]
+    fn socket_locations_are_well_formed() {
+        let all = well_known_sockets();
+        let mut ranks = BTreeSet::new();
+        for (id, s) in &all {
+            let stars = s.path.matches('*').count();
+            assert!(stars <= 1, "{id} {}: more than one '*'", s.path);
+            assert!(
+                ranks.insert(s.rank),
+                "{id} {}: rank {} is taken",
+                s.path,
+                s.rank
+            );
+            if let Some(default) = s.default_instance {
+                let pattern = s.instances();
+                assert!(
+                    pattern.is_some_and(|p| p.instance(&p.entry(default)) == Some(default)),
+                    "{id} {}: default instance {default:?} needs a '*' segment it can fill",
+                    s.path
+                );
+            }
+            match s.root {
+                SocketRoot::Absolute => assert!(s.path.starts_with('/'), "{id} {}", s.path),
+                SocketRoot::NamedPipe => {
+                    assert!(s.path.starts_with("//./pipe/"), "{id} {}", s.path);
+                    assert_eq!(s.only_on, Some(OsFamily::Windows), "{id} {}", s.path);
+                }
+                SocketRoot::Home | SocketRoot::XdgRuntimeDir | SocketRoot::TmpDir => {
+                    assert!(!s.path.starts_with('/'), "{id} {}: not relative", s.path);
+                }
+            }
+            assert!(
+                stars == 0 || !matches!(s.root, SocketRoot::Absolute | SocketRoot::NamedPipe),
+                "{id} {}: a '*' segment only under a per-user root",
+                s.path
+            );
+            assert!(!s.label.is_empty(), "{id} {}: no label", s.path);
+        }
+    }
+
+    #[test]
+    fn each_engine_family_serves_its_own_api() {
+        for id in RuntimeId::ALL {
+            let podman = id.as_str().starts_with("podman");
+            let want = if podman {
+                SocketApi::Podman
+            } else {
+                SocketApi::Docker
+            };
+            for s in id.sockets() {
+                assert_eq!(s.api, want, "{id} {}", s.path);
+            }
+            assert_eq!(
+                id.sockets().is_empty(),
+                id == RuntimeId::RemoteDocker,
+                "{id}: every local runtime has a socket, a remote one none"
+            );
+        }
+    }
+
+    /// The discovery order, written out: the Docker driver's historical order, except that
+    /// rootless Podman now comes before rootful Podman (as in Podman's own order).
+    #[test]
+    fn well_known_sockets_keep_the_discovery_order() {
+        let got: Vec<String> = well_known_sockets()
+            .into_iter()
+            .map(|(id, s)| format!("{} {id} {} {}", s.rank, s.label, s.path))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "100 native-docker Docker Engine /var/run/docker.sock",
+                "110 rootless-docker rootless Docker docker.sock",
+                "120 docker-desktop Docker Desktop .docker/run/docker.sock",
+                "121 docker-desktop Docker Desktop (Linux) .docker/desktop/docker.sock",
+                "130 colima Colima .colima/*/docker.sock",
+                "140 orbstack OrbStack .orbstack/run/docker.sock",
+                "150 rancher-desktop Rancher Desktop .rd/docker.sock",
+                "160 lima Lima .lima/*/sock/docker.sock",
+                "200 podman-rootless Podman (rootless) podman/podman.sock",
+                "210 podman Podman (rootful) /run/podman/podman.sock",
+                "220 podman-machine Podman machine .local/share/containers/podman/machine/*/podman.sock",
+                "221 podman-machine Podman machine (macOS) podman/*-api.sock",
+                "222 podman-machine Podman machine (Windows) //./pipe/podman-machine-default",
+            ]
+        );
+        let colima = RuntimeId::Colima.sockets();
+        assert_eq!(colima[0].default_instance, Some("default"));
     }
 }

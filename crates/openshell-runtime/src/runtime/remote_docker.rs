@@ -10,6 +10,7 @@ use crate::evidence::Evidence;
 use crate::facts::Facts;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::engine_kind;
+use crate::sockets::SocketLocation;
 
 use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
@@ -21,6 +22,10 @@ pub struct RemoteDocker {
     /// Engine family on the other side.
     pub engine: EngineKind,
 }
+
+/// None: a remote engine is reached only through an endpoint the operator names
+/// (`DOCKER_HOST`, a context or a connection), never by looking for a socket.
+pub(crate) const SOCKETS: &[SocketLocation] = &[];
 
 impl RemoteDocker {
     /// Detector.
