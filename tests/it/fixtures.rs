@@ -107,3 +107,47 @@ fn every_runtime_id_has_a_detector_and_two_public_captures() {
         "registry holds detectors without a RuntimeId"
     );
 }
+
+/// Every runtime file in the core's `src/runtime/` is a line of the runtime table (so a file
+/// left out of `runtimes!` fails here rather than silently never being compiled), and every id
+/// has its file, its row in docs/runtimes.md and its fixtures folder.
+#[test]
+fn every_runtime_file_is_in_the_table_with_docs_and_fixtures() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Files of runtime/ that are not one runtime: the table itself and the embedder's wrapper.
+    const NOT_A_RUNTIME: [&str; 2] = ["mod", "external"];
+    let dir = root.join("crates/openshell-runtime/src/runtime");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut files: Vec<String> = entries
+        .map(|e| e.unwrap_or_else(|e| panic!("{e}")).path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .filter_map(|p| Some(p.file_stem()?.to_str()?.to_string()))
+        .filter(|stem| !NOT_A_RUNTIME.contains(&stem.as_str()))
+        .collect();
+    files.sort();
+    let mut ids: Vec<String> = RuntimeId::ALL
+        .iter()
+        .map(|id| id.as_str().replace('-', "_"))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        files, ids,
+        "src/runtime/<file>.rs and the runtimes! table in src/runtime/mod.rs differ: each runtime \
+         file needs its line `file::Type = \"id\"` (id = file name with '-' for '_'), and each \
+         line its file"
+    );
+    let docs = std::fs::read_to_string(root.join("docs/runtimes.md"))
+        .unwrap_or_else(|e| panic!("docs/runtimes.md: {e}"));
+    for id in RuntimeId::ALL {
+        assert!(
+            docs.contains(&format!("\n| `{id}` |")),
+            "docs/runtimes.md has no matrix row for runtime {id}"
+        );
+        let fixtures = root.join("tests/fixtures").join(id.as_str());
+        assert!(
+            fixtures.is_dir(),
+            "runtime {id} has no fixtures folder {}",
+            fixtures.display()
+        );
+    }
+}

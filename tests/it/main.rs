@@ -3,6 +3,7 @@
 mod facts_props;
 mod fixtures;
 mod live;
+mod module_order;
 mod policy;
 mod probe;
 mod replay;

@@ -2,9 +2,11 @@
 
 use crate::error::RouteError;
 use crate::facts::{Facts, Overrides};
-use crate::registry::{DetectionReport, Outcome, Registry};
-use crate::route::{resolve, Route, RouteContext, RuntimeRouting};
-use crate::runtime::{ContainerRuntime, Runtime};
+use crate::registry::{DetectionReport, Registry};
+use crate::report::Outcome;
+use crate::resolve::{resolve, RuntimeRouting};
+use crate::route::{Route, RouteContext};
+use crate::runtime::{ContainerRuntime, GatewayRoute, Runtime};
 use crate::signals::engine_kind;
 
 /// The whole answer for one engine.

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::registry::Consulted;
+use crate::report::Consulted;
 use crate::route::HostTarget;
 
 /// Why no route was decided. Every variant is a refusal to guess (fail closed).
@@ -77,30 +77,4 @@ fn summarize(consulted: &[Consulted]) -> String {
         .map(|c| format!("{}: {}", c.detector, c.outcome))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Why an extra-hosts entry was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ExtraHostError {
-    /// Not `name:value`.
-    #[error("extra host {entry:?} is not of the form name:value")]
-    Malformed {
-        /// The entry (sanitised).
-        entry: String,
-    },
-    /// The name is not a hostname.
-    #[error(
-        "extra host name {name:?} is not a valid hostname (letters, digits, '-' and '.' only)"
-    )]
-    BadName {
-        /// The name (sanitised).
-        name: String,
-    },
-    /// The value is neither an address nor `host-gateway`.
-    #[error("extra host value {value:?} is neither an IP address nor host-gateway")]
-    BadValue {
-        /// The value (sanitised).
-        value: String,
-    },
 }

@@ -33,14 +33,22 @@ mod error;
 mod evidence;
 pub mod facts;
 pub mod registry;
+mod report;
+mod resolve;
 pub mod route;
 pub mod runtime;
 pub mod signals;
+pub mod sockets;
 
 pub use decide::{decide, Decision};
-pub use error::{ExtraHostError, RouteError};
+pub use error::RouteError;
 pub use evidence::{display_value, Evidence};
 pub use facts::{Facts, FactsError, HostOs, Overrides};
-pub use registry::{Detection, DetectionReport, Detector, Registry};
-pub use route::{EngineKind, Exposure, ExtraHost, HostTarget, Route, RouteContext, RoutePlan};
-pub use runtime::{ContainerRuntime, External, Runtime, RuntimeId};
+pub use registry::{DetectionReport, Detector, Registry};
+pub use route::{
+    EngineKind, Exposure, ExtraHost, ExtraHostError, HostTarget, Route, RouteContext, RoutePlan,
+};
+pub use runtime::{
+    well_known_sockets, ContainerRuntime, Detection, External, GatewayRoute, Runtime, RuntimeId,
+};
+pub use sockets::{OsFamily, SocketApi, SocketLocation, SocketRoot};

@@ -8,27 +8,11 @@
 
 use std::fmt;
 
-use serde::Serialize;
-
 use crate::evidence::Evidence;
 use crate::facts::Facts;
+pub use crate::report::{Consulted, Outcome};
+pub use crate::runtime::Detection;
 use crate::runtime::{Runtime, RuntimeId};
-
-/// What one detector concluded.
-#[derive(Debug, Clone)]
-pub enum Detection {
-    /// The engine is this runtime.
-    Match {
-        /// The runtime, owning the facts its route needs.
-        runtime: Runtime,
-        /// The facts that matched.
-        evidence: Vec<Evidence>,
-    },
-    /// Not this runtime, and why.
-    NotMine(String),
-    /// Signals of this runtime were seen, but not enough to decide; the search stops.
-    Failed(String),
-}
 
 /// Something that recognises one runtime from facts.
 pub trait Detector: Send + Sync {
@@ -55,37 +39,6 @@ impl Detector for Builtin {
 
     fn detect(&self, facts: &Facts) -> Detection {
         (self.0.detector())(facts)
-    }
-}
-
-/// What one consulted detector said, for the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Consulted {
-    /// Detector name.
-    pub detector: String,
-    /// Its outcome.
-    pub outcome: Outcome,
-}
-
-/// A detector's outcome, without the runtime value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "outcome", content = "reason", rename_all = "kebab-case")]
-pub enum Outcome {
-    /// It matched.
-    Matched,
-    /// Not its runtime.
-    NotMine(String),
-    /// It saw its signals but could not decide.
-    Failed(String),
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Outcome::Matched => f.write_str("matched"),
-            Outcome::NotMine(r) => write!(f, "not mine ({r})"),
-            Outcome::Failed(r) => write!(f, "failed ({r})"),
-        }
     }
 }
 
@@ -126,26 +79,12 @@ impl Default for Registry {
     }
 }
 
-/// The built-in order. Adding a runtime adds one line here.
-const BUILTIN_ORDER: [RuntimeId; 11] = [
-    RuntimeId::RemoteDocker,
-    RuntimeId::PodmanMachine,
-    RuntimeId::PodmanRootless,
-    RuntimeId::Podman,
-    RuntimeId::DockerDesktop,
-    RuntimeId::OrbStack,
-    RuntimeId::RancherDesktop,
-    RuntimeId::Colima,
-    RuntimeId::Lima,
-    RuntimeId::RootlessDocker,
-    RuntimeId::NativeDocker,
-];
-
 impl Registry {
-    /// All built-in detectors, in order.
+    /// All built-in detectors, in the order of the runtime table (`runtimes!` in
+    /// `runtime/mod.rs`), which is [`RuntimeId::ALL`]'s order.
     pub fn builtin() -> Registry {
         Registry {
-            detectors: BUILTIN_ORDER
+            detectors: RuntimeId::ALL
                 .into_iter()
                 .map(|id| Box::new(Builtin(id)) as Box<dyn Detector>)
                 .collect(),

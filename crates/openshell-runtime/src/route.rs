@@ -1,9 +1,10 @@
 //! The route: both sides of the callback path in one value, and the extra-hosts entries it
 //! renders.
 //!
-//! A runtime proposes a [`RoutePlan`] from its facts; [`resolve`] applies the operator's
-//! overrides on top of it and checks that the two sides still meet, so that an override can
-//! never produce a route that sends sandboxes to an address the gateway does not listen on.
+//! A runtime proposes a [`RoutePlan`] from its facts; override resolution (`resolve.rs`) applies
+//! the operator's overrides on top of it and checks that the two sides still meet, so that an
+//! override can never produce a route that sends sandboxes to an address the gateway does not
+//! listen on. This module holds only the data types, so every other module can use them.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -13,8 +14,6 @@ use serde::{Serialize, Serializer};
 use crate::consts::{
     DOCKER_HOST_ALIAS, HOST_GATEWAY, LOOPBACK_V4, OPENSHELL_HOST, PODMAN_HOST_ALIAS,
 };
-use crate::error::{ExtraHostError, RouteError};
-use crate::facts::Overrides;
 
 /// What `host.openshell.internal` maps to inside a sandbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -250,124 +249,30 @@ fn validate_hostname(name: &str) -> Result<(), ExtraHostError> {
     Ok(())
 }
 
-/// What a runtime contributes to [`resolve`].
-#[derive(Debug)]
-pub struct RuntimeRouting<'a> {
-    /// Runtime id.
-    pub runtime: &'a str,
-    /// Engine family.
-    pub engine: EngineKind,
-    /// The runtime's own plan, or why it has none.
-    pub plan: Result<RoutePlan, RouteError>,
-    /// Container-side addresses that land on the host's loopback in this runtime.
-    pub loopback_aliases: &'a [IpAddr],
-}
-
-/// Applies overrides to a runtime's plan and checks that the two sides of the route meet.
-///
-/// - No overrides: the plan, or its error (fail closed).
-/// - `host_gateway_ip` alone: sandboxes go there; the bind is derived as narrowly as the runtime
-///   allows (loopback when the runtime forwards that address to loopback, the plan's bind when
-///   it is the plan's own target, else the address itself, never a wildcard).
-/// - `bind` alone: accepted only where it receives what the plan sends (the plan's bind, or a
-///   wildcard); anything else is a conflict, reported with the address that would work.
-/// - both: the operator's word on both sides.
-pub fn resolve(
-    rt: RuntimeRouting<'_>,
-    ctx: &RouteContext,
-    overrides: &Overrides,
-) -> Result<Route, RouteError> {
-    let mut notes = Vec::new();
-    let (target, bind, exposure, why) = match (overrides.host_gateway_ip, overrides.bind) {
-        (None, None) => {
-            let plan = rt.plan?;
-            (plan.target, plan.bind, plan.exposure, plan.why)
-        }
-        (Some(ip), bind_override) => {
-            notes.push(format!(
-                "host_gateway_ip override: {OPENSHELL_HOST} maps to {ip}"
-            ));
-            let plan = rt.plan.ok();
-            let (bind, exposure) = match bind_override {
-                Some(b) => (b, exposure_of_override(b)),
-                None if rt.loopback_aliases.contains(&ip) => {
-                    notes.push(format!(
-                        "{} forwards {ip} to the host's loopback, so the gateway binds {LOOPBACK_V4} only",
-                        rt.runtime
-                    ));
-                    (LOOPBACK_V4, Exposure::Loopback)
-                }
-                None => match &plan {
-                    Some(p) if p.target == HostTarget::Ip(ip) && p.bind.is_some() => {
-                        (p.bind.unwrap_or(ip), p.exposure)
-                    }
-                    _ => {
-                        notes.push(format!(
-                            "{ip} must be an address of this host: the gateway binds it and nothing wider"
-                        ));
-                        (ip, Exposure::Operator)
-                    }
-                },
-            };
-            let why = plan.map_or_else(
-                || "the operator set the container-side address".to_string(),
-                |p| {
-                    format!(
-                        "operator override (the runtime alone would route: {})",
-                        p.why
-                    )
-                },
-            );
-            (HostTarget::Ip(ip), Some(bind), exposure, why)
-        }
-        (None, Some(b)) => {
-            let plan = rt.plan?;
-            let receives = b.is_unspecified() || plan.bind.is_none() || plan.bind == Some(b);
-            if !receives {
-                return Err(RouteError::BindConflict {
-                    runtime: rt.runtime.to_string(),
-                    bind: b,
-                    target: plan.target,
-                    needed: plan.bind,
-                });
-            }
-            notes.push(format!("bind override: the gateway binds {b}"));
-            (plan.target, Some(b), exposure_of_override(b), plan.why)
-        }
-    };
-    if exposure == Exposure::Wildcard {
-        notes.push(
-            "the gateway listens on every interface: any machine that can reach this host can connect"
-                .into(),
-        );
-    }
-    if exposure == Exposure::Lan {
-        notes.push(
-            "the only route binds the host's LAN-facing address: other machines on the network can reach the gateway unless a firewall stops them"
-                .into(),
-        );
-    }
-    Ok(Route {
-        runtime: rt.runtime.to_string(),
-        engine: rt.engine,
-        openshell_host: target,
-        bind,
-        exposure,
-        port: ctx.port,
-        tls: ctx.tls,
-        why,
-        notes,
-    })
-}
-
-fn exposure_of_override(bind: IpAddr) -> Exposure {
-    if bind.is_loopback() {
-        Exposure::Loopback
-    } else if bind.is_unspecified() {
-        Exposure::Wildcard
-    } else {
-        Exposure::Operator
-    }
+/// Why an extra-hosts entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtraHostError {
+    /// Not `name:value`.
+    #[error("extra host {entry:?} is not of the form name:value")]
+    Malformed {
+        /// The entry (sanitised).
+        entry: String,
+    },
+    /// The name is not a hostname.
+    #[error(
+        "extra host name {name:?} is not a valid hostname (letters, digits, '-' and '.' only)"
+    )]
+    BadName {
+        /// The name (sanitised).
+        name: String,
+    },
+    /// The value is neither an address nor `host-gateway`.
+    #[error("extra host value {value:?} is neither an IP address nor host-gateway")]
+    BadValue {
+        /// The value (sanitised).
+        value: String,
+    },
 }
 
 #[cfg(test)]

@@ -12,11 +12,13 @@ use crate::consts::LIMA_HOST_IP;
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts};
-use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
+use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, RuntimeId};
+use super::{
+    docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection, RuntimeId,
+};
 
 /// Colima.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,20 @@ pub struct Colima {
 }
 
 const ALIASES: [IpAddr; 1] = [LIMA_HOST_IP];
+
+/// Where Colima listens: one socket per profile, `~/.colima/<profile>/docker.sock`, the profile
+/// `default` unless `colima start --profile` names another
+/// (<https://github.com/abiosoft/colima/blob/main/docs/FAQ.md>; captures with a named profile
+/// in tests/fixtures/colima/).
+pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
+    root: SocketRoot::Home,
+    path: ".colima/*/docker.sock",
+    default_instance: Some("default"),
+    api: SocketApi::Docker,
+    rank: 130,
+    label: "Colima",
+    only_on: None,
+}];
 
 impl Colima {
     /// Detector.

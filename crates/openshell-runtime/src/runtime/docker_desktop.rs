@@ -12,11 +12,13 @@ use crate::consts::{DOCKER_DESKTOP_HOST_IP, DOCKER_DESKTOP_LEGACY_HOST_IP};
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts};
-use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
+use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, RuntimeId};
+use super::{
+    docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection, RuntimeId,
+};
 
 /// Docker Desktop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +28,32 @@ pub struct DockerDesktop {
 }
 
 const ALIASES: [IpAddr; 2] = [DOCKER_DESKTOP_HOST_IP, DOCKER_DESKTOP_LEGACY_HOST_IP];
+
+/// Where Docker Desktop listens without the `/var/run/docker.sock` symlink: on macOS
+/// `~/.docker/run/docker.sock` (<https://docs.docker.com/desktop/setup/install/mac-permission-requirements/>),
+/// on Linux the per-user `~/.docker/desktop/docker.sock` of the `desktop-linux` context
+/// (<https://github.com/docker/docs/issues/23308>, and the Linux capture in
+/// tests/fixtures/docker-desktop/).
+pub(crate) const SOCKETS: &[SocketLocation] = &[
+    SocketLocation {
+        root: SocketRoot::Home,
+        path: ".docker/run/docker.sock",
+        default_instance: None,
+        api: SocketApi::Docker,
+        rank: 120,
+        label: "Docker Desktop",
+        only_on: None,
+    },
+    SocketLocation {
+        root: SocketRoot::Home,
+        path: ".docker/desktop/docker.sock",
+        default_instance: None,
+        api: SocketApi::Docker,
+        rank: 121,
+        label: "Docker Desktop (Linux)",
+        only_on: None,
+    },
+];
 
 impl DockerDesktop {
     /// Detector.

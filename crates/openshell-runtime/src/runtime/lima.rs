@@ -12,11 +12,11 @@ use crate::consts::LIMA_HOST_IP;
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::Facts;
-use crate::registry::Detection;
 use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
+use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{matched, ContainerRuntime, RuntimeId};
+use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Lima.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,19 @@ pub struct Lima {
 }
 
 const ALIASES: [IpAddr; 1] = [LIMA_HOST_IP];
+
+/// Where Lima's docker template forwards dockerd: `~/.lima/<instance>/sock/docker.sock`
+/// (<https://github.com/lima-vm/lima/blob/master/templates/docker.yaml>, `portForwards`;
+/// captures for the instances `docker` and `default` in tests/fixtures/lima/).
+pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
+    root: SocketRoot::Home,
+    path: ".lima/*/sock/docker.sock",
+    default_instance: None,
+    api: SocketApi::Docker,
+    rank: 160,
+    label: "Lima",
+    only_on: None,
+}];
 
 impl Lima {
     /// Detector.

@@ -5,18 +5,7 @@
 //! it does, and where that behaviour is documented. A runtime owns the facts its route needs
 //! (bridge gateway, rootless helper, engine version), so routing takes no loose flags.
 
-mod colima;
-mod docker_desktop;
 mod external;
-mod lima;
-mod native_docker;
-mod orbstack;
-mod podman;
-mod podman_machine;
-mod podman_rootless;
-mod rancher_desktop;
-mod remote_docker;
-mod rootless_docker;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -24,31 +13,121 @@ use std::net::IpAddr;
 use enum_dispatch::enum_dispatch;
 use serde::Serialize;
 
-pub use colima::Colima;
-pub use docker_desktop::DockerDesktop;
 pub use external::External;
-pub use lima::Lima;
-pub use native_docker::NativeDocker;
-pub use orbstack::OrbStack;
-pub use podman::Podman;
-pub use podman_machine::PodmanMachine;
-pub use podman_rootless::PodmanRootless;
-pub use rancher_desktop::RancherDesktop;
-pub use remote_docker::RemoteDocker;
-pub use rootless_docker::RootlessDocker;
 
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts, NetworkFacts, Overrides};
-use crate::registry::Detection;
-use crate::route::{
-    resolve, EngineKind, Exposure, HostTarget, Route, RouteContext, RoutePlan, RuntimeRouting,
-};
+use crate::resolve::{resolve, RuntimeRouting};
+use crate::route::{EngineKind, Exposure, HostTarget, Route, RouteContext, RoutePlan};
+use crate::sockets::SocketLocation;
+
+/// The table of built-in runtimes: one line per runtime, `module::Type = "id"`.
+///
+/// Everything else that lists the runtimes is generated from it: the `mod` declaration and
+/// re-export, the [`Runtime`] variant, the [`RuntimeId`] variant with its serde name, the order
+/// of [`RuntimeId::ALL`], [`RuntimeId::as_str`] and [`RuntimeId::parse`], and the detector of
+/// each id, and [`RuntimeId::sockets`] (the `SOCKETS` each runtime file declares next to its
+/// detector). The line order is the detector order of [`Registry::builtin`](crate::Registry):
+/// specific runtimes before generic ones (a remote endpoint before anything local, Podman
+/// machine before rootless Podman, the Docker VMs before native Docker), so the generic
+/// fallbacks only see engines nothing more specific claimed. The file of a runtime is named
+/// after its id with `_` for `-`; `tests/it/fixtures.rs` checks that every file in this
+/// directory has its line.
+macro_rules! runtimes {
+    ($($module:ident :: $ty:ident = $id:literal,)+) => {
+        $(
+            mod $module;
+            pub use $module::$ty;
+        )+
+
+        /// Every runtime this crate knows, plus those an embedder brings ([`External`]).
+        #[enum_dispatch(ContainerRuntime)]
+        #[derive(Debug, Clone)]
+        pub enum Runtime {
+            $(
+                #[doc = concat!("The `", $id, "` runtime: see [`", stringify!($ty), "`].")]
+                $ty,
+            )+
+            /// A runtime defined outside this crate.
+            External,
+        }
+
+        /// Ids of the built-in runtimes, one per line of the runtime table, serialized as the id
+        /// string.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum RuntimeId {
+            $(
+                #[doc = concat!("`", $id, "`")]
+                #[serde(rename = $id)]
+                $ty,
+            )+
+        }
+
+        impl RuntimeId {
+            /// Every built-in id, in detector order (the order of the runtime table).
+            pub const ALL: [RuntimeId; [$($id),+].len()] = [$(RuntimeId::$ty),+];
+
+            /// The id string, as in CLI output, docs, fixtures folders and [`ContainerRuntime::id`].
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(RuntimeId::$ty => $id,)+
+                }
+            }
+
+            /// The detector function of this runtime (its registry line).
+            pub(crate) fn detector(self) -> fn(&Facts) -> Detection {
+                match self {
+                    $(RuntimeId::$ty => $ty::detect,)+
+                }
+            }
+
+            /// Where this runtime's engine listens, as data (its file's `SOCKETS`); empty for a
+            /// runtime reached only through an endpoint the operator names.
+            pub fn sockets(self) -> &'static [SocketLocation] {
+                match self {
+                    $(RuntimeId::$ty => $module::SOCKETS,)+
+                }
+            }
+        }
+    };
+}
+
+runtimes! {
+    remote_docker::RemoteDocker = "remote-docker",
+    podman_machine::PodmanMachine = "podman-machine",
+    podman_rootless::PodmanRootless = "podman-rootless",
+    podman::Podman = "podman",
+    docker_desktop::DockerDesktop = "docker-desktop",
+    orbstack::OrbStack = "orbstack",
+    rancher_desktop::RancherDesktop = "rancher-desktop",
+    colima::Colima = "colima",
+    lima::Lima = "lima",
+    rootless_docker::RootlessDocker = "rootless-docker",
+    native_docker::NativeDocker = "native-docker",
+}
+
+/// What one detector concluded.
+#[derive(Debug, Clone)]
+pub enum Detection {
+    /// The engine is this runtime.
+    Match {
+        /// The runtime, owning the facts its route needs.
+        runtime: Runtime,
+        /// The facts that matched.
+        evidence: Vec<Evidence>,
+    },
+    /// Not this runtime, and why.
+    NotMine(String),
+    /// Signals of this runtime were seen, but not enough to decide; the search stops.
+    Failed(String),
+}
 
 /// A container runtime: what its containers must be told so that they reach the gateway.
 ///
-/// Implementors provide their id, engine family and [`plan`](ContainerRuntime::plan); the route
-/// (with overrides applied and checked) and the extra-hosts entries are provided once for all.
+/// Implementors provide their id, engine family and [`plan`](ContainerRuntime::plan), and may
+/// name loopback aliases and alternatives. The route with the operator's overrides applied comes
+/// from [`GatewayRoute`], which every runtime gets and none can replace.
 #[enum_dispatch]
 pub trait ContainerRuntime {
     /// Stable id used in CLI output and docs, e.g. `podman-machine`.
@@ -71,8 +150,44 @@ pub trait ContainerRuntime {
     fn alternatives(&self) -> Vec<RoutePlan> {
         Vec::new()
     }
+}
 
-    /// The route, with the operator's overrides applied and checked.
+/// The route of a runtime, with the operator's overrides applied and checked.
+///
+/// Provided for every [`ContainerRuntime`] by one blanket impl, so that no runtime can replace
+/// it: whatever a runtime plans, its route goes through the one override resolution that keeps
+/// the container side (what `host.openshell.internal` maps to) and the bind side (where the
+/// gateway listens) meeting. A runtime that tries to provide its own does not compile:
+///
+/// ```compile_fail,E0119
+/// use openshell_runtime::{
+///     ContainerRuntime, EngineKind, GatewayRoute, Overrides, Route, RouteContext, RouteError,
+///     RoutePlan,
+/// };
+///
+/// struct Sneaky;
+///
+/// impl ContainerRuntime for Sneaky {
+///     fn id(&self) -> &str { "sneaky" }
+///     fn engine(&self) -> EngineKind { EngineKind::Docker }
+///     fn plan(&self) -> Result<RoutePlan, RouteError> { unimplemented!() }
+/// }
+///
+/// impl GatewayRoute for Sneaky {
+///     fn gateway_route(&self, _: &RouteContext, _: &Overrides) -> Result<Route, RouteError> {
+///         unimplemented!()
+///     }
+/// }
+/// ```
+pub trait GatewayRoute {
+    /// The runtime's [`plan`](ContainerRuntime::plan) with `overrides` laid over it, or the
+    /// error that refuses it: the plan's own error when nothing is overridden, or a
+    /// [`RouteError::BindConflict`] when a bind override would not receive what sandboxes send.
+    fn gateway_route(&self, ctx: &RouteContext, overrides: &Overrides)
+        -> Result<Route, RouteError>;
+}
+
+impl<T: ContainerRuntime + ?Sized> GatewayRoute for T {
     fn gateway_route(
         &self,
         ctx: &RouteContext,
@@ -91,119 +206,24 @@ pub trait ContainerRuntime {
     }
 }
 
-/// Every runtime this crate knows, plus those an embedder brings ([`External`]).
-#[enum_dispatch(ContainerRuntime)]
-#[derive(Debug, Clone)]
-pub enum Runtime {
-    /// Docker Desktop (macOS, Windows, Linux).
-    DockerDesktop,
-    /// Colima.
-    Colima,
-    /// OrbStack.
-    OrbStack,
-    /// Rancher Desktop with the moby engine.
-    RancherDesktop,
-    /// A Lima instance running Docker.
-    Lima,
-    /// Rootful Docker Engine on the gateway's own Linux host.
-    NativeDocker,
-    /// Rootless Docker Engine (RootlessKit).
-    RootlessDocker,
-    /// Rootful Podman on Linux.
-    Podman,
-    /// Rootless Podman on Linux.
-    PodmanRootless,
-    /// Podman machine (a VM on macOS, Windows or Linux).
-    PodmanMachine,
-    /// An engine on another machine.
-    RemoteDocker,
-    /// A runtime defined outside this crate.
-    External,
-}
-
-/// Ids of the built-in runtimes, in one list so tests can check each has a detector and fixtures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RuntimeId {
-    /// `docker-desktop`
-    DockerDesktop,
-    /// `colima`
-    Colima,
-    /// `orbstack`
-    #[serde(rename = "orbstack")]
-    OrbStack,
-    /// `rancher-desktop`
-    RancherDesktop,
-    /// `lima`
-    Lima,
-    /// `native-docker`
-    NativeDocker,
-    /// `rootless-docker`
-    RootlessDocker,
-    /// `podman`
-    Podman,
-    /// `podman-rootless`
-    PodmanRootless,
-    /// `podman-machine`
-    PodmanMachine,
-    /// `remote-docker`
-    RemoteDocker,
-}
-
 impl RuntimeId {
-    /// All built-in ids.
-    pub const ALL: [RuntimeId; 11] = [
-        RuntimeId::DockerDesktop,
-        RuntimeId::Colima,
-        RuntimeId::OrbStack,
-        RuntimeId::RancherDesktop,
-        RuntimeId::Lima,
-        RuntimeId::NativeDocker,
-        RuntimeId::RootlessDocker,
-        RuntimeId::Podman,
-        RuntimeId::PodmanRootless,
-        RuntimeId::PodmanMachine,
-        RuntimeId::RemoteDocker,
-    ];
-
-    /// The id string.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RuntimeId::DockerDesktop => "docker-desktop",
-            RuntimeId::Colima => "colima",
-            RuntimeId::OrbStack => "orbstack",
-            RuntimeId::RancherDesktop => "rancher-desktop",
-            RuntimeId::Lima => "lima",
-            RuntimeId::NativeDocker => "native-docker",
-            RuntimeId::RootlessDocker => "rootless-docker",
-            RuntimeId::Podman => "podman",
-            RuntimeId::PodmanRootless => "podman-rootless",
-            RuntimeId::PodmanMachine => "podman-machine",
-            RuntimeId::RemoteDocker => "remote-docker",
-        }
-    }
-
     /// The built-in id with this spelling.
     pub fn parse(s: &str) -> Option<RuntimeId> {
         RuntimeId::ALL.into_iter().find(|id| id.as_str() == s)
     }
+}
 
-    /// The detector function of this runtime (its registry line).
-    pub(crate) fn detector(self) -> fn(&Facts) -> Detection {
-        match self {
-            RuntimeId::DockerDesktop => DockerDesktop::detect,
-            RuntimeId::Colima => Colima::detect,
-            RuntimeId::OrbStack => OrbStack::detect,
-            RuntimeId::RancherDesktop => RancherDesktop::detect,
-            RuntimeId::Lima => Lima::detect,
-            RuntimeId::NativeDocker => NativeDocker::detect,
-            RuntimeId::RootlessDocker => RootlessDocker::detect,
-            RuntimeId::Podman => Podman::detect,
-            RuntimeId::PodmanRootless => PodmanRootless::detect,
-            RuntimeId::PodmanMachine => PodmanMachine::detect,
-            RuntimeId::RemoteDocker => RemoteDocker::detect,
-        }
-    }
+/// Every built-in runtime's socket locations, in discovery order: sorted by
+/// [`SocketLocation::rank`], so the engines a user most likely means come first (Docker Engine,
+/// rootless Docker, the Docker VMs, then rootless Podman, rootful Podman and Podman machines).
+/// Both drivers walk this one list, keeping the locations whose API they speak.
+pub fn well_known_sockets() -> Vec<(RuntimeId, &'static SocketLocation)> {
+    let mut all: Vec<(RuntimeId, &'static SocketLocation)> = RuntimeId::ALL
+        .into_iter()
+        .flat_map(|id| id.sockets().iter().map(move |s| (id, s)))
+        .collect();
+    all.sort_by_key(|(_, s)| s.rank);
+    all
 }
 
 impl fmt::Display for RuntimeId {
@@ -326,5 +346,103 @@ pub(crate) fn matched(runtime: impl Into<Runtime>, evidence: Vec<Evidence>) -> D
     Detection::Match {
         runtime: runtime.into(),
         evidence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::sockets::{OsFamily, SocketApi, SocketRoot};
+
+    #[test]
+    fn socket_locations_are_well_formed() {
+        let all = well_known_sockets();
+        let mut ranks = BTreeSet::new();
+        for (id, s) in &all {
+            let stars = s.path.matches('*').count();
+            assert!(stars <= 1, "{id} {}: more than one '*'", s.path);
+            assert!(
+                ranks.insert(s.rank),
+                "{id} {}: rank {} is taken",
+                s.path,
+                s.rank
+            );
+            if let Some(default) = s.default_instance {
+                let pattern = s.instances();
+                assert!(
+                    pattern.is_some_and(|p| p.instance(&p.entry(default)) == Some(default)),
+                    "{id} {}: default instance {default:?} needs a '*' segment it can fill",
+                    s.path
+                );
+            }
+            match s.root {
+                SocketRoot::Absolute => assert!(s.path.starts_with('/'), "{id} {}", s.path),
+                SocketRoot::NamedPipe => {
+                    assert!(s.path.starts_with("//./pipe/"), "{id} {}", s.path);
+                    assert_eq!(s.only_on, Some(OsFamily::Windows), "{id} {}", s.path);
+                }
+                SocketRoot::Home | SocketRoot::XdgRuntimeDir | SocketRoot::TmpDir => {
+                    assert!(!s.path.starts_with('/'), "{id} {}: not relative", s.path);
+                }
+            }
+            assert!(
+                stars == 0 || !matches!(s.root, SocketRoot::Absolute | SocketRoot::NamedPipe),
+                "{id} {}: a '*' segment only under a per-user root",
+                s.path
+            );
+            assert!(!s.label.is_empty(), "{id} {}: no label", s.path);
+        }
+    }
+
+    #[test]
+    fn each_engine_family_serves_its_own_api() {
+        for id in RuntimeId::ALL {
+            let podman = id.as_str().starts_with("podman");
+            let want = if podman {
+                SocketApi::Podman
+            } else {
+                SocketApi::Docker
+            };
+            for s in id.sockets() {
+                assert_eq!(s.api, want, "{id} {}", s.path);
+            }
+            assert_eq!(
+                id.sockets().is_empty(),
+                id == RuntimeId::RemoteDocker,
+                "{id}: every local runtime has a socket, a remote one none"
+            );
+        }
+    }
+
+    /// The discovery order, written out: the Docker driver's historical order, except that
+    /// rootless Podman now comes before rootful Podman (as in Podman's own order).
+    #[test]
+    fn well_known_sockets_keep_the_discovery_order() {
+        let got: Vec<String> = well_known_sockets()
+            .into_iter()
+            .map(|(id, s)| format!("{} {id} {} {}", s.rank, s.label, s.path))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "100 native-docker Docker Engine /var/run/docker.sock",
+                "110 rootless-docker rootless Docker docker.sock",
+                "120 docker-desktop Docker Desktop .docker/run/docker.sock",
+                "121 docker-desktop Docker Desktop (Linux) .docker/desktop/docker.sock",
+                "130 colima Colima .colima/*/docker.sock",
+                "140 orbstack OrbStack .orbstack/run/docker.sock",
+                "150 rancher-desktop Rancher Desktop .rd/docker.sock",
+                "160 lima Lima .lima/*/sock/docker.sock",
+                "200 podman-rootless Podman (rootless) podman/podman.sock",
+                "210 podman Podman (rootful) /run/podman/podman.sock",
+                "220 podman-machine Podman machine .local/share/containers/podman/machine/*/podman.sock",
+                "221 podman-machine Podman machine (macOS) podman/*-api.sock",
+                "222 podman-machine Podman machine (Windows) //./pipe/podman-machine-default",
+            ]
+        );
+        let colima = RuntimeId::Colima.sockets();
+        assert_eq!(colima[0].default_instance, Some("default"));
     }
 }

@@ -8,11 +8,11 @@
 
 use crate::error::RouteError;
 use crate::facts::{EngineVersion, Facts, HostOs, NetworkFacts};
-use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{engine_kind, host_os_evidence};
+use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{bridge_plan, matched, ContainerRuntime, RuntimeId};
+use super::{bridge_plan, matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Native Docker Engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,19 @@ pub struct NativeDocker {
     /// Engine version.
     pub version: Option<EngineVersion>,
 }
+
+/// Where rootful Docker Engine listens: dockerd's default `-H unix:///var/run/docker.sock`
+/// (<https://docs.docker.com/reference/cli/dockerd/>). First of every runtime's locations, as in
+/// the docker CLI, which tries nothing else.
+pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
+    root: SocketRoot::Absolute,
+    path: "/var/run/docker.sock",
+    default_instance: None,
+    api: SocketApi::Docker,
+    rank: 100,
+    label: "Docker Engine",
+    only_on: None,
+}];
 
 impl NativeDocker {
     /// Detector.

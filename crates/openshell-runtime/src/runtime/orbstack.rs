@@ -11,11 +11,13 @@ use crate::consts::ORBSTACK_HOST_IP;
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts};
-use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
+use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, RuntimeId};
+use super::{
+    docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection, RuntimeId,
+};
 
 /// OrbStack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,19 @@ pub struct OrbStack {
 }
 
 const ALIASES: [IpAddr; 1] = [ORBSTACK_HOST_IP];
+
+/// Where OrbStack listens: `~/.orbstack/run/docker.sock`
+/// (<https://github.com/testcontainers/testcontainers-go/issues/2819>, captured in
+/// tests/fixtures/orbstack/).
+pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
+    root: SocketRoot::Home,
+    path: ".orbstack/run/docker.sock",
+    default_instance: None,
+    api: SocketApi::Docker,
+    rank: 140,
+    label: "OrbStack",
+    only_on: None,
+}];
 
 impl OrbStack {
     /// Detector.

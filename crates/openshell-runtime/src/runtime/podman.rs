@@ -12,11 +12,11 @@
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts, HostOs, NetworkFacts};
-use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{engine_kind, host_os_evidence};
+use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{bridge_plan, matched, ContainerRuntime, RuntimeId};
+use super::{bridge_plan, matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Rootful Podman on Linux.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +98,19 @@ pub(crate) fn rootless_evidence(facts: &Facts) -> Option<(bool, Evidence)> {
     }
     None
 }
+
+/// Where rootful Podman's service listens: `unix:///run/podman/podman.sock`
+/// (podman-system-service(1),
+/// <https://docs.podman.io/en/latest/markdown/podman-system-service.1.html>).
+pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
+    root: SocketRoot::Absolute,
+    path: "/run/podman/podman.sock",
+    default_instance: None,
+    api: SocketApi::Podman,
+    rank: 210,
+    label: "Podman (rootful)",
+    only_on: None,
+}];
 
 impl Podman {
     /// Detector.

@@ -16,11 +16,11 @@ use crate::consts::GVPROXY_HOST_IP;
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts, HostOs};
-use crate::registry::Detection;
 use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
+use crate::sockets::{OsFamily, SocketApi, SocketLocation, SocketRoot};
 
-use super::{matched, ContainerRuntime, RuntimeId};
+use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Podman resolves `host-gateway` inside a machine from 5.6.
 const MACHINE_HOST_GATEWAY_SINCE: EngineVersion = EngineVersion::new(5, 6, 0);
@@ -36,6 +36,42 @@ pub struct PodmanMachine {
 }
 
 const ALIASES: [IpAddr; 1] = [GVPROXY_HOST_IP];
+
+/// Where `podman machine start` forwards the machine's API on the host. Podman 4 on macOS and
+/// Linux: `~/.local/share/containers/podman/machine/<machine>/podman.sock` (shown by
+/// `podman machine inspect` since <https://github.com/containers/podman/pull/14448>; the qemu
+/// provider's directory is `qemu`). Podman 5 on macOS: `$TMPDIR/podman/<machine>-api.sock`.
+/// Windows: the named pipe `//./pipe/podman-machine-default` of the default machine
+/// (<https://github.com/containers/podman/issues/14231>).
+pub(crate) const SOCKETS: &[SocketLocation] = &[
+    SocketLocation {
+        root: SocketRoot::Home,
+        path: ".local/share/containers/podman/machine/*/podman.sock",
+        default_instance: None,
+        api: SocketApi::Podman,
+        rank: 220,
+        label: "Podman machine",
+        only_on: None,
+    },
+    SocketLocation {
+        root: SocketRoot::TmpDir,
+        path: "podman/*-api.sock",
+        default_instance: None,
+        api: SocketApi::Podman,
+        rank: 221,
+        label: "Podman machine (macOS)",
+        only_on: None,
+    },
+    SocketLocation {
+        root: SocketRoot::NamedPipe,
+        path: "//./pipe/podman-machine-default",
+        default_instance: None,
+        api: SocketApi::Podman,
+        rank: 222,
+        label: "Podman machine (Windows)",
+        only_on: Some(OsFamily::Windows),
+    },
+];
 
 impl PodmanMachine {
     /// Detector.

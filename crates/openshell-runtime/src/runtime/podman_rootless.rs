@@ -18,12 +18,12 @@ use crate::consts::SLIRP4NETNS_HOST_IP;
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts, HostOs, RootlessHelper};
-use crate::registry::Detection;
 use crate::route::{EngineKind, Exposure, HostTarget, RoutePlan};
 use crate::signals::{engine_kind, host_os_evidence};
+use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::podman::rootless_evidence;
-use super::{lan_plan, matched, ContainerRuntime, RuntimeId};
+use super::{lan_plan, matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Podman made pasta the default rootless helper in 5.0.
 const PASTA_DEFAULT_SINCE: EngineVersion = EngineVersion::new(5, 0, 0);
@@ -44,6 +44,20 @@ pub struct PodmanRootless {
 }
 
 const ALIASES: [IpAddr; 1] = [SLIRP4NETNS_HOST_IP];
+
+/// Where rootless Podman's service listens: `unix://$XDG_RUNTIME_DIR/podman/podman.sock`
+/// (podman-system-service(1),
+/// <https://docs.podman.io/en/latest/markdown/podman-system-service.1.html>). Before rootful
+/// Podman, as in Podman's own order: a user's own engine is the one they mean.
+pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
+    root: SocketRoot::XdgRuntimeDir,
+    path: "podman/podman.sock",
+    default_instance: None,
+    api: SocketApi::Podman,
+    rank: 200,
+    label: "Podman (rootless)",
+    only_on: None,
+}];
 
 impl PodmanRootless {
     /// Detector.

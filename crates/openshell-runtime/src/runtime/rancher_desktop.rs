@@ -14,11 +14,11 @@ use crate::consts::LIMA_HOST_IP;
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{Facts, HostOs};
-use crate::registry::Detection;
 use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
+use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{matched, ContainerRuntime, RuntimeId};
+use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Rancher Desktop (moby).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,19 @@ pub struct RancherDesktop {
 }
 
 const ALIASES: [IpAddr; 1] = [LIMA_HOST_IP];
+
+/// Where Rancher Desktop listens without administrative access: `~/.rd/docker.sock`
+/// (<https://github.com/testcontainers/testcontainers-dotnet/issues/1163>, captured in
+/// tests/fixtures/rancher-desktop/).
+pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
+    root: SocketRoot::Home,
+    path: ".rd/docker.sock",
+    default_instance: None,
+    api: SocketApi::Docker,
+    rank: 150,
+    label: "Rancher Desktop",
+    only_on: None,
+}];
 
 impl RancherDesktop {
     /// Detector.

@@ -8,11 +8,11 @@
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::Facts;
-use crate::registry::Detection;
 use crate::route::{EngineKind, RoutePlan};
 use crate::signals::engine_kind;
+use crate::sockets::SocketLocation;
 
-use super::{matched, ContainerRuntime, RuntimeId};
+use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
 /// A remote engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +22,10 @@ pub struct RemoteDocker {
     /// Engine family on the other side.
     pub engine: EngineKind,
 }
+
+/// None: a remote engine is reached only through an endpoint the operator names
+/// (`DOCKER_HOST`, a context or a connection), never by looking for a socket.
+pub(crate) const SOCKETS: &[SocketLocation] = &[];
 
 impl RemoteDocker {
     /// Detector.

@@ -23,11 +23,11 @@ use crate::consts::{GVISOR_TAP_VSOCK_HOST_IP, SLIRP4NETNS_HOST_IP, VPNKIT_HOST_I
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{Facts, HostOs, RootlessKitNet};
-use crate::registry::Detection;
 use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_in_user_runtime_dir, engine_kind};
+use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{lan_plan, matched, ContainerRuntime, RuntimeId};
+use super::{lan_plan, matched, ContainerRuntime, Detection, RuntimeId};
 
 /// Rootless Docker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,19 @@ const LOOPBACK_FIX: &str = "start RootlessKit without --disable-host-loopback \
     (DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false on Docker 26 and later, \
     DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS=--disable-host-loopback=false before) \
     and set rootless_host_loopback = true";
+
+/// Where rootless Docker listens: "The socket path is set to `$XDG_RUNTIME_DIR/docker.sock` by
+/// default" (<https://docs.docker.com/engine/security/rootless/>); the local capture in
+/// tests/fixtures/rootless-docker/ was taken through it.
+pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
+    root: SocketRoot::XdgRuntimeDir,
+    path: "docker.sock",
+    default_instance: None,
+    api: SocketApi::Docker,
+    rank: 110,
+    label: "rootless Docker",
+    only_on: None,
+}];
 
 impl RootlessDocker {
     /// Detector.

@@ -1,0 +1,132 @@
+//! Override resolution: the operator's overrides applied to a runtime's plan, checked so that
+//! the two sides of the route still meet.
+//!
+//! This is the one place a [`Route`] is built from a [`RoutePlan`]; every runtime's
+//! `gateway_route()` and every fallback of a decision go through [`resolve`].
+
+use std::net::IpAddr;
+
+use crate::consts::{LOOPBACK_V4, OPENSHELL_HOST};
+use crate::error::RouteError;
+use crate::facts::Overrides;
+use crate::route::{EngineKind, Exposure, HostTarget, Route, RouteContext, RoutePlan};
+
+/// What a runtime contributes to [`resolve`].
+#[derive(Debug)]
+pub(crate) struct RuntimeRouting<'a> {
+    /// Runtime id.
+    pub(crate) runtime: &'a str,
+    /// Engine family.
+    pub(crate) engine: EngineKind,
+    /// The runtime's own plan, or why it has none.
+    pub(crate) plan: Result<RoutePlan, RouteError>,
+    /// Container-side addresses that land on the host's loopback in this runtime.
+    pub(crate) loopback_aliases: &'a [IpAddr],
+}
+
+/// Applies overrides to a runtime's plan and checks that the two sides of the route meet.
+///
+/// - No overrides: the plan, or its error (fail closed).
+/// - `host_gateway_ip` alone: sandboxes go there; the bind is derived as narrowly as the runtime
+///   allows (loopback when the runtime forwards that address to loopback, the plan's bind when
+///   it is the plan's own target, else the address itself, never a wildcard).
+/// - `bind` alone: accepted only where it receives what the plan sends (the plan's bind, or a
+///   wildcard); anything else is a conflict, reported with the address that would work.
+/// - both: the operator's word on both sides.
+pub(crate) fn resolve(
+    rt: RuntimeRouting<'_>,
+    ctx: &RouteContext,
+    overrides: &Overrides,
+) -> Result<Route, RouteError> {
+    let mut notes = Vec::new();
+    let (target, bind, exposure, why) = match (overrides.host_gateway_ip, overrides.bind) {
+        (None, None) => {
+            let plan = rt.plan?;
+            (plan.target, plan.bind, plan.exposure, plan.why)
+        }
+        (Some(ip), bind_override) => {
+            notes.push(format!(
+                "host_gateway_ip override: {OPENSHELL_HOST} maps to {ip}"
+            ));
+            let plan = rt.plan.ok();
+            let (bind, exposure) = match bind_override {
+                Some(b) => (b, exposure_of_override(b)),
+                None if rt.loopback_aliases.contains(&ip) => {
+                    notes.push(format!(
+                        "{} forwards {ip} to the host's loopback, so the gateway binds {LOOPBACK_V4} only",
+                        rt.runtime
+                    ));
+                    (LOOPBACK_V4, Exposure::Loopback)
+                }
+                None => match &plan {
+                    Some(p) if p.target == HostTarget::Ip(ip) && p.bind.is_some() => {
+                        (p.bind.unwrap_or(ip), p.exposure)
+                    }
+                    _ => {
+                        notes.push(format!(
+                            "{ip} must be an address of this host: the gateway binds it and nothing wider"
+                        ));
+                        (ip, Exposure::Operator)
+                    }
+                },
+            };
+            let why = plan.map_or_else(
+                || "the operator set the container-side address".to_string(),
+                |p| {
+                    format!(
+                        "operator override (the runtime alone would route: {})",
+                        p.why
+                    )
+                },
+            );
+            (HostTarget::Ip(ip), Some(bind), exposure, why)
+        }
+        (None, Some(b)) => {
+            let plan = rt.plan?;
+            let receives = b.is_unspecified() || plan.bind.is_none() || plan.bind == Some(b);
+            if !receives {
+                return Err(RouteError::BindConflict {
+                    runtime: rt.runtime.to_string(),
+                    bind: b,
+                    target: plan.target,
+                    needed: plan.bind,
+                });
+            }
+            notes.push(format!("bind override: the gateway binds {b}"));
+            (plan.target, Some(b), exposure_of_override(b), plan.why)
+        }
+    };
+    if exposure == Exposure::Wildcard {
+        notes.push(
+            "the gateway listens on every interface: any machine that can reach this host can connect"
+                .into(),
+        );
+    }
+    if exposure == Exposure::Lan {
+        notes.push(
+            "the only route binds the host's LAN-facing address: other machines on the network can reach the gateway unless a firewall stops them"
+                .into(),
+        );
+    }
+    Ok(Route {
+        runtime: rt.runtime.to_string(),
+        engine: rt.engine,
+        openshell_host: target,
+        bind,
+        exposure,
+        port: ctx.port,
+        tls: ctx.tls,
+        why,
+        notes,
+    })
+}
+
+fn exposure_of_override(bind: IpAddr) -> Exposure {
+    if bind.is_loopback() {
+        Exposure::Loopback
+    } else if bind.is_unspecified() {
+        Exposure::Wildcard
+    } else {
+        Exposure::Operator
+    }
+}
