@@ -2,15 +2,15 @@
 //!
 //! Order: explicit endpoint, `DOCKER_HOST`, `DOCKER_CONTEXT`, `currentContext` in
 //! `$DOCKER_CONFIG/config.json` (context store `contexts/meta/<sha256(name)>/meta.json`), then
-//! the well-known sockets of each runtime. As in the CLI, an endpoint named by the user or the
+//! every runtime's well-known sockets (data in each runtime's file in `openshell-runtime`). As in the CLI, an endpoint named by the user or the
 //! context is the only candidate: we do not fall back behind the user's back. Every candidate is
 //! reported with its source and outcome.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::probe_candidates;
+use openshell_sandbox::support::discover::{probe_candidates, well_known};
 use openshell_sandbox::support::BoxError;
 use openshell_sandbox::{Discovery, DiscoveryEnv, DiscoveryError};
 use sha2::{Digest, Sha256};
@@ -51,116 +51,6 @@ fn context_endpoint(name: &str, env: &DiscoveryEnv) -> Result<Endpoint, Discover
     parse(host, &format!("context {name}"))
 }
 
-/// The well-known sockets of every runtime, in order.
-fn well_known(env: &DiscoveryEnv) -> Vec<(Endpoint, String)> {
-    let mut out: Vec<(PathBuf, String)> = vec![(
-        PathBuf::from("/var/run/docker.sock"),
-        "well-known: Docker Engine".into(),
-    )];
-    if let Some(xdg) = env.var("XDG_RUNTIME_DIR") {
-        out.push((
-            Path::new(xdg).join("docker.sock"),
-            "well-known: rootless Docker".into(),
-        ));
-    }
-    if let Some(home) = &env.home {
-        out.push((
-            home.join(".docker/run/docker.sock"),
-            "well-known: Docker Desktop".into(),
-        ));
-        out.push((
-            home.join(".docker/desktop/docker.sock"),
-            "well-known: Docker Desktop (Linux)".into(),
-        ));
-        out.extend(per_instance(
-            &home.join(".colima"),
-            "docker.sock",
-            "Colima",
-            Some("default"),
-        ));
-        out.push((
-            home.join(".orbstack/run/docker.sock"),
-            "well-known: OrbStack".into(),
-        ));
-        out.push((
-            home.join(".rd/docker.sock"),
-            "well-known: Rancher Desktop".into(),
-        ));
-        out.extend(per_instance(
-            &home.join(".lima"),
-            "sock/docker.sock",
-            "Lima",
-            None,
-        ));
-    }
-    out.push((
-        PathBuf::from("/run/podman/podman.sock"),
-        "well-known: Podman (rootful)".into(),
-    ));
-    if let Some(xdg) = env.var("XDG_RUNTIME_DIR") {
-        out.push((
-            Path::new(xdg).join("podman/podman.sock"),
-            "well-known: Podman (rootless)".into(),
-        ));
-    }
-    if let Some(home) = &env.home {
-        out.extend(per_instance(
-            &home.join(".local/share/containers/podman/machine"),
-            "podman.sock",
-            "Podman machine",
-            None,
-        ));
-    }
-    if let Some(tmp) = env.var("TMPDIR") {
-        let dir = Path::new(tmp).join("podman");
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            let mut socks: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.to_string_lossy().ends_with("-api.sock"))
-                .collect();
-            socks.sort();
-            out.extend(
-                socks
-                    .into_iter()
-                    .map(|p| (p, "well-known: Podman machine (macOS)".to_string())),
-            );
-        }
-    }
-    out.into_iter()
-        .map(|(p, s)| {
-            (
-                Endpoint::Unix {
-                    path: p.display().to_string(),
-                },
-                s,
-            )
-        })
-        .collect()
-}
-
-/// `<root>/<instance>/<rel>` for each instance directory, `first` (if any) before the others.
-fn per_instance(root: &Path, rel: &str, what: &str, first: Option<&str>) -> Vec<(PathBuf, String)> {
-    let mut names: Vec<String> = std::fs::read_dir(root)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.path().is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort_by_key(|n| (Some(n.as_str()) != first, n.clone()));
-    if let Some(f) = first {
-        if !names.iter().any(|n| n == f) {
-            names.insert(0, f.to_string());
-        }
-    }
-    names
-        .into_iter()
-        .map(|n| (root.join(&n).join(rel), format!("well-known: {what} ({n})")))
-        .collect()
-}
-
 /// The candidates in order, without touching any of them.
 pub fn candidates(
     explicit: Option<&str>,
@@ -191,7 +81,7 @@ pub fn candidates(
             ),
         )]);
     }
-    Ok(well_known(env))
+    Ok(well_known(env, false))
 }
 
 /// Lists the candidates, then tries them in order; the first engine that answers is chosen.
@@ -207,6 +97,7 @@ pub async fn discover(
 mod tests {
     use super::*;
     use openshell_sandbox::CandidateOutcome;
+    use std::path::Path;
 
     fn env(vars: &[(&str, &str)], home: &Path) -> DiscoveryEnv {
         DiscoveryEnv {

@@ -2,15 +2,14 @@
 //!
 //! Explicit endpoint, `CONTAINER_HOST`, `CONTAINER_CONNECTION` (a named connection), the default
 //! connection in `podman-connections.json` (`PODMAN_CONNECTIONS_CONF`), containers.conf's
-//! `[engine] active_service` / `service_destinations`, then the rootless socket
-//! (`$XDG_RUNTIME_DIR/podman/podman.sock`), the rootful one (`/run/podman/podman.sock`) and the
-//! machine sockets. A user-named endpoint is the only candidate, as in Podman.
+//! `[engine] active_service` / `service_destinations`, then the well-known sockets of the Podman
+//! runtimes (rootless, rootful, machines: data in their files in `openshell-runtime`). A user-named endpoint is the only candidate, as in Podman.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::probe_candidates;
+use openshell_sandbox::support::discover::{probe_candidates, well_known};
 use openshell_sandbox::{Discovery, DiscoveryEnv, DiscoveryError};
 
 fn parse(raw: &str, origin: &str) -> Result<Endpoint, DiscoveryError> {
@@ -113,52 +112,6 @@ fn service_destinations(env: &DiscoveryEnv) -> Vec<(String, String, bool)> {
     out
 }
 
-fn machine_sockets(env: &DiscoveryEnv) -> Vec<(Endpoint, String)> {
-    let mut out = Vec::new();
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Some(home) = &env.home {
-        dirs.push(home.join(".local/share/containers/podman/machine"));
-    }
-    if let Some(tmp) = env.var("TMPDIR") {
-        dirs.push(Path::new(tmp).join("podman"));
-    }
-    for dir in dirs {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut found: Vec<PathBuf> = rd
-            .flatten()
-            .flat_map(|e| {
-                let p = e.path();
-                if p.is_dir() {
-                    vec![p.join("podman.sock")]
-                } else {
-                    vec![p]
-                }
-            })
-            .filter(|p| p.to_string_lossy().ends_with(".sock") && p.exists())
-            .collect();
-        found.sort();
-        out.extend(found.into_iter().map(|p| {
-            (
-                Endpoint::Unix {
-                    path: p.display().to_string(),
-                },
-                "well-known: Podman machine".to_string(),
-            )
-        }));
-    }
-    if openshell_sandbox::current_os() == openshell_runtime::HostOs::Windows {
-        out.push((
-            Endpoint::Npipe {
-                path: "//./pipe/podman-machine-default".into(),
-            },
-            "well-known: Podman machine (Windows)".into(),
-        ));
-    }
-    out
-}
-
 /// The candidates in order, without touching any of them.
 pub fn candidates(
     explicit: Option<&str>,
@@ -200,26 +153,7 @@ pub fn candidates(
             format!("service destination {name} (containers.conf)"),
         )]);
     }
-    let mut out = Vec::new();
-    if let Some(xdg) = env.var("XDG_RUNTIME_DIR") {
-        out.push((
-            Endpoint::Unix {
-                path: Path::new(xdg)
-                    .join("podman/podman.sock")
-                    .display()
-                    .to_string(),
-            },
-            "well-known: Podman (rootless)".to_string(),
-        ));
-    }
-    out.push((
-        Endpoint::Unix {
-            path: "/run/podman/podman.sock".into(),
-        },
-        "well-known: Podman (rootful)".into(),
-    ));
-    out.extend(machine_sockets(env));
-    Ok(out)
+    Ok(well_known(env, true))
 }
 
 /// Lists the candidates, then tries them in order.
@@ -234,6 +168,7 @@ pub async fn discover(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn env(vars: &[(&str, &str)], home: &Path) -> DiscoveryEnv {
         DiscoveryEnv {

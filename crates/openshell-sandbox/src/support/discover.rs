@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
+use openshell_runtime::{well_known_sockets, SocketApi, SocketLocation, SocketRoot};
 
 use serde::Serialize;
 use tracing::Instrument;
@@ -74,6 +75,77 @@ impl DiscoveryEnv {
     }
 }
 
+/// The well-known sockets of every runtime (each runtime's `SOCKETS` in `openshell-runtime`),
+/// in discovery rank, expanded against `env`: a `*` segment becomes each matching directory
+/// entry that exists (the runtime's default instance first, listed even when absent), and
+/// locations for another OS or under an unset root are left out. With `podman_only`, only the
+/// sockets that serve libpod.
+pub fn well_known(env: &DiscoveryEnv, podman_only: bool) -> Vec<(Endpoint, String)> {
+    let os = crate::current_os();
+    well_known_sockets()
+        .into_iter()
+        .filter(|(_, loc)| !podman_only || loc.api == SocketApi::Podman)
+        .filter(|(_, loc)| loc.applies_on(&os))
+        .flat_map(|(_, loc)| expand(loc, env))
+        .collect()
+}
+
+/// Every socket `loc` names here, each with its source for the discovery report.
+fn expand(loc: &SocketLocation, env: &DiscoveryEnv) -> Vec<(Endpoint, String)> {
+    let source = |instance: Option<&str>| match instance {
+        Some(i) => format!(
+            "well-known: {} ({})",
+            loc.label,
+            openshell_runtime::display_value(i)
+        ),
+        None => format!("well-known: {}", loc.label),
+    };
+    let root = match loc.root {
+        SocketRoot::NamedPipe => {
+            let pipe = Endpoint::Npipe {
+                path: loc.path.to_string(),
+            };
+            return vec![(pipe, source(None))];
+        }
+        SocketRoot::Absolute => Some(PathBuf::from("/")),
+        SocketRoot::Home => env.home.clone(),
+        SocketRoot::XdgRuntimeDir => env.var("XDG_RUNTIME_DIR").map(PathBuf::from),
+        SocketRoot::TmpDir => env.var("TMPDIR").map(PathBuf::from),
+    };
+    let Some(root) = root else {
+        return Vec::new();
+    };
+    let unix = |rel: &str| Endpoint::Unix {
+        path: root.join(rel.trim_start_matches('/')).display().to_string(),
+    };
+    let Some(pattern) = loc.instances() else {
+        return vec![(unix(loc.path), source(None))];
+    };
+    let mut names: Vec<String> = std::fs::read_dir(root.join(pattern.dir))
+        .map(|entries| {
+            entries
+                .flatten()
+                // An instance whose socket lies below it is a directory.
+                .filter(|e| pattern.rest.is_empty() || e.path().is_dir())
+                .filter_map(|e| {
+                    pattern
+                        .instance(&e.file_name().to_string_lossy())
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    if let Some(first) = loc.default_instance {
+        names.retain(|n| n != first);
+        names.insert(0, first.to_string());
+    }
+    names
+        .iter()
+        .map(|name| (unix(&pattern.path(name)), source(Some(name))))
+        .collect()
+}
+
 /// Tries the candidates in order; the first engine that answers `/_ping` is chosen. A remote
 /// endpoint named by the user is chosen without being probed here.
 pub async fn probe_candidates(candidates: Vec<(Endpoint, String)>, timeout: Duration) -> Discovery {
@@ -120,5 +192,59 @@ async fn probe(
         }
         Ok(r) => CandidateOutcome::Refused(format!("/_ping answered HTTP {}", r.status)),
         Err(e) => CandidateOutcome::Refused(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(c: &[(Endpoint, String)]) -> Vec<String> {
+        c.iter().map(|(e, s)| format!("{s}={e}")).collect()
+    }
+
+    #[test]
+    fn expands_instances_defaults_first_and_skips_unset_roots() {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let h = home.path();
+        for dir in [
+            ".colima/work",
+            ".lima/docker",
+            ".local/share/containers/podman/machine/qemu",
+        ] {
+            std::fs::create_dir_all(h.join(dir)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        // A file beside the machine directories is not an instance.
+        std::fs::write(
+            h.join(".local/share/containers/podman/machine/config.json"),
+            "{}",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let env = DiscoveryEnv {
+            vars: BTreeMap::new(),
+            home: Some(h.to_path_buf()),
+        };
+        let all = shown(&well_known(&env, false));
+        let at = |want: &str| {
+            all.iter()
+                .position(|s| s.starts_with(want))
+                .unwrap_or_else(|| panic!("{want} missing from {all:?}"))
+        };
+        let root = h.display();
+        assert_eq!(
+            all[0],
+            "well-known: Docker Engine=unix:///var/run/docker.sock"
+        );
+        assert!(at("well-known: Colima (default)") < at("well-known: Colima (work)"));
+        assert!(all.contains(&format!(
+            "well-known: Lima (docker)=unix://{root}/.lima/docker/sock/docker.sock"
+        )));
+        assert!(all.contains(&format!("well-known: Podman machine (qemu)=unix://{root}/.local/share/containers/podman/machine/qemu/podman.sock")));
+        assert!(!all.iter().any(|s| s.contains("config.json")), "{all:?}");
+        // No XDG_RUNTIME_DIR: the rootless sockets are not guessed.
+        assert!(!all.iter().any(|s| s.contains("rootless")), "{all:?}");
+        // Podman's discovery sees only the sockets that serve libpod.
+        let podman = shown(&well_known(&env, true));
+        assert!(podman.iter().all(|s| s.contains("Podman")), "{podman:?}");
     }
 }
