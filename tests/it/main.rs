@@ -5,5 +5,6 @@ mod fixtures;
 mod live;
 mod module_order;
 mod policy;
+mod policy_shapes;
 mod probe;
 mod replay;

@@ -109,11 +109,14 @@ pub fn host_os_evidence(facts: &Facts) -> Option<(HostOs, Evidence)> {
     Some((os, ev))
 }
 
-/// Evidence from the endpoint path when it contains `needle`.
+/// Evidence from the endpoint path when it contains `needle` (written with `/`). Backslashes
+/// count as `/`, because Podman's early Hyper-V machines exported Windows paths such as
+/// `unix://C:\Users\me\.local\share\containers\podman\machine\hyperv\podman.sock`.
 pub fn endpoint_path_contains(facts: &Facts, needle: &str, meaning: &str) -> Option<Evidence> {
     let ep = facts.endpoint.as_ref()?;
     let path = ep.path()?;
-    path.contains(needle)
+    path.replace('\\', "/")
+        .contains(needle)
         .then(|| Evidence::new("endpoint", &ep.to_string(), meaning))
 }
 

@@ -405,12 +405,15 @@ impl Facts {
 
     /// The engine's version as reported by `/info` or `/version`.
     pub fn engine_version(&self) -> Option<EngineVersion> {
-        self.libpod
-            .as_ref()
-            .and_then(|l| l.version.as_deref())
-            .or(self.info.server_version.as_deref())
-            .or(self.version.as_ref().and_then(|v| v.version.as_deref()))
-            .and_then(EngineVersion::parse)
+        // Each source is parsed on its own, so that an empty or unparsable value (Docker
+        // Desktop's reduced `/info` reports `ServerVersion: ""`) does not hide the next one.
+        let libpod = self.libpod.as_ref().and_then(|l| l.version.as_deref());
+        let info = self.info.server_version.as_deref();
+        let version = self.version.as_ref().and_then(|v| v.version.as_deref());
+        [libpod, info, version]
+            .into_iter()
+            .flatten()
+            .find_map(EngineVersion::parse)
     }
 }
 

@@ -1,8 +1,15 @@
 //! Colima: Docker Engine in a Lima VM managed by Colima.
 //!
-//! Identified by the VM hostname `colima` (or `colima-<profile>`) and the `~/.colima/` socket.
+//! Identified by the VM hostname `colima` (or `colima-<profile>`) and its socket: `~/.colima/`,
+//! or `$XDG_CONFIG_HOME/colima/` (normally `~/.config/colima/<profile>/docker.sock`), where
+//! Colima keeps its files since 0.5.6 when `~/.colima` does not exist.
 //! Colima sets dockerd's `host-gateway-ip` to 192.168.5.2, Lima's user-mode host address, which
 //! lands on the Mac's loopback; so `host-gateway` with a loopback bind works.
+//!
+//! Every Colima marker bounds the engine version: Colima's first release (0.1.0, September 2021)
+//! installed Ubuntu 21.04's `docker.io` (20.10), later ones Alpine 3.14+ and Ubuntu 24.04
+//! packages, and since 0.5.3 Colima writes `host-gateway-ip` into dockerd's configuration, which
+//! a dockerd older than 20.10 refuses. So an unreported version still gets `host-gateway`.
 //! Source: Colima's docker provisioning (`host-gateway-ip`) and Lima's network docs, see
 //! docs/runtimes.md.
 
@@ -17,7 +24,8 @@ use crate::signals::{endpoint_path_contains, engine_kind};
 use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{
-    docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection, RuntimeId,
+    docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection,
+    ImpliedVersion, RuntimeId, DOCKER_HOST_GATEWAY_SINCE,
 };
 
 /// Colima.
@@ -33,15 +41,37 @@ const ALIASES: [IpAddr; 1] = [LIMA_HOST_IP];
 /// `default` unless `colima start --profile` names another
 /// (<https://github.com/abiosoft/colima/blob/main/docs/FAQ.md>; captures with a named profile
 /// in tests/fixtures/colima/).
-pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
-    root: SocketRoot::Home,
-    path: ".colima/*/docker.sock",
-    default_instance: Some("default"),
-    api: SocketApi::Docker,
-    rank: 130,
-    label: "Colima",
-    only_on: None,
-}];
+///
+/// Since 0.5.6 Colima keeps its files in `$XDG_CONFIG_HOME/colima/` (normally `~/.config/colima/`)
+/// when `~/.colima` does not exist (colima `config/files.go`,
+/// <https://github.com/abiosoft/colima/pull/736>); a non-default `$XDG_CONFIG_HOME` is not
+/// searched.
+pub(crate) const SOCKETS: &[SocketLocation] = &[
+    SocketLocation {
+        root: SocketRoot::Home,
+        path: ".colima/*/docker.sock",
+        default_instance: Some("default"),
+        api: SocketApi::Docker,
+        rank: 130,
+        label: "Colima",
+        only_on: None,
+    },
+    SocketLocation {
+        root: SocketRoot::Home,
+        path: ".config/colima/*/docker.sock",
+        default_instance: Some("default"),
+        api: SocketApi::Docker,
+        rank: 131,
+        label: "Colima (XDG config)",
+        only_on: None,
+    },
+];
+
+/// What Colima's identity says about its engine version.
+const IMPLIED: ImpliedVersion = ImpliedVersion {
+    at_least: DOCKER_HOST_GATEWAY_SINCE,
+    because: "every Colima release provisions Docker Engine 20.10 or newer",
+};
 
 impl Colima {
     /// Detector.
@@ -67,8 +97,15 @@ impl Colima {
             "/.colima/",
             "Colima's socket",
         ));
+        ev.extend(endpoint_path_contains(
+            facts,
+            "/.config/colima/",
+            "Colima's socket in its XDG configuration directory",
+        ));
         if ev.is_empty() {
-            return Detection::NotMine("no colima hostname or ~/.colima socket".into());
+            return Detection::NotMine(
+                "no colima hostname, ~/.colima or ~/.config/colima socket".into(),
+            );
         }
         matched(
             Colima {
@@ -92,6 +129,7 @@ impl ContainerRuntime for Colima {
         docker_vm_host_gateway(
             RuntimeId::Colima,
             self.version,
+            Some(&IMPLIED),
             "Colima sets host-gateway to 192.168.5.2, which Lima forwards to the host's loopback",
         )
     }

@@ -4,7 +4,16 @@
 //! `docker-desktop` hostname or its `linuxkit` kernel. Docker Desktop points the engine's
 //! host-gateway at its host address (observed: 192.168.65.254, 192.168.65.2 in vpnkit days),
 //! which its network stack forwards to the host's loopback, so `host-gateway` with a loopback
-//! bind is the narrowest working route, whatever the address. Sources: docs/runtimes.md.
+//! bind is the narrowest working route, whatever the address.
+//!
+//! Docker Desktop 4.52 and later answer API clients older than the engine's minimum with a
+//! reduced `/info`: empty fields, no `ServerVersion`, and only the `com.docker.desktop.address`
+//! label. The label still identifies Desktop, and it bounds the engine version: Desktop shipped
+//! Engine 20.10 from 3.0.0 (December 2020), and the label appeared years later (Desktop 4.33's
+//! `/info` still lacks it). So does a `Docker Desktop <version>` platform name from 3.0 on, and
+//! the `docker-cli.sock` proxy socket Desktop 4.x serves inside WSL distributions. The older
+//! markers (OS name, hostname, LinuxKit kernel) are as old as Desktop itself and bound nothing.
+//! Sources: docs/runtimes.md.
 
 use std::net::IpAddr;
 
@@ -17,7 +26,8 @@ use crate::signals::{endpoint_path_contains, engine_kind};
 use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{
-    docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection, RuntimeId,
+    docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection,
+    ImpliedVersion, RuntimeId,
 };
 
 /// Docker Desktop.
@@ -25,6 +35,23 @@ use super::{
 pub struct DockerDesktop {
     /// Engine version, for host-gateway support.
     pub version: Option<EngineVersion>,
+    /// The lower bound a recent Desktop marker puts on the engine version.
+    pub implied: Option<ImpliedVersion>,
+}
+
+/// Desktop 3.0.0 (2020-12-10) upgraded to Docker Engine 20.10.0, and every later release ships a
+/// newer engine ([3.x release notes](https://docs.docker.com/desktop/previous-versions/3.x-mac/)).
+const DESKTOP_WITH_ENGINE_20_10: EngineVersion = EngineVersion::new(3, 0, 0);
+
+/// The socket path Desktop's CLI proxy serves inside a WSL distribution (the endpoint of the
+/// reduced-`/info` label), e.g. `unix:///var/run/docker-cli.sock`.
+const DESKTOP_CLI_SOCKET: &str = "/docker-cli.sock";
+
+fn implied_by(because: &'static str) -> Option<ImpliedVersion> {
+    Some(ImpliedVersion {
+        at_least: crate::runtime::DOCKER_HOST_GATEWAY_SINCE,
+        because,
+    })
 }
 
 const ALIASES: [IpAddr; 2] = [DOCKER_DESKTOP_HOST_IP, DOCKER_DESKTOP_LEGACY_HOST_IP];
@@ -74,6 +101,7 @@ impl DockerDesktop {
                 "Docker Desktop names its VM OS this way",
             ));
         }
+        let mut implied = None;
         if let Some((k, v)) = info
             .labels
             .iter()
@@ -84,6 +112,9 @@ impl DockerDesktop {
                 v,
                 "label set only by Docker Desktop",
             ));
+            implied = implied_by(
+                "Docker Desktop's com.docker.desktop.* labels appeared long after Desktop 3.0 shipped Engine 20.10",
+            );
         }
         if let Some(name) = info.name.as_deref().filter(|n| *n == "docker-desktop") {
             ev.push(Evidence::new(
@@ -114,6 +145,14 @@ impl DockerDesktop {
                     p,
                     "Docker Desktop names its platform",
                 ));
+                let desktop = p
+                    .strip_prefix("Docker Desktop")
+                    .and_then(|rest| EngineVersion::parse(rest.trim()));
+                if desktop.is_some_and(|d| d >= DESKTOP_WITH_ENGINE_20_10) {
+                    implied = implied.or(implied_by(
+                        "Docker Desktop 3.0 and later ship Engine 20.10 or newer",
+                    ));
+                }
             }
             let kernel = v
                 .kernel_version
@@ -127,9 +166,19 @@ impl DockerDesktop {
                 ));
             }
         }
+        if let Some(e) = endpoint_path_contains(
+            facts,
+            DESKTOP_CLI_SOCKET,
+            "the socket Docker Desktop's CLI proxy serves inside WSL distributions",
+        ) {
+            ev.push(e);
+            implied = implied.or(implied_by(
+                "Docker Desktop's docker-cli.sock proxy belongs to Desktop 4.x, which ships Engine 20.10 or newer",
+            ));
+        }
         if ev.is_empty() {
             return Detection::NotMine(
-                "no Docker Desktop OS name, label, hostname, platform or kernel".into(),
+                "no Docker Desktop OS name, label, hostname, platform, kernel or CLI socket".into(),
             );
         }
         ev.extend(endpoint_path_contains(
@@ -140,6 +189,7 @@ impl DockerDesktop {
         matched(
             DockerDesktop {
                 version: facts.engine_version(),
+                implied,
             },
             ev,
         )
@@ -159,6 +209,7 @@ impl ContainerRuntime for DockerDesktop {
         docker_vm_host_gateway(
             RuntimeId::DockerDesktop,
             self.version,
+            self.implied.as_ref(),
             "Docker Desktop resolves host-gateway to 192.168.65.254, which it forwards to the host's loopback",
         )
     }

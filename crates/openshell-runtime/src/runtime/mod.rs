@@ -245,19 +245,41 @@ pub(crate) fn literal_alternatives(aliases: &[IpAddr], why: &str) -> Vec<RoutePl
         .collect()
 }
 
+/// A lower bound on the engine version that a runtime's identity implies, for engines that do not
+/// report their version (Docker Desktop answers old API clients with a reduced `/info`): no
+/// release that carries the marker shipped an older engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImpliedVersion {
+    /// The engine is at least this version.
+    pub at_least: EngineVersion,
+    /// Why the marker bounds the version, in one clause for people (and its source).
+    pub because: &'static str,
+}
+
 /// A `host-gateway` route for a Docker VM runtime whose host-gateway lands on the host's loopback,
-/// refused on engines too old to resolve `host-gateway`.
+/// refused on engines too old to resolve `host-gateway`. Without a reported version the route
+/// stands only when the runtime's identity bounds the version, and the plan says so.
 pub(crate) fn docker_vm_host_gateway(
     id: RuntimeId,
     version: Option<EngineVersion>,
+    implied: Option<&ImpliedVersion>,
     why: &str,
 ) -> Result<RoutePlan, RouteError> {
-    let reason = match version {
-        Some(v) if v >= DOCKER_HOST_GATEWAY_SINCE => None,
-        Some(v) => Some(format!(
+    let reason = match (version, implied) {
+        (Some(v), _) if v >= DOCKER_HOST_GATEWAY_SINCE => None,
+        (Some(v), _) => Some(format!(
             "Docker Engine {v} predates host-gateway (added in {DOCKER_HOST_GATEWAY_SINCE})"
         )),
-        None => Some(format!(
+        (None, Some(i)) if i.at_least >= DOCKER_HOST_GATEWAY_SINCE => {
+            return Ok(RoutePlan::to_loopback(
+                HostTarget::HostGateway,
+                format!(
+                    "{why}; the engine version is not reported, but {}, so the engine is {} or later",
+                    i.because, i.at_least
+                ),
+            ))
+        }
+        (None, _) => Some(format!(
             "the engine version is not reported, and host-gateway needs Docker Engine {DOCKER_HOST_GATEWAY_SINCE} or later"
         )),
     };
@@ -432,6 +454,7 @@ mod tests {
                 "120 docker-desktop Docker Desktop .docker/run/docker.sock",
                 "121 docker-desktop Docker Desktop (Linux) .docker/desktop/docker.sock",
                 "130 colima Colima .colima/*/docker.sock",
+                "131 colima Colima (XDG config) .config/colima/*/docker.sock",
                 "140 orbstack OrbStack .orbstack/run/docker.sock",
                 "150 rancher-desktop Rancher Desktop .rd/docker.sock",
                 "160 lima Lima .lima/*/sock/docker.sock",

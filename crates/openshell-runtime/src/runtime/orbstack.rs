@@ -3,7 +3,13 @@
 //! Identified by `info.OperatingSystem = "OrbStack"`, the `orbstack` hostname or kernel suffix,
 //! or the `~/.orbstack/` socket. OrbStack starts dockerd with its own `--host-gateway-ip` (seen as
 //! 0.250.250.254 today, 198.19.248.254 in older releases) and NATs it to the Mac's loopback, so
-//! `host-gateway` with a loopback bind works whatever the address. Sources: docs/runtimes.md.
+//! `host-gateway` with a loopback bind works whatever the address.
+//!
+//! Every OrbStack marker also bounds the engine version: OrbStack starts dockerd with
+//! `--host-gateway-ip`, a flag dockerd has only since 20.10 (moby#40007) and refuses to start
+//! with before, and OrbStack's first releases (2023) came two years after Engine 20.10. So an
+//! OrbStack engine that does not report its version is still routed, and the plan says why.
+//! Sources: docs/runtimes.md.
 
 use std::net::IpAddr;
 
@@ -16,7 +22,8 @@ use crate::signals::{endpoint_path_contains, engine_kind};
 use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{
-    docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection, RuntimeId,
+    docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection,
+    ImpliedVersion, RuntimeId, DOCKER_HOST_GATEWAY_SINCE,
 };
 
 /// OrbStack.
@@ -40,6 +47,13 @@ pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
     label: "OrbStack",
     only_on: None,
 }];
+
+/// What OrbStack's identity says about its engine version.
+const IMPLIED: ImpliedVersion = ImpliedVersion {
+    at_least: DOCKER_HOST_GATEWAY_SINCE,
+    because:
+        "OrbStack starts dockerd with --host-gateway-ip, which dockerd accepts only from 20.10",
+};
 
 impl OrbStack {
     /// Detector.
@@ -100,6 +114,7 @@ impl ContainerRuntime for OrbStack {
         docker_vm_host_gateway(
             RuntimeId::OrbStack,
             self.version,
+            Some(&IMPLIED),
             "OrbStack resolves host-gateway to 0.250.250.254, which it forwards to the Mac's loopback",
         )
     }

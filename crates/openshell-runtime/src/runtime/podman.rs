@@ -80,7 +80,9 @@ pub(crate) fn rootless_evidence(facts: &Facts) -> Option<(bool, Evidence)> {
             ),
         ));
     }
-    let path = facts.endpoint.as_ref()?.path()?;
+    let Some(path) = facts.endpoint.as_ref().and_then(|e| e.path()) else {
+        return root_dir_evidence(facts);
+    };
     if path.ends_with("/run/podman/podman.sock") {
         return Some((
             false,
@@ -94,6 +96,37 @@ pub(crate) fn rootless_evidence(facts: &Facts) -> Option<(bool, Evidence)> {
         return Some((
             true,
             Evidence::new("endpoint", path, "a per-user (rootless) Podman socket"),
+        ));
+    }
+    root_dir_evidence(facts)
+}
+
+/// Whether Podman runs rootless, judged from its storage root (`info.DockerRootDir`, the graph
+/// root) when nothing else tells: rootful Podman keeps images in `/var/lib/containers/storage`,
+/// which an unprivileged user cannot write, and rootless Podman in
+/// `$HOME/.local/share/containers/storage` (containers-storage.conf(5) defaults). Other roots
+/// say nothing.
+fn root_dir_evidence(facts: &Facts) -> Option<(bool, Evidence)> {
+    let dir = facts.info.docker_root_dir.as_deref()?;
+    let dir = dir.trim_end_matches('/');
+    if dir == "/var/lib/containers/storage" {
+        return Some((
+            false,
+            Evidence::new(
+                "info.DockerRootDir",
+                dir,
+                "rootful Podman's storage root, which only root can write",
+            ),
+        ));
+    }
+    if dir.ends_with("/.local/share/containers/storage") {
+        return Some((
+            true,
+            Evidence::new(
+                "info.DockerRootDir",
+                dir,
+                "rootless Podman's per-user storage root",
+            ),
         ));
     }
     None
@@ -129,7 +162,7 @@ impl Podman {
             Some((true, _)) => return Detection::NotMine("Podman runs rootless".into()),
             None => {
                 return Detection::Failed(
-                    "Podman engine, but nothing says whether it runs rootless: gather libpod /info"
+                    "Podman engine, but nothing says whether it runs rootless (no rootless field, rootful socket or storage root): gather libpod /info"
                         .into(),
                 )
             }

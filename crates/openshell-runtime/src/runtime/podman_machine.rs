@@ -112,17 +112,26 @@ impl PodmanMachine {
             .and_then(|l| l.kernel.as_deref())
             .or(facts.info.kernel_version.as_deref());
         let wsl = match kernel {
-            Some(k) => Some(k.contains("WSL") || k.contains("microsoft")),
-            None if facts.host_os == Some(HostOs::Windows) => None,
+            Some(k) => {
+                let wsl = k.contains("WSL") || k.contains("microsoft");
+                if wsl {
+                    ev.push(Evidence::new(
+                        "info.KernelVersion",
+                        k,
+                        "the machine is a WSL distribution",
+                    ));
+                }
+                Some(wsl)
+            }
+            None if facts.host_os == Some(HostOs::Windows) => {
+                let provider = windows_provider(facts);
+                if let Some((_, e)) = &provider {
+                    ev.push(e.clone());
+                }
+                provider.map(|(wsl, _)| wsl)
+            }
             None => Some(false),
         };
-        if let (Some(true), Some(k)) = (wsl, kernel) {
-            ev.push(Evidence::new(
-                "info.KernelVersion",
-                k,
-                "the machine is a WSL distribution",
-            ));
-        }
         matched(
             PodmanMachine {
                 version: facts.engine_version(),
@@ -130,6 +139,47 @@ impl PodmanMachine {
             },
             ev,
         )
+    }
+}
+
+/// Which Windows provider runs the machine, when its kernel is not reported: `Some(true)` for WSL.
+/// The machine's files sit under `…\podman\machine\<provider>\`, and the endpoint of early
+/// Hyper-V builds pointed there. Hyper-V machines boot Fedora CoreOS (libpod reports the
+/// distribution variant `coreos`), while WSL machines import a Fedora container image (variant
+/// `container`).
+fn windows_provider(facts: &Facts) -> Option<(bool, Evidence)> {
+    if let Some(e) = endpoint_path_contains(
+        facts,
+        "/machine/hyperv/",
+        "a Hyper-V machine's socket (gvproxy serves its host as 192.168.127.254)",
+    ) {
+        return Some((false, e));
+    }
+    if let Some(e) = endpoint_path_contains(facts, "/machine/wsl/", "a WSL machine's socket") {
+        return Some((true, e));
+    }
+    let variant = facts
+        .libpod
+        .as_ref()
+        .and_then(|l| l.distribution_variant.as_deref())?;
+    match variant {
+        "coreos" => Some((
+            false,
+            Evidence::new(
+                "libpod_info.host.distribution.variant",
+                variant,
+                "a Fedora CoreOS machine: Hyper-V on Windows, not WSL",
+            ),
+        )),
+        "container" => Some((
+            true,
+            Evidence::new(
+                "libpod_info.host.distribution.variant",
+                variant,
+                "a machine imported from a Fedora container image: WSL on Windows",
+            ),
+        )),
+        _ => None,
     }
 }
 
@@ -155,8 +205,8 @@ impl ContainerRuntime for PodmanMachine {
             None => {
                 return Err(RouteError::NoSafeRoute {
                     runtime: self.id().into(),
-                    reason: "the machine's kernel is not reported, so WSL (the Windows default, whose containers do not reach the host's loopback) cannot be ruled out".into(),
-                    fix: format!("gather the engine's /info (its KernelVersion tells WSL from Hyper-V), or {fix}"),
+                    reason: "neither the machine's kernel nor its provider (socket path, distribution variant) is reported, so WSL (the Windows default, whose containers do not reach the host's loopback) cannot be ruled out".into(),
+                    fix: format!("gather the engine's /info or libpod /info (its kernel tells WSL from Hyper-V), or {fix}"),
                 })
             }
             Some(false) => {}

@@ -4,13 +4,22 @@
 //! Rancher Desktop (the Windows WSL distribution), or the `~/.rd/` socket. On macOS and Linux the
 //! engine runs in a Lima VM whose dockerd keeps the default host-gateway (docker0 inside the VM,
 //! which does not reach the host); the host is Lima's 192.168.5.2 (`host.lima.internal`), which
-//! lands on the host's loopback, so that literal address is the route. On Windows the engine runs
-//! in a WSL distribution where no address is documented to reach the Windows loopback, so the
-//! route fails closed. Sources: docs/runtimes.md.
+//! lands on the host's loopback, so that literal address is the route.
+//!
+//! On Windows the engine runs in the `rancher-desktop` WSL distribution, inside a network
+//! namespace whose only way out is Rancher Desktop's networking tunnel: `host-switch.exe` on the
+//! Windows side, a gvisor-tap-vsock switch that serves the host as 192.168.127.254
+//! (`host.docker.internal`) and NATs that address to the Windows 127.0.0.1 (its `config_windows.go`,
+//! since the switch's first version in 2023). The tunnel is the only network mode from 1.15 on;
+//! releases before it used the WSL adapter by default, which does not reach the Windows loopback.
+//! Nothing in `/info` tells the release, so the route is 192.168.127.254 with a loopback bind and
+//! the plan says what to do when a probe proves it wrong. Rancher Desktop also answers on the
+//! generic `npipe:////./pipe/docker_engine` pipe, where only its OS name tells it from Docker
+//! Desktop. Sources: docs/runtimes.md.
 
 use std::net::IpAddr;
 
-use crate::consts::LIMA_HOST_IP;
+use crate::consts::{GVPROXY_HOST_IP, LIMA_HOST_IP};
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{Facts, HostOs};
@@ -28,6 +37,9 @@ pub struct RancherDesktop {
 }
 
 const ALIASES: [IpAddr; 1] = [LIMA_HOST_IP];
+/// The networking tunnel's host address on Windows (the same gvisor-tap-vsock default as a Podman
+/// machine's gvproxy), NATed to the Windows loopback.
+const WSL_ALIASES: [IpAddr; 1] = [GVPROXY_HOST_IP];
 
 /// Where Rancher Desktop listens without administrative access: `~/.rd/docker.sock`
 /// (<https://github.com/testcontainers/testcontainers-dotnet/issues/1163>, captured in
@@ -99,11 +111,13 @@ impl ContainerRuntime for RancherDesktop {
 
     fn plan(&self) -> Result<RoutePlan, RouteError> {
         if self.wsl {
-            return Err(RouteError::NoSafeRoute {
-                runtime: self.id().into(),
-                reason: "on Windows the engine runs in a WSL distribution, and no address is known to reach the Windows host's loopback from its containers".into(),
-                fix: "set host_gateway_ip to the Windows host's address on the WSL network and bind the gateway there (--host-gateway-ip IP --bind IP)".into(),
-            });
+            return Ok(RoutePlan::to_loopback(
+                HostTarget::Ip(GVPROXY_HOST_IP),
+                "Rancher Desktop's networking tunnel (host-switch) NATs 192.168.127.254 to the Windows host's loopback; \
+                 it is the only network mode from Rancher Desktop 1.15 on. If a probe fails, the release predates the \
+                 tunnel: upgrade Rancher Desktop, or set host_gateway_ip to the Windows host's address on the WSL network \
+                 and bind the gateway there",
+            ));
         }
         Ok(RoutePlan::to_loopback(
             HostTarget::Ip(LIMA_HOST_IP),
@@ -113,7 +127,7 @@ impl ContainerRuntime for RancherDesktop {
 
     fn loopback_aliases(&self) -> &[IpAddr] {
         if self.wsl {
-            &[]
+            &WSL_ALIASES
         } else {
             &ALIASES
         }
