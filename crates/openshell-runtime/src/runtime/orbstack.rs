@@ -19,10 +19,11 @@ use super::{
     docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection, RuntimeId,
 };
 
-/// OrbStack.
+/// OrbStack (`orbstack`): Docker Engine in OrbStack's VM. Routes through `host-gateway`, which
+/// OrbStack forwards to the Mac's loopback, where the gateway binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrbStack {
-    /// Engine version.
+    /// The engine version: `host-gateway` is refused below Docker Engine 20.10 and when unknown.
     pub version: Option<EngineVersion>,
 }
 
@@ -42,7 +43,8 @@ pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
 }];
 
 impl OrbStack {
-    /// Detector.
+    /// Matches a Docker engine that names OrbStack (OS name, hostname, kernel) or a socket
+    /// under `~/.orbstack/`.
     pub fn detect(facts: &Facts) -> Detection {
         if engine_kind(facts).0 != EngineKind::Docker {
             return Detection::NotMine("the engine is not Docker Engine".into());
