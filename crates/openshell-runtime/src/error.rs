@@ -23,7 +23,7 @@ pub enum RouteError {
     /// The runtime is known, but no address is known to reach the gateway from its containers.
     #[error("{runtime}: no safe route: {reason}; to fix: {fix}")]
     NoSafeRoute {
-        /// Runtime id.
+        /// The id of the runtime that refused.
         runtime: String,
         /// Why nothing is known to work.
         reason: String,
@@ -33,7 +33,7 @@ pub enum RouteError {
     /// The runtime is known, but a fact its route needs is missing.
     #[error("{runtime}: cannot route without `{fact}`: {why}; to fix: {fix}")]
     MissingFact {
-        /// Runtime id.
+        /// The id of the runtime that refused.
         runtime: String,
         /// The missing fact, as named in the facts format.
         fact: &'static str,
@@ -48,7 +48,7 @@ pub enum RouteError {
         needed.map(|n| format!("; bind {n} instead, or also set host_gateway_ip to an address {bind} receives")).unwrap_or_default()
     )]
     BindConflict {
-        /// Runtime id.
+        /// The id of the runtime that refused.
         runtime: String,
         /// The operator's bind.
         bind: IpAddr,

@@ -12,7 +12,7 @@ pub struct Evidence {
     pub fact: String,
     /// Its value, sanitised for display.
     pub value: String,
-    /// What it tells us.
+    /// What the value tells about the runtime, in one phrase for people.
     pub meaning: String,
 }
 

@@ -18,7 +18,8 @@ use crate::runtime::{Runtime, RuntimeId};
 pub trait Detector: Send + Sync {
     /// The detector's name (for built-ins, the runtime id).
     fn name(&self) -> &str;
-    /// Looks at the facts.
+    /// Looks at the facts: [`Detection::Match`] with evidence, [`Detection::NotMine`] to let the
+    /// next detector look, or [`Detection::Failed`] to stop the search.
     fn detect(&self, facts: &Facts) -> Detection;
 }
 
@@ -42,27 +43,27 @@ impl Detector for Builtin {
     }
 }
 
-/// The winning detector.
+/// The detector that matched, with what it matched.
 #[derive(Debug, Clone)]
 pub struct Winner {
-    /// The runtime.
+    /// The runtime, owning the facts its route needs.
     pub runtime: Runtime,
-    /// Which detector matched.
+    /// The matching detector's name.
     pub detector: String,
-    /// Why.
+    /// The facts that identified the runtime, for people.
     pub evidence: Vec<Evidence>,
 }
 
 /// The registry's answer: the winner, if any, and what every consulted detector said.
 #[derive(Debug, Clone)]
 pub struct DetectionReport {
-    /// The runtime that matched.
+    /// The detector that matched; `None` when none did or one failed.
     pub winner: Option<Winner>,
     /// Every detector consulted, in order, up to and including the winner or the failure.
     pub consulted: Vec<Consulted>,
 }
 
-/// The ordered detectors.
+/// The ordered detectors: the first match wins, and a failure stops the search.
 pub struct Registry {
     detectors: Vec<Box<dyn Detector>>,
 }

@@ -10,21 +10,22 @@ use serde::Serialize;
 /// What one consulted detector said, for the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Consulted {
-    /// Detector name.
+    /// The detector's name (a built-in's is its runtime id).
     pub detector: String,
-    /// Its outcome.
+    /// What it concluded; serialized as `{"outcome": ..., "reason": ...}`.
     pub outcome: Outcome,
 }
 
-/// A detector's outcome, without the runtime value.
+/// A detector's outcome, without the runtime value (so errors can carry it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", content = "reason", rename_all = "kebab-case")]
 pub enum Outcome {
-    /// It matched.
+    /// The engine is this detector's runtime: the search stopped here with a winner.
     Matched,
-    /// Not its runtime.
+    /// Not this detector's runtime, with the reason; the search went on.
     NotMine(String),
-    /// It saw its signals but could not decide.
+    /// It saw its runtime's signals but lacked a fact to decide, with the reason; the search
+    /// stopped without a winner.
     Failed(String),
 }
 

@@ -14,9 +14,9 @@ use crate::route::{EngineKind, Exposure, HostTarget, Route, RouteContext, RouteP
 /// What a runtime contributes to [`resolve`].
 #[derive(Debug)]
 pub(crate) struct RuntimeRouting<'a> {
-    /// Runtime id.
+    /// The runtime's id, named in the route and its errors.
     pub(crate) runtime: &'a str,
-    /// Engine family.
+    /// The engine family, which decides the route's native alias.
     pub(crate) engine: EngineKind,
     /// The runtime's own plan, or why it has none.
     pub(crate) plan: Result<RoutePlan, RouteError>,

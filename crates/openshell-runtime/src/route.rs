@@ -20,7 +20,7 @@ use crate::consts::{
 pub enum HostTarget {
     /// The engine's special `host-gateway` value, resolved by the engine at create time.
     HostGateway,
-    /// A literal address.
+    /// A literal address, written into the sandbox's `/etc/hosts` as is.
     Ip(IpAddr),
 }
 
@@ -45,7 +45,7 @@ impl Serialize for HostTarget {
 pub enum EngineKind {
     /// Docker Engine (moby), whatever VM it runs in.
     Docker,
-    /// Podman.
+    /// Podman (rootful, rootless or in a machine).
     Podman,
 }
 
@@ -106,7 +106,7 @@ impl RoutePlan {
 /// How the gateway serves sandboxes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteContext {
-    /// The gateway's port.
+    /// The port the gateway listens on, which sandboxes call.
     pub port: u16,
     /// Whether the gateway serves TLS.
     pub tls: bool,
@@ -127,7 +127,8 @@ pub const DEFAULT_GATEWAY_PORT: u16 = 17670;
 /// The decided route: container side, host side, and the URL sandboxes are given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Route {
-    /// Id of the runtime that produced it.
+    /// Id of the runtime that produced it (`unknown` for an operator's route to an unrecognised
+    /// engine).
     pub runtime: String,
     /// Engine family (decides the native alias).
     pub engine: EngineKind,
@@ -137,11 +138,11 @@ pub struct Route {
     pub bind: Option<IpAddr>,
     /// How widely `bind` exposes the gateway.
     pub exposure: Exposure,
-    /// Gateway port.
+    /// The port the gateway listens on, which sandboxes call.
     pub port: u16,
     /// Whether sandboxes speak TLS to the gateway.
     pub tls: bool,
-    /// Why, for people.
+    /// Why the route is what it is, in one sentence for people.
     pub why: String,
     /// What a person should know: overrides applied, exposure warnings.
     pub notes: Vec<String>,
@@ -204,7 +205,7 @@ impl ExtraHost {
         ExtraHost::new(name, value)
     }
 
-    /// The hostname.
+    /// The hostname, lowercased.
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -254,15 +254,15 @@ impl InfoFacts {
 /// The sandbox bridge network as the engine described it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkFacts {
-    /// Network name.
+    /// The network's name (`Name`, or libpod's `name`).
     pub name: Option<String>,
     /// Driver (`bridge` for both engines).
     pub driver: Option<String>,
-    /// First IPv4 IPAM gateway.
+    /// The first IPv4 IPAM gateway: the bridge routes' target and bind.
     pub ipv4_gateway: Option<Ipv4Addr>,
-    /// First IPv6 IPAM gateway.
+    /// The first IPv6 IPAM gateway, used only when the network has no IPv4 one.
     pub ipv6_gateway: Option<Ipv6Addr>,
-    /// Labels.
+    /// The network's labels, as reported (kept for reports; the policy does not read them).
     pub labels: BTreeMap<String, String>,
 }
 

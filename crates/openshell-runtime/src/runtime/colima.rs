@@ -28,10 +28,11 @@ use super::{
     ImpliedVersion, RuntimeId, DOCKER_HOST_GATEWAY_SINCE,
 };
 
-/// Colima.
+/// Colima (`colima`): Docker Engine in Colima's Lima VM. Routes through `host-gateway`, which
+/// Colima points at Lima's host address, with the gateway on the host's loopback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Colima {
-    /// Engine version.
+    /// The engine version: `host-gateway` is refused below Docker Engine 20.10 and when unknown.
     pub version: Option<EngineVersion>,
 }
 
@@ -74,7 +75,7 @@ const IMPLIED: ImpliedVersion = ImpliedVersion {
 };
 
 impl Colima {
-    /// Detector.
+    /// Matches a Docker engine with Colima's VM hostname or a socket under `~/.colima/`.
     pub fn detect(facts: &Facts) -> Detection {
         if engine_kind(facts).0 != EngineKind::Docker {
             return Detection::NotMine("the engine is not Docker Engine".into());

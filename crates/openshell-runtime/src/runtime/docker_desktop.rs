@@ -30,7 +30,8 @@ use super::{
     ImpliedVersion, RuntimeId,
 };
 
-/// Docker Desktop.
+/// Docker Desktop (`docker-desktop`): Docker Engine in Desktop's VM. Routes through `host-gateway`,
+/// which Desktop points at its host proxy, with the gateway on the host's loopback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DockerDesktop {
     /// Engine version, for host-gateway support.
@@ -83,7 +84,8 @@ pub(crate) const SOCKETS: &[SocketLocation] = &[
 ];
 
 impl DockerDesktop {
-    /// Detector.
+    /// Matches a Docker engine that names Docker Desktop (OS name, labels, hostname, linuxkit
+    /// kernel or platform); a socket under `~/.docker/` adds evidence but is not enough alone.
     pub fn detect(facts: &Facts) -> Detection {
         if engine_kind(facts).0 != EngineKind::Docker {
             return Detection::NotMine("the engine is not Docker Engine".into());

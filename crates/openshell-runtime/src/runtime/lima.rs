@@ -18,7 +18,8 @@ use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
-/// Lima.
+/// A Lima instance running Docker (`lima`). Routes to Lima's host address 192.168.5.2, which Lima
+/// forwards to the host's loopback, where the gateway binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lima {
     /// Instance name, from the hostname.
@@ -41,7 +42,7 @@ pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
 }];
 
 impl Lima {
-    /// Detector.
+    /// Matches a Docker engine with a `lima-` hostname or a socket under `~/.lima/`.
     pub fn detect(facts: &Facts) -> Detection {
         if engine_kind(facts).0 != EngineKind::Docker {
             return Detection::NotMine("the engine is not Docker Engine".into());

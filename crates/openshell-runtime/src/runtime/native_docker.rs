@@ -14,12 +14,13 @@ use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{bridge_plan, matched, ContainerRuntime, Detection, RuntimeId};
 
-/// Native Docker Engine.
+/// Rootful Docker Engine on the gateway's own Linux host (`native-docker`). Routes to the sandbox
+/// bridge's gateway address, which is also the bind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NativeDocker {
-    /// The sandbox network.
+    /// The sandbox network, whose IPAM gateway is the route; the route is refused without it.
     pub network: Option<NetworkFacts>,
-    /// Engine version.
+    /// The engine version, as detected; the bridge route does not depend on it.
     pub version: Option<EngineVersion>,
 }
 
@@ -37,7 +38,8 @@ pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
 }];
 
 impl NativeDocker {
-    /// Detector.
+    /// The fallback for Docker engines: matches any Docker engine on a Linux host reached
+    /// through a local socket, once every more specific detector has declined.
     pub fn detect(facts: &Facts) -> Detection {
         let (kind, mut ev) = engine_kind(facts);
         if kind != EngineKind::Docker {

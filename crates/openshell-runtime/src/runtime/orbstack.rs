@@ -26,10 +26,11 @@ use super::{
     ImpliedVersion, RuntimeId, DOCKER_HOST_GATEWAY_SINCE,
 };
 
-/// OrbStack.
+/// OrbStack (`orbstack`): Docker Engine in OrbStack's VM. Routes through `host-gateway`, which
+/// OrbStack forwards to the Mac's loopback, where the gateway binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrbStack {
-    /// Engine version.
+    /// The engine version: `host-gateway` is refused below Docker Engine 20.10 and when unknown.
     pub version: Option<EngineVersion>,
 }
 
@@ -56,7 +57,8 @@ const IMPLIED: ImpliedVersion = ImpliedVersion {
 };
 
 impl OrbStack {
-    /// Detector.
+    /// Matches a Docker engine that names OrbStack (OS name, hostname, kernel) or a socket
+    /// under `~/.orbstack/`.
     pub fn detect(facts: &Facts) -> Detection {
         if engine_kind(facts).0 != EngineKind::Docker {
             return Detection::NotMine("the engine is not Docker Engine".into());

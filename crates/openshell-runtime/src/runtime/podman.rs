@@ -18,12 +18,13 @@ use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{bridge_plan, matched, ContainerRuntime, Detection, RuntimeId};
 
-/// Rootful Podman on Linux.
+/// Rootful Podman on the gateway's own Linux host (`podman`). Routes to the sandbox bridge's
+/// gateway address, which is also the bind; never `host-gateway`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Podman {
-    /// The sandbox network.
+    /// The sandbox network, whose IPAM gateway is the route; the route is refused without it.
     pub network: Option<NetworkFacts>,
-    /// Podman version.
+    /// The Podman version, as detected; the bridge route does not depend on it.
     pub version: Option<EngineVersion>,
 }
 
@@ -146,7 +147,8 @@ pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
 }];
 
 impl Podman {
-    /// Detector.
+    /// Matches Podman on a Linux host when it runs rootful; fails (stopping the search) when
+    /// nothing tells rootful from rootless or the host OS is unknown.
     pub fn detect(facts: &Facts) -> Detection {
         let (kind, mut ev) = engine_kind(facts);
         if kind != EngineKind::Podman {

@@ -25,7 +25,9 @@ use super::{matched, ContainerRuntime, Detection, RuntimeId};
 /// Podman resolves `host-gateway` inside a machine from 5.6.
 const MACHINE_HOST_GATEWAY_SINCE: EngineVersion = EngineVersion::new(5, 6, 0);
 
-/// Podman machine.
+/// Podman machine (`podman-machine`): Podman in a VM behind gvproxy. Routes to gvproxy's host
+/// address (or `host-gateway` from Podman 5.6), which lands on the host's loopback; refused on a
+/// WSL machine, whose host is not behind its loopback.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodmanMachine {
     /// Podman version inside the VM.
@@ -74,7 +76,7 @@ pub(crate) const SOCKETS: &[SocketLocation] = &[
 ];
 
 impl PodmanMachine {
-    /// Detector.
+    /// Matches Podman on a macOS or Windows host, or behind a machine socket path.
     pub fn detect(facts: &Facts) -> Detection {
         let (kind, mut ev) = engine_kind(facts);
         if kind != EngineKind::Podman {

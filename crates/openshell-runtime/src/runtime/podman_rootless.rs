@@ -30,14 +30,16 @@ const PASTA_DEFAULT_SINCE: EngineVersion = EngineVersion::new(5, 0, 0);
 /// Podman maps 169.254.1.2 to the host through pasta's `--map-guest-addr` from 5.3.
 const PASTA_MAP_GUEST_ADDR_SINCE: EngineVersion = EngineVersion::new(5, 3, 0);
 
-/// Rootless Podman.
+/// Rootless Podman on the gateway's own Linux host (`podman-rootless`). The route depends on the
+/// rootless network helper: the host's primary address, slirp4netns's loopback address, or pasta's
+/// `host-gateway` from Podman 5.3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodmanRootless {
     /// The rootless network helper, when known.
     pub helper: Option<RootlessHelper>,
-    /// Podman version.
+    /// The Podman version: decides pasta's route (5.3) and the helper when none is reported (5.0).
     pub version: Option<EngineVersion>,
-    /// The host's primary IPv4.
+    /// The host's primary IPv4, the only address the LAN routes can use; refused without it.
     pub host_ipv4: Option<Ipv4Addr>,
     /// slirp4netns maps 10.0.2.2 to the host's loopback (operator setting).
     pub host_loopback: bool,
@@ -60,7 +62,8 @@ pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
 }];
 
 impl PodmanRootless {
-    /// Detector.
+    /// Matches Podman on a Linux host when it runs rootless (libpod's answer, `Rootless`,
+    /// the `rootless` security option, a non-zero id mapping, or a socket under `/run/user/`).
     pub fn detect(facts: &Facts) -> Detection {
         let (kind, mut ev) = engine_kind(facts);
         if kind != EngineKind::Podman {

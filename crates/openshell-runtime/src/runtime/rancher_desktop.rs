@@ -29,7 +29,8 @@ use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
-/// Rancher Desktop (moby).
+/// Rancher Desktop with the moby engine (`rancher-desktop`). Routes to Lima's host address
+/// 192.168.5.2 with a loopback bind; refused on Windows (WSL), where no address is known to work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RancherDesktop {
     /// Whether the engine runs in WSL (Windows) rather than Lima.
@@ -55,7 +56,8 @@ pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
 }];
 
 impl RancherDesktop {
-    /// Detector.
+    /// Matches a Docker engine with Rancher Desktop's VM hostname or OS name, or a socket under
+    /// `~/.rd/`.
     pub fn detect(facts: &Facts) -> Detection {
         if engine_kind(facts).0 != EngineKind::Docker {
             return Detection::NotMine("the engine is not Docker Engine".into());

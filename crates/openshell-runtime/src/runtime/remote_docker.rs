@@ -14,7 +14,8 @@ use crate::sockets::SocketLocation;
 
 use super::{matched, ContainerRuntime, Detection, RuntimeId};
 
-/// A remote engine.
+/// An engine on another machine (`remote-docker`): no route unless the operator sets
+/// `host_gateway_ip`, because the engine's own host addresses belong to the other machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteDocker {
     /// The endpoint, as shown to people.
@@ -28,7 +29,8 @@ pub struct RemoteDocker {
 pub(crate) const SOCKETS: &[SocketLocation] = &[];
 
 impl RemoteDocker {
-    /// Detector.
+    /// Matches an endpoint whose host is a network address other than loopback (`tcp://`,
+    /// `http(s)://`, `ssh://`), whichever engine family answers there.
     pub fn detect(facts: &Facts) -> Detection {
         let Some(ep) = facts.endpoint.as_ref().filter(|e| e.is_remote()) else {
             return Detection::NotMine("the endpoint is local".into());

@@ -29,10 +29,11 @@ use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{lan_plan, matched, ContainerRuntime, Detection, RuntimeId};
 
-/// Rootless Docker.
+/// Rootless Docker Engine under RootlessKit (`rootless-docker`). Routes to the host's primary
+/// address, or with host loopback enabled to the network driver's loopback address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootlessDocker {
-    /// The host's primary IPv4.
+    /// The host's primary IPv4, the only address the LAN route can use; refused without it.
     pub host_ipv4: Option<Ipv4Addr>,
     /// Whether RootlessKit runs without `--disable-host-loopback` (operator setting).
     pub host_loopback: bool,
@@ -60,7 +61,8 @@ pub(crate) const SOCKETS: &[SocketLocation] = &[SocketLocation {
 }];
 
 impl RootlessDocker {
-    /// Detector.
+    /// Matches a Docker engine that reports the `rootless` security option or a RootlessKit
+    /// component, or listens under `/run/user/`, unless the host is known not to be Linux.
     pub fn detect(facts: &Facts) -> Detection {
         if engine_kind(facts).0 != EngineKind::Docker {
             return Detection::NotMine("the engine is not Docker Engine".into());
