@@ -1,5 +1,8 @@
 //! One integration-test binary for the workspace-level tests (keeps link time down).
 
+// A test binary has no API: `pub` in its modules only shares helpers between them.
+#![allow(unreachable_pub)]
+
 mod facts_props;
 mod fixtures;
 mod live;

@@ -7,7 +7,6 @@
 //! come from `openshell-sandbox` ([`openshell_sandbox::SandboxDriver`] is implemented for every
 //! `EngineOps`), and the route comes from `openshell-runtime`, applied as-is.
 #![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 mod discovery;
 

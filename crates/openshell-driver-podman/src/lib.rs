@@ -7,7 +7,6 @@
 //! through libpod (this driver) yields the same facts that matter, so the one policy gives the
 //! same route.
 #![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 mod discovery;
 mod facts;

@@ -16,7 +16,6 @@
 //! The returned [`AnyDriver`] is a [`SandboxDriver`](openshell_sandbox::SandboxDriver) like
 //! either driver, so gateway code is written once for both APIs.
 #![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 use std::collections::BTreeMap;
 

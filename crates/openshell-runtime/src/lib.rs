@@ -26,7 +26,6 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 pub mod consts;
 mod decide;

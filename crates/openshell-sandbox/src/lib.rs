@@ -8,7 +8,6 @@
 //! lives here, so the Docker and Podman drivers cannot drift apart. Routing itself stays in
 //! `openshell-runtime`: nothing here decides a route, it only gathers facts and applies routes.
 #![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 mod driver;
 mod error;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_runtime::{well_known_sockets, SocketApi, SocketLocation, SocketRoot};
+use openshell_runtime::{well_known_sockets, RuntimeId, SocketApi, SocketLocation, SocketRoot};
 
 use serde::Serialize;
 use tracing::Instrument;
@@ -87,6 +87,17 @@ pub fn well_known(env: &DiscoveryEnv, podman_only: bool) -> Vec<(Endpoint, Strin
         .filter(|(_, loc)| !podman_only || loc.api == SocketApi::Podman)
         .filter(|(_, loc)| loc.applies_on(&os))
         .flat_map(|(_, loc)| expand(loc, env))
+        .collect()
+}
+
+/// One runtime's well-known sockets expanded against `env`, as [`well_known`] lists them.
+pub fn sockets_of(runtime: RuntimeId, env: &DiscoveryEnv) -> Vec<(Endpoint, String)> {
+    let os = crate::current_os();
+    runtime
+        .sockets()
+        .iter()
+        .filter(|loc| loc.applies_on(&os))
+        .flat_map(|loc| expand(loc, env))
         .collect()
 }
 
