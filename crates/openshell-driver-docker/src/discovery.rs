@@ -7,12 +7,11 @@
 //! reported with its source and outcome.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::{probe_candidates, well_known};
+use openshell_sandbox::support::discover::well_known;
 use openshell_sandbox::support::BoxError;
-use openshell_sandbox::{Discovery, DiscoveryEnv, DiscoveryError};
+use openshell_sandbox::{DiscoveryEnv, DiscoveryError};
 use sha2::{Digest, Sha256};
 
 fn parse(raw: &str, origin: &str) -> Result<Endpoint, DiscoveryError> {
@@ -84,29 +83,13 @@ pub fn candidates(
     Ok(well_known(env, false))
 }
 
-/// Lists the candidates, then tries them in order; the first engine that answers is chosen.
-pub async fn discover(
-    explicit: Option<&str>,
-    env: &DiscoveryEnv,
-    timeout: Duration,
-) -> Result<Discovery, DiscoveryError> {
-    Ok(probe_candidates(candidates(explicit, env)?, timeout).await)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openshell_sandbox::CandidateOutcome;
     use std::path::Path;
 
     fn env(vars: &[(&str, &str)], home: &Path) -> DiscoveryEnv {
-        DiscoveryEnv {
-            vars: vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            home: Some(home.to_path_buf()),
-        }
+        DiscoveryEnv::from_vars(vars.iter().copied(), Some(home.to_path_buf()))
     }
 
     fn shown(c: &[(Endpoint, String)]) -> Vec<String> {
@@ -181,42 +164,5 @@ mod tests {
         ] {
             assert!(sources.contains(&want), "{want} missing from {sources:?}");
         }
-    }
-
-    #[tokio::test]
-    async fn reports_absent_refused_and_skipped() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        // A socket file with nobody accepting on it: refused.
-        let dead = dir.path().join("dead.sock");
-        drop(std::os::unix::net::UnixListener::bind(&dead).unwrap_or_else(|e| panic!("{e}")));
-        let d = discover(
-            Some(&format!("unix://{}", dead.display())),
-            &DiscoveryEnv::default(),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert!(
-            matches!(d.candidates[0].outcome, CandidateOutcome::Refused(_)),
-            "{:?}",
-            d.candidates
-        );
-        assert!(d.chosen.is_none());
-        let absent = discover(
-            Some("unix:///nonexistent/openshell.sock"),
-            &DiscoveryEnv::default(),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(absent.candidates[0].outcome, CandidateOutcome::Absent);
-        let remote = discover(
-            Some("ssh://me@build.example.org"),
-            &DiscoveryEnv::default(),
-            Duration::from_secs(1),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(remote.candidates[0].outcome, CandidateOutcome::Remote);
     }
 }

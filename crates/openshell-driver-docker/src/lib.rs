@@ -30,7 +30,7 @@ use openshell_sandbox::{DriverOptions, EngineError};
 use serde_json::Value;
 use tracing::Instrument;
 
-pub use discovery::{candidates, discover};
+pub use discovery::candidates;
 
 /// libpod's `/info`, asked of every engine: Podman answers it, Docker refuses the API version.
 /// It identifies Podman even where a proxy stripped the ping headers.

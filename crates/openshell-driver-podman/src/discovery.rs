@@ -6,11 +6,10 @@
 //! runtimes (rootless, rootful, machines: data in their files in `openshell-runtime`). A user-named endpoint is the only candidate, as in Podman.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::{probe_candidates, well_known};
-use openshell_sandbox::{Discovery, DiscoveryEnv, DiscoveryError};
+use openshell_sandbox::support::discover::well_known;
+use openshell_sandbox::{DiscoveryEnv, DiscoveryError};
 
 fn parse(raw: &str, origin: &str) -> Result<Endpoint, DiscoveryError> {
     Endpoint::parse(raw).map_err(|source| DiscoveryError::BadEndpoint {
@@ -156,28 +155,13 @@ pub fn candidates(
     Ok(well_known(env, true))
 }
 
-/// Lists the candidates, then tries them in order.
-pub async fn discover(
-    explicit: Option<&str>,
-    env: &DiscoveryEnv,
-    timeout: Duration,
-) -> Result<Discovery, DiscoveryError> {
-    Ok(probe_candidates(candidates(explicit, env)?, timeout).await)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
 
     fn env(vars: &[(&str, &str)], home: &Path) -> DiscoveryEnv {
-        DiscoveryEnv {
-            vars: vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            home: Some(home.to_path_buf()),
-        }
+        DiscoveryEnv::from_vars(vars.iter().copied(), Some(home.to_path_buf()))
     }
 
     fn first(c: &[(Endpoint, String)]) -> String {

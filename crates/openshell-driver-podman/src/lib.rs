@@ -30,7 +30,7 @@ use podman_api::opts::{
 use podman_api::Podman;
 use serde_json::Value;
 
-pub use discovery::{candidates, discover};
+pub use discovery::candidates;
 pub use facts::info_from_libpod;
 
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";

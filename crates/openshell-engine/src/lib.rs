@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use openshell_driver_docker::DockerDriver;
 use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::facts::Endpoint;
+use openshell_sandbox::support::discover::probe_candidates;
 use openshell_sandbox::support::{
     ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps, LogStream,
     NetworkInfo, OpError,
@@ -150,10 +151,11 @@ async fn discover(
 ) -> Result<openshell_sandbox::Discovery, DiscoveryError> {
     let endpoint = opts.endpoint.as_deref();
     let timeout = opts.driver_options.timeout;
-    match kind {
-        DriverKind::Docker => openshell_driver_docker::discover(endpoint, &opts.env, timeout).await,
-        DriverKind::Podman => openshell_driver_podman::discover(endpoint, &opts.env, timeout).await,
-    }
+    let candidates = match kind {
+        DriverKind::Docker => openshell_driver_docker::candidates(endpoint, &opts.env)?,
+        DriverKind::Podman => openshell_driver_podman::candidates(endpoint, &opts.env)?,
+    };
+    Ok(probe_candidates(candidates, timeout).await)
 }
 
 /// Finds the engine, connects the driver and gathers the engine's facts, creating the sandbox

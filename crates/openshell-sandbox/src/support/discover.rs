@@ -66,6 +66,21 @@ impl DiscoveryEnv {
         DiscoveryEnv { vars, home }
     }
 
+    /// An environment made of these variables and home directory (for tests and embedders
+    /// that do not read the process's own).
+    pub fn from_vars<'a>(
+        vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+        home: Option<PathBuf>,
+    ) -> DiscoveryEnv {
+        DiscoveryEnv {
+            vars: vars
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            home,
+        }
+    }
+
     /// A variable, treating empty as unset.
     pub fn var(&self, k: &str) -> Option<&str> {
         self.vars
@@ -231,10 +246,7 @@ mod tests {
             "{}",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let env = DiscoveryEnv {
-            vars: BTreeMap::new(),
-            home: Some(h.to_path_buf()),
-        };
+        let env = DiscoveryEnv::from_vars([], Some(h.to_path_buf()));
         let all = shown(&well_known(&env, false));
         let at = |want: &str| {
             all.iter()
@@ -257,5 +269,31 @@ mod tests {
         // Podman's discovery sees only the sockets that serve libpod.
         let podman = shown(&well_known(&env, true));
         assert!(podman.iter().all(|s| s.contains("Podman")), "{podman:?}");
+    }
+
+    #[tokio::test]
+    async fn reports_absent_refused_and_remote() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // A socket file with nobody accepting on it: refused.
+        let dead = dir.path().join("dead.sock");
+        drop(std::os::unix::net::UnixListener::bind(&dead).unwrap_or_else(|e| panic!("{e}")));
+        let one = |raw: &str| {
+            vec![(
+                Endpoint::parse(raw).unwrap_or_else(|e| panic!("{e}")),
+                "--endpoint".to_string(),
+            )]
+        };
+        let timeout = Duration::from_secs(1);
+        let d = probe_candidates(one(&format!("unix://{}", dead.display())), timeout).await;
+        assert!(
+            matches!(d.candidates[0].outcome, CandidateOutcome::Refused(_)),
+            "{:?}",
+            d.candidates
+        );
+        assert!(d.chosen.is_none());
+        let absent = probe_candidates(one("unix:///nonexistent/openshell.sock"), timeout).await;
+        assert_eq!(absent.candidates[0].outcome, CandidateOutcome::Absent);
+        let remote = probe_candidates(one("ssh://me@build.example.org"), timeout).await;
+        assert_eq!(remote.candidates[0].outcome, CandidateOutcome::Remote);
     }
 }
