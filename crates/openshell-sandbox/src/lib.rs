@@ -11,6 +11,7 @@ mod host;
 mod listener;
 mod probe;
 pub mod raw;
+mod token;
 
 pub use discover::{probe_candidates, DiscoveryEnv};
 pub use driver::{
@@ -22,6 +23,7 @@ pub use failure::{raw_call, timed_call, CallError, EngineFailure};
 pub use host::{current_os, host_facts, HostFacts};
 pub use listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};
 pub use probe::{
-    new_token, probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome,
-    ProbeResult, Unverified, DEFAULT_PROBE_IMAGE,
+    probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome, ProbeResult,
+    Unverified, DEFAULT_PROBE_IMAGE,
 };
+pub use token::{new_token, TokenError};

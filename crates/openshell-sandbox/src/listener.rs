@@ -3,7 +3,8 @@
 //!
 //! Sandboxes call `GET /callback/<sandbox-id>/<token>` on `host.openshell.internal:<port>`. The
 //! listener reads one bounded request line per connection, answers `200` for a known
-//! sandbox/token pair and `403` otherwise; only the former counts as an arrival.
+//! sandbox/token pair and `403` otherwise; only the former counts as an arrival. A token is
+//! compared in constant time and accepted once: a replayed callback is refused.
 
 use std::collections::HashMap;
 use std::io;
@@ -17,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+use crate::token::tokens_match;
 
 /// How the listener may bind.
 #[derive(Debug, Clone, Copy)]
@@ -205,7 +208,8 @@ impl CallbackListener {
         self.freebind
     }
 
-    /// Registers a sandbox's one-time token.
+    /// Registers a sandbox's one-time token: the first callback that presents it is accepted,
+    /// every later one refused.
     pub fn expect(&self, sandbox_id: &str, token: &str) {
         if let Ok(mut t) = self.tokens.lock() {
             t.insert(sandbox_id.to_string(), token.to_string());
@@ -300,12 +304,7 @@ async fn handle(
     let line = String::from_utf8_lossy(&buf);
     let first = line.lines().next().unwrap_or_default();
     let ok = match (read, parse_callback(first)) {
-        (Ok(Some(())), Some((id, token))) => tokens
-            .lock()
-            .ok()
-            .and_then(|t| t.get(id).map(|want| want == token))
-            .unwrap_or(false)
-            .then(|| id.to_string()),
+        (Ok(Some(())), Some((id, token))) => redeem(tokens, id, token).then(|| id.to_string()),
         _ => None,
     };
     let answer: &[u8] = if ok.is_some() {
@@ -317,6 +316,20 @@ async fn handle(
     let _ = stream.shutdown().await;
     tracing::debug!(%peer, accepted = ok.is_some(), "callback request");
     ok
+}
+
+/// Whether `token` is the one registered for `id`; a match uses it up, so each token is
+/// accepted once. The check and the removal happen under one lock, so two racing callbacks
+/// with the same token cannot both be accepted.
+fn redeem(tokens: &Tokens, id: &str, token: &str) -> bool {
+    let Ok(mut t) = tokens.lock() else {
+        return false;
+    };
+    let matched = t.get(id).is_some_and(|want| tokens_match(want, token));
+    if matched {
+        t.remove(id);
+    }
+    matched
 }
 
 fn parse_callback(line: &str) -> Option<(&str, &str)> {
@@ -444,5 +457,26 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
             assert!(l.used_freebind());
         }
+    }
+
+    #[tokio::test]
+    async fn accepts_each_token_once() {
+        let mut l = CallbackListener::bind(&route("127.0.0.1"), ListenerOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        l.expect("sb-1", "tok1");
+        let addr = l.local_addr();
+        assert!(call(addr, "/callback/sb-1/tok1")
+            .await
+            .starts_with("HTTP/1.0 200"));
+        l.wait_for("sb-1", Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // A replay of a used token (a copied log line, a second process) is refused and is no
+        // arrival.
+        assert!(call(addr, "/callback/sb-1/tok1")
+            .await
+            .starts_with("HTTP/1.0 403"));
+        assert!(l.next_arrival(Duration::from_millis(200)).await.is_none());
     }
 }
