@@ -100,7 +100,7 @@ async fn discover(
 /// connections); the first engine that answers decides the driver. Exit 3 when none answers.
 pub async fn connect(args: &EngineArgs) -> Result<Connected, Fail> {
     let timeout = Duration::from_secs(args.timeout.max(1));
-    let env = DiscoveryEnv::from_process();
+    let env = crate::process_env()?;
     let order: Vec<Driver> = match args.driver {
         Some(d) => vec![d],
         None => vec![Driver::Docker, Driver::Podman],

@@ -20,13 +20,6 @@ pub struct DiscoveryEnv {
 }
 
 impl DiscoveryEnv {
-    /// The process's own environment.
-    pub fn from_process() -> DiscoveryEnv {
-        let vars: BTreeMap<String, String> = std::env::vars().collect();
-        let home = vars.get("HOME").map(PathBuf::from);
-        DiscoveryEnv { vars, home }
-    }
-
     /// A variable, treating empty as unset.
     pub fn var(&self, k: &str) -> Option<&str> {
         self.vars

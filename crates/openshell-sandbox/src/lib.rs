@@ -6,6 +6,7 @@
 
 mod discover;
 mod driver;
+mod env;
 mod failure;
 mod host;
 mod listener;
@@ -19,6 +20,7 @@ pub use driver::{
     Discovery, GatheredFacts, SandboxDriver, SandboxHandle, SandboxSpec, SandboxState, SpecError,
     ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN, REMOVE_ATTEMPTS,
 };
+pub use env::{reads_env_var, EnvError, READ_PREFIX, READ_VARS};
 pub use failure::{raw_call, timed_call, CallError, EngineFailure};
 pub use host::{current_os, host_facts, HostFacts};
 pub use listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};
