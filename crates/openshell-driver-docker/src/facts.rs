@@ -114,7 +114,10 @@ impl DockerDriver {
         self.parse(doc)
     }
 
-    fn parse(&self, document: Value) -> Result<GatheredFacts, DockerDriverError> {
+    fn parse(&self, mut document: Value) -> Result<GatheredFacts, DockerDriverError> {
+        // Proxy passwords and URL user information never leave the driver (Podman does not
+        // mask them as Docker does), so neither the facts nor `--dump-facts` carry them.
+        openshell_runtime::facts::redact_document(&mut document);
         let facts = Facts::from_value(&document).map_err(|source| {
             DockerDriverError::from(EngineFailure::Facts {
                 endpoint: self.endpoint.to_string(),

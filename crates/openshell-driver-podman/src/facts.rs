@@ -126,7 +126,10 @@ impl PodmanDriver {
         self.parse(doc)
     }
 
-    fn parse(&self, document: Value) -> Result<GatheredFacts, PodmanDriverError> {
+    fn parse(&self, mut document: Value) -> Result<GatheredFacts, PodmanDriverError> {
+        // Proxy passwords and URL user information never leave the driver (Podman does not
+        // mask them as Docker does), so neither the facts nor `--dump-facts` carry them.
+        openshell_runtime::facts::redact_document(&mut document);
         let facts = Facts::from_value(&document).map_err(|source| {
             PodmanDriverError::from(EngineFailure::Facts {
                 endpoint: self.endpoint.to_string(),

@@ -436,3 +436,93 @@ fn non_utf8_environment_is_ignored_unless_read() {
         }
     }
 }
+
+/// Credentials in an endpoint (`DOCKER_HOST`, `--endpoint`, a facts file's `endpoint`) never
+/// reach the terminal.
+#[test]
+fn endpoint_credentials_are_not_echoed() {
+    let secret = "s3cret-pw";
+    let url = format!("tcp://user:{secret}@127.0.0.1:1");
+    let outs = [
+        bin()
+            .args(["detect", "--no-config"])
+            .env("DOCKER_HOST", &url)
+            .output(),
+        bin()
+            .args(["detect", "--no-config", "--endpoint", &url])
+            .output(),
+        bin()
+            .args([
+                "detect",
+                "--no-config",
+                "--facts",
+                &write_tmp(
+                    "secret-endpoint",
+                    &format!(r#"{{"info":{{}},"endpoint":"{url}"}}"#),
+                ),
+            ])
+            .output(),
+    ];
+    for out in outs {
+        let out = out.unwrap_or_else(|e| panic!("{e}"));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(!all.contains(secret), "{all}");
+        assert!(all.contains("xxxxx@127.0.0.1:1"), "{all}");
+    }
+}
+
+/// `--dump-facts` writes what the engine reported, minus credentials: an engine (here a replay
+/// of Podman's compatible API, which does not mask them) with a proxy password in `/info`.
+#[test]
+fn dump_facts_carries_no_credentials() {
+    let doc = serde_json::json!({
+        "host_os": "linux",
+        "ping": {"Api-Version": "1.41", "Libpod-Api-Version": "4.3.1", "Server": "Libpod/4.3.1 (linux)"},
+        "info": {
+            "Name": "box", "ServerVersion": "4.3.1", "OperatingSystem": "debian",
+            "HttpProxy": "http://user:s3cret-pw@proxy.corp:3128",
+            "HttpsProxy": "user:s3cret-pw@proxy.corp:3128"
+        },
+        "network": {"Name": "openshell", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.89.0.0/24", "Gateway": "10.89.0.1"}]}}
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let engine = rt
+        .block_on(openshell_tests::replay::ReplayEngine::start(&doc))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dump = write_tmp("dump-no-credentials.json", "");
+    let out = run(&[
+        "detect",
+        "--no-config",
+        "-o",
+        "json",
+        "--driver",
+        "docker",
+        "--endpoint",
+        &format!("unix://{}", engine.socket().display()),
+        "--dump-facts",
+        &dump,
+    ]);
+    drop(engine);
+    let written = std::fs::read_to_string(&dump).unwrap_or_default();
+    let _ = std::fs::remove_file(&dump);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        written.contains("xxxxx@proxy.corp:3128"),
+        "{written}\n{all}"
+    );
+    assert!(!written.contains("s3cret"), "{written}");
+    assert!(!all.contains("s3cret"), "{all}");
+}
