@@ -20,7 +20,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use openshell_runtime::{decide, signals, Facts, Registry, RouteContext};
 use openshell_sandbox::DiscoveryEnv;
 
-use crate::config::{default_config_path, gather, Flags, Settings};
+use crate::config::{default_config_path, gather, read_config, Flags, Settings};
 use crate::report::Report;
 
 /// Largest facts file read: real captures are a few KiB.
@@ -237,7 +237,7 @@ pub(crate) fn settle(
         args.config.clone().or_else(|| default_config_path(&env))
     };
     let config_text = match &config_path {
-        Some(p) => match std::fs::read_to_string(p) {
+        Some(p) => match read_config(p) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.config.is_none() => None,
             Err(e) => return Err(usage(format!("cannot read config {}: {e}", p.display()))),
@@ -257,6 +257,9 @@ pub(crate) fn settle(
         engine,
     )
     .map_err(|e| usage(e.to_string()))?;
+    for w in &settings.warnings {
+        eprintln!("openshell-runtime: warning: {w}");
+    }
     settings.apply(&mut facts.overrides);
     let ctx = RouteContext {
         port: args

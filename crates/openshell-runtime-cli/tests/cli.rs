@@ -526,3 +526,59 @@ fn dump_facts_carries_no_credentials() {
     assert!(!written.contains("s3cret"), "{written}");
     assert!(!all.contains("s3cret"), "{all}");
 }
+
+/// `--config` reads at most a bounded amount (`/dev/zero` used to grow to 2 GB and be killed);
+/// the run is held to 1 GiB of address space so a regression fails ("out of memory") instead
+/// of exhausting the machine.
+#[cfg(target_os = "linux")]
+#[test]
+fn config_is_read_with_a_size_cap() {
+    let facts = fixture("native-docker/debian12-docker.io-20.10.24-this-machine.json");
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("ulimit -v 1048576 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_openshell-runtime"))
+        .args(["detect", "--config", "/dev/zero", "--facts", &facts])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("/dev/zero") && err.contains("is over"),
+        "{err}"
+    );
+}
+
+/// Misspelled keys, keys in the wrong section and sections of the wrong type in gateway.toml
+/// are warned about (stderr, and `settings.warnings` in JSON) instead of ignored silently;
+/// OpenShell's own other keys are not ours to judge and pass quietly.
+#[test]
+fn config_mistakes_are_warned_about() {
+    let facts = fixture("native-docker/debian12-docker.io-20.10.24-this-machine.json");
+    let cfg = write_tmp(
+        "typos.toml",
+        "[openshell.gateway]\nbind_adress = \"127.0.0.1\"\nhost_gateway_ip = \"10.0.0.1\"\nlog_level = \"debug\"\n\n[openshell.driver.docker]\nhost_gateway_ip = \"10.0.0.2\"\n\n[openshell.drivers]\npodman = \"10.0.0.3\"\n",
+    );
+    let out = bin()
+        .args(["detect", "-o", "json", "--config", &cfg, "--facts", &facts])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for needle in [
+        "bind_adress",
+        "did you mean bind_address",
+        "[openshell.gateway] host_gateway_ip",
+        "[openshell] driver: unknown section",
+        "[openshell.drivers] podman: expected a section",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+    }
+    assert!(!err.contains("log_level"), "{err}");
+    let v = json(&out);
+    assert_eq!(
+        v["settings"]["warnings"].as_array().map(Vec::len),
+        Some(4),
+        "{v}"
+    );
+}
