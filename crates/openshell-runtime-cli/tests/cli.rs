@@ -443,6 +443,10 @@ fn non_utf8_environment_is_ignored_unless_read() {
 fn endpoint_credentials_are_not_echoed() {
     let secret = "s3cret-pw";
     let url = format!("tcp://user:{secret}@127.0.0.1:1");
+    let facts = write_tmp(
+        "secret-endpoint",
+        &format!(r#"{{"info":{{}},"endpoint":"{url}"}}"#),
+    );
     let outs = [
         bin()
             .args(["detect", "--no-config"])
@@ -452,17 +456,10 @@ fn endpoint_credentials_are_not_echoed() {
             .args(["detect", "--no-config", "--endpoint", &url])
             .output(),
         bin()
-            .args([
-                "detect",
-                "--no-config",
-                "--facts",
-                &write_tmp(
-                    "secret-endpoint",
-                    &format!(r#"{{"info":{{}},"endpoint":"{url}"}}"#),
-                ),
-            ])
+            .args(["detect", "--no-config", "--facts", &facts])
             .output(),
     ];
+    let _ = std::fs::remove_file(&facts);
     for out in outs {
         let out = out.unwrap_or_else(|e| panic!("{e}"));
         let all = format!(
@@ -563,6 +560,7 @@ fn config_mistakes_are_warned_about() {
         .args(["detect", "-o", "json", "--config", &cfg, "--facts", &facts])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&cfg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     for needle in [
