@@ -53,7 +53,7 @@ fn spec(image: &str) -> SandboxSpec {
         id: live::unique("bench"),
         image: image.into(),
         command: sandbox_command(60),
-        token: new_token(),
+        token: new_token().unwrap_or_else(|e| panic!("{e}")),
         labels: Default::default(),
     }
 }

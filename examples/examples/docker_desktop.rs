@@ -63,7 +63,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         id: format!("example-{}", std::process::id()),
         image: sandbox_image(),
         command: sandbox_command(20),
-        token: new_token(),
+        token: new_token()?,
         labels: Default::default(),
     };
     listener.expect(&spec.id, &spec.token);

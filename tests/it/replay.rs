@@ -195,3 +195,43 @@ async fn a_silent_engine_times_out_with_a_clear_error() {
     hold.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Podman's compatible API reports proxy settings unmasked (Docker masks them): the document
+/// the driver gathers, which `--dump-facts` writes, carries no credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gathered_documents_carry_no_credentials() {
+    let doc = serde_json::json!({
+        "host_os": "linux",
+        "ping": {"Api-Version": "1.41", "Libpod-Api-Version": "4.3.1", "Server": "Libpod/4.3.1 (linux)"},
+        "info": {
+            "Name": "box", "ServerVersion": "4.3.1", "OperatingSystem": "debian",
+            "HttpProxy": "http://user:s3cret@proxy.corp:3128",
+            "HttpsProxy": "user:s3cret@proxy.corp:3128",
+            "NoProxy": "localhost",
+            "RegistryConfig": {"Mirrors": ["https://user:s3cret@mirror.corp/"]}
+        },
+        "libpod_info": {"host": {"hostname": "box", "os": "linux"}, "registries": {"mirror": "https://s3cret@m/"}},
+        "network": {"Name": "openshell", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.89.0.0/24", "Gateway": "10.89.0.1"}]}}
+    });
+    let engine = ReplayEngine::start(&doc)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = Endpoint::Unix {
+        path: engine.socket().display().to_string(),
+    };
+    let driver = DockerDriver::connect(endpoint, DriverOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let g = driver
+        .gather_facts()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = g.document.to_string();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert_eq!(
+        g.document["info"]["HttpProxy"],
+        "http://xxxxx@proxy.corp:3128"
+    );
+    assert_eq!(g.document["info"]["HttpsProxy"], "xxxxx@proxy.corp:3128");
+    assert_eq!(g.document["libpod_info"]["host"]["hostname"], "box");
+}

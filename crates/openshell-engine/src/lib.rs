@@ -30,7 +30,7 @@ use openshell_sandbox::support::{
 };
 use openshell_sandbox::{
     Candidate, CandidateOutcome, DiscoveryEnv, DiscoveryError, DriverOptions, EngineError,
-    GatheredFacts, SandboxDriver,
+    EnvError, GatheredFacts, SandboxDriver,
 };
 use serde::Serialize;
 
@@ -74,9 +74,9 @@ pub struct ConnectOptions {
 
 impl ConnectOptions {
     /// Options that read this process's environment, with every other field at its default.
-    pub fn from_process() -> Result<ConnectOptions, DiscoveryError> {
+    pub fn from_process() -> Result<ConnectOptions, EnvError> {
         Ok(ConnectOptions {
-            env: DiscoveryEnv::from_process(),
+            env: DiscoveryEnv::from_process()?,
             ..ConnectOptions::default()
         })
     }
@@ -204,6 +204,7 @@ fn endpoint_only_facts(endpoint: &Endpoint) -> Result<GatheredFacts, EngineError
     if let Some(ip) = host.ipv4 {
         document["host_ipv4"] = serde_json::json!(ip.to_string());
     }
+    openshell_runtime::facts::redact_document(&mut document);
     let facts =
         openshell_runtime::Facts::from_value(&document).map_err(|source| EngineError::Facts {
             endpoint: endpoint.to_string(),

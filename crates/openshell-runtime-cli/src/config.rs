@@ -1,14 +1,23 @@
 //! The operator's settings, from flags, `OPENSHELL_*` environment variables and OpenShell's
 //! `gateway.toml`, with precedence flag > env > file > the facts file's own `overrides`.
 //!
-//! The environment and the file are read through parameters so tests can fake them.
+//! The environment and the file are read through parameters so tests can fake them. The file
+//! is read with a size cap, and its likely mistakes come back as [`ConfigWarning`]s.
 
+mod lint;
+
+use std::io::Read as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use openshell_runtime::facts::parse_ip;
 use openshell_runtime::{EngineKind, Overrides};
 use serde::Serialize;
+
+pub use lint::ConfigWarning;
+
+/// Largest gateway.toml read: a real one is a few hundred bytes.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Environment variable for the container-side address.
 pub const ENV_HOST_GATEWAY_IP: &str = "OPENSHELL_HOST_GATEWAY_IP";
@@ -38,6 +47,9 @@ pub struct Settings {
     pub port: Option<Setting<u16>>,
     /// The rootless network helper maps 10.0.2.2 to the host's loopback.
     pub rootless_host_loopback: Option<Setting<bool>>,
+    /// Likely mistakes in gateway.toml that were ignored.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<ConfigWarning>,
 }
 
 /// A setting that could not be used; exit code 2.
@@ -70,6 +82,22 @@ pub struct Flags {
     pub bind: Option<String>,
     /// `--rootless-host-loopback`.
     pub rootless_host_loopback: bool,
+}
+
+/// Reads the config file, at most [`MAX_CONFIG_BYTES`] of it (`--config /dev/zero` must not
+/// fill memory). A missing file is `NotFound`, as from [`std::fs::read_to_string`].
+pub fn read_config(path: &Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_CONFIG_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("it is over {MAX_CONFIG_BYTES} bytes, and a gateway.toml is a few lines"),
+        ));
+    }
+    Ok(text)
 }
 
 /// The default location of OpenShell's gateway config.
@@ -138,6 +166,7 @@ fn from_file(text: &str, path: &Path, driver: &str) -> Result<Settings, ConfigEr
             problem: e.message().to_string(),
         })?;
     let shown = path.display().to_string();
+    let warnings = lint::lint(&doc, &shown);
     let table = |keys: &[&str]| -> Option<&toml::Table> {
         let mut t = &doc;
         for k in keys {
@@ -156,7 +185,10 @@ fn from_file(text: &str, path: &Path, driver: &str) -> Result<Settings, ConfigEr
                 }),
             }
         };
-    let mut out = Settings::default();
+    let mut out = Settings {
+        warnings,
+        ..Settings::default()
+    };
     let gw_key = "[openshell.gateway] bind_address";
     if let Some(b) = string(table(&["openshell", "gateway"]), "bind_address", gw_key)? {
         let (bind, port) = bind_address(&b, &format!("{shown}: {gw_key}"))?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use openshell_engine::{ConnectError, ConnectOptions, DriverKind, Engine};
-use openshell_sandbox::{DiscoveryEnv, DriverOptions};
+use openshell_sandbox::DriverOptions;
 
 use crate::{to_json, usage, Driver, EngineArgs, Fail};
 
@@ -33,7 +33,7 @@ pub async fn connect(args: &EngineArgs, dump: Option<&PathBuf>) -> Result<Engine
             Driver::Podman => DriverKind::Podman,
         }),
         endpoint: args.endpoint.clone(),
-        env: DiscoveryEnv::from_process(),
+        env: crate::process_env()?,
         driver_options: DriverOptions {
             network: args.network.clone(),
             timeout: Duration::from_secs(args.timeout.max(1)),

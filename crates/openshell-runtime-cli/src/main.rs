@@ -21,8 +21,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use openshell_runtime::{decide, signals, Facts, Registry, RouteContext};
+use openshell_sandbox::DiscoveryEnv;
 
-use crate::config::{default_config_path, gather, Flags, Settings};
+use crate::config::{default_config_path, gather, read_config, Flags, Settings};
 use crate::report::Report;
 
 /// Largest facts file read: real captures are a few KiB.
@@ -216,22 +217,30 @@ fn read_facts(path: &PathBuf) -> Result<String, Fail> {
     Ok(text)
 }
 
+/// The process environment, or exit 2 naming each variable we read that is not UTF-8.
+pub(crate) fn process_env() -> Result<DiscoveryEnv, Fail> {
+    DiscoveryEnv::from_process().map_err(|e| usage(e.to_string()))
+}
+
 /// Lays the operator's settings (flags > env > gateway.toml) over the facts' own overrides and
 /// returns them with the gateway's context.
 pub(crate) fn settle(
     facts: &mut Facts,
     args: &RouteArgs,
 ) -> Result<(Settings, RouteContext), Fail> {
-    let env = |k: &str| std::env::var(k).ok();
-    let no_env = |_: &str| None;
-    let env_fn: &dyn Fn(&str) -> Option<String> = if args.no_config { &no_env } else { &env };
+    let process = if args.no_config {
+        DiscoveryEnv::default()
+    } else {
+        process_env()?
+    };
+    let env = |k: &str| process.var(k).map(str::to_string);
     let config_path = if args.no_config {
         None
     } else {
         args.config.clone().or_else(|| default_config_path(&env))
     };
     let config_text = match &config_path {
-        Some(p) => match std::fs::read_to_string(p) {
+        Some(p) => match read_config(p) {
             Ok(t) => Some(t),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && args.config.is_none() => None,
             Err(e) => return Err(usage(format!("cannot read config {}: {e}", p.display()))),
@@ -246,11 +255,14 @@ pub(crate) fn settle(
     let engine = signals::engine_kind(facts).0;
     let settings = gather(
         &flags,
-        env_fn,
+        &env,
         config_path.as_deref().zip(config_text.as_deref()),
         engine,
     )
     .map_err(|e| usage(e.to_string()))?;
+    for w in &settings.warnings {
+        eprintln!("openshell-runtime: warning: {w}");
+    }
     settings.apply(&mut facts.overrides);
     let ctx = RouteContext {
         port: args

@@ -396,3 +396,187 @@ fn doctor_without_an_engine_exits_3() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("absent"));
 }
+
+/// A non-UTF-8 value in a variable we never read is ignored; in one we read it is invalid input
+/// (exit 2) that names the variable. It used to panic (exit 101) in live mode and be ignored
+/// silently in `settle`.
+#[cfg(unix)]
+#[test]
+fn non_utf8_environment_is_ignored_unless_read() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let bad = OsStr::from_bytes(b"tcp://\xff:2375");
+    let no_engine = [
+        "detect",
+        "--no-config",
+        "--endpoint",
+        "unix:///nonexistent/openshell.sock",
+    ];
+    let facts = fixture("native-docker/debian12-docker.io-20.10.24-this-machine.json");
+    let with_config = ["detect", "-o", "json", "--facts", facts.as_str()];
+    let with_env = |args: &[&str], var: &str| {
+        bin()
+            .args(args)
+            .env(var, bad)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    for (args, var, code) in [
+        (&no_engine[..], "SOME_UNRELATED_VARIABLE", 3),
+        (&no_engine[..], "DOCKER_HOST", 2),
+        (&no_engine[..], "XDG_RUNTIME_DIR", 2),
+        (&with_config[..], "OPENSHELL_BIND_ADDRESS", 2),
+        (&with_config[..], "SOME_UNRELATED_VARIABLE", 0),
+    ] {
+        let out = with_env(args, var);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{var} {args:?}: {err}");
+        if code == 2 {
+            assert!(err.contains(var) && err.contains("UTF-8"), "{var}: {err}");
+        }
+    }
+}
+
+/// Credentials in an endpoint (`DOCKER_HOST`, `--endpoint`, a facts file's `endpoint`) never
+/// reach the terminal.
+#[test]
+fn endpoint_credentials_are_not_echoed() {
+    let secret = "s3cret-pw";
+    let url = format!("tcp://user:{secret}@127.0.0.1:1");
+    let facts = write_tmp(
+        "secret-endpoint",
+        &format!(r#"{{"info":{{}},"endpoint":"{url}"}}"#),
+    );
+    let outs = [
+        bin()
+            .args(["detect", "--no-config"])
+            .env("DOCKER_HOST", &url)
+            .output(),
+        bin()
+            .args(["detect", "--no-config", "--endpoint", &url])
+            .output(),
+        bin()
+            .args(["detect", "--no-config", "--facts", &facts])
+            .output(),
+    ];
+    let _ = std::fs::remove_file(&facts);
+    for out in outs {
+        let out = out.unwrap_or_else(|e| panic!("{e}"));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        assert!(!all.contains(secret), "{all}");
+        assert!(all.contains("xxxxx@127.0.0.1:1"), "{all}");
+    }
+}
+
+/// `--dump-facts` writes what the engine reported, minus credentials: an engine (here a replay
+/// of Podman's compatible API, which does not mask them) with a proxy password in `/info`.
+#[test]
+fn dump_facts_carries_no_credentials() {
+    let doc = serde_json::json!({
+        "host_os": "linux",
+        "ping": {"Api-Version": "1.41", "Libpod-Api-Version": "4.3.1", "Server": "Libpod/4.3.1 (linux)"},
+        "info": {
+            "Name": "box", "ServerVersion": "4.3.1", "OperatingSystem": "debian",
+            "HttpProxy": "http://user:s3cret-pw@proxy.corp:3128",
+            "HttpsProxy": "user:s3cret-pw@proxy.corp:3128"
+        },
+        "network": {"Name": "openshell", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.89.0.0/24", "Gateway": "10.89.0.1"}]}}
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let engine = rt
+        .block_on(openshell_tests::replay::ReplayEngine::start(&doc))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dump = write_tmp("dump-no-credentials.json", "");
+    let out = run(&[
+        "detect",
+        "--no-config",
+        "-o",
+        "json",
+        "--driver",
+        "docker",
+        "--endpoint",
+        &format!("unix://{}", engine.socket().display()),
+        "--dump-facts",
+        &dump,
+    ]);
+    drop(engine);
+    let written = std::fs::read_to_string(&dump).unwrap_or_default();
+    let _ = std::fs::remove_file(&dump);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        written.contains("xxxxx@proxy.corp:3128"),
+        "{written}\n{all}"
+    );
+    assert!(!written.contains("s3cret"), "{written}");
+    assert!(!all.contains("s3cret"), "{all}");
+}
+
+/// `--config` reads at most a bounded amount (`/dev/zero` used to grow to 2 GB and be killed);
+/// the run is held to 1 GiB of address space so a regression fails ("out of memory") instead
+/// of exhausting the machine.
+#[cfg(target_os = "linux")]
+#[test]
+fn config_is_read_with_a_size_cap() {
+    let facts = fixture("native-docker/debian12-docker.io-20.10.24-this-machine.json");
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("ulimit -v 1048576 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_openshell-runtime"))
+        .args(["detect", "--config", "/dev/zero", "--facts", &facts])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("/dev/zero") && err.contains("is over"),
+        "{err}"
+    );
+}
+
+/// Misspelled keys, keys in the wrong section and sections of the wrong type in gateway.toml
+/// are warned about (stderr, and `settings.warnings` in JSON) instead of ignored silently;
+/// OpenShell's own other keys are not ours to judge and pass quietly.
+#[test]
+fn config_mistakes_are_warned_about() {
+    let facts = fixture("native-docker/debian12-docker.io-20.10.24-this-machine.json");
+    let cfg = write_tmp(
+        "typos.toml",
+        "[openshell.gateway]\nbind_adress = \"127.0.0.1\"\nhost_gateway_ip = \"10.0.0.1\"\nlog_level = \"debug\"\n\n[openshell.driver.docker]\nhost_gateway_ip = \"10.0.0.2\"\n\n[openshell.drivers]\npodman = \"10.0.0.3\"\n",
+    );
+    let out = bin()
+        .args(["detect", "-o", "json", "--config", &cfg, "--facts", &facts])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_file(&cfg);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    for needle in [
+        "bind_adress",
+        "did you mean bind_address",
+        "[openshell.gateway] host_gateway_ip",
+        "[openshell] driver: unknown section",
+        "[openshell.drivers] podman: expected a section",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+    }
+    assert!(!err.contains("log_level"), "{err}");
+    let v = json(&out);
+    assert_eq!(
+        v["settings"]["warnings"].as_array().map(Vec::len),
+        Some(4),
+        "{v}"
+    );
+}

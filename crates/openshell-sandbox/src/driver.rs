@@ -218,6 +218,9 @@ impl<T: EngineOps + ?Sized> SandboxDriver for T {
             document["libpod_info"] = libpod;
         }
         document["network"] = network?;
+        // Proxy passwords and URL user information never leave the driver (Podman does not
+        // mask them as Docker does), so neither the facts nor `--dump-facts` carry them.
+        openshell_runtime::facts::redact_document(&mut document);
         let facts = Facts::from_value(&document).map_err(|source| EngineError::Facts {
             endpoint: EngineOps::endpoint(self).to_string(),
             source,

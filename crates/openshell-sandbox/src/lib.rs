@@ -10,20 +10,24 @@
 #![deny(missing_docs)]
 
 mod driver;
+mod env;
 mod error;
 mod host;
 mod listener;
 mod probe;
 mod spec;
 pub mod support;
+mod token;
 
 pub use driver::{DriverOptions, GatheredFacts, SandboxDriver, SandboxHandle, SandboxState};
+pub use env::{reads_env_var, EnvError, READ_PREFIX, READ_VARS};
 pub use error::{DiscoveryError, EngineError, ErrorKind};
 pub use host::{current_os, host_facts, HostFacts};
 pub use listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};
 pub use probe::{
-    new_token, probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome,
-    ProbeResult, Unverified, DEFAULT_PROBE_IMAGE,
+    probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome, ProbeResult,
+    Unverified, DEFAULT_PROBE_IMAGE,
 };
 pub use spec::{sandbox_command, SandboxSpec, SpecError, ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN};
 pub use support::discover::{Candidate, CandidateOutcome, Discovery, DiscoveryEnv};
+pub use token::{new_token, TokenError};

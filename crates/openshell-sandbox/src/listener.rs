@@ -3,7 +3,14 @@
 //!
 //! Sandboxes call `GET /callback/<sandbox-id>/<token>` on `host.openshell.internal:<port>`. The
 //! listener reads one bounded request line per connection, answers `200` for a known
-//! sandbox/token pair and `403` otherwise; only the former counts as an arrival.
+//! sandbox/token pair and `403` otherwise; only the former counts as an arrival. A token is
+//! compared in constant time and accepted once: a replayed callback is refused.
+//!
+//! Anyone who can reach the port can connect, so nothing a peer does may starve the callbacks
+//! that matter: the listener holds at most [`ListenerOptions::max_connections`] connections
+//! (a new one closes the oldest), gives each [`ListenerOptions::read_timeout`] to send its
+//! request line, and backs off when `accept` fails (out of file descriptors) instead of
+//! spinning.
 
 use std::collections::HashMap;
 use std::io;
@@ -13,10 +20,13 @@ use std::time::Duration;
 
 use openshell_runtime::Route;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+
+mod serve;
+
+use serve::serve;
 
 /// How the listener may bind.
 #[derive(Debug, Clone, Copy)]
@@ -28,8 +38,13 @@ pub struct ListenerOptions {
     /// not be on the host when the gateway starts; with this the listener binds it anyway and
     /// starts receiving as soon as the bridge comes up.
     pub allow_freebind: bool,
-    /// How long a connection may take to send its request line.
+    /// How long a connection may take to send its request line. A sandbox sends it at once;
+    /// only a broken or hostile peer is slower.
     pub read_timeout: Duration,
+    /// Most connections served at once. When a new connection would exceed it, the oldest is
+    /// closed: a real callback sends its request line within a round trip, so under a flood of
+    /// idle connections it is served before it becomes the oldest.
+    pub max_connections: usize,
 }
 
 impl Default for ListenerOptions {
@@ -37,16 +52,14 @@ impl Default for ListenerOptions {
         ListenerOptions {
             allow_wildcard: false,
             allow_freebind: true,
-            read_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(2),
+            max_connections: 128,
         }
     }
 }
 
 /// Most arrivals kept for sandboxes nobody is waiting for yet.
 const MAX_EARLY: usize = 4096;
-
-/// Longest request line read.
-const MAX_REQUEST: usize = 1024;
 
 /// A sandbox that called back with its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +116,7 @@ fn hint(e: &io::Error) -> &'static str {
     }
 }
 
+/// Registered one-time tokens by sandbox id.
 type Tokens = Arc<Mutex<HashMap<String, String>>>;
 
 /// Listens where a route says and collects arrivals.
@@ -111,7 +125,7 @@ pub struct CallbackListener {
     addr: SocketAddr,
     route: Route,
     tokens: Tokens,
-    arrivals: mpsc::Receiver<Arrival>,
+    arrivals: mpsc::UnboundedReceiver<Arrival>,
     /// Arrivals received while waiting for another sandbox, kept for their own `wait_for`.
     early: Vec<Arrival>,
     task: JoinHandle<()>,
@@ -176,8 +190,11 @@ impl CallbackListener {
         let mut route = route.clone();
         route.port = addr.port();
         let tokens: Tokens = Arc::default();
-        let (tx, arrivals) = mpsc::channel(64);
-        let task = tokio::spawn(serve(listener, Arc::clone(&tokens), tx, opts.read_timeout));
+        // Unbounded is bounded here: a token is accepted once, so there are never more
+        // arrivals than `expect` calls. It lets a connection hand over its arrival without
+        // waiting, before anything can close it.
+        let (tx, arrivals) = mpsc::unbounded_channel();
+        let task = tokio::spawn(serve(listener, Arc::clone(&tokens), tx, opts));
         tracing::debug!(%addr, freebind, "callback listener up");
         Ok(CallbackListener {
             addr,
@@ -205,7 +222,8 @@ impl CallbackListener {
         self.freebind
     }
 
-    /// Registers a sandbox's one-time token.
+    /// Registers a sandbox's one-time token: the first callback that presents it is accepted,
+    /// every later one refused.
     pub fn expect(&self, sandbox_id: &str, token: &str) {
         if let Ok(mut t) = self.tokens.lock() {
             t.insert(sandbox_id.to_string(), token.to_string());
@@ -252,96 +270,14 @@ impl CallbackListener {
     }
 }
 
-async fn serve(
-    listener: TcpListener,
-    tokens: Tokens,
-    tx: mpsc::Sender<Arrival>,
-    read_timeout: Duration,
-) {
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            continue;
-        };
-        let tokens = Arc::clone(&tokens);
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            if let Some(id) = handle(stream, peer, &tokens, read_timeout).await {
-                let _ = tx
-                    .send(Arrival {
-                        sandbox_id: id,
-                        peer,
-                    })
-                    .await;
-            }
-        });
-    }
-}
-
-/// Reads one request line; answers; returns the sandbox id when its token matched.
-async fn handle(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    tokens: &Tokens,
-    read_timeout: Duration,
-) -> Option<String> {
-    let mut buf = Vec::with_capacity(256);
-    let read = tokio::time::timeout(read_timeout, async {
-        let mut chunk = [0u8; 256];
-        while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < MAX_REQUEST {
-            let n = stream.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Some(())
-    })
-    .await;
-    let line = String::from_utf8_lossy(&buf);
-    let first = line.lines().next().unwrap_or_default();
-    let ok = match (read, parse_callback(first)) {
-        (Ok(Some(())), Some((id, token))) => tokens
-            .lock()
-            .ok()
-            .and_then(|t| t.get(id).map(|want| want == token))
-            .unwrap_or(false)
-            .then(|| id.to_string()),
-        _ => None,
-    };
-    let answer: &[u8] = if ok.is_some() {
-        b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
-    } else {
-        b"HTTP/1.0 403 Forbidden\r\nContent-Length: 0\r\n\r\n"
-    };
-    let _ = stream.write_all(answer).await;
-    let _ = stream.shutdown().await;
-    tracing::debug!(%peer, accepted = ok.is_some(), "callback request");
-    ok
-}
-
-fn parse_callback(line: &str) -> Option<(&str, &str)> {
-    let mut parts = line.split(' ');
-    let (method, path) = (parts.next()?, parts.next()?);
-    if method != "GET" {
-        return None;
-    }
-    let rest = path.strip_prefix("/callback/")?;
-    let (id, token) = rest.split_once('/')?;
-    let valid = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 128
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    (valid(id) && valid(token)).then_some((id, token))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use openshell_runtime::{EngineKind, Exposure, HostTarget};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
-    fn route(bind: &str) -> Route {
+    pub(super) fn route(bind: &str) -> Route {
         Route {
             runtime: "test".into(),
             engine: EngineKind::Docker,
@@ -355,7 +291,7 @@ mod tests {
         }
     }
 
-    async fn call(addr: SocketAddr, path: &str) -> String {
+    pub(super) async fn call(addr: SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(addr)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -444,5 +380,26 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
             assert!(l.used_freebind());
         }
+    }
+
+    #[tokio::test]
+    async fn accepts_each_token_once() {
+        let mut l = CallbackListener::bind(&route("127.0.0.1"), ListenerOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        l.expect("sb-1", "tok1");
+        let addr = l.local_addr();
+        assert!(call(addr, "/callback/sb-1/tok1")
+            .await
+            .starts_with("HTTP/1.0 200"));
+        l.wait_for("sb-1", Duration::from_secs(2))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // A replay of a used token (a copied log line, a second process) is refused and is no
+        // arrival.
+        assert!(call(addr, "/callback/sb-1/tok1")
+            .await
+            .starts_with("HTTP/1.0 403"));
+        assert!(l.next_arrival(Duration::from_millis(200)).await.is_none());
     }
 }

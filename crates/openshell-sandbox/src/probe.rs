@@ -9,7 +9,8 @@ use openshell_runtime::Route;
 use serde::Serialize;
 
 use crate::{
-    CallbackListener, ListenerOptions, SandboxDriver, SandboxHandle, SandboxSpec, SandboxState,
+    new_token, CallbackListener, ListenerOptions, SandboxDriver, SandboxHandle, SandboxSpec,
+    SandboxState,
 };
 
 /// Exit codes of the probe script, one per classified failure.
@@ -97,19 +98,6 @@ pub struct ProbeResult {
     pub hint: &'static str,
 }
 
-/// A fresh one-time token from the OS's random source.
-pub fn new_token() -> String {
-    let mut buf = [0u8; 16];
-    if getrandom::fill(&mut buf).is_err() {
-        // No OS randomness: fall back to the hasher's per-process random keys and the clock.
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(Instant::now().elapsed().as_nanos());
-        buf[..8].copy_from_slice(&h.finish().to_le_bytes());
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The probe container's script: classify by /etc/hosts, then by wget's answer.
 fn probe_command() -> Vec<String> {
     let script = format!(
@@ -160,11 +148,15 @@ async fn probe_route_inner<D: SandboxDriver>(
     if let Err(e) = driver.ensure_image(&opts.image).await {
         return unavailable(&route, format!("probe image {}: {e}", opts.image));
     }
+    let (id, token) = match (new_token(), new_token()) {
+        (Ok(id), Ok(token)) => (id, token),
+        (Err(e), _) | (_, Err(e)) => return unavailable(&route, e.to_string()),
+    };
     let spec = SandboxSpec {
-        id: format!("probe-{}", &new_token()[..12]),
+        id: format!("probe-{}", &id[..12]),
         image: opts.image.clone(),
         command: probe_command(),
-        token: new_token(),
+        token,
         labels: Default::default(),
     };
     listener.expect(&spec.id, &spec.token);

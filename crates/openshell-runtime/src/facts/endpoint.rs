@@ -1,4 +1,7 @@
 //! Where the engine was reached: a local socket or pipe, or a network address.
+//!
+//! An endpoint keeps no user information (`user:password@`): `Display` never shows it, and an
+//! endpoint refused by [`Endpoint::parse`] is named with it hidden (`tcp://xxxxx@host:2375`).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -61,7 +64,8 @@ impl Endpoint {
     /// Parses the forms `DOCKER_HOST`, Docker contexts and Podman connections use. A bare
     /// absolute path is a Unix socket.
     pub fn parse(raw: &str) -> Result<Endpoint, EndpointError> {
-        let value = crate::evidence::display_value(raw);
+        // Hidden before truncating, so a cut cannot leave a password without its `@`.
+        let value = crate::evidence::display_value(&super::redact::redact_endpoint(raw));
         let malformed = |problem| EndpointError::Malformed {
             value: value.clone(),
             problem,
@@ -89,6 +93,11 @@ impl Endpoint {
                 Ok(Endpoint::Npipe { path: rest.into() })
             }
             "tcp" | "http" | "https" => {
+                if rest.contains('@') {
+                    return Err(malformed(
+                        "it carries credentials (user:password@), which the engine API does not take; remove them",
+                    ));
+                }
                 let authority = rest.split('/').next().unwrap_or_default();
                 let (host, port) =
                     split_host_port(authority).ok_or_else(|| malformed("bad host or port"))?;
@@ -258,5 +267,36 @@ mod tests {
         ] {
             assert!(Endpoint::parse(raw).is_err(), "{raw:?} should be refused");
         }
+    }
+
+    #[test]
+    fn credentials_are_never_shown() {
+        // Refused or accepted, an endpoint's user information never reaches a message: not the
+        // password, and not a lone user part either (it is often a token).
+        for raw in [
+            "tcp://user:s3cret@host:2375",
+            "tcp://user:s3cret@host",
+            "https://s3cret@host:2376",
+            "tcp://user:s3cret/x@host:2375",
+            "ssh://user:s3cret@/run/docker.sock",
+            "ssh://user:s3cret@host:99999",
+            "tcp://user:s3cret@a b:1",
+            "tcp://user:my s3cret@host:1",
+            "user:s3cret@host:2375",
+        ] {
+            let shown = match Endpoint::parse(raw) {
+                Ok(e) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(!shown.contains("s3cret"), "{raw}: {shown}");
+        }
+        let err = Endpoint::parse("tcp://user:s3cret@host:2375")
+            .map(|e| e.to_string())
+            .unwrap_or_else(|e| e.to_string());
+        assert!(err.contains("tcp://xxxxx@host:2375"), "{err}");
+        assert!(err.contains("credentials"), "{err}");
+        let ssh = Endpoint::parse("ssh://core:s3cret@127.0.0.1:52641/run/podman.sock")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ssh.to_string(), "ssh://127.0.0.1:52641/run/podman.sock");
     }
 }

@@ -8,6 +8,7 @@
 
 mod endpoint;
 mod parse;
+mod redact;
 mod version;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::Serialize;
 
 pub use endpoint::{Endpoint, EndpointError};
+pub use redact::{redact_credentials, redact_document, redact_userinfo, MASK};
 pub use version::EngineVersion;
 
 /// Everything the policy may look at. Built once at the edge, then only read.

@@ -59,13 +59,6 @@ pub struct DiscoveryEnv {
 }
 
 impl DiscoveryEnv {
-    /// The process's own environment.
-    pub fn from_process() -> DiscoveryEnv {
-        let vars: BTreeMap<String, String> = std::env::vars().collect();
-        let home = vars.get("HOME").map(PathBuf::from);
-        DiscoveryEnv { vars, home }
-    }
-
     /// An environment made of these variables and home directory (for tests and embedders
     /// that do not read the process's own).
     pub fn from_vars<'a>(
