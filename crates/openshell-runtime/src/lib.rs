@@ -27,6 +27,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod addr;
 pub mod consts;
 mod decide;
 mod error;
@@ -37,6 +38,7 @@ pub mod route;
 pub mod runtime;
 pub mod signals;
 
+pub use addr::{AddressError, AddressRole};
 pub use decide::{decide, Decision};
 pub use error::{ExtraHostError, RouteError};
 pub use evidence::{display_value, Evidence};
