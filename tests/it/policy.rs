@@ -654,8 +654,109 @@ fn mapped_overrides_are_canonicalised() {
     mapped["overrides"] = json!({"host_gateway_ip": "::ffff:172.18.0.1"});
     check(mapped, "native-docker 172.18.0.1 172.18.0.1");
     // Podman 5.3+ with pasta maps 169.254.1.2 to the host's primary address: the operator may
-    // name it with the bind that receives it.
+    // name it with the bind that receives it, but it is never a bind itself.
     let mut pasta = rootless("5.3.1", Some("pasta"));
     pasta["overrides"] = json!({"host_gateway_ip": "169.254.1.2", "bind": "192.0.2.2"});
-    check(pasta, "podman-rootless 169.254.1.2 192.0.2.2");
+    check(pasta.clone(), "podman-rootless 169.254.1.2 192.0.2.2");
+    pasta["overrides"] = json!({"host_gateway_ip": "169.254.1.2"});
+    check(
+        pasta,
+        "podman-rootless refused: podman-rootless: 169.254.1.2 is a link-local address…",
+    );
+}
+
+/// Issue 10: overrides built in code (not parsed) and runtimes from outside the crate go
+/// through the same checks when the route is resolved.
+#[test]
+fn resolve_refuses_impossible_addresses_from_any_source() {
+    let native_gw =
+        native(json!({"Driver": "bridge", "IPAM": {"Config": [{"Gateway": "172.18.0.1"}]}}));
+    let decide_with = |host: Option<&str>, bind: Option<&str>| {
+        let mut facts = Facts::from_value(&native_gw).unwrap_or_else(|e| panic!("{e}"));
+        facts.overrides.host_gateway_ip =
+            host.map(|h| h.parse().unwrap_or_else(|e| panic!("{h}: {e}")));
+        facts.overrides.bind = bind.map(|b| b.parse().unwrap_or_else(|e| panic!("{b}: {e}")));
+        decide(&Registry::builtin(), &facts, &RouteContext::default()).route
+    };
+    for host in [
+        "::ffff:0.0.0.0",
+        "0.0.0.0",
+        "::",
+        "224.0.0.1",
+        "255.255.255.255",
+    ] {
+        let r = decide_with(Some(host), None);
+        assert!(r.is_err(), "host_gateway_ip {host}: {r:?}");
+    }
+    let r = decide_with(None, Some("::ffff:0.0.0.0")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.bind.map(|b| b.to_string()).as_deref(), Some("0.0.0.0"));
+    assert_eq!(r.exposure, openshell_runtime::Exposure::Wildcard);
+    assert!(decide_with(None, Some("224.0.0.1")).is_err());
+
+    let mut registry = Registry::builtin();
+    registry.register_first(FixedDetector);
+    for (target, expect) in [
+        ("10.123.0.1", "fixed 10.123.0.1 10.123.0.1"),
+        (
+            "224.0.0.1",
+            "fixed refused: fixed: 224.0.0.1 is a multicast address…",
+        ),
+        ("::ffff:0.0.0.0", "fixed refused: fixed: ::ffff:0.0.0.0…"),
+        (
+            "127.0.0.1",
+            "fixed refused: fixed: 127.0.0.1 is a loopback address…",
+        ),
+    ] {
+        check_with(
+            &registry,
+            json!({"host_os": "linux", "info": {"Name": "fixed"}, "network": {"Name": target}}),
+            expect,
+        );
+    }
+}
+
+/// A runtime from outside the crate whose bridge address is whatever `network.Name` says, so a
+/// test can make it propose anything.
+#[derive(Debug)]
+struct Fixed(std::net::IpAddr);
+
+impl ContainerRuntime for Fixed {
+    fn id(&self) -> &str {
+        "fixed"
+    }
+    fn engine(&self) -> EngineKind {
+        EngineKind::Docker
+    }
+    fn plan(&self) -> Result<RoutePlan, RouteError> {
+        Ok(RoutePlan {
+            target: HostTarget::Ip(self.0),
+            bind: Some(self.0),
+            exposure: openshell_runtime::Exposure::Bridge,
+            why: "test".into(),
+        })
+    }
+}
+
+struct FixedDetector;
+
+impl Detector for FixedDetector {
+    fn name(&self) -> &str {
+        "fixed"
+    }
+    fn detect(&self, facts: &Facts) -> Detection {
+        match (
+            facts.info.name.as_deref(),
+            facts
+                .network
+                .as_ref()
+                .and_then(|n| n.name.as_deref())
+                .and_then(|n| n.parse().ok()),
+        ) {
+            (Some("fixed"), Some(ip)) => Detection::Match {
+                runtime: External::new(Fixed(ip)).into(),
+                evidence: vec![Evidence::new("info.Name", "fixed", "test runtime")],
+            },
+            _ => Detection::NotMine("not the test runtime".into()),
+        }
+    }
 }

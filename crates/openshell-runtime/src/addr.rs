@@ -240,6 +240,17 @@ pub fn parse_for(s: &str, role: AddressRole) -> Result<IpAddr, AddressError> {
     })
 }
 
+/// A bind address the route ends up with: a wildcard passes only when it is exactly the bind
+/// the operator set (`operator`), never when a plan or a derived bind produced it.
+pub(crate) fn check_bind(bind: IpAddr, operator: Option<IpAddr>) -> Result<IpAddr, AddressError> {
+    let role = if operator.map(canonical) == Some(canonical(bind)) {
+        AddressRole::OperatorBind
+    } else {
+        AddressRole::Bind
+    };
+    check(bind, role)
+}
+
 /// What is special about a canonical address, if anything.
 fn classify(ip: IpAddr) -> Option<Unfit> {
     match ip {
@@ -373,6 +384,10 @@ mod tests {
                 );
             }
         }
+        assert!(check_bind(ip("0.0.0.0"), Some(ip("0.0.0.0"))).is_ok());
+        assert!(check_bind(ip("0.0.0.0"), Some(ip("::ffff:0.0.0.0"))).is_ok());
+        assert!(check_bind(ip("0.0.0.0"), None).is_err());
+        assert!(check_bind(ip("0.0.0.0"), Some(ip("127.0.0.1"))).is_err());
     }
 
     #[test]
