@@ -508,3 +508,255 @@ fn podman_id_mappings_tell_rootless_from_rootful() {
         facts.warnings
     );
 }
+
+/// Issue 10: engine facts that cannot serve their role are dropped with a warning, so the
+/// runtime refuses for want of the fact; a valid address in IPv4-mapped form is canonicalised.
+#[test]
+fn impossible_engine_addresses_are_dropped_never_routed() {
+    let bridge =
+        |gw: &str| native(json!({"Driver": "bridge", "IPAM": {"Config": [{"Gateway": gw}]}}));
+    let missing = "native-docker refused: native-docker: cannot route without `network.IPAM.Config[].Gateway`…";
+    for gw in [
+        "0.0.0.0",
+        "::",
+        "::ffff:0.0.0.0",
+        "::ffff:0:0",
+        "::0.0.0.0",
+        "0:0:0:0:0:0:0:0",
+        "127.0.0.1",
+        "::1",
+        "0:0:0:0:0:0:0:1",
+        "::ffff:127.0.0.1",
+        "224.0.0.1",
+        "ff02::1",
+        "255.255.255.255",
+        "240.0.0.1",
+        "169.254.169.254",
+        "fe80::1",
+        "10.0.0.1/garbage",
+        "::10.0.0.1",
+    ] {
+        check(bridge(gw), missing);
+        let facts = Facts::from_value(&bridge(gw)).unwrap_or_else(|e| panic!("{gw}: {e}"));
+        assert!(
+            facts
+                .warnings
+                .iter()
+                .any(|w| w.field == "network.IPAM.Config[0].Gateway"),
+            "{gw}: {:?}",
+            facts.warnings
+        );
+    }
+    check(
+        bridge("::ffff:172.18.0.1"),
+        "native-docker 172.18.0.1 172.18.0.1",
+    );
+    check(
+        bridge("172.18.0.1/16"),
+        "native-docker 172.18.0.1 172.18.0.1",
+    );
+    // An impossible IPv4 gateway does not hide a valid IPv6 one.
+    check(
+        native(
+            json!({"Driver": "bridge", "IPAM": {"Config": [{"Gateway": "0.0.0.0"}, {"Gateway": "fd00::1"}]}}),
+        ),
+        "native-docker fd00::1 fd00::1",
+    );
+
+    for host in [
+        "0.0.0.0",
+        "::ffff:0.0.0.0",
+        "127.0.0.1",
+        "224.0.0.1",
+        "255.255.255.255",
+        "240.0.0.1",
+        "169.254.169.254",
+        "0.1.2.3",
+    ] {
+        let mut f = rootless("4.3.1", None);
+        f["host_ipv4"] = json!(host);
+        check(
+            f,
+            "podman-rootless refused: podman-rootless: cannot route without `host_ipv4`…",
+        );
+    }
+    let mut mapped = rootless("4.3.1", None);
+    mapped["host_ipv4"] = json!("::ffff:192.0.2.2");
+    check(mapped, "podman-rootless 192.0.2.2 192.0.2.2");
+    // Text after '/' that is no prefix length is a malformed document, as any unparseable
+    // host_ipv4 is, not a suffix to drop.
+    let mut garbage = rootless("4.3.1", None);
+    garbage["host_ipv4"] = json!("192.0.2.2/x");
+    let err = Facts::from_value(&garbage).err().map(|e| e.to_string());
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("host_ipv4") && e.contains("192.0.2.2/x")),
+        "{err:?}"
+    );
+}
+
+/// Issue 10: an operator override that cannot serve its role is invalid input naming the field
+/// and the value; only `bind` may be a wildcard, and only the operator's own.
+#[test]
+fn impossible_override_addresses_are_invalid_input() {
+    for (key, value) in [
+        ("host_gateway_ip", "0.0.0.0"),
+        ("host_gateway_ip", "::"),
+        ("host_gateway_ip", "::ffff:0.0.0.0"),
+        ("host_gateway_ip", "::ffff:0:0"),
+        ("host_gateway_ip", "::0.0.0.0"),
+        ("host_gateway_ip", "127.0.0.1"),
+        ("host_gateway_ip", "0:0:0:0:0:0:0:1"),
+        ("host_gateway_ip", "224.0.0.1"),
+        ("host_gateway_ip", "ff02::1"),
+        ("host_gateway_ip", "255.255.255.255"),
+        ("host_gateway_ip", "240.0.0.1"),
+        ("host_gateway_ip", "169.254.169.254"),
+        ("host_gateway_ip", "10.0.0.1/garbage"),
+        ("bind", "224.0.0.1"),
+        ("bind", "::ffff:224.0.0.1"),
+        ("bind", "255.255.255.255"),
+        ("bind", "240.0.0.1"),
+        ("bind", "169.254.169.254"),
+        ("bind", "fe80::1"),
+        ("bind", "10.0.0.1/garbage"),
+    ] {
+        let err = Facts::from_value(&json!({"info": {}, "overrides": {key: value}}))
+            .err()
+            .unwrap_or_else(|| panic!("{key} = {value} accepted"))
+            .to_string();
+        let field = format!("overrides.{key}");
+        assert!(
+            err.contains(&field) && err.contains(value),
+            "{err:?} should name {field} and {value}"
+        );
+    }
+}
+
+/// Issue 10: `::ffff:0.0.0.0` binds every IPv4 interface, so as an operator bind it is the
+/// wildcard it means (reported as such), and a documented link-local host address stays usable
+/// as the container side.
+#[test]
+fn mapped_overrides_are_canonicalised() {
+    let gw =
+        || native(json!({"Driver": "bridge", "IPAM": {"Config": [{"Gateway": "172.18.0.1"}]}}));
+    for wildcard in ["::ffff:0.0.0.0", "::ffff:0:0"] {
+        let mut f = gw();
+        f["overrides"] = json!({"bind": wildcard});
+        check(f.clone(), "native-docker 172.18.0.1 0.0.0.0");
+        let facts = Facts::from_value(&f).unwrap_or_else(|e| panic!("{e}"));
+        let route = decide(&Registry::builtin(), &facts, &RouteContext::default())
+            .route
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(route.exposure, openshell_runtime::Exposure::Wildcard);
+    }
+    let mut mapped = gw();
+    mapped["overrides"] = json!({"host_gateway_ip": "::ffff:172.18.0.1"});
+    check(mapped, "native-docker 172.18.0.1 172.18.0.1");
+    // Podman 5.3+ with pasta maps 169.254.1.2 to the host's primary address: the operator may
+    // name it with the bind that receives it, but it is never a bind itself.
+    let mut pasta = rootless("5.3.1", Some("pasta"));
+    pasta["overrides"] = json!({"host_gateway_ip": "169.254.1.2", "bind": "192.0.2.2"});
+    check(pasta.clone(), "podman-rootless 169.254.1.2 192.0.2.2");
+    pasta["overrides"] = json!({"host_gateway_ip": "169.254.1.2"});
+    check(
+        pasta,
+        "podman-rootless refused: podman-rootless: 169.254.1.2 is a link-local address…",
+    );
+}
+
+/// Issue 10: overrides built in code (not parsed) and runtimes from outside the crate go
+/// through the same checks when the route is resolved.
+#[test]
+fn resolve_refuses_impossible_addresses_from_any_source() {
+    let native_gw =
+        native(json!({"Driver": "bridge", "IPAM": {"Config": [{"Gateway": "172.18.0.1"}]}}));
+    let decide_with = |host: Option<&str>, bind: Option<&str>| {
+        let mut facts = Facts::from_value(&native_gw).unwrap_or_else(|e| panic!("{e}"));
+        facts.overrides.host_gateway_ip =
+            host.map(|h| h.parse().unwrap_or_else(|e| panic!("{h}: {e}")));
+        facts.overrides.bind = bind.map(|b| b.parse().unwrap_or_else(|e| panic!("{b}: {e}")));
+        decide(&Registry::builtin(), &facts, &RouteContext::default()).route
+    };
+    for host in [
+        "::ffff:0.0.0.0",
+        "0.0.0.0",
+        "::",
+        "224.0.0.1",
+        "255.255.255.255",
+    ] {
+        let r = decide_with(Some(host), None);
+        assert!(r.is_err(), "host_gateway_ip {host}: {r:?}");
+    }
+    let r = decide_with(None, Some("::ffff:0.0.0.0")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.bind.map(|b| b.to_string()).as_deref(), Some("0.0.0.0"));
+    assert_eq!(r.exposure, openshell_runtime::Exposure::Wildcard);
+    assert!(decide_with(None, Some("224.0.0.1")).is_err());
+
+    let mut registry = Registry::builtin();
+    registry.register_first(FixedDetector);
+    for (target, expect) in [
+        ("10.123.0.1", "fixed 10.123.0.1 10.123.0.1"),
+        (
+            "224.0.0.1",
+            "fixed refused: fixed: 224.0.0.1 is a multicast address…",
+        ),
+        ("::ffff:0.0.0.0", "fixed refused: fixed: ::ffff:0.0.0.0…"),
+        (
+            "127.0.0.1",
+            "fixed refused: fixed: 127.0.0.1 is a loopback address…",
+        ),
+    ] {
+        check_with(
+            &registry,
+            json!({"host_os": "linux", "info": {"Name": "fixed"}, "network": {"Name": target}}),
+            expect,
+        );
+    }
+}
+
+/// A runtime from outside the crate whose bridge address is whatever `network.Name` says, so a
+/// test can make it propose anything.
+#[derive(Debug)]
+struct Fixed(std::net::IpAddr);
+
+impl ContainerRuntime for Fixed {
+    fn id(&self) -> &str {
+        "fixed"
+    }
+    fn engine(&self) -> EngineKind {
+        EngineKind::Docker
+    }
+    fn plan(&self) -> Result<RoutePlan, RouteError> {
+        Ok(RoutePlan {
+            target: HostTarget::Ip(self.0),
+            bind: Some(self.0),
+            exposure: openshell_runtime::Exposure::Bridge,
+            why: "test".into(),
+        })
+    }
+}
+
+struct FixedDetector;
+
+impl Detector for FixedDetector {
+    fn name(&self) -> &str {
+        "fixed"
+    }
+    fn detect(&self, facts: &Facts) -> Detection {
+        match (
+            facts.info.name.as_deref(),
+            facts
+                .network
+                .as_ref()
+                .and_then(|n| n.name.as_deref())
+                .and_then(|n| n.parse().ok()),
+        ) {
+            (Some("fixed"), Some(ip)) => Detection::Match {
+                runtime: External::new(Fixed(ip)).into(),
+                evidence: vec![Evidence::new("info.Name", "fixed", "test runtime")],
+            },
+            _ => Detection::NotMine("not the test runtime".into()),
+        }
+    }
+}

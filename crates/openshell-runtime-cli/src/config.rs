@@ -10,7 +10,7 @@ use std::io::Read as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use openshell_runtime::facts::parse_ip;
+use openshell_runtime::addr::{check, parse_for, AddressError, AddressRole};
 use openshell_runtime::{EngineKind, Overrides};
 use serde::Serialize;
 
@@ -63,6 +63,15 @@ pub enum ConfigError {
         /// Why.
         problem: String,
     },
+    /// An address cannot be parsed, or cannot serve as what it is set for.
+    #[error("{origin}: {source}")]
+    Address {
+        /// Where it came from.
+        origin: String,
+        /// What is wrong with it.
+        #[source]
+        source: AddressError,
+    },
     /// A value is invalid.
     #[error("{origin}: {problem}")]
     Value {
@@ -108,19 +117,21 @@ pub fn default_config_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathB
     env("HOME").map(|h| Path::new(&h).join(".config/openshell/gateway.toml"))
 }
 
+/// The container-side address, in canonical form and fit for that role.
 fn ip(raw: &str, source: &str) -> Result<Setting<IpAddr>, ConfigError> {
-    parse_ip(raw)
+    parse_for(raw, AddressRole::ContainerTarget)
         .map(|value| Setting {
             value,
             source: source.to_string(),
         })
-        .map_err(|problem| ConfigError::Value {
+        .map_err(|e| ConfigError::Address {
             origin: source.to_string(),
-            problem,
+            source: e,
         })
 }
 
-/// Parses `IP`, `IP:PORT` or `[IPv6]:PORT`.
+/// Parses `IP`, `IP:PORT` or `[IPv6]:PORT` into a canonical bind address the operator chose (a
+/// wildcard is allowed, and then reported as such) and a port other than 0.
 fn bind_address(
     raw: &str,
     source: &str,
@@ -130,31 +141,38 @@ fn bind_address(
         problem,
     };
     let raw = raw.trim();
-    if let Ok(sa) = raw.parse::<std::net::SocketAddr>() {
-        return Ok((
-            Setting {
-                value: sa.ip(),
-                source: source.into(),
-            },
-            Some(Setting {
-                value: sa.port(),
-                source: source.into(),
-            }),
-        ));
-    }
-    match raw.parse::<IpAddr>() {
-        Ok(value) => Ok((
-            Setting {
-                value,
-                source: source.into(),
-            },
-            None,
-        )),
-        Err(_) => Err(bad(format!(
-            "{} is neither IP nor IP:PORT",
-            openshell_runtime::display_value(raw)
-        ))),
-    }
+    let (ip, port) = match raw.parse::<std::net::SocketAddr>() {
+        Ok(sa) if sa.port() == 0 => {
+            return Err(bad(format!(
+                "{} has port 0; give the gateway's port (1-65535)",
+                openshell_runtime::display_value(raw)
+            )))
+        }
+        Ok(sa) => (sa.ip(), Some(sa.port())),
+        Err(_) => match raw.parse::<IpAddr>() {
+            Ok(ip) => (ip, None),
+            Err(_) => {
+                return Err(bad(format!(
+                    "{} is neither IP nor IP:PORT",
+                    openshell_runtime::display_value(raw)
+                )))
+            }
+        },
+    };
+    let value = check(ip, AddressRole::OperatorBind).map_err(|e| ConfigError::Address {
+        origin: source.to_string(),
+        source: e,
+    })?;
+    Ok((
+        Setting {
+            value,
+            source: source.into(),
+        },
+        port.map(|value| Setting {
+            value,
+            source: source.into(),
+        }),
+    ))
 }
 
 /// Reads `[openshell.gateway] bind_address` and `[openshell.drivers.<driver>] host_gateway_ip`.
@@ -420,9 +438,32 @@ host_gateway_ip = "10.88.0.1"
         let env = env_of(&[(ENV_HOST_GATEWAY_IP, "host-gateway")]);
         let err = gather(&Flags::default(), &env, None, EngineKind::Docker);
         assert!(
-            matches!(err, Err(ConfigError::Value { ref origin, .. }) if origin == ENV_HOST_GATEWAY_IP),
+            matches!(err, Err(ConfigError::Address { ref origin, .. }) if origin == ENV_HOST_GATEWAY_IP),
             "{err:?}"
         );
+        // Mapped forms are checked as the IPv4 address they bind: a wildcard is only ever the
+        // operator's bind, never the container side.
+        let env = env_of(&[(ENV_HOST_GATEWAY_IP, "::ffff:0.0.0.0")]);
+        let err = gather(&Flags::default(), &env, None, EngineKind::Docker);
+        assert!(
+            matches!(
+                err,
+                Err(ConfigError::Address {
+                    source: AddressError::Unfit { .. },
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        let env = env_of(&[(ENV_BIND_ADDRESS, "[::ffff:0.0.0.0]:17670")]);
+        let s = gather(&Flags::default(), &env, None, EngineKind::Docker)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            s.bind.map(|b| b.value.to_string()).as_deref(),
+            Some("0.0.0.0")
+        );
+        let env = env_of(&[(ENV_BIND_ADDRESS, "127.0.0.1:0")]);
+        assert!(gather(&Flags::default(), &env, None, EngineKind::Docker).is_err());
         let flags = Flags {
             bind: Some("localhost:80".into()),
             ..Flags::default()

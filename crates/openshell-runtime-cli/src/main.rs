@@ -58,7 +58,7 @@ pub(crate) enum Output {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RouteArgs {
     /// Gateway port.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
     port: Option<u16>,
     /// What host.openshell.internal must map to (overrides OPENSHELL_HOST_GATEWAY_IP and gateway.toml).
     #[arg(long, value_name = "IP")]

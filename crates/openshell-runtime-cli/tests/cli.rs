@@ -580,3 +580,121 @@ fn config_mistakes_are_warned_about() {
         "{v}"
     );
 }
+
+/// Issue 10: an address that cannot serve its role is invalid input (exit 2, naming the value
+/// and where it came from) or a refusal (exit 4), never a route; IPv4-mapped forms are checked
+/// as the IPv4 address they are.
+#[test]
+fn impossible_addresses_exit_2_or_4_never_a_route() {
+    let facts = fixture("native-docker/debian12-docker.io-20.10.24-this-machine.json");
+    let detect = |extra: &[&str]| {
+        let mut args = vec!["detect", "--no-config", "-o", "json", "--facts", &facts];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    for value in [
+        "::ffff:0.0.0.0",
+        "::ffff:0:0",
+        "0.0.0.0",
+        "::",
+        "::0.0.0.0",
+        "0:0:0:0:0:0:0:1",
+        "127.0.0.1",
+        "224.0.0.1",
+        "ff02::1",
+        "255.255.255.255",
+        "240.0.0.1",
+        "169.254.169.254",
+        "10.0.0.1/garbage",
+    ] {
+        let out = detect(&["--host-gateway-ip", value]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--host-gateway-ip {value}: {err}"
+        );
+        assert!(
+            err.contains("--host-gateway-ip") && err.contains(value),
+            "--host-gateway-ip {value}: {err}"
+        );
+    }
+    for value in [
+        "224.0.0.1",
+        "255.255.255.255",
+        "169.254.169.254",
+        "10.0.0.1/garbage",
+    ] {
+        let out = detect(&["--bind", value]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--bind {value}: {err}");
+        assert!(
+            err.contains("--bind") && err.contains(value),
+            "--bind {value}: {err}"
+        );
+    }
+    // The operator's own wildcard bind stays allowed, and is reported as the wildcard it is.
+    let wildcard = detect(&["--bind", "::ffff:0.0.0.0"]);
+    assert_eq!(
+        wildcard.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&wildcard.stderr)
+    );
+    let v = json(&wildcard);
+    assert_eq!(v["bind"], "0.0.0.0");
+    assert_eq!(v["exposure"], "wildcard");
+
+    let port0 = detect(&["--port", "0"]);
+    assert_eq!(port0.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&port0.stderr).contains("--port"));
+
+    // The environment and gateway.toml go through the same checks.
+    for (var, value, named) in [
+        (
+            "OPENSHELL_HOST_GATEWAY_IP",
+            "::ffff:0.0.0.0",
+            "::ffff:0.0.0.0",
+        ),
+        ("OPENSHELL_BIND_ADDRESS", "224.0.0.1:17670", "224.0.0.1"),
+        ("OPENSHELL_BIND_ADDRESS", "172.18.0.1:0", "172.18.0.1:0"),
+    ] {
+        let out = bin()
+            .args(["detect", "-o", "json", "--facts", &facts])
+            .env(var, value)
+            .env("XDG_CONFIG_HOME", "/nonexistent")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {err}");
+        assert!(
+            err.contains(var) && err.contains(named),
+            "{var}={value}: {err}"
+        );
+    }
+    let cfg = write_tmp(
+        "wildcard-gateway.toml",
+        "[openshell.drivers.docker]\nhost_gateway_ip = \"::\"\n",
+    );
+    let out = run(&["detect", "--config", &cfg, "--facts", &facts]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("host_gateway_ip") && err.contains("::"),
+        "{err}"
+    );
+
+    // An engine reporting an impossible gateway gets a refusal for want of it, not a route.
+    let text = std::fs::read_to_string(&facts).unwrap_or_else(|e| panic!("{e}"));
+    for gw in ["::", "::ffff:0.0.0.0", "224.0.0.1"] {
+        let doc = text.replace(
+            "\"Gateway\": \"172.18.0.1\"",
+            &format!("\"Gateway\": \"{gw}\""),
+        );
+        assert_ne!(doc, text, "the fixture's gateway moved");
+        let path = write_tmp("impossible-gateway.json", &doc);
+        let out = run(&["detect", "--no-config", "-o", "json", "--facts", &path]);
+        assert_eq!(out.status.code(), Some(4), "gateway {gw}");
+        assert!(json(&out)["bind"].is_null(), "gateway {gw}");
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use crate::addr::AddressError;
 use crate::report::Consulted;
 use crate::route::HostTarget;
 
@@ -57,6 +58,16 @@ pub enum RouteError {
         /// The bind the runtime needs.
         needed: Option<IpAddr>,
     },
+    /// An address of the route cannot serve its role, whether an override, a runtime's plan or
+    /// a bind derived from the container side put it there.
+    #[error("{runtime}: {source}")]
+    Address {
+        /// Runtime id.
+        runtime: String,
+        /// Which address, in which role, and why not.
+        #[source]
+        source: AddressError,
+    },
 }
 
 impl RouteError {
@@ -66,7 +77,8 @@ impl RouteError {
             RouteError::Undetected { .. } => None,
             RouteError::NoSafeRoute { runtime, .. }
             | RouteError::MissingFact { runtime, .. }
-            | RouteError::BindConflict { runtime, .. } => Some(runtime),
+            | RouteError::BindConflict { runtime, .. }
+            | RouteError::Address { runtime, .. } => Some(runtime),
         }
     }
 }

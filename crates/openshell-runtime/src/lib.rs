@@ -27,6 +27,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod addr;
 pub mod consts;
 mod decide;
 mod error;
@@ -40,6 +41,7 @@ pub mod runtime;
 pub mod signals;
 pub mod sockets;
 
+pub use addr::{AddressError, AddressRole};
 pub use decide::{decide, Decision};
 pub use error::RouteError;
 pub use evidence::{display_value, Evidence};

@@ -6,6 +6,7 @@
 
 use std::net::IpAddr;
 
+use crate::addr;
 use crate::consts::{LOOPBACK_V4, OPENSHELL_HOST};
 use crate::error::RouteError;
 use crate::facts::Overrides;
@@ -33,11 +34,20 @@ pub(crate) struct RuntimeRouting<'a> {
 /// - `bind` alone: accepted only where it receives what the plan sends (the plan's bind, or a
 ///   wildcard); anything else is a conflict, reported with the address that would work.
 /// - both: the operator's word on both sides.
+///
+/// Every address is checked for its role in canonical form ([`addr`](crate::addr)): whatever
+/// the source, the route never sends sandboxes to a wildcard, loopback or multicast address,
+/// and never binds a wildcard unless the operator's own `bind` is one.
 pub(crate) fn resolve(
     rt: RuntimeRouting<'_>,
     ctx: &RouteContext,
     overrides: &Overrides,
 ) -> Result<Route, RouteError> {
+    let bad_address = |source| RouteError::Address {
+        runtime: rt.runtime.to_string(),
+        source,
+    };
+    let overrides = &overrides.checked().map_err(bad_address)?;
     let mut notes = Vec::new();
     let (target, bind, exposure, why) = match (overrides.host_gateway_ip, overrides.bind) {
         (None, None) => {
@@ -96,6 +106,13 @@ pub(crate) fn resolve(
             (plan.target, Some(b), exposure_of_override(b), plan.why)
         }
     };
+    // Whichever source put them there, both sides must serve their roles, in canonical form;
+    // a wildcard bind only as the operator's own.
+    let target = target.checked().map_err(bad_address)?;
+    let bind = bind
+        .map(|b| addr::check_bind(b, overrides.bind))
+        .transpose()
+        .map_err(bad_address)?;
     if exposure == Exposure::Wildcard {
         notes.push(
             "the gateway listens on every interface: any machine that can reach this host can connect"

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use serde::{Serialize, Serializer};
 
+use crate::addr::{self, AddressError, AddressRole};
 use crate::consts::{
     DOCKER_HOST_ALIAS, HOST_GATEWAY, LOOPBACK_V4, OPENSHELL_HOST, PODMAN_HOST_ALIAS,
 };
@@ -36,6 +37,16 @@ impl fmt::Display for HostTarget {
 impl Serialize for HostTarget {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+impl HostTarget {
+    /// The target in canonical form, refused when its address cannot be the container side.
+    pub fn checked(self) -> Result<HostTarget, AddressError> {
+        match self {
+            HostTarget::HostGateway => Ok(self),
+            HostTarget::Ip(ip) => addr::check(ip, AddressRole::ContainerTarget).map(HostTarget::Ip),
+        }
     }
 }
 

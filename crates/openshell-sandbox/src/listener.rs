@@ -164,6 +164,9 @@ impl CallbackListener {
         let ip = route.bind.ok_or_else(|| ListenerError::NoBind {
             runtime: route.runtime.clone(),
         })?;
+        // Linux binds `::ffff:0.0.0.0` as every IPv4 interface: check (and bind) the canonical
+        // form, whoever built the route.
+        let ip = openshell_runtime::addr::canonical(ip);
         if ip.is_unspecified() && !opts.allow_wildcard {
             return Err(ListenerError::Wildcard { addr: ip });
         }
@@ -356,8 +359,13 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_wildcard_unless_allowed_and_times_out_cleanly() {
-        let err = CallbackListener::bind(&route("0.0.0.0"), ListenerOptions::default()).await;
-        assert!(matches!(err, Err(ListenerError::Wildcard { .. })));
+        for wildcard in ["0.0.0.0", "::", "::ffff:0.0.0.0"] {
+            let err = CallbackListener::bind(&route(wildcard), ListenerOptions::default()).await;
+            assert!(
+                matches!(err, Err(ListenerError::Wildcard { .. })),
+                "{wildcard}: {err:?}"
+            );
+        }
         let mut l = CallbackListener::bind(&route("127.0.0.1"), ListenerOptions::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"));

@@ -4,7 +4,9 @@
 //! (see `docs/facts-format.md`) through [`Facts::from_json`]. Parsing is lenient: unknown fields
 //! are ignored, missing ones become `None`, and a field of the wrong type is dropped with a
 //! [`FactWarning`] rather than failing the whole document. Only structural problems (no `info`
-//! object, an unparseable endpoint or override) are errors.
+//! object, an unparseable endpoint, an override that is no address fit for its role) are
+//! errors. An address fact that cannot serve its role (a wildcard or multicast bridge gateway, a
+//! loopback `host_ipv4`) is dropped with a warning, like a wrong type.
 
 mod endpoint;
 mod parse;
@@ -16,6 +18,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
+
+use crate::addr::{check, AddressError, AddressRole};
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use redact::{redact_credentials, redact_document, redact_userinfo, MASK};
@@ -344,6 +348,21 @@ pub struct Overrides {
     pub rootless_host_loopback: Option<bool>,
 }
 
+impl Overrides {
+    /// These overrides in canonical form, each address checked for its role: `host_gateway_ip`
+    /// as the container side, `bind` as the operator's own bind (the one place a wildcard is
+    /// allowed). The facts parser and the CLI check as they read; this is for overrides built in
+    /// code, and is what `resolve` relies on.
+    pub fn checked(&self) -> Result<Overrides, AddressError> {
+        let role = |ip: Option<IpAddr>, role| ip.map(|ip| check(ip, role)).transpose();
+        Ok(Overrides {
+            host_gateway_ip: role(self.host_gateway_ip, AddressRole::ContainerTarget)?,
+            bind: role(self.bind, AddressRole::OperatorBind)?,
+            rootless_host_loopback: self.rootless_host_loopback,
+        })
+    }
+}
+
 /// A field that was present but could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FactWarning {
@@ -375,6 +394,15 @@ pub enum FactsError {
     /// `info` is missing.
     #[error("`info` is missing: it must hold the engine's /info body (`docker info --format '{{{{json .}}}}'`)")]
     MissingInfo,
+    /// An address field that must be valid is not, or cannot serve its role.
+    #[error("`{field}` is invalid: {source}")]
+    Address {
+        /// Which field.
+        field: String,
+        /// What is wrong with the address.
+        #[source]
+        source: AddressError,
+    },
     /// A field that must be valid is not.
     #[error("`{field}` is invalid: {problem}")]
     Invalid {
@@ -419,8 +447,9 @@ impl Facts {
     }
 }
 
-/// Parses an IP address setting (a CIDR suffix or brackets are accepted); the error names the
-/// value.
-pub fn parse_ip(s: &str) -> Result<IpAddr, String> {
-    parse::ip_from_str(s)
+/// Parses an IP address setting into canonical form (brackets and a prefix length such as `/24`
+/// are accepted; anything else after `/` is not). It checks no role: pass the result to
+/// [`addr::check`](crate::addr::check), or use [`addr::parse_for`](crate::addr::parse_for).
+pub fn parse_ip(s: &str) -> Result<IpAddr, AddressError> {
+    crate::addr::parse(s)
 }

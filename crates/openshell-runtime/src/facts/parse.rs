@@ -6,9 +6,11 @@
 //! able to make us carry megabytes into error messages.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use serde_json::{Map, Value};
+
+use crate::addr::{self, AddressError, AddressRole};
 
 use super::{
     Component, Endpoint, FactWarning, Facts, FactsError, HostOs, InfoFacts, LibpodFacts,
@@ -199,22 +201,6 @@ fn string_map(
         .collect()
 }
 
-/// Parses an IP address fact or setting, accepting a CIDR suffix engines sometimes add.
-pub(crate) fn ip_from_str(s: &str) -> Result<IpAddr, String> {
-    let trimmed = s.trim();
-    let addr = trimmed.split_once('/').map_or(trimmed, |(a, _)| a);
-    let addr = addr
-        .strip_prefix('[')
-        .and_then(|a| a.strip_suffix(']'))
-        .unwrap_or(addr);
-    addr.parse::<IpAddr>().map_err(|_| {
-        format!(
-            "{} is not an IPv4 or IPv6 address",
-            crate::evidence::display_value(s)
-        )
-    })
-}
-
 /// Parses a whole facts document.
 pub(crate) fn facts(value: &Value) -> Result<Facts, FactsError> {
     let Value::Object(root) = value else {
@@ -243,18 +229,27 @@ pub(crate) fn facts(value: &Value) -> Result<Facts, FactsError> {
         None => None,
     };
     let host_ipv4 = match string(root, "host_ipv4", "", &mut w) {
-        Some(s) => match ip_from_str(&s) {
+        Some(s) => match addr::parse_for(&s, AddressRole::HostPrimary) {
             Ok(IpAddr::V4(v4)) => Some(v4),
             Ok(IpAddr::V6(_)) => {
                 return Err(FactsError::Invalid {
                     field: "host_ipv4".into(),
-                    problem: format!("{s} is IPv6; host_ipv4 takes the IPv4 default-route source"),
+                    problem: format!(
+                        "{} is IPv6; host_ipv4 takes the IPv4 default-route source",
+                        crate::evidence::display_value(&s)
+                    ),
                 })
             }
-            Err(problem) => {
-                return Err(FactsError::Invalid {
+            // The host's address cannot be its primary one: dropped, so that the runtimes that
+            // route through it refuse for want of `host_ipv4`, and the others are unaffected.
+            Err(unfit @ AddressError::Unfit { .. }) => {
+                w.push("host_ipv4", unfit.to_string());
+                None
+            }
+            Err(source) => {
+                return Err(FactsError::Address {
                     field: "host_ipv4".into(),
-                    problem,
+                    source,
                 })
             }
         },
@@ -408,15 +403,18 @@ pub(crate) fn info(value: &Value, w: &mut Warnings) -> InfoFacts {
     }
 }
 
+/// A bridge gateway fact. One that is no address, or that no bridge of this host can have
+/// (a wildcard, loopback, multicast...), is dropped with a warning: the runtime then refuses for
+/// want of a gateway, naming the fact, instead of routing to it.
 fn gateway(raw: Option<String>, field: &str, w: &mut Warnings) -> Option<IpAddr> {
     let raw = raw?;
     if raw.trim().is_empty() {
         return None;
     }
-    match ip_from_str(&raw) {
+    match addr::parse_for(&raw, AddressRole::BridgeGateway) {
         Ok(ip) => Some(ip),
         Err(problem) => {
-            w.push(field, problem);
+            w.push(field, problem.to_string());
             None
         }
     }
@@ -457,7 +455,7 @@ fn network(m: &Map<String, Value>, w: &mut Warnings) -> NetworkFacts {
     NetworkFacts {
         name: string(m, "Name", p, w).or_else(|| string(m, "name", p, w)),
         driver: string(m, "Driver", p, w).or_else(|| string(m, "driver", p, w)),
-        ipv4_gateway: ipv4_gateway.filter(|g: &Ipv4Addr| !g.is_unspecified()),
+        ipv4_gateway,
         ipv6_gateway,
         labels,
     }
@@ -530,15 +528,15 @@ fn container_root(m: &Map<String, Value>, key: &str, w: &mut Warnings) -> Option
 }
 
 fn overrides(m: &Map<String, Value>) -> Result<Overrides, FactsError> {
-    let ip = |key: &str| -> Result<Option<IpAddr>, FactsError> {
+    let ip = |key: &str, role: AddressRole| -> Result<Option<IpAddr>, FactsError> {
         match m.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => {
-                ip_from_str(s)
+                addr::parse_for(s, role)
                     .map(Some)
-                    .map_err(|problem| FactsError::Invalid {
+                    .map_err(|source| FactsError::Address {
                         field: format!("overrides.{key}"),
-                        problem,
+                        source,
                     })
             }
             Some(other) => Err(FactsError::Invalid {
@@ -567,8 +565,8 @@ fn overrides(m: &Map<String, Value>) -> Result<Overrides, FactsError> {
         });
     }
     Ok(Overrides {
-        host_gateway_ip: ip("host_gateway_ip")?,
-        bind: ip("bind")?,
+        host_gateway_ip: ip("host_gateway_ip", AddressRole::ContainerTarget)?,
+        bind: ip("bind", AddressRole::OperatorBind)?,
         rootless_host_loopback: flag("rootless_host_loopback")?,
     })
 }
