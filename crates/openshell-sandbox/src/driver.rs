@@ -67,7 +67,7 @@ pub struct GatheredFacts {
 /// A sandbox container of ours.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SandboxHandle {
-    /// Sandbox id.
+    /// The sandbox's id, as given in its [`SandboxSpec`].
     pub id: String,
     /// The engine's container id (or name, for a container whose id was never returned).
     pub container_id: String,
@@ -79,7 +79,7 @@ pub struct SandboxHandle {
 pub enum SandboxState {
     /// Created, not started.
     Created,
-    /// Running.
+    /// Started and not yet exited.
     Running,
     /// Exited with this code (`-1` when the engine reported none).
     Exited(i64),
@@ -153,10 +153,11 @@ pub trait SandboxDriver: Send + Sync {
     async fn create(&self, spec: &SandboxSpec, route: &Route)
         -> Result<SandboxHandle, EngineError>;
 
-    /// Starts it.
+    /// Starts a created sandbox; it then calls back along the route it was created with.
     async fn start(&self, sandbox: &SandboxHandle) -> Result<(), EngineError>;
 
-    /// Its state.
+    /// The sandbox's state in one vocabulary for both engines (Docker's `exited` and libpod's
+    /// `stopped` are both [`SandboxState::Exited`]).
     async fn inspect(&self, sandbox: &SandboxHandle) -> Result<SandboxState, EngineError>;
 
     /// Stops it; a stopped or missing sandbox is fine.

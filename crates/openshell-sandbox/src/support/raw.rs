@@ -19,7 +19,7 @@ const MAX_BODY: usize = 8 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RawError {
-    /// Connecting failed.
+    /// The socket could not be connected (no engine there, or no permission).
     #[error("cannot connect: {0}")]
     Connect(#[source] std::io::Error),
     /// HTTP failed.
@@ -48,11 +48,11 @@ pub enum RawError {
 /// A raw response.
 #[derive(Debug, Clone)]
 pub struct RawResponse {
-    /// Status code.
+    /// The HTTP status code, as the engine sent it.
     pub status: u16,
     /// Headers (names lower-cased by hyper).
     pub headers: BTreeMap<String, String>,
-    /// Body.
+    /// The body, at most the size limit.
     pub body: Bytes,
 }
 
