@@ -9,17 +9,10 @@
 use std::path::PathBuf;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::well_known;
+use openshell_sandbox::support::discover::{parse_endpoint as parse, well_known};
 use openshell_sandbox::support::BoxError;
 use openshell_sandbox::{DiscoveryEnv, DiscoveryError};
 use sha2::{Digest, Sha256};
-
-fn parse(raw: &str, origin: &str) -> Result<Endpoint, DiscoveryError> {
-    Endpoint::parse(raw).map_err(|source| DiscoveryError::BadEndpoint {
-        origin: origin.to_string(),
-        source,
-    })
-}
 
 fn docker_config_dir(env: &DiscoveryEnv) -> Option<PathBuf> {
     env.var("DOCKER_CONFIG")

@@ -8,15 +8,8 @@
 use std::path::PathBuf;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::well_known;
+use openshell_sandbox::support::discover::{parse_endpoint as parse, well_known};
 use openshell_sandbox::{DiscoveryEnv, DiscoveryError};
-
-fn parse(raw: &str, origin: &str) -> Result<Endpoint, DiscoveryError> {
-    Endpoint::parse(raw).map_err(|source| DiscoveryError::BadEndpoint {
-        origin: origin.to_string(),
-        source,
-    })
-}
 
 fn config_home(env: &DiscoveryEnv) -> Option<PathBuf> {
     env.var("XDG_CONFIG_HOME")

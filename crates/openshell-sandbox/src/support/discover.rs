@@ -83,6 +83,14 @@ impl DiscoveryEnv {
     }
 }
 
+/// An endpoint named by `origin` (`DOCKER_HOST`, `context colima`, ...), or why it is invalid.
+pub fn parse_endpoint(raw: &str, origin: &str) -> Result<Endpoint, crate::DiscoveryError> {
+    Endpoint::parse(raw).map_err(|source| crate::DiscoveryError::BadEndpoint {
+        origin: origin.to_string(),
+        source,
+    })
+}
+
 /// The well-known sockets of every runtime (each runtime's `SOCKETS` in `openshell-runtime`),
 /// in discovery rank, expanded against `env`: a `*` segment becomes each matching directory
 /// entry that exists (the runtime's default instance first, listed even when absent), and
