@@ -102,6 +102,18 @@ pub fn engine_kind(facts: &Facts) -> (EngineKind, Vec<Evidence>) {
     (EngineKind::Docker, docker)
 }
 
+/// Whether `info.OperatingSystem` names `name`, with or without the suffix dockerd appends when
+/// it runs inside a container (` (containerized)`, or ` (error determining if containerized)`
+/// when it cannot tell; moby `daemon/info.go`). Recent Docker Desktop runs dockerd in a container
+/// and reports `Docker Desktop (containerized)`.
+pub fn os_name_is(os: &str, name: &str) -> bool {
+    os.strip_prefix(name).is_some_and(|rest| {
+        rest.is_empty()
+            || rest == " (containerized)"
+            || rest == " (error determining if containerized)"
+    })
+}
+
 /// Evidence for the gateway host's OS, if known.
 pub fn host_os_evidence(facts: &Facts) -> Option<(HostOs, Evidence)> {
     let os = facts.host_os.clone()?;

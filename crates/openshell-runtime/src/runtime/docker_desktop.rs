@@ -1,7 +1,8 @@
 //! Docker Desktop (macOS, Windows, Linux): Docker Engine in a VM Docker ships.
 //!
-//! Identified by `info.OperatingSystem = "Docker Desktop"`, `com.docker.desktop.*` labels, the
-//! `docker-desktop` hostname or its `linuxkit` kernel. Docker Desktop points the engine's
+//! Identified by `info.OperatingSystem = "Docker Desktop"` (also with dockerd's ` (containerized)`
+//! suffix), `com.docker.desktop.*` labels, the `docker-desktop` hostname or its `linuxkit`
+//! kernel. Docker Desktop points the engine's
 //! host-gateway at its host address (observed: 192.168.65.254, 192.168.65.2 in vpnkit days),
 //! which its network stack forwards to the host's loopback, so `host-gateway` with a loopback
 //! bind is the narrowest working route, whatever the address.
@@ -22,7 +23,7 @@ use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts};
 use crate::route::{EngineKind, RoutePlan};
-use crate::signals::{endpoint_path_contains, engine_kind};
+use crate::signals::{endpoint_path_contains, engine_kind, os_name_is};
 use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{
@@ -95,7 +96,7 @@ impl DockerDesktop {
         if let Some(os) = info
             .operating_system
             .as_deref()
-            .filter(|os| *os == "Docker Desktop")
+            .filter(|os| os_name_is(os, "Docker Desktop"))
         {
             ev.push(Evidence::new(
                 "info.OperatingSystem",

@@ -18,7 +18,7 @@ use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts};
 use crate::route::{EngineKind, RoutePlan};
-use crate::signals::{endpoint_path_contains, engine_kind};
+use crate::signals::{endpoint_path_contains, engine_kind, os_name_is};
 use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{
@@ -68,7 +68,7 @@ impl OrbStack {
         if let Some(os) = info
             .operating_system
             .as_deref()
-            .filter(|os| *os == "OrbStack")
+            .filter(|os| os_name_is(os, "OrbStack"))
         {
             ev.push(Evidence::new(
                 "info.OperatingSystem",
