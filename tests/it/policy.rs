@@ -403,14 +403,21 @@ fn rootless_docker_follows_rootlesskit_network_driver() {
         rootless(Some("gvisor-tap-vsock"), true),
         "rootless-docker 10.0.2.1 127.0.0.1",
     );
+    // RootlessKit starts pasta with `--gateway=10.0.2.2` and adds `--no-map-gw` only with
+    // `--disable-host-loopback` (pkg/network/pasta/pasta.go, v2.0 to v3.0); pasta maps its
+    // gateway address to the host's loopback unless told not to.
+    check(
+        rootless(Some("pasta"), true),
+        "rootless-docker 10.0.2.2 127.0.0.1",
+    );
     // No documented host-loopback address: the primary address, never a guess.
-    for driver in ["pasta", "lxc-user-nic", "something-new"] {
+    for driver in ["lxc-user-nic", "something-new"] {
         check(
             rootless(Some(driver), true),
             "rootless-docker 192.0.2.2 192.0.2.2",
         );
     }
-    let mut no_ip = rootless(Some("pasta"), true);
+    let mut no_ip = rootless(Some("lxc-user-nic"), true);
     no_ip.as_object_mut().map(|o| o.remove("host_ipv4"));
     check(
         no_ip,
@@ -453,7 +460,11 @@ fn rootless_docker_follows_rootlesskit_network_driver() {
         fallbacks(rootless(Some("vpnkit"), false)),
         ["192.168.65.2 127.0.0.1"]
     );
-    assert!(fallbacks(rootless(Some("pasta"), false)).is_empty());
+    assert_eq!(
+        fallbacks(rootless(Some("pasta"), false)),
+        ["10.0.2.2 127.0.0.1"]
+    );
+    assert!(fallbacks(rootless(Some("lxc-user-nic"), false)).is_empty());
 }
 
 /// libpod fills `host.idMappings` only when it runs rootless: container root mapped to an

@@ -10,12 +10,19 @@
 //! Where the operator re-enabled host loopback (told to us as `rootless_host_loopback`), the
 //! driver's host-loopback address with a loopback bind is used instead. That address depends on
 //! RootlessKit's network driver (rootlesskit docs/network.md): 10.0.2.2 for slirp4netns,
-//! 192.168.65.2 for VPNKit, 10.0.2.1 for gvisor-tap-vsock. dockerd 23.0 and later report the
-//! driver (`NetworkDriver` of its `rootlesskit` component, moby#42330); without it, slirp4netns, the launcher's
-//! default when installed, is assumed and the decision says so. For pasta and lxc-user-nic no
+//! 192.168.65.2 for VPNKit, 10.0.2.1 for gvisor-tap-vsock. For pasta it is 10.0.2.2 too:
+//! RootlessKit gives pasta `--gateway=10.0.2.2` and adds `--no-map-gw` only with
+//! `--disable-host-loopback`, and pasta maps its gateway address to the host's loopback
+//! (rootlesskit `pkg/network/pasta/pasta.go`). dockerd 23.0 and later report the driver
+//! (`NetworkDriver` of its `rootlesskit` component, moby#42330); without it, slirp4netns, the
+//! launcher's default when installed, is assumed and the decision says so. For lxc-user-nic no
 //! host-loopback address is documented, so only the LAN route is offered.
-//! Sources: <https://docs.docker.com/engine/security/rootless/>,
-//! <https://github.com/rootless-containers/rootlesskit/blob/master/docs/network.md>.
+//!
+//! Docker 29.5 (RootlessKit 3.0) changed neither answer. `dockerd-rootless.sh` now starts
+//! RootlessKit with `--detach-netns` (dockerd in the host's namespace, the bridges in a detached
+//! one that still leaves through the same network driver), keeps `--disable-host-loopback` by
+//! default, and no longer ships VPNKit: without slirp4netns, pasta or VPNKit installed it falls
+//! back to gvisor-tap-vsock, which RootlessKit 3.0 embeds. Sources: docs/runtimes.md.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -116,7 +123,10 @@ impl RootlessDocker {
     /// documented. An unreported driver is taken to be slirp4netns.
     fn driver_loopback(&self) -> &'static [IpAddr] {
         match &self.net {
-            None | Some(RootlessKitNet::Slirp4netns) => &[SLIRP4NETNS_HOST_IP],
+            // RootlessKit configures pasta with slirp4netns' addresses (gateway 10.0.2.2).
+            None | Some(RootlessKitNet::Slirp4netns) | Some(RootlessKitNet::Pasta) => {
+                &[SLIRP4NETNS_HOST_IP]
+            }
             Some(RootlessKitNet::Vpnkit) => &[VPNKIT_HOST_IP],
             Some(RootlessKitNet::GvisorTapVsock) => &[GVISOR_TAP_VSOCK_HOST_IP],
             Some(_) => &[],
