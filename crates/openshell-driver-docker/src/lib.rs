@@ -11,20 +11,23 @@
 mod discovery;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 use async_trait::async_trait;
+use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptionsBuilder, InspectContainerOptions,
-    ListContainersOptions, LogsOptions, RemoveContainerOptions, StopContainerOptions,
+    AttachContainerOptionsBuilder, CreateContainerOptions, CreateImageOptionsBuilder,
+    InspectContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::support::raw::{self, RawResponse};
 use openshell_sandbox::support::{
-    labels_of, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps,
-    ErrorKind, LogStream, NetworkInfo, OpError,
+    labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
+    EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
 };
 use openshell_sandbox::{DriverOptions, EngineError};
 use serde_json::Value;
@@ -197,6 +200,9 @@ impl EngineOps for DockerDriver {
             cmd: Some(c.command.clone()),
             env: Some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(c.labels.clone().into_iter().collect::<HashMap<_, _>>()),
+            open_stdin: Some(c.stdin),
+            stdin_once: Some(c.stdin),
+            attach_stdin: Some(c.stdin),
             host_config: Some(HostConfig {
                 extra_hosts: Some(c.extra_hosts.clone()),
                 network_mode: Some(c.network.clone()),
@@ -336,5 +342,92 @@ impl EngineOps for DockerDriver {
 
     async fn remove_network(&self, name: &str) -> Result<(), OpError> {
         self.docker.remove_network(name).await.map_err(op)
+    }
+
+    async fn import_image(&self, reference: &str, tarball: Vec<u8>) -> Result<(), OpError> {
+        let (repo, tag) = split_reference(reference);
+        let opts = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repo)
+            .tag(tag)
+            .build();
+        self.docker
+            .create_image(Some(opts), Some(bollard::body_full(tarball.into())), None)
+            .map_err(op)
+            .try_for_each(|_| async { Ok(()) })
+            .await
+    }
+
+    async fn attach(&self, id: &str) -> Result<Attached, OpError> {
+        // Detach keys only apply with a TTY on Docker, but Podman's compatible API applies
+        // them to plain stdin too (ctrl-p ctrl-q would end the session mid-stream): an empty
+        // value turns them off there and is ignored by Docker.
+        let opts = AttachContainerOptionsBuilder::new()
+            .stream(true)
+            .stdin(true)
+            .stdout(true)
+            .stderr(false)
+            .detach_keys("")
+            .build();
+        let attached = self
+            .docker
+            .attach_container(id, Some(opts))
+            .await
+            .map_err(op)?;
+        let stdout = attached
+            .output
+            .filter_map(|chunk| async move {
+                match chunk {
+                    Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                        Some(Ok(message))
+                    }
+                    Ok(LogOutput::StdErr { .. } | LogOutput::StdIn { .. }) => None,
+                    Err(e) => Some(Err(std::io::Error::other(e))),
+                }
+            })
+            .boxed();
+        Ok(Attached::new(stdout, attached.input))
+    }
+
+    async fn container_address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, OpError> {
+        let c = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(op)?;
+        Ok(c.network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|e| e.ip_address)
+            .and_then(|ip| ip.parse().ok()))
+    }
+}
+
+/// `repo:tag` split at the tag's colon (a registry port's colon comes before the last `/`).
+fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_reference;
+
+    #[test]
+    fn a_reference_splits_at_its_tag_not_at_a_registry_port() {
+        assert_eq!(
+            split_reference("openshell-relay:ab12"),
+            ("openshell-relay", "ab12")
+        );
+        assert_eq!(
+            split_reference("localhost:5000/relay"),
+            ("localhost:5000/relay", "latest")
+        );
+        assert_eq!(
+            split_reference("localhost:5000/relay:x"),
+            ("localhost:5000/relay", "x")
+        );
     }
 }

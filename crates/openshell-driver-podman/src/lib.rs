@@ -12,23 +12,27 @@ mod discovery;
 mod facts;
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::support::raw::{self, RawResponse};
 use openshell_sandbox::support::{
-    labels_of, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps,
-    ErrorKind, LogStream, NetworkInfo, OpError,
+    labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
+    EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
 };
 use openshell_sandbox::{DriverOptions, EngineError};
+use podman_api::conn::TtyChunk;
 use podman_api::models::Namespace;
 use podman_api::opts::{
-    ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter, ContainerListOpts,
-    ContainerLogsOpts, ContainerStopOpts, NetworkCreateOpts, PullOpts,
+    ContainerAttachOpts, ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter,
+    ContainerListOpts, ContainerLogsOpts, ContainerStopOpts, ImageImportOpts, NetworkCreateOpts,
+    PullOpts,
 };
 use podman_api::Podman;
 use serde_json::Value;
+use tokio_util::compat::FuturesAsyncWriteCompatExt;
 
 pub use discovery::candidates;
 pub use facts::info_from_libpod;
@@ -155,6 +159,7 @@ impl EngineOps for PodmanDriver {
             .env(env)
             .labels(c.labels.clone())
             .hosts_add(c.extra_hosts.clone())
+            .stdin(c.stdin)
             .net_namespace(Namespace {
                 nsmode: Some("bridge".into()),
                 value: None,
@@ -317,5 +322,59 @@ impl EngineOps for PodmanDriver {
             .await
             .map_err(op)
             .map(|_| ())
+    }
+
+    async fn import_image(&self, reference: &str, tarball: Vec<u8>) -> Result<(), OpError> {
+        let opts = ImageImportOpts::builder().reference(reference).build();
+        self.podman
+            .images()
+            .import(&opts, tarball)
+            .await
+            .map_err(op)
+            .map(|_| ())
+    }
+
+    async fn attach(&self, id: &str) -> Result<Attached, OpError> {
+        // libpod applies detach keys to plain stdin as well: ctrl-p ctrl-q in the byte stream
+        // would end the session. An empty value turns them off.
+        let opts = ContainerAttachOpts::builder()
+            .stdin(true)
+            .stdout(true)
+            .stderr(false)
+            .detach_keys("")
+            .build();
+        let attached = self
+            .podman
+            .containers()
+            .get(id)
+            .attach(&opts)
+            .await
+            .map_err(op)?;
+        let (chunks, stdin) = attached.split();
+        let stdout = chunks
+            .filter_map(|chunk| async move {
+                match chunk {
+                    Ok(TtyChunk::StdOut(bytes)) => Some(Ok(bytes.into())),
+                    Ok(TtyChunk::StdErr(_) | TtyChunk::StdIn(_)) => None,
+                    Err(e) => Some(Err(std::io::Error::other(e))),
+                }
+            })
+            .boxed();
+        Ok(Attached::new(stdout, Box::pin(stdin.compat_write())))
+    }
+
+    async fn container_address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, OpError> {
+        let c = self
+            .podman
+            .containers()
+            .get(id)
+            .inspect()
+            .await
+            .map_err(op)?;
+        Ok(c.network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(network))
+            .and_then(|e| e.ip_address)
+            .and_then(|ip| ip.parse().ok()))
     }
 }

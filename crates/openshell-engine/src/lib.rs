@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 use openshell_driver_docker::DockerDriver;
@@ -25,8 +26,8 @@ use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::support::discover::probe_candidates;
 use openshell_sandbox::support::{
-    ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps, LogStream,
-    NetworkInfo, OpError,
+    Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps,
+    LogStream, NetworkInfo, OpError,
 };
 use openshell_sandbox::{
     Candidate, CandidateOutcome, DiscoveryEnv, DiscoveryError, DriverOptions, EngineError,
@@ -280,5 +281,14 @@ impl EngineOps for AnyDriver {
     }
     async fn remove_network(&self, name: &str) -> Result<(), OpError> {
         forward!(self, d => EngineOps::remove_network(d, name).await)
+    }
+    async fn import_image(&self, reference: &str, tarball: Vec<u8>) -> Result<(), OpError> {
+        forward!(self, d => d.import_image(reference, tarball).await)
+    }
+    async fn attach(&self, id: &str) -> Result<Attached, OpError> {
+        forward!(self, d => d.attach(id).await)
+    }
+    async fn container_address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, OpError> {
+        forward!(self, d => d.container_address(id, network).await)
     }
 }

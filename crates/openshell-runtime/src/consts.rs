@@ -17,6 +17,12 @@ pub const LABEL_PREFIX: &str = "io.openshell.";
 pub const LABEL_MANAGED: &str = "io.openshell.managed";
 /// Label that carries a sandbox's id on its container.
 pub const LABEL_SANDBOX: &str = "io.openshell.sandbox";
+/// Label that marks a container as a relay (see docs/relay.md).
+pub const LABEL_RELAY: &str = "io.openshell.relay";
+/// Label that carries the network a relay serves.
+pub const LABEL_RELAY_NETWORK: &str = "io.openshell.relay.network";
+/// Label that carries the gateway process that owns a relay: `<host name>/<pid>`.
+pub const LABEL_RELAY_OWNER: &str = "io.openshell.relay.owner";
 /// Default name of the bridge network sandboxes are attached to.
 pub const DEFAULT_SANDBOX_NETWORK: &str = "openshell";
 

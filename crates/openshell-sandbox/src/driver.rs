@@ -102,7 +102,7 @@ impl SandboxState {
 
 /// Runs one engine call of `ops` with the driver's timeout, inside an `engine_call` tracing
 /// span, in the shared error shape.
-async fn traced<O, T, F>(ops: &O, call: &'static str, fut: F) -> Result<T, EngineError>
+pub(crate) async fn traced<O, T, F>(ops: &O, call: &'static str, fut: F) -> Result<T, EngineError>
 where
     O: EngineOps + ?Sized,
     F: Future<Output = Result<T, OpError>>,
@@ -264,6 +264,7 @@ impl<T: EngineOps + ?Sized> SandboxDriver for T {
             labels: spec.all_labels(),
             extra_hosts: extra_host_entries(route)?,
             network: self.options().network.clone(),
+            stdin: false,
         };
         match traced(self, "container create", self.create_container(&config)).await {
             Ok(container_id) => Ok(SandboxHandle {
@@ -382,6 +383,8 @@ impl<T: EngineOps + ?Sized> SandboxDriver for T {
         if !is_ours(&net.labels) {
             return Ok(());
         }
+        // Our relays sit on our network: they go with it.
+        crate::relay::remove_relays(self).await?;
         match traced(
             self,
             "network remove",

@@ -15,6 +15,7 @@ mod error;
 mod host;
 mod listener;
 mod probe;
+mod relay;
 mod spec;
 pub mod support;
 mod token;
@@ -27,6 +28,9 @@ pub use listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};
 pub use probe::{
     probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome, ProbeResult,
     Unverified, DEFAULT_PROBE_IMAGE,
+};
+pub use relay::{
+    normalise_arch, reap_relays, Relay, RelayError, RelayOptions, ENV_RELAY_BINARY, ENV_RELAY_IMAGE,
 };
 pub use spec::{sandbox_command, SandboxSpec, SpecError, ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN};
 pub use support::discover::{Candidate, CandidateOutcome, Discovery, DiscoveryEnv};

@@ -8,16 +8,19 @@
 //! code. Timeouts, tracing spans, cleanup, retries and network ownership are written once, in
 //! `crate::driver`.
 
+pub mod attach;
 pub mod discover;
 pub mod raw;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use async_trait::async_trait;
 use futures_core::stream::BoxStream;
 use openshell_runtime::facts::Endpoint;
 use serde_json::Value;
 
+pub use self::attach::Attached;
 use crate::driver::DriverOptions;
 pub use crate::error::{BoxError, ErrorKind, OpError};
 
@@ -40,6 +43,9 @@ pub struct ContainerConfig {
     pub extra_hosts: Vec<String>,
     /// The bridge network the container joins.
     pub network: String,
+    /// Keep stdin open for one attached client, closing it when that client detaches (Docker's
+    /// `OpenStdin` + `StdinOnce`, libpod's `stdin`). The relay speaks over it; sandboxes do not.
+    pub stdin: bool,
 }
 
 /// A container as a list call reports it.
@@ -135,6 +141,15 @@ pub trait EngineOps: Send + Sync {
     ) -> Result<(), OpError>;
     /// Removes a network by name.
     async fn remove_network(&self, name: &str) -> Result<(), OpError>;
+    /// Imports a root-filesystem tarball as the image `reference` (`repo:tag`), through the
+    /// engine's API (Docker's `POST /images/create?fromSrc=-`, libpod's `/images/import`).
+    async fn import_image(&self, reference: &str, tarball: Vec<u8>) -> Result<(), OpError>;
+    /// Attaches to a running container's stdin and stdout, without a TTY and without detach
+    /// keys, so every byte passes unchanged.
+    async fn attach(&self, id: &str) -> Result<Attached, OpError>;
+    /// A container's IP address on `network`; `None` when it has none there (not running, or
+    /// not attached to it).
+    async fn container_address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, OpError>;
 }
 
 /// Labels from a client model's optional map.

@@ -1,0 +1,187 @@
+//! `openshell-relay`: the program a relay container runs on a sandbox network.
+//!
+//! It listens on `0.0.0.0:<port>` inside its container and carries every connection it accepts
+//! as one stream of a yamux session whose transport is its own stdin and stdout. The gateway
+//! holds the other end of that session through the engine's attach API, so the relay needs no
+//! published port and the gateway listens on the host's loopback only.
+//!
+//! The relay forwards nowhere but into that session: it takes no destination, neither on its
+//! command line nor from a peer, so a compromised sandbox can only reach what the gateway
+//! chooses to connect the stream to (its own port on loopback). The session ends when stdin
+//! does (the gateway detached or died), and then the relay exits, so a relay never outlives
+//! the gateway that owns it by more than its engine takes to close stdin.
+//!
+//! Only `std`, `tokio`, `futures` and `yamux`: it links statically and runs in an image that
+//! holds nothing but this binary.
+
+use std::future::poll_fn;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::task::Poll;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+use yamux::{Config, Connection, ConnectionError, Mode, Stream};
+
+/// Most connections waiting for their stream at once; more wait in the listener's backlog.
+const PENDING_OPENS: usize = 64;
+
+/// A request for a new stream, answered with the stream or why none could be opened.
+type OpenRequest = oneshot::Sender<Result<Stream, String>>;
+
+fn usage() -> String {
+    "usage: openshell-relay <port>  (listens on 0.0.0.0:<port>; the session runs over stdin/stdout)"
+        .to_string()
+}
+
+fn parse_port(args: &[String]) -> Result<u16, String> {
+    match args {
+        [port] => match port.parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!(
+                "invalid port {port:?}: expected 1-65535\n{}",
+                usage()
+            )),
+            Ok(p) => Ok(p),
+        },
+        _ => Err(usage()),
+    }
+}
+
+/// Drives the session: opens outbound streams on request and reads the transport, until the
+/// gateway closes the session or it fails. The gateway opens no streams of its own; any it
+/// opens is dropped, which resets it.
+async fn drive<T>(
+    mut conn: Connection<T>,
+    mut requests: mpsc::Receiver<OpenRequest>,
+) -> Result<(), ConnectionError>
+where
+    T: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
+    let mut waiting: Option<OpenRequest> = None;
+    let mut requests_open = true;
+    poll_fn(move |cx| {
+        loop {
+            if waiting.is_none() && requests_open {
+                match requests.poll_recv(cx) {
+                    Poll::Ready(Some(tx)) => waiting = Some(tx),
+                    Poll::Ready(None) => requests_open = false,
+                    Poll::Pending => {}
+                }
+            }
+            let Some(tx) = waiting.take() else { break };
+            match conn.poll_new_outbound(cx) {
+                Poll::Ready(Ok(stream)) => {
+                    let _ = tx.send(Ok(stream));
+                }
+                Poll::Ready(Err(e)) => {
+                    let _ = tx.send(Err(e.to_string()));
+                }
+                Poll::Pending => {
+                    waiting = Some(tx);
+                    break;
+                }
+            }
+        }
+        loop {
+            match conn.poll_next_inbound(cx) {
+                Poll::Ready(Some(Ok(unexpected))) => drop(unexpected),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await
+}
+
+/// Carries one accepted connection over a new stream of the session.
+async fn carry(mut tcp: TcpStream, opener: mpsc::Sender<OpenRequest>) {
+    let (tx, rx) = oneshot::channel();
+    if opener.send(tx).await.is_err() {
+        return;
+    }
+    let stream = match rx.await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            eprintln!("openshell-relay: cannot open a stream to the gateway: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut stream = stream.compat();
+    // Either side closing ends the copy; errors here are one connection's, not the relay's.
+    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+}
+
+async fn run(port: u16) -> Result<(), String> {
+    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let transport = tokio::io::join(tokio::io::stdin(), tokio::io::stdout()).compat();
+    let conn = Connection::new(transport, Config::default(), Mode::Client);
+    let (opener, requests) = mpsc::channel::<OpenRequest>(PENDING_OPENS);
+    let session = drive(conn, requests);
+    tokio::pin!(session);
+    loop {
+        tokio::select! {
+            ended = &mut session => {
+                return ended.map_err(|e| format!("session with the gateway failed: {e}"));
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    let _ = tcp.set_nodelay(true);
+                    tokio::spawn(carry(tcp, opener.clone()));
+                }
+                Err(e) => {
+                    // Descriptor exhaustion and the like pass; pause rather than spin.
+                    eprintln!("openshell-relay: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let port = match parse_port(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("openshell-relay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("openshell-relay: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(port)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("openshell-relay: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_port;
+
+    #[test]
+    fn takes_exactly_one_port_and_nothing_else() {
+        assert_eq!(parse_port(&["17670".into()]), Ok(17670));
+        assert!(parse_port(&["0".into()]).is_err());
+        assert!(parse_port(&["10.0.0.1:22".into()]).is_err());
+        assert!(parse_port(&["1".into(), "2".into()]).is_err());
+        assert!(parse_port(&[]).is_err());
+    }
+}

@@ -1,0 +1,717 @@
+//! The relay route's gateway side: a relay container on the sandbox network, whose stdin and
+//! stdout the gateway holds through the engine's attach API, carrying every sandbox connection
+//! to the gateway on `127.0.0.1` as one stream of a yamux session (see docs/relay.md).
+//!
+//! [`Relay::start`] reaps relays a killed gateway left on this network, puts the relay image
+//! into the engine (imported from the `openshell-relay` binary for the engine's architecture,
+//! or a prebuilt image), starts one relay, attaches and runs the session. When the session
+//! ends without [`Relay::shutdown`] (the relay died or was removed), it starts a new relay, a
+//! bounded number of times. The gateway connects each stream to its own port on loopback and
+//! nowhere else: neither the relay nor a sandbox can name a destination.
+
+use std::future::poll_fn;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openshell_runtime::consts::{
+    LABEL_MANAGED, LABEL_RELAY, LABEL_RELAY_NETWORK, LABEL_RELAY_OWNER, LOOPBACK_V4,
+};
+use openshell_runtime::{Exposure, HostTarget, Route};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
+
+use crate::driver::traced;
+use crate::error::EngineError;
+use crate::support::{ContainerConfig, EngineOps};
+
+/// Names an explicit relay binary.
+pub const ENV_RELAY_BINARY: &str = "OPENSHELL_RELAY_BINARY";
+/// Names a prebuilt relay image, used instead of importing a binary.
+pub const ENV_RELAY_IMAGE: &str = "OPENSHELL_RELAY_IMAGE";
+/// The relay binary's path inside its image.
+const RELAY_PATH: &str = "/openshell-relay";
+/// The repository relay images are imported as; the tag is the binary's hash.
+const RELAY_REPO: &str = "localhost/openshell-relay";
+/// Largest binary imported; the relay is a few MiB.
+const MAX_BINARY: u64 = 64 * 1024 * 1024;
+/// Restarts after the session ended, before the relay is given up as gone.
+const MAX_RESTARTS: u32 = 5;
+/// Pause before a restart.
+const RESTART_PAUSE: Duration = Duration::from_millis(200);
+/// How long a started relay may take to get its address on the network.
+const ADDRESS_WAIT: Duration = Duration::from_secs(5);
+/// How long connecting a stream to the gateway may take.
+const GATEWAY_CONNECT: Duration = Duration::from_secs(5);
+
+/// Where the relay comes from and which port it carries.
+#[derive(Debug, Clone, Default)]
+pub struct RelayOptions {
+    /// The gateway's port: the relay listens on it, and streams go to `127.0.0.1:<port>`.
+    pub port: u16,
+    /// An explicit relay binary (`OPENSHELL_RELAY_BINARY`); else one beside the current
+    /// executable (`openshell-relay-<arch>`, then `openshell-relay`).
+    pub binary: Option<PathBuf>,
+    /// A prebuilt relay image (`OPENSHELL_RELAY_IMAGE`), used as is (pulled when missing).
+    pub image: Option<String>,
+}
+
+impl RelayOptions {
+    /// Options for `port`, with the binary and image from the process environment.
+    pub fn from_env(port: u16) -> Result<RelayOptions, RelayError> {
+        let image = match std::env::var_os(ENV_RELAY_IMAGE) {
+            None => None,
+            Some(v) => Some(v.into_string().map_err(|_| RelayError::Env {
+                name: ENV_RELAY_IMAGE,
+            })?),
+        };
+        Ok(RelayOptions {
+            port,
+            binary: std::env::var_os(ENV_RELAY_BINARY).map(PathBuf::from),
+            image: image.filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// Why a relay could not be set up or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// No binary for the engine's architecture was found.
+    #[error("no relay binary for the engine's architecture {arch}; looked at {}; build one with `cargo build --release -p openshell-relay --target {arch}-unknown-linux-gnu` (statically linked) and set {ENV_RELAY_BINARY} to it, or set {ENV_RELAY_IMAGE} to a prebuilt relay image", display_paths(.looked))]
+    NoBinary {
+        /// The engine's architecture, normalised (`x86_64`, `aarch64`).
+        arch: String,
+        /// Every path looked at.
+        looked: Vec<PathBuf>,
+    },
+    /// The named binary is not a Linux executable for the engine's architecture.
+    #[error("relay binary {} is {found}, but the engine runs {arch}; set {ENV_RELAY_BINARY} to a binary for {arch}", .path.display())]
+    WrongBinary {
+        /// The binary.
+        path: PathBuf,
+        /// What it is.
+        found: String,
+        /// The engine's architecture.
+        arch: String,
+    },
+    /// The engine reports an architecture we build no relay for.
+    #[error("the engine reports architecture {arch:?}, for which there is no relay binary; set {ENV_RELAY_IMAGE} to a relay image for it")]
+    UnknownArch {
+        /// What the engine reported.
+        arch: String,
+    },
+    /// The binary could not be read.
+    #[error("cannot read relay binary {}: {source}", .path.display())]
+    Read {
+        /// The binary.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An environment variable we read is not UTF-8.
+    #[error("environment variable {name} is not valid UTF-8; fix or unset it")]
+    Env {
+        /// Its name.
+        name: &'static str,
+    },
+    /// An engine call failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The relay has no address on the network.
+    #[error("relay container {container} has no address on network {network} (its state: {state}); see its logs")]
+    NoAddress {
+        /// The container.
+        container: String,
+        /// The network.
+        network: String,
+        /// Its state, in the engine's words.
+        state: String,
+    },
+    /// The relay is gone and could not be restarted.
+    #[error("the relay on network {network} is gone and could not be restarted; sandboxes cannot reach the gateway through it. Start a new relay")]
+    Gone {
+        /// The network.
+        network: String,
+    },
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        return "nothing".into();
+    }
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The engine's `/info` Architecture in one vocabulary: Docker says `x86_64`/`aarch64`,
+/// libpod `amd64`/`arm64`.
+pub fn normalise_arch(engine: &str) -> Option<&'static str> {
+    match engine.trim().to_ascii_lowercase().as_str() {
+        "x86_64" | "amd64" => Some("x86_64"),
+        "aarch64" | "arm64" => Some("aarch64"),
+        _ => None,
+    }
+}
+
+/// The architecture an ELF executable is for, from its header's `e_machine`.
+fn elf_arch(head: &[u8]) -> Option<&'static str> {
+    if head.len() < 20 || &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let machine = match head[5] {
+        1 => u16::from_le_bytes([head[18], head[19]]),
+        2 => u16::from_be_bytes([head[18], head[19]]),
+        _ => return None,
+    };
+    match machine {
+        0x3e => Some("x86_64"),
+        0xb7 => Some("aarch64"),
+        _ => Some("another architecture"),
+    }
+}
+
+/// Reads the relay binary for `arch`: the explicit one, else one beside the current executable.
+fn relay_binary(opts: &RelayOptions, arch: &str) -> Result<(PathBuf, Vec<u8>), RelayError> {
+    let candidates: Vec<PathBuf> = match &opts.binary {
+        Some(p) => vec![p.clone()],
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .map(|dir| {
+                vec![
+                    dir.join(format!("openshell-relay-{arch}")),
+                    dir.join("openshell-relay"),
+                ]
+            })
+            .unwrap_or_default(),
+    };
+    let explicit = opts.binary.is_some();
+    for path in &candidates {
+        let bytes = match read_capped(path) {
+            Ok(b) => b,
+            Err(source) if !explicit && source.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(RelayError::Read {
+                    path: path.clone(),
+                    source,
+                })
+            }
+        };
+        match elf_arch(&bytes) {
+            Some(found) if found == arch => return Ok((path.clone(), bytes)),
+            // A host binary of another architecture beside us is not for this engine.
+            _ if !explicit => continue,
+            found => {
+                return Err(RelayError::WrongBinary {
+                    path: path.clone(),
+                    found: found.unwrap_or("not an ELF executable").to_string(),
+                    arch: arch.to_string(),
+                })
+            }
+        }
+    }
+    Err(RelayError::NoBinary {
+        arch: arch.to_string(),
+        looked: candidates,
+    })
+}
+
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_BINARY + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_BINARY {
+        return Err(std::io::Error::other(format!(
+            "larger than {MAX_BINARY} bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The image tarball: the binary at `/openshell-relay`, nothing else.
+fn relay_tarball(binary: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(binary.len() as u64);
+    header.set_mode(0o755);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, RELAY_PATH.trim_start_matches('/'), binary)?;
+    tar.into_inner()
+}
+
+/// The image reference for a binary: its repository, tagged by the binary's hash.
+fn image_reference(arch: &str, binary: &[u8]) -> String {
+    let digest = Sha256::digest(binary);
+    let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{RELAY_REPO}:{arch}-{hex}")
+}
+
+/// This process as a relay's owner: `<host name>/<pid>`.
+fn owner_label() -> String {
+    format!("{}/{}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Whether a relay's owner is known to be gone: it ran on this host and its process no longer
+/// exists. An owner on another host (a shared remote engine) is never judged from here.
+fn owner_gone(owner: Option<&String>) -> bool {
+    let Some((host, pid)) = owner.and_then(|o| o.rsplit_once('/')) else {
+        return true;
+    };
+    if host != host_name() || !Path::new("/proc/self").exists() {
+        return false;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) => pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists(),
+        Err(_) => true,
+    }
+}
+
+/// Removes the relays on `ops`' network that a gateway left behind: those whose owner is gone,
+/// and those no longer running. Returns how many were removed.
+pub async fn reap_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<usize, EngineError> {
+    let network = ops.options().network.clone();
+    let relays = traced(
+        ops,
+        "container list",
+        ops.list_containers(LABEL_RELAY, "true"),
+    )
+    .await?;
+    let mut reaped = 0;
+    for relay in relays {
+        if relay.labels.get(LABEL_RELAY_NETWORK) != Some(&network) {
+            continue;
+        }
+        let stale = owner_gone(relay.labels.get(LABEL_RELAY_OWNER))
+            || traced(ops, "container inspect", ops.inspect_container(&relay.id))
+                .await
+                .is_ok_and(|s| s.status != "running");
+        if stale {
+            tracing::info!(container = %relay.id, "reaping a relay left behind");
+            remove(ops, &relay.id).await?;
+            reaped += 1;
+        }
+    }
+    Ok(reaped)
+}
+
+/// Removes every relay on `ops`' network, whoever owns it (the network is going away).
+pub(crate) async fn remove_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<(), EngineError> {
+    let network = &ops.options().network;
+    let relays = traced(
+        ops,
+        "container list",
+        ops.list_containers(LABEL_RELAY, "true"),
+    )
+    .await?;
+    for relay in relays
+        .iter()
+        .filter(|r| r.labels.get(LABEL_RELAY_NETWORK) == Some(network))
+    {
+        remove(ops, &relay.id).await?;
+    }
+    Ok(())
+}
+
+async fn remove<O: EngineOps + ?Sized>(ops: &O, id: &str) -> Result<(), EngineError> {
+    match traced(ops, "container remove", ops.remove_container(id)).await {
+        Err(e) if e.is_not_found() => Ok(()),
+        other => other,
+    }
+}
+
+/// Makes sure the relay image is in the engine; returns its reference.
+async fn ensure_relay_image(
+    ops: &dyn EngineOps,
+    opts: &RelayOptions,
+) -> Result<String, RelayError> {
+    if let Some(image) = &opts.image {
+        if !traced(ops, "image inspect", ops.image_exists(image)).await? {
+            traced(ops, "image pull", ops.pull_image(image)).await?;
+        }
+        return Ok(image.clone());
+    }
+    let docs = traced(ops, "engine facts", ops.engine_documents()).await?;
+    let reported = docs.info["Architecture"].as_str().unwrap_or_default();
+    let arch = normalise_arch(reported).ok_or_else(|| RelayError::UnknownArch {
+        arch: openshell_runtime::display_value(reported),
+    })?;
+    let (path, binary) = relay_binary(opts, arch)?;
+    let reference = image_reference(arch, &binary);
+    if !traced(ops, "image inspect", ops.image_exists(&reference)).await? {
+        let tarball = relay_tarball(&binary).map_err(|source| RelayError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        traced(ops, "image import", ops.import_image(&reference, tarball)).await?;
+    }
+    Ok(reference)
+}
+
+/// What the session task and the handle share.
+#[derive(Debug)]
+struct Shared {
+    /// The running relay's container id and address; `None` once it is gone for good.
+    current: Mutex<Option<(String, IpAddr)>>,
+    stopping: AtomicBool,
+    network: String,
+}
+
+/// A running relay and the session that carries its connections to the gateway.
+pub struct Relay {
+    ops: Arc<dyn EngineOps>,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("driver", &self.ops.driver_name())
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+static GENERATION: AtomicU32 = AtomicU32::new(0);
+
+impl Relay {
+    /// Starts a relay on `ops`' sandbox network for the gateway listening on
+    /// `127.0.0.1:<opts.port>`, after reaping relays a killed gateway left there.
+    pub async fn start(ops: Arc<dyn EngineOps>, opts: RelayOptions) -> Result<Relay, RelayError> {
+        let reaped = reap_relays(ops.as_ref()).await?;
+        if reaped > 0 {
+            tracing::info!(reaped, "relays left behind were removed");
+        }
+        let image = ensure_relay_image(ops.as_ref(), &opts).await?;
+        let (id, address, attached) = launch(ops.as_ref(), &image, opts.port).await?;
+        let shared = Arc::new(Shared {
+            current: Mutex::new(Some((id, address))),
+            stopping: AtomicBool::new(false),
+            network: ops.options().network.clone(),
+        });
+        let task = tokio::spawn(supervise(
+            Arc::clone(&ops),
+            Arc::clone(&shared),
+            image,
+            opts.port,
+            attached,
+        ));
+        Ok(Relay { ops, shared, task })
+    }
+
+    /// The relay's address on the sandbox network, or [`RelayError::Gone`] at once when it is
+    /// gone and could not be restarted.
+    pub fn address(&self) -> Result<IpAddr, RelayError> {
+        self.current().map(|(_, ip)| ip)
+    }
+
+    /// The relay container's id.
+    pub fn container_id(&self) -> Result<String, RelayError> {
+        self.current().map(|(id, _)| id)
+    }
+
+    fn current(&self) -> Result<(String, IpAddr), RelayError> {
+        self.shared
+            .current
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .ok_or_else(|| RelayError::Gone {
+                network: self.shared.network.clone(),
+            })
+    }
+
+    /// `route` carried by this relay: sandboxes map `host.openshell.internal` to the relay,
+    /// and the gateway listens on `127.0.0.1` only. Fails at once when the relay is gone.
+    pub fn route(&self, route: &Route) -> Result<Route, RelayError> {
+        let ip = self.address()?;
+        let mut carried = route.clone();
+        carried.openshell_host = HostTarget::Ip(ip);
+        carried.bind = Some(LOOPBACK_V4);
+        carried.exposure = Exposure::Loopback;
+        Ok(carried)
+    }
+
+    /// Ends the session and removes the relay container.
+    pub async fn shutdown(self) -> Result<(), EngineError> {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.task.abort();
+        let current = self.shared.current.lock().ok().and_then(|mut c| c.take());
+        match current {
+            Some((id, _)) => remove(self.ops.as_ref(), &id).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // Ending the session closes the relay's stdin, so the relay exits; its container is
+        // reaped by the next start.
+        self.task.abort();
+    }
+}
+
+/// Creates, starts and attaches to one relay; returns its id, address and stdin/stdout.
+async fn launch(
+    ops: &dyn EngineOps,
+    image: &str,
+    port: u16,
+) -> Result<(String, IpAddr, crate::support::Attached), RelayError> {
+    let network = ops.options().network.clone();
+    let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+    let name = format!(
+        "openshell-relay-{network}-{}-{generation}",
+        std::process::id()
+    );
+    let config = ContainerConfig {
+        name: name.clone(),
+        image: image.to_string(),
+        command: vec![RELAY_PATH.to_string(), port.to_string()],
+        env: Vec::new(),
+        labels: [
+            (LABEL_MANAGED, "true".to_string()),
+            (LABEL_RELAY, "true".to_string()),
+            (LABEL_RELAY_NETWORK, network.clone()),
+            (LABEL_RELAY_OWNER, owner_label()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+        extra_hosts: Vec::new(),
+        network: network.clone(),
+        stdin: true,
+    };
+    let id = match traced(ops, "container create", ops.create_container(&config)).await {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = remove(ops, &name).await;
+            return Err(e.into());
+        }
+    };
+    let started = async {
+        traced(ops, "container start", ops.start_container(&id)).await?;
+        let attached = traced(ops, "container attach", ops.attach(&id)).await?;
+        let deadline = tokio::time::Instant::now() + ADDRESS_WAIT;
+        loop {
+            let found = traced(
+                ops,
+                "container inspect",
+                ops.container_address(&id, &network),
+            )
+            .await?;
+            if let Some(ip) = found {
+                return Ok((ip, attached));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let state = traced(ops, "container inspect", ops.inspect_container(&id))
+                    .await
+                    .map(|s| s.status)
+                    .unwrap_or_default();
+                return Err(RelayError::NoAddress {
+                    container: id.clone(),
+                    network: network.clone(),
+                    state,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    match started.await {
+        Ok((ip, attached)) => Ok((id, ip, attached)),
+        Err(e) => {
+            let _ = remove(ops, &id).await;
+            Err(e)
+        }
+    }
+}
+
+/// Runs the session; when it ends on its own, replaces the relay, a bounded number of times.
+async fn supervise(
+    ops: Arc<dyn EngineOps>,
+    shared: Arc<Shared>,
+    image: String,
+    port: u16,
+    mut attached: crate::support::Attached,
+) {
+    let mut restarts = 0;
+    loop {
+        serve(attached, port).await;
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let old = shared.current.lock().ok().and_then(|mut c| c.take());
+        if let Some((id, _)) = old {
+            tracing::warn!(container = %id, "relay session ended; starting a new relay");
+            let _ = remove(ops.as_ref(), &id).await;
+        }
+        loop {
+            if restarts >= MAX_RESTARTS {
+                tracing::error!(network = %shared.network, "relay could not be restarted; giving up");
+                return;
+            }
+            restarts += 1;
+            tokio::time::sleep(RESTART_PAUSE).await;
+            match launch(ops.as_ref(), &image, port).await {
+                Ok((id, ip, next)) => {
+                    if let Ok(mut c) = shared.current.lock() {
+                        *c = Some((id, ip));
+                    }
+                    attached = next;
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "relay restart failed"),
+            }
+        }
+    }
+}
+
+/// Accepts the relay's streams until the session ends, connecting each to the gateway.
+async fn serve(attached: crate::support::Attached, port: u16) {
+    let mut conn = yamux::Connection::new(
+        attached.compat(),
+        yamux::Config::default(),
+        yamux::Mode::Server,
+    );
+    let gateway = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    loop {
+        match poll_fn(|cx| conn.poll_next_inbound(cx)).await {
+            Some(Ok(stream)) => {
+                tokio::spawn(carry(stream, gateway));
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "relay session failed");
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Copies one stream to and from a new connection to the gateway.
+async fn carry(stream: yamux::Stream, gateway: SocketAddr) {
+    let tcp = match tokio::time::timeout(GATEWAY_CONNECT, TcpStream::connect(gateway)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, %gateway, "relay stream: gateway refused");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%gateway, "relay stream: gateway did not answer");
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let mut tcp = tcp;
+    let mut stream = stream.compat();
+    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_engines_architecture_words_map_to_one() {
+        assert_eq!(normalise_arch("x86_64"), Some("x86_64"));
+        assert_eq!(normalise_arch("amd64"), Some("x86_64"));
+        assert_eq!(normalise_arch("arm64"), Some("aarch64"));
+        assert_eq!(normalise_arch("aarch64"), Some("aarch64"));
+        assert_eq!(normalise_arch("riscv64"), None);
+    }
+
+    #[test]
+    fn an_elf_header_names_its_architecture() {
+        let mut head = vec![0u8; 20];
+        head[..4].copy_from_slice(b"\x7fELF");
+        head[5] = 1;
+        head[18] = 0xb7;
+        assert_eq!(elf_arch(&head), Some("aarch64"));
+        head[18] = 0x3e;
+        assert_eq!(elf_arch(&head), Some("x86_64"));
+        assert_eq!(elf_arch(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
+    fn the_tarball_holds_the_binary_alone_executable() {
+        let tarball = relay_tarball(b"\x7fELFbinary").unwrap_or_else(|e| panic!("{e}"));
+        let mut archive = tar::Archive::new(tarball.as_slice());
+        let entries: Vec<(String, u32, u64)> = archive
+            .entries()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| {
+                let e = e.unwrap_or_else(|e| panic!("{e}"));
+                let path = e
+                    .path()
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .display()
+                    .to_string();
+                (path, e.header().mode().unwrap_or(0), e.size())
+            })
+            .collect();
+        assert_eq!(entries, vec![("openshell-relay".to_string(), 0o755, 10)]);
+    }
+
+    #[test]
+    fn a_missing_explicit_binary_is_named_with_the_fix() {
+        let opts = RelayOptions {
+            port: 1,
+            binary: Some("/nonexistent/openshell-relay".into()),
+            image: None,
+        };
+        let Err(err) = relay_binary(&opts, "x86_64") else {
+            panic!("a missing binary was found")
+        };
+        assert!(
+            err.to_string().contains("/nonexistent/openshell-relay"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_binary_names_the_architecture_and_both_ways_to_supply_one() {
+        let err = RelayError::NoBinary {
+            arch: "aarch64".into(),
+            looked: vec!["/usr/bin/openshell-relay-aarch64".into()],
+        };
+        let msg = err.to_string();
+        for needle in [
+            "aarch64",
+            ENV_RELAY_BINARY,
+            ENV_RELAY_IMAGE,
+            "/usr/bin/openshell-relay-aarch64",
+        ] {
+            assert!(msg.contains(needle), "{msg}");
+        }
+    }
+
+    #[test]
+    fn only_an_owner_known_dead_on_this_host_is_gone() {
+        let me = owner_label();
+        assert!(!owner_gone(Some(&me)));
+        assert!(!owner_gone(Some(&"another-host/1".to_string())));
+        assert!(owner_gone(None));
+        // Pids are at most 2^22 on Linux.
+        assert!(owner_gone(Some(&format!("{}/99999999", host_name()))));
+    }
+}
