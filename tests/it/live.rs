@@ -142,7 +142,7 @@ pub async fn decide_live<D: SandboxDriver>(ctx: &Ctx<D>) -> Route {
 }
 
 /// Creates and starts a sandbox along `route`; any engine error fails the test.
-async fn launch<D: SandboxDriver>(
+pub async fn launch<D: SandboxDriver>(
     ctx: &Ctx<D>,
     spec: &SandboxSpec,
     route: &Route,
@@ -156,7 +156,7 @@ async fn launch<D: SandboxDriver>(
     h
 }
 
-fn spec<D>(ctx: &Ctx<D>, attempts: u32) -> SandboxSpec {
+pub fn spec<D>(ctx: &Ctx<D>, attempts: u32) -> SandboxSpec {
     let id = live::unique("it");
     if let Ok(mut c) = ctx.created.lock() {
         c.push(id.clone());

@@ -10,4 +10,5 @@ mod module_order;
 mod policy;
 mod policy_shapes;
 mod probe;
+mod relay;
 mod replay;

@@ -237,6 +237,29 @@ pub fn containers_on_network(engine: &Engine, network: &str) -> Result<Vec<Strin
     Ok(out.lines().map(str::to_string).collect())
 }
 
+/// The containers (any state) carrying `label=value`, by id: what a relay test checks is gone.
+pub fn containers_labelled(
+    engine: &Engine,
+    label: &str,
+    value: &str,
+) -> Result<Vec<String>, String> {
+    let out = run(engine.command().args([
+        "ps",
+        "-a",
+        "--no-trunc",
+        "--filter",
+        &format!("label={label}={value}"),
+        "--format",
+        "{{.ID}}",
+    ]))?;
+    Ok(out.lines().map(str::to_string).collect())
+}
+
+/// Removes a container with the engine's CLI, as something outside the gateway would.
+pub fn remove_container(engine: &Engine, id: &str) -> Result<(), String> {
+    run(engine.command().args(["rm", "-f", id])).map(|_| ())
+}
+
 /// Removes a network with the engine's CLI (best effort, for cleanup).
 pub fn remove_network(engine: &Engine, network: &str) {
     let _ = run(engine.command().args(["network", "rm", network]));

@@ -345,11 +345,11 @@ impl EngineOps for DockerDriver {
     }
 
     async fn import_image(&self, reference: &str, tarball: Vec<u8>) -> Result<(), OpError> {
-        let (repo, tag) = split_reference(reference);
+        // The whole reference goes in `repo` (the API allows a tag there): Podman 4.3's
+        // compatible import ignores `tag` and would tag the image `latest`.
         let opts = CreateImageOptionsBuilder::new()
             .from_src("-")
-            .repo(repo)
-            .tag(tag)
+            .repo(reference)
             .build();
         self.docker
             .create_image(Some(opts), Some(bollard::body_full(tarball.into())), None)
@@ -400,34 +400,5 @@ impl EngineOps for DockerDriver {
             .and_then(|mut n| n.remove(network))
             .and_then(|e| e.ip_address)
             .and_then(|ip| ip.parse().ok()))
-    }
-}
-
-/// `repo:tag` split at the tag's colon (a registry port's colon comes before the last `/`).
-fn split_reference(reference: &str) -> (&str, &str) {
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (reference, "latest"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_reference;
-
-    #[test]
-    fn a_reference_splits_at_its_tag_not_at_a_registry_port() {
-        assert_eq!(
-            split_reference("openshell-relay:ab12"),
-            ("openshell-relay", "ab12")
-        );
-        assert_eq!(
-            split_reference("localhost:5000/relay"),
-            ("localhost:5000/relay", "latest")
-        );
-        assert_eq!(
-            split_reference("localhost:5000/relay:x"),
-            ("localhost:5000/relay", "x")
-        );
     }
 }

@@ -1,0 +1,294 @@
+//! The relay route end to end on real engines, through both drivers: callbacks reach a gateway
+//! bound to `127.0.0.1` only, 32 sandboxes share one relay, a relay removed behind the
+//! gateway's back is replaced, and a relay left by a SIGKILLed gateway is reaped by the next
+//! start. The relay binary comes from `OPENSHELL_RELAY_BINARY` (built statically by
+//! `scripts/test`). Every test removes what it made; nothing labelled as a relay remains.
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use futures_util::{FutureExt, StreamExt};
+use openshell_driver_docker::DockerDriver;
+use openshell_driver_podman::PodmanDriver;
+use openshell_runtime::consts::LABEL_RELAY_NETWORK;
+use openshell_runtime::{EngineKind, Exposure, HostTarget, Route};
+use openshell_sandbox::support::EngineOps;
+use openshell_sandbox::{
+    CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions, SandboxDriver,
+};
+use openshell_tests::live::{self, Engine};
+
+use crate::live::{launch, run, spec, Ctx};
+
+/// Sandboxes calling back at once through one relay.
+const CONCURRENT: usize = 32;
+
+/// The gateway's side before the relay: a route that keeps it on loopback; the relay fills in
+/// the sandbox side.
+fn loopback_route(engine: &Engine) -> Route {
+    Route {
+        runtime: engine.runtime.to_string(),
+        engine: if engine.podman {
+            EngineKind::Podman
+        } else {
+            EngineKind::Docker
+        },
+        openshell_host: HostTarget::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        bind: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        exposure: Exposure::Loopback,
+        port: 0,
+        tls: false,
+        why: "relay test".into(),
+        notes: Vec::new(),
+    }
+}
+
+fn relay_options(port: u16) -> RelayOptions {
+    RelayOptions::from_env(port).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn relays_on(engine: &Engine, network: &str) -> Vec<String> {
+    live::containers_labelled(engine, LABEL_RELAY_NETWORK, network)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Callbacks through the relay arrive at a listener bound to 127.0.0.1: first one, then
+/// [`CONCURRENT`] at once through the same relay; a relay removed behind the gateway's back is
+/// replaced and carries the next callback; shutting down leaves no relay.
+pub async fn relay_end_to_end<D>(engine: &Engine, driver: D)
+where
+    D: SandboxDriver + EngineOps + Clone + 'static,
+{
+    run(engine, driver, |ctx: &'static Ctx<D>| async move {
+        ctx.driver()
+            .ensure_network()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut listener =
+            CallbackListener::bind(&loopback_route(ctx.engine()), ListenerOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(listener.route().bind, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        let ops: Arc<dyn EngineOps> = Arc::new(ctx.driver().clone());
+        let relay = Relay::start(ops, relay_options(listener.route().port))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let network = ctx.driver().network().to_string();
+        let result = std::panic::AssertUnwindSafe(async {
+            let route = relay
+                .route(listener.route())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(route.bind, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+            // One, then many at once.
+            for batch in [1, CONCURRENT] {
+                let specs: Vec<_> = (0..batch).map(|_| spec(ctx, 60)).collect();
+                for s in &specs {
+                    listener.expect(&s.id, &s.token);
+                }
+                // Started a few at a time (dockerd on a 2-core machine times out starting 32 at
+                // once); each retries its callback for 30 s, so all of them call concurrently.
+                let handles: Vec<_> = futures_util::stream::iter(&specs)
+                    .map(|s| launch(ctx, s, &route))
+                    .buffered(4)
+                    .collect()
+                    .await;
+                for (s, h) in specs.iter().zip(&handles) {
+                    if let Err(e) = listener.wait_for(&s.id, live::CALLBACK_WAIT).await {
+                        let logs = SandboxDriver::logs(ctx.driver(), h)
+                            .await
+                            .unwrap_or_default();
+                        panic!("{e}\nsandbox output:\n{logs}");
+                    }
+                }
+                join_all(handles.iter().map(|h| ctx.driver().delete(h))).await;
+                assert_eq!(
+                    relays_on(ctx.engine(), &network).len(),
+                    1,
+                    "{batch} callbacks share one relay"
+                );
+            }
+            // Removed behind the gateway's back: replaced, and the new one carries callbacks.
+            let first = relay.container_id().unwrap_or_else(|e| panic!("{e}"));
+            live::remove_container(ctx.engine(), &first).unwrap_or_else(|e| panic!("{e}"));
+            let mut second = first.clone();
+            for _ in 0..100 {
+                if let Ok(id) = relay.container_id() {
+                    second = id;
+                    if second != first {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_ne!(second, first, "the relay was not restarted");
+            let route = relay
+                .route(listener.route())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let s = spec(ctx, 60);
+            listener.expect(&s.id, &s.token);
+            let h = launch(ctx, &s, &route).await;
+            if let Err(e) = listener.wait_for(&s.id, live::CALLBACK_WAIT).await {
+                let logs = SandboxDriver::logs(ctx.driver(), &h)
+                    .await
+                    .unwrap_or_default();
+                panic!("after a restart: {e}\nsandbox output:\n{logs}");
+            }
+            let _ = ctx.driver().delete(&h).await;
+        })
+        .catch_unwind()
+        .await;
+        relay.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            relays_on(ctx.engine(), &network).is_empty(),
+            "a relay remains on {network}"
+        );
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    })
+    .await;
+}
+
+/// The environment variable that turns the test binary into a gateway that starts a relay and
+/// waits to be killed (see [`relay_left_by_a_killed_gateway_is_reaped`]).
+const CHILD_ENV: &str = "OPENSHELL_TEST_RELAY_CHILD";
+
+/// A gateway SIGKILLed with its relay running leaves the relay behind; the next start on the
+/// same network reaps it; removing the network leaves nothing labelled as a relay.
+pub async fn relay_left_by_a_killed_gateway_is_reaped<D>(engine: &Engine, driver: D, pair: &str)
+where
+    D: SandboxDriver + EngineOps + Clone + 'static,
+{
+    run(engine, driver, |ctx: &'static Ctx<D>| async move {
+        ctx.driver()
+            .ensure_network()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let network = ctx.driver().network().to_string();
+        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+        let mut child = Command::new(exe)
+            .args([
+                "--exact",
+                "relay::relay_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, format!("{pair} {network}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stdout = child.stdout.take().unwrap_or_else(|| unreachable!());
+        let line = tokio::task::spawn_blocking(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                // libtest prints the test's name on the same line first.
+                .find_map(|l| l.split_once("RELAY ").map(|(_, id)| id.trim().to_string()))
+        });
+        let started = tokio::time::timeout(Duration::from_secs(120), line).await;
+        // SIGKILL: the gateway gets no chance to clean up.
+        let _ = child.kill();
+        let _ = child.wait();
+        let left = match started {
+            Ok(Ok(Some(id))) => id,
+            other => panic!("the child gateway started no relay: {other:?}"),
+        };
+        assert!(
+            live::exists(ctx.engine(), "container", &left),
+            "the killed gateway's relay should still be there"
+        );
+        let reaped = openshell_sandbox::reap_relays(ctx.driver())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(reaped, 1, "the relay left behind was not reaped");
+        assert!(!live::exists(ctx.engine(), "container", &left));
+        SandboxDriver::remove_network(ctx.driver())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(relays_on(ctx.engine(), &network).is_empty());
+    })
+    .await;
+}
+
+/// Not a test on its own: the gateway process [`relay_left_by_a_killed_gateway_is_reaped`]
+/// starts and kills. Without its environment variable it does nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_child() {
+    let Ok(what) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (pair, network) = what.split_once(' ').unwrap_or_else(|| unreachable!());
+    let opts = DriverOptions {
+        network: network.to_string(),
+        ..DriverOptions::default()
+    };
+    let engine = engine_of(pair);
+    let ops: Arc<dyn EngineOps> = if pair.ends_with("libpod") {
+        Arc::new(PodmanDriver::connect(engine.endpoint(), opts).unwrap_or_else(|e| panic!("{e}")))
+    } else {
+        Arc::new(
+            DockerDriver::connect(engine.endpoint(), opts)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    };
+    let relay = Relay::start(ops, relay_options(9))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "RELAY {}",
+        relay.container_id().unwrap_or_else(|e| panic!("{e}"))
+    );
+    // Bounded: the parent kills this process long before.
+    tokio::time::sleep(Duration::from_secs(180)).await;
+}
+
+fn engine_of(pair: &str) -> Engine {
+    match pair.split_once('_').map_or(pair, |(e, _)| e) {
+        "dockerd" if pair.starts_with("dockerd_rootless") => live::dockerd_rootless(),
+        "dockerd" => live::dockerd(),
+        "podman" if pair.starts_with("podman_rootless") => live::podman_rootless(),
+        _ => live::podman(),
+    }
+}
+
+macro_rules! relay_scenarios {
+    ($($module:ident => $engine:expr, $connect:ident;)*) => {$(
+        mod $module {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn relay_end_to_end() {
+                let engine = $engine;
+                if engine.available() {
+                    super::relay_end_to_end(&engine, crate::live::$connect(&engine).await).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn relay_left_by_a_killed_gateway_is_reaped() {
+                let engine = $engine;
+                if engine.available() {
+                    super::relay_left_by_a_killed_gateway_is_reaped(
+                        &engine,
+                        crate::live::$connect(&engine).await,
+                        stringify!($module),
+                    )
+                    .await;
+                }
+            }
+        }
+    )*};
+}
+
+relay_scenarios! {
+    dockerd_docker_api => openshell_tests::live::dockerd(), docker;
+    podman_docker_api => openshell_tests::live::podman(), docker;
+    podman_libpod => openshell_tests::live::podman(), podman;
+    podman_rootless_docker_api => openshell_tests::live::podman_rootless(), docker;
+    podman_rootless_libpod => openshell_tests::live::podman_rootless(), podman;
+    dockerd_rootless_docker_api => openshell_tests::live::dockerd_rootless(), docker;
+}
