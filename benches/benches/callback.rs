@@ -42,6 +42,7 @@ async fn route_of<D: SandboxDriver>(driver: &D) -> Route {
         &RouteContext {
             port: 0,
             tls: false,
+            ..Default::default()
         },
     )
     .route

@@ -114,6 +114,7 @@ pub async fn decide_live<D: SandboxDriver>(ctx: &Ctx<D>) -> Route {
         &RouteContext {
             port: 0,
             tls: false,
+            ..Default::default()
         },
     );
     let route = d.route.unwrap_or_else(|e| {

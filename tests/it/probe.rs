@@ -164,6 +164,7 @@ async fn start_up_requires_a_verified_route() {
         let ctx0 = openshell_runtime::RouteContext {
             port: 0,
             tls: false,
+            ..Default::default()
         };
         let decision =
             openshell_runtime::decide(&openshell_runtime::Registry::builtin(), &facts, &ctx0);

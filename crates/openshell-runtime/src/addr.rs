@@ -33,6 +33,12 @@ pub enum AddressRole {
     /// What `host.openshell.internal` maps to inside a sandbox (`host_gateway_ip`): a unicast
     /// address that leads out of the container to this host.
     ContainerTarget,
+    /// What `host.openshell.internal` maps to for a sandbox in the engine's host network
+    /// namespace: as [`ContainerTarget`](Self::ContainerTarget), except that loopback is fit,
+    /// because that namespace may be the gateway host's own. Whether it is, is the runtime's to
+    /// say (`resolve` refuses a loopback that stays in a VM's or RootlessKit's namespace). Also
+    /// the check where `host_gateway_ip` enters, before the network mode is known.
+    HostNetworkTarget,
     /// Where the gateway listens, as a runtime's plan or an override derived it: an address of
     /// this host, loopback included, never a wildcard.
     Bind,
@@ -54,6 +60,9 @@ impl AddressRole {
             AddressRole::ContainerTarget => {
                 "the address sandboxes call (host.openshell.internal, host_gateway_ip)"
             }
+            AddressRole::HostNetworkTarget => {
+                "the address host-network sandboxes call (host.openshell.internal, host_gateway_ip)"
+            }
             AddressRole::Bind | AddressRole::OperatorBind => "the gateway's bind address",
             AddressRole::BridgeGateway => "a bridge network's gateway",
             AddressRole::HostPrimary => "the host's primary address (host_ipv4)",
@@ -64,7 +73,10 @@ impl AddressRole {
     fn fix(self) -> &'static str {
         match self {
             AddressRole::ContainerTarget => {
-                "give a unicast address that leads from the sandbox to this host"
+                "give a unicast address that leads from the sandbox to this host (loopback only with host networking)"
+            }
+            AddressRole::HostNetworkTarget => {
+                "give a unicast address that leads from the engine's host network namespace to this host"
             }
             AddressRole::Bind => {
                 "bind an address of this host; a wildcard only as an explicit bind setting"
@@ -305,9 +317,13 @@ fn permits(role: AddressRole, reason: Unfit, ip: IpAddr) -> bool {
         (AddressRole::OperatorBind, Unfit::Unspecified) => true,
         // Runtimes that forward to the host's loopback bind it.
         (AddressRole::Bind | AddressRole::OperatorBind, Unfit::Loopback) => true,
-        (AddressRole::ContainerTarget, Unfit::LinkLocal | Unfit::ThisNetwork) => {
-            DOCUMENTED_CONTAINER_TARGETS.contains(&ip)
-        }
+        // A host-network sandbox's loopback is the engine's host namespace's, which is the
+        // gateway host's on native engines.
+        (AddressRole::HostNetworkTarget, Unfit::Loopback) => true,
+        (
+            AddressRole::ContainerTarget | AddressRole::HostNetworkTarget,
+            Unfit::LinkLocal | Unfit::ThisNetwork,
+        ) => DOCUMENTED_CONTAINER_TARGETS.contains(&ip),
         _ => false,
     }
 }
@@ -334,6 +350,28 @@ mod tests {
             Ok(c) => Ok(c.to_string()),
             Err(AddressError::Unfit { reason, .. }) => Err(reason),
             Err(e) => panic!("{s}: unexpected {e}"),
+        }
+    }
+
+    #[test]
+    fn loopback_is_a_target_only_with_host_networking() {
+        assert_eq!(
+            check_str("127.0.0.1", AddressRole::HostNetworkTarget),
+            Ok("127.0.0.1".into())
+        );
+        assert_eq!(
+            check_str("::ffff:127.0.0.1", AddressRole::HostNetworkTarget),
+            Ok("127.0.0.1".into())
+        );
+        assert_eq!(
+            check_str("127.0.0.1", AddressRole::ContainerTarget),
+            Err(Unfit::Loopback)
+        );
+        for bad in ["0.0.0.0", "224.0.0.1", "169.254.169.254"] {
+            assert!(
+                check_str(bad, AddressRole::HostNetworkTarget).is_err(),
+                "{bad}"
+            );
         }
     }
 

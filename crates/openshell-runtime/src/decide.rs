@@ -5,7 +5,7 @@ use crate::facts::{Facts, Overrides};
 use crate::registry::{DetectionReport, Registry};
 use crate::report::Outcome;
 use crate::resolve::{resolve, RuntimeRouting};
-use crate::route::{Route, RouteContext};
+use crate::route::{NetworkMode, Route, RouteContext};
 use crate::runtime::{ContainerRuntime, GatewayRoute, Runtime};
 use crate::signals::engine_kind;
 
@@ -60,12 +60,25 @@ fn fallbacks(
     if facts.overrides.host_gateway_ip.is_some() || facts.overrides.bind.is_some() {
         candidates.extend(runtime.gateway_route(ctx, &none).ok());
     }
-    for plan in runtime.alternatives() {
+    let host = match ctx.network_mode {
+        NetworkMode::Bridge => None,
+        NetworkMode::Host => Some(runtime.host_network()),
+    };
+    let (alternatives, aliases, namespace) = match &host {
+        None => (runtime.alternatives(), runtime.loopback_aliases(), None),
+        Some(h) => (
+            h.alternatives.clone(),
+            h.loopback_aliases.as_slice(),
+            Some(h.namespace.as_str()),
+        ),
+    };
+    for plan in alternatives {
         let routing = RuntimeRouting {
             runtime: runtime.id(),
             engine: runtime.engine(),
             plan: Ok(plan),
-            loopback_aliases: runtime.loopback_aliases(),
+            loopback_aliases: aliases,
+            host_namespace: namespace,
         };
         candidates.extend(resolve(routing, ctx, &none).ok());
     }
@@ -110,6 +123,9 @@ fn undetected(
             engine: engine_kind(facts).0,
             plan: Err(err),
             loopback_aliases: &[],
+            // An unrecognised engine's host namespace is unknown: the operator's address is
+            // checked as for a bridge, so a loopback that may not be this host's is refused.
+            host_namespace: None,
         },
         ctx,
         &facts.overrides,

@@ -68,6 +68,21 @@ pub enum RouteError {
         #[source]
         source: AddressError,
     },
+    /// An override sends host-network sandboxes to a loopback address that, in the engine's
+    /// host network namespace, is not this host's loopback.
+    #[error(
+        "{runtime}: with host networking, {target} is the loopback of {namespace}, not of the gateway's host, so nothing the gateway binds receives it; to fix: {fix}"
+    )]
+    LoopbackElsewhere {
+        /// The id of the runtime that refused.
+        runtime: String,
+        /// The operator's container-side address.
+        target: HostTarget,
+        /// Whose namespace that loopback belongs to (the VM's, RootlessKit's).
+        namespace: String,
+        /// The address that would work, or how to get one.
+        fix: String,
+    },
 }
 
 impl RouteError {
@@ -78,7 +93,8 @@ impl RouteError {
             RouteError::NoSafeRoute { runtime, .. }
             | RouteError::MissingFact { runtime, .. }
             | RouteError::BindConflict { runtime, .. }
-            | RouteError::Address { runtime, .. } => Some(runtime),
+            | RouteError::Address { runtime, .. }
+            | RouteError::LoopbackElsewhere { runtime, .. } => Some(runtime),
         }
     }
 }

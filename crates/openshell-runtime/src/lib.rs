@@ -48,9 +48,11 @@ pub use evidence::{display_value, Evidence};
 pub use facts::{Facts, FactsError, HostOs, Overrides};
 pub use registry::{DetectionReport, Detector, Registry};
 pub use route::{
-    EngineKind, Exposure, ExtraHost, ExtraHostError, HostTarget, Route, RouteContext, RoutePlan,
+    EngineKind, Exposure, ExtraHost, ExtraHostError, HostTarget, NetworkMode, Route, RouteContext,
+    RouteKind, RoutePlan,
 };
 pub use runtime::{
-    well_known_sockets, ContainerRuntime, Detection, External, GatewayRoute, Runtime, RuntimeId,
+    well_known_sockets, ContainerRuntime, Detection, External, GatewayRoute, HostNetwork, Runtime,
+    RuntimeId,
 };
 pub use sockets::{OsFamily, SocketApi, SocketLocation, SocketRoot};

@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 
-use crate::addr;
+use crate::addr::{self, AddressRole};
 use crate::consts::{LOOPBACK_V4, OPENSHELL_HOST};
 use crate::error::RouteError;
 use crate::facts::Overrides;
@@ -23,6 +23,9 @@ pub(crate) struct RuntimeRouting<'a> {
     pub(crate) plan: Result<RoutePlan, RouteError>,
     /// Container-side addresses that land on the host's loopback in this runtime.
     pub(crate) loopback_aliases: &'a [IpAddr],
+    /// For a host-network route, whose namespace the sandbox joins (`None` for a bridge route):
+    /// a loopback override that is not one of `loopback_aliases` stays in that namespace.
+    pub(crate) host_namespace: Option<&'a str>,
 }
 
 /// Applies overrides to a runtime's plan and checks that the two sides of the route meet.
@@ -36,7 +39,8 @@ pub(crate) struct RuntimeRouting<'a> {
 /// - both: the operator's word on both sides.
 ///
 /// Every address is checked for its role in canonical form ([`addr`](crate::addr)): whatever
-/// the source, the route never sends sandboxes to a wildcard, loopback or multicast address,
+/// the source, the route never sends sandboxes to a wildcard or multicast address, nor a bridge
+/// sandbox to loopback (a host-network one only where the runtime says loopback is the host's),
 /// and never binds a wildcard unless the operator's own `bind` is one.
 pub(crate) fn resolve(
     rt: RuntimeRouting<'_>,
@@ -47,8 +51,31 @@ pub(crate) fn resolve(
         runtime: rt.runtime.to_string(),
         source,
     };
-    let overrides = &overrides.checked().map_err(bad_address)?;
+    // A host-network sandbox may call loopback (its namespace may be the gateway host's); a
+    // bridge sandbox's loopback is its own.
+    let target_role = match rt.host_namespace {
+        Some(_) => AddressRole::HostNetworkTarget,
+        None => AddressRole::ContainerTarget,
+    };
+    let overrides = &overrides.checked_as(target_role).map_err(bad_address)?;
     let mut notes = Vec::new();
+    if let (Some(namespace), Some(ip)) = (rt.host_namespace, overrides.host_gateway_ip) {
+        if ip.is_loopback() && !rt.loopback_aliases.contains(&ip) {
+            let fix = match &rt.plan {
+                Ok(p) => format!(
+                    "set host_gateway_ip to {} (or leave it unset), which {namespace} forwards to the gateway host, or run sandboxes on a bridge network",
+                    p.target
+                ),
+                Err(e) => fix_of(e),
+            };
+            return Err(RouteError::LoopbackElsewhere {
+                runtime: rt.runtime.to_string(),
+                target: HostTarget::Ip(ip),
+                namespace: namespace.to_string(),
+                fix,
+            });
+        }
+    }
     let (target, bind, exposure, why) = match (overrides.host_gateway_ip, overrides.bind) {
         (None, None) => {
             let plan = rt.plan?;
@@ -108,11 +135,20 @@ pub(crate) fn resolve(
     };
     // Whichever source put them there, both sides must serve their roles, in canonical form;
     // a wildcard bind only as the operator's own.
-    let target = target.checked().map_err(bad_address)?;
+    let target = target.checked_as(target_role).map_err(bad_address)?;
     let bind = bind
         .map(|b| addr::check_bind(b, overrides.bind))
         .transpose()
         .map_err(bad_address)?;
+    if rt.host_namespace.is_some() && target == HostTarget::HostGateway {
+        // host-gateway names the gateway of a bridge, which a host-network container is not on;
+        // built-in runtimes never plan it for host networking, an embedder's might.
+        return Err(RouteError::NoSafeRoute {
+            runtime: rt.runtime.to_string(),
+            reason: "host-gateway names a bridge's gateway, and a host-network sandbox sits on no bridge".into(),
+            fix: "plan a literal address for host networking, or set host_gateway_ip".into(),
+        });
+    }
     if exposure == Exposure::Wildcard {
         notes.push(
             "the gateway listens on every interface: any machine that can reach this host can connect"
@@ -128,6 +164,7 @@ pub(crate) fn resolve(
     Ok(Route {
         runtime: rt.runtime.to_string(),
         engine: rt.engine,
+        route_kind: ctx.network_mode.route_kind(),
         openshell_host: target,
         bind,
         exposure,
@@ -136,6 +173,17 @@ pub(crate) fn resolve(
         why,
         notes,
     })
+}
+
+/// The fix an error names, for quoting in another error.
+fn fix_of(e: &RouteError) -> String {
+    match e {
+        RouteError::NoSafeRoute { fix, .. }
+        | RouteError::MissingFact { fix, .. }
+        | RouteError::Undetected { fix, .. }
+        | RouteError::LoopbackElsewhere { fix, .. } => fix.clone(),
+        other => other.to_string(),
+    }
 }
 
 fn exposure_of_override(bind: IpAddr) -> Exposure {

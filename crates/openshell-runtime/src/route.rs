@@ -43,9 +43,15 @@ impl Serialize for HostTarget {
 impl HostTarget {
     /// The target in canonical form, refused when its address cannot be the container side.
     pub fn checked(self) -> Result<HostTarget, AddressError> {
+        self.checked_as(AddressRole::ContainerTarget)
+    }
+
+    /// [`checked`](Self::checked) for `role` ([`AddressRole::HostNetworkTarget`] lets
+    /// loopback through).
+    pub fn checked_as(self, role: AddressRole) -> Result<HostTarget, AddressError> {
         match self {
             HostTarget::HostGateway => Ok(self),
-            HostTarget::Ip(ip) => addr::check(ip, AddressRole::ContainerTarget).map(HostTarget::Ip),
+            HostTarget::Ip(ip) => addr::check(ip, role).map(HostTarget::Ip),
         }
     }
 }
@@ -114,6 +120,66 @@ impl RoutePlan {
     }
 }
 
+/// Which network namespace sandboxes (or their supervisors) run in, which decides what an
+/// address means to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetworkMode {
+    /// A bridge network of the engine (`--network <bridge>`): the sandbox has its own namespace
+    /// and reaches the host through the bridge or the runtime's host address.
+    #[default]
+    Bridge,
+    /// The engine's host network namespace (`--network host`, libpod `netns: host`). Whether
+    /// that namespace is the gateway's depends on the runtime: on a VM runtime it is the VM's,
+    /// under RootlessKit it is RootlessKit's.
+    Host,
+}
+
+impl NetworkMode {
+    /// Both modes, bridge first.
+    pub const ALL: [NetworkMode; 2] = [NetworkMode::Bridge, NetworkMode::Host];
+
+    /// The spelling in flags, configuration and JSON: `bridge` or `host`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NetworkMode::Bridge => "bridge",
+            NetworkMode::Host => "host",
+        }
+    }
+
+    /// The mode with this spelling (`bridge` or `host`, any case).
+    pub fn parse(s: &str) -> Option<NetworkMode> {
+        NetworkMode::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// The kind of route decided for this mode.
+    pub const fn route_kind(self) -> RouteKind {
+        match self {
+            NetworkMode::Bridge => RouteKind::Bridge,
+            NetworkMode::Host => RouteKind::HostNetwork,
+        }
+    }
+}
+
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a route was decided for, in its JSON form (`bridge` or `host-network`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RouteKind {
+    /// A sandbox on a bridge network: the address is seen from the sandbox's own namespace.
+    Bridge,
+    /// A sandbox in the engine's host network namespace: the address is seen from that
+    /// namespace.
+    HostNetwork,
+}
+
 /// How the gateway serves sandboxes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RouteContext {
@@ -121,6 +187,8 @@ pub struct RouteContext {
     pub port: u16,
     /// Whether the gateway serves TLS.
     pub tls: bool,
+    /// The network namespace sandboxes run in.
+    pub network_mode: NetworkMode,
 }
 
 impl Default for RouteContext {
@@ -128,6 +196,7 @@ impl Default for RouteContext {
         RouteContext {
             port: DEFAULT_GATEWAY_PORT,
             tls: false,
+            network_mode: NetworkMode::Bridge,
         }
     }
 }
@@ -143,6 +212,9 @@ pub struct Route {
     pub runtime: String,
     /// Engine family (decides the native alias).
     pub engine: EngineKind,
+    /// What the route was decided for: a bridge sandbox or one in the engine's host network
+    /// namespace. The sandbox calls `host.openshell.internal` either way.
+    pub route_kind: RouteKind,
     /// What `host.openshell.internal` maps to in the container.
     pub openshell_host: HostTarget,
     /// Where the gateway must listen; `None` when the runtime imposes nothing.
@@ -167,7 +239,10 @@ impl Route {
     }
 
     /// Extra-hosts entries: `host.openshell.internal` and the engine's native alias, both
-    /// mapped to the route's target.
+    /// mapped to the route's target. In host network mode the target is always a literal
+    /// address: both engines write the entries into the container's `/etc/hosts` with host
+    /// networking too (checked live on Docker 20.10 and Podman 4.3 through both APIs), and the
+    /// native alias replaces the one Podman would otherwise add on its own.
     pub fn extra_hosts(&self) -> Vec<ExtraHost> {
         [OPENSHELL_HOST, self.engine.native_alias()]
             .into_iter()

@@ -354,9 +354,15 @@ impl Overrides {
     /// allowed). The facts parser and the CLI check as they read; this is for overrides built in
     /// code, and is what `resolve` relies on.
     pub fn checked(&self) -> Result<Overrides, AddressError> {
+        self.checked_as(AddressRole::ContainerTarget)
+    }
+
+    /// [`checked`](Self::checked), with `host_gateway_ip` checked for `target` (the
+    /// host-network target role lets loopback through).
+    pub fn checked_as(&self, target: AddressRole) -> Result<Overrides, AddressError> {
         let role = |ip: Option<IpAddr>, role| ip.map(|ip| check(ip, role)).transpose();
         Ok(Overrides {
-            host_gateway_ip: role(self.host_gateway_ip, AddressRole::ContainerTarget)?,
+            host_gateway_ip: role(self.host_gateway_ip, target)?,
             bind: role(self.bind, AddressRole::OperatorBind)?,
             rootless_host_loopback: self.rootless_host_loopback,
         })

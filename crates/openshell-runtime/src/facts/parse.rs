@@ -565,7 +565,9 @@ fn overrides(m: &Map<String, Value>) -> Result<Overrides, FactsError> {
         });
     }
     Ok(Overrides {
-        host_gateway_ip: ip("host_gateway_ip", AddressRole::ContainerTarget)?,
+        // Loopback passes here (it is right with host networking on native engines); `resolve`
+        // refuses it for a bridge, where it is the sandbox's own.
+        host_gateway_ip: ip("host_gateway_ip", AddressRole::HostNetworkTarget)?,
         bind: ip("bind", AddressRole::OperatorBind)?,
         rootless_host_loopback: flag("rootless_host_loopback")?,
     })

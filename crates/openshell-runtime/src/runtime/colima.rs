@@ -25,7 +25,7 @@ use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{
     docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection,
-    ImpliedVersion, RuntimeId, DOCKER_HOST_GATEWAY_SINCE,
+    HostNetwork, ImpliedVersion, RuntimeId, DOCKER_HOST_GATEWAY_SINCE,
 };
 
 /// Colima (`colima`): Docker Engine in Colima's Lima VM. Routes through `host-gateway`, which
@@ -143,6 +143,13 @@ impl ContainerRuntime for Colima {
         literal_alternatives(
             &ALIASES,
             "Lima's host address, which Colima forwards to the host's loopback",
+        )
+    }
+
+    fn host_network(&self) -> HostNetwork {
+        HostNetwork::vm(
+            LIMA_HOST_IP,
+            "host networking joins Colima's VM namespace, whose 127.0.0.1 is the VM's; Lima's 192.168.5.2 (host.lima.internal) reaches the host's loopback from it",
         )
     }
 }

@@ -18,7 +18,7 @@
 
 use std::net::IpAddr;
 
-use crate::consts::{DOCKER_DESKTOP_HOST_IP, DOCKER_DESKTOP_LEGACY_HOST_IP};
+use crate::consts::{DOCKER_DESKTOP_HOST_IP, DOCKER_DESKTOP_LEGACY_HOST_IP, LOOPBACK_V4};
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts};
@@ -28,7 +28,7 @@ use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{
     docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection,
-    ImpliedVersion, RuntimeId,
+    HostNetwork, ImpliedVersion, RuntimeId,
 };
 
 /// Docker Desktop (`docker-desktop`): Docker Engine in Desktop's VM. Routes through `host-gateway`,
@@ -226,5 +226,24 @@ impl ContainerRuntime for DockerDesktop {
             &ALIASES,
             "the address Docker Desktop is observed to forward to the host's loopback",
         )
+    }
+
+    /// Without Desktop's opt-in host networking a `--net=host` container sits in the VM, whose
+    /// 127.0.0.1 is the VM's, and no host address is documented for that namespace. With it
+    /// (Desktop 4.34 and later, Settings > Resources > Network > Enable host networking) the
+    /// host's localhost is reachable on localhost, but nothing in `/info` says whether it is on.
+    /// So the route is refused and the fix names the setting; an operator who turned it on says
+    /// so with `host_gateway_ip = 127.0.0.1`, which this runtime then accepts.
+    fn host_network(&self) -> HostNetwork {
+        HostNetwork {
+            namespace: "Docker Desktop's VM (unless Desktop's host networking is on)".into(),
+            plan: Err(RouteError::NoSafeRoute {
+                runtime: self.id().into(),
+                reason: "a host-network container sits in Desktop's VM unless Desktop's opt-in host networking (4.34 and later) is on, and the engine does not report whether it is".into(),
+                fix: "turn on Settings > Resources > Network > Enable host networking (Docker Desktop 4.34 or later) and set host_gateway_ip = 127.0.0.1 (the gateway then binds 127.0.0.1), or run sandboxes on a bridge network".into(),
+            }),
+            loopback_aliases: vec![LOOPBACK_V4],
+            alternatives: Vec::new(),
+        }
     }
 }

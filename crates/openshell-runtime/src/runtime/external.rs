@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::error::RouteError;
 use crate::route::{EngineKind, RoutePlan};
 
-use super::ContainerRuntime;
+use super::{ContainerRuntime, HostNetwork};
 
 /// An embedder's runtime, registered through a custom detector.
 #[derive(Clone)]
@@ -45,5 +45,9 @@ impl ContainerRuntime for External {
 
     fn alternatives(&self) -> Vec<RoutePlan> {
         self.0.alternatives()
+    }
+
+    fn host_network(&self) -> HostNetwork {
+        self.0.host_network()
     }
 }

@@ -16,7 +16,7 @@ use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{matched, ContainerRuntime, Detection, RuntimeId};
+use super::{matched, ContainerRuntime, Detection, HostNetwork, RuntimeId};
 
 /// A Lima instance running Docker (`lima`). Routes to Lima's host address 192.168.5.2, which Lima
 /// forwards to the host's loopback, where the gateway binds.
@@ -95,5 +95,12 @@ impl ContainerRuntime for Lima {
 
     fn loopback_aliases(&self) -> &[IpAddr] {
         &ALIASES
+    }
+
+    fn host_network(&self) -> HostNetwork {
+        HostNetwork::vm(
+            LIMA_HOST_IP,
+            "host networking joins the Lima VM's namespace, whose 127.0.0.1 is the VM's; Lima's 192.168.5.2 (host.lima.internal) reaches the host's loopback from it",
+        )
     }
 }

@@ -15,11 +15,12 @@ use serde::Serialize;
 
 pub use external::External;
 
+use crate::consts::LOOPBACK_V4;
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts, NetworkFacts, Overrides};
 use crate::resolve::{resolve, RuntimeRouting};
-use crate::route::{EngineKind, Exposure, HostTarget, Route, RouteContext, RoutePlan};
+use crate::route::{EngineKind, Exposure, HostTarget, NetworkMode, Route, RouteContext, RoutePlan};
 use crate::sockets::SocketLocation;
 
 /// The table of built-in runtimes: one line per runtime, `module::Type = "id"`.
@@ -150,6 +151,78 @@ pub trait ContainerRuntime {
     fn alternatives(&self) -> Vec<RoutePlan> {
         Vec::new()
     }
+
+    /// The answer for sandboxes in the engine's host network namespace
+    /// ([`NetworkMode::Host`]): which address, seen from that namespace, reaches the gateway,
+    /// where the gateway binds, and which addresses land on the gateway host's loopback. The
+    /// default refuses, so a runtime that has not said where its host namespace is fails closed.
+    fn host_network(&self) -> HostNetwork {
+        HostNetwork::unknown(self.id())
+    }
+}
+
+/// A runtime's answer for host networking: the plan (or refusal), whose namespace it is, and
+/// which addresses reach the gateway host's loopback from it.
+#[derive(Debug, Clone)]
+pub struct HostNetwork {
+    /// Whose network namespace a host-network container joins, for people: "this host", "the
+    /// VM", "RootlessKit's namespace".
+    pub namespace: String,
+    /// The route's plan, or why there is none. Its target is always a literal address.
+    pub plan: Result<RoutePlan, RouteError>,
+    /// Addresses that, from that namespace, land on the gateway host's loopback. An override to
+    /// one of them keeps the gateway on loopback; a loopback override not listed here is refused
+    /// ([`RouteError::LoopbackElsewhere`]).
+    pub loopback_aliases: Vec<IpAddr>,
+    /// Other routes to try when the plan's route fails a probe.
+    pub alternatives: Vec<RoutePlan>,
+}
+
+impl HostNetwork {
+    /// The refusal of a runtime that does not say where its host network namespace is.
+    pub fn unknown(runtime: &str) -> HostNetwork {
+        HostNetwork {
+            namespace: "the engine's host network namespace".into(),
+            plan: Err(RouteError::NoSafeRoute {
+                runtime: runtime.to_string(),
+                reason: "this runtime does not say which address reaches the gateway from the engine's host network namespace".into(),
+                fix: "run sandboxes on a bridge network (network mode bridge), or set host_gateway_ip (and bind) to an address that namespace reaches".into(),
+            }),
+            loopback_aliases: Vec::new(),
+            alternatives: Vec::new(),
+        }
+    }
+
+    /// The engine's host namespace is the gateway host's own: 127.0.0.1 on both sides.
+    pub(crate) fn shared(why: &str) -> HostNetwork {
+        HostNetwork {
+            namespace: "this host".into(),
+            plan: Ok(RoutePlan::to_loopback(HostTarget::Ip(LOOPBACK_V4), why)),
+            loopback_aliases: vec![LOOPBACK_V4],
+            alternatives: Vec::new(),
+        }
+    }
+
+    /// The engine's host namespace is a VM's, which reaches the gateway host's loopback
+    /// through `host` (its documented host address).
+    pub(crate) fn vm(host: IpAddr, why: &str) -> HostNetwork {
+        HostNetwork {
+            namespace: "the VM".into(),
+            plan: Ok(RoutePlan::to_loopback(HostTarget::Ip(host), why)),
+            loopback_aliases: vec![host],
+            alternatives: Vec::new(),
+        }
+    }
+
+    /// A refusal from a namespace that is not the gateway host's.
+    pub(crate) fn refused(namespace: &str, err: RouteError) -> HostNetwork {
+        HostNetwork {
+            namespace: namespace.into(),
+            plan: Err(err),
+            loopback_aliases: Vec::new(),
+            alternatives: Vec::new(),
+        }
+    }
 }
 
 /// The route of a runtime, with the operator's overrides applied and checked.
@@ -193,16 +266,33 @@ impl<T: ContainerRuntime + ?Sized> GatewayRoute for T {
         ctx: &RouteContext,
         overrides: &Overrides,
     ) -> Result<Route, RouteError> {
-        resolve(
-            RuntimeRouting {
-                runtime: self.id(),
-                engine: self.engine(),
-                plan: self.plan(),
-                loopback_aliases: self.loopback_aliases(),
-            },
-            ctx,
-            overrides,
-        )
+        match ctx.network_mode {
+            NetworkMode::Bridge => resolve(
+                RuntimeRouting {
+                    runtime: self.id(),
+                    engine: self.engine(),
+                    plan: self.plan(),
+                    loopback_aliases: self.loopback_aliases(),
+                    host_namespace: None,
+                },
+                ctx,
+                overrides,
+            ),
+            NetworkMode::Host => {
+                let host = self.host_network();
+                resolve(
+                    RuntimeRouting {
+                        runtime: self.id(),
+                        engine: self.engine(),
+                        plan: host.plan,
+                        loopback_aliases: &host.loopback_aliases,
+                        host_namespace: Some(&host.namespace),
+                    },
+                    ctx,
+                    overrides,
+                )
+            }
+        }
     }
 }
 

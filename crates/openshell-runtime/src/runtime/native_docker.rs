@@ -12,7 +12,7 @@ use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{engine_kind, host_os_evidence};
 use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{bridge_plan, matched, ContainerRuntime, Detection, RuntimeId};
+use super::{bridge_plan, matched, ContainerRuntime, Detection, HostNetwork, RuntimeId};
 
 /// Rootful Docker Engine on the gateway's own Linux host (`native-docker`). Routes to the sandbox
 /// bridge's gateway address, which is also the bind.
@@ -87,6 +87,12 @@ impl ContainerRuntime for NativeDocker {
             RuntimeId::NativeDocker,
             self.network.as_ref(),
             "sandboxes sit on a bridge of this host: its gateway address reaches the host and nothing else",
+        )
+    }
+
+    fn host_network(&self) -> HostNetwork {
+        HostNetwork::shared(
+            "host networking joins this host's network namespace: the sandbox's 127.0.0.1 is the gateway's",
         )
     }
 }

@@ -23,7 +23,7 @@ use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::{
     docker_vm_host_gateway, literal_alternatives, matched, ContainerRuntime, Detection,
-    ImpliedVersion, RuntimeId, DOCKER_HOST_GATEWAY_SINCE,
+    HostNetwork, ImpliedVersion, RuntimeId, DOCKER_HOST_GATEWAY_SINCE,
 };
 
 /// OrbStack (`orbstack`): Docker Engine in OrbStack's VM. Routes through `host-gateway`, which
@@ -130,5 +130,15 @@ impl ContainerRuntime for OrbStack {
             &ALIASES,
             "the address OrbStack is observed to forward to the Mac's loopback",
         )
+    }
+
+    /// OrbStack documents host networking as two-way: servers on the Mac's localhost are
+    /// reachable from `--net=host` containers on localhost (docs.orbstack.dev/docker/network).
+    fn host_network(&self) -> HostNetwork {
+        let mut h = HostNetwork::shared(
+            "OrbStack bridges a host-network container's localhost to the Mac's: 127.0.0.1 reaches the gateway on the Mac's loopback",
+        );
+        h.namespace = "OrbStack's host network".into();
+        h
     }
 }

@@ -16,7 +16,7 @@ use crate::route::{EngineKind, RoutePlan};
 use crate::signals::{engine_kind, host_os_evidence};
 use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{bridge_plan, matched, ContainerRuntime, Detection, RuntimeId};
+use super::{bridge_plan, matched, ContainerRuntime, Detection, HostNetwork, RuntimeId};
 
 /// Rootful Podman on the gateway's own Linux host (`podman`). Routes to the sandbox bridge's
 /// gateway address, which is also the bind; never `host-gateway`.
@@ -193,6 +193,12 @@ impl ContainerRuntime for Podman {
             RuntimeId::Podman,
             self.network.as_ref(),
             "sandboxes sit on a Podman bridge of this host: its gateway address reaches the host and nothing else",
+        )
+    }
+
+    fn host_network(&self) -> HostNetwork {
+        HostNetwork::shared(
+            "rootful Podman's host network is this host's namespace: the sandbox's 127.0.0.1 is the gateway's",
         )
     }
 }

@@ -20,7 +20,7 @@ use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 use crate::sockets::{OsFamily, SocketApi, SocketLocation, SocketRoot};
 
-use super::{matched, ContainerRuntime, Detection, RuntimeId};
+use super::{matched, ContainerRuntime, Detection, HostNetwork, RuntimeId};
 
 /// Podman resolves `host-gateway` inside a machine from 5.6.
 const MACHINE_HOST_GATEWAY_SINCE: EngineVersion = EngineVersion::new(5, 6, 0);
@@ -241,6 +241,19 @@ impl ContainerRuntime for PodmanMachine {
                 "gvproxy NATs 192.168.127.254 to the host's loopback",
             )],
             _ => Vec::new(),
+        }
+    }
+
+    /// A host-network container joins the machine VM's namespace; gvproxy NATs 192.168.127.254
+    /// to the host's 127.0.0.1 for everything in the VM, as for bridge containers. WSL machines
+    /// are refused for the reason their bridge route is.
+    fn host_network(&self) -> HostNetwork {
+        match self.plan() {
+            Err(e) => HostNetwork::refused("the machine VM", e),
+            Ok(_) => HostNetwork::vm(
+                GVPROXY_HOST_IP,
+                "host networking joins the machine VM's namespace, whose 127.0.0.1 is the VM's; gvproxy NATs 192.168.127.254 to the host's loopback",
+            ),
         }
     }
 }

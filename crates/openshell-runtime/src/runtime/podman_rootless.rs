@@ -23,7 +23,7 @@ use crate::signals::{engine_kind, host_os_evidence};
 use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
 use super::podman::rootless_evidence;
-use super::{lan_plan, matched, ContainerRuntime, Detection, RuntimeId};
+use super::{lan_plan, matched, ContainerRuntime, Detection, HostNetwork, RuntimeId};
 
 /// Podman made pasta the default rootless helper in 5.0.
 const PASTA_DEFAULT_SINCE: EngineVersion = EngineVersion::new(5, 0, 0);
@@ -201,5 +201,14 @@ impl ContainerRuntime for PodmanRootless {
         } else {
             &[]
         }
+    }
+
+    /// Rootless Podman creates no network namespace for `--network host`: the container keeps
+    /// the namespace of the user who runs Podman, which is the host's (only the user namespace
+    /// is new, and it does not change networking). The rootless helper is not involved.
+    fn host_network(&self) -> HostNetwork {
+        HostNetwork::shared(
+            "rootless Podman's host network is the user's, which is this host's namespace (no helper is involved): the sandbox's 127.0.0.1 is the gateway's",
+        )
     }
 }

@@ -27,7 +27,7 @@ use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_path_contains, engine_kind};
 use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{matched, ContainerRuntime, Detection, RuntimeId};
+use super::{matched, ContainerRuntime, Detection, HostNetwork, RuntimeId};
 
 /// Rancher Desktop with the moby engine (`rancher-desktop`). Routes to Lima's host address
 /// 192.168.5.2 with a loopback bind; refused on Windows (WSL), where no address is known to work.
@@ -133,5 +133,23 @@ impl ContainerRuntime for RancherDesktop {
         } else {
             &ALIASES
         }
+    }
+
+    /// A host-network container joins the namespace dockerd runs in: the Lima VM's on macOS and
+    /// Linux, Rancher Desktop's own namespace inside the WSL distribution on Windows. From there
+    /// the same host addresses as the bridge route's reach the host's loopback.
+    fn host_network(&self) -> HostNetwork {
+        if self.wsl {
+            let mut h = HostNetwork::vm(
+                GVPROXY_HOST_IP,
+                "host networking joins Rancher Desktop's network namespace in WSL, whose only way out is its networking tunnel: 192.168.127.254 reaches the Windows host's loopback (Rancher Desktop 1.15 and later)",
+            );
+            h.namespace = "Rancher Desktop's WSL network namespace".into();
+            return h;
+        }
+        HostNetwork::vm(
+            LIMA_HOST_IP,
+            "host networking joins Rancher Desktop's Lima VM namespace, whose 127.0.0.1 is the VM's; Lima's 192.168.5.2 reaches the host's loopback from it",
+        )
     }
 }

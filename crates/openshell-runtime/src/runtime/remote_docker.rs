@@ -12,7 +12,7 @@ use crate::route::{EngineKind, RoutePlan};
 use crate::signals::engine_kind;
 use crate::sockets::SocketLocation;
 
-use super::{matched, ContainerRuntime, Detection, RuntimeId};
+use super::{matched, ContainerRuntime, Detection, HostNetwork, RuntimeId};
 
 /// An engine on another machine (`remote-docker`): no route unless the operator sets
 /// `host_gateway_ip`, because the engine's own host addresses belong to the other machine.
@@ -69,5 +69,19 @@ impl ContainerRuntime for RemoteDocker {
             ),
             fix: "set host_gateway_ip to an address of this machine that the remote containers can reach (--host-gateway-ip IP, OPENSHELL_HOST_GATEWAY_IP, or host_gateway_ip in gateway.toml); the gateway then binds that address".into(),
         })
+    }
+
+    fn host_network(&self) -> HostNetwork {
+        HostNetwork::refused(
+            "the remote machine",
+            RouteError::NoSafeRoute {
+                runtime: self.id().into(),
+                reason: format!(
+                    "host networking joins the network namespace of the machine at {}, whose loopback is that machine's: there is no direct route to this one",
+                    self.endpoint
+                ),
+                fix: "set host_gateway_ip to an address of this machine that the remote machine reaches (the gateway then binds it), or run the gateway on the engine's machine".into(),
+            },
+        )
     }
 }

@@ -34,7 +34,7 @@ use crate::route::{EngineKind, HostTarget, RoutePlan};
 use crate::signals::{endpoint_in_user_runtime_dir, engine_kind};
 use crate::sockets::{SocketApi, SocketLocation, SocketRoot};
 
-use super::{lan_plan, matched, ContainerRuntime, Detection, RuntimeId};
+use super::{lan_plan, matched, ContainerRuntime, Detection, HostNetwork, RuntimeId};
 
 /// Rootless Docker Engine under RootlessKit (`rootless-docker`). Routes to the host's primary
 /// address, or with host loopback enabled to the network driver's loopback address.
@@ -208,6 +208,47 @@ impl ContainerRuntime for RootlessDocker {
             self.driver_loopback()
         } else {
             &[]
+        }
+    }
+
+    /// A host-network container joins RootlessKit's network namespace (also with
+    /// `--detach-netns`, which moves only dockerd out of it), whose 127.0.0.1 is not the host's.
+    /// Only the network driver's host-loopback address reaches the host's loopback, and only
+    /// when RootlessKit runs without `--disable-host-loopback`.
+    fn host_network(&self) -> HostNetwork {
+        const NS: &str = "RootlessKit's network namespace";
+        let loopback = self.driver_loopback();
+        if let (true, Some(ip)) = (self.host_loopback, loopback.first()) {
+            return HostNetwork {
+                namespace: NS.into(),
+                plan: Ok(RoutePlan::to_loopback(
+                    HostTarget::Ip(*ip),
+                    format!(
+                        "host networking joins RootlessKit's namespace, whose 127.0.0.1 is its own; with host loopback enabled {ip} reaches the host's loopback ({})",
+                        self.driver()
+                    ),
+                )),
+                loopback_aliases: vec![*ip],
+                alternatives: Vec::new(),
+            };
+        }
+        let reason = if self.host_loopback {
+            format!(
+                "host networking joins RootlessKit's namespace, whose 127.0.0.1 is its own, and {} has no documented host-loopback address",
+                self.driver()
+            )
+        } else {
+            "host networking joins RootlessKit's namespace, whose 127.0.0.1 is its own, and host loopback is disabled (dockerd-rootless.sh's default), so nothing there reaches the host's loopback".into()
+        };
+        HostNetwork {
+            namespace: NS.into(),
+            plan: Err(RouteError::NoSafeRoute {
+                runtime: self.id().into(),
+                reason,
+                fix: format!("{LOOPBACK_FIX}, or set host_gateway_ip to the host's primary address (the gateway then binds it, reachable from the LAN), or run sandboxes on a bridge network"),
+            }),
+            loopback_aliases: Vec::new(),
+            alternatives: self.alternatives(),
         }
     }
 }
