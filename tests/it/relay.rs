@@ -15,7 +15,7 @@ use futures_util::{FutureExt, StreamExt};
 use openshell_driver_docker::DockerDriver;
 use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::consts::LABEL_RELAY_NETWORK;
-use openshell_runtime::{EngineKind, Exposure, HostTarget, Route};
+use openshell_runtime::{EngineKind, Exposure, HostTarget, Route, RouteKind};
 use openshell_sandbox::support::EngineOps;
 use openshell_sandbox::{
     CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions, SandboxDriver,
@@ -37,6 +37,7 @@ fn loopback_route(engine: &Engine) -> Route {
         } else {
             EngineKind::Docker
         },
+        route_kind: RouteKind::Bridge,
         openshell_host: HostTarget::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         bind: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         exposure: Exposure::Loopback,

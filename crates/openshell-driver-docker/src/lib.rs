@@ -24,6 +24,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 use openshell_runtime::facts::Endpoint;
+use openshell_runtime::NetworkMode;
 use openshell_sandbox::support::raw::{self, RawResponse};
 use openshell_sandbox::support::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
@@ -205,7 +206,12 @@ impl EngineOps for DockerDriver {
             attach_stdin: Some(c.stdin),
             host_config: Some(HostConfig {
                 extra_hosts: Some(c.extra_hosts.clone()),
-                network_mode: Some(c.network.clone()),
+                // With host networking the container joins no network: `host` is Docker's name
+                // for the engine's own namespace.
+                network_mode: Some(match c.network_mode {
+                    NetworkMode::Bridge => c.network.clone(),
+                    NetworkMode::Host => "host".to_string(),
+                }),
                 ..Default::default()
             }),
             ..Default::default()

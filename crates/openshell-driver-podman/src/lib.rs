@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use openshell_runtime::facts::Endpoint;
+use openshell_runtime::NetworkMode;
 use openshell_sandbox::support::raw::{self, RawResponse};
 use openshell_sandbox::support::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
@@ -152,20 +153,28 @@ impl EngineOps for PodmanDriver {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let opts = ContainerCreateOpts::builder()
+        let builder = ContainerCreateOpts::builder()
             .name(&c.name)
             .image(&c.image)
             .command(&c.command)
             .env(env)
             .labels(c.labels.clone())
             .hosts_add(c.extra_hosts.clone())
-            .stdin(c.stdin)
-            .net_namespace(Namespace {
-                nsmode: Some("bridge".into()),
+            .stdin(c.stdin);
+        let opts = match c.network_mode {
+            NetworkMode::Bridge => builder
+                .net_namespace(Namespace {
+                    nsmode: Some("bridge".into()),
+                    value: None,
+                })
+                .networks([(c.network.clone(), serde_json::json!({}))]),
+            // libpod's `host` namespace mode joins no network (naming one is refused).
+            NetworkMode::Host => builder.net_namespace(Namespace {
+                nsmode: Some("host".into()),
                 value: None,
-            })
-            .networks([(c.network.clone(), serde_json::json!({}))])
-            .build();
+            }),
+        }
+        .build();
         let created = self.podman.containers().create(&opts).await.map_err(op)?;
         Ok(created.id)
     }

@@ -1,7 +1,7 @@
 //! The captures bundled into the binary, so `matrix` shows the whole policy on any machine.
 
 use include_dir::{include_dir, Dir};
-use openshell_runtime::{decide, Decision, Facts, Registry, RouteContext};
+use openshell_runtime::{decide, Decision, Facts, NetworkMode, Registry, RouteContext, RouteKind};
 use serde::Serialize;
 
 static FIXTURES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../tests/fixtures");
@@ -11,6 +11,10 @@ static FIXTURES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../tests/fixture
 pub struct Row {
     /// Fixture path under `tests/fixtures/`.
     pub capture: String,
+    /// The network mode decided for.
+    pub network_mode: NetworkMode,
+    /// `bridge` or `host-network`.
+    pub route_kind: RouteKind,
     /// Recognised runtime.
     pub runtime: Option<String>,
     /// Container side.
@@ -37,8 +41,13 @@ fn collect<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
     }
 }
 
-/// Decides every bundled capture.
-pub fn matrix() -> Vec<Row> {
+/// Decides every bundled capture for `mode`. The captures record what a bridge sandbox gets,
+/// so only bridge rows are checked against them.
+pub fn matrix(mode: NetworkMode) -> Vec<Row> {
+    let ctx = RouteContext {
+        network_mode: mode,
+        ..RouteContext::default()
+    };
     let registry = Registry::builtin();
     let mut files = Vec::new();
     collect(&FIXTURES, &mut files);
@@ -58,6 +67,8 @@ pub fn matrix() -> Vec<Row> {
                 Err(e) => {
                     return Row {
                         capture,
+                        network_mode: mode,
+                        route_kind: mode.route_kind(),
                         runtime: None,
                         openshell_host: None,
                         bind: None,
@@ -68,11 +79,13 @@ pub fn matrix() -> Vec<Row> {
             };
             match Facts::from_value(&value) {
                 Ok(facts) => {
-                    let d = decide(&registry, &facts, &RouteContext::default());
-                    row(capture, &d, &value)
+                    let d = decide(&registry, &facts, &ctx);
+                    row(capture, &d, &value, mode)
                 }
                 Err(e) => Row {
                     capture,
+                    network_mode: mode,
+                    route_kind: mode.route_kind(),
                     runtime: None,
                     openshell_host: None,
                     bind: None,
@@ -84,12 +97,16 @@ pub fn matrix() -> Vec<Row> {
         .collect()
 }
 
-fn row(capture: String, d: &Decision, value: &serde_json::Value) -> Row {
+fn row(capture: String, d: &Decision, value: &serde_json::Value, mode: NetworkMode) -> Row {
     let route = d.route.as_ref().ok();
     let runtime = d.runtime_id().map(str::to_string);
     let openshell_host = route.map(|r| r.openshell_host.to_string());
     let bind = route.and_then(|r| r.bind).map(|b| b.to_string());
-    let as_expected = expected(value, "runtime").map(|want| {
+    let recorded = match mode {
+        NetworkMode::Bridge => expected(value, "runtime"),
+        NetworkMode::Host => None,
+    };
+    let as_expected = recorded.map(|want| {
         let same = |got: &Option<String>, key: &str| match expected(value, key) {
             None => true,
             Some(serde_json::Value::Null) => got.is_none(),
@@ -101,6 +118,8 @@ fn row(capture: String, d: &Decision, value: &serde_json::Value) -> Row {
     });
     Row {
         capture,
+        network_mode: mode,
+        route_kind: mode.route_kind(),
         runtime,
         openshell_host,
         bind,

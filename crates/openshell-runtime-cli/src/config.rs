@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use openshell_runtime::addr::{check, parse_for, AddressError, AddressRole};
-use openshell_runtime::{EngineKind, Overrides};
+use openshell_runtime::{EngineKind, NetworkMode, Overrides};
 use serde::Serialize;
 
 pub use lint::ConfigWarning;
@@ -26,6 +26,8 @@ pub const ENV_HOST_GATEWAY_IP: &str = "OPENSHELL_HOST_GATEWAY_IP";
 pub const ENV_ROOTLESS_HOST_LOOPBACK: &str = "OPENSHELL_ROOTLESS_HOST_LOOPBACK";
 /// Environment variable for the gateway's bind address (`IP` or `IP:PORT`).
 pub const ENV_BIND_ADDRESS: &str = "OPENSHELL_BIND_ADDRESS";
+/// Environment variable for where sandboxes run: `bridge` or `host`.
+pub const ENV_NETWORK_MODE: &str = "OPENSHELL_NETWORK_MODE";
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,6 +52,8 @@ pub struct Settings {
     /// Likely mistakes in gateway.toml that were ignored.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<ConfigWarning>,
+    /// Where sandboxes run (bridge when unset).
+    pub network_mode: Option<Setting<NetworkMode>>,
 }
 
 /// A setting that could not be used; exit code 2.
@@ -91,6 +95,8 @@ pub struct Flags {
     pub bind: Option<String>,
     /// `--rootless-host-loopback`.
     pub rootless_host_loopback: bool,
+    /// `--network-mode`.
+    pub network_mode: Option<NetworkMode>,
 }
 
 /// Reads the config file, at most [`MAX_CONFIG_BYTES`] of it (`--config /dev/zero` must not
@@ -117,9 +123,26 @@ pub fn default_config_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathB
     env("HOME").map(|h| Path::new(&h).join(".config/openshell/gateway.toml"))
 }
 
+fn network_mode(raw: &str, source: &str) -> Result<Setting<NetworkMode>, ConfigError> {
+    NetworkMode::parse(raw)
+        .map(|value| Setting {
+            value,
+            source: source.to_string(),
+        })
+        .ok_or_else(|| ConfigError::Value {
+            origin: source.to_string(),
+            problem: format!(
+                "{} is neither bridge nor host",
+                openshell_runtime::display_value(raw)
+            ),
+        })
+}
+
 /// The container-side address, in canonical form and fit for that role.
 fn ip(raw: &str, source: &str) -> Result<Setting<IpAddr>, ConfigError> {
-    parse_for(raw, AddressRole::ContainerTarget)
+    // Loopback passes here: it is right for host-network sandboxes on native engines, and the
+    // decision, which knows the network mode, refuses it for a bridge.
+    parse_for(raw, AddressRole::HostNetworkTarget)
         .map(|value| Setting {
             value,
             source: source.to_string(),
@@ -221,6 +244,16 @@ fn from_file(text: &str, path: &Path, driver: &str) -> Result<Settings, ConfigEr
     )? {
         out.host_gateway_ip = Some(ip(&h, &format!("{shown}: {drv_key}"))?);
     }
+    // Not an OpenShell key (OpenShell has no host-network setting yet): ours, in the driver's
+    // table beside host_gateway_ip.
+    let mode_key = format!("[openshell.drivers.{driver}] network_mode");
+    if let Some(m) = string(
+        table(&["openshell", "drivers", driver]),
+        "network_mode",
+        &mode_key,
+    )? {
+        out.network_mode = Some(network_mode(&m, &format!("{shown}: {mode_key}"))?);
+    }
     Ok(out)
 }
 
@@ -265,6 +298,15 @@ pub fn gather(
         s.rootless_host_loopback = Some(Setting {
             value,
             source: ENV_ROOTLESS_HOST_LOOPBACK.into(),
+        });
+    }
+    if let Some(v) = env(ENV_NETWORK_MODE).filter(|v| !v.is_empty()) {
+        s.network_mode = Some(network_mode(&v, ENV_NETWORK_MODE)?);
+    }
+    if let Some(m) = flags.network_mode {
+        s.network_mode = Some(Setting {
+            value: m,
+            source: "--network-mode".into(),
         });
     }
     if flags.rootless_host_loopback {
@@ -392,6 +434,7 @@ host_gateway_ip = "10.88.0.1"
             host_gateway_ip: Some("10.1.1.1".into()),
             bind: Some("10.1.1.1".into()),
             rootless_host_loopback: true,
+            network_mode: None,
         };
         let with_flags = gather(&flags, &env, Some((path, FILE)), EngineKind::Docker)
             .unwrap_or_else(|e| panic!("{e}"));

@@ -146,7 +146,7 @@ pub fn run(args: DoctorArgs) -> Result<u8, Fail> {
         let progress =
             Progress(std::io::stderr().is_terminal() && matches!(args.output, Output::Text));
         let probes = probe_all(driver, &routes, &opts, &progress).await;
-        let mut report = Report::new(&decision, &facts.warnings, &settings);
+        let mut report = Report::new(&decision, &facts.warnings, &settings, ctx.network_mode);
         report.endpoint_candidates = Some(&engine.candidates);
         report.driver = Some(engine.driver_name());
         let proven = probes.iter().find(|p| p.outcome.is_ok());

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use openshell_runtime::{decide, signals, Facts, Registry, RouteContext};
+use openshell_runtime::{decide, signals, Facts, NetworkMode, Registry, RouteContext};
 use openshell_sandbox::DiscoveryEnv;
 
 use crate::config::{default_config_path, gather, read_config, Flags, Settings};
@@ -48,6 +48,24 @@ pub(crate) enum Driver {
     Podman,
 }
 
+/// `--network-mode`: where sandboxes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ModeArg {
+    /// On the sandbox bridge network (the default).
+    Bridge,
+    /// In the engine's host network namespace.
+    Host,
+}
+
+impl From<ModeArg> for NetworkMode {
+    fn from(m: ModeArg) -> NetworkMode {
+        match m {
+            ModeArg::Bridge => NetworkMode::Bridge,
+            ModeArg::Host => NetworkMode::Host,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum Output {
     Text,
@@ -69,6 +87,10 @@ pub(crate) struct RouteArgs {
     /// Sandboxes reach the gateway over TLS.
     #[arg(long)]
     tls: bool,
+    /// Where sandboxes run: on the sandbox bridge network, or in the engine's host network
+    /// namespace (overrides OPENSHELL_NETWORK_MODE and gateway.toml; default bridge).
+    #[arg(long, value_enum, value_name = "MODE")]
+    network_mode: Option<ModeArg>,
     /// The rootless network helper maps 10.0.2.2 to the host's loopback (slirp4netns
     /// allow_host_loopback=true); also OPENSHELL_ROOTLESS_HOST_LOOPBACK=true.
     #[arg(long)]
@@ -139,6 +161,10 @@ enum Command {
     },
     /// Decide every bundled capture: the whole policy at a glance.
     Matrix {
+        /// Decide for this network mode (default bridge); the recorded expectations are for
+        /// bridge networking, so host mode shows the decisions without checking them.
+        #[arg(long, value_enum, value_name = "MODE", default_value = "bridge")]
+        network_mode: ModeArg,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
@@ -186,7 +212,10 @@ fn main() -> ExitCode {
             allow_wildcard,
             output,
         }),
-        Command::Matrix { output } => matrix(output),
+        Command::Matrix {
+            network_mode,
+            output,
+        } => matrix(network_mode.into(), output),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -251,6 +280,7 @@ pub(crate) fn settle(
         host_gateway_ip: args.host_gateway_ip.clone(),
         bind: args.bind.clone(),
         rootless_host_loopback: args.rootless_host_loopback,
+        network_mode: args.network_mode.map(NetworkMode::from),
     };
     let engine = signals::engine_kind(facts).0;
     let settings = gather(
@@ -270,6 +300,10 @@ pub(crate) fn settle(
             .or(settings.port.as_ref().map(|p| p.value))
             .unwrap_or(RouteContext::default().port),
         tls: args.tls,
+        network_mode: settings
+            .network_mode
+            .as_ref()
+            .map_or(NetworkMode::Bridge, |m| m.value),
     };
     Ok((settings, ctx))
 }
@@ -288,7 +322,10 @@ fn detect_file(path: &PathBuf, args: &RouteArgs, output: Output) -> Result<u8, F
         Facts::from_json(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
     let (settings, ctx) = settle(&mut facts, args)?;
     let decision = decide(&Registry::builtin(), &facts, &ctx);
-    print_report(&Report::new(&decision, &facts.warnings, &settings), output)?;
+    print_report(
+        &Report::new(&decision, &facts.warnings, &settings, ctx.network_mode),
+        output,
+    )?;
     Ok(if decision.route.is_ok() { 0 } else { 4 })
 }
 
@@ -303,7 +340,7 @@ fn detect_live(
         let mut facts = engine.gathered.facts.clone();
         let (settings, ctx) = settle(&mut facts, args)?;
         let decision = decide(&Registry::builtin(), &facts, &ctx);
-        let mut report = Report::new(&decision, &facts.warnings, &settings);
+        let mut report = Report::new(&decision, &facts.warnings, &settings, ctx.network_mode);
         report.endpoint_candidates = Some(&engine.candidates);
         report.driver = Some(engine.driver_name());
         print_report(&report, output)?;
@@ -318,12 +355,13 @@ pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<String, Fail> {
     })
 }
 
-fn matrix(output: Output) -> Result<u8, Fail> {
-    let rows = bundled::matrix();
+fn matrix(mode: NetworkMode, output: Output) -> Result<u8, Fail> {
+    let rows = bundled::matrix(mode);
     match output {
         Output::Json => println!("{}", to_json(&rows)?),
         Output::Text => {
             let w = rows.iter().map(|r| r.capture.len()).max().unwrap_or(0);
+            println!("network mode: {mode}");
             println!(
                 "{:w$}  {:16} {:16} {:16} ok",
                 "capture", "runtime", "openshell_host", "bind"

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use openshell_runtime::facts::FactWarning;
 use openshell_runtime::registry::Consulted;
-use openshell_runtime::{Decision, Evidence, Exposure};
+use openshell_runtime::{Decision, Evidence, Exposure, NetworkMode, RouteKind};
 use serde::Serialize;
 
 use openshell_sandbox::Candidate;
@@ -18,6 +18,10 @@ pub struct Report<'a> {
     pub runtime: Option<&'a str>,
     /// The detector that matched.
     pub detector: Option<&'a str>,
+    /// The network namespace sandboxes run in, which the decision was made for.
+    pub network_mode: NetworkMode,
+    /// `bridge` or `host-network`: what the route (or the refusal) is for.
+    pub route_kind: RouteKind,
     /// What `host.openshell.internal` maps to.
     pub openshell_host: Option<String>,
     /// Where the gateway binds.
@@ -56,12 +60,15 @@ impl<'a> Report<'a> {
         decision: &'a Decision,
         warnings: &'a [FactWarning],
         settings: &'a Settings,
+        network_mode: NetworkMode,
     ) -> Self {
         let winner = decision.detection.winner.as_ref();
         let route = decision.route.as_ref().ok();
         Report {
             runtime: decision.runtime_id().or(route.map(|r| r.runtime.as_str())),
             detector: winner.map(|w| w.detector.as_str()),
+            network_mode,
+            route_kind: network_mode.route_kind(),
             openshell_host: route.map(|r| r.openshell_host.to_string()),
             bind: route.and_then(|r| r.bind).map(|b| b.to_string()),
             exposure: route.map(|r| r.exposure),
@@ -113,6 +120,7 @@ impl<'a> Report<'a> {
                 let _ = writeln!(s, "  - {}: {}", c.detector, c.outcome);
             }
         }
+        let _ = writeln!(s, "network:    {}", mode_text(self.network_mode));
         match (&self.openshell_host, &self.error) {
             (Some(host), _) => {
                 let _ = writeln!(s, "route:");
@@ -146,6 +154,15 @@ impl<'a> Report<'a> {
             let _ = writeln!(s, "ignored:    {}: {}", w.field, w.problem);
         }
         s
+    }
+}
+
+fn mode_text(m: NetworkMode) -> &'static str {
+    match m {
+        NetworkMode::Bridge => "bridge (sandboxes on the sandbox network)",
+        NetworkMode::Host => {
+            "host (sandboxes in the engine's host network namespace; addresses are seen from there)"
+        }
     }
 }
 

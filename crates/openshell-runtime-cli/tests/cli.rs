@@ -6,7 +6,8 @@ use std::process::{Command, Output};
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_openshell-runtime"));
     c.env_remove("OPENSHELL_HOST_GATEWAY_IP")
-        .env_remove("OPENSHELL_BIND_ADDRESS");
+        .env_remove("OPENSHELL_BIND_ADDRESS")
+        .env_remove("OPENSHELL_NETWORK_MODE");
     c
 }
 
@@ -598,8 +599,6 @@ fn impossible_addresses_exit_2_or_4_never_a_route() {
         "0.0.0.0",
         "::",
         "::0.0.0.0",
-        "0:0:0:0:0:0:0:1",
-        "127.0.0.1",
         "224.0.0.1",
         "ff02::1",
         "255.255.255.255",
@@ -618,6 +617,20 @@ fn impossible_addresses_exit_2_or_4_never_a_route() {
             err.contains("--host-gateway-ip") && err.contains(value),
             "--host-gateway-ip {value}: {err}"
         );
+    }
+    // Loopback is valid input (host-network sandboxes on native engines call it), but a
+    // bridge sandbox's loopback is its own: the bridge decision refuses it (exit 4), and the
+    // host-network one takes it.
+    for value in ["0:0:0:0:0:0:0:1", "127.0.0.1"] {
+        let out = detect(&["--host-gateway-ip", value]);
+        assert_eq!(out.status.code(), Some(4), "--host-gateway-ip {value}");
+        let v = json(&out);
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains("loopback")),
+            "{v}"
+        );
+        let host = detect(&["--host-gateway-ip", value, "--network-mode", "host"]);
+        assert_eq!(host.status.code(), Some(0), "{}", json(&host));
     }
     for value in [
         "224.0.0.1",
@@ -696,5 +709,141 @@ fn impossible_addresses_exit_2_or_4_never_a_route() {
         let out = run(&["detect", "--no-config", "-o", "json", "--facts", &path]);
         assert_eq!(out.status.code(), Some(4), "gateway {gw}");
         assert!(json(&out)["bind"].is_null(), "gateway {gw}");
+    }
+}
+
+/// Every file under `tests/fixtures/`, sorted.
+fn all_fixtures() -> Vec<std::path::PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(&root).unwrap_or_else(|e| panic!("{e}")) {
+        let dir = dir.unwrap_or_else(|e| panic!("{e}")).path();
+        if !dir.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{e}")) {
+            let f = f.unwrap_or_else(|e| panic!("{e}")).path();
+            if f.extension().is_some_and(|e| e == "json") {
+                out.push(f);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `detect --network-mode host` answers for every bundled capture: a host-network route with
+/// literal extra hosts, or a refusal that names its fix (exit 4), never a crash or a bridge
+/// route.
+#[test]
+fn detect_host_mode_answers_for_every_bundled_capture() {
+    let all = all_fixtures();
+    assert!(all.len() > 30, "only {} fixtures", all.len());
+    for f in &all {
+        let path = f.display().to_string();
+        let out = run(&[
+            "detect",
+            "--no-config",
+            "--network-mode",
+            "host",
+            "-o",
+            "json",
+            "--facts",
+            &path,
+        ]);
+        let v = json(&out);
+        assert_eq!(v["network_mode"], "host", "{path}: {v}");
+        assert_eq!(v["route_kind"], "host-network", "{path}: {v}");
+        match out.status.code() {
+            Some(0) => {
+                let host = v["openshell_host"].as_str().unwrap_or_default();
+                assert!(host.parse::<std::net::IpAddr>().is_ok(), "{path}: {v}");
+                let hosts = v["extra_hosts"].as_array().cloned().unwrap_or_default();
+                assert!(
+                    hosts.iter().any(|h| h
+                        == &serde_json::Value::String(format!("host.openshell.internal:{host}"))),
+                    "{path}: {v}"
+                );
+            }
+            Some(4) => assert!(
+                v["error"].as_str().is_some_and(|e| e.contains("to fix:")),
+                "{path}: {v}"
+            ),
+            other => panic!(
+                "{path}: exit {other:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+    // The default stays bridge, and the environment chooses host too.
+    let native = fixture("native-docker/debian12-docker.io-20.10.24-this-machine.json");
+    let bridge = json(&run(&[
+        "detect",
+        "--no-config",
+        "-o",
+        "json",
+        "--facts",
+        &native,
+    ]));
+    assert_eq!(bridge["route_kind"], "bridge");
+    let by_env = bin()
+        .env("OPENSHELL_NETWORK_MODE", "host")
+        .env("HOME", "/nonexistent")
+        .env_remove("XDG_CONFIG_HOME")
+        .args(["detect", "-o", "json", "--facts", &native])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let v = json(&by_env);
+    assert_eq!(v["route_kind"], "host-network", "{v}");
+    assert_eq!(v["openshell_host"], "127.0.0.1", "{v}");
+    assert_eq!(
+        v["settings"]["network_mode"]["source"],
+        "OPENSHELL_NETWORK_MODE"
+    );
+    // matrix shows the host-mode column of every capture.
+    let m = json(&run(&["matrix", "--network-mode", "host", "-o", "json"]));
+    let rows = m.as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), all.len());
+    assert!(rows.iter().all(|r| r["route_kind"] == "host-network"));
+}
+
+/// `doctor --network-mode host` proves the host-network route on every engine here: a probe
+/// container in the engine's host namespace calls back to the gateway's loopback.
+#[test]
+fn live_doctor_proves_host_network_routes() {
+    use openshell_tests::live::{dockerd, dockerd_rootless, podman, podman_rootless};
+    for (engine, driver) in [
+        (dockerd(), "docker"),
+        (podman(), "docker"),
+        (podman(), "podman"),
+        (dockerd_rootless(), "docker"),
+        (podman_rootless(), "docker"),
+        (podman_rootless(), "podman"),
+    ] {
+        if !engine.available() {
+            continue;
+        }
+        // Its own port: the bridge doctor test may probe on the default one concurrently.
+        let mut extra = vec!["--network-mode", "host", "--port", "17683"];
+        if engine.rootless_host_loopback {
+            extra.push("--rootless-host-loopback");
+        }
+        let network = format!(
+            "openshell-doctor-host-{}-{}-{driver}",
+            std::process::id(),
+            engine.name.replace(' ', "-")
+        );
+        let out = doctor(&engine, driver, &network, &extra);
+        let v = json(&out);
+        openshell_tests::live::remove_network(&engine, &network);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{} via {driver}: {v}",
+            engine.name
+        );
+        assert_eq!(v["route_kind"], "host-network", "{v}");
+        assert_eq!(v["probes"][0]["outcome"], "ok", "{v}");
+        assert_eq!(v["bind"], "127.0.0.1", "{v}");
     }
 }

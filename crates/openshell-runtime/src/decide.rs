@@ -69,7 +69,7 @@ fn fallbacks(
         Some(h) => (
             h.alternatives.clone(),
             h.loopback_aliases.as_slice(),
-            Some(h.namespace.as_str()),
+            Some((h.namespace.as_str(), h.shares_loopback)),
         ),
     };
     for plan in alternatives {

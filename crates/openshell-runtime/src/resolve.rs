@@ -23,9 +23,10 @@ pub(crate) struct RuntimeRouting<'a> {
     pub(crate) plan: Result<RoutePlan, RouteError>,
     /// Container-side addresses that land on the host's loopback in this runtime.
     pub(crate) loopback_aliases: &'a [IpAddr],
-    /// For a host-network route, whose namespace the sandbox joins (`None` for a bridge route):
-    /// a loopback override that is not one of `loopback_aliases` stays in that namespace.
-    pub(crate) host_namespace: Option<&'a str>,
+    /// For a host-network route, whose namespace the sandbox joins and whether its loopback is
+    /// the gateway host's (`None` for a bridge route): otherwise a loopback override that is not
+    /// one of `loopback_aliases` stays in that namespace.
+    pub(crate) host_namespace: Option<(&'a str, bool)>,
 }
 
 /// Applies overrides to a runtime's plan and checks that the two sides of the route meet.
@@ -59,7 +60,7 @@ pub(crate) fn resolve(
     };
     let overrides = &overrides.checked_as(target_role).map_err(bad_address)?;
     let mut notes = Vec::new();
-    if let (Some(namespace), Some(ip)) = (rt.host_namespace, overrides.host_gateway_ip) {
+    if let (Some((namespace, false)), Some(ip)) = (rt.host_namespace, overrides.host_gateway_ip) {
         if ip.is_loopback() && !rt.loopback_aliases.contains(&ip) {
             let fix = match &rt.plan {
                 Ok(p) => format!(

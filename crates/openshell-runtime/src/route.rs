@@ -232,6 +232,14 @@ pub struct Route {
 }
 
 impl Route {
+    /// The network mode the route was decided for, which the sandbox must be created in.
+    pub fn network_mode(&self) -> NetworkMode {
+        match self.route_kind {
+            RouteKind::Bridge => NetworkMode::Bridge,
+            RouteKind::HostNetwork => NetworkMode::Host,
+        }
+    }
+
     /// The URL handed to the sandbox supervisor.
     pub fn sandbox_endpoint(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };

@@ -265,6 +265,7 @@ impl<T: EngineOps + ?Sized> SandboxDriver for T {
             extra_hosts: extra_host_entries(route)?,
             network: self.options().network.clone(),
             stdin: false,
+            network_mode: route.network_mode(),
         };
         match traced(self, "container create", self.create_container(&config)).await {
             Ok(container_id) => Ok(SandboxHandle {

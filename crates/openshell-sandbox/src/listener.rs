@@ -276,7 +276,7 @@ impl CallbackListener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openshell_runtime::{EngineKind, Exposure, HostTarget};
+    use openshell_runtime::{EngineKind, Exposure, HostTarget, RouteKind};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
 
@@ -284,6 +284,7 @@ mod tests {
         Route {
             runtime: "test".into(),
             engine: EngineKind::Docker,
+            route_kind: RouteKind::Bridge,
             openshell_host: HostTarget::Ip("127.0.0.1".parse().unwrap_or_else(|_| unreachable!())),
             bind: Some(bind.parse().unwrap_or_else(|_| unreachable!())),
             exposure: Exposure::Loopback,

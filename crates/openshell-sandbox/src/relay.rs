@@ -501,6 +501,9 @@ async fn launch(
         extra_hosts: Vec::new(),
         network: network.clone(),
         stdin: true,
+        // The relay is the sandbox bridge's way to the gateway: it sits on that bridge. (A
+        // host-network sandbox needs no relay; its route leads to the gateway directly.)
+        network_mode: openshell_runtime::NetworkMode::Bridge,
     };
     let id = match traced(ops, "container create", ops.create_container(&config)).await {
         Ok(id) => id,

@@ -243,6 +243,7 @@ impl ContainerRuntime for DockerDesktop {
                 fix: "turn on Settings > Resources > Network > Enable host networking (Docker Desktop 4.34 or later) and set host_gateway_ip = 127.0.0.1 (the gateway then binds 127.0.0.1), or run sandboxes on a bridge network".into(),
             }),
             loopback_aliases: vec![LOOPBACK_V4],
+            shares_loopback: false,
             alternatives: Vec::new(),
         }
     }

@@ -172,8 +172,11 @@ pub struct HostNetwork {
     pub plan: Result<RoutePlan, RouteError>,
     /// Addresses that, from that namespace, land on the gateway host's loopback. An override to
     /// one of them keeps the gateway on loopback; a loopback override not listed here is refused
-    /// ([`RouteError::LoopbackElsewhere`]).
+    /// ([`RouteError::LoopbackElsewhere`]) unless `shares_loopback`.
     pub loopback_aliases: Vec<IpAddr>,
+    /// The namespace's loopback is the gateway host's own (it is the gateway host's namespace),
+    /// so every loopback address is fit, the gateway binding the one sandboxes call.
+    pub shares_loopback: bool,
     /// Other routes to try when the plan's route fails a probe.
     pub alternatives: Vec<RoutePlan>,
 }
@@ -189,6 +192,7 @@ impl HostNetwork {
                 fix: "run sandboxes on a bridge network (network mode bridge), or set host_gateway_ip (and bind) to an address that namespace reaches".into(),
             }),
             loopback_aliases: Vec::new(),
+            shares_loopback: false,
             alternatives: Vec::new(),
         }
     }
@@ -199,6 +203,7 @@ impl HostNetwork {
             namespace: "this host".into(),
             plan: Ok(RoutePlan::to_loopback(HostTarget::Ip(LOOPBACK_V4), why)),
             loopback_aliases: vec![LOOPBACK_V4],
+            shares_loopback: true,
             alternatives: Vec::new(),
         }
     }
@@ -210,6 +215,7 @@ impl HostNetwork {
             namespace: "the VM".into(),
             plan: Ok(RoutePlan::to_loopback(HostTarget::Ip(host), why)),
             loopback_aliases: vec![host],
+            shares_loopback: false,
             alternatives: Vec::new(),
         }
     }
@@ -220,6 +226,7 @@ impl HostNetwork {
             namespace: namespace.into(),
             plan: Err(err),
             loopback_aliases: Vec::new(),
+            shares_loopback: false,
             alternatives: Vec::new(),
         }
     }
@@ -286,7 +293,7 @@ impl<T: ContainerRuntime + ?Sized> GatewayRoute for T {
                         engine: self.engine(),
                         plan: host.plan,
                         loopback_aliases: &host.loopback_aliases,
-                        host_namespace: Some(&host.namespace),
+                        host_namespace: Some((&host.namespace, host.shares_loopback)),
                     },
                     ctx,
                     overrides,

@@ -139,6 +139,8 @@ impl ContainerRuntime for OrbStack {
             "OrbStack bridges a host-network container's localhost to the Mac's: 127.0.0.1 reaches the gateway on the Mac's loopback",
         );
         h.namespace = "OrbStack's host network".into();
+        // Its localhost bridging is documented, not per address: only 127.0.0.1 is claimed.
+        h.shares_loopback = false;
         h
     }
 }

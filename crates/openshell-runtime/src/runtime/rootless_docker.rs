@@ -229,6 +229,7 @@ impl ContainerRuntime for RootlessDocker {
                     ),
                 )),
                 loopback_aliases: vec![*ip],
+                shares_loopback: false,
                 alternatives: Vec::new(),
             };
         }
@@ -248,6 +249,7 @@ impl ContainerRuntime for RootlessDocker {
                 fix: format!("{LOOPBACK_FIX}, or set host_gateway_ip to the host's primary address (the gateway then binds it, reachable from the LAN), or run sandboxes on a bridge network"),
             }),
             loopback_aliases: Vec::new(),
+            shares_loopback: false,
             alternatives: self.alternatives(),
         }
     }

@@ -18,6 +18,7 @@ use std::net::IpAddr;
 use async_trait::async_trait;
 use futures_core::stream::BoxStream;
 use openshell_runtime::facts::Endpoint;
+use openshell_runtime::NetworkMode;
 use serde_json::Value;
 
 pub use self::attach::Attached;
@@ -41,11 +42,16 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     /// `name:value` extra-hosts entries, already validated.
     pub extra_hosts: Vec<String>,
-    /// The bridge network the container joins.
+    /// The bridge network the container joins in [`NetworkMode::Bridge`]; unused in
+    /// [`NetworkMode::Host`].
     pub network: String,
     /// Keep stdin open for one attached client, closing it when that client detaches (Docker's
     /// `OpenStdin` + `StdinOnce`, libpod's `stdin`). The relay speaks over it; sandboxes do not.
     pub stdin: bool,
+    /// Which network namespace the container gets: a bridge network's, or the engine's host
+    /// namespace (Docker `network_mode: host`, libpod `netns: host`). Taken from the route, so
+    /// that the sandbox runs where its route was decided for.
+    pub network_mode: NetworkMode,
 }
 
 /// A container as a list call reports it.
