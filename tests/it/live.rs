@@ -11,7 +11,10 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use openshell_driver_docker::DockerDriver;
 use openshell_driver_podman::PodmanDriver;
-use openshell_runtime::{decide, Exposure, HostTarget, Registry, Route, RouteContext};
+use openshell_runtime::{
+    decide, Exposure, Facts, HostTarget, NetworkMode, Registry, Route, RouteContext, RouteError,
+    RouteKind,
+};
 use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{
     sandbox_command, CallbackListener, ListenerError, ListenerOptions, SandboxDriver,
@@ -99,6 +102,11 @@ impl<D> Ctx<D> {
 /// traffic to the host's LAN-facing address or every interface: tests talk only to loopback and
 /// the bridges they create.
 pub async fn decide_live<D: SandboxDriver>(ctx: &Ctx<D>) -> Route {
+    decide_live_in(ctx, NetworkMode::Bridge).await
+}
+
+/// The engine's live facts, with the operator setting the engine was configured with.
+async fn live_facts<D: SandboxDriver>(ctx: &Ctx<D>) -> Facts {
     let mut facts = ctx
         .driver
         .gather_facts()
@@ -108,15 +116,21 @@ pub async fn decide_live<D: SandboxDriver>(ctx: &Ctx<D>) -> Route {
     if ctx.engine.rootless_host_loopback {
         facts.overrides.rootless_host_loopback = Some(true);
     }
-    let d = decide(
-        &Registry::builtin(),
-        &facts,
-        &RouteContext {
-            port: 0,
-            tls: false,
-            ..Default::default()
-        },
-    );
+    facts
+}
+
+fn live_ctx(mode: NetworkMode) -> RouteContext {
+    RouteContext {
+        port: 0,
+        tls: false,
+        network_mode: mode,
+    }
+}
+
+/// [`decide_live`] for sandboxes in `mode`.
+pub async fn decide_live_in<D: SandboxDriver>(ctx: &Ctx<D>, mode: NetworkMode) -> Route {
+    let facts = live_facts(ctx).await;
+    let d = decide(&Registry::builtin(), &facts, &live_ctx(mode));
     let route = d.route.unwrap_or_else(|e| {
         panic!(
             "{} via {}: no route: {e}",
@@ -225,6 +239,72 @@ pub async fn callback_end_to_end<D: SandboxDriver + 'static>(engine: &Engine, dr
     .await;
 }
 
+/// Host networking: a sandbox in the engine's host network namespace, still calling
+/// `host.openshell.internal`, reaches a gateway bound on the host's loopback. On rootless
+/// dockerd that namespace is RootlessKit's: without host loopback declared the decision
+/// refuses, and the naive 127.0.0.1 (the sandbox's own loopback there) really receives nothing.
+pub async fn host_network_callback<D: SandboxDriver + 'static>(engine: &Engine, driver: D) {
+    run(engine, driver, |ctx| async move {
+        let route = decide_live_in(ctx, NetworkMode::Host).await;
+        assert_eq!(route.route_kind, RouteKind::HostNetwork);
+        assert_eq!(route.exposure, Exposure::Loopback, "{route:?}");
+        assert!(matches!(route.openshell_host, HostTarget::Ip(_)), "{route:?}");
+        let mut listener = CallbackListener::bind(&route, ListenerOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let route = listener.route().clone();
+        let spec = spec(ctx, 60);
+        listener.expect(&spec.id, &spec.token);
+        let h = launch(ctx, &spec, &route).await;
+        if let Err(e) = listener.wait_for(&spec.id, live::CALLBACK_WAIT).await {
+            let logs = ctx.driver.logs(&h).await.unwrap_or_default();
+            panic!("{e}\nsandbox output:\n{logs}");
+        }
+        ctx.driver
+            .delete(&h)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        if ctx.engine.runtime != "rootless-docker" {
+            return;
+        }
+        // Without host loopback declared, no route: the refusal names the fix.
+        let mut facts = live_facts(ctx).await;
+        facts.overrides.rootless_host_loopback = None;
+        let d = decide(&Registry::builtin(), &facts, &live_ctx(NetworkMode::Host));
+        assert!(
+            matches!(d.route, Err(RouteError::NoSafeRoute { ref fix, .. }) if fix.contains("disable-host-loopback")),
+            "{:?}",
+            d.route
+        );
+        // The naive route (127.0.0.1 on both sides) is refused as an override, and a sandbox
+        // sent there anyway calls RootlessKit's loopback, not the gateway's.
+        facts.overrides.host_gateway_ip = Some([127, 0, 0, 1].into());
+        let d = decide(&Registry::builtin(), &facts, &live_ctx(NetworkMode::Host));
+        assert!(
+            matches!(d.route, Err(RouteError::LoopbackElsewhere { .. })),
+            "{:?}",
+            d.route
+        );
+        let mut naive = route.clone();
+        naive.openshell_host = HostTarget::Ip([127, 0, 0, 1].into());
+        naive.port = 0;
+        let mut listener = CallbackListener::bind(&naive, ListenerOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let naive = listener.route().clone();
+        let spec = self::spec(ctx, 4);
+        listener.expect(&spec.id, &spec.token);
+        let h = launch(ctx, &spec, &naive).await;
+        let err = listener.wait_for(&spec.id, Duration::from_secs(8)).await;
+        assert!(matches!(err, Err(ListenerError::Timeout { .. })), "{err:?}");
+        ctx.driver
+            .delete(&h)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    })
+    .await;
+}
+
 /// A gateway bound where the route does not lead (loopback, while sandboxes are sent to the
 /// bridge) receives nothing, and that is reported as a timeout naming the listener, not a hang.
 pub async fn misbound_gateway_gets_no_callback<D: SandboxDriver + 'static>(
@@ -309,6 +389,14 @@ macro_rules! live_scenarios {
                 let engine = $engine;
                 if engine.available() {
                     super::misbound_gateway_gets_no_callback(&engine, super::$connect(&engine).await).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn host_network_callback() {
+                let engine = $engine;
+                if engine.available() {
+                    super::host_network_callback(&engine, super::$connect(&engine).await).await;
                 }
             }
 
