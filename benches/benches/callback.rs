@@ -1,6 +1,8 @@
 //! Sandbox create until callback received, through each driver, side by side with `docker run`
 //! / `podman run` of the same image doing the same callback; then 1, 8 and 32 sandboxes created
-//! concurrently until all called back and were deleted.
+//! concurrently until all called back and were deleted. Each engine runs on the sandbox bridge
+//! and again with host networking (`network_mode: host` / `netns: host`), where the route is
+//! the host-network one.
 //!
 //! `cargo bench -p openshell-benches --bench callback` runs it in full (needs dockerd and
 //! Podman, see scripts/engines.sh) and prints a Markdown table for docs/performance.md. Under
@@ -12,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use openshell_driver_docker::DockerDriver;
 use openshell_driver_podman::PodmanDriver;
-use openshell_runtime::{decide, Registry, Route, RouteContext};
+use openshell_runtime::{decide, NetworkMode, Registry, Route, RouteContext};
 use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{
     new_token, sandbox_command, CallbackListener, ListenerOptions, SandboxDriver, SandboxSpec,
@@ -30,7 +32,7 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn route_of<D: SandboxDriver>(driver: &D) -> Route {
+async fn route_of<D: SandboxDriver>(driver: &D, mode: NetworkMode) -> Route {
     let facts = driver
         .gather_facts()
         .await
@@ -42,7 +44,7 @@ async fn route_of<D: SandboxDriver>(driver: &D) -> Route {
         &RouteContext {
             port: 0,
             tls: false,
-            ..Default::default()
+            network_mode: mode,
         },
     )
     .route
@@ -93,6 +95,10 @@ async fn through_cli(
     let route = listener.route().clone();
     let s = spec(image);
     listener.expect(&s.id, &s.token);
+    let network = match route.network_mode() {
+        NetworkMode::Bridge => network,
+        NetworkMode::Host => "host",
+    };
     let mut cmd = Command::new(&engine.cli[0]);
     cmd.args(&engine.cli[1..])
         .args(["run", "--rm", "--network", network]);
@@ -159,28 +165,42 @@ async fn bench_engine<D: SandboxDriver>(
     rounds: usize,
     scales: &[usize],
 ) {
+    bench_mode(engine, &driver, label, NetworkMode::Bridge, rounds, scales).await;
+    // Host networking: the same rounds, no scale runs (the namespace is shared, not created).
+    bench_mode(engine, &driver, label, NetworkMode::Host, rounds, &[]).await;
+    let _ = driver.remove_network().await;
+}
+
+async fn bench_mode<D: SandboxDriver>(
+    engine: &Engine,
+    driver: &D,
+    label: &str,
+    mode: NetworkMode,
+    rounds: usize,
+    scales: &[usize],
+) {
     let image = live::import_busybox(engine).unwrap_or_else(|e| panic!("{e}"));
-    let route = route_of(&driver).await;
+    let route = route_of(driver, mode).await;
     let mut listener = CallbackListener::bind(&route, ListenerOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let mut via_driver = Vec::new();
     let mut via_cli = Vec::new();
     for _ in 0..rounds {
-        via_driver.push(through_driver(&driver, &mut listener, &image).await);
+        via_driver.push(through_driver(driver, &mut listener, &image).await);
         via_cli.push(through_cli(engine, driver.network(), &mut listener, &image).await);
     }
     let (d, c) = (median(via_driver), median(via_cli));
     let ratio = d.as_secs_f64() / c.as_secs_f64().max(1e-9);
     println!(
-        "| {} via {label} | {} | {} (`{} run`) | {ratio:.2}x |",
+        "| {} via {label}, {mode} network | {} | {} (`{} run`) | {ratio:.2}x |",
         engine.name,
         ms(d),
         ms(c),
         engine.cli.last().map_or("", String::as_str)
     );
     for &n in scales {
-        let took = scale(&driver, &mut listener, &image, n).await;
+        let took = scale(driver, &mut listener, &image, n).await;
         println!(
             "| {} via {label}: {n} concurrent | {} total | {} per sandbox | |",
             engine.name,
@@ -189,7 +209,6 @@ async fn bench_engine<D: SandboxDriver>(
         );
     }
     drop(listener);
-    let _ = driver.remove_network().await;
     live::remove_image(engine, &image);
 }
 
