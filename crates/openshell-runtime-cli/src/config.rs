@@ -246,10 +246,10 @@ fn from_file(text: &str, path: &Path, driver: &str) -> Result<Settings, ConfigEr
     }
     // Not an OpenShell key (OpenShell has no host-network setting yet): ours, in the driver's
     // table beside host_gateway_ip.
-    let mode_key = format!("[openshell.drivers.{driver}] network_mode");
+    let mode_key = format!("[openshell.drivers.{driver}] sandbox_network_mode");
     if let Some(m) = string(
         table(&["openshell", "drivers", driver]),
-        "network_mode",
+        "sandbox_network_mode",
         &mode_key,
     )? {
         out.network_mode = Some(network_mode(&m, &format!("{shown}: {mode_key}"))?);
@@ -362,6 +362,42 @@ host_gateway_ip = "192.168.127.254"
 [openshell.drivers.podman]
 host_gateway_ip = "10.88.0.1"
 "#;
+
+    #[test]
+    fn network_mode_is_flag_then_env_then_driver_table() {
+        let path = Path::new("/cfg/gateway.toml");
+        let file = "[openshell.drivers.podman]\nsandbox_network_mode = \"host\"\n";
+        let mode = |flags: &Flags, env: &[(&str, &str)], kind| {
+            gather(flags, &env_of(env), Some((path, file)), kind)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .network_mode
+                .map(|m| (m.value, m.source))
+        };
+        let none = Flags::default();
+        assert_eq!(
+            mode(&none, &[], EngineKind::Podman),
+            Some((
+                NetworkMode::Host,
+                "/cfg/gateway.toml: [openshell.drivers.podman] sandbox_network_mode".into()
+            ))
+        );
+        assert_eq!(mode(&none, &[], EngineKind::Docker), None);
+        let env = [(ENV_NETWORK_MODE, "bridge")];
+        assert_eq!(
+            mode(&none, &env, EngineKind::Podman),
+            Some((NetworkMode::Bridge, ENV_NETWORK_MODE.into()))
+        );
+        let flags = Flags {
+            network_mode: Some(NetworkMode::Host),
+            ..Flags::default()
+        };
+        assert_eq!(
+            mode(&flags, &env, EngineKind::Podman),
+            Some((NetworkMode::Host, "--network-mode".into()))
+        );
+        let bad = [(ENV_NETWORK_MODE, "container:x")];
+        assert!(gather(&none, &env_of(&bad), None, EngineKind::Docker).is_err());
+    }
 
     #[test]
     fn precedence_is_flag_then_env_then_file() {

@@ -29,8 +29,14 @@ const SCHEMA: &[(&str, &[(&str, bool)])] = &[
     ("openshell", &[("gateway", true), ("drivers", true)]),
     ("openshell.gateway", &[("bind_address", false)]),
     ("openshell.drivers", &[("docker", true), ("podman", true)]),
-    ("openshell.drivers.docker", &[("host_gateway_ip", false)]),
-    ("openshell.drivers.podman", &[("host_gateway_ip", false)]),
+    (
+        "openshell.drivers.docker",
+        &[("host_gateway_ip", false), ("sandbox_network_mode", false)],
+    ),
+    (
+        "openshell.drivers.podman",
+        &[("host_gateway_ip", false), ("sandbox_network_mode", false)],
+    ),
 ];
 
 /// Where each of our keys belongs, for one found elsewhere.
@@ -38,6 +44,10 @@ const HOMES: &[(&str, &str)] = &[
     ("bind_address", "[openshell.gateway]"),
     (
         "host_gateway_ip",
+        "[openshell.drivers.docker] or [openshell.drivers.podman]",
+    ),
+    (
+        "sandbox_network_mode",
         "[openshell.drivers.docker] or [openshell.drivers.podman]",
     ),
     (
