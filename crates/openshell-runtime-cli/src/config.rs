@@ -28,6 +28,13 @@ pub const ENV_ROOTLESS_HOST_LOOPBACK: &str = "OPENSHELL_ROOTLESS_HOST_LOOPBACK";
 pub const ENV_BIND_ADDRESS: &str = "OPENSHELL_BIND_ADDRESS";
 /// Environment variable for where sandboxes run: `bridge` or `host`.
 pub const ENV_NETWORK_MODE: &str = "OPENSHELL_NETWORK_MODE";
+/// Environment variable OpenShell's driver binaries read for the gateway endpoint sandboxes
+/// dial (`http[s]://HOST[:PORT]`).
+pub const ENV_GRPC_ENDPOINT: &str = "OPENSHELL_GRPC_ENDPOINT";
+/// Environment variable OpenShell's Podman driver reads for its `host_gateway_ip`.
+pub const ENV_PODMAN_HOST_GATEWAY_IP: &str = "OPENSHELL_PODMAN_HOST_GATEWAY_IP";
+/// The name sandboxes call: an endpoint with this host leaves the address to the policy.
+const OPENSHELL_HOST: &str = openshell_runtime::consts::OPENSHELL_HOST;
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,6 +61,12 @@ pub struct Settings {
     pub warnings: Vec<ConfigWarning>,
     /// Where sandboxes run (bridge when unset).
     pub network_mode: Option<Setting<NetworkMode>>,
+    /// Whose `[openshell.drivers.<driver>]` table was read: `docker` or `podman`.
+    pub driver: Option<Setting<String>>,
+    /// The gateway endpoint sandboxes dial, as configured (`grpc_endpoint`).
+    pub grpc_endpoint: Option<Setting<String>>,
+    /// Sandboxes reach the gateway over TLS (an `https` endpoint).
+    pub tls: Option<Setting<bool>>,
 }
 
 /// A setting that could not be used; exit code 2.
@@ -97,6 +110,9 @@ pub struct Flags {
     pub rootless_host_loopback: bool,
     /// `--network-mode`.
     pub network_mode: Option<NetworkMode>,
+    /// The driver that talks to the live engine, with where that came from (`--driver`):
+    /// it picks the driver table over the configured driver.
+    pub driver: Option<(String, String)>,
 }
 
 /// Reads the config file, at most [`MAX_CONFIG_BYTES`] of it (`--config /dev/zero` must not
@@ -198,81 +214,306 @@ fn bind_address(
     ))
 }
 
-/// Reads `[openshell.gateway] bind_address` and `[openshell.drivers.<driver>] host_gateway_ip`.
-fn from_file(text: &str, path: &Path, driver: &str) -> Result<Settings, ConfigError> {
-    let doc: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::File {
-            path: path.to_path_buf(),
-            problem: e.message().to_string(),
-        })?;
-    let shown = path.display().to_string();
-    let warnings = lint::lint(&doc, &shown);
-    let table = |keys: &[&str]| -> Option<&toml::Table> {
-        let mut t = &doc;
-        for k in keys {
-            t = t.get(*k)?.as_table()?;
+/// The table at a dotted path, when every step is a table.
+fn table<'a>(doc: &'a toml::Table, keys: &[&str]) -> Option<&'a toml::Table> {
+    let mut t = doc;
+    for k in keys {
+        t = t.get(*k)?.as_table()?;
+    }
+    Some(t)
+}
+
+/// A string value, or an error naming where a value of another type sits.
+fn string(t: Option<&toml::Table>, key: &str, origin: &str) -> Result<Option<String>, ConfigError> {
+    match t.and_then(|t| t.get(key)) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(ConfigError::Value {
+            origin: origin.to_string(),
+            problem: format!("expected a string, found {}", other.type_str()),
+        }),
+    }
+}
+
+/// The driver the file configures: `compute_driver` (layout version 2, not yet released
+/// upstream) or the first of `compute_drivers` (version 1, what OpenShell releases read).
+fn configured_driver(
+    doc: &toml::Table,
+    shown: &str,
+) -> Result<Option<Setting<String>>, ConfigError> {
+    match doc.get("version") {
+        None => {}
+        Some(toml::Value::Integer(1 | 2)) => {}
+        Some(other) => {
+            return Err(ConfigError::Value {
+                origin: format!("{shown}: version"),
+                problem: format!(
+                "{other} is not a layout this tool reads (1: compute_drivers, 2: compute_driver)"
+            ),
+            })
         }
-        Some(t)
-    };
-    let string =
-        |t: Option<&toml::Table>, key: &str, what: &str| -> Result<Option<String>, ConfigError> {
-            match t.and_then(|t| t.get(key)) {
-                None => Ok(None),
-                Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-                Some(other) => Err(ConfigError::Value {
-                    origin: format!("{shown}: {what}"),
-                    problem: format!("expected a string, found {}", other.type_str()),
-                }),
-            }
-        };
+    }
+    let gw = table(doc, &["openshell", "gateway"]);
+    let one = "[openshell.gateway] compute_driver";
+    if let Some(d) = string(gw, "compute_driver", &format!("{shown}: {one}"))? {
+        return Ok(Some(Setting {
+            value: d,
+            source: format!("{shown}: {one}"),
+        }));
+    }
+    let list = "[openshell.gateway] compute_drivers";
+    match gw.and_then(|t| t.get("compute_drivers")) {
+        None => Ok(None),
+        Some(toml::Value::Array(a)) => match a.first() {
+            None => Ok(None),
+            Some(toml::Value::String(d)) => Ok(Some(Setting {
+                value: d.clone(),
+                source: format!("{shown}: {list}"),
+            })),
+            Some(other) => Err(ConfigError::Value {
+                origin: format!("{shown}: {list}"),
+                problem: format!("expected driver names, found {}", other.type_str()),
+            }),
+        },
+        Some(other) => Err(ConfigError::Value {
+            origin: format!("{shown}: {list}"),
+            problem: format!(
+                "expected a list of driver names, found {}",
+                other.type_str()
+            ),
+        }),
+    }
+}
+
+/// What the file sets, and its `grpc_endpoint` (applied once the network mode is known).
+struct FromFile {
+    settings: Settings,
+    endpoint: Option<(String, String)>,
+}
+
+/// Reads `[openshell.gateway] bind_address` and `host_gateway_ip`, and the driver table's
+/// `host_gateway_ip`, `grpc_endpoint` and `sandbox_network_mode`.
+fn from_file(doc: &toml::Table, shown: &str, driver: &str) -> Result<FromFile, ConfigError> {
     let mut out = Settings {
-        warnings,
+        warnings: lint::lint(doc, shown),
         ..Settings::default()
     };
+    let gw = table(doc, &["openshell", "gateway"]);
+    let drv = table(doc, &["openshell", "drivers", driver]);
     let gw_key = "[openshell.gateway] bind_address";
-    if let Some(b) = string(table(&["openshell", "gateway"]), "bind_address", gw_key)? {
+    if let Some(b) = string(gw, "bind_address", &format!("{shown}: {gw_key}"))? {
         let (bind, port) = bind_address(&b, &format!("{shown}: {gw_key}"))?;
         out.bind = Some(bind);
         out.port = port;
     }
-    let drv_key = format!("[openshell.drivers.{driver}] host_gateway_ip");
-    if let Some(h) = string(
-        table(&["openshell", "drivers", driver]),
-        "host_gateway_ip",
-        &drv_key,
-    )? {
-        out.host_gateway_ip = Some(ip(&h, &format!("{shown}: {drv_key}"))?);
+    // The gateway's host_gateway_ip is inherited by the driver tables; a driver's own wins.
+    for (t, key) in [
+        (gw, "[openshell.gateway] host_gateway_ip".to_string()),
+        (drv, format!("[openshell.drivers.{driver}] host_gateway_ip")),
+    ] {
+        let origin = format!("{shown}: {key}");
+        if let Some(h) = string(t, "host_gateway_ip", &origin)? {
+            out.host_gateway_ip = Some(ip(&h, &origin)?);
+        }
     }
     // Not an OpenShell key (OpenShell has no host-network setting yet): ours, in the driver's
     // table beside host_gateway_ip.
-    let mode_key = format!("[openshell.drivers.{driver}] sandbox_network_mode");
-    if let Some(m) = string(
-        table(&["openshell", "drivers", driver]),
-        "sandbox_network_mode",
-        &mode_key,
-    )? {
-        out.network_mode = Some(network_mode(&m, &format!("{shown}: {mode_key}"))?);
+    let mode_key = format!("{shown}: [openshell.drivers.{driver}] sandbox_network_mode");
+    if let Some(m) = string(drv, "sandbox_network_mode", &mode_key)? {
+        out.network_mode = Some(network_mode(&m, &mode_key)?);
     }
-    Ok(out)
+    let ep_key = format!("{shown}: [openshell.drivers.{driver}] grpc_endpoint");
+    let endpoint = string(drv, "grpc_endpoint", &ep_key)?.map(|e| (e, ep_key));
+    Ok(FromFile {
+        settings: out,
+        endpoint,
+    })
+}
+
+/// `scheme://host[:port][/path]` split into whether it is TLS, the host, and the port.
+fn parse_endpoint(raw: &str, source: &str) -> Result<(bool, String, u16), ConfigError> {
+    let bad = |problem: &str| ConfigError::Value {
+        origin: source.to_string(),
+        problem: format!(
+            "{} {problem}; give http://HOST:PORT or https://HOST:PORT",
+            openshell_runtime::display_value(raw)
+        ),
+    };
+    let (scheme, rest) = raw
+        .trim()
+        .split_once("://")
+        .ok_or_else(|| bad("has no scheme"))?;
+    let tls = match scheme.to_ascii_lowercase().as_str() {
+        "http" => false,
+        "https" => true,
+        _ => return Err(bad("is neither http nor https")),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(ConfigError::Value {
+            origin: source.to_string(),
+            problem: "carries user information, which a gateway endpoint has none of; give http://HOST:PORT or https://HOST:PORT".into(),
+        });
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, tail) = v6.split_once(']').ok_or_else(|| bad("has an unclosed ["))?;
+        (h, tail.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            _ => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    let port = match port {
+        None => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| bad("has no port in 1-65535"))?,
+    };
+    Ok((tls, host.to_string(), port))
+}
+
+/// Lays an explicit gateway endpoint over `s`: its scheme sets TLS, its port the gateway port,
+/// and a literal address (or `localhost`) the container-side address. `host.openshell.internal`
+/// leaves the address to the policy.
+fn apply_endpoint(
+    s: &mut Settings,
+    raw: &str,
+    source: &str,
+    driver: &str,
+    mode: NetworkMode,
+) -> Result<(), ConfigError> {
+    let (tls, host, port) = parse_endpoint(raw, source)?;
+    fn at<T>(value: T, source: &str) -> Option<Setting<T>> {
+        Some(Setting {
+            value,
+            source: source.to_string(),
+        })
+    }
+    s.grpc_endpoint = at(raw.to_string(), source);
+    s.tls = at(tls, source);
+    s.port = at(port, source);
+    if host.eq_ignore_ascii_case(OPENSHELL_HOST) {
+        return Ok(());
+    }
+    // OpenShell's Docker driver rewrites a bridge sandbox's endpoint to
+    // host.openshell.internal:<port>, so there only the scheme and port reach the sandbox.
+    if driver == "docker" && mode == NetworkMode::Bridge {
+        s.warnings.push(ConfigWarning {
+            origin: source.to_string(),
+            problem: format!(
+                "OpenShell's Docker driver replaces the host {} with {OPENSHELL_HOST} for bridge sandboxes; only the scheme and port are used",
+                openshell_runtime::display_value(&host)
+            ),
+        });
+        return Ok(());
+    }
+    let literal = if host.eq_ignore_ascii_case("localhost") {
+        "127.0.0.1"
+    } else {
+        host.as_str()
+    };
+    if literal.parse::<IpAddr>().is_ok() {
+        s.host_gateway_ip = Some(ip(literal, source)?);
+    } else {
+        s.warnings.push(ConfigWarning {
+            origin: source.to_string(),
+            problem: format!(
+                "the host {} is a name sandboxes resolve themselves, so the route is not checked against it; use an IP address, or {OPENSHELL_HOST} to let the policy decide",
+                openshell_runtime::display_value(&host)
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Gathers settings with precedence flag > env > file. `config` is the file's path and text
-/// when there is one; `engine` picks the driver section of the file.
+/// when there is one; the driver table read is the live driver's (`flags.driver`), else the
+/// file's configured driver, else `engine`'s family.
 pub fn gather(
     flags: &Flags,
     env: &dyn Fn(&str) -> Option<String>,
     config: Option<(&Path, &str)>,
     engine: EngineKind,
 ) -> Result<Settings, ConfigError> {
-    let driver = match engine {
-        EngineKind::Docker => "docker",
-        EngineKind::Podman => "podman",
+    let doc = match config {
+        Some((path, text)) => Some((
+            text.parse::<toml::Table>()
+                .map_err(|e: toml::de::Error| ConfigError::File {
+                    path: path.to_path_buf(),
+                    problem: e.message().to_string(),
+                })?,
+            path.display().to_string(),
+        )),
+        None => None,
     };
-    let mut s = match config {
-        Some((path, text)) => from_file(text, path, driver)?,
-        None => Settings::default(),
+    let family = Setting {
+        value: match engine {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        }
+        .to_string(),
+        source: "engine family".to_string(),
     };
+    let mut notes = Vec::new();
+    let configured = match &doc {
+        Some((doc, shown)) => configured_driver(doc, shown)?,
+        None => None,
+    };
+    let driver = match (&flags.driver, configured) {
+        (Some((value, source)), _) => Setting {
+            value: value.clone(),
+            source: source.clone(),
+        },
+        (None, Some(c)) if c.value == "docker" || c.value == "podman" => c,
+        (None, Some(c)) => {
+            notes.push(ConfigWarning {
+                origin: c.source.clone(),
+                problem: format!(
+                    "{} is not a container driver this tool decides for; reading [openshell.drivers.{}] by engine family",
+                    openshell_runtime::display_value(&c.value),
+                    family.value
+                ),
+            });
+            family
+        }
+        (None, None) => family,
+    };
+    let (mut s, file_endpoint) = match &doc {
+        Some((doc, shown)) => {
+            let f = from_file(doc, shown, &driver.value)?;
+            (f.settings, f.endpoint)
+        }
+        None => (Settings::default(), None),
+    };
+    s.warnings.extend(notes);
+    if let Some(v) = env(ENV_NETWORK_MODE).filter(|v| !v.is_empty()) {
+        s.network_mode = Some(network_mode(&v, ENV_NETWORK_MODE)?);
+    }
+    if let Some(m) = flags.network_mode {
+        s.network_mode = Some(Setting {
+            value: m,
+            source: "--network-mode".into(),
+        });
+    }
+    let mode = s
+        .network_mode
+        .as_ref()
+        .map_or(NetworkMode::Bridge, |m| m.value);
+    if let Some((raw, source)) = &file_endpoint {
+        apply_endpoint(&mut s, raw, source, &driver.value, mode)?;
+    }
     if let Some(v) = env(ENV_BIND_ADDRESS).filter(|v| !v.is_empty()) {
         let (bind, port) = bind_address(&v, ENV_BIND_ADDRESS)?;
         s.bind = Some(bind);
@@ -281,6 +522,15 @@ pub fn gather(
     if let Some(v) = env(ENV_HOST_GATEWAY_IP).filter(|v| !v.is_empty()) {
         s.host_gateway_ip = Some(ip(&v, ENV_HOST_GATEWAY_IP)?);
     }
+    if driver.value == "podman" {
+        if let Some(v) = env(ENV_PODMAN_HOST_GATEWAY_IP).filter(|v| !v.is_empty()) {
+            s.host_gateway_ip = Some(ip(&v, ENV_PODMAN_HOST_GATEWAY_IP)?);
+        }
+    }
+    if let Some(v) = env(ENV_GRPC_ENDPOINT).filter(|v| !v.is_empty()) {
+        apply_endpoint(&mut s, &v, ENV_GRPC_ENDPOINT, &driver.value, mode)?;
+    }
+    s.driver = Some(driver);
     if let Some(v) = env(ENV_ROOTLESS_HOST_LOOPBACK).filter(|v| !v.is_empty()) {
         let value = match v.to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" => true,
@@ -298,15 +548,6 @@ pub fn gather(
         s.rootless_host_loopback = Some(Setting {
             value,
             source: ENV_ROOTLESS_HOST_LOOPBACK.into(),
-        });
-    }
-    if let Some(v) = env(ENV_NETWORK_MODE).filter(|v| !v.is_empty()) {
-        s.network_mode = Some(network_mode(&v, ENV_NETWORK_MODE)?);
-    }
-    if let Some(m) = flags.network_mode {
-        s.network_mode = Some(Setting {
-            value: m,
-            source: "--network-mode".into(),
         });
     }
     if flags.rootless_host_loopback {
@@ -471,6 +712,7 @@ host_gateway_ip = "10.88.0.1"
             bind: Some("10.1.1.1".into()),
             rootless_host_loopback: true,
             network_mode: None,
+            driver: None,
         };
         let with_flags = gather(&flags, &env, Some((path, FILE)), EngineKind::Docker)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -548,6 +790,35 @@ host_gateway_ip = "10.88.0.1"
             ..Flags::default()
         };
         assert!(gather(&flags, &env_of(&[]), None, EngineKind::Docker).is_err());
+    }
+
+    #[test]
+    fn endpoints_split_into_tls_host_and_port() {
+        let p = |raw: &str| parse_endpoint(raw, "t").map_err(|e| e.to_string());
+        assert_eq!(
+            p("http://127.0.0.1:8080"),
+            Ok((false, "127.0.0.1".into(), 8080))
+        );
+        assert_eq!(p("HTTPS://[::1]:9443/x"), Ok((true, "::1".into(), 9443)));
+        assert_eq!(
+            p("https://host.openshell.internal"),
+            Ok((true, "host.openshell.internal".into(), 443))
+        );
+        assert_eq!(p("http://10.0.0.1"), Ok((false, "10.0.0.1".into(), 80)));
+        for bad in [
+            "10.0.0.1:80",
+            "grpc://x:1",
+            "http://:80",
+            "http://x:0",
+            "http://x:99999",
+            "http://[::1:80",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
+        let creds = p("http://user:secret@10.0.0.1:80")
+            .err()
+            .unwrap_or_default();
+        assert!(!creds.contains("secret"), "{creds}");
     }
 
     #[test]

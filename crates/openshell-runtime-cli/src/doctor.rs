@@ -128,7 +128,11 @@ pub fn run(args: DoctorArgs) -> Result<u8, Fail> {
             });
         };
         let mut facts = engine.gathered.facts.clone();
-        let (settings, ctx) = settle(&mut facts, &args.route)?;
+        let (settings, ctx) = settle(
+            &mut facts,
+            &args.route,
+            Some((engine.driver_name(), args.engine.driver.is_some())),
+        )?;
         let decision = decide(&Registry::builtin(), &facts, &ctx);
         let opts = ProbeOptions {
             image: args.probe_image.clone(),

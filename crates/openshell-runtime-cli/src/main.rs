@@ -256,6 +256,7 @@ pub(crate) fn process_env() -> Result<DiscoveryEnv, Fail> {
 pub(crate) fn settle(
     facts: &mut Facts,
     args: &RouteArgs,
+    live_driver: Option<(&str, bool)>,
 ) -> Result<(Settings, RouteContext), Fail> {
     let process = if args.no_config {
         DiscoveryEnv::default()
@@ -281,6 +282,15 @@ pub(crate) fn settle(
         bind: args.bind.clone(),
         rootless_host_loopback: args.rootless_host_loopback,
         network_mode: args.network_mode.map(NetworkMode::from),
+        // The driver talking to the engine is the one whose table applies.
+        driver: live_driver.map(|(name, flag)| {
+            let source = if flag {
+                "--driver"
+            } else {
+                "the driver connected to the engine"
+            };
+            (name.to_string(), source.to_string())
+        }),
     };
     let engine = signals::engine_kind(facts).0;
     let settings = gather(
@@ -299,7 +309,7 @@ pub(crate) fn settle(
             .port
             .or(settings.port.as_ref().map(|p| p.value))
             .unwrap_or(RouteContext::default().port),
-        tls: args.tls,
+        tls: args.tls || settings.tls.as_ref().is_some_and(|t| t.value),
         network_mode: settings
             .network_mode
             .as_ref()
@@ -320,7 +330,7 @@ fn detect_file(path: &PathBuf, args: &RouteArgs, output: Output) -> Result<u8, F
     let text = read_facts(path)?;
     let mut facts =
         Facts::from_json(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
-    let (settings, ctx) = settle(&mut facts, args)?;
+    let (settings, ctx) = settle(&mut facts, args, None)?;
     let decision = decide(&Registry::builtin(), &facts, &ctx);
     print_report(
         &Report::new(&decision, &facts.warnings, &settings, ctx.network_mode),
@@ -335,10 +345,15 @@ fn detect_live(
     args: &RouteArgs,
     output: Output,
 ) -> Result<u8, Fail> {
+    let engine_args = engine;
     live::block_on(async {
-        let engine = live::connect(engine, dump).await?;
+        let engine = live::connect(engine_args, dump).await?;
         let mut facts = engine.gathered.facts.clone();
-        let (settings, ctx) = settle(&mut facts, args)?;
+        let (settings, ctx) = settle(
+            &mut facts,
+            args,
+            Some((engine.driver_name(), engine_args.driver.is_some())),
+        )?;
         let decision = decide(&Registry::builtin(), &facts, &ctx);
         let mut report = Report::new(&decision, &facts.warnings, &settings, ctx.network_mode);
         report.endpoint_candidates = Some(&engine.candidates);

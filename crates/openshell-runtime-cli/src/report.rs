@@ -82,7 +82,11 @@ impl<'a> Report<'a> {
             consulted: &decision.detection.consulted,
             fact_warnings: warnings,
             settings,
-            error: decision.route.as_ref().err().map(ToString::to_string),
+            error: decision
+                .route
+                .as_ref()
+                .err()
+                .map(|e| with_source(e.to_string(), settings)),
             endpoint_candidates: None,
             driver: None,
         }
@@ -155,6 +159,28 @@ impl<'a> Report<'a> {
         }
         s
     }
+}
+
+/// A refusal made while the operator set the container-side address says where that came
+/// from, so an `OPENSHELL_GRPC_ENDPOINT` or a `grpc_endpoint` is named, not only its address.
+fn with_source(error: String, settings: &Settings) -> String {
+    let Some(h) = &settings.host_gateway_ip else {
+        return error;
+    };
+    let mut s = format!("{error} (the address {} is from {})", h.value, h.source);
+    if settings
+        .grpc_endpoint
+        .as_ref()
+        .is_some_and(|e| e.source == h.source)
+    {
+        let _ = write!(
+            s,
+            "; in {} give that address as the host, or {} to let the policy decide",
+            h.source,
+            openshell_runtime::consts::OPENSHELL_HOST
+        );
+    }
+    s
 }
 
 fn mode_text(m: NetworkMode) -> &'static str {

@@ -25,25 +25,40 @@ impl std::fmt::Display for ConfigWarning {
 
 /// What we read, as (section, its children we read, whether each is a table).
 const SCHEMA: &[(&str, &[(&str, bool)])] = &[
-    ("", &[("openshell", true)]),
+    ("", &[("openshell", true), ("version", false)]),
     ("openshell", &[("gateway", true), ("drivers", true)]),
-    ("openshell.gateway", &[("bind_address", false)]),
+    (
+        "openshell.gateway",
+        &[
+            ("bind_address", false),
+            ("compute_drivers", false),
+            ("compute_driver", false),
+            ("host_gateway_ip", false),
+        ],
+    ),
     ("openshell.drivers", &[("docker", true), ("podman", true)]),
-    (
-        "openshell.drivers.docker",
-        &[("host_gateway_ip", false), ("sandbox_network_mode", false)],
-    ),
-    (
-        "openshell.drivers.podman",
-        &[("host_gateway_ip", false), ("sandbox_network_mode", false)],
-    ),
+    ("openshell.drivers.docker", DRIVER_KEYS),
+    ("openshell.drivers.podman", DRIVER_KEYS),
+];
+
+/// The keys we read in a driver's table.
+const DRIVER_KEYS: &[(&str, bool)] = &[
+    ("host_gateway_ip", false),
+    ("grpc_endpoint", false),
+    ("sandbox_network_mode", false),
 ];
 
 /// Where each of our keys belongs, for one found elsewhere.
 const HOMES: &[(&str, &str)] = &[
     ("bind_address", "[openshell.gateway]"),
+    ("compute_drivers", "[openshell.gateway]"),
+    ("compute_driver", "[openshell.gateway]"),
     (
         "host_gateway_ip",
+        "[openshell.gateway], [openshell.drivers.docker] or [openshell.drivers.podman]",
+    ),
+    (
+        "grpc_endpoint",
         "[openshell.drivers.docker] or [openshell.drivers.podman]",
     ),
     (
@@ -168,6 +183,25 @@ mod tests {
         check(
             "[openshell.gateway]\nrootless_host_loopback = true\n",
             &["gateway.toml has no such setting"],
+        );
+    }
+
+    #[test]
+    fn both_layouts_and_endpoint_keys_are_known() {
+        check(
+            "version = 1\n[openshell.gateway]\ncompute_drivers = [\"podman\"]\nhost_gateway_ip = \"10.0.0.1\"\n[openshell.drivers.podman]\ngrpc_endpoint = \"http://127.0.0.1:17670\"\n",
+            &[],
+        );
+        check(
+            "version = 2\n[openshell.gateway]\ncompute_driver = \"docker\"\n[openshell.drivers.docker]\ngrpc_endpoint = \"https://host.openshell.internal:8443\"\n",
+            &[],
+        );
+        check(
+            "[openshell.gateway]\ncompute_drivr = \"docker\"\ngrpc_endpoint = \"http://127.0.0.1:1\"\n",
+            &[
+                "compute_drivr: unknown key, ignored; did you mean compute_driver",
+                "grpc_endpoint: ignored here: it belongs in [openshell.drivers.docker] or [openshell.drivers.podman]",
+            ],
         );
     }
 
