@@ -241,12 +241,12 @@ fn configured_driver(
     doc: &toml::Table,
     shown: &str,
 ) -> Result<Option<Setting<String>>, ConfigError> {
-    match doc.get("version") {
+    match table(doc, &["openshell"]).and_then(|t| t.get("version")) {
         None => {}
         Some(toml::Value::Integer(1 | 2)) => {}
         Some(other) => {
             return Err(ConfigError::Value {
-                origin: format!("{shown}: version"),
+                origin: format!("{shown}: [openshell] version"),
                 problem: format!(
                 "{other} is not a layout this tool reads (1: compute_drivers, 2: compute_driver)"
             ),
@@ -403,20 +403,20 @@ fn apply_endpoint(
     }
     s.grpc_endpoint = at(raw.to_string(), source);
     s.tls = at(tls, source);
-    s.port = at(port, source);
-    if host.eq_ignore_ascii_case(OPENSHELL_HOST) {
-        return Ok(());
-    }
-    // OpenShell's Docker driver rewrites a bridge sandbox's endpoint to
-    // host.openshell.internal:<port>, so there only the scheme and port reach the sandbox.
+    // OpenShell's Docker driver (whose sandboxes are always on a bridge) rewrites the endpoint
+    // to host.openshell.internal:<gateway port>, so there only the scheme reaches the sandbox.
     if driver == "docker" && mode == NetworkMode::Bridge {
         s.warnings.push(ConfigWarning {
             origin: source.to_string(),
             problem: format!(
-                "OpenShell's Docker driver replaces the host {} with {OPENSHELL_HOST} for bridge sandboxes; only the scheme and port are used",
+                "OpenShell's Docker driver replaces {}:{port} with {OPENSHELL_HOST}:<gateway port> for bridge sandboxes; only the scheme is used",
                 openshell_runtime::display_value(&host)
             ),
         });
+        return Ok(());
+    }
+    s.port = at(port, source);
+    if host.eq_ignore_ascii_case(OPENSHELL_HOST) {
         return Ok(());
     }
     let literal = if host.eq_ignore_ascii_case("localhost") {

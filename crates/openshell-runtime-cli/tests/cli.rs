@@ -923,20 +923,28 @@ fn openshell_endpoint_and_both_layouts_are_overrides_checked_like_any_other() {
         "https://host.openshell.internal:8443"
     );
     assert!(v["settings"]["host_gateway_ip"].is_null(), "{v}");
-    // In bridge mode OpenShell's Docker driver swaps the host for host.openshell.internal, so
-    // only the port counts, and a warning says so.
-    let out = detect(&native, None, &loopback, "bridge");
+    // In bridge mode OpenShell's Docker driver swaps host and port for
+    // host.openshell.internal:<gateway port>, so only the scheme counts, and a warning says so.
+    let out = detect(
+        &native,
+        None,
+        &[("OPENSHELL_GRPC_ENDPOINT", "https://127.0.0.1:8080")],
+        "bridge",
+    );
     assert_eq!(out.status.code(), Some(0));
     let v = json(&out);
     assert_eq!(v["openshell_host"], "172.18.0.1", "{v}");
-    assert_eq!(v["sandbox_endpoint"], "http://host.openshell.internal:8080");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("replaces the host 127.0.0.1"));
+    assert_eq!(
+        v["sandbox_endpoint"],
+        "https://host.openshell.internal:17670"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replaces 127.0.0.1:8080"));
 
     // Layout 1 (released): compute_drivers picks the table, the gateway's host_gateway_ip is
     // inherited, the driver's grpc_endpoint wins over it.
     let v1 = write_tmp(
         "v1-gateway.toml",
-        "version = 1\n[openshell.gateway]\ncompute_drivers = [\"podman\"]\nhost_gateway_ip = \"10.0.0.7\"\n[openshell.drivers.docker]\nhost_gateway_ip = \"10.9.9.9\"\n[openshell.drivers.podman]\ngrpc_endpoint = \"https://10.88.0.1:9443\"\n",
+        "[openshell]\nversion = 1\n[openshell.gateway]\ncompute_drivers = [\"podman\"]\nhost_gateway_ip = \"10.0.0.7\"\n[openshell.drivers.docker]\nhost_gateway_ip = \"10.9.9.9\"\n[openshell.drivers.podman]\ngrpc_endpoint = \"https://10.88.0.1:9443\"\n",
     );
     let out = detect(&native, Some(&v1), &[], "bridge");
     assert_eq!(
@@ -990,7 +998,7 @@ fn openshell_endpoint_and_both_layouts_are_overrides_checked_like_any_other() {
     // is refused naming the file's key.
     let v2 = write_tmp(
         "v2-gateway.toml",
-        "version = 2\n[openshell.gateway]\ncompute_driver = \"docker\"\n[openshell.drivers.docker]\ngrpc_endpoint = \"http://localhost:8080\"\n",
+        "[openshell]\nversion = 2\n[openshell.gateway]\ncompute_driver = \"docker\"\n[openshell.drivers.docker]\ngrpc_endpoint = \"http://localhost:8080\"\n",
     );
     let out = detect(&colima, Some(&v2), &[], "host");
     assert_eq!(out.status.code(), Some(4));
@@ -1003,7 +1011,7 @@ fn openshell_endpoint_and_both_layouts_are_overrides_checked_like_any_other() {
     assert_eq!(json(&out)["openshell_host"], "127.0.0.1");
 
     // What cannot be read exits 2 naming its source.
-    let v3 = write_tmp("v3-gateway.toml", "version = 3\n");
+    let v3 = write_tmp("v3-gateway.toml", "[openshell]\nversion = 3\n");
     let out = detect(&native, Some(&v3), &[], "bridge");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("version"));

@@ -25,8 +25,11 @@ impl std::fmt::Display for ConfigWarning {
 
 /// What we read, as (section, its children we read, whether each is a table).
 const SCHEMA: &[(&str, &[(&str, bool)])] = &[
-    ("", &[("openshell", true), ("version", false)]),
-    ("openshell", &[("gateway", true), ("drivers", true)]),
+    ("", &[("openshell", true)]),
+    (
+        "openshell",
+        &[("version", false), ("gateway", true), ("drivers", true)],
+    ),
     (
         "openshell.gateway",
         &[
@@ -51,6 +54,7 @@ const DRIVER_KEYS: &[(&str, bool)] = &[
 /// Where each of our keys belongs, for one found elsewhere.
 const HOMES: &[(&str, &str)] = &[
     ("bind_address", "[openshell.gateway]"),
+    ("version", "[openshell]"),
     ("compute_drivers", "[openshell.gateway]"),
     ("compute_driver", "[openshell.gateway]"),
     (
@@ -189,16 +193,17 @@ mod tests {
     #[test]
     fn both_layouts_and_endpoint_keys_are_known() {
         check(
-            "version = 1\n[openshell.gateway]\ncompute_drivers = [\"podman\"]\nhost_gateway_ip = \"10.0.0.1\"\n[openshell.drivers.podman]\ngrpc_endpoint = \"http://127.0.0.1:17670\"\n",
+            "[openshell]\nversion = 1\n[openshell.gateway]\ncompute_drivers = [\"podman\"]\nhost_gateway_ip = \"10.0.0.1\"\n[openshell.drivers.podman]\ngrpc_endpoint = \"http://127.0.0.1:17670\"\n",
             &[],
         );
         check(
-            "version = 2\n[openshell.gateway]\ncompute_driver = \"docker\"\n[openshell.drivers.docker]\ngrpc_endpoint = \"https://host.openshell.internal:8443\"\n",
+            "[openshell]\nversion = 2\n[openshell.gateway]\ncompute_driver = \"docker\"\n[openshell.drivers.docker]\ngrpc_endpoint = \"https://host.openshell.internal:8443\"\n",
             &[],
         );
         check(
-            "[openshell.gateway]\ncompute_drivr = \"docker\"\ngrpc_endpoint = \"http://127.0.0.1:1\"\n",
+            "version = 1\n[openshell.gateway]\ncompute_drivr = \"docker\"\ngrpc_endpoint = \"http://127.0.0.1:1\"\n",
             &[
+                "g.toml: version: ignored here: it belongs in [openshell]",
                 "compute_drivr: unknown key, ignored; did you mean compute_driver",
                 "grpc_endpoint: ignored here: it belongs in [openshell.drivers.docker] or [openshell.drivers.podman]",
             ],
