@@ -1027,3 +1027,78 @@ fn openshell_endpoint_and_both_layouts_are_overrides_checked_like_any_other() {
         assert!(err.contains("OPENSHELL_GRPC_ENDPOINT"), "{bad}: {err}");
     }
 }
+
+/// `doctor` takes OpenShell's endpoint from `OPENSHELL_GRPC_ENDPOINT` like any override: on
+/// dockerd with host networking its loopback address is proven end to end, and on rootless
+/// dockerd without declared host loopback the same address is refused, naming the variable,
+/// and only a fallback is proven.
+#[test]
+fn live_doctor_checks_the_openshell_endpoint() {
+    use openshell_tests::live::{dockerd, dockerd_rootless};
+    for (engine, works) in [(dockerd(), true), (dockerd_rootless(), false)] {
+        // Rootless dockerd runs without --rootless-host-loopback here: undeclared, RootlessKit's
+        // loopback is not the host's.
+        if !engine.available() {
+            continue;
+        }
+        let image =
+            openshell_tests::live::import_busybox(&engine).unwrap_or_else(|e| panic!("{e}"));
+        let endpoint = format!("unix://{}", engine.socket);
+        let network = format!(
+            "openshell-doctor-grpc-{}-{}",
+            std::process::id(),
+            engine.name.replace(' ', "-")
+        );
+        let out = bin()
+            .env("HOME", "/nonexistent")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("OPENSHELL_GRPC_ENDPOINT", "http://127.0.0.1:17684")
+            .args([
+                "doctor",
+                "-o",
+                "json",
+                "--driver",
+                "docker",
+                "--endpoint",
+                &endpoint,
+                "--network",
+                &network,
+                "--network-mode",
+                "host",
+                "--probe-image",
+                &image,
+                "--probe-timeout",
+                "12",
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        openshell_tests::live::remove_image(&engine, &image);
+        openshell_tests::live::remove_network(&engine, &network);
+        let v = json(&out);
+        if works {
+            assert_eq!(out.status.code(), Some(0), "{}: {v}", engine.name);
+            assert_eq!(v["probes"][0]["outcome"], "ok", "{v}");
+            assert_eq!(
+                v["sandbox_endpoint"],
+                "http://host.openshell.internal:17684"
+            );
+            assert_eq!(
+                v["settings"]["host_gateway_ip"]["source"],
+                "OPENSHELL_GRPC_ENDPOINT"
+            );
+        } else {
+            // The decision refuses; doctor then tries the fallbacks, and one that arrives (here
+            // 10.0.2.2, RootlessKit's host loopback) is the address that would work.
+            match out.status.code() {
+                Some(0) => assert_ne!(v["proven"]["openshell_host"], "127.0.0.1", "{v}"),
+                other => assert_eq!(other, Some(4), "{}: {v}", engine.name),
+            }
+            let err = v["error"].as_str().unwrap_or_default();
+            assert!(
+                err.contains("OPENSHELL_GRPC_ENDPOINT") && err.contains("127.0.0.1"),
+                "{}: {v}",
+                engine.name
+            );
+        }
+    }
+}
