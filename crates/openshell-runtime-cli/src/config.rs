@@ -425,7 +425,23 @@ fn apply_endpoint(
         host.as_str()
     };
     if literal.parse::<IpAddr>().is_ok() {
-        s.host_gateway_ip = Some(ip(literal, source)?);
+        let endpoint_ip = ip(literal, source)?;
+        // The endpoint is what sandboxes dial, so it decides; a different host_gateway_ip
+        // would only have mapped the name, which they then never use.
+        if let Some(h) = s
+            .host_gateway_ip
+            .as_ref()
+            .filter(|h| h.value != endpoint_ip.value)
+        {
+            s.warnings.push(ConfigWarning {
+                origin: source.to_string(),
+                problem: format!(
+                    "its address {} replaces host_gateway_ip {} from {}: sandboxes dial the endpoint",
+                    endpoint_ip.value, h.value, h.source
+                ),
+            });
+        }
+        s.host_gateway_ip = Some(endpoint_ip);
     } else {
         s.warnings.push(ConfigWarning {
             origin: source.to_string(),

@@ -961,6 +961,11 @@ fn openshell_endpoint_and_both_layouts_are_overrides_checked_like_any_other() {
     );
     assert_eq!(v["settings"]["driver"]["value"], "podman");
     assert!(
+        String::from_utf8_lossy(&out.stderr).contains("replaces host_gateway_ip 10.0.0.7"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
         v["settings"]["driver"]["source"]
             .as_str()
             .unwrap_or_default()
