@@ -373,6 +373,49 @@ pub async fn failed_create_leaves_nothing<D: SandboxDriver + 'static>(engine: &E
     .await;
 }
 
+/// Eight runs at once on a fresh network name all succeed, see the same network and leave one
+/// behind: creating the sandbox network is idempotent under concurrency. (Only the network is
+/// asked for: eight whole fact gatherings at once take Podman's `/info` past the timeout on a
+/// loaded machine, which is not what this test is about.) (Before, dockerd 20.10
+/// made up to eight networks of the name, and Podman failed the runs that lost the race.)
+pub async fn concurrent_runs_agree_on_one_network<D: SandboxDriver + 'static>(
+    engine: &Engine,
+    driver: D,
+) {
+    let network = driver.network().to_string();
+    let outcome = AssertUnwindSafe(async {
+        let runs = futures_util::future::join_all((0..8).map(|_| driver.ensure_network())).await;
+        let ids: Vec<String> = runs
+            .into_iter()
+            .map(|r| {
+                let net = r.unwrap_or_else(|e| panic!("a concurrent run failed: {e}"));
+                net.get("Id")
+                    .or_else(|| net.get("id"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert!(
+            ids.iter().all(|id| !id.is_empty() && *id == ids[0]),
+            "the runs saw different networks: {ids:?}"
+        );
+        let left = live::networks_named(engine, &network).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(left.len(), 1, "networks called {network}: {left:?}");
+        assert!(ids[0].starts_with(&left[0]), "{ids:?} vs {left:?}");
+    })
+    .catch_unwind()
+    .await;
+    live::remove_networks_named(engine, &network);
+    assert!(
+        live::networks_named(engine, &network).is_ok_and(|l| l.is_empty()),
+        "network {network} left behind"
+    );
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 macro_rules! live_scenarios {
     ($($module:ident => $engine:expr, $connect:ident;)*) => {$(
         mod $module {
@@ -401,6 +444,14 @@ macro_rules! live_scenarios {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_runs_agree_on_one_network() {
+                let engine = $engine;
+                if engine.available() {
+                    super::concurrent_runs_agree_on_one_network(&engine, super::$connect(&engine).await).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn failed_create_leaves_nothing() {
                 let engine = $engine;
                 if engine.available() {
@@ -418,6 +469,88 @@ live_scenarios! {
     podman_rootless_docker_api => openshell_tests::live::podman_rootless(), docker;
     podman_rootless_libpod => openshell_tests::live::podman_rootless(), podman;
     dockerd_rootless => openshell_tests::live::dockerd_rootless(), docker;
+}
+
+/// Creates a network through dockerd's API as dockerd 20.10 allows: without `CheckDuplicate`, so
+/// a second network of the same name is made. Returns its id.
+fn create_duplicate(engine: &Engine, name: &str, ours: bool) -> String {
+    let labels = if ours {
+        serde_json::json!({"io.openshell.managed": "true"})
+    } else {
+        serde_json::json!({})
+    };
+    let body = serde_json::json!({"Name": name, "Driver": "bridge", "Labels": labels});
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", "--max-time", "20", "--unix-socket", &engine.socket])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            &body.to_string(),
+        ])
+        .arg("http://d/v1.41/networks/create")
+        .output()
+        .unwrap_or_else(|e| panic!("curl: {e}"));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    v["Id"].as_str().unwrap_or_default().to_string()
+}
+
+/// Duplicates of ours (what the old race left on dockerd 20.10) are healed: the lowest id
+/// survives, and the run succeeds. A same-named network that is not ours is left for the
+/// operator, and the error names both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_of_ours_are_healed_on_dockerd() {
+    let engine = openshell_tests::live::dockerd();
+    if !engine.available() {
+        return;
+    }
+    let driver = docker(&engine).await;
+    let network = driver.network().to_string();
+    let outcome = AssertUnwindSafe(async {
+        let mut made: Vec<String> = (0..3)
+            .map(|_| create_duplicate(&engine, &network, true))
+            .collect();
+        made.sort();
+        assert_eq!(
+            live::networks_named(&engine, &network).map(|l| l.len()),
+            Ok(3),
+            "dockerd did not make duplicates"
+        );
+        let g = driver
+            .gather_facts()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let left = live::networks_named(&engine, &network).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(made[0].starts_with(&left[0]), "{made:?} vs {left:?}");
+        assert_eq!(g.document["network"]["Id"], made[0].as_str());
+
+        let foreign = create_duplicate(&engine, &network, false);
+        let err = driver
+            .gather_facts()
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("an ambiguous name was accepted"));
+        assert!(
+            matches!(
+                err,
+                openshell_sandbox::EngineError::DuplicateNetworks { .. }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&foreign[..12]), "{err}");
+        assert_eq!(
+            live::networks_named(&engine, &network).map(|l| l.len()),
+            Ok(2)
+        );
+    })
+    .catch_unwind()
+    .await;
+    live::remove_networks_named(&engine, &network);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// Why the route for Podman 4.3 never says `host-gateway`: its Docker-compatible API accepts the

@@ -265,6 +265,31 @@ pub fn remove_network(engine: &Engine, network: &str) {
     let _ = run(engine.command().args(["network", "rm", network]));
 }
 
+/// The ids of the networks called exactly `name` (old Docker engines allow several).
+pub fn networks_named(engine: &Engine, name: &str) -> Result<Vec<String>, String> {
+    let out = run(engine.command().args([
+        "network",
+        "ls",
+        "--filter",
+        &format!("name={name}"),
+        "--format",
+        "{{.ID}} {{.Name}}",
+    ]))?;
+    Ok(out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, n)| *n == name)
+        .map(|(id, _)| id.to_string())
+        .collect())
+}
+
+/// Removes every network called `name`, by id (best effort, for cleanup).
+pub fn remove_networks_named(engine: &Engine, name: &str) {
+    for id in networks_named(engine, name).unwrap_or_default() {
+        let _ = run(engine.command().args(["network", "rm", &id]));
+    }
+}
+
 /// Whether the engine still has a container or network with this name.
 pub fn exists(engine: &Engine, kind: &str, name: &str) -> bool {
     run(engine.command().args([kind, "inspect", name])).is_ok()

@@ -2,8 +2,9 @@
 //! recorded capture, so the drivers can be tested against runtimes this machine cannot run
 //! (Docker Desktop, Colima, OrbStack, Rancher Desktop, Lima, Podman machine).
 //!
-//! It answers `/_ping` (with the captured headers), `/version`, `/info`, `/networks/<name>`
-//! (a network created through it is remembered), and libpod's `/info` when the capture has it.
+//! It answers `/_ping` (with the captured headers), `/version`, `/info`, `/networks/<name>` and
+//! `/networks` (a network created through it is remembered), and libpod's `/info` when the
+//! capture has it.
 //! Version prefixes (`/v1.41/...`) are accepted on every path.
 
 use std::convert::Infallible;
@@ -87,7 +88,7 @@ impl ReplayEngine {
 /// The network the replay engine reports after the driver creates one.
 pub fn created_network() -> Value {
     json!({
-        "Name": "openshell", "Driver": "bridge",
+        "Name": "openshell", "Id": "replay", "Driver": "bridge",
         "IPAM": {"Config": [{"Subnet": "10.123.0.0/24", "Gateway": "10.123.0.1"}]},
         "Labels": {"io.openshell.managed": "true"}
     })
@@ -173,6 +174,7 @@ async fn answer(
             st.network = Some(created_network());
             reply(201, &json!({"Id": "replay", "Warning": ""}))
         }
+        ("GET", "/networks") => reply(200, &json!(st.network.iter().collect::<Vec<_>>())),
         ("GET", p) if p.starts_with("/networks/") => match &st.network {
             Some(n) => reply(200, n),
             None => not_found(),

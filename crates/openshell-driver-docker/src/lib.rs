@@ -18,8 +18,8 @@ use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptions, CreateImageOptionsBuilder,
-    InspectContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    InspectContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
@@ -322,10 +322,33 @@ impl EngineOps for DockerDriver {
     async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError> {
         let net = self.docker.inspect_network(name, None).await.map_err(op)?;
         Ok(NetworkInfo {
+            id: net.id.clone().unwrap_or_default(),
+            name: net.name.clone().unwrap_or_default(),
             driver: net.driver.clone().unwrap_or_default(),
             labels: labels_of(net.labels.clone()),
             body: to_json(&net)?,
         })
+    }
+
+    async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError> {
+        let opts = ListNetworksOptions {
+            filters: Some(HashMap::from([(
+                "name".to_string(),
+                vec![name.to_string()],
+            )])),
+        };
+        let list = self.docker.list_networks(Some(opts)).await.map_err(op)?;
+        list.into_iter()
+            .map(|net| {
+                Ok(NetworkInfo {
+                    id: net.id.clone().unwrap_or_default(),
+                    name: net.name.clone().unwrap_or_default(),
+                    driver: net.driver.clone().unwrap_or_default(),
+                    labels: labels_of(net.labels.clone()),
+                    body: to_json(&net)?,
+                })
+            })
+            .collect()
     }
 
     async fn create_network(

@@ -29,7 +29,7 @@ use podman_api::models::Namespace;
 use podman_api::opts::{
     ContainerAttachOpts, ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter,
     ContainerListOpts, ContainerLogsOpts, ContainerStopOpts, ImageImportOpts, NetworkCreateOpts,
-    PullOpts,
+    NetworkListFilter, NetworkListOpts, PullOpts,
 };
 use podman_api::Podman;
 use serde_json::Value;
@@ -50,6 +50,17 @@ fn op(e: podman_api::Error) -> OpError {
         _ => ErrorKind::Unreachable,
     };
     OpError::new(kind, e)
+}
+
+/// libpod's network model (the same in inspect and list answers) as the plain value.
+fn network_info(net: &podman_api::models::Network) -> Result<NetworkInfo, OpError> {
+    Ok(NetworkInfo {
+        id: net.id.clone().unwrap_or_default(),
+        name: net.name.clone().unwrap_or_default(),
+        driver: net.driver.clone().unwrap_or_default(),
+        labels: labels_of(net.labels.clone()),
+        body: serde_json::to_value(net).map_err(|e| OpError::new(ErrorKind::BadAnswer, e))?,
+    })
 }
 
 /// A connection to one Podman service.
@@ -297,11 +308,15 @@ impl EngineOps for PodmanDriver {
             .inspect()
             .await
             .map_err(op)?;
-        Ok(NetworkInfo {
-            driver: net.driver.clone().unwrap_or_default(),
-            labels: labels_of(net.labels.clone()),
-            body: serde_json::to_value(&net).map_err(|e| OpError::new(ErrorKind::BadAnswer, e))?,
-        })
+        network_info(&net)
+    }
+
+    async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError> {
+        let opts = NetworkListOpts::builder()
+            .filter([NetworkListFilter::Name(name.to_string())])
+            .build();
+        let list = self.podman.networks().list(&opts).await.map_err(op)?;
+        list.iter().map(network_info).collect()
     }
 
     async fn create_network(

@@ -272,6 +272,9 @@ impl EngineOps for AnyDriver {
     async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError> {
         forward!(self, d => d.inspect_network(name).await)
     }
+    async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError> {
+        forward!(self, d => d.list_networks(name).await)
+    }
     async fn create_network(
         &self,
         name: &str,

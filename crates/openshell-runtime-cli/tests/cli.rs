@@ -1107,3 +1107,74 @@ fn live_doctor_checks_the_openshell_endpoint() {
         }
     }
 }
+
+/// Runs `n` copies of the binary at once with `args` and waits for all of them.
+fn run_concurrently(n: usize, args: &[&str]) -> Vec<Output> {
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            bin()
+                .args(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run the binary: {e}"))
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+/// Eight `detect` runs at once on a fresh network name all succeed and leave one network (on
+/// dockerd 20.10 they made several of the name, and every later run failed as ambiguous; on
+/// Podman the runs that lost the race failed with a conflict).
+#[test]
+fn concurrent_detects_leave_one_network() {
+    use openshell_tests::live::{dockerd, networks_named, podman, remove_networks_named};
+    for (engine, driver) in [
+        (dockerd(), "docker"),
+        (podman(), "docker"),
+        (podman(), "podman"),
+    ] {
+        if !engine.available() {
+            continue;
+        }
+        let network = format!(
+            "openshell-cli-{}-concurrent-{}-{driver}",
+            std::process::id(),
+            engine.name
+        );
+        let endpoint = format!("unix://{}", engine.socket);
+        let outs = run_concurrently(
+            8,
+            &[
+                "detect",
+                "--no-config",
+                "-o",
+                "json",
+                "--driver",
+                driver,
+                "--endpoint",
+                &endpoint,
+                "--network",
+                &network,
+                // Eight fact gatherings at once are slow on Podman; this test is about the network.
+                "--timeout",
+                "60",
+            ],
+        );
+        let left = networks_named(&engine, &network);
+        remove_networks_named(&engine, &network);
+        for out in &outs {
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{} via {driver}: {}",
+                engine.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(left.map(|l| l.len()), Ok(1), "{} via {driver}", engine.name);
+    }
+}

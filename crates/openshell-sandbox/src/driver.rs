@@ -5,7 +5,6 @@
 //! Every engine call goes through one helper (`traced`): one `engine_call` tracing span, one timeout,
 //! and one error shape ([`EngineError`]) whose kind the driver decided from the status code.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -20,8 +19,9 @@ use tracing::Instrument;
 
 use crate::error::{EngineError, ErrorKind, OpError};
 use crate::host::{host_facts, HostFacts};
+use crate::network::{self, is_ours};
 use crate::spec::{extra_host_entries, SandboxSpec};
-use crate::support::{ContainerConfig, EngineOps, NetworkInfo};
+use crate::support::{ContainerConfig, EngineOps};
 
 /// How many times a removal is tried while the engine reports a transient failure.
 const REMOVE_ATTEMPTS: u32 = 4;
@@ -145,7 +145,9 @@ pub trait SandboxDriver: Send + Sync {
     async fn gather_facts(&self) -> Result<GatheredFacts, EngineError>;
 
     /// The sandbox network's inspect body, creating the network (bridge, labelled as ours) when
-    /// it does not exist. A same-named network with another driver is refused.
+    /// it does not exist. Safe to call from any number of runs at once: they agree on one
+    /// network, and duplicates of ours left by earlier races are removed. A same-named network
+    /// with another driver is refused.
     async fn ensure_network(&self) -> Result<Value, EngineError>;
 
     /// Creates (not starts) a sandbox that calls back along `route`. A spec or route that does
@@ -178,10 +180,6 @@ pub trait SandboxDriver: Send + Sync {
 
     /// Makes sure `image` is present, pulling it when missing.
     async fn ensure_image(&self, image: &str) -> Result<(), EngineError>;
-}
-
-fn is_ours(labels: &BTreeMap<String, String>) -> bool {
-    labels.get(LABEL_MANAGED).is_some_and(|v| v == "true")
 }
 
 #[async_trait]
@@ -230,24 +228,7 @@ impl<T: EngineOps + ?Sized> SandboxDriver for T {
     }
 
     async fn ensure_network(&self) -> Result<Value, EngineError> {
-        let name = self.options().network.as_str();
-        let found: NetworkInfo =
-            match traced(self, "network inspect", self.inspect_network(name)).await {
-                Ok(net) => net,
-                Err(e) if e.is_not_found() => {
-                    let labels = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
-                    traced(self, "network create", self.create_network(name, &labels)).await?;
-                    traced(self, "network inspect", self.inspect_network(name)).await?
-                }
-                Err(e) => return Err(e),
-            };
-        if found.driver != "bridge" {
-            return Err(EngineError::NetworkConflict {
-                name: name.to_string(),
-                driver: openshell_runtime::display_value(&found.driver),
-            });
-        }
-        Ok(found.body)
+        network::ensure(self).await
     }
 
     async fn create(

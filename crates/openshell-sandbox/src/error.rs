@@ -147,6 +147,15 @@ pub enum EngineError {
         /// Its driver.
         driver: String,
     },
+    /// Several networks share the sandbox network's name (old Docker engines allow it), and not
+    /// all could be healed: a container cannot join the name while it is ambiguous.
+    #[error("network {name} exists {} times ({}); containers cannot join it by name: remove the ones not in use by id (`docker network rm <id>`)", .ids.len(), .ids.join(", "))]
+    DuplicateNetworks {
+        /// The network's name.
+        name: String,
+        /// The ids sharing it (first 12 characters).
+        ids: Vec<String>,
+    },
     /// The endpoint answered, but not with the API this driver speaks.
     #[error("{endpoint} does not serve the {api} API ({call} answered HTTP {status}); choose the other driver")]
     WrongApi {

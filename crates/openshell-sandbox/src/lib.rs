@@ -14,6 +14,7 @@ mod env;
 mod error;
 mod host;
 mod listener;
+mod network;
 mod probe;
 mod relay;
 mod spec;

@@ -73,14 +73,18 @@ pub struct ContainerStatus {
     pub exit_code: Option<i64>,
 }
 
-/// A network as an inspect call reports it.
+/// A network as an inspect or list call reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkInfo {
+    /// Its id, empty when not reported.
+    pub id: String,
+    /// Its name, empty when not reported.
+    pub name: String,
     /// Its driver (`bridge`, `macvlan`, ...), empty when not reported.
     pub driver: String,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
-    /// The whole inspect body, which becomes the facts document's `network`.
+    /// The whole inspect (or list entry) body, which becomes the facts document's `network`.
     pub body: Value,
 }
 
@@ -137,15 +141,19 @@ pub trait EngineOps: Send + Sync {
     async fn image_exists(&self, image: &str) -> Result<bool, OpError>;
     /// Pulls an image, draining the engine's progress until it is done.
     async fn pull_image(&self, image: &str) -> Result<(), OpError>;
-    /// Inspects a network by name.
+    /// Inspects a network by name or id.
     async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError>;
+    /// The networks the engine's name filter matches for `name`: every network called `name`,
+    /// and possibly others (Docker matches substrings, libpod regular expressions). Old Docker
+    /// engines let several networks share a name, which only a list shows.
+    async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError>;
     /// Creates a bridge network with these labels.
     async fn create_network(
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<(), OpError>;
-    /// Removes a network by name.
+    /// Removes a network by name or id (refused by the engine while containers use it).
     async fn remove_network(&self, name: &str) -> Result<(), OpError>;
     /// Imports a root-filesystem tarball as the image `reference` (`repo:tag`), through the
     /// engine's API (Docker's `POST /images/create?fromSrc=-`, libpod's `/images/import`).

@@ -1,0 +1,196 @@
+//! Owning the sandbox network: found, or created once, by any number of runs at the same time.
+//!
+//! Creating a network by name is not atomic on every engine. Podman refuses a second network
+//! of the same name (libpod with 409, Podman 4.3's Docker-compatible API with 500). dockerd
+//! before 25 checks names without a lock, `CheckDuplicate` included: eight concurrent creates
+//! on dockerd 20.10 made eight networks of one name, and every later container create by that
+//! name failed as ambiguous. So creation here is three steps:
+//!
+//! 1. runs on this host take turns (a host-wide lock, [`HostLock`]), so they never race;
+//! 2. a create that fails because the network appeared meanwhile (Conflict, or Podman's 500)
+//!    is followed by another look, not reported;
+//! 3. several networks of our name, all labelled as ours (left by runs on other hosts, or by
+//!    older versions), are healed: every run removes them in the same order (highest id first)
+//!    until one is left, so concurrent healers agree on the survivor; a network in use is never
+//!    removed (the engine refuses), and what cannot be healed is an error naming the ids.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use openshell_runtime::consts::LABEL_MANAGED;
+use serde_json::Value;
+
+use crate::driver::traced;
+use crate::error::{EngineError, ErrorKind};
+use crate::support::{EngineOps, NetworkInfo};
+
+/// Pause between attempts to take the host-wide lock.
+const LOCK_PAUSE: Duration = Duration::from_millis(20);
+
+/// Whether an object carries our label.
+pub(crate) fn is_ours(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(LABEL_MANAGED).is_some_and(|v| v == "true")
+}
+
+/// The sandbox network's inspect body, creating it (bridge, labelled as ours) when missing and
+/// healing duplicates of ours. A same-named network with another driver is refused.
+pub(crate) async fn ensure<O: EngineOps + ?Sized>(ops: &O) -> Result<Value, EngineError> {
+    let name = ops.options().network.as_str();
+    let found = match traced(ops, "network inspect", ops.inspect_network(name)).await {
+        Ok(net) => net,
+        // Missing, or shared by several networks (dockerd before 25 answers 400 "ambiguous"):
+        // only a list tells which.
+        Err(e) if matches!(e.kind(), Some(ErrorKind::NotFound | ErrorKind::Rejected)) => {
+            settle(ops, name, e).await?
+        }
+        Err(e) => return Err(e),
+    };
+    if found.driver != "bridge" {
+        return Err(EngineError::NetworkConflict {
+            name: name.to_string(),
+            driver: openshell_runtime::display_value(&found.driver),
+        });
+    }
+    Ok(found.body)
+}
+
+/// Every network called exactly `name` (the engines' filters match more).
+async fn named<O: EngineOps + ?Sized>(
+    ops: &O,
+    name: &str,
+) -> Result<Vec<NetworkInfo>, EngineError> {
+    let all = traced(ops, "network list", ops.list_networks(name)).await?;
+    Ok(all.into_iter().filter(|n| n.name == name).collect())
+}
+
+/// Makes exactly one network called `name` exist, under the host-wide lock, and inspects it.
+/// `looked` is the inspect failure that brought us here, returned when it was not about a
+/// missing or shared name.
+async fn settle<O: EngineOps + ?Sized>(
+    ops: &O,
+    name: &str,
+    looked: EngineError,
+) -> Result<NetworkInfo, EngineError> {
+    let _turn = HostLock::acquire(name, ops.options().timeout).await;
+    let mut nets = named(ops, name).await?;
+    if nets.is_empty() {
+        if !looked.is_not_found() {
+            return Err(looked);
+        }
+        let labels = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
+        let conflict = match traced(ops, "network create", ops.create_network(name, &labels)).await
+        {
+            Ok(()) => None,
+            // Someone else created it since we looked: libpod answers 409, Podman 4.3's
+            // Docker-compatible API 500. Look again.
+            Err(e) if matches!(e.kind(), Some(ErrorKind::Conflict | ErrorKind::Transient)) => {
+                tracing::debug!(error = %e, network = name, "network created by someone else meanwhile");
+                Some(e)
+            }
+            Err(e) => return Err(e),
+        };
+        nets = named(ops, name).await?;
+        if nets.is_empty() {
+            // Neither our create nor anyone else's left a network.
+            return Err(conflict.unwrap_or(looked));
+        }
+    }
+    if nets.len() > 1 {
+        nets = heal(ops, name, nets).await?;
+    }
+    match nets.as_slice() {
+        // By id: the name may still be shared with a network being removed by another run.
+        [one] if !one.id.is_empty() => {
+            traced(ops, "network inspect", ops.inspect_network(&one.id)).await
+        }
+        [_] => traced(ops, "network inspect", ops.inspect_network(name)).await,
+        _ => Err(EngineError::DuplicateNetworks {
+            name: name.to_string(),
+            ids: nets
+                .iter()
+                .map(|n| n.id.chars().take(12).collect())
+                .collect(),
+        }),
+    }
+}
+
+/// Removes duplicates of ours, highest id first, until one is left; returns what is left. A
+/// name shared with a network that is not ours is left alone for the operator.
+async fn heal<O: EngineOps + ?Sized>(
+    ops: &O,
+    name: &str,
+    mut nets: Vec<NetworkInfo>,
+) -> Result<Vec<NetworkInfo>, EngineError> {
+    if !nets.iter().all(|n| is_ours(&n.labels)) {
+        return Ok(nets);
+    }
+    nets.sort_by(|a, b| b.id.cmp(&a.id));
+    let mut left = nets.len();
+    for net in &nets {
+        if left == 1 {
+            break;
+        }
+        match traced(ops, "network remove", ops.remove_network(&net.id)).await {
+            Ok(()) => {
+                tracing::warn!(network = name, id = %net.id, "removed a duplicate of the sandbox network");
+                left -= 1;
+            }
+            // Another run healed it first.
+            Err(e) if e.is_not_found() => left -= 1,
+            Err(e) => {
+                tracing::warn!(network = name, id = %net.id, error = %e, "duplicate sandbox network not removed (in use?)");
+            }
+        }
+    }
+    named(ops, name).await
+}
+
+/// A lock shared by every process on this host (and every task in this one), held while a run
+/// looks for and creates the network `name`. It is an abstract Unix socket bound to a name
+/// derived from the network's: binding is atomic, needs no file and no permission, and the
+/// kernel releases it when the process ends, even by SIGKILL. Elsewhere than Linux there is no
+/// such namespace and no lock; healing still converges.
+#[derive(Debug)]
+struct HostLock {
+    #[cfg(target_os = "linux")]
+    _held: Option<std::os::unix::net::UnixListener>,
+}
+
+impl HostLock {
+    /// Takes the lock, waiting at most `wait`; after that, goes on without it (a stuck holder
+    /// must not stop us; healing covers the race).
+    async fn acquire(name: &str, wait: Duration) -> HostLock {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::linux::net::SocketAddrExt;
+            use std::os::unix::net::{SocketAddr, UnixListener};
+            let mut key = format!("openshell/network/{name}").into_bytes();
+            // The abstract name must fit `sun_path` (108 bytes with the leading NUL); two long
+            // names sharing a prefix share a lock, which only makes them take turns.
+            key.truncate(100);
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let bound =
+                    SocketAddr::from_abstract_name(&key).and_then(|a| UnixListener::bind_addr(&a));
+                match bound {
+                    Ok(l) => return HostLock { _held: Some(l) },
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::AddrInUse
+                            && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(LOCK_PAUSE).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(network = name, error = %e, "creating the sandbox network without the host-wide lock");
+                        return HostLock { _held: None };
+                    }
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (name, wait);
+            HostLock {}
+        }
+    }
+}
