@@ -196,6 +196,9 @@ fn text(doc: &DoctorReport<'_>) -> String {
             p.openshell_host
         );
         let _ = writeln!(s, "    {}", p.hint);
+        for note in &p.notes {
+            let _ = writeln!(s, "    note: {note}");
+        }
     }
     match doc.proven {
         Some(p) => {

@@ -1126,12 +1126,15 @@ fn run_concurrently(n: usize, args: &[&str]) -> Vec<Output> {
         .collect()
 }
 
-/// Eight `detect` runs at once on a fresh network name all succeed and leave one network (on
-/// dockerd 20.10 they made several of the name, and every later run failed as ambiguous; on
-/// Podman the runs that lost the race failed with a conflict).
+/// Eight `doctor` runs at once on a fresh network name all succeed and leave one network (on
+/// dockerd 20.10 they made several networks of the name, and every later run failed as
+/// ambiguous; on Podman the runs that lost the race failed with a conflict). They also share
+/// the gateway's port: all but one probe on a free port.
 #[test]
-fn concurrent_detects_leave_one_network() {
-    use openshell_tests::live::{dockerd, networks_named, podman, remove_networks_named};
+fn concurrent_doctors_leave_one_network() {
+    use openshell_tests::live::{
+        dockerd, import_busybox, networks_named, podman, remove_image, remove_networks_named,
+    };
     for (engine, driver) in [
         (dockerd(), "docker"),
         (podman(), "docker"),
@@ -1146,10 +1149,11 @@ fn concurrent_detects_leave_one_network() {
             engine.name
         );
         let endpoint = format!("unix://{}", engine.socket);
+        let image = import_busybox(&engine).unwrap_or_else(|e| panic!("{e}"));
         let outs = run_concurrently(
             8,
             &[
-                "detect",
+                "doctor",
                 "--no-config",
                 "-o",
                 "json",
@@ -1159,22 +1163,76 @@ fn concurrent_detects_leave_one_network() {
                 &endpoint,
                 "--network",
                 &network,
-                // Eight fact gatherings at once are slow on Podman; this test is about the network.
+                "--probe-image",
+                &image,
+                // Eight runs at once are slow on a loaded two-core machine (Podman's /info
+                // alone takes seconds); this test is about the network and the port.
                 "--timeout",
                 "60",
+                "--probe-timeout",
+                "40",
             ],
         );
         let left = networks_named(&engine, &network);
         remove_networks_named(&engine, &network);
+        remove_image(&engine, &image);
         for out in &outs {
             assert_eq!(
                 out.status.code(),
                 Some(0),
-                "{} via {driver}: {}",
+                "{} via {driver}: {}{}",
                 engine.name,
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
             );
         }
         assert_eq!(left.map(|l| l.len()), Ok(1), "{} via {driver}", engine.name);
     }
+}
+
+/// `doctor` beside a running gateway: with the gateway's port held on the route's bind address
+/// it still proves the route, on a free port, and says the port is busy (it used to exit 5 and
+/// blame the probe image).
+#[test]
+fn live_doctor_beside_a_running_gateway() {
+    let engine = openshell_tests::live::dockerd();
+    if !engine.available() {
+        return;
+    }
+    let network = format!("openshell-doctor-{}-busy", std::process::id());
+    // dockerd creates the bridge with the network, so the gateway can bind it before any probe.
+    let first = json(&run(&[
+        "detect",
+        "--no-config",
+        "-o",
+        "json",
+        "--driver",
+        "docker",
+        "--network",
+        &network,
+    ]));
+    let gw = first["openshell_host"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let gateway = std::net::TcpListener::bind((gw.as_str(), 0));
+    let port = gateway
+        .as_ref()
+        .ok()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port().to_string());
+    let busy = port.map(|p| doctor(&engine, "docker", &network, &["--port", &p]));
+    drop(gateway);
+    openshell_tests::live::remove_network(&engine, &network);
+    let busy = busy.unwrap_or_else(|| panic!("cannot hold a port on {gw}: {first}"));
+
+    let v = json(&busy);
+    assert_eq!(busy.status.code(), Some(0), "{v}");
+    assert_eq!(v["probes"][0]["outcome"], "ok", "{v}");
+    assert!(
+        v["probes"][0]["notes"].as_array().is_some_and(|n| n
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.contains("in use")))),
+        "{v}"
+    );
 }

@@ -1,16 +1,18 @@
 //! Proving a route before trusting it: one short-lived container on the sandbox network, with
 //! exactly the sandbox's extra hosts, calls `host.openshell.internal:<port>` with a one-time
-//! token while the listener waits where the route says. The outcome is classified, each with a
-//! hint, and the probe container is always removed.
+//! token while the listener waits where the route says (on the gateway's port, or a free one
+//! when a gateway already listens there). The outcome is classified, each with a hint, and the
+//! probe container is always removed.
 
+use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
 use openshell_runtime::Route;
 use serde::Serialize;
 
 use crate::{
-    new_token, CallbackListener, ListenerOptions, SandboxDriver, SandboxHandle, SandboxSpec,
-    SandboxState,
+    new_token, CallbackListener, ListenerError, ListenerOptions, SandboxDriver, SandboxHandle,
+    SandboxSpec, SandboxState,
 };
 
 /// Exit codes of the probe script, one per classified failure.
@@ -96,6 +98,9 @@ pub struct ProbeResult {
     pub outcome: ProbeOutcome,
     /// The hint for it.
     pub hint: &'static str,
+    /// What else a person should know about this probe (the gateway's port was busy).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The probe container's script: classify by /etc/hosts, then by wget's answer.
@@ -111,16 +116,40 @@ fn probe_command() -> Vec<String> {
     vec!["/bin/sh".into(), "-c".into(), script]
 }
 
-fn unavailable(route: &Route, reason: String) -> ProbeResult {
-    result(route, ProbeOutcome::ProbeUnavailable { reason })
+fn unavailable(route: &Route, reason: String, notes: Vec<String>) -> ProbeResult {
+    result(route, ProbeOutcome::ProbeUnavailable { reason }, notes)
 }
 
-fn result(route: &Route, outcome: ProbeOutcome) -> ProbeResult {
+fn result(route: &Route, outcome: ProbeOutcome, notes: Vec<String>) -> ProbeResult {
     ProbeResult {
         openshell_host: route.openshell_host.to_string(),
         bind: route.bind.map(|b| b.to_string()),
         hint: outcome.hint(),
         outcome,
+        notes,
+    }
+}
+
+/// Binds the probe's listener where `route` says, on the gateway's port when it is free and on
+/// a free port when it is not: the route is an address, which does not depend on the port, and
+/// a running gateway (or another doctor) must not make the probe fail.
+async fn probe_listener(
+    route: &Route,
+    opts: ListenerOptions,
+    notes: &mut Vec<String>,
+) -> Result<CallbackListener, ListenerError> {
+    let mut at = route.clone();
+    match CallbackListener::bind(&at, opts).await {
+        Err(ListenerError::Bind { addr, source }) if source.kind() == ErrorKind::AddrInUse => {
+            notes.push(format!(
+                "the gateway port {} on {} is in use (a running gateway, or another program): the probe used a free port, since the route does not depend on the port",
+                addr.port(),
+                addr.ip()
+            ));
+            at.port = 0;
+            CallbackListener::bind(&at, opts).await
+        }
+        other => other,
     }
 }
 
@@ -140,17 +169,18 @@ async fn probe_route_inner<D: SandboxDriver>(
     route: &Route,
     opts: &ProbeOptions,
 ) -> ProbeResult {
-    let mut listener = match CallbackListener::bind(route, opts.listener).await {
+    let mut notes = Vec::new();
+    let mut listener = match probe_listener(route, opts.listener, &mut notes).await {
         Ok(l) => l,
-        Err(e) => return unavailable(route, e.to_string()),
+        Err(e) => return unavailable(route, e.to_string(), notes),
     };
     let route = listener.route().clone();
     if let Err(e) = driver.ensure_image(&opts.image).await {
-        return unavailable(&route, format!("probe image {}: {e}", opts.image));
+        return unavailable(&route, format!("probe image {}: {e}", opts.image), notes);
     }
     let (id, token) = match (new_token(), new_token()) {
         (Ok(id), Ok(token)) => (id, token),
-        (Err(e), _) | (_, Err(e)) => return unavailable(&route, e.to_string()),
+        (Err(e), _) | (_, Err(e)) => return unavailable(&route, e.to_string(), notes),
     };
     let spec = SandboxSpec {
         id: format!("probe-{}", &id[..12]),
@@ -162,13 +192,13 @@ async fn probe_route_inner<D: SandboxDriver>(
     listener.expect(&spec.id, &spec.token);
     let handle = match driver.create(&spec, &route).await {
         Ok(h) => h,
-        Err(e) => return unavailable(&route, e.to_string()),
+        Err(e) => return unavailable(&route, e.to_string(), notes),
     };
     let outcome = run(driver, &handle, &spec.id, &mut listener, opts.timeout).await;
     if let Err(e) = driver.delete(&handle).await {
         tracing::warn!(error = %e, container = %handle.container_id, "probe container not removed");
     }
-    result(&route, outcome)
+    result(&route, outcome, notes)
 }
 
 async fn run<D: SandboxDriver>(
@@ -308,6 +338,7 @@ pub async fn require_verified_route<D: SandboxDriver>(
             proven
                 .notes
                 .push(format!("proven reachable by a probe ({})", results[i].hint));
+            proven.notes.extend(results[i].notes.iter().cloned());
             Ok((proven, results))
         }
         None => Err(Unverified {
