@@ -1192,9 +1192,11 @@ fn concurrent_doctors_leave_one_network() {
 
 /// `doctor` beside a running gateway: with the gateway's port held on the route's bind address
 /// it still proves the route, on a free port, and says the port is busy (it used to exit 5 and
-/// blame the probe image).
+/// blame the probe image). With `--tls` the route is proven too: the probe speaks plain HTTP
+/// and says TLS was not probed (it used to speak https to a plain listener and blame a
+/// firewall).
 #[test]
-fn live_doctor_beside_a_running_gateway() {
+fn live_doctor_beside_a_running_gateway_and_with_tls() {
     let engine = openshell_tests::live::dockerd();
     if !engine.available() {
         return;
@@ -1223,6 +1225,7 @@ fn live_doctor_beside_a_running_gateway() {
         .map(|a| a.port().to_string());
     let busy = port.map(|p| doctor(&engine, "docker", &network, &["--port", &p]));
     drop(gateway);
+    let tls = doctor(&engine, "docker", &network, &["--tls"]);
     openshell_tests::live::remove_network(&engine, &network);
     let busy = busy.unwrap_or_else(|| panic!("cannot hold a port on {gw}: {first}"));
 
@@ -1233,6 +1236,16 @@ fn live_doctor_beside_a_running_gateway() {
         v["probes"][0]["notes"].as_array().is_some_and(|n| n
             .iter()
             .any(|n| n.as_str().is_some_and(|n| n.contains("in use")))),
+        "{v}"
+    );
+
+    let v = json(&tls);
+    assert_eq!(tls.status.code(), Some(0), "{v}");
+    assert_eq!(v["probes"][0]["outcome"], "ok", "{v}");
+    assert!(
+        v["probes"][0]["notes"].as_array().is_some_and(|n| n
+            .iter()
+            .any(|n| n.as_str().is_some_and(|n| n.contains("TLS is not probed")))),
         "{v}"
     );
 }

@@ -2,7 +2,8 @@
 //! exactly the sandbox's extra hosts, calls `host.openshell.internal:<port>` with a one-time
 //! token while the listener waits where the route says (on the gateway's port, or a free one
 //! when a gateway already listens there). The outcome is classified, each with a hint, and the
-//! probe container is always removed.
+//! probe container is always removed. The probe proves the address; it speaks plain HTTP even
+//! for a TLS route, and says so.
 
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
@@ -98,7 +99,8 @@ pub struct ProbeResult {
     pub outcome: ProbeOutcome,
     /// The hint for it.
     pub hint: &'static str,
-    /// What else a person should know about this probe (the gateway's port was busy).
+    /// What else a person should know about this probe (the gateway's port was busy, TLS was
+    /// not probed).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -132,13 +134,15 @@ fn result(route: &Route, outcome: ProbeOutcome, notes: Vec<String>) -> ProbeResu
 
 /// Binds the probe's listener where `route` says, on the gateway's port when it is free and on
 /// a free port when it is not: the route is an address, which does not depend on the port, and
-/// a running gateway (or another doctor) must not make the probe fail.
+/// a running gateway (or another doctor) must not make the probe fail. The listener's route
+/// speaks plain HTTP, because the listener does.
 async fn probe_listener(
     route: &Route,
     opts: ListenerOptions,
     notes: &mut Vec<String>,
 ) -> Result<CallbackListener, ListenerError> {
     let mut at = route.clone();
+    at.tls = false;
     match CallbackListener::bind(&at, opts).await {
         Err(ListenerError::Bind { addr, source }) if source.kind() == ErrorKind::AddrInUse => {
             notes.push(format!(
@@ -170,6 +174,9 @@ async fn probe_route_inner<D: SandboxDriver>(
     opts: &ProbeOptions,
 ) -> ProbeResult {
     let mut notes = Vec::new();
+    if route.tls {
+        notes.push("TLS is not probed: the probe proves that sandboxes reach this address, over plain HTTP; the gateway's certificate is not checked".to_string());
+    }
     let mut listener = match probe_listener(route, opts.listener, &mut notes).await {
         Ok(l) => l,
         Err(e) => return unavailable(route, e.to_string(), notes),
