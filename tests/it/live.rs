@@ -18,7 +18,7 @@ use openshell_runtime::{
 use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{
     sandbox_command, CallbackListener, ListenerError, ListenerOptions, SandboxDriver,
-    SandboxHandle, SandboxSpec, SandboxState,
+    SandboxHandle, SandboxSpec, SandboxState, Sweep,
 };
 use openshell_tests::live::{self, Engine};
 
@@ -373,6 +373,69 @@ pub async fn failed_create_leaves_nothing<D: SandboxDriver + 'static>(engine: &E
     .await;
 }
 
+/// A probe removes itself: once started, the engine deletes it when it exits; one that never
+/// started is found by a sweep of this run's probes, and a stale-probe sweep leaves a live
+/// run's probe alone.
+pub async fn probes_remove_themselves<D: SandboxDriver + 'static>(engine: &Engine, driver: D) {
+    run(engine, driver, |ctx| async move {
+        let route = decide_live(ctx).await;
+        let lifetime = Duration::from_secs(120);
+        let mut started = spec(ctx, 1);
+        started.command = vec!["sh".into(), "-c".into(), "exit 3".into()];
+        let h = ctx
+            .driver
+            .create_probe(&started, &route, lifetime)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        ctx.driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut gone = false;
+        for _ in 0..80 {
+            if ctx
+                .driver
+                .inspect(&h)
+                .await
+                .is_err_and(|e| e.is_not_found())
+            {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert!(gone, "an exited probe was not removed by the engine");
+
+        let never = spec(ctx, 1);
+        let h = ctx
+            .driver
+            .create_probe(&never, &route, lifetime)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stale = ctx
+            .driver
+            .sweep_probes(Sweep::Stale)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            stale.iter().all(|p| p.container_id != h.container_id),
+            "a live run's probe was swept as stale"
+        );
+        let mine = ctx
+            .driver
+            .sweep_probes(Sweep::Mine)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            mine.iter().any(|p| p.container_id == h.container_id),
+            "{mine:?}"
+        );
+        assert!(ctx
+            .driver
+            .inspect(&h)
+            .await
+            .is_err_and(|e| e.is_not_found()));
+    })
+    .await;
+}
+
 /// Eight runs at once on a fresh network name all succeed, see the same network and leave one
 /// behind: creating the sandbox network is idempotent under concurrency. (Only the network is
 /// asked for: eight whole fact gatherings at once take Podman's `/info` past the timeout on a
@@ -440,6 +503,14 @@ macro_rules! live_scenarios {
                 let engine = $engine;
                 if engine.available() {
                     super::host_network_callback(&engine, super::$connect(&engine).await).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn probes_remove_themselves() {
+                let engine = $engine;
+                if engine.available() {
+                    super::probes_remove_themselves(&engine, super::$connect(&engine).await).await;
                 }
             }
 

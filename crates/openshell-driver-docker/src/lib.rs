@@ -212,6 +212,7 @@ impl EngineOps for DockerDriver {
                     NetworkMode::Bridge => c.network.clone(),
                     NetworkMode::Host => "host".to_string(),
                 }),
+                auto_remove: c.auto_remove.then_some(true),
                 ..Default::default()
             }),
             ..Default::default()

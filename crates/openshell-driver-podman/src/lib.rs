@@ -171,7 +171,8 @@ impl EngineOps for PodmanDriver {
             .env(env)
             .labels(c.labels.clone())
             .hosts_add(c.extra_hosts.clone())
-            .stdin(c.stdin);
+            .stdin(c.stdin)
+            .remove(c.auto_remove);
         let opts = match c.network_mode {
             NetworkMode::Bridge => builder
                 .net_namespace(Namespace {

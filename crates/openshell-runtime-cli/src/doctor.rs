@@ -1,17 +1,23 @@
 //! `doctor`: prove the route on the live engine, and say what to do when nothing works.
 //!
 //! The decided route is probed first, then the decision's fallbacks in their documented order,
-//! until one is proven. Exit 0 when a route is proven, 5 when none is, 3 when no engine answers.
+//! until one is proven. Exit 0 when a route is proven, 5 when none is, 3 when no engine answers,
+//! 130 or 143 when stopped by SIGINT or SIGTERM (after removing its probe).
+//!
+//! Probe containers of earlier runs that were interrupted or crashed are swept first, and the
+//! report lists them.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use openshell_runtime::{decide, Registry, Route};
 use openshell_sandbox::{
-    probe_route, ListenerOptions, ProbeOptions, ProbeOutcome, ProbeResult, SandboxDriver,
+    probe_route, EngineError, ListenerOptions, ProbeOptions, ProbeOutcome, ProbeResult,
+    SandboxDriver, Sweep, SweptProbe,
 };
 use serde::Serialize;
 
+use crate::interrupt::{Interrupt, Interrupts};
 use crate::live;
 use crate::report::Report;
 use crate::{settle, to_json, EngineArgs, Fail, Output, RouteArgs};
@@ -31,6 +37,8 @@ pub struct DoctorArgs {
 struct DoctorReport<'a> {
     #[serde(flatten)]
     decision: Report<'a>,
+    /// Probe containers of earlier runs (interrupted, crashed) removed before probing.
+    swept: Vec<SweptProbe>,
     probes: Vec<ProbeResult>,
     proven: Option<&'a ProbeResult>,
     advice: Vec<String>,
@@ -114,10 +122,29 @@ fn advice(probes: &[ProbeResult], route_error: Option<String>, port: u16) -> Vec
     out
 }
 
+/// The failure for a run stopped by `signal`, after `removed` of its probes were removed.
+fn interrupted(signal: Interrupt, removed: Option<Result<Vec<SweptProbe>, EngineError>>) -> Fail {
+    let cleanup = match removed {
+        None => String::new(),
+        Some(Ok(r)) => format!("; removed {} probe container(s) of this run", r.len()),
+        Some(Err(e)) => {
+            format!("; its probe containers were not removed ({e}): the next run removes them")
+        }
+    };
+    Fail {
+        code: signal.code,
+        message: format!("interrupted by {}{cleanup}", signal.name),
+    }
+}
+
 /// Runs `doctor`.
 pub fn run(args: DoctorArgs) -> Result<u8, Fail> {
     live::block_on(async {
-        let engine = live::connect(&args.engine, None).await?;
+        let mut stop = Interrupts::catch()?;
+        let engine = tokio::select! {
+            engine = live::connect(&args.engine, None) => engine?,
+            signal = stop.next() => return Err(interrupted(signal, None)),
+        };
         let Some(driver) = &engine.driver else {
             return Err(Fail {
                 code: 1,
@@ -149,7 +176,21 @@ pub fn run(args: DoctorArgs) -> Result<u8, Fail> {
             .collect();
         let progress =
             Progress(std::io::stderr().is_terminal() && matches!(args.output, Output::Text));
-        let probes = probe_all(driver, &routes, &opts, &progress).await;
+        // Probes left by interrupted or crashed runs go first, and the report says so.
+        let swept = driver.sweep_probes(Sweep::Stale).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "stale probe containers not swept");
+            Vec::new()
+        });
+        let probes = tokio::select! {
+            probes = probe_all(driver, &routes, &opts, &progress) => probes,
+            signal = stop.next() => {
+                if progress.0 {
+                    eprintln!();
+                }
+                let removed = driver.sweep_probes(Sweep::Mine).await;
+                return Err(interrupted(signal, Some(removed)));
+            }
+        };
         let mut report = Report::new(&decision, &facts.warnings, &settings, ctx.network_mode);
         report.endpoint_candidates = Some(&engine.candidates);
         report.driver = Some(engine.driver_name());
@@ -161,6 +202,7 @@ pub fn run(args: DoctorArgs) -> Result<u8, Fail> {
         );
         let doc = DoctorReport {
             decision: report,
+            swept,
             probes: probes.clone(),
             proven,
             advice,
@@ -176,6 +218,17 @@ pub fn run(args: DoctorArgs) -> Result<u8, Fail> {
 fn text(doc: &DoctorReport<'_>) -> String {
     use std::fmt::Write as _;
     let mut s = doc.decision.text();
+    if !doc.swept.is_empty() {
+        let _ = writeln!(
+            s,
+            "swept:      {} probe container(s) left by earlier runs",
+            doc.swept.len()
+        );
+        for p in &doc.swept {
+            let id: String = p.container_id.chars().take(12).collect();
+            let _ = writeln!(s, "  - {id} ({}): {}", p.sandbox_id, p.reason);
+        }
+    }
     let _ = writeln!(s, "probes:");
     if doc.probes.is_empty() {
         let _ = writeln!(s, "  (no route to probe)");

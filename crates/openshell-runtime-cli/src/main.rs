@@ -3,7 +3,8 @@
 //!
 //! Exit codes: 0 decided; 1 an engine call failed; 2 bad usage or invalid input; 3 no engine
 //! answered anywhere (live mode); 4 recognised but no safe route (or not recognised at all): the
-//! policy refused to guess.
+//! policy refused to guess; `doctor` adds 5 (no route proven) and 130/143 (stopped by SIGINT or
+//! SIGTERM, after removing its probe). Warnings go to stderr; `RUST_LOG` shows more.
 
 // Turned into pub(crate) once the concurrent branches touching these modules have landed.
 #![allow(unreachable_pub)]
@@ -11,6 +12,7 @@
 mod bundled;
 mod config;
 mod doctor;
+mod interrupt;
 mod live;
 mod report;
 
@@ -184,8 +186,21 @@ pub(crate) fn usage(message: impl Into<String>) -> Fail {
     }
 }
 
+/// Warnings (and more, with `RUST_LOG`) go to stderr: a leftover container or a healed network
+/// must not pass in silence.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     let result = match cli.command {
         Command::Detect {
             facts,

@@ -1249,3 +1249,107 @@ fn live_doctor_beside_a_running_gateway_and_with_tls() {
         "{v}"
     );
 }
+
+/// `doctor` interrupted at any moment leaves no probe container once the next run is done:
+/// SIGINT makes it remove its probe and exit 130; SIGKILL leaves at most a probe that the engine
+/// removes itself once it exits, or that the next run sweeps and reports. (Before, every
+/// interrupted run could leave a container that nothing ever removed.)
+#[test]
+fn interrupted_doctors_leave_no_probe_after_the_next_run() {
+    use openshell_tests::live::{
+        containers_on_network, dockerd, import_busybox, podman, remove_image, remove_networks_named,
+    };
+    use std::time::Duration;
+    for (engine, driver) in [(dockerd(), "docker"), (podman(), "podman")] {
+        if !engine.available() {
+            continue;
+        }
+        let network = format!(
+            "openshell-cli-{}-interrupted-{}",
+            std::process::id(),
+            engine.name
+        );
+        let endpoint = format!("unix://{}", engine.socket);
+        let image = import_busybox(&engine).unwrap_or_else(|e| panic!("{e}"));
+        let args = [
+            "doctor",
+            "--no-config",
+            "-o",
+            "json",
+            "--driver",
+            driver,
+            "--endpoint",
+            &endpoint,
+            "--network",
+            &network,
+            "--probe-image",
+            &image,
+            "--timeout",
+            "30",
+            "--probe-timeout",
+            "12",
+        ];
+        let mut interrupted = Vec::new();
+        // Bounded: five moments per signal, from before the probe exists to after it is done.
+        for delay_ms in [200u64, 500, 900, 1400, 2500] {
+            for signal in ["INT", "KILL"] {
+                let child = bin()
+                    .args(args)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot run the binary: {e}"));
+                std::thread::sleep(Duration::from_millis(delay_ms));
+                let _ = Command::new("kill")
+                    .args([&format!("-{signal}"), &child.id().to_string()])
+                    .status();
+                let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+                interrupted.push((signal, delay_ms, out));
+            }
+        }
+        // A create sent just before a kill may land a moment later; then the next run starts.
+        std::thread::sleep(Duration::from_secs(2));
+        let next = run(&args);
+        let left = containers_on_network(&engine, &network);
+        for name in left.iter().flatten() {
+            let _ = Command::new(&engine.cli[0])
+                .args(["rm", "-f", name])
+                .output();
+        }
+        remove_networks_named(&engine, &network);
+        remove_image(&engine, &image);
+
+        for (signal, delay_ms, out) in &interrupted {
+            if *signal == "INT" {
+                // Caught, never fatal: 130, or the run's own code when it was done first.
+                assert!(
+                    out.status.code().is_some(),
+                    "{} SIGINT after {delay_ms} ms killed the run: {:?} {}",
+                    engine.name,
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        assert!(
+            interrupted
+                .iter()
+                .any(|(s, _, out)| *s == "INT" && out.status.code() == Some(130)),
+            "{}: no SIGINT landed during a run",
+            engine.name
+        );
+        assert_eq!(
+            next.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&next.stderr)
+        );
+        assert!(json(&next)["swept"].is_array());
+        assert_eq!(
+            left,
+            Ok(Vec::new()),
+            "{}: probe containers left",
+            engine.name
+        );
+    }
+}

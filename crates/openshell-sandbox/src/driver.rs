@@ -1,6 +1,7 @@
 //! The sandbox lifecycle, written once for every driver: [`SandboxDriver`] is implemented for
 //! each [`EngineOps`], so the Docker and Podman drivers share create-with-cleanup, the bounded
-//! removal retry, listing, the capped log read, owning the sandbox network and gathering facts.
+//! removal retry, listing, the capped log read, owning the sandbox network, gathering facts, and
+//! marking and sweeping probe containers.
 //!
 //! Every engine call goes through one helper (`traced`): one `engine_call` tracing span, one timeout,
 //! and one error shape ([`EngineError`]) whose kind the driver decided from the status code.
@@ -10,7 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use openshell_runtime::consts::{DEFAULT_SANDBOX_NETWORK, LABEL_MANAGED, LABEL_SANDBOX};
+use openshell_runtime::consts::{
+    DEFAULT_SANDBOX_NETWORK, LABEL_MANAGED, LABEL_PROBE, LABEL_SANDBOX,
+};
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::{Facts, Route};
 use serde::Serialize;
@@ -20,6 +23,7 @@ use tracing::Instrument;
 use crate::error::{EngineError, ErrorKind, OpError};
 use crate::host::{host_facts, HostFacts};
 use crate::network::{self, is_ours};
+use crate::reap::{self, Owner, Sweep, SweptProbe};
 use crate::spec::{extra_host_entries, SandboxSpec};
 use crate::support::{ContainerConfig, EngineOps};
 
@@ -155,6 +159,21 @@ pub trait SandboxDriver: Send + Sync {
     async fn create(&self, spec: &SandboxSpec, route: &Route)
         -> Result<SandboxHandle, EngineError>;
 
+    /// Creates (not starts) a reachability probe: like [`create`](Self::create), but labelled
+    /// as a probe of this process that is stale `lifetime` from now at the latest, and removed
+    /// by the engine itself once it exits. An interrupted run leaves at most a probe that never
+    /// started, which [`sweep_probes`](Self::sweep_probes) finds.
+    async fn create_probe(
+        &self,
+        spec: &SandboxSpec,
+        route: &Route,
+        lifetime: Duration,
+    ) -> Result<SandboxHandle, EngineError>;
+
+    /// Removes the probe containers of ours that `which` selects (on every engine network) and
+    /// returns them. A probe that cannot be removed is logged and left for the next sweep.
+    async fn sweep_probes(&self, which: Sweep) -> Result<Vec<SweptProbe>, EngineError>;
+
     /// Starts a created sandbox; it then calls back along the route it was created with.
     async fn start(&self, sandbox: &SandboxHandle) -> Result<(), EngineError>;
 
@@ -236,35 +255,54 @@ impl<T: EngineOps + ?Sized> SandboxDriver for T {
         spec: &SandboxSpec,
         route: &Route,
     ) -> Result<SandboxHandle, EngineError> {
-        spec.validate()?;
-        let config = ContainerConfig {
-            name: spec.container_name(),
-            image: spec.image.clone(),
-            command: spec.command.clone(),
-            env: spec.env(route),
-            labels: spec.all_labels(),
-            extra_hosts: extra_host_entries(route)?,
-            network: self.options().network.clone(),
-            stdin: false,
-            network_mode: route.network_mode(),
-        };
-        match traced(self, "container create", self.create_container(&config)).await {
-            Ok(container_id) => Ok(SandboxHandle {
-                id: spec.id.clone(),
-                container_id,
-            }),
-            Err(e) => {
-                // A create that timed out may still have happened: leave nothing behind.
-                let leftover = SandboxHandle {
-                    id: spec.id.clone(),
-                    container_id: config.name,
-                };
-                if let Err(cleanup) = self.delete(&leftover).await {
-                    tracing::warn!(error = %cleanup, container = %leftover.container_id, "failed create not cleaned up");
+        let config = container_config(self, spec, route)?;
+        create_cleanly(self, spec, config).await
+    }
+
+    async fn create_probe(
+        &self,
+        spec: &SandboxSpec,
+        route: &Route,
+        lifetime: Duration,
+    ) -> Result<SandboxHandle, EngineError> {
+        let mut config = container_config(self, spec, route)?;
+        config
+            .labels
+            .extend(reap::probe_labels(&Owner::here(), lifetime));
+        config.auto_remove = true;
+        create_cleanly(self, spec, config).await
+    }
+
+    async fn sweep_probes(&self, which: Sweep) -> Result<Vec<SweptProbe>, EngineError> {
+        let probes = traced(
+            self,
+            "container list",
+            self.list_containers(LABEL_PROBE, "true"),
+        )
+        .await?;
+        let (here, now) = (Owner::here(), reap::now_secs());
+        let mut swept = Vec::new();
+        for c in probes.into_iter().filter(|c| is_ours(&c.labels)) {
+            let Some(reason) = reap::sweep_reason(which, &c.labels, &here, now, &reap::pid_alive)
+            else {
+                continue;
+            };
+            let handle = SandboxHandle {
+                id: c.labels.get(LABEL_SANDBOX).cloned().unwrap_or_default(),
+                container_id: c.id,
+            };
+            match self.delete(&handle).await {
+                Ok(()) => swept.push(SweptProbe {
+                    container_id: handle.container_id,
+                    sandbox_id: handle.id,
+                    reason,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, container = %handle.container_id, "stale probe container not removed; the next run tries again");
                 }
-                Err(e)
             }
         }
+        Ok(swept)
     }
 
     async fn start(&self, sandbox: &SandboxHandle) -> Result<(), EngineError> {
@@ -312,7 +350,12 @@ impl<T: EngineOps + ?Sized> SandboxDriver for T {
             .await;
             match removed {
                 Err(e) if e.is_not_found() => return Ok(()),
-                Err(e) if attempt < REMOVE_ATTEMPTS && e.kind() == Some(ErrorKind::Transient) => {
+                // Docker answers 409 while it is already removing the container (a probe the
+                // engine removes itself); the next attempt finds it gone.
+                Err(e)
+                    if attempt < REMOVE_ATTEMPTS
+                        && matches!(e.kind(), Some(ErrorKind::Transient | ErrorKind::Conflict)) =>
+                {
                     tracing::debug!(error = %e, attempt, "removal failed; retrying");
                     attempt += 1;
                     tokio::time::sleep(REMOVE_PAUSE).await;
@@ -384,6 +427,52 @@ impl<T: EngineOps + ?Sized> SandboxDriver for T {
             return Ok(());
         }
         traced(self, "image pull", self.pull_image(image)).await
+    }
+}
+
+/// What a sandbox is created with: the validated spec and route, on the sandbox network.
+fn container_config<O: EngineOps + ?Sized>(
+    ops: &O,
+    spec: &SandboxSpec,
+    route: &Route,
+) -> Result<ContainerConfig, EngineError> {
+    spec.validate()?;
+    Ok(ContainerConfig {
+        name: spec.container_name(),
+        image: spec.image.clone(),
+        command: spec.command.clone(),
+        env: spec.env(route),
+        labels: spec.all_labels(),
+        extra_hosts: extra_host_entries(route)?,
+        network: ops.options().network.clone(),
+        stdin: false,
+        network_mode: route.network_mode(),
+        auto_remove: false,
+    })
+}
+
+/// Creates the container; a failed create leaves nothing behind.
+async fn create_cleanly<O: EngineOps + ?Sized>(
+    ops: &O,
+    spec: &SandboxSpec,
+    config: ContainerConfig,
+) -> Result<SandboxHandle, EngineError> {
+    match traced(ops, "container create", ops.create_container(&config)).await {
+        Ok(container_id) => Ok(SandboxHandle {
+            id: spec.id.clone(),
+            container_id,
+        }),
+        Err(e) => {
+            // A create that timed out may still have happened: leave nothing behind.
+            let leftover = SandboxHandle {
+                id: spec.id.clone(),
+                container_id: config.name,
+            };
+            if let Err(cleanup) = ops.delete(&leftover).await {
+                tracing::warn!(error = %cleanup, container = %leftover.container_id, "failed create not cleaned up");
+            }
+            Err(e)
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod host;
 mod listener;
 mod network;
 mod probe;
+mod reap;
 mod relay;
 mod spec;
 pub mod support;
@@ -30,6 +31,7 @@ pub use probe::{
     probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome, ProbeResult,
     Unverified, DEFAULT_PROBE_IMAGE,
 };
+pub use reap::{Sweep, SweptProbe};
 pub use relay::{
     normalise_arch, reap_relays, Relay, RelayError, RelayOptions, ENV_RELAY_BINARY, ENV_RELAY_IMAGE,
 };

@@ -1,9 +1,11 @@
 //! Proving a route before trusting it: one short-lived container on the sandbox network, with
 //! exactly the sandbox's extra hosts, calls `host.openshell.internal:<port>` with a one-time
 //! token while the listener waits where the route says (on the gateway's port, or a free one
-//! when a gateway already listens there). The outcome is classified, each with a hint, and the
-//! probe container is always removed. The probe proves the address; it speaks plain HTTP even
-//! for a TLS route, and says so.
+//! when a gateway already listens there). The outcome is classified, each with a hint. The
+//! probe proves the address; it speaks plain HTTP even for a TLS route, and says so.
+//!
+//! The probe container is removed when the probe ends, by the engine itself if the run dies
+//! after starting it, and by the next run's sweep if it never started (see `reap`).
 
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
@@ -13,8 +15,11 @@ use serde::Serialize;
 
 use crate::{
     new_token, CallbackListener, ListenerError, ListenerOptions, SandboxDriver, SandboxHandle,
-    SandboxSpec, SandboxState,
+    SandboxSpec, SandboxState, Sweep,
 };
+
+/// Time a probe container may need beyond its waits: engine calls to create, start and remove it.
+const PROBE_SLACK: Duration = Duration::from_secs(60);
 
 /// Exit codes of the probe script, one per classified failure.
 const EXIT_NAME_UNRESOLVED: i64 = 3;
@@ -105,17 +110,33 @@ pub struct ProbeResult {
     pub notes: Vec<String>,
 }
 
-/// The probe container's script: classify by /etc/hosts, then by wget's answer.
-fn probe_command() -> Vec<String> {
+/// What the probe container prints before its exit code, so that the verdict can be read while
+/// it lingers.
+const VERDICT: &str = "openshell-probe-verdict=";
+
+/// The probe container's script: classify by /etc/hosts, then by wget's answer. A failure is
+/// printed as a verdict line, then the container lingers `linger_secs` before it exits with the
+/// same code: the engine removes a probe as soon as it exits, which could take the exit code
+/// with it before anyone read it. A success exits at once; the callback itself is the signal.
+fn probe_command(linger_secs: u64) -> Vec<String> {
     let script = format!(
-        "line=$(grep -E '[[:space:]]host\\.openshell\\.internal([[:space:]]|$)' /etc/hosts | head -n 1); \
+        "verdict() {{ echo \"{VERDICT}$1\"; sleep {linger_secs}; exit $1; }}; \
+         line=$(grep -E '[[:space:]]host\\.openshell\\.internal([[:space:]]|$)' /etc/hosts | head -n 1); \
          ip=${{line%%[[:space:]]*}}; \
-         case \"$ip\" in ''|*[!0-9a-fA-F:.]*) echo \"probe: host.openshell.internal is '$ip'\"; exit {EXIT_NAME_UNRESOLVED};; esac; \
+         case \"$ip\" in ''|*[!0-9a-fA-F:.]*) echo \"probe: host.openshell.internal is '$ip'\"; verdict {EXIT_NAME_UNRESOLVED};; esac; \
          out=$(timeout 5 wget -q -O /dev/null \"$OPENSHELL_ENDPOINT/callback/$OPENSHELL_SANDBOX_ID/$OPENSHELL_TOKEN\" 2>&1); rc=$?; \
          [ $rc -eq 0 ] && exit 0; echo \"probe: $out\"; \
-         case \"$out\" in *refused*) exit {EXIT_REFUSED};; esac; exit {EXIT_TIMEOUT}"
+         case \"$out\" in *refused*) verdict {EXIT_REFUSED};; esac; verdict {EXIT_TIMEOUT}"
     );
     vec!["/bin/sh".into(), "-c".into(), script]
+}
+
+/// The last verdict line in the probe's output.
+fn verdict(output: &str) -> Option<i64> {
+    output
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix(VERDICT)?.parse().ok())
 }
 
 fn unavailable(route: &Route, reason: String, notes: Vec<String>) -> ProbeResult {
@@ -189,15 +210,18 @@ async fn probe_route_inner<D: SandboxDriver>(
         (Ok(id), Ok(token)) => (id, token),
         (Err(e), _) | (_, Err(e)) => return unavailable(&route, e.to_string(), notes),
     };
+    let linger = opts.timeout.as_secs().max(1);
     let spec = SandboxSpec {
         id: format!("probe-{}", &id[..12]),
         image: opts.image.clone(),
-        command: probe_command(),
+        command: probe_command(linger),
         token,
         labels: Default::default(),
     };
     listener.expect(&spec.id, &spec.token);
-    let handle = match driver.create(&spec, &route).await {
+    // Stale at the latest when the wait, the script's own wget and its lingering are all over.
+    let lifetime = opts.timeout + Duration::from_secs(linger) + PROBE_SLACK;
+    let handle = match driver.create_probe(&spec, &route, lifetime).await {
         Ok(h) => h,
         Err(e) => return unavailable(&route, e.to_string(), notes),
     };
@@ -235,34 +259,63 @@ async fn run<D: SandboxDriver>(
             let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             return ProbeOutcome::Ok { latency_ms };
         }
-        match driver.inspect(handle).await {
-            Ok(SandboxState::Exited(code)) => {
-                // One last look: the callback may have landed just as the container exited.
-                if listener
-                    .wait_for(id, Duration::from_millis(200))
-                    .await
-                    .is_ok()
-                {
-                    let latency_ms =
-                        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    return ProbeOutcome::Ok { latency_ms };
-                }
-                return match code {
-                    EXIT_NAME_UNRESOLVED => ProbeOutcome::NameUnresolved,
-                    EXIT_REFUSED => ProbeOutcome::Refused,
-                    EXIT_TIMEOUT => ProbeOutcome::Timeout,
-                    other => ProbeOutcome::ProbeUnavailable {
-                        reason: format!("probe container exited with {other}"),
-                    },
-                };
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return ProbeOutcome::ProbeUnavailable {
-                    reason: e.to_string(),
-                }
-            }
+        let code = match look(driver, handle).await {
+            Look::Pending => continue,
+            Look::Verdict(code) => Some(code),
+            Look::Vanished => None,
+            Look::Failed(reason) => return ProbeOutcome::ProbeUnavailable { reason },
+        };
+        // One last look: the callback may have landed just as the probe gave its verdict.
+        if listener
+            .wait_for(id, Duration::from_millis(200))
+            .await
+            .is_ok()
+        {
+            let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            return ProbeOutcome::Ok { latency_ms };
         }
+        return match code {
+            Some(EXIT_NAME_UNRESOLVED) => ProbeOutcome::NameUnresolved,
+            Some(EXIT_REFUSED) => ProbeOutcome::Refused,
+            Some(EXIT_TIMEOUT) => ProbeOutcome::Timeout,
+            Some(other) => ProbeOutcome::ProbeUnavailable {
+                reason: format!("probe container exited with {other}"),
+            },
+            None => ProbeOutcome::ProbeUnavailable {
+                reason: "the probe container was removed before it gave a verdict (did the image run the probe script? it needs busybox's sh, grep, timeout and wget)".into(),
+            },
+        };
+    }
+}
+
+/// What one look at a running probe found.
+enum Look {
+    /// No verdict yet.
+    Pending,
+    /// Its verdict (from its output, or its exit code).
+    Verdict(i64),
+    /// It is gone without a verdict: it exited and the engine removed it, or someone else did.
+    Vanished,
+    /// The engine failed.
+    Failed(String),
+}
+
+async fn look<D: SandboxDriver>(driver: &D, handle: &SandboxHandle) -> Look {
+    match driver.inspect(handle).await {
+        Ok(SandboxState::Exited(code)) => Look::Verdict(code),
+        Ok(SandboxState::Running) => match driver.logs(handle).await {
+            Ok(output) => verdict(&output).map_or(Look::Pending, Look::Verdict),
+            Err(e) if e.is_not_found() => Look::Vanished,
+            Err(e) => {
+                // Without logs (a log driver that keeps none), the exit code comes after the
+                // lingering.
+                tracing::debug!(error = %e, "probe output unreadable");
+                Look::Pending
+            }
+        },
+        Ok(_) => Look::Pending,
+        Err(e) if e.is_not_found() => Look::Vanished,
+        Err(e) => Look::Failed(e.to_string()),
     }
 }
 
@@ -334,6 +387,17 @@ pub async fn require_verified_route<D: SandboxDriver>(
             decision_error: decision.route.as_ref().err().cloned(),
         });
     };
+    // Probes left by interrupted runs go first: nothing of ours outlives its run for long.
+    match driver.sweep_probes(Sweep::Stale).await {
+        Ok(swept) if !swept.is_empty() => {
+            tracing::info!(
+                count = swept.len(),
+                "removed stale probe containers of earlier runs"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "stale probe containers not swept"),
+    }
     let routes: Vec<&Route> = std::iter::once(first)
         .chain(decision.fallbacks.iter())
         .collect();
@@ -352,5 +416,24 @@ pub async fn require_verified_route<D: SandboxDriver>(
             results,
             decision_error: None,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verdict;
+
+    #[test]
+    fn the_last_verdict_line_counts() {
+        assert_eq!(
+            verdict("probe: refused\nopenshell-probe-verdict=4\n"),
+            Some(4)
+        );
+        assert_eq!(
+            verdict("openshell-probe-verdict=3\nopenshell-probe-verdict=5\n"),
+            Some(5)
+        );
+        assert_eq!(verdict("probe: host.openshell.internal is ''\n"), None);
+        assert_eq!(verdict("openshell-probe-verdict=x\n"), None);
     }
 }

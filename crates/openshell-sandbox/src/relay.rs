@@ -504,6 +504,7 @@ async fn launch(
         // The relay is the sandbox bridge's way to the gateway: it sits on that bridge. (A
         // host-network sandbox needs no relay; its route leads to the gateway directly.)
         network_mode: openshell_runtime::NetworkMode::Bridge,
+        auto_remove: false,
     };
     let id = match traced(ops, "container create", ops.create_container(&config)).await {
         Ok(id) => id,

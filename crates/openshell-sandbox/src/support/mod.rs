@@ -52,6 +52,9 @@ pub struct ContainerConfig {
     /// namespace (Docker `network_mode: host`, libpod `netns: host`). Taken from the route, so
     /// that the sandbox runs where its route was decided for.
     pub network_mode: NetworkMode,
+    /// The engine removes the container itself once it exits (Docker's `AutoRemove`, libpod's
+    /// `remove`); a container that never starts stays.
+    pub auto_remove: bool,
 }
 
 /// A container as a list call reports it.
