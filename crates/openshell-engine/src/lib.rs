@@ -13,7 +13,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The returned [`AnyDriver`] is a [`SandboxDriver`](openshell_sandbox::SandboxDriver) like
+//! The returned [`AnyDriver`] is a [`SandboxDriver`] like
 //! either driver, so gateway code is written once for both APIs.
 #![deny(missing_docs)]
 
