@@ -2,16 +2,17 @@
 //!
 //! Order: explicit endpoint, `DOCKER_HOST`, `DOCKER_CONTEXT`, `currentContext` in
 //! `$DOCKER_CONFIG/config.json` (context store `contexts/meta/<sha256(name)>/meta.json`), then
-//! every runtime's well-known sockets (data in each runtime's file in `openshell-runtime`). As in the CLI, an endpoint named by the user or the
-//! context is the only candidate: we do not fall back behind the user's back. Every candidate is
-//! reported with its source and outcome.
+//! every runtime's well-known sockets (data in each runtime's file in `openshell-runtime`). As in
+//! the CLI, an endpoint named by the user or the context is the only candidate: when it does not
+//! answer, nothing else is tried behind the user's back. Every candidate is reported with its
+//! source and outcome.
 
 use std::path::PathBuf;
 
 use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::support::discover::{parse_endpoint as parse, well_known};
 use openshell_sandbox::support::BoxError;
-use openshell_sandbox::{DiscoveryEnv, DiscoveryError};
+use openshell_sandbox::{Candidates, DiscoveryEnv, DiscoveryError};
 use sha2::{Digest, Sha256};
 
 fn docker_config_dir(env: &DiscoveryEnv) -> Option<PathBuf> {
@@ -47,12 +48,12 @@ fn context_endpoint(name: &str, env: &DiscoveryEnv) -> Result<Endpoint, Discover
 pub fn candidates(
     explicit: Option<&str>,
     env: &DiscoveryEnv,
-) -> Result<Vec<(Endpoint, String)>, DiscoveryError> {
+) -> Result<Candidates, DiscoveryError> {
     if let Some(e) = explicit {
-        return Ok(vec![(parse(e, "--endpoint")?, "--endpoint".into())]);
+        return Ok(Candidates::named(parse(e, "--endpoint")?, "--endpoint"));
     }
     if let Some(h) = env.var("DOCKER_HOST") {
-        return Ok(vec![(parse(h, "DOCKER_HOST")?, "DOCKER_HOST".into())]);
+        return Ok(Candidates::named(parse(h, "DOCKER_HOST")?, "DOCKER_HOST"));
     }
     let context = match env.var("DOCKER_CONTEXT") {
         Some(c) => Some((c.to_string(), "DOCKER_CONTEXT")),
@@ -65,13 +66,13 @@ pub fn candidates(
     };
     if let Some((name, via)) = context.filter(|(n, _)| n != "default") {
         let ep = context_endpoint(&name, env)?;
-        return Ok(vec![(
+        return Ok(Candidates::named(
             ep,
             format!(
                 "context {} ({via})",
                 openshell_runtime::display_value(&name)
             ),
-        )]);
+        ));
     }
     Ok(well_known(env, false))
 }
@@ -85,8 +86,8 @@ mod tests {
         DiscoveryEnv::from_vars(vars.iter().copied(), Some(home.to_path_buf()))
     }
 
-    fn shown(c: &[(Endpoint, String)]) -> Vec<String> {
-        c.iter().map(|(e, s)| format!("{s}={e}")).collect()
+    fn shown(c: &Candidates) -> Vec<String> {
+        c.list().iter().map(|(e, s)| format!("{s}={e}")).collect()
     }
 
     #[test]
@@ -129,7 +130,9 @@ mod tests {
         // DOCKER_CONTEXT wins over config.json; "default" means the well-known sockets.
         let def = candidates(None, &env(&[("DOCKER_CONTEXT", "default")], h))
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(def[0].1, "well-known: Docker Engine");
+        assert_eq!(def.list()[0].1, "well-known: Docker Engine");
+        assert!(!def.is_named());
+        assert!(explicit.is_named() && dh.is_named() && ctx.is_named());
         let missing = candidates(None, &env(&[("DOCKER_CONTEXT", "nope")], h));
         assert!(matches!(missing, Err(DiscoveryError::Config { .. })));
     }
@@ -142,7 +145,7 @@ mod tests {
         std::fs::create_dir_all(h.join(".lima/docker")).unwrap_or_else(|e| panic!("{e}"));
         let all = candidates(None, &env(&[("XDG_RUNTIME_DIR", "/run/user/1000")], h))
             .unwrap_or_else(|e| panic!("{e}"));
-        let sources: Vec<&str> = all.iter().map(|(_, s)| s.as_str()).collect();
+        let sources: Vec<&str> = all.list().iter().map(|(_, s)| s.as_str()).collect();
         for want in [
             "well-known: Docker Engine",
             "well-known: rootless Docker",

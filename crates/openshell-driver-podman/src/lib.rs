@@ -35,7 +35,7 @@ use podman_api::Podman;
 use serde_json::Value;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
 
-pub use discovery::candidates;
+pub use discovery::{candidates, named_for_this_run};
 pub use facts::info_from_libpod;
 
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";

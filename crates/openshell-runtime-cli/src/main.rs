@@ -2,8 +2,8 @@
 //! the gateway.
 //!
 //! Exit codes: 0 decided; 1 an engine call failed; 2 bad usage or invalid input; 3 no engine
-//! answered anywhere (live mode); 4 recognised but no safe route (or not recognised at all): the
-//! policy refused to guess.
+//! answered anywhere, or the endpoint the user named did not (live mode); 4 recognised but no
+//! safe route (or not recognised at all): the policy refused to guess.
 
 // Turned into pub(crate) once the concurrent branches touching these modules have landed.
 #![allow(unreachable_pub)]

@@ -1107,3 +1107,55 @@ fn live_doctor_checks_the_openshell_endpoint() {
         }
     }
 }
+
+/// The binary with discovery's environment emptied: no named endpoint, no context, and a home
+/// and runtime directory of its own, so only what a test sets is named.
+fn isolated(home: &Path) -> Command {
+    let mut c = bin();
+    for k in [
+        "DOCKER_HOST",
+        "DOCKER_CONTEXT",
+        "DOCKER_CONFIG",
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_CERT_PATH",
+        "CONTAINER_HOST",
+        "CONTAINER_CONNECTION",
+        "CONTAINERS_CONF",
+        "PODMAN_CONNECTIONS_CONF",
+        "XDG_CONFIG_HOME",
+    ] {
+        c.env_remove(k);
+    }
+    c.env("HOME", home).env("XDG_RUNTIME_DIR", home);
+    c
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    l.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
+}
+
+#[test]
+fn a_named_endpoint_that_does_not_answer_is_not_replaced() {
+    // Before: DOCKER_HOST at a closed port fell through to the rootful Podman socket, decided
+    // for it (exit 0) and created a network there.
+    // Removed when dropped, also when an assertion fails.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let home = dir.path();
+    let tcp = format!("tcp://127.0.0.1:{}", closed_port());
+    for value in [tcp.as_str(), "npipe:////./pipe/docker_engine"] {
+        let out = isolated(home)
+            .args(["detect", "--no-config", "--timeout", "2"])
+            .env("DOCKER_HOST", value)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{value}: {err}");
+        assert!(out.stdout.is_empty(), "{value}: decided anyway");
+        assert!(
+            err.contains(value) && err.contains("named by DOCKER_HOST"),
+            "{value}: {err}"
+        );
+    }
+}
