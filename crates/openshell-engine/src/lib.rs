@@ -20,7 +20,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The returned [`AnyDriver`] is a [`SandboxDriver`](openshell_sandbox::SandboxDriver) like
+//! The returned [`AnyDriver`] is a [`SandboxDriver`] like
 //! either driver, so gateway code is written once for both APIs.
 #![deny(missing_docs)]
 
@@ -197,10 +197,9 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
             (_, DriverKind::Docker) => Some(AnyDriver::Docker(
                 DockerDriver::connect(chosen.clone(), opts.driver_options.clone()).await?,
             )),
-            (_, DriverKind::Podman) => Some(AnyDriver::Podman(PodmanDriver::connect(
-                chosen.clone(),
-                opts.driver_options.clone(),
-            )?)),
+            (_, DriverKind::Podman) => Some(AnyDriver::Podman(
+                PodmanDriver::connect(chosen.clone(), opts.driver_options.clone()).await?,
+            )),
         };
         let gathered = match &driver {
             Some(d) => d.gather_facts().await?,
