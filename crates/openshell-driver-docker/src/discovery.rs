@@ -6,6 +6,12 @@
 //! the CLI, an endpoint named by the user or the context is the only candidate: when it does not
 //! answer, nothing else is tried behind the user's back. Every candidate is reported with its
 //! source and outcome.
+//!
+//! TLS is taken where the docker CLI and its SDK take it: an `https://` host; for `--endpoint`
+//! and `DOCKER_HOST`, any of `DOCKER_TLS_VERIFY`, `DOCKER_TLS` or `DOCKER_CERT_PATH`; for a
+//! context, `SkipTLSVerify` or TLS material in its store (`contexts/tls/<sha256(name)>/docker/`).
+//! Such a TCP endpoint is marked as requiring TLS (shown as `https://`), which the transport
+//! refuses rather than speak plain HTTP to it.
 
 use std::path::PathBuf;
 
@@ -21,12 +27,31 @@ fn docker_config_dir(env: &DiscoveryEnv) -> Option<PathBuf> {
         .or_else(|| env.home.as_ref().map(|h| h.join(".docker")))
 }
 
-/// The endpoint of a named context, from the context store.
-fn context_endpoint(name: &str, env: &DiscoveryEnv) -> Result<Endpoint, DiscoveryError> {
+/// The docker CLI's TLS variables, any of which makes it (or its SDK) speak TLS to the endpoint
+/// given by flag or `DOCKER_HOST`.
+const TLS_VARIABLES: [&str; 3] = ["DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH"];
+
+/// `endpoint` named by `source`, marked as requiring TLS (with why, in the source) when `tls`
+/// names a TLS setting and the endpoint is TCP, the only kind TLS settings apply to.
+fn named(endpoint: Endpoint, source: String, tls: Option<String>) -> Candidates {
+    match tls {
+        Some(why) if matches!(endpoint, Endpoint::Tcp { .. }) => {
+            Candidates::named(endpoint.with_tls(), format!("{source}, TLS by {why}"))
+        }
+        _ => Candidates::named(endpoint, source),
+    }
+}
+
+/// The endpoint of a named context, from the context store, with the TLS setting it carries.
+fn context_endpoint(
+    name: &str,
+    env: &DiscoveryEnv,
+) -> Result<(Endpoint, Option<String>), DiscoveryError> {
     let dir = docker_config_dir(env).unwrap_or_default();
     let digest = Sha256::digest(name.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    let path = dir.join("contexts/meta").join(hex).join("meta.json");
+    let path = dir.join("contexts/meta").join(&hex).join("meta.json");
+    let tls_store = dir.join("contexts/tls").join(&hex).join("docker");
     let err = |source: BoxError| DiscoveryError::Config {
         what: format!(
             "docker context {:?}",
@@ -41,7 +66,20 @@ fn context_endpoint(name: &str, env: &DiscoveryEnv) -> Result<Endpoint, Discover
         .pointer("/Endpoints/docker/Host")
         .and_then(|h| h.as_str())
         .ok_or_else(|| err("the context has no Endpoints.docker.Host".into()))?;
-    parse(host, &format!("context {name}"))
+    let endpoint = parse(host, &format!("context {name}"))?;
+    let has_material = std::fs::read_dir(&tls_store).is_ok_and(|mut d| d.next().is_some());
+    let skip_verify = doc
+        .pointer("/Endpoints/docker/SkipTLSVerify")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let tls = if has_material {
+        Some(format!("its TLS material in {}", tls_store.display()))
+    } else if skip_verify {
+        Some("its SkipTLSVerify".to_string())
+    } else {
+        None
+    };
+    Ok((endpoint, tls))
 }
 
 /// The candidates in order, without touching any of them.
@@ -49,11 +87,25 @@ pub fn candidates(
     explicit: Option<&str>,
     env: &DiscoveryEnv,
 ) -> Result<Candidates, DiscoveryError> {
+    let env_tls = || {
+        TLS_VARIABLES
+            .into_iter()
+            .find(|k| env.var(k).is_some())
+            .map(str::to_string)
+    };
     if let Some(e) = explicit {
-        return Ok(Candidates::named(parse(e, "--endpoint")?, "--endpoint"));
+        return Ok(named(
+            parse(e, "--endpoint")?,
+            "--endpoint".into(),
+            env_tls(),
+        ));
     }
     if let Some(h) = env.var("DOCKER_HOST") {
-        return Ok(Candidates::named(parse(h, "DOCKER_HOST")?, "DOCKER_HOST"));
+        return Ok(named(
+            parse(h, "DOCKER_HOST")?,
+            "DOCKER_HOST".into(),
+            env_tls(),
+        ));
     }
     let context = match env.var("DOCKER_CONTEXT") {
         Some(c) => Some((c.to_string(), "DOCKER_CONTEXT")),
@@ -65,14 +117,12 @@ pub fn candidates(
             .map(|c| (c, "config.json currentContext")),
     };
     if let Some((name, via)) = context.filter(|(n, _)| n != "default") {
-        let ep = context_endpoint(&name, env)?;
-        return Ok(Candidates::named(
-            ep,
-            format!(
-                "context {} ({via})",
-                openshell_runtime::display_value(&name)
-            ),
-        ));
+        let (ep, tls) = context_endpoint(&name, env)?;
+        let source = format!(
+            "context {} ({via})",
+            openshell_runtime::display_value(&name)
+        );
+        return Ok(named(ep, source, tls));
     }
     Ok(well_known(env, false))
 }
@@ -135,6 +185,56 @@ mod tests {
         assert!(explicit.is_named() && dh.is_named() && ctx.is_named());
         let missing = candidates(None, &env(&[("DOCKER_CONTEXT", "nope")], h));
         assert!(matches!(missing, Err(DiscoveryError::Config { .. })));
+    }
+
+    #[test]
+    fn tls_settings_mark_tcp_endpoints_only() {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let h = home.path();
+        let one = |explicit: Option<&str>, vars: &[(&str, &str)]| {
+            let c = candidates(explicit, &env(vars, h)).unwrap_or_else(|e| panic!("{e}"));
+            shown(&c).join(" ")
+        };
+        assert_eq!(
+            one(None, &[("DOCKER_HOST", "HTTPS://10.0.0.5:2376")]),
+            "DOCKER_HOST=https://10.0.0.5:2376"
+        );
+        assert_eq!(
+            one(
+                None,
+                &[
+                    ("DOCKER_HOST", "tcp://10.0.0.5:2376"),
+                    ("DOCKER_TLS_VERIFY", "1")
+                ]
+            ),
+            "DOCKER_HOST, TLS by DOCKER_TLS_VERIFY=https://10.0.0.5:2376"
+        );
+        assert_eq!(
+            one(
+                Some("tcp://localhost:2376"),
+                &[("DOCKER_CERT_PATH", "/certs")]
+            ),
+            "--endpoint, TLS by DOCKER_CERT_PATH=https://localhost:2376"
+        );
+        // Empty is unset, as in the CLI; sockets and SSH carry no TLS settings.
+        assert_eq!(
+            one(
+                None,
+                &[("DOCKER_HOST", "tcp://h:2375"), ("DOCKER_TLS_VERIFY", "")]
+            ),
+            "DOCKER_HOST=tcp://h:2375"
+        );
+        assert_eq!(
+            one(
+                None,
+                &[("DOCKER_HOST", "unix:///x.sock"), ("DOCKER_TLS", "1")]
+            ),
+            "DOCKER_HOST=unix:///x.sock"
+        );
+        assert_eq!(
+            one(None, &[("DOCKER_HOST", "ssh://me@h"), ("DOCKER_TLS", "1")]),
+            "DOCKER_HOST=ssh://h"
+        );
     }
 
     #[test]

@@ -114,6 +114,11 @@ impl DockerDriver {
             endpoint: shown.clone(),
             source: Box::new(e),
         };
+        transport::check(&endpoint).map_err(|source| EngineError::Unsupported {
+            endpoint: shown.clone(),
+            driver: "docker",
+            source,
+        })?;
         let secs = opts.timeout.as_secs().max(1);
         // One cheap round trip instead of `/version`, which dockerd 20.10 takes ~7 ms to answer.
         let span =
@@ -130,12 +135,6 @@ impl DockerDriver {
             Some(v) if v < *bollard::API_DEFAULT_VERSION => v,
             _ => *bollard::API_DEFAULT_VERSION,
         };
-        if let Endpoint::Ssh { .. } | Endpoint::Npipe { .. } = &endpoint {
-            return Err(EngineError::Unsupported {
-                endpoint: shown,
-                driver: "docker",
-            });
-        }
         let docker = capped_client(&endpoint, secs, &version).map_err(connect_err)?;
         let docker = if server.is_some() {
             docker

@@ -22,6 +22,7 @@ use openshell_runtime::facts::Endpoint;
 use openshell_runtime::NetworkMode;
 use openshell_sandbox::support::proxy::{Mark, Proxy};
 use openshell_sandbox::support::raw::{self, RawResponse};
+use openshell_sandbox::support::transport;
 use openshell_sandbox::support::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
     EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
@@ -77,18 +78,18 @@ impl PodmanDriver {
         endpoint: Endpoint,
         opts: DriverOptions,
     ) -> Result<PodmanDriver, EngineError> {
+        transport::check(&endpoint).map_err(|source| EngineError::Unsupported {
+            endpoint: endpoint.to_string(),
+            driver: "podman",
+            source,
+        })?;
         let endpoint = match endpoint {
-            Endpoint::Tcp { host, port } => Endpoint::Tcp {
+            Endpoint::Tcp { host, port, tls } => Endpoint::Tcp {
                 host,
                 port: Some(port.unwrap_or(DEFAULT_TCP_PORT)),
+                tls,
             },
-            Endpoint::Ssh { .. } | Endpoint::Npipe { .. } => {
-                return Err(EngineError::Unsupported {
-                    endpoint: endpoint.to_string(),
-                    driver: "podman",
-                })
-            }
-            unix => unix,
+            other => other,
         };
         let proxy =
             Proxy::start(endpoint.clone(), opts.timeout).map_err(|e| EngineError::Connect {

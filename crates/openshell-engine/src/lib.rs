@@ -37,8 +37,8 @@ use openshell_sandbox::support::{
     LogStream, NetworkInfo, OpError,
 };
 use openshell_sandbox::{
-    Candidate, Candidates, DiscoveryEnv, DiscoveryError, DriverOptions, EngineError, EnvError,
-    GatheredFacts, SandboxDriver,
+    Candidate, CandidateOutcome, Candidates, DiscoveryEnv, DiscoveryError, DriverOptions,
+    EngineError, EnvError, GatheredFacts, SandboxDriver,
 };
 use serde::Serialize;
 
@@ -133,6 +133,14 @@ pub enum ConnectError {
         /// Every place looked at, with what it gave.
         candidates: Vec<Candidate>,
     },
+    /// The endpoint the user named requires TLS, which no driver speaks yet. Nothing was sent
+    /// to it: plain HTTP would carry the engine calls (and a sandbox's callback token) in the
+    /// clear.
+    #[error("{} (named by {}) requires TLS, which openshell does not speak to engines yet, and it is never spoken to in plain HTTP; reach the engine through a local socket or ssh:// instead, or, if it really serves plain HTTP, name it as tcp:// without TLS settings", .candidate.endpoint, .candidate.source)]
+    TlsUnsupported {
+        /// The named endpoint, where it was named and what asked for TLS.
+        candidate: Candidate,
+    },
     /// The endpoint the user named did not answer. Nothing else was tried in its place: a
     /// named endpoint is authoritative, as in the docker and podman CLIs.
     #[error("{} (named by {}) did not answer: {}; a named endpoint is used alone, so start that engine, or change or unset {}", .candidate.endpoint, .candidate.source, .candidate.outcome, .candidate.source)]
@@ -188,7 +196,10 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
         candidates.extend(found.candidates.iter().cloned());
         let Some(chosen) = found.chosen else {
             if let (true, Some(candidate)) = (found.named, found.candidates.into_iter().next()) {
-                return Err(ConnectError::NamedUnreachable { candidate });
+                return Err(match candidate.outcome {
+                    CandidateOutcome::NeedsTls => ConnectError::TlsUnsupported { candidate },
+                    _ => ConnectError::NamedUnreachable { candidate },
+                });
             }
             continue;
         };

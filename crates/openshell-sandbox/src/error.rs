@@ -151,13 +151,17 @@ pub enum EngineError {
         /// The limit that passed.
         after: Duration,
     },
-    /// The endpoint kind cannot be used for engine calls by this driver.
-    #[error("endpoint {endpoint} is not supported for engine calls by the {driver} driver (unix:// and tcp:// are)")]
+    /// The endpoint cannot be used for engine calls by this driver (`ssh://`, `npipe://`, or
+    /// one that requires TLS); nothing was sent to it.
+    #[error("the {driver} driver cannot use {endpoint}: {source}")]
     Unsupported {
         /// The endpoint, as shown to people.
         endpoint: String,
         /// The driver that refused it.
         driver: &'static str,
+        /// Why: the transport's verdict.
+        #[source]
+        source: TransportError,
     },
     /// A network of the sandbox network's name exists with another driver.
     #[error("network {name} exists with driver {driver}, not bridge; remove it or choose another sandbox network name")]

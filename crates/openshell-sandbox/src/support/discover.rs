@@ -16,7 +16,8 @@ use openshell_runtime::{well_known_sockets, RuntimeId, SocketApi, SocketLocation
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::support::raw;
+use crate::support::raw::{self, RawError};
+use crate::support::transport::TransportError;
 
 /// One place discovery looked for an engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,6 +38,8 @@ pub enum CandidateOutcome {
     Absent,
     /// Something there that did not answer as an engine, and why.
     Refused(String),
+    /// The endpoint requires TLS, which is not spoken yet: not contacted.
+    NeedsTls,
     /// A remote endpoint, not contacted by discovery.
     Remote,
     /// An engine answered `/_ping`.
@@ -50,6 +53,9 @@ impl fmt::Display for CandidateOutcome {
         match self {
             CandidateOutcome::Absent => f.write_str("absent"),
             CandidateOutcome::Refused(why) => write!(f, "refused: {why}"),
+            CandidateOutcome::NeedsTls => {
+                f.write_str("requires TLS (not spoken yet; not contacted)")
+            }
             CandidateOutcome::Remote => f.write_str("remote (not probed)"),
             CandidateOutcome::Ok => f.write_str("ok"),
             CandidateOutcome::Skipped => f.write_str("not tried"),
@@ -276,6 +282,7 @@ async fn probe(
             CandidateOutcome::Ok
         }
         Ok(r) => CandidateOutcome::Refused(format!("/_ping answered HTTP {}", r.status)),
+        Err(RawError::Transport(TransportError::TlsRequired(_))) => CandidateOutcome::NeedsTls,
         Err(e) => CandidateOutcome::Refused(e.to_string()),
     }
 }

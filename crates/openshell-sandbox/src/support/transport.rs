@@ -3,6 +3,11 @@
 //! wrapped in a [`Capped`] byte budget. Whichever client reads a reply, it cannot read more than
 //! [`MAX_REPLY`] bytes of it: the read after the budget fails with [`ReplyTooLarge`].
 //!
+//! It is also the one place that decides which endpoints can be reached at all ([`check`]): an
+//! endpoint that requires TLS is refused before anything is sent, since no transport here
+//! speaks TLS yet, and plain HTTP to it would send the engine calls (and what they carry, such
+//! as a sandbox's callback token) in the clear.
+//!
 //! The budget is per connection, and each connection carries one request: [`send`] opens a
 //! connection per request (the Docker driver's client and raw requests), and podman-api keeps
 //! no idle connection to a Unix socket (the Podman driver's relay). So it is a budget per reply,
@@ -54,6 +59,9 @@ pub enum TransportError {
     /// The endpoint kind cannot be reached this way.
     #[error("endpoint {0} cannot be reached directly (only unix:// and tcp://)")]
     Unsupported(String),
+    /// The endpoint requires TLS, which no transport here speaks yet; nothing was sent to it.
+    #[error("{0} requires TLS, which openshell does not speak to engines yet; nothing was sent to it in plain HTTP")]
+    TlsRequired(String),
     /// The reply went over [`MAX_REPLY`].
     #[error(transparent)]
     TooLarge(#[from] ReplyTooLarge),
@@ -120,16 +128,33 @@ impl<S> Capped<S> {
     }
 }
 
+/// Whether [`connect`] can reach `endpoint`: a Unix socket, or TCP without TLS. Drivers ask
+/// before they set up a client, so a refusal comes first and names the endpoint.
+pub fn check(endpoint: &Endpoint) -> Result<(), TransportError> {
+    match endpoint {
+        Endpoint::Unix { .. } | Endpoint::Tcp { tls: false, .. } => Ok(()),
+        Endpoint::Tcp { tls: true, .. } => Err(TransportError::TlsRequired(endpoint.to_string())),
+        Endpoint::Npipe { .. } | Endpoint::Ssh { .. } => {
+            Err(TransportError::Unsupported(endpoint.to_string()))
+        }
+    }
+}
+
 /// Opens a connection to `endpoint`, with a budget of [`MAX_REPLY`] bytes. Nothing else in
 /// the workspace opens an engine connection.
 pub async fn connect(endpoint: &Endpoint) -> Result<Capped<EngineStream>, TransportError> {
+    check(endpoint)?;
     let stream = match endpoint {
         Endpoint::Unix { path } => EngineStream::Unix(
             UnixStream::connect(path)
                 .await
                 .map_err(TransportError::Connect)?,
         ),
-        Endpoint::Tcp { host, port } => EngineStream::Tcp(
+        Endpoint::Tcp {
+            host,
+            port,
+            tls: false,
+        } => EngineStream::Tcp(
             TcpStream::connect((host.as_str(), port.unwrap_or(DEFAULT_TCP_PORT)))
                 .await
                 .map_err(TransportError::Connect)?,
@@ -293,6 +318,27 @@ impl AsyncWrite for EngineStream {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_tls_endpoint_is_refused_before_connecting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).ok();
+        let endpoint = Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+            tls: true,
+        };
+        let refused = connect(&endpoint).await;
+        assert!(
+            matches!(refused, Err(TransportError::TlsRequired(_))),
+            "{refused:?}"
+        );
+        let nothing =
+            tokio::time::timeout(std::time::Duration::from_millis(100), listener.accept());
+        assert!(nothing.await.is_err(), "something connected");
+    }
 
     #[tokio::test]
     async fn a_reply_that_switches_protocols_is_not_budgeted() {
