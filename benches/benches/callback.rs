@@ -248,6 +248,7 @@ fn main() {
                 .unwrap_or_else(|e| panic!("{e}"));
             bench_engine(&podman, d, "Docker driver", rounds, scales).await;
             let p = PodmanDriver::connect(podman.endpoint(), podman_opts())
+                .await
                 .unwrap_or_else(|e| panic!("{e}"));
             bench_engine(&podman, p, "Podman driver", rounds, scales).await;
         }

@@ -45,7 +45,9 @@ pub async fn podman(engine: &Engine) -> PodmanDriver {
         network: live::unique("openshell-it"),
         ..DriverOptions::default()
     };
-    PodmanDriver::connect(engine.endpoint(), opts).unwrap_or_else(|e| panic!("{e}"))
+    PodmanDriver::connect(engine.endpoint(), opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Imports the image, runs `body`, then removes every sandbox, network and image the test made,
@@ -684,6 +686,7 @@ async fn both_drivers_decide_the_same_for_the_same_podman() {
             ..DriverOptions::default()
         },
     )
+    .await
     .unwrap_or_else(|e| panic!("{e}"));
     let outcome = AssertUnwindSafe(async {
         let ctx = RouteContext::default();

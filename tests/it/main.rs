@@ -5,6 +5,7 @@
 
 mod facts_props;
 mod fixtures;
+mod flood;
 mod host_network;
 mod live;
 mod module_order;

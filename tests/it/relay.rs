@@ -230,7 +230,11 @@ async fn relay_child() {
     };
     let engine = engine_of(pair);
     let ops: Arc<dyn EngineOps> = if pair.ends_with("libpod") {
-        Arc::new(PodmanDriver::connect(engine.endpoint(), opts).unwrap_or_else(|e| panic!("{e}")))
+        Arc::new(
+            PodmanDriver::connect(engine.endpoint(), opts)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
     } else {
         Arc::new(
             DockerDriver::connect(engine.endpoint(), opts)

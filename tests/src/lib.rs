@@ -70,5 +70,6 @@ pub fn fixtures() -> Vec<Fixture> {
     out
 }
 
+pub mod flood;
 pub mod live;
 pub mod replay;

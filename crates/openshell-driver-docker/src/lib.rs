@@ -21,11 +21,12 @@ use bollard::query_parameters::{
     InspectContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
     RemoveContainerOptions, StopContainerOptions,
 };
-use bollard::Docker;
+use bollard::{BollardRequest, Docker};
 use futures_util::{StreamExt, TryStreamExt};
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::NetworkMode;
 use openshell_sandbox::support::raw::{self, RawResponse};
+use openshell_sandbox::support::transport;
 use openshell_sandbox::support::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
     EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
@@ -40,9 +41,13 @@ pub use discovery::candidates;
 /// It identifies Podman even where a proxy stripped the ping headers.
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
 
-/// The kind of a bollard error, from the engine's status code when it answered.
+/// The kind of a bollard error, from the engine's status code when it answered. A reply
+/// stopped by the transport's size budget is reported as that.
 fn op(e: bollard::errors::Error) -> OpError {
     use bollard::errors::Error as B;
+    if let Some(too_large) = transport::too_large(&e) {
+        return too_large.into();
+    }
     let kind = match &e {
         B::DockerResponseServerError { status_code, .. } => ErrorKind::from_status(*status_code),
         B::JsonDataError { .. } | B::JsonSerdeError { .. } => ErrorKind::BadAnswer,
@@ -62,6 +67,29 @@ fn parse_api_version(raw: &str) -> Option<bollard::ClientVersion> {
         major_version: major.parse().ok()?,
         minor_version: minor.parse().ok()?,
     })
+}
+
+/// A bollard client whose every request goes over a connection of its own from
+/// `openshell-sandbox`'s transport, so every reply is read within the transport's size budget
+/// (bollard's own Unix and HTTP clients read replies whole, however large).
+fn capped_client(
+    endpoint: &Endpoint,
+    secs: u64,
+    version: &bollard::ClientVersion,
+) -> Result<Docker, bollard::errors::Error> {
+    let endpoint = endpoint.clone();
+    let request = move |req: BollardRequest| {
+        let endpoint = endpoint.clone();
+        async move {
+            transport::send(&endpoint, req)
+                .await
+                .map_err(|e| bollard::errors::Error::IOError {
+                    err: std::io::Error::other(e),
+                })
+        }
+    };
+    // The address only fills the request URIs, which the transport reduces to their paths.
+    Docker::connect_with_custom_transport(request, Some("http://docker"), secs, version)
 }
 
 /// A connection to one Docker-API engine.
@@ -86,6 +114,11 @@ impl DockerDriver {
             endpoint: shown.clone(),
             source: Box::new(e),
         };
+        transport::check(&endpoint).map_err(|source| EngineError::Unsupported {
+            endpoint: shown.clone(),
+            driver: "docker",
+            source,
+        })?;
         let secs = opts.timeout.as_secs().max(1);
         // One cheap round trip instead of `/version`, which dockerd 20.10 takes ~7 ms to answer.
         let span =
@@ -102,21 +135,7 @@ impl DockerDriver {
             Some(v) if v < *bollard::API_DEFAULT_VERSION => v,
             _ => *bollard::API_DEFAULT_VERSION,
         };
-        let docker = match &endpoint {
-            Endpoint::Unix { path } => {
-                Docker::connect_with_unix(path, secs, &version).map_err(connect_err)?
-            }
-            Endpoint::Tcp { host, port } => {
-                let addr = format!("tcp://{host}:{}", port.unwrap_or(2375));
-                Docker::connect_with_http(&addr, secs, &version).map_err(connect_err)?
-            }
-            Endpoint::Ssh { .. } | Endpoint::Npipe { .. } => {
-                return Err(EngineError::Unsupported {
-                    endpoint: shown,
-                    driver: "docker",
-                })
-            }
-        };
+        let docker = capped_client(&endpoint, secs, &version).map_err(connect_err)?;
         let docker = if server.is_some() {
             docker
         } else {

@@ -3,13 +3,14 @@
 //! Explicit endpoint, `CONTAINER_HOST`, `CONTAINER_CONNECTION` (a named connection), the default
 //! connection in `podman-connections.json` (`PODMAN_CONNECTIONS_CONF`), containers.conf's
 //! `[engine] active_service` / `service_destinations`, then the well-known sockets of the Podman
-//! runtimes (rootless, rootful, machines: data in their files in `openshell-runtime`). A user-named endpoint is the only candidate, as in Podman.
+//! runtimes (rootless, rootful, machines: data in their files in `openshell-runtime`). A
+//! user-named endpoint (the flag, a variable, a connection, a service destination) is the only
+//! candidate, as in Podman: when it does not answer, nothing else is tried.
 
 use std::path::PathBuf;
 
-use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::support::discover::{parse_endpoint as parse, well_known};
-use openshell_sandbox::{DiscoveryEnv, DiscoveryError};
+use openshell_sandbox::{Candidates, DiscoveryEnv, DiscoveryError};
 
 fn config_home(env: &DiscoveryEnv) -> Option<PathBuf> {
     env.var("XDG_CONFIG_HOME")
@@ -104,20 +105,29 @@ fn service_destinations(env: &DiscoveryEnv) -> Vec<(String, String, bool)> {
     out
 }
 
-/// The candidates in order, without touching any of them.
-pub fn candidates(
+/// The endpoint named for this run: the flag, `CONTAINER_HOST` or `CONTAINER_CONNECTION`.
+/// `openshell-engine` honours these before any well-known socket even when no driver was
+/// chosen, since the user set them for this very run; the configuration files' defaults come
+/// after the Docker order, as they always have.
+pub fn named_for_this_run(
     explicit: Option<&str>,
     env: &DiscoveryEnv,
-) -> Result<Vec<(Endpoint, String)>, DiscoveryError> {
+) -> Result<Option<Candidates>, DiscoveryError> {
     if let Some(e) = explicit {
-        return Ok(vec![(parse(e, "--endpoint")?, "--endpoint".into())]);
+        return Ok(Some(Candidates::named(
+            parse(e, "--endpoint")?,
+            "--endpoint",
+        )));
     }
     if let Some(h) = env.var("CONTAINER_HOST") {
-        return Ok(vec![(parse(h, "CONTAINER_HOST")?, "CONTAINER_HOST".into())]);
+        return Ok(Some(Candidates::named(
+            parse(h, "CONTAINER_HOST")?,
+            "CONTAINER_HOST",
+        )));
     }
-    let conns = connections_file(env);
-    let dests = service_destinations(env);
     if let Some(name) = env.var("CONTAINER_CONNECTION") {
+        let dests = service_destinations(env);
+        let conns = connections_file(env);
         let uri = conns
             .iter()
             .chain(dests.iter())
@@ -128,22 +138,35 @@ pub fn candidates(
                 name: openshell_runtime::display_value(name),
                 searched: "podman-connections.json or containers.conf",
             })?;
-        return Ok(vec![(
+        return Ok(Some(Candidates::named(
             parse(&uri, "CONTAINER_CONNECTION")?,
             format!("connection {name} (CONTAINER_CONNECTION)"),
-        )]);
+        )));
     }
+    Ok(None)
+}
+
+/// The candidates in order, without touching any of them.
+pub fn candidates(
+    explicit: Option<&str>,
+    env: &DiscoveryEnv,
+) -> Result<Candidates, DiscoveryError> {
+    if let Some(named) = named_for_this_run(explicit, env)? {
+        return Ok(named);
+    }
+    let conns = connections_file(env);
+    let dests = service_destinations(env);
     if let Some((name, uri, _)) = conns.iter().find(|(_, _, d)| *d) {
-        return Ok(vec![(
+        return Ok(Candidates::named(
             parse(uri, "podman-connections.json")?,
             format!("connection {name} (podman-connections.json default)"),
-        )]);
+        ));
     }
     if let Some((name, uri, _)) = dests.iter().find(|(_, _, a)| *a).or(dests.first()) {
-        return Ok(vec![(
+        return Ok(Candidates::named(
             parse(uri, "containers.conf")?,
             format!("service destination {name} (containers.conf)"),
-        )]);
+        ));
     }
     Ok(well_known(env, true))
 }
@@ -157,8 +180,9 @@ mod tests {
         DiscoveryEnv::from_vars(vars.iter().copied(), Some(home.to_path_buf()))
     }
 
-    fn first(c: &[(Endpoint, String)]) -> String {
-        c.first()
+    fn first(c: &Candidates) -> String {
+        c.list()
+            .first()
             .map(|(e, s)| format!("{s}={e}"))
             .unwrap_or_default()
     }
@@ -176,7 +200,9 @@ mod tests {
             first(&plain),
             "well-known: Podman (rootless)=unix:///run/user/1000/podman/podman.sock"
         );
+        assert!(!plain.is_named());
         assert!(plain
+            .list()
             .iter()
             .any(|(_, s)| s == "well-known: Podman (rootful)"));
 

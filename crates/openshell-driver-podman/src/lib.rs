@@ -12,13 +12,17 @@ mod discovery;
 mod facts;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::NetworkMode;
+use openshell_sandbox::support::proxy::{Mark, Proxy};
 use openshell_sandbox::support::raw::{self, RawResponse};
+use openshell_sandbox::support::transport;
 use openshell_sandbox::support::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
     EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
@@ -35,7 +39,7 @@ use podman_api::Podman;
 use serde_json::Value;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
 
-pub use discovery::candidates;
+pub use discovery::{candidates, named_for_this_run};
 pub use facts::info_from_libpod;
 
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
@@ -63,40 +67,73 @@ fn network_info(net: &podman_api::models::Network) -> Result<NetworkInfo, OpErro
     })
 }
 
+/// The port of a `tcp://` Podman endpoint that names none (`podman system service`'s
+/// documented example).
+const DEFAULT_TCP_PORT: u16 = 8080;
+
 /// A connection to one Podman service.
 #[derive(Debug, Clone)]
 pub struct PodmanDriver {
     podman: Podman,
+    /// podman-api opens its own connections and takes no transport of ours, so it talks to this
+    /// proxy, which reaches the engine through the capped transport.
+    proxy: Arc<Proxy>,
     endpoint: Endpoint,
     opts: DriverOptions,
 }
 
 impl PodmanDriver {
-    /// Sets up a client for `endpoint` (`unix://` or `tcp://`); nothing is sent until the
-    /// first call.
-    pub fn connect(endpoint: Endpoint, opts: DriverOptions) -> Result<PodmanDriver, EngineError> {
-        let podman = match &endpoint {
-            Endpoint::Unix { path } => Podman::unix(path),
-            Endpoint::Tcp { host, port } => {
-                Podman::new(format!("tcp://{host}:{}", port.unwrap_or(8080))).map_err(|e| {
-                    EngineError::Connect {
-                        endpoint: endpoint.to_string(),
-                        source: Box::new(e),
-                    }
-                })?
-            }
-            Endpoint::Ssh { .. } | Endpoint::Npipe { .. } => {
-                return Err(EngineError::Unsupported {
-                    endpoint: endpoint.to_string(),
-                    driver: "podman",
-                })
-            }
+    /// Sets up a client for `endpoint` (`unix://` or `tcp://`) and the proxy it talks through;
+    /// nothing is sent to the engine until the first call.
+    pub async fn connect(
+        endpoint: Endpoint,
+        opts: DriverOptions,
+    ) -> Result<PodmanDriver, EngineError> {
+        transport::check(&endpoint).map_err(|source| EngineError::Unsupported {
+            endpoint: endpoint.to_string(),
+            driver: "podman",
+            source,
+        })?;
+        let endpoint = match endpoint {
+            Endpoint::Tcp { host, port, tls } => Endpoint::Tcp {
+                host,
+                port: Some(port.unwrap_or(DEFAULT_TCP_PORT)),
+                tls,
+            },
+            other => other,
         };
+        let proxy =
+            Proxy::start(endpoint.clone(), opts.timeout).map_err(|e| EngineError::Connect {
+                endpoint: endpoint.to_string(),
+                source: Box::new(e),
+            })?;
         Ok(PodmanDriver {
-            podman,
+            podman: Podman::unix(proxy.socket()),
+            proxy: Arc::new(proxy),
             endpoint,
             opts,
         })
+    }
+
+    /// podman-api's error in our terms. A transport failure at the proxy since `mark` (a reply
+    /// over the size budget, an engine that did not answer) is what the client only saw as a
+    /// closed connection, so it is reported instead; an answer with a status code is not.
+    fn fail(&self, mark: Mark, e: podman_api::Error) -> OpError {
+        if !matches!(e, podman_api::Error::Fault { .. }) {
+            if let Some(incident) = self.proxy.incident_since(mark) {
+                return OpError::from(incident);
+            }
+        }
+        op(e)
+    }
+
+    /// Runs one podman-api call, reporting its failure through [`PodmanDriver::fail`].
+    async fn call<T>(
+        &self,
+        fut: impl Future<Output = Result<T, podman_api::Error>>,
+    ) -> Result<T, OpError> {
+        let mark = self.proxy.mark();
+        fut.await.map_err(|e| self.fail(mark, e))
     }
 
     async fn raw_get(&self, path: &str) -> Result<RawResponse, OpError> {
@@ -187,27 +224,19 @@ impl EngineOps for PodmanDriver {
             }),
         }
         .build();
-        let created = self.podman.containers().create(&opts).await.map_err(op)?;
+        let created = self.call(self.podman.containers().create(&opts)).await?;
         Ok(created.id)
     }
 
     async fn start_container(&self, id: &str) -> Result<(), OpError> {
-        self.podman
-            .containers()
-            .get(id)
-            .start(None)
+        self.call(self.podman.containers().get(id).start(None))
             .await
-            .map_err(op)
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerStatus, OpError> {
         let c = self
-            .podman
-            .containers()
-            .get(id)
-            .inspect()
-            .await
-            .map_err(op)?;
+            .call(self.podman.containers().get(id).inspect())
+            .await?;
         Ok(match c.state {
             Some(state) => ContainerStatus {
                 status: state.status.unwrap_or_default(),
@@ -224,12 +253,8 @@ impl EngineOps for PodmanDriver {
         let opts = ContainerStopOpts::builder()
             .timeout(usize::try_from(grace_secs).unwrap_or(usize::MAX))
             .build();
-        self.podman
-            .containers()
-            .get(id)
-            .stop(&opts)
+        self.call(self.podman.containers().get(id).stop(&opts))
             .await
-            .map_err(op)
     }
 
     async fn remove_container(&self, id: &str) -> Result<(), OpError> {
@@ -237,12 +262,8 @@ impl EngineOps for PodmanDriver {
             .force(true)
             .volumes(true)
             .build();
-        self.podman
-            .containers()
-            .get(id)
-            .delete(&opts)
+        self.call(self.podman.containers().get(id).delete(&opts))
             .await
-            .map_err(op)
     }
 
     async fn list_containers(
@@ -254,7 +275,7 @@ impl EngineOps for PodmanDriver {
             .all(true)
             .filter([ContainerListFilter::LabelKeyVal(label.into(), value.into())])
             .build();
-        let list = self.podman.containers().list(&opts).await.map_err(op)?;
+        let list = self.call(self.podman.containers().list(&opts)).await?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -272,26 +293,28 @@ impl EngineOps for PodmanDriver {
             .stderr(true)
             .build();
         let container = self.podman.containers().get(id);
+        let mark = self.proxy.mark();
         // podman-api's log stream borrows the container handle: the stream owns both.
         async_stream::stream! {
             let mut chunks = container.logs(&opts);
             while let Some(chunk) = chunks.next().await {
-                yield chunk.map(Vec::<u8>::from).map_err(op);
+                yield chunk.map(Vec::<u8>::from).map_err(|e| self.fail(mark, e));
             }
         }
         .boxed()
     }
 
     async fn image_exists(&self, image: &str) -> Result<bool, OpError> {
-        self.podman.images().get(image).exists().await.map_err(op)
+        self.call(self.podman.images().get(image).exists()).await
     }
 
     async fn pull_image(&self, image: &str) -> Result<(), OpError> {
         let opts = PullOpts::builder().reference(image).build();
         let images = self.podman.images();
+        let mark = self.proxy.mark();
         images
             .pull(&opts)
-            .map_err(op)
+            .map_err(|e| self.fail(mark, e))
             .try_for_each(|report| async move {
                 match report.error {
                     Some(err) => Err(OpError::new(ErrorKind::Rejected, err)),
@@ -303,12 +326,8 @@ impl EngineOps for PodmanDriver {
 
     async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError> {
         let net = self
-            .podman
-            .networks()
-            .get(name)
-            .inspect()
-            .await
-            .map_err(op)?;
+            .call(self.podman.networks().get(name).inspect())
+            .await?;
         network_info(&net)
     }
 
@@ -316,7 +335,7 @@ impl EngineOps for PodmanDriver {
         let opts = NetworkListOpts::builder()
             .filter([NetworkListFilter::Name(name.to_string())])
             .build();
-        let list = self.podman.networks().list(&opts).await.map_err(op)?;
+        let list = self.call(self.podman.networks().list(&opts)).await?;
         list.iter().map(network_info).collect()
     }
 
@@ -331,31 +350,21 @@ impl EngineOps for PodmanDriver {
             .dns_enabled(true)
             .labels(labels.clone())
             .build();
-        self.podman
-            .networks()
-            .create(&opts)
+        self.call(self.podman.networks().create(&opts))
             .await
-            .map_err(op)
             .map(|_| ())
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), OpError> {
-        self.podman
-            .networks()
-            .get(name)
-            .delete()
+        self.call(self.podman.networks().get(name).delete())
             .await
-            .map_err(op)
             .map(|_| ())
     }
 
     async fn import_image(&self, reference: &str, tarball: Vec<u8>) -> Result<(), OpError> {
         let opts = ImageImportOpts::builder().reference(reference).build();
-        self.podman
-            .images()
-            .import(&opts, tarball)
+        self.call(self.podman.images().import(&opts, tarball))
             .await
-            .map_err(op)
             .map(|_| ())
     }
 
@@ -368,13 +377,8 @@ impl EngineOps for PodmanDriver {
             .stderr(false)
             .detach_keys("")
             .build();
-        let attached = self
-            .podman
-            .containers()
-            .get(id)
-            .attach(&opts)
-            .await
-            .map_err(op)?;
+        let container = self.podman.containers().get(id);
+        let attached = self.call(container.attach(&opts)).await?;
         let (chunks, stdin) = attached.split();
         let stdout = chunks
             .filter_map(|chunk| async move {
@@ -390,12 +394,8 @@ impl EngineOps for PodmanDriver {
 
     async fn container_address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, OpError> {
         let c = self
-            .podman
-            .containers()
-            .get(id)
-            .inspect()
-            .await
-            .map_err(op)?;
+            .call(self.podman.containers().get(id).inspect())
+            .await?;
         Ok(c.network_settings
             .and_then(|n| n.networks)
             .and_then(|mut n| n.remove(network))

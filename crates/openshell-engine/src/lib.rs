@@ -2,6 +2,13 @@
 //! CLI's order, then Podman's, or the driver and endpoint you name), connects the matching
 //! driver, and gathers the facts the policy decides on.
 //!
+//! An endpoint the user named is authoritative, as in the docker and podman CLIs: when it does
+//! not answer, [`connect`] fails with [`ConnectError::NamedUnreachable`] and tries nothing else.
+//! Without a chosen driver, the endpoints named for this run (`--endpoint`, `DOCKER_HOST`,
+//! `DOCKER_CONTEXT` or the docker `currentContext`, then `CONTAINER_HOST` or
+//! `CONTAINER_CONNECTION`) come before every well-known socket; Podman's configured default
+//! connection comes after the Docker order, when no socket answered.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use openshell_engine::{connect, ConnectOptions};
@@ -30,8 +37,8 @@ use openshell_sandbox::support::{
     LogStream, NetworkInfo, OpError,
 };
 use openshell_sandbox::{
-    Candidate, CandidateOutcome, DiscoveryEnv, DiscoveryError, DriverOptions, EngineError,
-    EnvError, GatheredFacts, SandboxDriver,
+    Candidate, CandidateOutcome, Candidates, DiscoveryEnv, DiscoveryError, DriverOptions,
+    EngineError, EnvError, GatheredFacts, SandboxDriver,
 };
 use serde::Serialize;
 
@@ -62,10 +69,12 @@ impl DriverKind {
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
     /// The driver to use; `None` tries the Docker API's discovery order first (it also knows
-    /// Podman's sockets), then Podman's (for `CONTAINER_HOST` and Podman connections).
+    /// Podman's sockets), then Podman's (for Podman connections), except that an endpoint named
+    /// for this run in either order is used alone.
     pub driver: Option<DriverKind>,
     /// An endpoint to use instead of discovery (`unix://`, `tcp://`, `ssh://`). A named endpoint
-    /// is the only candidate, as in the docker and podman CLIs.
+    /// is the only candidate, as in the docker and podman CLIs: if it does not answer,
+    /// nothing else is tried.
     pub endpoint: Option<String>,
     /// The environment discovery reads.
     pub env: DiscoveryEnv,
@@ -124,6 +133,21 @@ pub enum ConnectError {
         /// Every place looked at, with what it gave.
         candidates: Vec<Candidate>,
     },
+    /// The endpoint the user named requires TLS, which no driver speaks yet. Nothing was sent
+    /// to it: plain HTTP would carry the engine calls (and a sandbox's callback token) in the
+    /// clear.
+    #[error("{} (named by {}) requires TLS, which openshell does not speak to engines yet, and it is never spoken to in plain HTTP; reach the engine through a local socket or ssh:// instead, or, if it really serves plain HTTP, name it as tcp:// without TLS settings", .candidate.endpoint, .candidate.source)]
+    TlsUnsupported {
+        /// The named endpoint, where it was named and what asked for TLS.
+        candidate: Candidate,
+    },
+    /// The endpoint the user named did not answer. Nothing else was tried in its place: a
+    /// named endpoint is authoritative, as in the docker and podman CLIs.
+    #[error("{} (named by {}) did not answer: {}; a named endpoint is used alone, so start that engine, or change or unset {}", .candidate.endpoint, .candidate.source, .candidate.outcome, .candidate.source)]
+    NamedUnreachable {
+        /// The named endpoint, where it was named, and what trying it gave.
+        candidate: Candidate,
+    },
     /// An engine answered discovery, but connecting or gathering its facts failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -133,53 +157,60 @@ pub enum ConnectError {
 pub fn candidates_text(candidates: &[Candidate]) -> String {
     candidates
         .iter()
-        .map(|c| {
-            let outcome = match &c.outcome {
-                CandidateOutcome::Absent => "absent".to_string(),
-                CandidateOutcome::Refused(why) => format!("refused: {why}"),
-                CandidateOutcome::Remote => "remote (not probed)".to_string(),
-                CandidateOutcome::Ok => "ok".to_string(),
-                CandidateOutcome::Skipped => "not tried".to_string(),
-            };
-            format!("  - {} [{}]: {outcome}\n", c.endpoint, c.source)
-        })
+        .map(|c| format!("  - {} [{}]: {}\n", c.endpoint, c.source, c.outcome))
         .collect()
 }
 
-async fn discover(
-    kind: DriverKind,
-    opts: &ConnectOptions,
-) -> Result<openshell_sandbox::Discovery, DiscoveryError> {
-    let endpoint = opts.endpoint.as_deref();
-    let timeout = opts.driver_options.timeout;
-    let candidates = match kind {
-        DriverKind::Docker => openshell_driver_docker::candidates(endpoint, &opts.env)?,
-        DriverKind::Podman => openshell_driver_podman::candidates(endpoint, &opts.env)?,
-    };
-    Ok(probe_candidates(candidates, timeout).await)
+/// The discovery orders to try, in turn, each with the driver that speaks to what it finds.
+/// A named endpoint is the whole plan.
+fn plan(opts: &ConnectOptions) -> Result<Vec<(DriverKind, Candidates)>, DiscoveryError> {
+    use openshell_driver_docker as docker;
+    use openshell_driver_podman as podman;
+    let (endpoint, env) = (opts.endpoint.as_deref(), &opts.env);
+    Ok(match opts.driver {
+        Some(DriverKind::Docker) => vec![(DriverKind::Docker, docker::candidates(endpoint, env)?)],
+        Some(DriverKind::Podman) => vec![(DriverKind::Podman, podman::candidates(endpoint, env)?)],
+        None => {
+            let docker_order = docker::candidates(endpoint, env)?;
+            if docker_order.is_named() {
+                return Ok(vec![(DriverKind::Docker, docker_order)]);
+            }
+            // `endpoint` is `None` here: a flag would have named the Docker candidate.
+            if let Some(named) = podman::named_for_this_run(None, env)? {
+                return Ok(vec![(DriverKind::Podman, named)]);
+            }
+            vec![
+                (DriverKind::Docker, docker_order),
+                (DriverKind::Podman, podman::candidates(None, env)?),
+            ]
+        }
+    })
 }
 
 /// Finds the engine, connects the driver and gathers the engine's facts, creating the sandbox
 /// network (labelled as ours) when it is missing.
 pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
-    let order: Vec<DriverKind> = match opts.driver {
-        Some(d) => vec![d],
-        None => vec![DriverKind::Docker, DriverKind::Podman],
-    };
     let mut candidates = Vec::new();
-    for kind in order {
-        let found = discover(kind, opts).await?;
-        candidates.extend(found.candidates);
-        let Some(chosen) = found.chosen else { continue };
+    for (kind, order) in plan(opts)? {
+        let found = probe_candidates(order, opts.driver_options.timeout).await;
+        candidates.extend(found.candidates.iter().cloned());
+        let Some(chosen) = found.chosen else {
+            if let (true, Some(candidate)) = (found.named, found.candidates.into_iter().next()) {
+                return Err(match candidate.outcome {
+                    CandidateOutcome::NeedsTls => ConnectError::TlsUnsupported { candidate },
+                    _ => ConnectError::NamedUnreachable { candidate },
+                });
+            }
+            continue;
+        };
         let driver = match (&chosen, kind) {
             (Endpoint::Ssh { .. }, _) => None,
             (_, DriverKind::Docker) => Some(AnyDriver::Docker(
                 DockerDriver::connect(chosen.clone(), opts.driver_options.clone()).await?,
             )),
-            (_, DriverKind::Podman) => Some(AnyDriver::Podman(PodmanDriver::connect(
-                chosen.clone(),
-                opts.driver_options.clone(),
-            )?)),
+            (_, DriverKind::Podman) => Some(AnyDriver::Podman(
+                PodmanDriver::connect(chosen.clone(), opts.driver_options.clone()).await?,
+            )),
         };
         let gathered = match &driver {
             Some(d) => d.gather_facts().await?,
@@ -293,5 +324,105 @@ impl EngineOps for AnyDriver {
     }
     async fn container_address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, OpError> {
         forward!(self, d => d.container_address(id, network).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An "engine" on a Unix socket that answers every request `200 OK` and counts the
+    /// connections it accepted.
+    fn fake_engine(path: &Path) -> Arc<AtomicUsize> {
+        let seen = Arc::new(AtomicUsize::new(0));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let listener = tokio::net::UnixListener::bind(path).unwrap_or_else(|e| panic!("{e}"));
+        let count = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
+                    )
+                    .await;
+            }
+        });
+        seen
+    }
+
+    fn options(dir: &Path, vars: &[(&str, &str)]) -> ConnectOptions {
+        let mut all: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        all.insert("XDG_RUNTIME_DIR".into(), dir.display().to_string());
+        ConnectOptions {
+            env: DiscoveryEnv {
+                vars: all,
+                home: Some(dir.to_path_buf()),
+            },
+            driver_options: DriverOptions {
+                timeout: Duration::from_secs(2),
+                ..DriverOptions::default()
+            },
+            ..ConnectOptions::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_named_endpoint_that_does_not_answer_is_the_answer() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // Engines at the rootless Docker and Podman well-known sockets: the fallbacks the
+        // named endpoints used to be abandoned for.
+        let docker = fake_engine(&dir.path().join("docker.sock"));
+        let podman = fake_engine(&dir.path().join("podman/podman.sock"));
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tcp = format!("tcp://{closed}");
+        let dead = format!("unix://{}", dir.path().join("dead.sock").display());
+        for (var, value, driver) in [
+            ("DOCKER_HOST", tcp.as_str(), None),
+            ("DOCKER_HOST", "npipe:////./pipe/docker_engine", None),
+            ("CONTAINER_HOST", dead.as_str(), None),
+            ("CONTAINER_HOST", tcp.as_str(), Some(DriverKind::Podman)),
+        ] {
+            let opts = ConnectOptions {
+                driver,
+                ..options(dir.path(), &[(var, value)])
+            };
+            match connect(&opts).await {
+                Err(ConnectError::NamedUnreachable { candidate }) => {
+                    assert_eq!(candidate.source, var);
+                    assert_eq!(candidate.endpoint, value);
+                }
+                Err(e) => panic!("{var}={value}: {e}"),
+                Ok(e) => panic!(
+                    "{var}={value}: connected to {}",
+                    e.driver
+                        .map_or("none".into(), |d| EngineOps::endpoint(&d).to_string())
+                ),
+            }
+        }
+        assert_eq!(
+            docker.load(Ordering::SeqCst),
+            0,
+            "rootless Docker socket tried"
+        );
+        assert_eq!(
+            podman.load(Ordering::SeqCst),
+            0,
+            "rootless Podman socket tried"
+        );
     }
 }

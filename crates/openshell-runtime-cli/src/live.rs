@@ -24,8 +24,9 @@ pub fn block_on<F: Future>(f: F) -> Result<F::Output, Fail> {
 }
 
 /// Finds and connects to the engine and gathers its facts, writing the facts document to
-/// `dump` when asked. Exit 2 for a malformed endpoint or context, 3 when no engine answers,
-/// 1 when the engine fails.
+/// `dump` when asked. Exit 2 for a malformed endpoint or context or one that requires TLS
+/// (not spoken yet), 3 when no engine answers
+/// (or the one the user named does not), 1 when the engine fails.
 pub async fn connect(args: &EngineArgs, dump: Option<&PathBuf>) -> Result<Engine, Fail> {
     let opts = ConnectOptions {
         driver: args.driver.map(|d| match d {
@@ -43,8 +44,10 @@ pub async fn connect(args: &EngineArgs, dump: Option<&PathBuf>) -> Result<Engine
     let engine = openshell_engine::connect(&opts)
         .await
         .map_err(|e| match e {
-            ConnectError::Discovery(_) => usage(e.to_string()),
-            ConnectError::NoEngine { .. } => Fail {
+            ConnectError::Discovery(_) | ConnectError::TlsUnsupported { .. } => {
+                usage(e.to_string())
+            }
+            ConnectError::NoEngine { .. } | ConnectError::NamedUnreachable { .. } => Fail {
                 code: 3,
                 message: e.to_string(),
             },

@@ -1,10 +1,11 @@
 //! `openshell-runtime`: which container runtime is behind the engine, and how sandboxes reach
 //! the gateway.
 //!
-//! Exit codes: 0 decided; 1 an engine call failed; 2 bad usage or invalid input; 3 no engine
-//! answered anywhere (live mode); 4 recognised but no safe route (or not recognised at all): the
-//! policy refused to guess; `doctor` adds 5 (no route proven) and 130/143 (stopped by SIGINT or
-//! SIGTERM, after removing its probe). Warnings go to stderr; `RUST_LOG` shows more.
+//! Exit codes: 0 decided; 1 an engine call failed; 2 bad usage or invalid input (also an engine
+//! endpoint that requires TLS, which is not spoken yet and never replaced by plain HTTP); 3 no
+//! engine answered anywhere, or the endpoint the user named did not (live mode); 4 recognised
+//! but no safe route (or not recognised at all): the policy refused to guess.; `doctor` adds 5 (no route proven) and 130/143 (stopped by
+//! SIGINT or SIGTERM, after removing its probe). Warnings go to stderr; `RUST_LOG` shows more.
 
 // Turned into pub(crate) once the concurrent branches touching these modules have landed.
 #![allow(unreachable_pub)]

@@ -1353,3 +1353,144 @@ fn interrupted_doctors_leave_no_probe_after_the_next_run() {
         );
     }
 }
+
+/// The binary with discovery's environment emptied: no named endpoint, no context, and a home
+/// and runtime directory of its own, so only what a test sets is named.
+fn isolated(home: &Path) -> Command {
+    let mut c = bin();
+    for k in [
+        "DOCKER_HOST",
+        "DOCKER_CONTEXT",
+        "DOCKER_CONFIG",
+        "DOCKER_TLS_VERIFY",
+        "DOCKER_CERT_PATH",
+        "CONTAINER_HOST",
+        "CONTAINER_CONNECTION",
+        "CONTAINERS_CONF",
+        "PODMAN_CONNECTIONS_CONF",
+        "XDG_CONFIG_HOME",
+    ] {
+        c.env_remove(k);
+    }
+    c.env("HOME", home).env("XDG_RUNTIME_DIR", home);
+    c
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    l.local_addr().unwrap_or_else(|e| panic!("{e}")).port()
+}
+
+#[test]
+fn a_named_endpoint_that_does_not_answer_is_not_replaced() {
+    // Before: DOCKER_HOST at a closed port fell through to the rootful Podman socket, decided
+    // for it (exit 0) and created a network there.
+    // Removed when dropped, also when an assertion fails.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let home = dir.path();
+    let tcp = format!("tcp://127.0.0.1:{}", closed_port());
+    for value in [tcp.as_str(), "npipe:////./pipe/docker_engine"] {
+        let out = isolated(home)
+            .args(["detect", "--no-config", "--timeout", "2"])
+            .env("DOCKER_HOST", value)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{value}: {err}");
+        assert!(out.stdout.is_empty(), "{value}: decided anyway");
+        assert!(
+            err.contains(value) && err.contains("named by DOCKER_HOST"),
+            "{value}: {err}"
+        );
+    }
+}
+
+/// An engine endpoint that requires TLS is refused (exit 2, naming what asked for TLS), and
+/// not one byte goes to it: it used to get plain HTTP. The "engine" is a loopback listener
+/// that only records whether anything connected.
+#[test]
+fn tls_endpoints_are_refused_without_a_byte_sent() {
+    use std::net::TcpListener;
+    // Removed when dropped, also when an assertion fails.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let home = dir.path();
+    let docker = home.join(".docker");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    listener
+        .set_nonblocking(true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let https = format!("https://127.0.0.1:{port}");
+    // A context in the store whose host is plain tcp://, with TLS material or SkipTLSVerify.
+    let context = |name: &str, skip_verify: bool, material: bool| {
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(name.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let meta = docker.join("contexts/meta").join(&hex);
+        std::fs::create_dir_all(&meta).unwrap_or_else(|e| panic!("{e}"));
+        let doc = serde_json::json!({"Name": name, "Endpoints": {"docker": {"Host": tcp, "SkipTLSVerify": skip_verify}}});
+        std::fs::write(meta.join("meta.json"), doc.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        if material {
+            let store = docker.join("contexts/tls").join(&hex).join("docker");
+            std::fs::create_dir_all(&store).unwrap_or_else(|e| panic!("{e}"));
+            for f in ["ca.pem", "cert.pem", "key.pem"] {
+                std::fs::write(store.join(f), "-").unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    };
+    context("remote-tls", false, true);
+    context("remote-skip", true, false);
+    let cert_path = home.display().to_string();
+    // (environment, flags, what the refusal names as asking for TLS)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: [Case<'_>; 7] = [
+        (&[("DOCKER_HOST", &https)], &[], "DOCKER_HOST"),
+        (
+            &[],
+            &["--endpoint", &https, "--driver", "podman"],
+            "--endpoint",
+        ),
+        (
+            &[("DOCKER_HOST", &tcp), ("DOCKER_TLS_VERIFY", "1")],
+            &[],
+            "DOCKER_TLS_VERIFY",
+        ),
+        (
+            &[("DOCKER_HOST", &tcp), ("DOCKER_CERT_PATH", &cert_path)],
+            &[],
+            "DOCKER_CERT_PATH",
+        ),
+        (
+            &[("DOCKER_TLS", "1")],
+            &["--endpoint", &tcp, "--driver", "docker"],
+            "DOCKER_TLS",
+        ),
+        (&[("DOCKER_CONTEXT", "remote-tls")], &[], "TLS material"),
+        (&[("DOCKER_CONTEXT", "remote-skip")], &[], "SkipTLSVerify"),
+    ];
+    for (vars, flags, why) in cases {
+        let out = isolated(home)
+            .args(["detect", "--no-config", "--timeout", "2"])
+            .args(flags)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{vars:?} {flags:?}: {err}");
+        assert!(
+            err.contains("requires TLS") && err.contains(why) && err.contains(&https),
+            "{vars:?} {flags:?}: {err}"
+        );
+        assert!(
+            listener.accept().is_err(),
+            "{vars:?} {flags:?}: the TLS endpoint was sent plain HTTP"
+        );
+    }
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use openshell_runtime::facts::EndpointError;
 
 use crate::support::raw::RawError;
+use crate::support::transport::{ReplyTooLarge, TransportError};
 use crate::SpecError;
 
 /// A client library's error, kept whole as the source.
@@ -86,12 +87,31 @@ impl OpError {
 impl From<RawError> for OpError {
     fn from(e: RawError) -> OpError {
         let kind = match &e {
-            RawError::Connect(_) | RawError::Http(_) | RawError::Timeout(_) => {
-                ErrorKind::Unreachable
-            }
-            _ => ErrorKind::BadAnswer,
+            RawError::Transport(t) => transport_kind(t),
+            RawError::Timeout(_) => ErrorKind::Unreachable,
+            RawError::Body(_) | RawError::Request(_) => ErrorKind::BadAnswer,
         };
         OpError::new(kind, e)
+    }
+}
+
+/// The kind of a transport failure: the engine was not reached, or its reply was refused.
+pub(crate) fn transport_kind(e: &TransportError) -> ErrorKind {
+    match e {
+        TransportError::TooLarge(_) | TransportError::Request(_) => ErrorKind::BadAnswer,
+        _ => ErrorKind::Unreachable,
+    }
+}
+
+impl From<std::sync::Arc<TransportError>> for OpError {
+    fn from(e: std::sync::Arc<TransportError>) -> OpError {
+        OpError::new(transport_kind(&e), e)
+    }
+}
+
+impl From<ReplyTooLarge> for OpError {
+    fn from(e: ReplyTooLarge) -> OpError {
+        OpError::new(ErrorKind::BadAnswer, e)
     }
 }
 
@@ -131,13 +151,17 @@ pub enum EngineError {
         /// The limit that passed.
         after: Duration,
     },
-    /// The endpoint kind cannot be used for engine calls by this driver.
-    #[error("endpoint {endpoint} is not supported for engine calls by the {driver} driver (unix:// and tcp:// are)")]
+    /// The endpoint cannot be used for engine calls by this driver (`ssh://`, `npipe://`, or
+    /// one that requires TLS); nothing was sent to it.
+    #[error("the {driver} driver cannot use {endpoint}: {source}")]
     Unsupported {
         /// The endpoint, as shown to people.
         endpoint: String,
         /// The driver that refused it.
         driver: &'static str,
+        /// Why: the transport's verdict.
+        #[source]
+        source: TransportError,
     },
     /// A network of the sandbox network's name exists with another driver.
     #[error("network {name} exists with driver {driver}, not bridge; remove it or choose another sandbox network name")]

@@ -36,5 +36,5 @@ pub use relay::{
     normalise_arch, reap_relays, Relay, RelayError, RelayOptions, ENV_RELAY_BINARY, ENV_RELAY_IMAGE,
 };
 pub use spec::{sandbox_command, SandboxSpec, SpecError, ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN};
-pub use support::discover::{Candidate, CandidateOutcome, Discovery, DiscoveryEnv};
+pub use support::discover::{Candidate, CandidateOutcome, Candidates, Discovery, DiscoveryEnv};
 pub use token::{new_token, TokenError};

@@ -2,6 +2,9 @@
 //!
 //! An endpoint keeps no user information (`user:password@`): `Display` never shows it, and an
 //! endpoint refused by [`Endpoint::parse`] is named with it hidden (`tcp://xxxxx@host:2375`).
+//!
+//! A TCP endpoint records whether the engine must be spoken to over TLS (`https://`, or a TLS
+//! setting discovery found), so that no connection ever falls back to plain HTTP.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -28,6 +31,9 @@ pub enum Endpoint {
         host: String,
         /// Port, when given.
         port: Option<u16>,
+        /// The engine speaks TLS here (`https://`, or TLS settings for this endpoint); shown
+        /// as `https://`.
+        tls: bool,
     },
     /// The engine socket behind an SSH connection.
     Ssh {
@@ -101,7 +107,11 @@ impl Endpoint {
                 let authority = rest.split('/').next().unwrap_or_default();
                 let (host, port) =
                     split_host_port(authority).ok_or_else(|| malformed("bad host or port"))?;
-                Ok(Endpoint::Tcp { host, port })
+                Ok(Endpoint::Tcp {
+                    host,
+                    port,
+                    tls: scheme.eq_ignore_ascii_case("https"),
+                })
             }
             "ssh" => {
                 let (authority, path) = match rest.find('/') {
@@ -118,6 +128,24 @@ impl Endpoint {
                 })
             }
             _ => Err(EndpointError::Scheme { value }),
+        }
+    }
+
+    /// Whether the engine must be spoken to over TLS.
+    pub fn requires_tls(&self) -> bool {
+        matches!(self, Endpoint::Tcp { tls: true, .. })
+    }
+
+    /// This endpoint, spoken to over TLS when it is a TCP one (TLS settings such as
+    /// `DOCKER_TLS_VERIFY` apply to TCP only; sockets, pipes and SSH are left as they are).
+    pub fn with_tls(self) -> Endpoint {
+        match self {
+            Endpoint::Tcp { host, port, .. } => Endpoint::Tcp {
+                host,
+                port,
+                tls: true,
+            },
+            other => other,
         }
     }
 
@@ -190,7 +218,14 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Unix { path } => write!(f, "unix://{path}"),
             Endpoint::Npipe { path } => write!(f, "npipe://{path}"),
-            Endpoint::Tcp { host: h, port: p } => write!(f, "tcp://{}{}", host(h), port(p)),
+            Endpoint::Tcp {
+                host: h,
+                port: p,
+                tls,
+            } => {
+                let scheme = if *tls { "https" } else { "tcp" };
+                write!(f, "{scheme}://{}{}", host(h), port(p))
+            }
             Endpoint::Ssh {
                 host: h,
                 port: p,
@@ -231,6 +266,9 @@ mod tests {
                 false,
             ),
             ("tcp://10.0.0.5:2376", "tcp://10.0.0.5:2376", true),
+            ("https://10.0.0.5:2376", "https://10.0.0.5:2376", true),
+            ("HTTPS://localhost:2376/", "https://localhost:2376", false),
+            ("http://localhost:2375", "tcp://localhost:2375", false),
             ("tcp://localhost:2375", "tcp://localhost:2375", false),
             (
                 "ssh://core@127.0.0.1:52641/run/user/501/podman/podman.sock",
@@ -249,6 +287,9 @@ mod tests {
             let e = Endpoint::parse(raw).unwrap_or_else(|err| panic!("{raw}: {err}"));
             assert_eq!(e.to_string(), shown, "{raw}");
             assert_eq!(e.is_remote(), remote, "{raw}");
+            assert_eq!(e.requires_tls(), shown.starts_with("https://"), "{raw}");
+            // What is shown parses back to the same endpoint (facts files replay it).
+            assert_eq!(Endpoint::parse(shown), Ok(e), "{raw}");
         }
     }
 

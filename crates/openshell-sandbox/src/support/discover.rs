@@ -1,7 +1,12 @@
 //! Discovery's shared half: the environment it reads, trying candidates in order, and what
 //! it reports. Each driver lists its own candidates (the docker CLI's order, Podman's order).
+//!
+//! An endpoint the user named (a flag, a variable, a context, a connection) is authoritative:
+//! it is the only candidate, and when it does not answer discovery says so instead of looking
+//! elsewhere, as the docker and podman CLIs do. Only the well-known sockets are a search.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,7 +16,8 @@ use openshell_runtime::{well_known_sockets, RuntimeId, SocketApi, SocketLocation
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::support::raw;
+use crate::support::raw::{self, RawError};
+use crate::support::transport::TransportError;
 
 /// One place discovery looked for an engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -32,6 +38,8 @@ pub enum CandidateOutcome {
     Absent,
     /// Something there that did not answer as an engine, and why.
     Refused(String),
+    /// The endpoint requires TLS, which is not spoken yet: not contacted.
+    NeedsTls,
     /// A remote endpoint, not contacted by discovery.
     Remote,
     /// An engine answered `/_ping`.
@@ -40,13 +48,65 @@ pub enum CandidateOutcome {
     Skipped,
 }
 
+impl fmt::Display for CandidateOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CandidateOutcome::Absent => f.write_str("absent"),
+            CandidateOutcome::Refused(why) => write!(f, "refused: {why}"),
+            CandidateOutcome::NeedsTls => {
+                f.write_str("requires TLS (not spoken yet; not contacted)")
+            }
+            CandidateOutcome::Remote => f.write_str("remote (not probed)"),
+            CandidateOutcome::Ok => f.write_str("ok"),
+            CandidateOutcome::Skipped => f.write_str("not tried"),
+        }
+    }
+}
+
+/// What a driver's discovery order gives before anything is tried: one endpoint the user
+/// named, or the well-known sockets to search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidates {
+    named: bool,
+    list: Vec<(Endpoint, String)>,
+}
+
+impl Candidates {
+    /// The endpoint the user named, with where it was named (`--endpoint`, `DOCKER_HOST`,
+    /// `context foo (DOCKER_CONTEXT)`, ...): the only candidate.
+    pub fn named(endpoint: Endpoint, source: impl Into<String>) -> Candidates {
+        Candidates {
+            named: true,
+            list: vec![(endpoint, source.into())],
+        }
+    }
+
+    /// Well-known sockets, each with its source, in the order to try them.
+    pub fn well_known(list: Vec<(Endpoint, String)>) -> Candidates {
+        Candidates { named: false, list }
+    }
+
+    /// Whether the user named the endpoint (then it is the only one, and authoritative).
+    pub fn is_named(&self) -> bool {
+        self.named
+    }
+
+    /// The candidates with their sources, in order.
+    pub fn list(&self) -> &[(Endpoint, String)] {
+        &self.list
+    }
+}
+
 /// Where discovery looked and what it chose.
 #[derive(Debug, Clone, Serialize)]
 pub struct Discovery {
     /// Every candidate, in the order tried.
     pub candidates: Vec<Candidate>,
-    /// The first that answered (or the explicit remote one); `None` when nothing answered.
+    /// The first that answered (or the named remote one); `None` when nothing answered.
     pub chosen: Option<Endpoint>,
+    /// Whether the user named the one candidate: when it did not answer, nothing else may be
+    /// tried in its place.
+    pub named: bool,
 }
 
 /// The environment discovery reads, gathered once at the edge so tests can fake it.
@@ -96,14 +156,16 @@ pub fn parse_endpoint(raw: &str, origin: &str) -> Result<Endpoint, crate::Discov
 /// entry that exists (the runtime's default instance first, listed even when absent), and
 /// locations for another OS or under an unset root are left out. With `podman_only`, only the
 /// sockets that serve libpod.
-pub fn well_known(env: &DiscoveryEnv, podman_only: bool) -> Vec<(Endpoint, String)> {
+pub fn well_known(env: &DiscoveryEnv, podman_only: bool) -> Candidates {
     let os = crate::current_os();
-    well_known_sockets()
-        .into_iter()
-        .filter(|(_, loc)| !podman_only || loc.api == SocketApi::Podman)
-        .filter(|(_, loc)| loc.applies_on(&os))
-        .flat_map(|(_, loc)| expand(loc, env))
-        .collect()
+    Candidates::well_known(
+        well_known_sockets()
+            .into_iter()
+            .filter(|(_, loc)| !podman_only || loc.api == SocketApi::Podman)
+            .filter(|(_, loc)| loc.applies_on(&os))
+            .flat_map(|(_, loc)| expand(loc, env))
+            .collect(),
+    )
 }
 
 /// One runtime's well-known sockets expanded against `env`, as [`well_known`] lists them.
@@ -173,16 +235,17 @@ fn expand(loc: &SocketLocation, env: &DiscoveryEnv) -> Vec<(Endpoint, String)> {
         .collect()
 }
 
-/// Tries the candidates in order; the first engine that answers `/_ping` is chosen. A remote
-/// endpoint named by the user is chosen without being probed here.
-pub async fn probe_candidates(candidates: Vec<(Endpoint, String)>, timeout: Duration) -> Discovery {
+/// Tries the candidates in order; the first engine that answers `/_ping` is chosen. An `ssh://`
+/// endpoint (always named by the user) is chosen without being probed: no driver speaks SSH.
+pub async fn probe_candidates(candidates: Candidates, timeout: Duration) -> Discovery {
+    let Candidates { named, list } = candidates;
     let mut out = Vec::new();
     let mut chosen = None;
-    for (ep, source) in candidates {
+    for (ep, source) in list {
         let endpoint = ep.to_string();
         let outcome = if chosen.is_some() {
             CandidateOutcome::Skipped
-        } else if matches!(ep, Endpoint::Ssh { .. }) || ep.is_remote() {
+        } else if matches!(ep, Endpoint::Ssh { .. }) {
             chosen = Some(ep);
             CandidateOutcome::Remote
         } else if let Endpoint::Unix { path } = &ep {
@@ -203,6 +266,7 @@ pub async fn probe_candidates(candidates: Vec<(Endpoint, String)>, timeout: Dura
     Discovery {
         candidates: out,
         chosen,
+        named,
     }
 }
 
@@ -218,6 +282,7 @@ async fn probe(
             CandidateOutcome::Ok
         }
         Ok(r) => CandidateOutcome::Refused(format!("/_ping answered HTTP {}", r.status)),
+        Err(RawError::Transport(TransportError::TlsRequired(_))) => CandidateOutcome::NeedsTls,
         Err(e) => CandidateOutcome::Refused(e.to_string()),
     }
 }
@@ -226,8 +291,8 @@ async fn probe(
 mod tests {
     use super::*;
 
-    fn shown(c: &[(Endpoint, String)]) -> Vec<String> {
-        c.iter().map(|(e, s)| format!("{s}={e}")).collect()
+    fn shown(c: &Candidates) -> Vec<String> {
+        c.list().iter().map(|(e, s)| format!("{s}={e}")).collect()
     }
 
     #[test]
@@ -279,10 +344,10 @@ mod tests {
         let dead = dir.path().join("dead.sock");
         drop(std::os::unix::net::UnixListener::bind(&dead).unwrap_or_else(|e| panic!("{e}")));
         let one = |raw: &str| {
-            vec![(
+            Candidates::named(
                 Endpoint::parse(raw).unwrap_or_else(|e| panic!("{e}")),
-                "--endpoint".to_string(),
-            )]
+                "--endpoint",
+            )
         };
         let timeout = Duration::from_secs(1);
         let d = probe_candidates(one(&format!("unix://{}", dead.display())), timeout).await;

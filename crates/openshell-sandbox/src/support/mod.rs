@@ -1,5 +1,5 @@
 //! Driver plumbing: what a driver crate implements ([`EngineOps`]) and the pieces it builds
-//! on (raw requests, candidate probing, well-known sockets). Gateway code does not need this
+//! on (the capped engine transport, raw requests, candidate probing, well-known sockets). Gateway code does not need this
 //! module; it uses [`SandboxDriver`](crate::SandboxDriver), which every `EngineOps` gets.
 //!
 //! A driver is engine operations over its own client, nothing more: it turns a
@@ -10,7 +10,9 @@
 
 pub mod attach;
 pub mod discover;
+pub mod proxy;
 pub mod raw;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

@@ -1,0 +1,306 @@
+//! A private proxy for a client library that opens its own engine connections and cannot be
+//! given ours (podman-api): the client talks to a Unix socket in a directory only this user can
+//! enter, and each connection it opens there is relayed to the engine over a connection from
+//! [`transport::connect`], so what the client reads is capped like every other engine reply.
+//! The proxy serves this process alone: a connection from any other process is closed unread,
+//! so the proxy never lends the engine socket's permissions to anyone else.
+//!
+//! podman-api opens one connection per request to a Unix socket (its pool keeps none idle), so
+//! the per-connection budget is a per-reply budget. When the budget stops a reply, the client
+//! only sees the connection end; the proxy records why, and the driver reports that instead
+//! ([`Proxy::incident_since`]). The limit: such a record is matched to a call by time, so with
+//! concurrent calls on one driver a call that failed at a transport level in the same moment
+//! may report another call's incident.
+//!
+//! A proxy's directory is removed when the proxy is dropped. One left by a process that was
+//! killed (or that leaked its driver) is removed by the next proxy this user starts.
+
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use openshell_runtime::facts::Endpoint;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::transport::{self, TransportError};
+
+/// Pause after a failed `accept` (such as running out of file descriptors), so the proxy does
+/// not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Proxy directories are named `<temp dir>/openshell-proxy-<random>`.
+const DIR_PREFIX: &str = "openshell-proxy-";
+/// The socket's name in its directory.
+const SOCKET_NAME: &str = "engine.sock";
+/// A proxy directory without a socket this old is a leftover, not one being set up.
+const SETUP_GRACE: Duration = Duration::from_secs(60);
+
+/// A running proxy; dropping it stops it, ends its connections and removes its socket.
+#[derive(Debug)]
+pub struct Proxy {
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+    task: JoinHandle<()>,
+    incidents: Arc<Incidents>,
+}
+
+/// A point in the proxy's history of incidents, taken before a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark(u64);
+
+/// The transport failures the proxy saw, newest last.
+#[derive(Debug, Default)]
+struct Incidents {
+    count: AtomicU64,
+    last: Mutex<Option<Arc<TransportError>>>,
+}
+
+impl Incidents {
+    fn record(&self, e: TransportError) {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(e));
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Proxy {
+    /// Starts relaying to `endpoint`; each connection lives at most `lifetime` (the driver's
+    /// call timeout: no call waits longer for it), unless its reply switched protocols (an
+    /// attach), which lasts as long as its session.
+    pub fn start(endpoint: Endpoint, lifetime: Duration) -> io::Result<Proxy> {
+        let dir = tempfile::Builder::new()
+            .prefix(DIR_PREFIX)
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()?;
+        let owner = std::fs::metadata(dir.path())?.uid();
+        sweep(dir.path(), owner);
+        let socket = dir.path().join(SOCKET_NAME);
+        let listener = UnixListener::bind(&socket)?;
+        let incidents = Arc::new(Incidents::default());
+        let served = Served {
+            endpoint,
+            owner,
+            incidents: Arc::clone(&incidents),
+            lifetime,
+        };
+        let task = tokio::spawn(serve(listener, served));
+        Ok(Proxy {
+            socket,
+            _dir: dir,
+            task,
+            incidents,
+        })
+    }
+
+    /// The socket the client connects to.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Now, for [`Proxy::incident_since`].
+    pub fn mark(&self) -> Mark {
+        Mark(self.incidents.count.load(Ordering::SeqCst))
+    }
+
+    /// The latest transport failure since `mark` (a reply over the budget, an engine that could
+    /// not be reached), if any.
+    pub fn incident_since(&self, mark: Mark) -> Option<Arc<TransportError>> {
+        if self.incidents.count.load(Ordering::SeqCst) == mark.0 {
+            return None;
+        }
+        self.incidents
+            .last
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What each relayed connection needs.
+#[derive(Debug, Clone)]
+struct Served {
+    endpoint: Endpoint,
+    /// This user (the owner of the proxy's directory).
+    owner: u32,
+    incidents: Arc<Incidents>,
+    /// The longest a connection lives unless it is upgraded.
+    lifetime: Duration,
+}
+
+async fn serve(listener: UnixListener, served: Served) {
+    // Owning the connections here ends them all when the proxy stops.
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => {
+                    conns.spawn(forward(client, served.clone()));
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "proxy accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+/// Removes the proxy directories of user `me` that no process serves any more: the socket
+/// refuses connections (its process is gone), or there is no socket long after setup. `ours` is
+/// the new proxy's own directory.
+fn sweep(ours: &Path, me: u32) {
+    let Some(parent) = ours.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let ours_or_foreign = dir == ours
+            || !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX)
+            || std::fs::symlink_metadata(&dir).map_or(true, |m| !m.is_dir() || m.uid() != me);
+        if ours_or_foreign {
+            continue;
+        }
+        let socket = dir.join(SOCKET_NAME);
+        let stale = match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(_) => false,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::metadata(&dir)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > SETUP_GRACE)),
+            Err(_) => false,
+        };
+        if stale {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::debug!(error = %e, dir = %dir.display(), "stale proxy directory not removed");
+            }
+        }
+    }
+}
+
+/// Whether `client` is this process, the only one the proxy serves (this user, where the
+/// platform does not report the peer's process).
+fn from_this_process(client: &UnixStream, owner: u32) -> bool {
+    match client.peer_cred() {
+        Ok(cred) => match cred.pid() {
+            Some(pid) => u32::try_from(pid).is_ok_and(|pid| pid == std::process::id()),
+            None => cred.uid() == owner,
+        },
+        Err(_) => false,
+    }
+}
+
+async fn forward(mut client: UnixStream, served: Served) {
+    if !from_this_process(&client, served.owner) {
+        // Another process of this user's sweep checking whether the proxy is alive, or a
+        // stranger: neither gets the engine.
+        tracing::debug!("proxy connection from another process closed");
+        return;
+    }
+    let deadline = tokio::time::sleep(served.lifetime);
+    tokio::pin!(deadline);
+    let connected = tokio::select! {
+        c = transport::connect(&served.endpoint) => c,
+        () = &mut deadline => return,
+    };
+    let mut engine = match connected {
+        Ok(s) => s,
+        Err(e) => return served.incidents.record(e),
+    };
+    let upgraded = engine.upgraded();
+    let copied = tokio::io::copy_bidirectional(&mut client, &mut engine);
+    tokio::pin!(copied);
+    let result = tokio::select! {
+        r = &mut copied => r,
+        () = &mut deadline => {
+            // An attach's session outlives the deadline; anything else is given up.
+            if !upgraded.load(Ordering::SeqCst) {
+                return;
+            }
+            copied.await
+        }
+    };
+    if let Err(e) = result {
+        if let Some(t) = transport::too_large(&e) {
+            served.incidents.record(t.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn endpoint() -> Endpoint {
+        Endpoint::Unix {
+            path: "/nonexistent/openshell-engine.sock".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn is_private_is_removed_when_dropped_and_sweeps_leftovers() {
+        // A leftover of a killed process: the socket file is there, nobody listens.
+        let left = tempfile::Builder::new()
+            .prefix(DIR_PREFIX)
+            .tempdir()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .keep();
+        drop(
+            std::os::unix::net::UnixListener::bind(left.join(SOCKET_NAME))
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let live =
+            Proxy::start(endpoint(), Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+        let live_dir = live
+            .socket()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let mode = std::fs::metadata(&live_dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        assert!(!left.exists(), "leftover {} not swept", left.display());
+
+        // A second proxy leaves the live one alone.
+        let other =
+            Proxy::start(endpoint(), Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(live.socket().exists());
+        drop(other);
+        drop(live);
+        assert!(!live_dir.exists(), "{} left behind", live_dir.display());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_engine_is_recorded_for_the_call() {
+        let proxy =
+            Proxy::start(endpoint(), Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+        let mark = proxy.mark();
+        assert!(proxy.incident_since(mark).is_none());
+        let mut client = UnixStream::connect(proxy.socket())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The proxy records the failure, then closes the client.
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+        let incident = proxy
+            .incident_since(mark)
+            .unwrap_or_else(|| panic!("no incident"));
+        assert!(
+            matches!(*incident, TransportError::Connect(_)),
+            "{incident}"
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! The one way to an engine: every connection to an engine (raw requests, the Docker driver's
+//! client, the Podman driver's relay) is opened by [`connect`], which hands it out already
+//! wrapped in a [`Capped`] byte budget. Whichever client reads a reply, it cannot read more than
+//! [`MAX_REPLY`] bytes of it: the read after the budget fails with [`ReplyTooLarge`].
+//!
+//! It is also the one place that decides which endpoints can be reached at all ([`check`]): an
+//! endpoint that requires TLS is refused before anything is sent, since no transport here
+//! speaks TLS yet, and plain HTTP to it would send the engine calls (and what they carry, such
+//! as a sandbox's callback token) in the clear.
+//!
+//! The budget is per connection, and each connection carries one request: [`send`] opens a
+//! connection per request (the Docker driver's client and raw requests), and podman-api keeps
+//! no idle connection to a Unix socket (the Podman driver's relay). So it is a budget per reply,
+//! headers included. The price is one connect per engine call, which is cheap on the local
+//! sockets and loopback ports engines listen on. A streamed reply (logs, pull progress) shares
+//! the same budget; the lifecycle reads at most 64 KiB of logs, and a pull's progress stays far
+//! below it within the call's timeout. A reply that switches protocols (`101`, an attach) is
+//! not budgeted after its status line: it is a stream both sides read as it goes, for as long
+//! as the session lasts, and no client collects it whole.
+
+use std::error::Error as StdError;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, HOST};
+use hyper::{Request, Response, Uri};
+use hyper_util::rt::TokioIo;
+use openshell_runtime::facts::Endpoint;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::error::BoxError;
+
+/// The most bytes read from one engine connection, that is, one reply.
+pub const MAX_REPLY: usize = 8 * 1024 * 1024;
+
+/// The port of a `tcp://` endpoint that names none (the Docker daemon's plain-HTTP port).
+const DEFAULT_TCP_PORT: u16 = 2375;
+
+/// A reply went over the budget; the rest of it was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the engine's reply is over {limit} bytes, the most read from an engine, and was refused (a misbehaving engine, or something else answering on its socket)")]
+pub struct ReplyTooLarge {
+    /// The budget in bytes.
+    pub limit: usize,
+}
+
+/// Why a connection to an engine could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Connecting failed.
+    #[error("cannot connect: {0}")]
+    Connect(#[source] io::Error),
+    /// The endpoint kind cannot be reached this way.
+    #[error("endpoint {0} cannot be reached directly (only unix:// and tcp://)")]
+    Unsupported(String),
+    /// The endpoint requires TLS, which no transport here speaks yet; nothing was sent to it.
+    #[error("{0} requires TLS, which openshell does not speak to engines yet; nothing was sent to it in plain HTTP")]
+    TlsRequired(String),
+    /// The reply went over [`MAX_REPLY`].
+    #[error(transparent)]
+    TooLarge(#[from] ReplyTooLarge),
+    /// The HTTP exchange failed.
+    #[error("HTTP exchange failed: {0}")]
+    Http(#[source] hyper::Error),
+    /// The request could not be sent as built (a URI without a path).
+    #[error("bad request: {0}")]
+    Request(#[source] hyper::http::Error),
+}
+
+/// A connection to an engine, before its budget.
+#[derive(Debug)]
+pub enum EngineStream {
+    /// A Unix socket.
+    Unix(UnixStream),
+    /// A TCP connection.
+    Tcp(TcpStream),
+}
+
+/// Where an upgraded reply's status code sits: `HTTP/1.1 101`.
+const STATUS_LINE_START: usize = b"HTTP/1.1 101".len();
+
+/// A stream whose reads fail once more than `limit` bytes came through it. What was read past
+/// the limit is at most one read buffer, so a client's memory stays bounded near the limit.
+/// The stream carries one request, so the first bytes read are the reply's status line: a
+/// reply that switches protocols (`101`) lifts the limit ([`Capped::upgraded`]).
+#[derive(Debug)]
+pub struct Capped<S> {
+    inner: S,
+    read: usize,
+    limit: usize,
+    head: Vec<u8>,
+    upgraded: Arc<AtomicBool>,
+}
+
+impl<S> Capped<S> {
+    /// `inner`, allowed `limit` bytes.
+    pub fn new(inner: S, limit: usize) -> Capped<S> {
+        Capped {
+            inner,
+            read: 0,
+            limit,
+            head: Vec::with_capacity(STATUS_LINE_START),
+            upgraded: Arc::default(),
+        }
+    }
+
+    /// Becomes true once the reply switched protocols (and the limit no longer applies).
+    pub fn upgraded(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.upgraded)
+    }
+
+    /// Notes the reply's first bytes until its status code is known.
+    fn watch_status(&mut self, fresh: &[u8]) {
+        let want = STATUS_LINE_START - self.head.len();
+        self.head.extend_from_slice(&fresh[..fresh.len().min(want)]);
+        if self.head.len() == STATUS_LINE_START
+            && self.head.starts_with(b"HTTP/1.")
+            && self.head.ends_with(b" 101")
+        {
+            self.upgraded.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Whether [`connect`] can reach `endpoint`: a Unix socket, or TCP without TLS. Drivers ask
+/// before they set up a client, so a refusal comes first and names the endpoint.
+pub fn check(endpoint: &Endpoint) -> Result<(), TransportError> {
+    match endpoint {
+        Endpoint::Unix { .. } | Endpoint::Tcp { tls: false, .. } => Ok(()),
+        Endpoint::Tcp { tls: true, .. } => Err(TransportError::TlsRequired(endpoint.to_string())),
+        Endpoint::Npipe { .. } | Endpoint::Ssh { .. } => {
+            Err(TransportError::Unsupported(endpoint.to_string()))
+        }
+    }
+}
+
+/// Opens a connection to `endpoint`, with a budget of [`MAX_REPLY`] bytes. Nothing else in
+/// the workspace opens an engine connection.
+pub async fn connect(endpoint: &Endpoint) -> Result<Capped<EngineStream>, TransportError> {
+    check(endpoint)?;
+    let stream = match endpoint {
+        Endpoint::Unix { path } => EngineStream::Unix(
+            UnixStream::connect(path)
+                .await
+                .map_err(TransportError::Connect)?,
+        ),
+        Endpoint::Tcp {
+            host,
+            port,
+            tls: false,
+        } => EngineStream::Tcp(
+            TcpStream::connect((host.as_str(), port.unwrap_or(DEFAULT_TCP_PORT)))
+                .await
+                .map_err(TransportError::Connect)?,
+        ),
+        other => return Err(TransportError::Unsupported(other.to_string())),
+    };
+    Ok(Capped::new(stream, MAX_REPLY))
+}
+
+/// Sends one request to `endpoint` on a connection of its own and returns the response, whose
+/// body is read through the connection's budget. The connection closes once the body has been
+/// read or dropped.
+pub async fn send<B>(
+    endpoint: &Endpoint,
+    req: Request<B>,
+) -> Result<Response<Incoming>, TransportError>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let stream = connect(endpoint).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(http_error)?;
+    // The connection task ends when the response body is done or dropped: the sender goes away
+    // with this call, so no second request can follow on the connection. An attach upgrades it.
+    tokio::spawn(conn.with_upgrades());
+    let (mut parts, body) = req.into_parts();
+    // Client libraries build absolute URIs for their own pools; the engine wants origin form.
+    let origin = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    parts.uri = Uri::try_from(origin).map_err(|e| TransportError::Request(e.into()))?;
+    parts
+        .headers
+        .entry(HOST)
+        .or_insert(HeaderValue::from_static("docker"));
+    sender
+        .send_request(Request::from_parts(parts, body))
+        .await
+        .map_err(http_error)
+}
+
+/// An HTTP failure, or the budget that caused it.
+fn http_error(e: hyper::Error) -> TransportError {
+    match too_large(&e) {
+        Some(t) => TransportError::TooLarge(t),
+        None => TransportError::Http(e),
+    }
+}
+
+/// The [`ReplyTooLarge`] somewhere behind a client library's error, if the budget is what
+/// failed. `io::Error` hides the error it wraps from `source()`, so it is looked into.
+pub fn too_large(err: &(dyn StdError + 'static)) -> Option<ReplyTooLarge> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(t) = e.downcast_ref::<ReplyTooLarge>() {
+            return Some(*t);
+        }
+        if let Some(TransportError::TooLarge(t)) = e.downcast_ref::<TransportError>() {
+            return Some(*t);
+        }
+        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            if let Some(t) = too_large(inner) {
+                return Some(t);
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let this = &mut *self;
+                if this.head.len() < STATUS_LINE_START {
+                    this.watch_status(&buf.filled()[before..]);
+                }
+                if this.upgraded.load(Ordering::Relaxed) {
+                    return Poll::Ready(Ok(()));
+                }
+                self.read = self.read.saturating_add(buf.filled().len() - before);
+                if self.read > self.limit {
+                    // A failed read hands out nothing (tokio's readers rely on that).
+                    buf.set_filled(before);
+                    let limit = self.limit;
+                    return Poll::Ready(Err(io::Error::other(ReplyTooLarge { limit })));
+                }
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl AsyncRead for EngineStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EngineStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            EngineStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for EngineStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            EngineStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            EngineStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EngineStream::Unix(s) => Pin::new(s).poll_flush(cx),
+            EngineStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            EngineStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            EngineStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_tls_endpoint_is_refused_before_connecting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).ok();
+        let endpoint = Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+            tls: true,
+        };
+        let refused = connect(&endpoint).await;
+        assert!(
+            matches!(refused, Err(TransportError::TlsRequired(_))),
+            "{refused:?}"
+        );
+        let nothing =
+            tokio::time::timeout(std::time::Duration::from_millis(100), listener.accept());
+        assert!(nothing.await.is_err(), "something connected");
+    }
+
+    #[tokio::test]
+    async fn a_reply_that_switches_protocols_is_not_budgeted() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = b.write_all(b"HTTP/1.1 101 UPGRADED\r\n\r\n").await;
+            for _ in 0..64 {
+                if b.write_all(&[b'x'; 1024]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut capped = Capped::new(a, 1000);
+        let upgraded = capped.upgraded();
+        let mut sink = Vec::new();
+        capped
+            .read_to_end(&mut sink)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(upgraded.load(Ordering::SeqCst));
+        assert_eq!(sink.len(), 25 + 64 * 1024);
+        let _ = writer.await;
+    }
+
+    #[tokio::test]
+    async fn reads_past_the_budget_fail_with_the_size_error() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            // Bounded: the reader gives up long before 1 MiB.
+            for _ in 0..1024 {
+                if b.write_all(&[b'x'; 1024]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut capped = Capped::new(a, 10_000);
+        let mut sink = Vec::new();
+        let err = capped
+            .read_to_end(&mut sink)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("read everything"));
+        assert_eq!(too_large(&err), Some(ReplyTooLarge { limit: 10_000 }));
+        assert!(sink.len() <= 10_000 + 64, "{}", sink.len());
+        drop(capped);
+        let _ = writer.await;
+    }
+}
