@@ -8,23 +8,23 @@ static FIXTURES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../tests/fixture
 
 /// One row of the matrix.
 #[derive(Debug, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     /// Fixture path under `tests/fixtures/`.
-    pub capture: String,
+    pub(crate) capture: String,
     /// The network mode decided for.
-    pub network_mode: NetworkMode,
+    pub(crate) network_mode: NetworkMode,
     /// `bridge` or `host-network`.
-    pub route_kind: RouteKind,
+    pub(crate) route_kind: RouteKind,
     /// Recognised runtime.
-    pub runtime: Option<String>,
+    pub(crate) runtime: Option<String>,
     /// Container side.
-    pub openshell_host: Option<String>,
+    pub(crate) openshell_host: Option<String>,
     /// Host side.
-    pub bind: Option<String>,
+    pub(crate) bind: Option<String>,
     /// Why there is no route.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Whether the fixture's recorded expectation holds.
-    pub as_expected: Option<bool>,
+    pub(crate) as_expected: Option<bool>,
 }
 
 fn expected(value: &serde_json::Value, key: &str) -> Option<serde_json::Value> {
@@ -43,7 +43,7 @@ fn collect<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
 
 /// Decides every bundled capture for `mode`. The captures record what a bridge sandbox gets,
 /// so only bridge rows are checked against them.
-pub fn matrix(mode: NetworkMode) -> Vec<Row> {
+pub(crate) fn matrix(mode: NetworkMode) -> Vec<Row> {
     let ctx = RouteContext {
         network_mode: mode,
         ..RouteContext::default()

@@ -14,64 +14,64 @@ use openshell_runtime::addr::{check, parse_for, AddressError, AddressRole};
 use openshell_runtime::{EngineKind, NetworkMode, Overrides};
 use serde::Serialize;
 
-pub use lint::ConfigWarning;
+pub(crate) use lint::ConfigWarning;
 
 /// Largest gateway.toml read: a real one is a few hundred bytes.
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Environment variable for the container-side address.
-pub const ENV_HOST_GATEWAY_IP: &str = "OPENSHELL_HOST_GATEWAY_IP";
+pub(crate) const ENV_HOST_GATEWAY_IP: &str = "OPENSHELL_HOST_GATEWAY_IP";
 /// Environment variable saying the rootless helper maps 10.0.2.2 to the host's loopback
 /// (slirp4netns `allow_host_loopback=true`, or RootlessKit with host loopback enabled).
-pub const ENV_ROOTLESS_HOST_LOOPBACK: &str = "OPENSHELL_ROOTLESS_HOST_LOOPBACK";
+pub(crate) const ENV_ROOTLESS_HOST_LOOPBACK: &str = "OPENSHELL_ROOTLESS_HOST_LOOPBACK";
 /// Environment variable for the gateway's bind address (`IP` or `IP:PORT`).
-pub const ENV_BIND_ADDRESS: &str = "OPENSHELL_BIND_ADDRESS";
+pub(crate) const ENV_BIND_ADDRESS: &str = "OPENSHELL_BIND_ADDRESS";
 /// Environment variable for where sandboxes run: `bridge` or `host`.
-pub const ENV_NETWORK_MODE: &str = "OPENSHELL_NETWORK_MODE";
+pub(crate) const ENV_NETWORK_MODE: &str = "OPENSHELL_NETWORK_MODE";
 /// Environment variable OpenShell's driver binaries read for the gateway endpoint sandboxes
 /// dial (`http[s]://HOST[:PORT]`).
-pub const ENV_GRPC_ENDPOINT: &str = "OPENSHELL_GRPC_ENDPOINT";
+pub(crate) const ENV_GRPC_ENDPOINT: &str = "OPENSHELL_GRPC_ENDPOINT";
 /// Environment variable OpenShell's Podman driver reads for its `host_gateway_ip`.
-pub const ENV_PODMAN_HOST_GATEWAY_IP: &str = "OPENSHELL_PODMAN_HOST_GATEWAY_IP";
+pub(crate) const ENV_PODMAN_HOST_GATEWAY_IP: &str = "OPENSHELL_PODMAN_HOST_GATEWAY_IP";
 /// The name sandboxes call: an endpoint with this host leaves the address to the policy.
 const OPENSHELL_HOST: &str = openshell_runtime::consts::OPENSHELL_HOST;
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Setting<T> {
+pub(crate) struct Setting<T> {
     /// The value.
-    pub value: T,
+    pub(crate) value: T,
     /// Its source, e.g. `--bind` or `OPENSHELL_BIND_ADDRESS`.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Settings after precedence.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Container-side address.
-    pub host_gateway_ip: Option<Setting<IpAddr>>,
+    pub(crate) host_gateway_ip: Option<Setting<IpAddr>>,
     /// Gateway bind address.
-    pub bind: Option<Setting<IpAddr>>,
+    pub(crate) bind: Option<Setting<IpAddr>>,
     /// Gateway port (from a bind address that carries one).
-    pub port: Option<Setting<u16>>,
+    pub(crate) port: Option<Setting<u16>>,
     /// The rootless network helper maps 10.0.2.2 to the host's loopback.
-    pub rootless_host_loopback: Option<Setting<bool>>,
+    pub(crate) rootless_host_loopback: Option<Setting<bool>>,
     /// Likely mistakes in gateway.toml that were ignored.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<ConfigWarning>,
+    pub(crate) warnings: Vec<ConfigWarning>,
     /// Where sandboxes run (bridge when unset).
-    pub network_mode: Option<Setting<NetworkMode>>,
+    pub(crate) network_mode: Option<Setting<NetworkMode>>,
     /// Whose `[openshell.drivers.<driver>]` table was read: `docker` or `podman`.
-    pub driver: Option<Setting<String>>,
+    pub(crate) driver: Option<Setting<String>>,
     /// The gateway endpoint sandboxes dial, as configured (`grpc_endpoint`).
-    pub grpc_endpoint: Option<Setting<String>>,
+    pub(crate) grpc_endpoint: Option<Setting<String>>,
     /// Sandboxes reach the gateway over TLS (an `https` endpoint).
-    pub tls: Option<Setting<bool>>,
+    pub(crate) tls: Option<Setting<bool>>,
 }
 
 /// A setting that could not be used; exit code 2.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     /// The file could not be read or parsed.
     #[error("{}: {problem}", path.display())]
     File {
@@ -101,23 +101,23 @@ pub enum ConfigError {
 
 /// The flags that feed settings.
 #[derive(Debug, Clone, Default)]
-pub struct Flags {
+pub(crate) struct Flags {
     /// `--host-gateway-ip`.
-    pub host_gateway_ip: Option<String>,
+    pub(crate) host_gateway_ip: Option<String>,
     /// `--bind`.
-    pub bind: Option<String>,
+    pub(crate) bind: Option<String>,
     /// `--rootless-host-loopback`.
-    pub rootless_host_loopback: bool,
+    pub(crate) rootless_host_loopback: bool,
     /// `--network-mode`.
-    pub network_mode: Option<NetworkMode>,
+    pub(crate) network_mode: Option<NetworkMode>,
     /// The driver that talks to the live engine, with where that came from (`--driver`):
     /// it picks the driver table over the configured driver.
-    pub driver: Option<(String, String)>,
+    pub(crate) driver: Option<(String, String)>,
 }
 
 /// Reads the config file, at most [`MAX_CONFIG_BYTES`] of it (`--config /dev/zero` must not
 /// fill memory). A missing file is `NotFound`, as from [`std::fs::read_to_string`].
-pub fn read_config(path: &Path) -> std::io::Result<String> {
+pub(crate) fn read_config(path: &Path) -> std::io::Result<String> {
     let mut text = String::new();
     std::fs::File::open(path)?
         .take(MAX_CONFIG_BYTES + 1)
@@ -132,7 +132,7 @@ pub fn read_config(path: &Path) -> std::io::Result<String> {
 }
 
 /// The default location of OpenShell's gateway config.
-pub fn default_config_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+pub(crate) fn default_config_path(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     if let Some(xdg) = env("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         return Some(Path::new(&xdg).join("openshell/gateway.toml"));
     }
@@ -457,7 +457,7 @@ fn apply_endpoint(
 /// Gathers settings with precedence flag > env > file. `config` is the file's path and text
 /// when there is one; the driver table read is the live driver's (`flags.driver`), else the
 /// file's configured driver, else `engine`'s family.
-pub fn gather(
+pub(crate) fn gather(
     flags: &Flags,
     env: &dyn Fn(&str) -> Option<String>,
     config: Option<(&Path, &str)>,
@@ -583,7 +583,7 @@ pub fn gather(
 
 impl Settings {
     /// Lays these settings over the facts file's own overrides.
-    pub fn apply(&self, overrides: &mut Overrides) {
+    pub(crate) fn apply(&self, overrides: &mut Overrides) {
         if let Some(h) = &self.host_gateway_ip {
             overrides.host_gateway_ip = Some(h.value);
         }

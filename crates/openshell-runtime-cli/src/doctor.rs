@@ -23,13 +23,13 @@ use crate::report::Report;
 use crate::{settle, to_json, EngineArgs, Fail, Output, RouteArgs};
 
 /// `doctor`'s arguments.
-pub struct DoctorArgs {
-    pub engine: EngineArgs,
-    pub route: RouteArgs,
-    pub probe_image: String,
-    pub probe_timeout: Duration,
-    pub allow_wildcard: bool,
-    pub output: Output,
+pub(crate) struct DoctorArgs {
+    pub(crate) engine: EngineArgs,
+    pub(crate) route: RouteArgs,
+    pub(crate) probe_image: String,
+    pub(crate) probe_timeout: Duration,
+    pub(crate) allow_wildcard: bool,
+    pub(crate) output: Output,
 }
 
 /// What `doctor -o json` prints.
@@ -138,7 +138,7 @@ fn interrupted(signal: Interrupt, removed: Option<Result<Vec<SweptProbe>, Engine
 }
 
 /// Runs `doctor`.
-pub fn run(args: DoctorArgs) -> Result<u8, Fail> {
+pub(crate) fn run(args: DoctorArgs) -> Result<u8, Fail> {
     live::block_on(async {
         let mut stop = Interrupts::catch()?;
         let engine = tokio::select! {

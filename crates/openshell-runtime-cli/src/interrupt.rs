@@ -5,16 +5,16 @@ use crate::Fail;
 
 /// A signal that asks us to stop.
 #[derive(Debug, Clone, Copy)]
-pub struct Interrupt {
+pub(crate) struct Interrupt {
     /// Its name, for the message.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// The exit code a shell reports for it: 128 + its number.
-    pub code: u8,
+    pub(crate) code: u8,
 }
 
 /// The stop signals, caught from creation on (so the default action, dying on the spot, no
 /// longer applies).
-pub struct Interrupts {
+pub(crate) struct Interrupts {
     #[cfg(unix)]
     int: tokio::signal::unix::Signal,
     #[cfg(unix)]
@@ -23,7 +23,7 @@ pub struct Interrupts {
 
 impl Interrupts {
     /// Starts catching SIGINT and SIGTERM (Ctrl-C elsewhere). Needs the async runtime.
-    pub fn catch() -> Result<Interrupts, Fail> {
+    pub(crate) fn catch() -> Result<Interrupts, Fail> {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{signal, SignalKind};
@@ -41,7 +41,7 @@ impl Interrupts {
     }
 
     /// The next stop signal.
-    pub async fn next(&mut self) -> Interrupt {
+    pub(crate) async fn next(&mut self) -> Interrupt {
         #[cfg(unix)]
         {
             tokio::select! {

@@ -11,7 +11,7 @@ use openshell_sandbox::DriverOptions;
 use crate::{to_json, usage, Driver, EngineArgs, Fail};
 
 /// Runs `f` on a two-thread runtime (this machine's size).
-pub fn block_on<F: Future>(f: F) -> Result<F::Output, Fail> {
+pub(crate) fn block_on<F: Future>(f: F) -> Result<F::Output, Fail> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -27,7 +27,7 @@ pub fn block_on<F: Future>(f: F) -> Result<F::Output, Fail> {
 /// `dump` when asked. Exit 2 for a malformed endpoint or context or one that requires TLS
 /// (not spoken yet), 3 when no engine answers
 /// (or the one the user named does not), 1 when the engine fails.
-pub async fn connect(args: &EngineArgs, dump: Option<&PathBuf>) -> Result<Engine, Fail> {
+pub(crate) async fn connect(args: &EngineArgs, dump: Option<&PathBuf>) -> Result<Engine, Fail> {
     let opts = ConnectOptions {
         driver: args.driver.map(|d| match d {
             Driver::Docker => DriverKind::Docker,

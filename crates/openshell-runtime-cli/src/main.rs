@@ -7,9 +7,6 @@
 //! but no safe route (or not recognised at all): the policy refused to guess.; `doctor` adds 5 (no route proven) and 130/143 (stopped by
 //! SIGINT or SIGTERM, after removing its probe). Warnings go to stderr; `RUST_LOG` shows more.
 
-// Turned into pub(crate) once the concurrent branches touching these modules have landed.
-#![allow(unreachable_pub)]
-
 mod bundled;
 mod config;
 mod doctor;

@@ -13,50 +13,50 @@ use crate::config::Settings;
 
 /// The JSON document `detect -o json` prints.
 #[derive(Debug, Serialize)]
-pub struct Report<'a> {
+pub(crate) struct Report<'a> {
     /// Recognised runtime id (also on failure, when one was recognised).
-    pub runtime: Option<&'a str>,
+    pub(crate) runtime: Option<&'a str>,
     /// The detector that matched.
-    pub detector: Option<&'a str>,
+    pub(crate) detector: Option<&'a str>,
     /// The network namespace sandboxes run in, which the decision was made for.
-    pub network_mode: NetworkMode,
+    pub(crate) network_mode: NetworkMode,
     /// `bridge` or `host-network`: what the route (or the refusal) is for.
-    pub route_kind: RouteKind,
+    pub(crate) route_kind: RouteKind,
     /// What `host.openshell.internal` maps to.
-    pub openshell_host: Option<String>,
+    pub(crate) openshell_host: Option<String>,
     /// Where the gateway binds.
-    pub bind: Option<String>,
+    pub(crate) bind: Option<String>,
     /// How widely the bind exposes the gateway.
-    pub exposure: Option<Exposure>,
+    pub(crate) exposure: Option<Exposure>,
     /// URL given to sandboxes.
-    pub sandbox_endpoint: Option<String>,
+    pub(crate) sandbox_endpoint: Option<String>,
     /// Docker-API `name:value` entries.
-    pub extra_hosts: Vec<String>,
+    pub(crate) extra_hosts: Vec<String>,
     /// Why this route.
-    pub why: Option<&'a str>,
+    pub(crate) why: Option<&'a str>,
     /// Notes for people.
-    pub notes: &'a [String],
+    pub(crate) notes: &'a [String],
     /// What the winning detector matched on.
-    pub evidence: &'a [Evidence],
+    pub(crate) evidence: &'a [Evidence],
     /// Every detector consulted.
-    pub consulted: &'a [Consulted],
+    pub(crate) consulted: &'a [Consulted],
     /// Facts that were present but unusable.
-    pub fact_warnings: &'a [FactWarning],
+    pub(crate) fact_warnings: &'a [FactWarning],
     /// Operator settings in force, with their sources.
-    pub settings: &'a Settings,
+    pub(crate) settings: &'a Settings,
     /// Why there is no route (fail closed).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Live mode: where discovery looked.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint_candidates: Option<&'a [Candidate]>,
+    pub(crate) endpoint_candidates: Option<&'a [Candidate]>,
     /// Live mode: which driver spoke to the engine.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub driver: Option<&'a str>,
+    pub(crate) driver: Option<&'a str>,
 }
 
 impl<'a> Report<'a> {
     /// Builds the report.
-    pub fn new(
+    pub(crate) fn new(
         decision: &'a Decision,
         warnings: &'a [FactWarning],
         settings: &'a Settings,
@@ -93,7 +93,7 @@ impl<'a> Report<'a> {
     }
 
     /// The text a person reads.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut s = String::new();
         if let Some(driver) = self.driver {
             let _ = writeln!(s, "driver:     {driver}");

@@ -10,11 +10,11 @@ use serde::Serialize;
 
 /// Something in the file that is probably a mistake. The run goes on without it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfigWarning {
+pub(crate) struct ConfigWarning {
     /// The file and where in it, e.g. `gateway.toml: [openshell.gateway] bind_adress`.
-    pub origin: String,
+    pub(crate) origin: String,
     /// What is wrong and the fix.
-    pub problem: String,
+    pub(crate) problem: String,
 }
 
 impl std::fmt::Display for ConfigWarning {
@@ -76,7 +76,7 @@ const HOMES: &[(&str, &str)] = &[
 ];
 
 /// The warnings for a parsed file shown as `shown`.
-pub fn lint(doc: &toml::Table, shown: &str) -> Vec<ConfigWarning> {
+pub(crate) fn lint(doc: &toml::Table, shown: &str) -> Vec<ConfigWarning> {
     let mut out = Vec::new();
     for (section, known) in SCHEMA {
         let Some(table) = lookup(doc, section) else {
