@@ -18,8 +18,8 @@ use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptions, CreateImageOptionsBuilder,
-    InspectContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
-    RemoveContainerOptions, StopContainerOptions,
+    InspectContainerOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
 };
 use bollard::{BollardRequest, Docker};
 use futures_util::{StreamExt, TryStreamExt};
@@ -90,6 +90,28 @@ fn capped_client(
     };
     // The address only fills the request URIs, which the transport reduces to their paths.
     Docker::connect_with_custom_transport(request, Some("http://docker"), secs, version)
+}
+
+/// The fields of a container list entry that we read; everything else (its state among them)
+/// is left unparsed.
+#[derive(Debug, serde::Deserialize)]
+struct ListedContainer {
+    #[serde(rename = "Id")]
+    id: String,
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// `text` escaped for a URL query value: every byte but the unreserved ones as `%XX`.
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A connection to one Docker-API engine.
@@ -290,22 +312,29 @@ impl EngineOps for DockerDriver {
         label: &str,
         value: &str,
     ) -> Result<Vec<ContainerSummary>, OpError> {
-        let opts = ListContainersOptions {
-            all: true,
-            filters: Some(HashMap::from([(
-                "label".to_string(),
-                vec![format!("{label}={value}")],
-            )])),
-            ..Default::default()
-        };
-        let list = self.docker.list_containers(Some(opts)).await.map_err(op)?;
+        // Read raw rather than through bollard's model: Podman's Docker-compatible API reports
+        // states (`stopped`) that bollard 0.21's state enum rejects, which failed the whole list.
+        let filters = serde_json::json!({ "label": [format!("{label}={value}")] }).to_string();
+        let path = format!("/containers/json?all=1&filters={}", query_escape(&filters));
+        let r = self.raw_get(&path).await?;
+        if r.status != 200 {
+            let body = String::from_utf8_lossy(&r.body);
+            return Err(OpError::new(
+                ErrorKind::from_status(r.status),
+                format!(
+                    "container list answered HTTP {}: {}",
+                    r.status,
+                    openshell_runtime::display_value(body.trim())
+                ),
+            ));
+        }
+        let list: Vec<ListedContainer> =
+            serde_json::from_slice(&r.body).map_err(|e| OpError::new(ErrorKind::BadAnswer, e))?;
         Ok(list
             .into_iter()
-            .filter_map(|c| {
-                Some(ContainerSummary {
-                    id: c.id?,
-                    labels: labels_of(c.labels),
-                })
+            .map(|c| ContainerSummary {
+                id: c.id,
+                labels: c.labels.unwrap_or_default(),
             })
             .collect())
     }
@@ -449,5 +478,23 @@ impl EngineOps for DockerDriver {
             .and_then(|mut n| n.remove(network))
             .and_then(|e| e.ip_address)
             .and_then(|ip| ip.parse().ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_entries_parse_whatever_state_the_engine_reports() {
+        let body = r#"[{"Id":"abc","State":"stopped","Labels":{"io.openshell.managed":"true"}},{"Id":"def","Labels":null}]"#;
+        let list: Vec<ListedContainer> =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(list[0].id, "abc");
+        assert_eq!(list[1].labels, None);
+        assert_eq!(
+            query_escape(r#"{"label":["a=b"]}"#),
+            "%7B%22label%22%3A%5B%22a%3Db%22%5D%7D"
+        );
     }
 }
