@@ -154,8 +154,8 @@ async fn serve(listener: UnixListener, served: Served) {
     }
 }
 
-/// Removes the proxy directories of user `me` that no process serves any more: the socket
-/// refuses connections (its process is gone), or there is no socket long after setup. `ours` is
+/// Removes the proxy directories of user `me` that no process serves any more: past the setup
+/// grace, the socket refuses connections (its process is gone) or does not exist. `ours` is
 /// the new proxy's own directory.
 fn sweep(ours: &Path, me: u32) {
     let Some(parent) = ours.parent() else { return };
@@ -171,14 +171,20 @@ fn sweep(ours: &Path, me: u32) {
             continue;
         }
         let socket = dir.join(SOCKET_NAME);
-        let stale = match std::os::unix::net::UnixStream::connect(&socket) {
-            Ok(_) => false,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => true,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => std::fs::metadata(&dir)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > SETUP_GRACE)),
-            Err(_) => false,
-        };
+        // A proxy being set up refuses connections between its bind and its listen, and has no
+        // socket before its bind: only a directory past the setup grace is judged, so a
+        // concurrent run's proxy is never taken for a leftover.
+        let old_enough = std::fs::metadata(&dir)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > SETUP_GRACE));
+        let stale = old_enough
+            && match std::os::unix::net::UnixStream::connect(&socket) {
+                Ok(_) => false,
+                Err(e) => matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+                ),
+            };
         if stale {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::debug!(error = %e, dir = %dir.display(), "stale proxy directory not removed");
@@ -259,6 +265,11 @@ mod tests {
             std::os::unix::net::UnixListener::bind(left.join(SOCKET_NAME))
                 .unwrap_or_else(|e| panic!("{e}")),
         );
+        // Past the setup grace, as a killed process's directory is by the time anyone looks.
+        let past = std::time::SystemTime::now() - SETUP_GRACE - Duration::from_secs(60);
+        std::fs::File::open(&left)
+            .and_then(|d| d.set_modified(past))
+            .unwrap_or_else(|e| panic!("{e}"));
         let live =
             Proxy::start(endpoint(), Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
         let live_dir = live
