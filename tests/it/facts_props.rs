@@ -221,6 +221,15 @@ proptest! {
                 let d = decide(&Registry::builtin(), &facts, &RouteContext::default());
                 // A refusal always says why; a route always renders valid extra hosts.
                 match d.route {
+                    // A relay route has no address until the relay runs: its extra hosts
+                    // refuse, naming the fix, rather than reach an engine.
+                    Ok(route) if route.openshell_host == HostTarget::Relay => {
+                        for e in route.extra_hosts() {
+                            let text = e.to_string();
+                            let err = openshell_runtime::ExtraHost::parse(&text).err();
+                            prop_assert!(err.is_some_and(|e| e.to_string().contains("Relay::route")), "{}", text);
+                        }
+                    }
                     Ok(route) => {
                         for e in route.extra_hosts() {
                             let text = e.to_string();

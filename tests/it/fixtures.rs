@@ -151,3 +151,140 @@ fn every_runtime_file_is_in_the_table_with_docs_and_fixtures() {
         );
     }
 }
+
+/// The order of preference over every capture (issue 13): a capture whose direct route was
+/// refused for lack of a route, or needs a LAN-facing bind, now decides the relay; a capture
+/// with a direct route on loopback or a bridge keeps it, whatever `auto` adds.
+#[test]
+fn every_capture_prefers_direct_then_relay() {
+    use openshell_runtime::{Exposure, HostTarget, RouteError, RouteKind, RouteKindChoice};
+    let mut failures = Vec::new();
+    for f in fixtures() {
+        let Ok(facts) = Facts::from_value(&f.doc) else {
+            continue;
+        };
+        let ctx = RouteContext::default();
+        let with = |kind| {
+            let mut facts = facts.clone();
+            facts.overrides.route_kind = kind;
+            decide(&Registry::builtin(), &facts, &ctx).route
+        };
+        let direct = with(RouteKindChoice::Direct);
+        let auto = with(RouteKindChoice::Auto);
+        let relayed = auto.as_ref().is_ok_and(|r| {
+            r.route_kind == RouteKind::Relay
+                && r.openshell_host == HostTarget::Relay
+                && r.bind == Some("127.0.0.1".parse().unwrap_or_else(|_| unreachable!()))
+                && r.exposure == Exposure::Loopback
+        });
+        let ok = match &direct {
+            Err(
+                RouteError::NoSafeRoute { .. }
+                | RouteError::MissingFact { .. }
+                | RouteError::Undetected { .. }
+                | RouteError::LanNotAllowed { .. },
+            ) => relayed,
+            Ok(d) if matches!(d.exposure, Exposure::Loopback | Exposure::Bridge) => {
+                auto.as_ref().ok() == Some(d)
+            }
+            Ok(d) => auto.as_ref().ok() == Some(d) || relayed,
+            // An operator's conflicting override stays an error.
+            Err(e) => auto.as_ref().err() == Some(e),
+        };
+        if !ok {
+            failures.push(format!(
+                "{}: direct {:?} but auto {:?}",
+                f.name,
+                direct.as_ref().map(|r| (r.openshell_host, r.bind)),
+                auto.as_ref()
+                    .map(|r| (r.route_kind, r.openshell_host, r.bind))
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Where the relay cannot help, the policy keeps refusing; `route_kind` narrows the choice;
+/// the relay is the last fallback.
+#[test]
+fn the_relay_is_chosen_only_where_it_can_serve() {
+    use openshell_runtime::{NetworkMode, RouteError, RouteKind, RouteKindChoice};
+    let all = fixtures();
+    let doc = |name: &str| {
+        let f = all
+            .iter()
+            .find(|f| f.name.contains(name))
+            .unwrap_or_else(|| panic!("no fixture {name}"));
+        Facts::from_value(&f.doc).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let bridge = RouteContext::default();
+    // No direct route: auto relays, direct refuses as before.
+    let mut refused = doc("podman-rootless-2.1.1-linuxmint20-slirp4netns");
+    let d = decide(&Registry::builtin(), &refused, &bridge);
+    let r = d.route.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.route_kind, RouteKind::Relay);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("direct route refused: podman-rootless")),
+        "{r:?}"
+    );
+    refused.overrides.route_kind = RouteKindChoice::Direct;
+    let d = decide(&Registry::builtin(), &refused, &bridge);
+    assert!(
+        matches!(
+            d.route,
+            Err(RouteError::NoSafeRoute { .. } | RouteError::MissingFact { .. })
+        ),
+        "{d:?}"
+    );
+    assert!(d.fallbacks.iter().all(|f| f.route_kind != RouteKind::Relay));
+    // Host networking: the relay sits on a bridge, so a forced relay is refused.
+    refused.overrides.route_kind = RouteKindChoice::Relay;
+    let host = RouteContext {
+        network_mode: NetworkMode::Host,
+        ..RouteContext::default()
+    };
+    let d = decide(&Registry::builtin(), &refused, &host);
+    assert!(
+        matches!(d.route, Err(RouteError::RelayUnavailable { .. })),
+        "{d:?}"
+    );
+    // The operator's own address conflicts with a forced relay.
+    let mut native = doc("native-docker/debian12-docker.io-20.10.24-this-machine");
+    native.overrides.route_kind = RouteKindChoice::Relay;
+    native.overrides.host_gateway_ip =
+        Some("172.17.0.1".parse().unwrap_or_else(|_| unreachable!()));
+    let d = decide(&Registry::builtin(), &native, &bridge);
+    assert!(
+        matches!(d.route, Err(RouteError::RelayUnavailable { .. })),
+        "{d:?}"
+    );
+    // A direct bridge route stays, and the relay is its last fallback.
+    native.overrides = Default::default();
+    let d = decide(&Registry::builtin(), &native, &bridge);
+    assert_eq!(
+        d.route.as_ref().map(|r| r.route_kind),
+        Ok(RouteKind::Bridge)
+    );
+    assert_eq!(
+        d.fallbacks.last().map(|f| f.route_kind),
+        Some(RouteKind::Relay)
+    );
+    // A LAN-facing bind needs allow_lan: auto relays, direct refuses, allowed it binds.
+    let mut lan = doc("debian12-docker.io-20.10.24-rootless-this-machine");
+    let d = decide(&Registry::builtin(), &lan, &bridge);
+    assert_eq!(d.route.as_ref().map(|r| r.route_kind), Ok(RouteKind::Relay));
+    lan.overrides.route_kind = RouteKindChoice::Direct;
+    let d = decide(&Registry::builtin(), &lan, &bridge);
+    assert!(
+        matches!(d.route, Err(RouteError::LanNotAllowed { .. })),
+        "{d:?}"
+    );
+    lan.overrides.allow_lan = true;
+    let d = decide(&Registry::builtin(), &lan, &bridge);
+    assert_eq!(
+        d.route.as_ref().map(|r| r.route_kind),
+        Ok(RouteKind::Bridge)
+    );
+}

@@ -4,8 +4,9 @@
 use std::net::IpAddr;
 
 use openshell_runtime::{
-    decide, Facts, HostTarget, NetworkMode, Registry, RouteContext, RouteError, RouteKind,
+    Facts, HostTarget, NetworkMode, Registry, RouteContext, RouteError, RouteKind,
 };
+use openshell_tests::decide_direct as decide;
 use openshell_tests::fixtures;
 use serde_json::json;
 

@@ -12,14 +12,14 @@ use futures_util::FutureExt;
 use openshell_driver_docker::DockerDriver;
 use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::{
-    decide, Exposure, Facts, HostTarget, NetworkMode, Registry, Route, RouteContext, RouteError,
-    RouteKind,
+    Exposure, Facts, HostTarget, NetworkMode, Registry, Route, RouteContext, RouteError, RouteKind,
 };
 use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{
     sandbox_command, CallbackListener, ListenerError, ListenerOptions, SandboxDriver,
     SandboxHandle, SandboxSpec, SandboxState, Sweep,
 };
+use openshell_tests::decide_direct as decide;
 use openshell_tests::live::{self, Engine};
 
 pub struct Ctx<D> {

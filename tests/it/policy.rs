@@ -2,9 +2,10 @@
 
 use openshell_runtime::registry::{Detection, Detector};
 use openshell_runtime::{
-    decide, ContainerRuntime, EngineKind, Evidence, External, Facts, HostTarget, Registry,
-    RouteContext, RouteError, RoutePlan,
+    ContainerRuntime, EngineKind, Evidence, External, Facts, HostTarget, Registry, RouteContext,
+    RouteError, RoutePlan,
 };
+use openshell_tests::decide_direct as decide;
 use serde_json::json;
 
 /// Decides `facts` and compares `runtime openshell_host bind` (or `runtime refused: <text>`).

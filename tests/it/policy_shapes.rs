@@ -3,7 +3,8 @@
 //! inside WSL2, Podman machine providers on Windows, newer socket locations, and rootful Podman
 //! known only from its storage root.
 
-use openshell_runtime::{decide, Facts, Registry, RouteContext};
+use openshell_runtime::{Facts, Registry, RouteContext};
+use openshell_tests::decide_direct as decide;
 use serde_json::json;
 
 /// Decides `facts` and compares `runtime openshell_host bind` (or `runtime refused: <text>`).

@@ -167,7 +167,7 @@ async fn start_up_requires_a_verified_route() {
             ..Default::default()
         };
         let decision =
-            openshell_runtime::decide(&openshell_runtime::Registry::builtin(), &facts, &ctx0);
+            openshell_tests::decide_direct(&openshell_runtime::Registry::builtin(), &facts, &ctx0);
         let (route, results) =
             openshell_sandbox::require_verified_route(ctx.driver(), &decision, &opts(ctx))
                 .await

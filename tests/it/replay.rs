@@ -4,9 +4,10 @@
 
 use openshell_driver_docker::DockerDriver;
 use openshell_runtime::facts::Endpoint;
-use openshell_runtime::{decide, Facts, HostOs, Registry, RouteContext};
+use openshell_runtime::{Facts, HostOs, Registry, RouteContext};
 use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{HostFacts, SandboxDriver};
+use openshell_tests::decide_direct as decide;
 use openshell_tests::fixtures;
 use openshell_tests::replay::ReplayEngine;
 

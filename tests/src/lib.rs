@@ -73,3 +73,17 @@ pub fn fixtures() -> Vec<Fixture> {
 pub mod flood;
 pub mod live;
 pub mod replay;
+
+/// [`openshell_runtime::decide`] with `route_kind` `direct` and LAN binds allowed: the direct
+/// policy as it was before the relay (issue 13), which the older policy tests pin. Tests of the
+/// order of preference call `openshell_runtime::decide` itself.
+pub fn decide_direct(
+    registry: &openshell_runtime::Registry,
+    facts: &openshell_runtime::Facts,
+    ctx: &openshell_runtime::RouteContext,
+) -> openshell_runtime::Decision {
+    let mut facts = facts.clone();
+    facts.overrides.route_kind = openshell_runtime::RouteKindChoice::Direct;
+    facts.overrides.allow_lan = true;
+    openshell_runtime::decide(registry, &facts, ctx)
+}

@@ -1,7 +1,9 @@
 //! The captures bundled into the binary, so `matrix` shows the whole policy on any machine.
 
 use include_dir::{include_dir, Dir};
-use openshell_runtime::{decide, Decision, Facts, NetworkMode, Registry, RouteContext, RouteKind};
+use openshell_runtime::{
+    decide, Decision, Facts, NetworkMode, Registry, RouteContext, RouteKind, RouteKindChoice,
+};
 use serde::Serialize;
 
 static FIXTURES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../../tests/fixtures");
@@ -13,7 +15,7 @@ pub(crate) struct Row {
     pub(crate) capture: String,
     /// The network mode decided for.
     pub(crate) network_mode: NetworkMode,
-    /// `bridge` or `host-network`.
+    /// `bridge`, `host-network` or `relay` (the mode's kind when refused).
     pub(crate) route_kind: RouteKind,
     /// Recognised runtime.
     pub(crate) runtime: Option<String>,
@@ -41,9 +43,9 @@ fn collect<'a>(dir: &'a Dir<'a>, out: &mut Vec<&'a include_dir::File<'a>>) {
     }
 }
 
-/// Decides every bundled capture for `mode`. The captures record what a bridge sandbox gets,
-/// so only bridge rows are checked against them.
-pub(crate) fn matrix(mode: NetworkMode) -> Vec<Row> {
+/// Decides every bundled capture for `mode` and route kind `kind`. The captures record what a
+/// bridge sandbox gets with `auto`, so only those rows are checked against them.
+pub(crate) fn matrix(mode: NetworkMode, kind: RouteKindChoice) -> Vec<Row> {
     let ctx = RouteContext {
         network_mode: mode,
         ..RouteContext::default()
@@ -78,9 +80,10 @@ pub(crate) fn matrix(mode: NetworkMode) -> Vec<Row> {
                 }
             };
             match Facts::from_value(&value) {
-                Ok(facts) => {
+                Ok(mut facts) => {
+                    facts.overrides.route_kind = kind;
                     let d = decide(&registry, &facts, &ctx);
-                    row(capture, &d, &value, mode)
+                    row(capture, &d, &value, mode, kind)
                 }
                 Err(e) => Row {
                     capture,
@@ -97,14 +100,20 @@ pub(crate) fn matrix(mode: NetworkMode) -> Vec<Row> {
         .collect()
 }
 
-fn row(capture: String, d: &Decision, value: &serde_json::Value, mode: NetworkMode) -> Row {
+fn row(
+    capture: String,
+    d: &Decision,
+    value: &serde_json::Value,
+    mode: NetworkMode,
+    kind: RouteKindChoice,
+) -> Row {
     let route = d.route.as_ref().ok();
     let runtime = d.runtime_id().map(str::to_string);
     let openshell_host = route.map(|r| r.openshell_host.to_string());
     let bind = route.and_then(|r| r.bind).map(|b| b.to_string());
-    let recorded = match mode {
-        NetworkMode::Bridge => expected(value, "runtime"),
-        NetworkMode::Host => None,
+    let recorded = match (mode, kind) {
+        (NetworkMode::Bridge, RouteKindChoice::Auto) => expected(value, "runtime"),
+        _ => None,
     };
     let as_expected = recorded.map(|want| {
         let same = |got: &Option<String>, key: &str| match expected(value, key) {
@@ -119,7 +128,7 @@ fn row(capture: String, d: &Decision, value: &serde_json::Value, mode: NetworkMo
     Row {
         capture,
         network_mode: mode,
-        route_kind: mode.route_kind(),
+        route_kind: route.map_or(mode.route_kind(), |r| r.route_kind),
         runtime,
         openshell_host,
         bind,

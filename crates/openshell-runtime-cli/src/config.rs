@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use openshell_runtime::addr::{check, parse_for, AddressError, AddressRole};
-use openshell_runtime::{EngineKind, NetworkMode, Overrides};
+use openshell_runtime::{EngineKind, NetworkMode, Overrides, RouteKindChoice};
 use serde::Serialize;
 
 pub(crate) use lint::ConfigWarning;
@@ -35,6 +35,10 @@ pub(crate) const ENV_GRPC_ENDPOINT: &str = "OPENSHELL_GRPC_ENDPOINT";
 pub(crate) const ENV_PODMAN_HOST_GATEWAY_IP: &str = "OPENSHELL_PODMAN_HOST_GATEWAY_IP";
 /// The name sandboxes call: an endpoint with this host leaves the address to the policy.
 const OPENSHELL_HOST: &str = openshell_runtime::consts::OPENSHELL_HOST;
+/// Environment variable for which kinds of route may be chosen: `auto`, `direct` or `relay`.
+pub(crate) const ENV_ROUTE_KIND: &str = "OPENSHELL_ROUTE_KIND";
+/// Environment variable allowing the gateway to bind the host's LAN-facing address.
+pub(crate) const ENV_ALLOW_LAN: &str = "OPENSHELL_ALLOW_LAN";
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,6 +71,10 @@ pub(crate) struct Settings {
     pub(crate) grpc_endpoint: Option<Setting<String>>,
     /// Sandboxes reach the gateway over TLS (an `https` endpoint).
     pub(crate) tls: Option<Setting<bool>>,
+    /// Which kinds of route may be chosen (auto when unset).
+    pub(crate) route_kind: Option<Setting<RouteKindChoice>>,
+    /// LAN-facing binds allowed.
+    pub(crate) allow_lan: Option<Setting<bool>>,
 }
 
 /// A setting that could not be used; exit code 2.
@@ -113,6 +121,10 @@ pub(crate) struct Flags {
     /// The driver that talks to the live engine, with where that came from (`--driver`):
     /// it picks the driver table over the configured driver.
     pub(crate) driver: Option<(String, String)>,
+    /// `--route-kind`.
+    pub(crate) route_kind: Option<RouteKindChoice>,
+    /// `--allow-lan`.
+    pub(crate) allow_lan: bool,
 }
 
 /// Reads the config file, at most [`MAX_CONFIG_BYTES`] of it (`--config /dev/zero` must not
@@ -137,6 +149,21 @@ pub(crate) fn default_config_path(env: &dyn Fn(&str) -> Option<String>) -> Optio
         return Some(Path::new(&xdg).join("openshell/gateway.toml"));
     }
     env("HOME").map(|h| Path::new(&h).join(".config/openshell/gateway.toml"))
+}
+
+fn route_kind(raw: &str, source: &str) -> Result<Setting<RouteKindChoice>, ConfigError> {
+    RouteKindChoice::parse(raw)
+        .map(|value| Setting {
+            value,
+            source: source.to_string(),
+        })
+        .ok_or_else(|| ConfigError::Value {
+            origin: source.to_string(),
+            problem: format!(
+                "{} is not auto, direct or relay",
+                openshell_runtime::display_value(raw)
+            ),
+        })
 }
 
 fn network_mode(raw: &str, source: &str) -> Result<Setting<NetworkMode>, ConfigError> {
@@ -321,6 +348,27 @@ fn from_file(doc: &toml::Table, shown: &str, driver: &str) -> Result<FromFile, C
     let mode_key = format!("{shown}: [openshell.drivers.{driver}] sandbox_network_mode");
     if let Some(m) = string(drv, "sandbox_network_mode", &mode_key)? {
         out.network_mode = Some(network_mode(&m, &mode_key)?);
+    }
+    // Ours too (OpenShell has no such settings), gateway-wide.
+    let kind_key = "[openshell.gateway] sandbox_route_kind";
+    if let Some(k) = string(gw, "sandbox_route_kind", kind_key)? {
+        out.route_kind = Some(route_kind(&k, &format!("{shown}: {kind_key}"))?);
+    }
+    let lan_key = "[openshell.gateway] sandbox_allow_lan";
+    match gw.and_then(|t| t.get("sandbox_allow_lan")) {
+        None => {}
+        Some(toml::Value::Boolean(b)) => {
+            out.allow_lan = Some(Setting {
+                value: *b,
+                source: format!("{shown}: {lan_key}"),
+            })
+        }
+        Some(other) => {
+            return Err(ConfigError::Value {
+                origin: format!("{shown}: {lan_key}"),
+                problem: format!("expected true or false, found {}", other.type_str()),
+            })
+        }
     }
     let ep_key = format!("{shown}: [openshell.drivers.{driver}] grpc_endpoint");
     let endpoint = string(drv, "grpc_endpoint", &ep_key)?.map(|e| (e, ep_key));
@@ -566,6 +614,27 @@ pub(crate) fn gather(
             source: ENV_ROOTLESS_HOST_LOOPBACK.into(),
         });
     }
+    if let Some(v) = env(ENV_ROUTE_KIND).filter(|v| !v.is_empty()) {
+        s.route_kind = Some(route_kind(&v, ENV_ROUTE_KIND)?);
+    }
+    if let Some(k) = flags.route_kind {
+        s.route_kind = Some(Setting {
+            value: k,
+            source: "--route-kind".into(),
+        });
+    }
+    if let Some(v) = env(ENV_ALLOW_LAN).filter(|v| !v.is_empty()) {
+        s.allow_lan = Some(Setting {
+            value: bool_value(&v, ENV_ALLOW_LAN)?,
+            source: ENV_ALLOW_LAN.into(),
+        });
+    }
+    if flags.allow_lan {
+        s.allow_lan = Some(Setting {
+            value: true,
+            source: "--allow-lan".into(),
+        });
+    }
     if flags.rootless_host_loopback {
         s.rootless_host_loopback = Some(Setting {
             value: true,
@@ -581,6 +650,20 @@ pub(crate) fn gather(
     Ok(s)
 }
 
+fn bool_value(v: &str, origin: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        _ => Err(ConfigError::Value {
+            origin: origin.into(),
+            problem: format!(
+                "{} is not true or false",
+                openshell_runtime::display_value(v)
+            ),
+        }),
+    }
+}
+
 impl Settings {
     /// Lays these settings over the facts file's own overrides.
     pub(crate) fn apply(&self, overrides: &mut Overrides) {
@@ -592,6 +675,12 @@ impl Settings {
         }
         if let Some(l) = &self.rootless_host_loopback {
             overrides.rootless_host_loopback = Some(l.value);
+        }
+        if let Some(k) = &self.route_kind {
+            overrides.route_kind = k.value;
+        }
+        if let Some(l) = &self.allow_lan {
+            overrides.allow_lan = l.value;
         }
     }
 }
@@ -729,6 +818,7 @@ host_gateway_ip = "10.88.0.1"
             rootless_host_loopback: true,
             network_mode: None,
             driver: None,
+            ..Flags::default()
         };
         let with_flags = gather(&flags, &env, Some((path, FILE)), EngineKind::Docker)
             .unwrap_or_else(|e| panic!("{e}"));

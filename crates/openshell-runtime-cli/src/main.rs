@@ -20,7 +20,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use openshell_runtime::{decide, signals, Facts, NetworkMode, Registry, RouteContext};
+use openshell_runtime::{
+    decide, signals, Facts, NetworkMode, Registry, RouteContext, RouteKindChoice,
+};
 use openshell_sandbox::DiscoveryEnv;
 
 use crate::config::{default_config_path, gather, read_config, Flags, Settings};
@@ -66,6 +68,27 @@ impl From<ModeArg> for NetworkMode {
     }
 }
 
+/// `--route-kind`: which kinds of route the policy may choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KindArg {
+    /// A direct route on loopback or a bridge, else the relay, else a LAN bind with --allow-lan.
+    Auto,
+    /// Direct routes only: refuse where there is none.
+    Direct,
+    /// Always the relay.
+    Relay,
+}
+
+impl From<KindArg> for RouteKindChoice {
+    fn from(k: KindArg) -> RouteKindChoice {
+        match k {
+            KindArg::Auto => RouteKindChoice::Auto,
+            KindArg::Direct => RouteKindChoice::Direct,
+            KindArg::Relay => RouteKindChoice::Relay,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub(crate) enum Output {
     Text,
@@ -95,6 +118,14 @@ pub(crate) struct RouteArgs {
     /// allow_host_loopback=true); also OPENSHELL_ROOTLESS_HOST_LOOPBACK=true.
     #[arg(long)]
     rootless_host_loopback: bool,
+    /// Which kinds of route may be chosen (overrides OPENSHELL_ROUTE_KIND and gateway.toml's
+    /// [openshell.gateway] sandbox_route_kind; default auto).
+    #[arg(long, value_enum, value_name = "KIND")]
+    route_kind: Option<KindArg>,
+    /// Let the gateway bind the host's LAN-facing address where that is the only direct route
+    /// (also OPENSHELL_ALLOW_LAN=true or sandbox_allow_lan = true); otherwise the relay is used.
+    #[arg(long)]
+    allow_lan: bool,
     /// OpenShell gateway config to read (default: ~/.config/openshell/gateway.toml).
     #[arg(long, value_name = "FILE", conflicts_with = "no_config")]
     config: Option<PathBuf>,
@@ -165,6 +196,9 @@ enum Command {
         /// bridge networking, so host mode shows the decisions without checking them.
         #[arg(long, value_enum, value_name = "MODE", default_value = "bridge")]
         network_mode: ModeArg,
+        /// Decide with this route kind (default auto); expectations are checked for auto only.
+        #[arg(long, value_enum, value_name = "KIND", default_value = "auto")]
+        route_kind: KindArg,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value = "text")]
         output: Output,
@@ -227,8 +261,9 @@ fn main() -> ExitCode {
         }),
         Command::Matrix {
             network_mode,
+            route_kind,
             output,
-        } => matrix(network_mode.into(), output),
+        } => matrix(network_mode.into(), route_kind.into(), output),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -304,6 +339,8 @@ pub(crate) fn settle(
             };
             (name.to_string(), source.to_string())
         }),
+        route_kind: args.route_kind.map(RouteKindChoice::from),
+        allow_lan: args.allow_lan,
     };
     let engine = signals::engine_kind(facts).0;
     let settings = gather(
@@ -383,23 +420,31 @@ pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<String, Fail> {
     })
 }
 
-fn matrix(mode: NetworkMode, output: Output) -> Result<u8, Fail> {
-    let rows = bundled::matrix(mode);
+fn matrix(mode: NetworkMode, kind: RouteKindChoice, output: Output) -> Result<u8, Fail> {
+    let rows = bundled::matrix(mode, kind);
     match output {
         Output::Json => println!("{}", to_json(&rows)?),
         Output::Text => {
             let w = rows.iter().map(|r| r.capture.len()).max().unwrap_or(0);
-            println!("network mode: {mode}");
+            println!("network mode: {mode}, route kind: {kind}");
             println!(
-                "{:w$}  {:16} {:16} {:16} ok",
-                "capture", "runtime", "openshell_host", "bind"
+                "{:w$}  {:16} {:12} {:16} {:16} ok",
+                "capture", "runtime", "route_kind", "openshell_host", "bind"
             );
             for r in &rows {
                 let dash = || "-".to_string();
+                let kind = match &r.error {
+                    Some(_) => dash(),
+                    None => serde_json::to_value(r.route_kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_else(dash),
+                };
                 println!(
-                    "{:w$}  {:16} {:16} {:16} {}",
+                    "{:w$}  {:16} {:12} {:16} {:16} {}",
                     r.capture,
                     r.runtime.clone().unwrap_or_else(dash),
+                    kind,
                     r.openshell_host
                         .clone()
                         .unwrap_or_else(|| if r.error.is_some() {

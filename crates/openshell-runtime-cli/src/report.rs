@@ -68,7 +68,7 @@ impl<'a> Report<'a> {
             runtime: decision.runtime_id().or(route.map(|r| r.runtime.as_str())),
             detector: winner.map(|w| w.detector.as_str()),
             network_mode,
-            route_kind: network_mode.route_kind(),
+            route_kind: route.map_or(network_mode.route_kind(), |r| r.route_kind),
             openshell_host: route.map(|r| r.openshell_host.to_string()),
             bind: route.and_then(|r| r.bind).map(|b| b.to_string()),
             exposure: route.map(|r| r.exposure),

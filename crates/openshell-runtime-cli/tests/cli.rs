@@ -66,9 +66,26 @@ fn facts_mode_exit_codes_and_fields() {
     assert_eq!(v["extra_hosts"][0], "host.openshell.internal:172.18.0.1");
     assert!(v["evidence"].as_array().is_some_and(|e| !e.is_empty()));
 
+    // A remote engine has no direct route: auto decides the relay, direct refuses as before.
+    let relayed = run(&[
+        "detect",
+        "--no-config",
+        "-o",
+        "json",
+        "--facts",
+        &fixture("remote-docker/remote-docker-20.10.5-ssh-compose-cli-1456.json"),
+    ]);
+    assert_eq!(relayed.status.code(), Some(0));
+    let v = json(&relayed);
+    assert_eq!(v["route_kind"], "relay", "{v}");
+    assert_eq!(v["openshell_host"], "relay", "{v}");
+    assert_eq!(v["bind"], "127.0.0.1", "{v}");
+
     let refused = run(&[
         "detect",
         "--no-config",
+        "--route-kind",
+        "direct",
         "-o",
         "json",
         "--facts",
@@ -711,7 +728,16 @@ fn impossible_addresses_exit_2_or_4_never_a_route() {
         );
         assert_ne!(doc, text, "the fixture's gateway moved");
         let path = write_tmp("impossible-gateway.json", &doc);
-        let out = run(&["detect", "--no-config", "-o", "json", "--facts", &path]);
+        let out = run(&[
+            "detect",
+            "--no-config",
+            "--route-kind",
+            "direct",
+            "-o",
+            "json",
+            "--facts",
+            &path,
+        ]);
         assert_eq!(out.status.code(), Some(4), "gateway {gw}");
         assert!(json(&out)["bind"].is_null(), "gateway {gw}");
     }

@@ -1,11 +1,16 @@
 //! Facts in, decision out: detection followed by routing, with everything needed to explain it.
+//!
+//! One order of preference holds for every runtime, applied here rather than in each runtime:
+//! a direct route that keeps the gateway on loopback or on a bridge of this host, then the
+//! relay, then a LAN-facing bind only when the operator allows LAN exposure (`allow_lan`).
+//! The operator can narrow the choice with `route_kind` (`direct` or `relay`).
 
 use crate::error::RouteError;
 use crate::facts::{Facts, Overrides};
 use crate::registry::{DetectionReport, Registry};
 use crate::report::Outcome;
 use crate::resolve::{resolve, RuntimeRouting};
-use crate::route::{NetworkMode, Route, RouteContext};
+use crate::route::{EngineKind, Exposure, NetworkMode, Route, RouteContext, RouteKindChoice};
 use crate::runtime::{ContainerRuntime, GatewayRoute, Runtime};
 use crate::signals::engine_kind;
 
@@ -17,8 +22,9 @@ pub struct Decision {
     /// The route, or why there is none (fail closed).
     pub route: Result<Route, RouteError>,
     /// Routes to try, in order, when `route` fails a reachability probe: the runtime's own
-    /// route when overrides changed it, then the runtime's alternatives. Never tried by the
-    /// policy itself; a driver's probe decides.
+    /// route when overrides changed it, then the runtime's alternatives (LAN-facing ones only
+    /// with `allow_lan`), then the relay where it may serve. Never tried by the policy itself;
+    /// a driver's probe decides.
     pub fallbacks: Vec<Route>,
 }
 
@@ -32,18 +38,150 @@ impl Decision {
 /// Detects the runtime behind `facts` and decides its route, with `facts.overrides` applied.
 pub fn decide(registry: &Registry, facts: &Facts, ctx: &RouteContext) -> Decision {
     let detection = registry.detect(facts);
-    let route = match &detection.winner {
+    let direct = match &detection.winner {
         Some(w) => w.runtime.gateway_route(ctx, &facts.overrides),
         None => undetected(&detection, facts, ctx),
     };
-    let fallbacks = match &detection.winner {
+    let (runtime, engine) = match &detection.winner {
+        Some(w) => (w.runtime.id(), w.runtime.engine()),
+        None => ("unknown", engine_kind(facts).0),
+    };
+    let route = prefer(direct, runtime, engine, facts, ctx);
+    let mut fallbacks = match &detection.winner {
         Some(w) => fallbacks(&w.runtime, facts, ctx, route.as_ref().ok()),
         None => Vec::new(),
     };
+    let relay_primary = route
+        .as_ref()
+        .is_ok_and(|r| r.route_kind == crate::route::RouteKind::Relay);
+    // The relay is the last fallback a probe tries, after every direct route failed.
+    if !relay_primary
+        && relay_blocker(facts, ctx).is_none()
+        && facts.overrides.route_kind == RouteKindChoice::Auto
+    {
+        fallbacks.push(Route::relay(
+            runtime,
+            engine,
+            ctx,
+            "the last fallback: the relay carries callbacks over the engine's API to the gateway on loopback".into(),
+            Vec::new(),
+        ));
+    }
     Decision {
         detection,
         route,
         fallbacks,
+    }
+}
+
+/// Why the relay cannot serve these facts and context, with the fix; `None` when it can.
+fn relay_blocker(facts: &Facts, ctx: &RouteContext) -> Option<(&'static str, &'static str)> {
+    if ctx.network_mode == NetworkMode::Host {
+        // The relay sits on a bridge network; relaying would change the sandbox's namespace
+        // behind the embedder's back.
+        return Some((
+            "host-network sandboxes sit on no network the relay can join",
+            "run sandboxes on a bridge network, or use route_kind direct",
+        ));
+    }
+    let o = &facts.overrides;
+    if o.host_gateway_ip.is_some() || o.bind.is_some() {
+        // The operator's addresses are their word on the direct route; the relay has its own.
+        return Some((
+            "host_gateway_ip and bind set a direct route, and the relay sets both sides itself",
+            "unset host_gateway_ip and bind, or use route_kind direct",
+        ));
+    }
+    None
+}
+
+/// The order of preference applied to the direct route (the runtime's, with overrides):
+/// kept when it stays on loopback, a bridge or the operator's addresses; a LAN-facing bind only
+/// with `allow_lan`; the relay where there is no direct route (or the operator forces it). An
+/// override that conflicts stays an error: the relay cannot make the operator's word true.
+fn prefer(
+    direct: Result<Route, RouteError>,
+    runtime: &str,
+    engine: EngineKind,
+    facts: &Facts,
+    ctx: &RouteContext,
+) -> Result<Route, RouteError> {
+    let o = &facts.overrides;
+    let blocker = relay_blocker(facts, ctx);
+    let lan_fix = |bind| {
+        let relay = if blocker.is_none() && o.route_kind != RouteKindChoice::Direct {
+            ", or leave route_kind at auto so the relay keeps the gateway on loopback"
+        } else {
+            ""
+        };
+        format!("set allow_lan (--allow-lan, OPENSHELL_ALLOW_LAN=1) to let the gateway bind {bind}{relay}")
+    };
+    match o.route_kind {
+        RouteKindChoice::Relay => {
+            if let Some((reason, fix)) = blocker {
+                return Err(RouteError::RelayUnavailable {
+                    runtime: runtime.to_string(),
+                    reason: reason.into(),
+                    fix: fix.into(),
+                });
+            }
+            let note = match &direct {
+                Ok(r) => format!("the direct route would be: {} (bind {})", r.openshell_host, r.bind.map_or_else(|| "unconstrained".to_string(), |b| b.to_string())),
+                Err(e) => format!("the direct route was refused: {e}"),
+            };
+            Ok(Route::relay(
+                runtime,
+                engine,
+                ctx,
+                "the operator chose route_kind relay".into(),
+                vec![note],
+            ))
+        }
+        RouteKindChoice::Direct => match direct {
+            Ok(r) if r.exposure == Exposure::Lan && !o.allow_lan => {
+                let bind = r.bind.unwrap_or(crate::consts::LOOPBACK_V4);
+                Err(RouteError::LanNotAllowed {
+                    runtime: runtime.to_string(),
+                    bind,
+                    fix: lan_fix(bind),
+                })
+            }
+            other => other,
+        },
+        RouteKindChoice::Auto => match direct {
+            Ok(r) if r.exposure == Exposure::Lan && !o.allow_lan => {
+                let bind = r.bind.unwrap_or(crate::consts::LOOPBACK_V4);
+                if blocker.is_some() {
+                    return Err(RouteError::LanNotAllowed {
+                        runtime: runtime.to_string(),
+                        bind,
+                        fix: lan_fix(bind),
+                    });
+                }
+                Ok(Route::relay(
+                    runtime,
+                    engine,
+                    ctx,
+                    format!("the only direct route binds {bind}, the host's LAN-facing address, which needs allow_lan; the relay keeps the gateway on loopback"),
+                    vec![
+                        format!("direct route not taken: {}", r.why),
+                        format!("set allow_lan (--allow-lan, OPENSHELL_ALLOW_LAN=1) to bind {bind} and route to {} instead", r.openshell_host),
+                    ],
+                ))
+            }
+            Err(
+                e @ (RouteError::NoSafeRoute { .. }
+                | RouteError::MissingFact { .. }
+                | RouteError::Undetected { .. }),
+            ) if blocker.is_none() => Ok(Route::relay(
+                runtime,
+                engine,
+                ctx,
+                "no direct route keeps the gateway on loopback or a bridge of this host; the relay needs only the engine's API".into(),
+                vec![format!("direct route refused: {e}")],
+            )),
+            other => other,
+        },
     }
 }
 
@@ -84,7 +222,11 @@ fn fallbacks(
     }
     let same = |a: &Route, b: &Route| a.openshell_host == b.openshell_host && a.bind == b.bind;
     let mut unique: Vec<Route> = Vec::new();
-    for r in candidates {
+    let allowed = |r: &Route| {
+        facts.overrides.route_kind != RouteKindChoice::Relay
+            && (r.exposure != Exposure::Lan || facts.overrides.allow_lan)
+    };
+    for r in candidates.into_iter().filter(allowed) {
         if primary.is_none_or(|p| !same(p, &r)) && !unique.iter().any(|u| same(u, &r)) {
             unique.push(r);
         }

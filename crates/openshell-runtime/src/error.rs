@@ -83,6 +83,29 @@ pub enum RouteError {
         /// The address that would work, or how to get one.
         fix: String,
     },
+    /// The only direct route binds the host's LAN-facing address, and the operator did not
+    /// allow LAN exposure.
+    #[error(
+        "{runtime}: the only direct route binds {bind}, the host's LAN-facing address, which other machines can reach; to fix: {fix}"
+    )]
+    LanNotAllowed {
+        /// The id of the runtime that refused.
+        runtime: String,
+        /// The LAN-facing bind the route needs.
+        bind: IpAddr,
+        /// How to allow it or avoid it.
+        fix: String,
+    },
+    /// The operator asked for the relay where it cannot serve.
+    #[error("{runtime}: the relay cannot serve here: {reason}; to fix: {fix}")]
+    RelayUnavailable {
+        /// The id of the runtime (or `unknown`).
+        runtime: String,
+        /// Why not.
+        reason: String,
+        /// What to change.
+        fix: String,
+    },
 }
 
 impl RouteError {
@@ -94,7 +117,9 @@ impl RouteError {
             | RouteError::MissingFact { runtime, .. }
             | RouteError::BindConflict { runtime, .. }
             | RouteError::Address { runtime, .. }
-            | RouteError::LoopbackElsewhere { runtime, .. } => Some(runtime),
+            | RouteError::LoopbackElsewhere { runtime, .. }
+            | RouteError::LanNotAllowed { runtime, .. }
+            | RouteError::RelayUnavailable { runtime, .. } => Some(runtime),
         }
     }
 }

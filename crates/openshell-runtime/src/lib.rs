@@ -49,7 +49,7 @@ pub use facts::{Facts, FactsError, HostOs, Overrides};
 pub use registry::{DetectionReport, Detector, Registry};
 pub use route::{
     EngineKind, Exposure, ExtraHost, ExtraHostError, HostTarget, NetworkMode, Route, RouteContext,
-    RouteKind, RoutePlan,
+    RouteKind, RouteKindChoice, RoutePlan, RELAY_TARGET,
 };
 pub use runtime::{
     well_known_sockets, ContainerRuntime, Detection, External, GatewayRoute, HostNetwork, Runtime,

@@ -23,6 +23,10 @@ pub enum HostTarget {
     HostGateway,
     /// A literal address, written into the sandbox's `/etc/hosts` as is.
     Ip(IpAddr),
+    /// The relay container, whose address is known only once it runs: a placeholder that
+    /// `openshell_sandbox::Relay::route` replaces with the relay's address. Extra hosts refuse
+    /// it until then, so no sandbox is created with it.
+    Relay,
 }
 
 impl fmt::Display for HostTarget {
@@ -30,6 +34,7 @@ impl fmt::Display for HostTarget {
         match self {
             HostTarget::HostGateway => f.write_str(HOST_GATEWAY),
             HostTarget::Ip(ip) => write!(f, "{ip}"),
+            HostTarget::Relay => f.write_str(RELAY_TARGET),
         }
     }
 }
@@ -50,7 +55,7 @@ impl HostTarget {
     /// loopback through).
     pub fn checked_as(self, role: AddressRole) -> Result<HostTarget, AddressError> {
         match self {
-            HostTarget::HostGateway => Ok(self),
+            HostTarget::HostGateway | HostTarget::Relay => Ok(self),
             HostTarget::Ip(ip) => addr::check(ip, role).map(HostTarget::Ip),
         }
     }
@@ -178,7 +183,58 @@ pub enum RouteKind {
     /// A sandbox in the engine's host network namespace: the address is seen from that
     /// namespace.
     HostNetwork,
+    /// A sandbox on a bridge network calling the relay container, which carries each
+    /// connection over the engine's API to the gateway on `127.0.0.1` (docs/relay.md).
+    Relay,
 }
+
+/// Which kinds of route the operator lets the policy choose (`--route-kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteKindChoice {
+    /// The order of preference: a direct route on loopback or a bridge of this host, then the
+    /// relay, then a LAN-facing bind only with `allow_lan`.
+    #[default]
+    Auto,
+    /// Direct routes only: refuse where no direct route exists instead of relaying.
+    Direct,
+    /// Always the relay.
+    Relay,
+}
+
+impl RouteKindChoice {
+    /// All choices, in the order of their spelling in help texts.
+    pub const ALL: [RouteKindChoice; 3] = [
+        RouteKindChoice::Auto,
+        RouteKindChoice::Direct,
+        RouteKindChoice::Relay,
+    ];
+
+    /// The spelling in flags, configuration and JSON: `auto`, `direct` or `relay`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RouteKindChoice::Auto => "auto",
+            RouteKindChoice::Direct => "direct",
+            RouteKindChoice::Relay => "relay",
+        }
+    }
+
+    /// The choice with this spelling (any case).
+    pub fn parse(s: &str) -> Option<RouteKindChoice> {
+        RouteKindChoice::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+impl fmt::Display for RouteKindChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How [`HostTarget::Relay`] is spelled in JSON and text.
+pub const RELAY_TARGET: &str = "relay";
 
 /// How the gateway serves sandboxes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,8 +291,32 @@ impl Route {
     /// The network mode the route was decided for, which the sandbox must be created in.
     pub fn network_mode(&self) -> NetworkMode {
         match self.route_kind {
-            RouteKind::Bridge => NetworkMode::Bridge,
+            // The relay sits on a bridge network, and so does a sandbox that calls it.
+            RouteKind::Bridge | RouteKind::Relay => NetworkMode::Bridge,
             RouteKind::HostNetwork => NetworkMode::Host,
+        }
+    }
+
+    /// The relay route for `runtime`: sandboxes call the relay ([`HostTarget::Relay`], replaced
+    /// by `openshell_sandbox::Relay::route`), and the gateway binds `127.0.0.1` only.
+    pub fn relay(
+        runtime: &str,
+        engine: EngineKind,
+        ctx: &RouteContext,
+        why: String,
+        notes: Vec<String>,
+    ) -> Route {
+        Route {
+            runtime: runtime.to_string(),
+            engine,
+            route_kind: RouteKind::Relay,
+            openshell_host: HostTarget::Relay,
+            bind: Some(LOOPBACK_V4),
+            exposure: Exposure::Loopback,
+            port: ctx.port,
+            tls: ctx.tls,
+            why,
+            notes,
         }
     }
 
@@ -273,6 +353,11 @@ impl ExtraHost {
     /// An entry, after checking that `name` is a hostname (RFC 1123 labels).
     pub fn new(name: &str, value: HostTarget) -> Result<ExtraHost, ExtraHostError> {
         validate_hostname(name)?;
+        if value == HostTarget::Relay {
+            return Err(ExtraHostError::RelayNotStarted {
+                name: name.to_ascii_lowercase(),
+            });
+        }
         Ok(ExtraHost {
             name: name.to_ascii_lowercase(),
             value,
@@ -288,6 +373,8 @@ impl ExtraHost {
             })?;
         let value = if value == HOST_GATEWAY {
             HostTarget::HostGateway
+        } else if value == RELAY_TARGET {
+            HostTarget::Relay
         } else {
             let ip = value
                 .parse::<IpAddr>()
@@ -368,6 +455,14 @@ pub enum ExtraHostError {
         /// The value (sanitised).
         value: String,
     },
+    /// The route is a relay route whose relay was not started: its address is unknown.
+    #[error(
+        "extra host {name:?} maps to the relay, which is not running: start the relay (openshell_sandbox::Relay::start) and create sandboxes with Relay::route(&route), which puts the relay's address in its place"
+    )]
+    RelayNotStarted {
+        /// The hostname.
+        name: String,
+    },
 }
 
 #[cfg(test)]
@@ -386,6 +481,7 @@ mod tests {
             ":1.2.3.4",
             "name",
             "name:host-gateway ",
+            "host.openshell.internal:relay",
         ] {
             assert!(ExtraHost::parse(bad).is_err(), "{bad:?} should be rejected");
         }

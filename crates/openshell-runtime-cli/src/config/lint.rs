@@ -37,6 +37,8 @@ const SCHEMA: &[(&str, &[(&str, bool)])] = &[
             ("compute_drivers", false),
             ("compute_driver", false),
             ("host_gateway_ip", false),
+            ("sandbox_route_kind", false),
+            ("sandbox_allow_lan", false),
         ],
     ),
     ("openshell.drivers", &[("docker", true), ("podman", true)]),

@@ -20,6 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::Serialize;
 
 use crate::addr::{check, AddressError, AddressRole};
+use crate::route::RouteKindChoice;
 
 pub use endpoint::{Endpoint, EndpointError};
 pub use redact::{redact_credentials, redact_document, redact_userinfo, MASK};
@@ -346,6 +347,11 @@ pub struct Overrides {
     /// The rootless network helper maps the host's loopback into containers
     /// (slirp4netns `allow_host_loopback=true`), as the operator configured it.
     pub rootless_host_loopback: Option<bool>,
+    /// The operator lets the gateway bind the host's LAN-facing address when no route on
+    /// loopback or a bridge exists (otherwise the relay is preferred).
+    pub allow_lan: bool,
+    /// Which kinds of route the policy may choose.
+    pub route_kind: RouteKindChoice,
 }
 
 impl Overrides {
@@ -365,6 +371,8 @@ impl Overrides {
             host_gateway_ip: role(self.host_gateway_ip, target)?,
             bind: role(self.bind, AddressRole::OperatorBind)?,
             rootless_host_loopback: self.rootless_host_loopback,
+            allow_lan: self.allow_lan,
+            route_kind: self.route_kind,
         })
     }
 }

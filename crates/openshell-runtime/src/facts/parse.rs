@@ -570,5 +570,6 @@ fn overrides(m: &Map<String, Value>) -> Result<Overrides, FactsError> {
         host_gateway_ip: ip("host_gateway_ip", AddressRole::HostNetworkTarget)?,
         bind: ip("bind", AddressRole::OperatorBind)?,
         rootless_host_loopback: flag("rootless_host_loopback")?,
+        ..Overrides::default()
     })
 }
