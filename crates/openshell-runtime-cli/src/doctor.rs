@@ -10,10 +10,11 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use openshell_runtime::{decide, HostTarget, Registry, Route};
+use openshell_engine::AnyDriver;
+use openshell_runtime::{decide, Registry, Route};
 use openshell_sandbox::{
-    probe_route, EngineError, ListenerOptions, ProbeOptions, ProbeOutcome, ProbeResult,
-    SandboxDriver, Sweep, SweptProbe,
+    probe_route, remove_own_relays, EngineError, ListenerOptions, ProbeOptions, ProbeOutcome,
+    ProbeResult, RelayOptions, SandboxDriver, Sweep, SweptProbe,
 };
 use serde::Serialize;
 
@@ -74,8 +75,8 @@ impl Progress {
     }
 }
 
-async fn probe_all<D: SandboxDriver>(
-    driver: &D,
+async fn probe_all(
+    driver: &AnyDriver,
     routes: &[&Route],
     opts: &ProbeOptions,
     progress: &Progress,
@@ -83,21 +84,7 @@ async fn probe_all<D: SandboxDriver>(
     let mut out = Vec::new();
     for (i, route) in routes.iter().enumerate() {
         progress.step(i + 1, routes.len(), route);
-        let r = if route.openshell_host == HostTarget::Relay {
-            // The relay's address exists only once it runs, and doctor does not start one yet.
-            let outcome = ProbeOutcome::ProbeUnavailable {
-                reason: "doctor does not start the relay yet, so the relay route is not probed (the relay live tests prove it); --route-kind direct probes direct routes only".into(),
-            };
-            ProbeResult {
-                openshell_host: route.openshell_host.to_string(),
-                bind: route.bind.map(|b| b.to_string()),
-                hint: outcome.hint(),
-                outcome,
-                notes: Vec::new(),
-            }
-        } else {
-            probe_route(driver, route, opts).await
-        };
+        let r = probe_route(driver, route, opts).await;
         progress.done(&r);
         let ok = r.outcome.is_ok();
         out.push(r);
@@ -136,13 +123,31 @@ fn advice(probes: &[ProbeResult], route_error: Option<String>, port: u16) -> Vec
     out
 }
 
-/// The failure for a run stopped by `signal`, after `removed` of its probes were removed.
-fn interrupted(signal: Interrupt, removed: Option<Result<Vec<SweptProbe>, EngineError>>) -> Fail {
+/// What an interrupted run removed: its probes, and its relays.
+type Removed = (
+    Result<Vec<SweptProbe>, EngineError>,
+    Result<usize, EngineError>,
+);
+
+/// The failure for a run stopped by `signal`, after what it `removed`.
+fn interrupted(signal: Interrupt, removed: Option<Removed>) -> Fail {
     let cleanup = match removed {
         None => String::new(),
-        Some(Ok(r)) => format!("; removed {} probe container(s) of this run", r.len()),
-        Some(Err(e)) => {
-            format!("; its probe containers were not removed ({e}): the next run removes them")
+        Some((probes, relays)) => {
+            let probes = match probes {
+                Ok(r) => format!("; removed {} probe container(s) of this run", r.len()),
+                Err(e) => format!(
+                    "; its probe containers were not removed ({e}): the next run removes them"
+                ),
+            };
+            let relays = match relays {
+                Ok(0) => String::new(),
+                Ok(n) => format!(" and {n} relay container(s)"),
+                Err(e) => format!(
+                    "; its relay containers were not removed ({e}): the next relay start reaps them"
+                ),
+            };
+            probes + &relays
         }
     };
     Fail {
@@ -182,6 +187,10 @@ pub(crate) fn run(args: DoctorArgs) -> Result<u8, Fail> {
                 allow_wildcard: args.allow_wildcard,
                 ..ListenerOptions::default()
             },
+            relay: RelayOptions::from_env(0).map_err(|e| Fail {
+                code: 2,
+                message: e.to_string(),
+            })?,
         };
         let routes: Vec<&Route> = decision
             .route
@@ -201,8 +210,9 @@ pub(crate) fn run(args: DoctorArgs) -> Result<u8, Fail> {
                 if progress.0 {
                     eprintln!();
                 }
-                let removed = driver.sweep_probes(Sweep::Mine).await;
-                return Err(interrupted(signal, Some(removed)));
+                let probes = driver.sweep_probes(Sweep::Mine).await;
+                let relays = remove_own_relays(driver).await;
+                return Err(interrupted(signal, Some((probes, relays))));
             }
         };
         let mut report = Report::new(&decision, &facts.warnings, &settings, ctx.network_mode);

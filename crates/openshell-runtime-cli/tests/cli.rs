@@ -391,16 +391,111 @@ fn live_doctor_proves_routes_and_classifies_failures() {
             .status()
     };
     assert!(rule("-I").is_ok_and(|s| s.success()));
-    let out = doctor(&engine, "docker", &network, &["--port", "17681"]);
+    // Direct routes only: none proven, exit 5, with firewall advice.
+    let direct = doctor(
+        &engine,
+        "docker",
+        &network,
+        &["--port", "17681", "--route-kind", "direct"],
+    );
+    // Every kind: the direct routes time out, and the relay, last, is proven with the gateway
+    // on loopback (the firewall drops bridge-to-host traffic; the relay's path is the engine's
+    // API socket).
+    let auto = doctor(&engine, "docker", &network, &["--port", "17681"]);
     let _ = rule("-D");
     openshell_tests::live::remove_network(&engine, &network);
-    let v = json(&out);
-    assert_eq!(out.status.code(), Some(5), "{v}");
+    let v = json(&direct);
+    assert_eq!(direct.status.code(), Some(5), "{v}");
     assert_eq!(v["probes"][0]["outcome"], "timeout", "{v}");
+    assert!(
+        v["probes"]
+            .as_array()
+            .is_some_and(|p| p.iter().all(|p| p["openshell_host"] != "relay")),
+        "{v}"
+    );
     assert!(
         v["advice"][0].as_str().is_some_and(|a| a.contains("INPUT")),
         "{v}"
     );
+    let v = json(&auto);
+    assert_eq!(auto.status.code(), Some(0), "{v}");
+    let probes = v["probes"].as_array().cloned().unwrap_or_default();
+    let (last, direct) = probes
+        .split_last()
+        .unwrap_or_else(|| panic!("no probes: {v}"));
+    assert!(!direct.is_empty(), "{v}");
+    assert!(direct.iter().all(|p| p["outcome"] == "timeout"), "{v}");
+    assert_eq!(last["openshell_host"], "relay", "{v}");
+    assert_eq!(last["outcome"], "ok", "{v}");
+    assert_eq!(v["proven"]["openshell_host"], "relay", "{v}");
+    assert_eq!(v["proven"]["bind"], "127.0.0.1", "{v}");
+    assert!(
+        openshell_tests::live::containers_labelled(
+            &engine,
+            openshell_runtime::consts::LABEL_RELAY_NETWORK,
+            &network
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .is_empty(),
+        "doctor left its relay behind"
+    );
+}
+
+/// Rootless engines whose host loopback is not declared: the policy decides the relay (no
+/// LAN-facing bind), `doctor` proves it with the gateway on 127.0.0.1, and leaves no relay.
+#[test]
+fn live_rootless_engines_without_declared_loopback_relay_by_default() {
+    use openshell_tests::live::{dockerd_rootless, podman_rootless};
+    for (engine, driver) in [
+        (dockerd_rootless(), "docker"),
+        (podman_rootless(), "podman"),
+        (podman_rootless(), "docker"),
+    ] {
+        if !engine.available() {
+            continue;
+        }
+        let network = format!(
+            "openshell-relay-default-{}-{}-{driver}",
+            std::process::id(),
+            engine.name.replace(' ', "-")
+        );
+        let endpoint = format!("unix://{}", engine.socket);
+        let detect = run(&[
+            "detect",
+            "--no-config",
+            "-o",
+            "json",
+            "--driver",
+            driver,
+            "--endpoint",
+            &endpoint,
+            "--network",
+            &network,
+        ]);
+        let out = doctor(&engine, driver, &network, &[]);
+        let relays = openshell_tests::live::containers_labelled(
+            &engine,
+            openshell_runtime::consts::LABEL_RELAY_NETWORK,
+            &network,
+        );
+        openshell_tests::live::remove_network(&engine, &network);
+        let d = json(&detect);
+        assert_eq!(detect.status.code(), Some(0), "{d}");
+        assert_eq!(d["runtime"], engine.runtime, "{d}");
+        assert_eq!(d["route_kind"], "relay", "{d}");
+        assert_eq!(d["openshell_host"], "relay", "{d}");
+        assert_eq!(d["bind"], "127.0.0.1", "{d}");
+        let v = json(&out);
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        assert_eq!(v["probes"][0]["openshell_host"], "relay", "{v}");
+        assert_eq!(v["probes"][0]["outcome"], "ok", "{v}");
+        assert_eq!(v["proven"]["bind"], "127.0.0.1", "{v}");
+        assert!(
+            relays.unwrap_or_else(|e| panic!("{e}")).is_empty(),
+            "doctor left its relay behind on {}",
+            engine.name
+        );
+    }
 }
 
 #[test]
@@ -1279,25 +1374,31 @@ fn live_doctor_beside_a_running_gateway_and_with_tls() {
 /// `doctor` interrupted at any moment leaves no probe container once the next run is done:
 /// SIGINT makes it remove its probe and exit 130; SIGKILL leaves at most a probe that the engine
 /// removes itself once it exits, or that the next run sweeps and reports. (Before, every
-/// interrupted run could leave a container that nothing ever removed.)
+/// interrupted run could leave a container that nothing ever removed.) The same holds for the
+/// relay a relay-route probe starts: SIGINT removes it, and the next run reaps what SIGKILL left.
 #[test]
 fn interrupted_doctors_leave_no_probe_after_the_next_run() {
     use openshell_tests::live::{
         containers_on_network, dockerd, import_busybox, podman, remove_image, remove_networks_named,
     };
     use std::time::Duration;
-    for (engine, driver) in [(dockerd(), "docker"), (podman(), "podman")] {
+    // Direct routes, then the relay route, whose relay container is the run's too.
+    let kinds: [(&str, &[&str]); 2] = [("direct", &[]), ("relay", &["--route-kind", "relay"])];
+    for ((engine, driver), (kind, extra)) in [(dockerd(), "docker"), (podman(), "podman")]
+        .into_iter()
+        .flat_map(|e| kinds.map(|k| (e.clone(), k)))
+    {
         if !engine.available() {
             continue;
         }
         let network = format!(
-            "openshell-cli-{}-interrupted-{}",
+            "openshell-cli-{}-interrupted-{kind}-{}",
             std::process::id(),
             engine.name
         );
         let endpoint = format!("unix://{}", engine.socket);
         let image = import_busybox(&engine).unwrap_or_else(|e| panic!("{e}"));
-        let args = [
+        let mut args = vec![
             "doctor",
             "--no-config",
             "-o",
@@ -1315,12 +1416,19 @@ fn interrupted_doctors_leave_no_probe_after_the_next_run() {
             "--probe-timeout",
             "12",
         ];
+        args.extend_from_slice(extra);
         let mut interrupted = Vec::new();
         // Bounded: five moments per signal, from before the probe exists to after it is done.
-        for delay_ms in [200u64, 500, 900, 1400, 2500] {
+        // A relay-route run spends its first seconds starting the relay.
+        let delays: [u64; 5] = if kind == "relay" {
+            [300, 1000, 1800, 2800, 4500]
+        } else {
+            [200, 500, 900, 1400, 2500]
+        };
+        for delay_ms in delays {
             for signal in ["INT", "KILL"] {
                 let child = bin()
-                    .args(args)
+                    .args(&args)
                     .stdout(std::process::Stdio::null())
                     .stderr(std::process::Stdio::piped())
                     .spawn()
@@ -1336,6 +1444,11 @@ fn interrupted_doctors_leave_no_probe_after_the_next_run() {
         // A create sent just before a kill may land a moment later; then the next run starts.
         std::thread::sleep(Duration::from_secs(2));
         let next = run(&args);
+        let relays = openshell_tests::live::containers_labelled(
+            &engine,
+            openshell_runtime::consts::LABEL_RELAY_NETWORK,
+            &network,
+        );
         let left = containers_on_network(&engine, &network);
         for name in left.iter().flatten() {
             let _ = Command::new(&engine.cli[0])
@@ -1361,9 +1474,22 @@ fn interrupted_doctors_leave_no_probe_after_the_next_run() {
             interrupted
                 .iter()
                 .any(|(s, _, out)| *s == "INT" && out.status.code() == Some(130)),
-            "{}: no SIGINT landed during a run",
+            "{} ({kind}): no SIGINT landed during a run",
             engine.name
         );
+        if kind == "relay" {
+            // At least one SIGINT landed while its relay ran, and removed it.
+            assert!(
+                interrupted.iter().any(|(s, _, out)| *s == "INT"
+                    && String::from_utf8_lossy(&out.stderr).contains("relay container(s)")),
+                "{}: no SIGINT landed while a relay ran: {:?}",
+                engine.name,
+                interrupted
+                    .iter()
+                    .map(|(s, d, o)| format!("{s} {d} ms: {}", String::from_utf8_lossy(&o.stderr)))
+                    .collect::<Vec<_>>()
+            );
+        }
         assert_eq!(
             next.status.code(),
             Some(0),
@@ -1374,7 +1500,13 @@ fn interrupted_doctors_leave_no_probe_after_the_next_run() {
         assert_eq!(
             left,
             Ok(Vec::new()),
-            "{}: probe containers left",
+            "{} ({kind}): probe or relay containers left",
+            engine.name
+        );
+        assert_eq!(
+            relays.map_err(|e| e.to_string()),
+            Ok(Vec::new()),
+            "{} ({kind}): relays left",
             engine.name
         );
     }

@@ -6,16 +6,21 @@
 //!
 //! The probe container is removed when the probe ends, by the engine itself if the run dies
 //! after starting it, and by the next run's sweep if it never started (see `reap`).
+//!
+//! A relay route is probed through a relay of its own: the probe starts one on the sandbox
+//! network, carries the callback through it to a listener on `127.0.0.1`, and removes it.
 
 use std::io::ErrorKind;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openshell_runtime::Route;
+use openshell_runtime::{HostTarget, Route};
 use serde::Serialize;
 
+use crate::support::EngineOps;
 use crate::{
-    new_token, CallbackListener, ListenerError, ListenerOptions, SandboxDriver, SandboxHandle,
-    SandboxSpec, SandboxState, Sweep,
+    new_token, CallbackListener, ListenerError, ListenerOptions, Relay, RelayOptions,
+    SandboxDriver, SandboxHandle, SandboxSpec, SandboxState, Sweep,
 };
 
 /// Time a probe container may need beyond its waits: engine calls to create, start and remove it.
@@ -39,6 +44,8 @@ pub struct ProbeOptions {
     pub timeout: Duration,
     /// How the listener binds.
     pub listener: ListenerOptions,
+    /// Where a relay route's relay comes from (binary or image); its port is the listener's.
+    pub relay: RelayOptions,
 }
 
 impl Default for ProbeOptions {
@@ -47,6 +54,7 @@ impl Default for ProbeOptions {
             image: DEFAULT_PROBE_IMAGE.into(),
             timeout: Duration::from_secs(20),
             listener: ListenerOptions::default(),
+            relay: RelayOptions::default(),
         }
     }
 }
@@ -178,37 +186,98 @@ async fn probe_listener(
     }
 }
 
-/// Probes one route, bounded by `opts.timeout`; the probe container is always removed.
-pub async fn probe_route<D: SandboxDriver>(
-    driver: &D,
-    route: &Route,
-    opts: &ProbeOptions,
-) -> ProbeResult {
+/// Probes one route, bounded by `opts.timeout`; the probe container is always removed. A relay
+/// route ([`HostTarget::Relay`]) is probed through a relay started for the probe and removed
+/// after it.
+pub async fn probe_route<D>(driver: &D, route: &Route, opts: &ProbeOptions) -> ProbeResult
+where
+    D: EngineOps + Clone + 'static,
+{
     let span =
         tracing::info_span!("probe", runtime = %route.runtime, target = %route.openshell_host);
-    tracing::Instrument::instrument(probe_route_inner(driver, route, opts), span).await
+    let probe = async {
+        let mut notes = Vec::new();
+        if route.tls {
+            notes.push("TLS is not probed: the probe proves that sandboxes reach this address, over plain HTTP; the gateway's certificate is not checked".to_string());
+        }
+        let listener = match probe_listener(route, opts.listener, &mut notes).await {
+            Ok(l) => l,
+            Err(e) => return unavailable(route, e.to_string(), notes),
+        };
+        if route.openshell_host == HostTarget::Relay {
+            probe_relay(driver, route, listener, opts, notes).await
+        } else {
+            let route = listener.route().clone();
+            probe_through(driver, &route, listener, opts, notes).await
+        }
+    };
+    tracing::Instrument::instrument(probe, span).await
 }
 
-async fn probe_route_inner<D: SandboxDriver>(
+/// Starts a relay for `listener`'s port, probes through it, and removes it. The result names
+/// the relay route (`relay`), with the relay's address in a note.
+async fn probe_relay<D>(
     driver: &D,
     route: &Route,
+    listener: CallbackListener,
     opts: &ProbeOptions,
-) -> ProbeResult {
-    let mut notes = Vec::new();
-    if route.tls {
-        notes.push("TLS is not probed: the probe proves that sandboxes reach this address, over plain HTTP; the gateway's certificate is not checked".to_string());
-    }
-    let mut listener = match probe_listener(route, opts.listener, &mut notes).await {
-        Ok(l) => l,
-        Err(e) => return unavailable(route, e.to_string(), notes),
-    };
-    let route = listener.route().clone();
+    mut notes: Vec<String>,
+) -> ProbeResult
+where
+    D: EngineOps + Clone + 'static,
+{
+    // The image first: without it the relay would be started for nothing.
     if let Err(e) = driver.ensure_image(&opts.image).await {
-        return unavailable(&route, format!("probe image {}: {e}", opts.image), notes);
+        return unavailable(route, format!("probe image {}: {e}", opts.image), notes);
+    }
+    if let Err(e) = driver.ensure_network().await {
+        return unavailable(route, format!("sandbox network: {e}"), notes);
+    }
+    let relay_opts = RelayOptions {
+        port: listener.route().port,
+        ..opts.relay.clone()
+    };
+    let ops: Arc<dyn EngineOps> = Arc::new(driver.clone());
+    let relay = match Relay::start(ops, relay_opts).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(route, format!("relay: {e}"), notes),
+    };
+    let mut r = match (relay.route(listener.route()), relay.container_id()) {
+        (Ok(carried), Ok(id)) => {
+            notes.push(format!(
+                "carried by relay container {} at {} on network {}",
+                id.get(..12).unwrap_or(&id),
+                carried.openshell_host,
+                driver.options().network
+            ));
+            probe_through(driver, &carried, listener, opts, notes).await
+        }
+        (Err(e), _) | (_, Err(e)) => unavailable(route, format!("relay: {e}"), notes),
+    };
+    if let Err(e) = relay.shutdown().await {
+        tracing::warn!(error = %e, "relay of the probe not removed");
+        r.notes.push(format!(
+            "the probe's relay container was not removed ({e}): the next relay start reaps it"
+        ));
+    }
+    r.openshell_host = route.openshell_host.to_string();
+    r
+}
+
+/// Runs one probe container along `route` while `listener` waits for its callback.
+async fn probe_through<D: SandboxDriver>(
+    driver: &D,
+    route: &Route,
+    mut listener: CallbackListener,
+    opts: &ProbeOptions,
+    notes: Vec<String>,
+) -> ProbeResult {
+    if let Err(e) = driver.ensure_image(&opts.image).await {
+        return unavailable(route, format!("probe image {}: {e}", opts.image), notes);
     }
     let (id, token) = match (new_token(), new_token()) {
         (Ok(id), Ok(token)) => (id, token),
-        (Err(e), _) | (_, Err(e)) => return unavailable(&route, e.to_string(), notes),
+        (Err(e), _) | (_, Err(e)) => return unavailable(route, e.to_string(), notes),
     };
     let linger = opts.timeout.as_secs().max(1);
     let spec = SandboxSpec {
@@ -221,15 +290,15 @@ async fn probe_route_inner<D: SandboxDriver>(
     listener.expect(&spec.id, &spec.token);
     // Stale at the latest when the wait, the script's own wget and its lingering are all over.
     let lifetime = opts.timeout + Duration::from_secs(linger) + PROBE_SLACK;
-    let handle = match driver.create_probe(&spec, &route, lifetime).await {
+    let handle = match driver.create_probe(&spec, route, lifetime).await {
         Ok(h) => h,
-        Err(e) => return unavailable(&route, e.to_string(), notes),
+        Err(e) => return unavailable(route, e.to_string(), notes),
     };
     let outcome = run(driver, &handle, &spec.id, &mut listener, opts.timeout).await;
     if let Err(e) = driver.delete(&handle).await {
         tracing::warn!(error = %e, container = %handle.container_id, "probe container not removed");
     }
-    result(&route, outcome, notes)
+    result(route, outcome, notes)
 }
 
 async fn run<D: SandboxDriver>(
@@ -320,7 +389,7 @@ async fn look<D: SandboxDriver>(driver: &D, handle: &SandboxHandle) -> Look {
 }
 
 /// Probes `first`, then each of `fallbacks` in order, until one is proven. Returns every result.
-pub async fn probe_in_order<D: SandboxDriver>(
+pub async fn probe_in_order<D: EngineOps + Clone + 'static>(
     driver: &D,
     first: &Route,
     fallbacks: &[Route],
@@ -376,7 +445,7 @@ fn summary(results: &[ProbeResult]) -> String {
 /// For a driver that must not start sandboxes on an unproven route: probes the decided route,
 /// then the fallbacks in order, and returns the first proven one, or fails fast with every
 /// classified outcome.
-pub async fn require_verified_route<D: SandboxDriver>(
+pub async fn require_verified_route<D: EngineOps + Clone + 'static>(
     driver: &D,
     decision: &openshell_runtime::Decision,
     opts: &ProbeOptions,
@@ -410,6 +479,9 @@ pub async fn require_verified_route<D: SandboxDriver>(
                 .notes
                 .push(format!("proven reachable by a probe ({})", results[i].hint));
             proven.notes.extend(results[i].notes.iter().cloned());
+            if proven.openshell_host == HostTarget::Relay {
+                proven.notes.push("the relay route needs a running relay: start one (Relay::start) and create sandboxes with Relay::route(&route)".into());
+            }
             Ok((proven, results))
         }
         None => Err(Unverified {

@@ -99,6 +99,14 @@ impl fmt::Display for Owner {
     }
 }
 
+/// Whether the owner labelled `label` is known to be gone: its pid names no process where a pid
+/// is evidence (same boot, same pid namespace). An unreadable label proves nothing.
+pub(crate) fn owner_gone(label: Option<&str>, here: &Owner, alive: &dyn Fn(u32) -> bool) -> bool {
+    label
+        .and_then(Owner::parse)
+        .is_some_and(|o| here.shares_pids_with(&o) && !alive(o.pid))
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now()

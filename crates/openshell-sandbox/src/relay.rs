@@ -27,6 +27,7 @@ use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
 use crate::driver::traced;
 use crate::error::EngineError;
+use crate::reap::{self, Owner};
 use crate::support::{ContainerConfig, EngineOps};
 
 /// Names an explicit relay binary.
@@ -260,29 +261,26 @@ fn image_reference(arch: &str, binary: &[u8]) -> String {
     format!("{RELAY_REPO}:{arch}-{hex}")
 }
 
-/// This process as a relay's owner: `<host name>/<pid>`.
-fn owner_label() -> String {
-    format!("{}/{}", host_name(), std::process::id())
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// Whether a relay's owner is known to be gone: it ran on this host and its process no longer
-/// exists. An owner on another host (a shared remote engine) is never judged from here.
-fn owner_gone(owner: Option<&String>) -> bool {
-    let Some((host, pid)) = owner.and_then(|o| o.rsplit_once('/')) else {
-        return true;
-    };
-    if host != host_name() || !Path::new("/proc/self").exists() {
-        return false;
+/// Why the relay labelled `labels`, in engine state `status`, is left behind, or `None` when
+/// it may still serve: its gateway is known to be gone (see [`reap::owner_gone`]), or it is no
+/// longer running (a supervisor replaces a relay that died, so an exited one serves no one). A
+/// relay being created or started by a live gateway, here or on another host, is never touched.
+fn relay_stale(
+    labels: &std::collections::BTreeMap<String, String>,
+    status: Option<&str>,
+    here: &Owner,
+    alive: &dyn Fn(u32) -> bool,
+) -> Option<String> {
+    let owner = labels.get(LABEL_RELAY_OWNER).map(String::as_str);
+    if reap::owner_gone(owner, here, alive) {
+        return Some(format!(
+            "its gateway ({}) is gone",
+            owner.unwrap_or_default()
+        ));
     }
-    match pid.parse::<u32>() {
-        Ok(pid) => pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists(),
-        Err(_) => true,
+    match status {
+        Some(s @ ("exited" | "dead" | "stopped")) => Some(format!("it is {s}")),
+        _ => None,
     }
 }
 
@@ -290,6 +288,7 @@ fn owner_gone(owner: Option<&String>) -> bool {
 /// and those no longer running. Returns how many were removed.
 pub async fn reap_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<usize, EngineError> {
     let network = ops.options().network.clone();
+    let here = Owner::here();
     let relays = traced(
         ops,
         "container list",
@@ -301,17 +300,43 @@ pub async fn reap_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<usize, Engine
         if relay.labels.get(LABEL_RELAY_NETWORK) != Some(&network) {
             continue;
         }
-        let stale = owner_gone(relay.labels.get(LABEL_RELAY_OWNER))
-            || traced(ops, "container inspect", ops.inspect_container(&relay.id))
-                .await
-                .is_ok_and(|s| s.status != "running");
-        if stale {
-            tracing::info!(container = %relay.id, "reaping a relay left behind");
+        let status = match traced(ops, "container inspect", ops.inspect_container(&relay.id)).await
+        {
+            Ok(s) => Some(s.status),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, container = %relay.id, "relay state unknown");
+                None
+            }
+        };
+        if let Some(why) = relay_stale(&relay.labels, status.as_deref(), &here, &reap::pid_alive) {
+            tracing::info!(container = %relay.id, %why, "reaping a relay left behind");
             remove(ops, &relay.id).await?;
             reaped += 1;
         }
     }
     Ok(reaped)
+}
+
+/// Removes this process's own relays, on every network: for a run stopped by a signal, whose
+/// relays' sessions end with it. Returns how many were removed.
+pub async fn remove_own_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<usize, EngineError> {
+    let me = Owner::here().to_string();
+    let relays = traced(
+        ops,
+        "container list",
+        ops.list_containers(LABEL_RELAY, "true"),
+    )
+    .await?;
+    let mut removed = 0;
+    for relay in relays
+        .iter()
+        .filter(|r| r.labels.get(LABEL_RELAY_OWNER) == Some(&me))
+    {
+        remove(ops, &relay.id).await?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Removes every relay on `ops`' network, whoever owns it (the network is going away).
@@ -493,7 +518,7 @@ async fn launch(
             (LABEL_MANAGED, "true".to_string()),
             (LABEL_RELAY, "true".to_string()),
             (LABEL_RELAY_NETWORK, network.clone()),
-            (LABEL_RELAY_OWNER, owner_label()),
+            (LABEL_RELAY_OWNER, Owner::here().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -710,12 +735,43 @@ mod tests {
     }
 
     #[test]
-    fn only_an_owner_known_dead_on_this_host_is_gone() {
-        let me = owner_label();
-        assert!(!owner_gone(Some(&me)));
-        assert!(!owner_gone(Some(&"another-host/1".to_string())));
-        assert!(owner_gone(None));
-        // Pids are at most 2^22 on Linux.
-        assert!(owner_gone(Some(&format!("{}/99999999", host_name()))));
+    fn a_relay_is_stale_when_its_gateway_is_gone_or_it_no_longer_runs() {
+        let here = Owner::here();
+        let labels = |owner: &str| {
+            std::collections::BTreeMap::from([(LABEL_RELAY_OWNER.to_string(), owner.to_string())])
+        };
+        let alive = |pid: u32| pid == std::process::id();
+        let mine = labels(&here.to_string());
+        // A live gateway's relay stays while it is created, starting or running.
+        for status in [None, Some("created"), Some("configured"), Some("running")] {
+            assert_eq!(
+                relay_stale(&mine, status, &here, &alive),
+                None,
+                "{status:?}"
+            );
+        }
+        // One that exited serves no one, whoever owns it.
+        for status in ["exited", "dead", "stopped"] {
+            assert!(relay_stale(&mine, Some(status), &here, &alive).is_some());
+        }
+        // A dead gateway's relay goes even while it runs.
+        let dead = here
+            .to_string()
+            .replace(&format!("/{}", std::process::id()), "/4194305");
+        assert!(relay_stale(&labels(&dead), Some("running"), &here, &alive)
+            .is_some_and(|w| w.contains("gone")));
+        // Another host's gateway, or an unreadable owner: only the state decides.
+        assert_eq!(
+            relay_stale(&labels("other-boot/1/2"), Some("running"), &here, &alive),
+            None
+        );
+        assert_eq!(
+            relay_stale(&labels("garbage"), Some("running"), &here, &alive),
+            None
+        );
+        assert_eq!(
+            relay_stale(&Default::default(), Some("running"), &here, &alive),
+            None
+        );
     }
 }
