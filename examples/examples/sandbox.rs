@@ -1,22 +1,27 @@
 //! A gateway's whole job with this library, for any backend: connect to the engine, decide the
 //! route, listen where it says, run a sandbox along it, wait for its callback, clean up.
 //!
-//! Run: `cargo run -p openshell-examples --example sandbox -- <backend>`, with a backend from
-//! [`BACKENDS`] (`native-docker`, `podman`, `docker-desktop`, `colima`, `orbstack`,
-//! `podman-machine`; default `native-docker`). When that backend is on this machine (one of its
+//! Run: `cargo run -p openshell-examples --example sandbox -- <backend> [auto|direct|relay]`,
+//! with a backend from [`BACKENDS`] (`native-docker`, `podman`, `docker-desktop`, `colima`,
+//! `orbstack`, `podman-machine`; default `native-docker`) and the kind of route to choose
+//! (default `auto`). When the decision is the relay route, the example starts a relay on the
+//! sandbox network and creates the sandbox along the route it carries (the relay binary from
+//! `OPENSHELL_RELAY_BINARY`, see docs/relay.md). When that backend is on this machine (one of its
 //! runtime's well-known sockets answers) the sandbox really runs and calls back; otherwise its
 //! recorded capture is replayed through the same driver and the example stops after the
 //! decision (a replay answers the facts calls and runs no containers).
 //! `OPENSHELL_EXAMPLE_IMAGE` names the sandbox image (busybox's `sh`, `timeout`, `wget`).
 
 use std::error::Error;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openshell_engine::{connect, ConnectOptions, DriverKind};
 use openshell_examples::{explain, local_socket, sandbox_image, Replay};
-use openshell_runtime::{decide, Registry, RouteContext, RuntimeId};
+use openshell_runtime::{decide, Registry, RouteContext, RouteKind, RouteKindChoice, RuntimeId};
 use openshell_sandbox::{
-    new_token, sandbox_command, CallbackListener, ListenerOptions, SandboxDriver, SandboxSpec,
+    new_token, sandbox_command, CallbackListener, ListenerOptions, Relay, RelayOptions,
+    SandboxDriver, SandboxSpec,
 };
 
 /// Each backend: its runtime, the API the example speaks to it, and its recorded capture
@@ -44,6 +49,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .iter()
         .find(|(id, _, _)| id.as_str() == wanted)
         .ok_or_else(|| format!("unknown backend {wanted:?}; see BACKENDS in this example"))?;
+    let kind = match std::env::args().nth(2).as_deref() {
+        None | Some("auto") => RouteKindChoice::Auto,
+        Some("direct") => RouteKindChoice::Direct,
+        Some("relay") => RouteKindChoice::Relay,
+        Some(other) => return Err(format!("route kind {other:?}: auto, direct or relay").into()),
+    };
 
     // 1. Connect: this machine's engine if it is here, else the backend's recorded capture.
     let mut opts = ConnectOptions::from_process()?;
@@ -67,11 +78,9 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let driver = engine.driver.ok_or("no driver connects to this endpoint")?;
 
     // 2. Decide: facts in, runtime with evidence and route out.
-    let decision = decide(
-        &Registry::builtin(),
-        &engine.gathered.facts,
-        &RouteContext::default(),
-    );
+    let mut facts = engine.gathered.facts.clone();
+    facts.overrides.route_kind = kind;
+    let decision = decide(&Registry::builtin(), &facts, &RouteContext::default());
     explain(&decision);
     if decision.runtime_id() != Some(runtime.as_str()) {
         driver.remove_network().await?;
@@ -82,7 +91,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         return Ok(());
     }
 
-    // 3. Listen exactly where the route says, run a sandbox along it, wait for its callback.
+    // 3. Listen exactly where the route says; for the relay route, start the relay that carries
+    //    sandbox connections to the listener on loopback. Run a sandbox, wait for its callback.
     let mut listener = CallbackListener::bind(&route, ListenerOptions::default()).await?;
     let spec = SandboxSpec {
         id: format!("example-{}", std::process::id()),
@@ -92,9 +102,20 @@ async fn main() -> Result<(), Box<dyn Error>> {
         labels: Default::default(),
     };
     listener.expect(&spec.id, &spec.token);
+    let mut relay = None;
     let run = async {
         driver.ensure_image(&spec.image).await?;
-        let sandbox = driver.create(&spec, listener.route()).await?;
+        let route = if route.route_kind == RouteKind::Relay {
+            driver.ensure_network().await?;
+            let ops: Arc<dyn openshell_sandbox::support::EngineOps> = Arc::new(driver.clone());
+            let started = relay
+                .insert(Relay::start(ops, RelayOptions::from_env(listener.route().port)?).await?);
+            println!("relay: {} on the sandbox network", started.address()?);
+            started.route(listener.route())?
+        } else {
+            listener.route().clone()
+        };
+        let sandbox = driver.create(&spec, &route).await?;
         let arrived = match driver.start(&sandbox).await {
             Ok(()) => listener
                 .wait_for(&spec.id, Duration::from_secs(30))
@@ -105,13 +126,18 @@ async fn main() -> Result<(), Box<dyn Error>> {
         driver.delete(&sandbox).await?;
         arrived
     };
-    // 4. Whatever happened, remove our network too.
-    let arrived = run.await;
+    // 4. Whatever happened, remove the relay and our network too.
+    let arrived: Result<_, Box<dyn Error>> = run.await;
+    if let Some(relay) = relay {
+        relay.shutdown().await?;
+    }
     driver.remove_network().await?;
     let arrival = arrived?;
     println!(
-        "sandbox {} called back from {}",
-        arrival.sandbox_id, arrival.peer
+        "sandbox {} called back from {} (gateway on {})",
+        arrival.sandbox_id,
+        arrival.peer,
+        listener.route().bind.map_or("-".into(), |b| b.to_string())
     );
     Ok(())
 }
