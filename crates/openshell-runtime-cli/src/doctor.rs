@@ -232,8 +232,8 @@ pub(crate) fn run(args: DoctorArgs) -> Result<u8, Fail> {
             advice,
         };
         match args.output {
-            Output::Json => println!("{}", to_json(&doc)?),
-            Output::Text => print!("{}", text(&doc)),
+            Output::Json => crate::emit(&format!("{}\n", to_json(&doc)?))?,
+            Output::Text => crate::emit(&text(&doc))?,
         }
         Ok(if proven.is_some() { 0 } else { 5 })
     })?

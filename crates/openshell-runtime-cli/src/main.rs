@@ -370,10 +370,23 @@ pub(crate) fn settle(
 
 fn print_report(report: &Report<'_>, output: Output) -> Result<(), Fail> {
     match output {
-        Output::Text => print!("{}", report.text()),
-        Output::Json => println!("{}", to_json(report)?),
+        Output::Text => emit(&report.text()),
+        Output::Json => emit(&format!("{}\n", to_json(report)?)),
     }
-    Ok(())
+}
+
+/// Writes `text` to stdout. A reader that went away (`| head`) ends the output quietly, as
+/// for any filter; another write failure is an error, not a panic.
+pub(crate) fn emit(text: &str) -> Result<(), Fail> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Fail {
+            code: 1,
+            message: format!("cannot write the output: {e}"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn detect_file(path: &PathBuf, args: &RouteArgs, output: Output) -> Result<u8, Fail> {
@@ -423,11 +436,14 @@ pub(crate) fn to_json(v: &impl serde::Serialize) -> Result<String, Fail> {
 fn matrix(mode: NetworkMode, kind: RouteKindChoice, output: Output) -> Result<u8, Fail> {
     let rows = bundled::matrix(mode, kind);
     match output {
-        Output::Json => println!("{}", to_json(&rows)?),
+        Output::Json => emit(&format!("{}\n", to_json(&rows)?))?,
         Output::Text => {
+            use std::fmt::Write as _;
+            let mut text = String::new();
             let w = rows.iter().map(|r| r.capture.len()).max().unwrap_or(0);
-            println!("network mode: {mode}, route kind: {kind}");
-            println!(
+            let _ = writeln!(text, "network mode: {mode}, route kind: {kind}");
+            let _ = writeln!(
+                text,
                 "{:w$}  {:16} {:12} {:16} {:16} ok",
                 "capture", "runtime", "route_kind", "openshell_host", "bind"
             );
@@ -440,7 +456,8 @@ fn matrix(mode: NetworkMode, kind: RouteKindChoice, output: Output) -> Result<u8
                         .and_then(|v| v.as_str().map(str::to_string))
                         .unwrap_or_else(dash),
                 };
-                println!(
+                let _ = writeln!(
+                    text,
                     "{:w$}  {:16} {:12} {:16} {:16} {}",
                     r.capture,
                     r.runtime.clone().unwrap_or_else(dash),
@@ -460,6 +477,7 @@ fn matrix(mode: NetworkMode, kind: RouteKindChoice, output: Output) -> Result<u8
                     }
                 );
             }
+            emit(&text)?;
         }
     }
     Ok(if rows.iter().any(|r| r.as_expected == Some(false)) {

@@ -1652,3 +1652,27 @@ fn tls_endpoints_are_refused_without_a_byte_sent() {
         );
     }
 }
+
+/// A reader that goes away (`detect | head -1`) ends the output quietly: no panic, no error.
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let facts = fixture("native-docker/debian12-docker.io-20.10.24-this-machine.json");
+    for args in [
+        vec!["matrix"],
+        vec!["matrix", "-o", "json"],
+        vec!["detect", "--no-config", "-o", "json", "--facts", &facts],
+    ] {
+        let mut child = bin()
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run the binary: {e}"));
+        // Close the read end before the binary writes.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
