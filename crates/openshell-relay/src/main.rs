@@ -95,6 +95,27 @@ where
     .await
 }
 
+/// The session's byte pipe.
+trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for T {}
+
+/// Stdin and stdout as non-blocking pipes driven by the runtime, when they are pipes (both
+/// engines hand a container without a TTY pipes for them): tokio's own stdin and stdout do each
+/// read and write on a blocking thread, a thread hop per yamux frame. Anything else (a file, a
+/// socket) gets `None`, and the blocking stdio is used instead. The session's writes go through
+/// a buffer either way, so a frame's header and body leave in one write when yamux flushes.
+fn stdio_pipes() -> Option<(
+    tokio::net::unix::pipe::Receiver,
+    tokio::net::unix::pipe::Sender,
+)> {
+    use std::os::fd::AsFd;
+    let input = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let output = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    let input = tokio::net::unix::pipe::Receiver::from_owned_fd(input).ok()?;
+    let output = tokio::net::unix::pipe::Sender::from_owned_fd(output).ok()?;
+    Some((input, output))
+}
+
 /// Carries one accepted connection over a new stream of the session.
 async fn carry(mut tcp: TcpStream, opener: mpsc::Sender<OpenRequest>) {
     let (tx, rx) = oneshot::channel();
@@ -119,8 +140,16 @@ async fn run(port: u16) -> Result<(), String> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let transport = tokio::io::join(tokio::io::stdin(), tokio::io::stdout()).compat();
-    let conn = Connection::new(transport, Config::default(), Mode::Client);
+    let transport: Box<dyn Transport> = match stdio_pipes() {
+        Some((input, output)) => {
+            Box::new(tokio::io::join(input, tokio::io::BufWriter::new(output)))
+        }
+        None => Box::new(tokio::io::join(
+            tokio::io::stdin(),
+            tokio::io::BufWriter::new(tokio::io::stdout()),
+        )),
+    };
+    let conn = Connection::new(transport.compat(), Config::default(), Mode::Client);
     let (opener, requests) = mpsc::channel::<OpenRequest>(PENDING_OPENS);
     let session = drive(conn, requests);
     tokio::pin!(session);
