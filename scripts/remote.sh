@@ -221,7 +221,9 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-AllowTcpForwarding no
+# sshd denies streamlocal (Unix socket) forwards unless local TCP forwarding is allowed too
+# (and PermitOpen none would deny them as well); only the tests' key gets in.
+AllowTcpForwarding local
 AllowAgentForwarding no
 X11Forwarding no
 AllowStreamLocalForwarding local

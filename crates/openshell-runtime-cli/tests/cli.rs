@@ -1432,11 +1432,13 @@ fn a_named_endpoint_that_does_not_answer_is_not_replaced() {
     }
 }
 
-/// An engine endpoint that requires TLS is refused (exit 2, naming what asked for TLS), and
-/// not one byte goes to it: it used to get plain HTTP. The "engine" is a loopback listener
-/// that only records whether anything connected.
+/// An engine endpoint that requires TLS without usable TLS material (none, a missing CA, a
+/// broken file, Podman's https:// for which no material is named) is refused (exit 2, naming
+/// what asked for TLS and the file), and not one byte goes to it: it used to get plain HTTP.
+/// The "engine" is a loopback listener that only records whether anything connected. With
+/// material, TLS is spoken (the transport's tests and the remote live tests).
 #[test]
-fn tls_endpoints_are_refused_without_a_byte_sent() {
+fn tls_endpoints_without_usable_material_are_refused_without_a_byte_sent() {
     use std::net::TcpListener;
     // Removed when dropped, also when an assertion fails.
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -1474,34 +1476,50 @@ fn tls_endpoints_are_refused_without_a_byte_sent() {
     context("remote-tls", false, true);
     context("remote-skip", true, false);
     let cert_path = home.display().to_string();
-    // (environment, flags, what the refusal names as asking for TLS)
-    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let home_ca = format!("{}/.docker/ca.pem", home.display());
+    let own_ca = format!("{}/ca.pem", home.display());
+    // (environment, flags, what the refusal names as asking for TLS, the file it names)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str, &'a str);
     let cases: [Case<'_>; 7] = [
-        (&[("DOCKER_HOST", &https)], &[], "DOCKER_HOST"),
+        (&[("DOCKER_HOST", &https)], &[], "DOCKER_HOST", &home_ca),
         (
             &[],
             &["--endpoint", &https, "--driver", "podman"],
             "--endpoint",
+            "no TLS material",
         ),
         (
             &[("DOCKER_HOST", &tcp), ("DOCKER_TLS_VERIFY", "1")],
             &[],
             "DOCKER_TLS_VERIFY",
+            &home_ca,
         ),
         (
             &[("DOCKER_HOST", &tcp), ("DOCKER_CERT_PATH", &cert_path)],
             &[],
             "DOCKER_CERT_PATH",
+            &own_ca,
         ),
         (
             &[("DOCKER_TLS", "1")],
             &["--endpoint", &tcp, "--driver", "docker"],
             "DOCKER_TLS",
+            &home_ca,
         ),
-        (&[("DOCKER_CONTEXT", "remote-tls")], &[], "TLS material"),
-        (&[("DOCKER_CONTEXT", "remote-skip")], &[], "SkipTLSVerify"),
+        (
+            &[("DOCKER_CONTEXT", "remote-tls")],
+            &[],
+            "TLS material",
+            "ca.pem holds no certificate",
+        ),
+        (
+            &[("DOCKER_CONTEXT", "remote-skip")],
+            &[],
+            "SkipTLSVerify",
+            "/docker/ca.pem",
+        ),
     ];
-    for (vars, flags, why) in cases {
+    for (vars, flags, why, file) in cases {
         let out = isolated(home)
             .args(["detect", "--no-config", "--timeout", "2"])
             .args(flags)
@@ -1511,7 +1529,10 @@ fn tls_endpoints_are_refused_without_a_byte_sent() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{vars:?} {flags:?}: {err}");
         assert!(
-            err.contains("requires TLS") && err.contains(why) && err.contains(&https),
+            err.contains("requires TLS")
+                && err.contains(why)
+                && err.contains(&https)
+                && err.contains(file),
             "{vars:?} {flags:?}: {err}"
         );
         assert!(
