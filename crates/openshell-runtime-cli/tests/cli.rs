@@ -1541,3 +1541,114 @@ fn tls_endpoints_without_usable_material_are_refused_without_a_byte_sent() {
         );
     }
 }
+
+/// The settings `scripts/remote.sh up` wrote for the namespaced "remote" engine (issue 14), or
+/// `None` (a skip, or a failure under `OPENSHELL_LIVE=require`) when it is not up.
+fn remote_engine() -> Option<std::collections::BTreeMap<String, String>> {
+    let file = "/run/openshell-remote/env";
+    let Ok(text) = std::fs::read_to_string(file) else {
+        let what = format!("{file} is missing: run `scripts/remote.sh up` as root (a dockerd behind tcp:// with TLS and ssh:// in a network namespace)");
+        if std::env::var("OPENSHELL_LIVE").is_ok_and(|v| v == "require") {
+            panic!("{what}; OPENSHELL_LIVE=require demands the remote engine");
+        }
+        eprintln!("SKIPPED (no remote engine): {what}");
+        return None;
+    };
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// `detect` reaches the namespaced dockerd over tcp:// with TLS (client certificate, the
+/// engine's certificate verified against the CA) and over ssh:// (`docker system dial-stdio`,
+/// and a forwarded Unix socket), says it is remote and decides the relay; a wrong CA and an
+/// unknown host key are refused, with the reason, and nothing else is tried in their place.
+#[test]
+fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
+    let Some(remote) = remote_engine() else {
+        return;
+    };
+    let get = |k: &str| {
+        remote
+            .get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("{k} missing from the remote engine's settings"))
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let home = dir.path();
+    let detect = |endpoint: &str, vars: &[(&str, &str)]| {
+        isolated(home)
+            .args(["detect", "--no-config", "-o", "json", "--timeout", "20"])
+            .args(["--endpoint", endpoint])
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let certs = get("OPENSHELL_REMOTE_DOCKER_CERT_PATH");
+    let ssh_config = get("OPENSHELL_REMOTE_SSH_CONFIG");
+    let forwarded = format!(
+        "{}{}",
+        get("OPENSHELL_REMOTE_DOCKER_SSH"),
+        get("OPENSHELL_REMOTE_DOCKER_SOCKET")
+    );
+    let tls_vars = [
+        ("DOCKER_CERT_PATH", certs.as_str()),
+        ("DOCKER_TLS_VERIFY", "1"),
+    ];
+    let ssh_vars = [("OPENSHELL_SSH_CONFIG", ssh_config.as_str())];
+    let cases: [(String, &[(&str, &str)]); 3] = [
+        (get("OPENSHELL_REMOTE_DOCKER_TCP"), &tls_vars),
+        (get("OPENSHELL_REMOTE_DOCKER_SSH"), &ssh_vars),
+        (forwarded, &ssh_vars),
+    ];
+    for (endpoint, vars) in &cases {
+        let out = detect(endpoint, vars);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{endpoint}: {err}");
+        let v = json(&out);
+        assert_eq!(v["runtime"], "remote-docker", "{endpoint}: {v}");
+        assert_eq!(v["route_kind"], "relay", "{endpoint}: {v}");
+        assert_eq!(v["bind"], "127.0.0.1", "{endpoint}: {v}");
+        assert_eq!(v["driver"], "docker", "{endpoint}: {v}");
+    }
+
+    // Another CA: the engine's certificate is not trusted, and the refusal says so.
+    let other = home.join("other-ca");
+    std::fs::create_dir_all(&other).unwrap_or_else(|e| panic!("{e}"));
+    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openshell-sandbox/testdata/tls");
+    std::fs::copy(testdata.join("other-ca.pem"), other.join("ca.pem"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let other = other.display().to_string();
+    let untrusted = detect(
+        &get("OPENSHELL_REMOTE_DOCKER_TCP"),
+        &[("DOCKER_CERT_PATH", &other), ("DOCKER_TLS_VERIFY", "1")],
+    );
+    let err = String::from_utf8_lossy(&untrusted.stderr);
+    assert_eq!(untrusted.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("TLS handshake") && err.contains(&other),
+        "{err}"
+    );
+
+    // No known_hosts entry for the engine's host (ssh's own configuration, not the test's).
+    let empty = home.join("ssh_config");
+    std::fs::write(
+        &empty,
+        format!(
+            "UserKnownHostsFile {}/known_hosts\nGlobalKnownHostsFile /dev/null\n",
+            home.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let empty = empty.display().to_string();
+    let unknown = detect(
+        &get("OPENSHELL_REMOTE_DOCKER_SSH"),
+        &[("OPENSHELL_SSH_CONFIG", &empty)],
+    );
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert_eq!(unknown.status.code(), Some(3), "{err}");
+    assert!(err.contains("Host key verification failed"), "{err}");
+}
