@@ -8,15 +8,24 @@
 //! source and outcome.
 //!
 //! TLS is taken where the docker CLI and its SDK take it: an `https://` host; for `--endpoint`
-//! and `DOCKER_HOST`, any of `DOCKER_TLS_VERIFY`, `DOCKER_TLS` or `DOCKER_CERT_PATH`; for a
-//! context, `SkipTLSVerify` or TLS material in its store (`contexts/tls/<sha256(name)>/docker/`).
-//! Such a TCP endpoint is marked as requiring TLS (shown as `https://`), which the transport
-//! refuses rather than speak plain HTTP to it.
+//! and `DOCKER_HOST`, any of `DOCKER_TLS_VERIFY`, `DOCKER_TLS` or `DOCKER_CERT_PATH`, with the
+//! material (`ca.pem`, `cert.pem`, `key.pem`) from `DOCKER_CERT_PATH`, else the docker config
+//! directory (`~/.docker`); for a context, `SkipTLSVerify` or TLS material in its store
+//! (`contexts/tls/<sha256(name)>/docker/`), read from that store. Such a TCP endpoint requires
+//! TLS (shown as `https://`) and its material is loaded here, so a missing CA is reported with
+//! its path before anything is sent. Unlike the CLI, the engine's certificate is verified even
+//! where `DOCKER_TLS_VERIFY` is unset or a context says `SkipTLSVerify`.
+//!
+//! An `ssh://` endpoint keeps its user (`ssh -l`) and takes an ssh client configuration from
+//! `OPENSHELL_SSH_CONFIG` (`ssh -F`).
 
 use std::path::PathBuf;
 
 use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::support::discover::{parse_endpoint as parse, well_known};
+use openshell_sandbox::support::ssh::SshSettings;
+use openshell_sandbox::support::tls::TlsMaterial;
+use openshell_sandbox::support::transport::Target;
 use openshell_sandbox::support::BoxError;
 use openshell_sandbox::{Candidates, DiscoveryEnv, DiscoveryError};
 use sha2::{Digest, Sha256};
@@ -31,14 +40,66 @@ fn docker_config_dir(env: &DiscoveryEnv) -> Option<PathBuf> {
 /// given by flag or `DOCKER_HOST`.
 const TLS_VARIABLES: [&str; 3] = ["DOCKER_TLS_VERIFY", "DOCKER_TLS", "DOCKER_CERT_PATH"];
 
-/// `endpoint` named by `source`, marked as requiring TLS (with why, in the source) when `tls`
-/// names a TLS setting and the endpoint is TCP, the only kind TLS settings apply to.
-fn named(endpoint: Endpoint, source: String, tls: Option<String>) -> Candidates {
-    match tls {
-        Some(why) if matches!(endpoint, Endpoint::Tcp { .. }) => {
-            Candidates::named(endpoint.with_tls(), format!("{source}, TLS by {why}"))
-        }
-        _ => Candidates::named(endpoint, source),
+/// Where an endpoint's TLS material is, and who named that place (for messages).
+struct TlsStore {
+    /// Why TLS applies (`DOCKER_TLS_VERIFY`, `its TLS material in ...`).
+    why: String,
+    /// The directory with `ca.pem`, `cert.pem`, `key.pem`.
+    dir: PathBuf,
+    /// Who named the directory.
+    origin: String,
+}
+
+/// `endpoint` (written as `raw`) named by `source`. A TCP endpoint that requires TLS (by its
+/// scheme or by `tls`, which TLS settings name) gets its material loaded from the store; an
+/// `ssh://` one gets its user and the ssh configuration `env` names.
+fn named(
+    endpoint: Endpoint,
+    raw: &str,
+    source: String,
+    tls: Option<TlsStore>,
+    env: &DiscoveryEnv,
+) -> Result<Candidates, DiscoveryError> {
+    let tcp = matches!(endpoint, Endpoint::Tcp { .. });
+    if let Endpoint::Ssh { .. } = endpoint {
+        let ssh = SshSettings::for_endpoint(raw, env);
+        return Ok(Candidates::named(
+            Target::new(endpoint).with_ssh(ssh),
+            source,
+        ));
+    }
+    let store = match tls {
+        Some(store) if tcp => store,
+        _ if endpoint.requires_tls() => default_store(env, "its https:// scheme".into()),
+        _ => return Ok(Candidates::named(endpoint, source)),
+    };
+    let source = format!("{source}, TLS by {}", store.why);
+    let material =
+        TlsMaterial::load(&store.dir, &store.origin).map_err(|e| DiscoveryError::Tls {
+            endpoint: endpoint.clone().with_tls().to_string(),
+            origin: source.clone(),
+            source: Box::new(e),
+        })?;
+    Ok(Candidates::named(
+        Target::new(endpoint).with_tls(material),
+        source,
+    ))
+}
+
+/// The docker CLI's TLS directory for `--endpoint` and `DOCKER_HOST`: `DOCKER_CERT_PATH`, else
+/// the docker config directory.
+fn default_store(env: &DiscoveryEnv, why: String) -> TlsStore {
+    match env.var("DOCKER_CERT_PATH") {
+        Some(dir) => TlsStore {
+            why,
+            dir: PathBuf::from(dir),
+            origin: "DOCKER_CERT_PATH".into(),
+        },
+        None => TlsStore {
+            why,
+            dir: docker_config_dir(env).unwrap_or_default(),
+            origin: "the docker config directory, DOCKER_CERT_PATH being unset".into(),
+        },
     }
 }
 
@@ -46,7 +107,7 @@ fn named(endpoint: Endpoint, source: String, tls: Option<String>) -> Candidates 
 fn context_endpoint(
     name: &str,
     env: &DiscoveryEnv,
-) -> Result<(Endpoint, Option<String>), DiscoveryError> {
+) -> Result<(Endpoint, String, Option<TlsStore>), DiscoveryError> {
     let dir = docker_config_dir(env).unwrap_or_default();
     let digest = Sha256::digest(name.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -72,14 +133,23 @@ fn context_endpoint(
         .pointer("/Endpoints/docker/SkipTLSVerify")
         .and_then(serde_json::Value::as_bool)
         .unwrap_or(false);
-    let tls = if has_material {
+    let why = if has_material {
         Some(format!("its TLS material in {}", tls_store.display()))
     } else if skip_verify {
+        // Verification is not skipped: the store must then hold the CA.
         Some("its SkipTLSVerify".to_string())
     } else {
         None
     };
-    Ok((endpoint, tls))
+    let tls = why.map(|why| TlsStore {
+        why,
+        origin: format!(
+            "docker context {:?}'s TLS store",
+            openshell_runtime::display_value(name)
+        ),
+        dir: tls_store,
+    });
+    Ok((endpoint, host.to_string(), tls))
 }
 
 /// The candidates in order, without touching any of them.
@@ -91,21 +161,25 @@ pub fn candidates(
         TLS_VARIABLES
             .into_iter()
             .find(|k| env.var(k).is_some())
-            .map(str::to_string)
+            .map(|why| default_store(env, why.to_string()))
     };
     if let Some(e) = explicit {
-        return Ok(named(
+        return named(
             parse(e, "--endpoint")?,
+            e,
             "--endpoint".into(),
             env_tls(),
-        ));
+            env,
+        );
     }
     if let Some(h) = env.var("DOCKER_HOST") {
-        return Ok(named(
+        return named(
             parse(h, "DOCKER_HOST")?,
+            h,
             "DOCKER_HOST".into(),
             env_tls(),
-        ));
+            env,
+        );
     }
     let context = match env.var("DOCKER_CONTEXT") {
         Some(c) => Some((c.to_string(), "DOCKER_CONTEXT")),
@@ -117,12 +191,12 @@ pub fn candidates(
             .map(|c| (c, "config.json currentContext")),
     };
     if let Some((name, via)) = context.filter(|(n, _)| n != "default") {
-        let (ep, tls) = context_endpoint(&name, env)?;
+        let (ep, raw, tls) = context_endpoint(&name, env)?;
         let source = format!(
             "context {} ({via})",
             openshell_runtime::display_value(&name)
         );
-        return Ok(named(ep, source, tls));
+        return named(ep, &raw, source, tls, env);
     }
     Ok(well_known(env, false))
 }
@@ -130,7 +204,7 @@ pub fn candidates(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     fn env(vars: &[(&str, &str)], home: &Path) -> DiscoveryEnv {
         DiscoveryEnv::from_vars(vars.iter().copied(), Some(home.to_path_buf()))
@@ -187,17 +261,41 @@ mod tests {
         assert!(matches!(missing, Err(DiscoveryError::Config { .. })));
     }
 
+    /// The transport tests' client material (`ca.pem`, `cert.pem`, `key.pem`).
+    fn material() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../openshell-sandbox/testdata/tls/client")
+    }
+
+    fn copy_material(to: &Path) {
+        std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
+        for f in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::copy(material().join(f), to.join(f)).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
     #[test]
-    fn tls_settings_mark_tcp_endpoints_only() {
+    fn tls_settings_mark_tcp_endpoints_and_load_their_material() {
         let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let h = home.path();
+        let certs = material().display().to_string();
         let one = |explicit: Option<&str>, vars: &[(&str, &str)]| {
             let c = candidates(explicit, &env(vars, h)).unwrap_or_else(|e| panic!("{e}"));
-            shown(&c).join(" ")
+            let tls = c.list()[0].0.tls().map(|t| t.dir().to_path_buf());
+            (shown(&c).join(" "), tls)
         };
+        // Without DOCKER_CERT_PATH the material is the docker config directory's.
+        let no_ca = candidates(None, &env(&[("DOCKER_HOST", "HTTPS://10.0.0.5:2376")], h));
+        assert!(
+            matches!(&no_ca, Err(e @ DiscoveryError::Tls { .. }) if e.to_string().contains(&format!("{}/.docker/ca.pem", h.display()))),
+            "{no_ca:?}"
+        );
+        copy_material(&h.join(".docker"));
         assert_eq!(
             one(None, &[("DOCKER_HOST", "HTTPS://10.0.0.5:2376")]),
-            "DOCKER_HOST=https://10.0.0.5:2376"
+            (
+                "DOCKER_HOST, TLS by its https:// scheme=https://10.0.0.5:2376".into(),
+                Some(h.join(".docker"))
+            )
         );
         assert_eq!(
             one(
@@ -206,15 +304,27 @@ mod tests {
                     ("DOCKER_HOST", "tcp://10.0.0.5:2376"),
                     ("DOCKER_TLS_VERIFY", "1")
                 ]
-            ),
+            )
+            .0,
             "DOCKER_HOST, TLS by DOCKER_TLS_VERIFY=https://10.0.0.5:2376"
         );
         assert_eq!(
             one(
                 Some("tcp://localhost:2376"),
-                &[("DOCKER_CERT_PATH", "/certs")]
+                &[("DOCKER_CERT_PATH", &certs)]
             ),
-            "--endpoint, TLS by DOCKER_CERT_PATH=https://localhost:2376"
+            (
+                "--endpoint, TLS by DOCKER_CERT_PATH=https://localhost:2376".into(),
+                Some(material())
+            )
+        );
+        let missing = candidates(
+            Some("tcp://localhost:2376"),
+            &env(&[("DOCKER_CERT_PATH", "/nonexistent/certs")], h),
+        );
+        assert!(
+            matches!(&missing, Err(e @ DiscoveryError::Tls { .. }) if e.to_string().contains("/nonexistent/certs/ca.pem")),
+            "{missing:?}"
         );
         // Empty is unset, as in the CLI; sockets and SSH carry no TLS settings.
         assert_eq!(
@@ -222,18 +332,67 @@ mod tests {
                 None,
                 &[("DOCKER_HOST", "tcp://h:2375"), ("DOCKER_TLS_VERIFY", "")]
             ),
-            "DOCKER_HOST=tcp://h:2375"
+            ("DOCKER_HOST=tcp://h:2375".into(), None)
         );
         assert_eq!(
             one(
                 None,
                 &[("DOCKER_HOST", "unix:///x.sock"), ("DOCKER_TLS", "1")]
             ),
-            "DOCKER_HOST=unix:///x.sock"
+            ("DOCKER_HOST=unix:///x.sock".into(), None)
         );
+        let ssh = candidates(
+            None,
+            &env(
+                &[
+                    ("DOCKER_HOST", "ssh://me@h:2222"),
+                    ("DOCKER_TLS", "1"),
+                    ("OPENSHELL_SSH_CONFIG", "/etc/openshell/ssh_config"),
+                ],
+                h,
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(shown(&ssh), ["DOCKER_HOST=ssh://h:2222"]);
+        let settings = ssh.list()[0].0.ssh();
+        assert_eq!(settings.user.as_deref(), Some("me"));
         assert_eq!(
-            one(None, &[("DOCKER_HOST", "ssh://me@h"), ("DOCKER_TLS", "1")]),
-            "DOCKER_HOST=ssh://h"
+            settings.config.as_deref(),
+            Some(Path::new("/etc/openshell/ssh_config"))
+        );
+    }
+
+    #[test]
+    fn a_context_takes_its_own_tls_store_and_never_skips_verification() {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let h = home.path();
+        let context = |name: &str, endpoint: &str| {
+            let hex: String = Sha256::digest(name.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let meta = h.join(".docker/contexts/meta").join(&hex);
+            std::fs::create_dir_all(&meta).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(meta.join("meta.json"), endpoint).unwrap_or_else(|e| panic!("{e}"));
+            h.join(".docker/contexts/tls").join(hex).join("docker")
+        };
+        let store = context(
+            "remote",
+            r#"{"Endpoints":{"docker":{"Host":"tcp://10.0.0.5:2376"}}}"#,
+        );
+        copy_material(&store);
+        let c = candidates(None, &env(&[("DOCKER_CONTEXT", "remote")], h))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.list()[0].0.to_string(), "https://10.0.0.5:2376");
+        assert_eq!(c.list()[0].0.tls().map(|t| t.dir()), Some(store.as_path()));
+        context(
+            "insecure",
+            r#"{"Endpoints":{"docker":{"Host":"tcp://10.0.0.5:2376","SkipTLSVerify":true}}}"#,
+        );
+        let refused = candidates(None, &env(&[("DOCKER_CONTEXT", "insecure")], h));
+        assert!(
+            matches!(&refused, Err(e @ DiscoveryError::Tls { .. }) if e.to_string().contains("SkipTLSVerify") && e.to_string().contains("ca.pem")),
+            "{refused:?}"
         );
     }
 

@@ -26,7 +26,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::NetworkMode;
 use openshell_sandbox::support::raw::{self, RawResponse};
-use openshell_sandbox::support::transport;
+use openshell_sandbox::support::transport::{self, Target};
 use openshell_sandbox::support::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
     EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
@@ -73,7 +73,7 @@ fn parse_api_version(raw: &str) -> Option<bollard::ClientVersion> {
 /// `openshell-sandbox`'s transport, so every reply is read within the transport's size budget
 /// (bollard's own Unix and HTTP clients read replies whole, however large).
 fn capped_client(
-    endpoint: &Endpoint,
+    endpoint: &Target,
     secs: u64,
     version: &bollard::ClientVersion,
 ) -> Result<Docker, bollard::errors::Error> {
@@ -118,19 +118,21 @@ fn query_escape(text: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct DockerDriver {
     docker: Docker,
-    endpoint: Endpoint,
+    endpoint: Target,
     opts: DriverOptions,
 }
 
 impl DockerDriver {
-    /// Connects to `endpoint` (`unix://` or `tcp://`) and settles the API version: the
+    /// Connects to `endpoint` (`unix://`, `tcp://` with or without TLS, or `ssh://`: a
+    /// [`Target`] carries the TLS material or ssh settings) and settles the API version: the
     /// engine's own from `/_ping`'s `Api-Version` header when it is older than bollard's
     /// (Debian's dockerd 20.10 speaks at most 1.41; Engine 29 refuses anything below 1.44),
     /// else negotiated through `/version`.
     pub async fn connect(
-        endpoint: Endpoint,
+        endpoint: impl Into<Target>,
         opts: DriverOptions,
     ) -> Result<DockerDriver, EngineError> {
+        let endpoint: Target = endpoint.into();
         let shown = endpoint.to_string();
         let connect_err = |e: bollard::errors::Error| EngineError::Connect {
             endpoint: shown.clone(),
@@ -214,7 +216,7 @@ impl EngineOps for DockerDriver {
     }
 
     fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
+        self.endpoint.endpoint()
     }
 
     fn options(&self) -> &DriverOptions {

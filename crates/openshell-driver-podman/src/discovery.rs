@@ -10,7 +10,32 @@
 use std::path::PathBuf;
 
 use openshell_sandbox::support::discover::{parse_endpoint as parse, well_known};
+use openshell_sandbox::support::ssh::SshSettings;
+use openshell_sandbox::support::transport::Target;
 use openshell_sandbox::{Candidates, DiscoveryEnv, DiscoveryError};
+
+/// A connection or service destination: its name, URI, identity file, and whether it is the
+/// default (or active) one.
+type Conn = (String, String, bool, Option<String>);
+
+/// The endpoint `uri` (from `origin`) as a named candidate. An `ssh://` one is reached with its
+/// user, the connection's identity file (`ssh -i`) and the ssh configuration `env` names.
+fn named(
+    uri: &str,
+    origin: &str,
+    source: String,
+    identity: Option<&str>,
+    env: &DiscoveryEnv,
+) -> Result<Candidates, DiscoveryError> {
+    let endpoint = parse(uri, origin)?;
+    let mut target = Target::new(endpoint);
+    if let openshell_runtime::facts::Endpoint::Ssh { .. } = target.endpoint() {
+        let mut ssh = SshSettings::for_endpoint(uri, env);
+        ssh.identity = identity.filter(|i| !i.is_empty()).map(PathBuf::from);
+        target = target.with_ssh(ssh);
+    }
+    Ok(Candidates::named(target, source))
+}
 
 fn config_home(env: &DiscoveryEnv) -> Option<PathBuf> {
     env.var("XDG_CONFIG_HOME")
@@ -18,8 +43,8 @@ fn config_home(env: &DiscoveryEnv) -> Option<PathBuf> {
         .or_else(|| env.home.as_ref().map(|h| h.join(".config")))
 }
 
-/// `(name, uri, is_default)` from `podman-connections.json`.
-fn connections_file(env: &DiscoveryEnv) -> Vec<(String, String, bool)> {
+/// `(name, uri, is_default, identity)` from `podman-connections.json`.
+fn connections_file(env: &DiscoveryEnv) -> Vec<Conn> {
     let path = env
         .var("PODMAN_CONNECTIONS_CONF")
         .map(PathBuf::from)
@@ -41,22 +66,26 @@ fn connections_file(env: &DiscoveryEnv) -> Vec<(String, String, bool)> {
     else {
         return Vec::new();
     };
-    let mut out: Vec<(String, String, bool)> = conns
+    let mut out: Vec<Conn> = conns
         .iter()
         .filter_map(|(name, c)| {
             Some((
                 name.clone(),
                 c.get("URI")?.as_str()?.to_string(),
                 *name == default,
+                c.get("Identity")
+                    .and_then(|i| i.as_str())
+                    .map(str::to_string),
             ))
         })
         .collect();
-    out.sort_by_key(|(n, _, d)| (!d, n.clone()));
+    out.sort_by_key(|(n, _, d, _)| (!d, n.clone()));
     out
 }
 
-/// `(name, uri, is_active)` from containers.conf files (later files override earlier ones).
-fn service_destinations(env: &DiscoveryEnv) -> Vec<(String, String, bool)> {
+/// `(name, uri, is_active, identity)` from containers.conf files (later files override earlier
+/// ones).
+fn service_destinations(env: &DiscoveryEnv) -> Vec<Conn> {
     let mut files: Vec<PathBuf> = vec![
         "/usr/share/containers/containers.conf".into(),
         "/etc/containers/containers.conf".into(),
@@ -68,7 +97,7 @@ fn service_destinations(env: &DiscoveryEnv) -> Vec<(String, String, bool)> {
         files = vec![PathBuf::from(c)];
     }
     let mut active = String::new();
-    let mut dests: Vec<(String, String)> = Vec::new();
+    let mut dests: Vec<(String, String, Option<String>)> = Vec::new();
     for f in files {
         let Some(doc) = std::fs::read_to_string(&f)
             .ok()
@@ -88,20 +117,24 @@ fn service_destinations(env: &DiscoveryEnv) -> Vec<(String, String, bool)> {
         {
             for (name, d) in sd {
                 if let Some(uri) = d.get("uri").and_then(|u| u.as_str()) {
-                    dests.retain(|(n, _)| n != name);
-                    dests.push((name.clone(), uri.to_string()));
+                    let identity = d
+                        .get("identity")
+                        .and_then(|i| i.as_str())
+                        .map(str::to_string);
+                    dests.retain(|(n, _, _)| n != name);
+                    dests.push((name.clone(), uri.to_string(), identity));
                 }
             }
         }
     }
-    let mut out: Vec<(String, String, bool)> = dests
+    let mut out: Vec<Conn> = dests
         .into_iter()
-        .map(|(n, u)| {
+        .map(|(n, u, i)| {
             let a = n == active;
-            (n, u, a)
+            (n, u, a, i)
         })
         .collect();
-    out.sort_by_key(|(n, _, a)| (!a, n.clone()));
+    out.sort_by_key(|(n, _, a, _)| (!a, n.clone()));
     out
 }
 
@@ -114,34 +147,32 @@ pub fn named_for_this_run(
     env: &DiscoveryEnv,
 ) -> Result<Option<Candidates>, DiscoveryError> {
     if let Some(e) = explicit {
-        return Ok(Some(Candidates::named(
-            parse(e, "--endpoint")?,
-            "--endpoint",
-        )));
+        return named(e, "--endpoint", "--endpoint".into(), None, env).map(Some);
     }
     if let Some(h) = env.var("CONTAINER_HOST") {
-        return Ok(Some(Candidates::named(
-            parse(h, "CONTAINER_HOST")?,
-            "CONTAINER_HOST",
-        )));
+        return named(h, "CONTAINER_HOST", "CONTAINER_HOST".into(), None, env).map(Some);
     }
     if let Some(name) = env.var("CONTAINER_CONNECTION") {
         let dests = service_destinations(env);
         let conns = connections_file(env);
-        let uri = conns
+        let (uri, identity) = conns
             .iter()
             .chain(dests.iter())
-            .find(|(n, _, _)| n == name)
-            .map(|(_, u, _)| u.clone())
+            .find(|(n, _, _, _)| n == name)
+            .map(|(_, u, _, i)| (u.clone(), i.clone()))
             .ok_or_else(|| DiscoveryError::UnknownName {
                 origin: "CONTAINER_CONNECTION",
                 name: openshell_runtime::display_value(name),
                 searched: "podman-connections.json or containers.conf",
             })?;
-        return Ok(Some(Candidates::named(
-            parse(&uri, "CONTAINER_CONNECTION")?,
+        return named(
+            &uri,
+            "CONTAINER_CONNECTION",
             format!("connection {name} (CONTAINER_CONNECTION)"),
-        )));
+            identity.as_deref(),
+            env,
+        )
+        .map(Some);
     }
     Ok(None)
 }
@@ -156,17 +187,23 @@ pub fn candidates(
     }
     let conns = connections_file(env);
     let dests = service_destinations(env);
-    if let Some((name, uri, _)) = conns.iter().find(|(_, _, d)| *d) {
-        return Ok(Candidates::named(
-            parse(uri, "podman-connections.json")?,
+    if let Some((name, uri, _, identity)) = conns.iter().find(|(_, _, d, _)| *d) {
+        return named(
+            uri,
+            "podman-connections.json",
             format!("connection {name} (podman-connections.json default)"),
-        ));
+            identity.as_deref(),
+            env,
+        );
     }
-    if let Some((name, uri, _)) = dests.iter().find(|(_, _, a)| *a).or(dests.first()) {
-        return Ok(Candidates::named(
-            parse(uri, "containers.conf")?,
+    if let Some((name, uri, _, identity)) = dests.iter().find(|(_, _, a, _)| *a).or(dests.first()) {
+        return named(
+            uri,
+            "containers.conf",
             format!("service destination {name} (containers.conf)"),
-        ));
+            identity.as_deref(),
+            env,
+        );
     }
     Ok(well_known(env, true))
 }
@@ -219,10 +256,18 @@ mod tests {
 
         std::fs::write(
             h.join(".config/containers/podman-connections.json"),
-            r#"{"Connection":{"Default":"podman-machine-default","Connections":{"podman-machine-default":{"URI":"ssh://core@127.0.0.1:52641/run/user/501/podman/podman.sock","IsMachine":true},"other":{"URI":"unix:///tmp/other.sock"}}}}"#,
+            r#"{"Connection":{"Default":"podman-machine-default","Connections":{"podman-machine-default":{"URI":"ssh://core@127.0.0.1:52641/run/user/501/podman/podman.sock","Identity":"/Users/me/.ssh/machine","IsMachine":true},"other":{"URI":"unix:///tmp/other.sock"}}}}"#,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(first(&c(&[])), "connection podman-machine-default (podman-connections.json default)=ssh://127.0.0.1:52641/run/user/501/podman/podman.sock");
+        let machine = c(&[]);
+        assert_eq!(first(&machine), "connection podman-machine-default (podman-connections.json default)=ssh://127.0.0.1:52641/run/user/501/podman/podman.sock");
+        // Its ssh client gets the connection's user and identity file.
+        let ssh = machine.list()[0].0.ssh();
+        assert_eq!(ssh.user.as_deref(), Some("core"));
+        assert_eq!(
+            ssh.identity.as_deref(),
+            Some(Path::new("/Users/me/.ssh/machine"))
+        );
         assert_eq!(
             first(&c(&[("CONTAINER_CONNECTION", "other")])),
             "connection other (CONTAINER_CONNECTION)=unix:///tmp/other.sock"

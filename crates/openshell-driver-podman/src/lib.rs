@@ -22,7 +22,7 @@ use openshell_runtime::facts::Endpoint;
 use openshell_runtime::NetworkMode;
 use openshell_sandbox::support::proxy::{Mark, Proxy};
 use openshell_sandbox::support::raw::{self, RawResponse};
-use openshell_sandbox::support::transport;
+use openshell_sandbox::support::transport::{self, Target};
 use openshell_sandbox::support::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
     EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
@@ -78,7 +78,7 @@ pub struct PodmanDriver {
     /// podman-api opens its own connections and takes no transport of ours, so it talks to this
     /// proxy, which reaches the engine through the capped transport.
     proxy: Arc<Proxy>,
-    endpoint: Endpoint,
+    endpoint: Target,
     opts: DriverOptions,
 }
 
@@ -86,22 +86,23 @@ impl PodmanDriver {
     /// Sets up a client for `endpoint` (`unix://` or `tcp://`) and the proxy it talks through;
     /// nothing is sent to the engine until the first call.
     pub async fn connect(
-        endpoint: Endpoint,
+        endpoint: impl Into<Target>,
         opts: DriverOptions,
     ) -> Result<PodmanDriver, EngineError> {
+        let endpoint: Target = endpoint.into();
         transport::check(&endpoint).map_err(|source| EngineError::Unsupported {
             endpoint: endpoint.to_string(),
             driver: "podman",
             source,
         })?;
-        let endpoint = match endpoint {
+        let endpoint = endpoint.map_endpoint(|e| match e {
             Endpoint::Tcp { host, port, tls } => Endpoint::Tcp {
                 host,
                 port: Some(port.unwrap_or(DEFAULT_TCP_PORT)),
                 tls,
             },
             other => other,
-        };
+        });
         let proxy =
             Proxy::start(endpoint.clone(), opts.timeout).map_err(|e| EngineError::Connect {
                 endpoint: endpoint.to_string(),
@@ -171,7 +172,7 @@ impl EngineOps for PodmanDriver {
     }
 
     fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
+        self.endpoint.endpoint()
     }
 
     fn options(&self) -> &DriverOptions {

@@ -104,8 +104,9 @@ pub enum AnyDriver {
 /// A connected engine, with where discovery looked and the facts it reported.
 #[derive(Debug)]
 pub struct Engine {
-    /// The driver; `None` for an endpoint no driver connects to yet (`ssh://`), whose facts are
-    /// the endpoint alone: the policy decides those as a remote engine.
+    /// The driver. Every endpoint discovery can choose (`unix://`, `tcp://` with or without
+    /// TLS, `ssh://`) has one now, so it is always `Some`; it stays an `Option` for code written
+    /// when `ssh://` had no driver.
     pub driver: Option<AnyDriver>,
     /// Every endpoint candidate, in the order tried.
     pub candidates: Vec<Candidate>,
@@ -133,10 +134,10 @@ pub enum ConnectError {
         /// Every place looked at, with what it gave.
         candidates: Vec<Candidate>,
     },
-    /// The endpoint the user named requires TLS, which no driver speaks yet. Nothing was sent
-    /// to it: plain HTTP would carry the engine calls (and a sandbox's callback token) in the
-    /// clear.
-    #[error("{} (named by {}) requires TLS, which openshell does not speak to engines yet, and it is never spoken to in plain HTTP; reach the engine through a local socket or ssh:// instead, or, if it really serves plain HTTP, name it as tcp:// without TLS settings", .candidate.endpoint, .candidate.source)]
+    /// The endpoint the user named requires TLS, but no TLS material came with it (an
+    /// `https://` Podman endpoint: Podman's service speaks no TLS itself). Nothing was sent to
+    /// it: plain HTTP would carry the engine calls (and a sandbox's callback token) in the clear.
+    #[error("{} (named by {}) requires TLS, and no TLS material was named for it, so it is not spoken to (never in plain HTTP); name it through the Docker driver with DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) or a docker context with TLS material, reach it over ssh://, or, if it really serves plain HTTP, name it as tcp:// without TLS settings", .candidate.endpoint, .candidate.source)]
     TlsUnsupported {
         /// The named endpoint, where it was named and what asked for TLS.
         candidate: Candidate,
@@ -203,46 +204,22 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
             }
             continue;
         };
-        let driver = match (&chosen, kind) {
-            (Endpoint::Ssh { .. }, _) => None,
-            (_, DriverKind::Docker) => Some(AnyDriver::Docker(
-                DockerDriver::connect(chosen.clone(), opts.driver_options.clone()).await?,
-            )),
-            (_, DriverKind::Podman) => Some(AnyDriver::Podman(
-                PodmanDriver::connect(chosen.clone(), opts.driver_options.clone()).await?,
-            )),
+        let driver = match kind {
+            DriverKind::Docker => {
+                AnyDriver::Docker(DockerDriver::connect(chosen, opts.driver_options.clone()).await?)
+            }
+            DriverKind::Podman => {
+                AnyDriver::Podman(PodmanDriver::connect(chosen, opts.driver_options.clone()).await?)
+            }
         };
-        let gathered = match &driver {
-            Some(d) => d.gather_facts().await?,
-            None => endpoint_only_facts(&chosen)?,
-        };
+        let gathered = driver.gather_facts().await?;
         return Ok(Engine {
-            driver,
+            driver: Some(driver),
             candidates,
             gathered,
         });
     }
     Err(ConnectError::NoEngine { candidates })
-}
-
-/// The facts of an engine no driver connects to: its endpoint, and this host.
-fn endpoint_only_facts(endpoint: &Endpoint) -> Result<GatheredFacts, EngineError> {
-    let host = openshell_sandbox::host_facts();
-    let mut document = serde_json::json!({
-        "host_os": host.os.as_str(),
-        "endpoint": endpoint.to_string(),
-        "info": {},
-    });
-    if let Some(ip) = host.ipv4 {
-        document["host_ipv4"] = serde_json::json!(ip.to_string());
-    }
-    openshell_runtime::facts::redact_document(&mut document);
-    let facts =
-        openshell_runtime::Facts::from_value(&document).map_err(|source| EngineError::Facts {
-            endpoint: endpoint.to_string(),
-            source,
-        })?;
-    Ok(GatheredFacts { facts, document })
 }
 
 /// Forwards every engine operation to the driver inside.

@@ -25,7 +25,7 @@ pub(crate) fn block_on<F: Future>(f: F) -> Result<F::Output, Fail> {
 
 /// Finds and connects to the engine and gathers its facts, writing the facts document to
 /// `dump` when asked. Exit 2 for a malformed endpoint or context or one that requires TLS
-/// (not spoken yet), 3 when no engine answers
+/// without usable TLS material, 3 when no engine answers
 /// (or the one the user named does not), 1 when the engine fails.
 pub(crate) async fn connect(args: &EngineArgs, dump: Option<&PathBuf>) -> Result<Engine, Fail> {
     let opts = ConnectOptions {

@@ -252,6 +252,18 @@ pub enum DiscoveryError {
         #[source]
         source: BoxError,
     },
+    /// The TLS material an endpoint needs cannot be used (a missing CA, an unpaired key).
+    #[error("{endpoint} (named by {origin}) requires TLS, but its TLS material cannot be used, so nothing was sent to it: {source}")]
+    Tls {
+        /// The endpoint, as shown.
+        endpoint: String,
+        /// Where the endpoint and its TLS setting came from (`DOCKER_HOST, TLS by
+        /// DOCKER_TLS_VERIFY`, `context remote`).
+        origin: String,
+        /// Why.
+        #[source]
+        source: Box<crate::support::tls::TlsError>,
+    },
     /// A named connection or context is defined nowhere.
     #[error("{origin} names {name:?}, which {searched} does not define")]
     UnknownName {

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::support::raw::{self, RawError};
-use crate::support::transport::TransportError;
+use crate::support::transport::{Target, TransportError};
 
 /// One place discovery looked for an engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,10 +38,8 @@ pub enum CandidateOutcome {
     Absent,
     /// Something there that did not answer as an engine, and why.
     Refused(String),
-    /// The endpoint requires TLS, which is not spoken yet: not contacted.
+    /// The endpoint requires TLS but came without TLS material: not contacted.
     NeedsTls,
-    /// A remote endpoint, not contacted by discovery.
-    Remote,
     /// An engine answered `/_ping`.
     Ok,
     /// Not tried: an earlier candidate answered.
@@ -54,9 +52,8 @@ impl fmt::Display for CandidateOutcome {
             CandidateOutcome::Absent => f.write_str("absent"),
             CandidateOutcome::Refused(why) => write!(f, "refused: {why}"),
             CandidateOutcome::NeedsTls => {
-                f.write_str("requires TLS (not spoken yet; not contacted)")
+                f.write_str("requires TLS, and no TLS material was named (not contacted)")
             }
-            CandidateOutcome::Remote => f.write_str("remote (not probed)"),
             CandidateOutcome::Ok => f.write_str("ok"),
             CandidateOutcome::Skipped => f.write_str("not tried"),
         }
@@ -68,22 +65,25 @@ impl fmt::Display for CandidateOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidates {
     named: bool,
-    list: Vec<(Endpoint, String)>,
+    list: Vec<(Target, String)>,
 }
 
 impl Candidates {
     /// The endpoint the user named, with where it was named (`--endpoint`, `DOCKER_HOST`,
     /// `context foo (DOCKER_CONTEXT)`, ...): the only candidate.
-    pub fn named(endpoint: Endpoint, source: impl Into<String>) -> Candidates {
+    pub fn named(target: impl Into<Target>, source: impl Into<String>) -> Candidates {
         Candidates {
             named: true,
-            list: vec![(endpoint, source.into())],
+            list: vec![(target.into(), source.into())],
         }
     }
 
     /// Well-known sockets, each with its source, in the order to try them.
     pub fn well_known(list: Vec<(Endpoint, String)>) -> Candidates {
-        Candidates { named: false, list }
+        Candidates {
+            named: false,
+            list: list.into_iter().map(|(e, s)| (e.into(), s)).collect(),
+        }
     }
 
     /// Whether the user named the endpoint (then it is the only one, and authoritative).
@@ -92,7 +92,7 @@ impl Candidates {
     }
 
     /// The candidates with their sources, in order.
-    pub fn list(&self) -> &[(Endpoint, String)] {
+    pub fn list(&self) -> &[(Target, String)] {
         &self.list
     }
 }
@@ -102,8 +102,8 @@ impl Candidates {
 pub struct Discovery {
     /// Every candidate, in the order tried.
     pub candidates: Vec<Candidate>,
-    /// The first that answered (or the named remote one); `None` when nothing answered.
-    pub chosen: Option<Endpoint>,
+    /// The first that answered; `None` when nothing answered.
+    pub chosen: Option<Target>,
     /// Whether the user named the one candidate: when it did not answer, nothing else may be
     /// tried in its place.
     pub named: bool,
@@ -235,8 +235,8 @@ fn expand(loc: &SocketLocation, env: &DiscoveryEnv) -> Vec<(Endpoint, String)> {
         .collect()
 }
 
-/// Tries the candidates in order; the first engine that answers `/_ping` is chosen. An `ssh://`
-/// endpoint (always named by the user) is chosen without being probed: no driver speaks SSH.
+/// Tries the candidates in order; the first engine that answers `/_ping` is chosen (an `ssh://`
+/// endpoint through an ssh connection, like every later call).
 pub async fn probe_candidates(candidates: Candidates, timeout: Duration) -> Discovery {
     let Candidates { named, list } = candidates;
     let mut out = Vec::new();
@@ -245,10 +245,7 @@ pub async fn probe_candidates(candidates: Candidates, timeout: Duration) -> Disc
         let endpoint = ep.to_string();
         let outcome = if chosen.is_some() {
             CandidateOutcome::Skipped
-        } else if matches!(ep, Endpoint::Ssh { .. }) {
-            chosen = Some(ep);
-            CandidateOutcome::Remote
-        } else if let Endpoint::Unix { path } = &ep {
+        } else if let Endpoint::Unix { path } = ep.endpoint() {
             if !Path::new(path).exists() {
                 CandidateOutcome::Absent
             } else {
@@ -270,11 +267,7 @@ pub async fn probe_candidates(candidates: Candidates, timeout: Duration) -> Disc
     }
 }
 
-async fn probe(
-    ep: &Endpoint,
-    timeout: Duration,
-    chosen: &mut Option<Endpoint>,
-) -> CandidateOutcome {
+async fn probe(ep: &Target, timeout: Duration, chosen: &mut Option<Target>) -> CandidateOutcome {
     let span = tracing::info_span!("engine_call", call = "_ping", endpoint = %ep);
     match raw::get(ep, "/_ping", timeout).instrument(span).await {
         Ok(r) if r.status == 200 => {
@@ -337,8 +330,23 @@ mod tests {
         assert!(podman.iter().all(|s| s.contains("Podman")), "{podman:?}");
     }
 
+    /// A stand-in for the ssh client: records its arguments, then runs `body`.
+    fn fake_ssh(dir: &Path, name: &str, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        let args = dir.join(format!("{name}.args"));
+        let script = format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n{body}\n",
+            args.display()
+        );
+        std::fs::write(&path, script).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        path
+    }
+
     #[tokio::test]
-    async fn reports_absent_refused_and_remote() {
+    async fn reports_absent_and_refused_and_probes_ssh_through_the_ssh_client() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         // A socket file with nobody accepting on it: refused.
         let dead = dir.path().join("dead.sock");
@@ -359,7 +367,53 @@ mod tests {
         assert!(d.chosen.is_none());
         let absent = probe_candidates(one("unix:///nonexistent/openshell.sock"), timeout).await;
         assert_eq!(absent.candidates[0].outcome, CandidateOutcome::Absent);
-        let remote = probe_candidates(one("ssh://me@build.example.org"), timeout).await;
-        assert_eq!(remote.candidates[0].outcome, CandidateOutcome::Remote);
+
+        // ssh:// goes through the ssh client (a stand-in here: nothing leaves this host), with
+        // host keys checked and the destination after `--`.
+        let ssh = |program: PathBuf| {
+            let endpoint = Endpoint::parse("ssh://me@build.example.org:2222")
+                .unwrap_or_else(|e| panic!("{e}"));
+            let settings = crate::support::ssh::SshSettings {
+                user: Some("me".into()),
+                program: Some(program),
+                ..Default::default()
+            };
+            Candidates::named(Target::new(endpoint).with_ssh(settings), "--endpoint")
+        };
+        let answers = fake_ssh(
+            dir.path(),
+            "answers",
+            r"read -r line; printf 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK'",
+        );
+        let up = probe_candidates(ssh(answers), Duration::from_secs(5)).await;
+        assert_eq!(up.candidates[0].outcome, CandidateOutcome::Ok, "{up:?}");
+        let args = std::fs::read_to_string(dir.path().join("answers.args"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let args: Vec<&str> = args.lines().collect();
+        for want in [
+            "StrictHostKeyChecking=yes",
+            "BatchMode=yes",
+            "-l",
+            "me",
+            "-p",
+            "2222",
+        ] {
+            assert!(args.contains(&want), "{want} missing from {args:?}");
+        }
+        assert!(
+            args.ends_with(&["--", "build.example.org", "docker", "system", "dial-stdio"]),
+            "{args:?}"
+        );
+        let refuses = fake_ssh(
+            dir.path(),
+            "refuses",
+            "echo 'Host key verification failed.' >&2; exit 255",
+        );
+        let down = probe_candidates(ssh(refuses), Duration::from_secs(5)).await;
+        assert!(
+            matches!(&down.candidates[0].outcome, CandidateOutcome::Refused(why) if why.contains("Host key verification failed")),
+            "{down:?}"
+        );
+        assert!(down.chosen.is_none());
     }
 }

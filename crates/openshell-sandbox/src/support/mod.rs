@@ -12,6 +12,8 @@ pub mod attach;
 pub mod discover;
 pub mod proxy;
 pub mod raw;
+pub mod ssh;
+pub mod tls;
 pub mod transport;
 
 use std::collections::BTreeMap;

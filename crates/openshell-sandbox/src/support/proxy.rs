@@ -22,11 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use openshell_runtime::facts::Endpoint;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::transport::{self, TransportError};
+use super::transport::{self, Target, TransportError};
 
 /// Pause after a failed `accept` (such as running out of file descriptors), so the proxy does
 /// not spin.
@@ -66,10 +65,11 @@ impl Incidents {
 }
 
 impl Proxy {
-    /// Starts relaying to `endpoint`; each connection lives at most `lifetime` (the driver's
+    /// Starts relaying to `target`; each connection lives at most `lifetime` (the driver's
     /// call timeout: no call waits longer for it), unless its reply switched protocols (an
     /// attach), which lasts as long as its session.
-    pub fn start(endpoint: Endpoint, lifetime: Duration) -> io::Result<Proxy> {
+    pub fn start(target: impl Into<Target>, lifetime: Duration) -> io::Result<Proxy> {
+        let endpoint = target.into();
         let dir = tempfile::Builder::new()
             .prefix(DIR_PREFIX)
             .permissions(std::fs::Permissions::from_mode(0o700))
@@ -127,7 +127,7 @@ impl Drop for Proxy {
 /// What each relayed connection needs.
 #[derive(Debug, Clone)]
 struct Served {
-    endpoint: Endpoint,
+    endpoint: Target,
     /// This user (the owner of the proxy's directory).
     owner: u32,
     incidents: Arc<Incidents>,
@@ -245,6 +245,7 @@ async fn forward(mut client: UnixStream, served: Served) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openshell_runtime::facts::Endpoint;
     use tokio::io::AsyncReadExt;
 
     fn endpoint() -> Endpoint {

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
-use openshell_runtime::facts::Endpoint;
 
-use super::transport::{self, TransportError};
+use super::transport::{self, Target, TransportError};
 
 /// A raw exchange's failure.
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +41,11 @@ pub struct RawResponse {
     pub body: Bytes,
 }
 
-async fn exchange(endpoint: &Endpoint, path: &str) -> Result<RawResponse, RawError> {
+async fn exchange(target: &Target, path: &str) -> Result<RawResponse, RawError> {
     let req = hyper::Request::get(path)
         .body(Empty::<Bytes>::new())
         .map_err(RawError::Request)?;
-    let res = transport::send(endpoint, req).await?;
+    let res = transport::send(target, req).await?;
     let status = res.status().as_u16();
     let headers = res
         .headers()
@@ -69,13 +68,9 @@ async fn exchange(endpoint: &Endpoint, path: &str) -> Result<RawResponse, RawErr
     })
 }
 
-/// `GET path` on the engine at `endpoint`, within `timeout`.
-pub async fn get(
-    endpoint: &Endpoint,
-    path: &str,
-    timeout: Duration,
-) -> Result<RawResponse, RawError> {
-    tokio::time::timeout(timeout, exchange(endpoint, path))
+/// `GET path` on the engine at `target`, within `timeout`.
+pub async fn get(target: &Target, path: &str, timeout: Duration) -> Result<RawResponse, RawError> {
+    tokio::time::timeout(timeout, exchange(target, path))
         .await
         .map_err(|_| RawError::Timeout(timeout))?
 }

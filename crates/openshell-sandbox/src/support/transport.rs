@@ -3,10 +3,13 @@
 //! wrapped in a [`Capped`] byte budget. Whichever client reads a reply, it cannot read more than
 //! [`MAX_REPLY`] bytes of it: the read after the budget fails with [`ReplyTooLarge`].
 //!
-//! It is also the one place that decides which endpoints can be reached at all ([`check`]): an
-//! endpoint that requires TLS is refused before anything is sent, since no transport here
-//! speaks TLS yet, and plain HTTP to it would send the engine calls (and what they carry, such
-//! as a sandbox's callback token) in the clear.
+//! It is also the one place that decides which endpoints can be reached at all ([`check`]), and
+//! how: a [`Target`] is an endpoint with what reaching it takes. Unix sockets and plain
+//! `tcp://` are connected directly; `tcp://` with TLS through the TLS material discovery loaded
+//! ([`super::tls`]: the engine's certificate is always verified), and an endpoint that requires
+//! TLS but came without material is refused before anything is sent, since plain HTTP would
+//! carry the engine calls (and what they carry, such as a sandbox's callback token) in the
+//! clear; `ssh://` through the system ssh client ([`super::ssh`]).
 //!
 //! The budget is per connection, and each connection carries one request: [`send`] opens a
 //! connection per request (the Docker driver's client and raw requests), and podman-api keeps
@@ -19,6 +22,7 @@
 //! as the session lasts, and no client collects it whole.
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,12 +38,104 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::BoxError;
+use crate::support::ssh::{SshFailed, SshSettings, SshStream};
+use crate::support::tls::TlsMaterial;
 
 /// The most bytes read from one engine connection, that is, one reply.
 pub const MAX_REPLY: usize = 8 * 1024 * 1024;
 
 /// The port of a `tcp://` endpoint that names none (the Docker daemon's plain-HTTP port).
 const DEFAULT_TCP_PORT: u16 = 2375;
+
+/// The port of a `tcp://` endpoint with TLS that names none (the Docker daemon's TLS port).
+const DEFAULT_TLS_PORT: u16 = 2376;
+
+/// An endpoint and what reaching it takes: the TLS material for a `tcp://` endpoint that
+/// requires TLS, the ssh client's settings for an `ssh://` one. Discovery builds it; an
+/// [`Endpoint`] alone converts into a target that needs neither.
+#[derive(Debug, Clone)]
+pub struct Target {
+    endpoint: Endpoint,
+    tls: Option<Arc<TlsMaterial>>,
+    ssh: SshSettings,
+}
+
+impl Target {
+    /// `endpoint`, with no TLS material and ssh's defaults.
+    pub fn new(endpoint: Endpoint) -> Target {
+        Target {
+            endpoint,
+            tls: None,
+            ssh: SshSettings::default(),
+        }
+    }
+
+    /// This target speaking TLS with `material` (the endpoint is marked as requiring TLS).
+    pub fn with_tls(self, material: TlsMaterial) -> Target {
+        Target {
+            endpoint: self.endpoint.with_tls(),
+            tls: Some(Arc::new(material)),
+            ..self
+        }
+    }
+
+    /// This target with these ssh settings (used for `ssh://` endpoints only).
+    pub fn with_ssh(self, ssh: SshSettings) -> Target {
+        Target { ssh, ..self }
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// This target with its endpoint changed by `f` (a default port filled in); what reaching
+    /// it takes stays.
+    pub fn map_endpoint(self, f: impl FnOnce(Endpoint) -> Endpoint) -> Target {
+        Target {
+            endpoint: f(self.endpoint),
+            ..self
+        }
+    }
+
+    /// The TLS material, when the endpoint is spoken to over TLS.
+    pub fn tls(&self) -> Option<&TlsMaterial> {
+        self.tls.as_deref()
+    }
+
+    /// The ssh settings.
+    pub fn ssh(&self) -> &SshSettings {
+        &self.ssh
+    }
+}
+
+impl From<Endpoint> for Target {
+    fn from(endpoint: Endpoint) -> Target {
+        Target::new(endpoint)
+    }
+}
+
+impl PartialEq for Target {
+    fn eq(&self, other: &Target) -> bool {
+        self.endpoint == other.endpoint
+            && self.ssh == other.ssh
+            && self.tls.as_ref().map(|t| t.dir()) == other.tls.as_ref().map(|t| t.dir())
+    }
+}
+
+impl Eq for Target {}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.endpoint.fmt(f)
+    }
+}
+
+impl serde::Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.endpoint.serialize(s)
+    }
+}
 
 /// A reply went over the budget; the rest of it was not read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -59,12 +155,38 @@ pub enum TransportError {
     /// The endpoint kind cannot be reached this way.
     #[error("endpoint {0} cannot be reached directly (only unix:// and tcp://)")]
     Unsupported(String),
-    /// The endpoint requires TLS, which no transport here speaks yet; nothing was sent to it.
-    #[error("{0} requires TLS, which openshell does not speak to engines yet; nothing was sent to it in plain HTTP")]
+    /// The endpoint requires TLS but came without TLS material; nothing was sent to it.
+    #[error("{0} requires TLS, and no TLS material (ca.pem, cert.pem, key.pem) was named for it; nothing was sent to it in plain HTTP")]
     TlsRequired(String),
+    /// The TLS handshake failed (most often: the engine's certificate is not signed by the CA,
+    /// or does not name the host connected to).
+    #[error("TLS handshake with {endpoint} failed: {source}; the engine's certificate must be signed by the CA in {ca} and name {host}")]
+    Tls {
+        /// The endpoint.
+        endpoint: String,
+        /// The host the certificate must name.
+        host: String,
+        /// The CA file it is verified against.
+        ca: String,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The ssh client could not be started, or closed the connection before the engine answered.
+    #[error("ssh to {endpoint} failed: {source}")]
+    Ssh {
+        /// The endpoint.
+        endpoint: String,
+        /// What failed, with what ssh said.
+        #[source]
+        source: io::Error,
+    },
     /// The reply went over [`MAX_REPLY`].
     #[error(transparent)]
     TooLarge(#[from] ReplyTooLarge),
+    /// The ssh client closed the connection before the engine answered.
+    #[error(transparent)]
+    SshClosed(#[from] SshFailed),
     /// The HTTP exchange failed.
     #[error("HTTP exchange failed: {0}")]
     Http(#[source] hyper::Error),
@@ -80,6 +202,10 @@ pub enum EngineStream {
     Unix(UnixStream),
     /// A TCP connection.
     Tcp(TcpStream),
+    /// A TLS session over TCP.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// A connection through an ssh process.
+    Ssh(Box<SshStream>),
 }
 
 /// Where an upgraded reply's status code sits: `HTTP/1.1 101`.
@@ -128,38 +254,80 @@ impl<S> Capped<S> {
     }
 }
 
-/// Whether [`connect`] can reach `endpoint`: a Unix socket, or TCP without TLS. Drivers ask
-/// before they set up a client, so a refusal comes first and names the endpoint.
-pub fn check(endpoint: &Endpoint) -> Result<(), TransportError> {
+/// Whether [`connect`] can reach `target`: a Unix socket, TCP (with TLS only when the target
+/// carries TLS material), or ssh. Drivers ask before they set up a client, so a refusal comes
+/// first and names the endpoint.
+pub fn check(target: &Target) -> Result<(), TransportError> {
+    let endpoint = target.endpoint();
     match endpoint {
-        Endpoint::Unix { .. } | Endpoint::Tcp { tls: false, .. } => Ok(()),
+        Endpoint::Unix { .. } | Endpoint::Tcp { tls: false, .. } | Endpoint::Ssh { .. } => Ok(()),
+        Endpoint::Tcp { tls: true, .. } if target.tls().is_some() => Ok(()),
         Endpoint::Tcp { tls: true, .. } => Err(TransportError::TlsRequired(endpoint.to_string())),
-        Endpoint::Npipe { .. } | Endpoint::Ssh { .. } => {
-            Err(TransportError::Unsupported(endpoint.to_string()))
-        }
+        Endpoint::Npipe { .. } => Err(TransportError::Unsupported(endpoint.to_string())),
     }
 }
 
-/// Opens a connection to `endpoint`, with a budget of [`MAX_REPLY`] bytes. Nothing else in
+/// Opens a connection to `target`, with a budget of [`MAX_REPLY`] bytes. Nothing else in
 /// the workspace opens an engine connection.
-pub async fn connect(endpoint: &Endpoint) -> Result<Capped<EngineStream>, TransportError> {
-    check(endpoint)?;
-    let stream = match endpoint {
-        Endpoint::Unix { path } => EngineStream::Unix(
+pub async fn connect(target: &Target) -> Result<Capped<EngineStream>, TransportError> {
+    check(target)?;
+    let endpoint = target.endpoint();
+    let stream = match (endpoint, target.tls()) {
+        (Endpoint::Unix { path }, _) => EngineStream::Unix(
             UnixStream::connect(path)
                 .await
                 .map_err(TransportError::Connect)?,
         ),
-        Endpoint::Tcp {
-            host,
-            port,
-            tls: false,
-        } => EngineStream::Tcp(
+        (
+            Endpoint::Tcp {
+                host,
+                port,
+                tls: false,
+            },
+            _,
+        ) => EngineStream::Tcp(
             TcpStream::connect((host.as_str(), port.unwrap_or(DEFAULT_TCP_PORT)))
                 .await
                 .map_err(TransportError::Connect)?,
         ),
-        other => return Err(TransportError::Unsupported(other.to_string())),
+        (
+            Endpoint::Tcp {
+                host,
+                port,
+                tls: true,
+            },
+            Some(material),
+        ) => {
+            let tcp = TcpStream::connect((host.as_str(), port.unwrap_or(DEFAULT_TLS_PORT)))
+                .await
+                .map_err(TransportError::Connect)?;
+            let tls =
+                material
+                    .handshake(host, tcp)
+                    .await
+                    .map_err(|source| TransportError::Tls {
+                        endpoint: endpoint.to_string(),
+                        host: host.clone(),
+                        ca: material
+                            .dir()
+                            .join(crate::support::tls::CA_FILE)
+                            .display()
+                            .to_string(),
+                        source,
+                    })?;
+            EngineStream::Tls(Box::new(tls))
+        }
+        (Endpoint::Ssh { host, port, path }, _) => EngineStream::Ssh(Box::new(
+            target
+                .ssh()
+                .connect(host, *port, path.as_deref())
+                .await
+                .map_err(|source| TransportError::Ssh {
+                    endpoint: endpoint.to_string(),
+                    source,
+                })?,
+        )),
+        (other, _) => return Err(TransportError::Unsupported(other.to_string())),
     };
     Ok(Capped::new(stream, MAX_REPLY))
 }
@@ -167,16 +335,13 @@ pub async fn connect(endpoint: &Endpoint) -> Result<Capped<EngineStream>, Transp
 /// Sends one request to `endpoint` on a connection of its own and returns the response, whose
 /// body is read through the connection's budget. The connection closes once the body has been
 /// read or dropped.
-pub async fn send<B>(
-    endpoint: &Endpoint,
-    req: Request<B>,
-) -> Result<Response<Incoming>, TransportError>
+pub async fn send<B>(target: &Target, req: Request<B>) -> Result<Response<Incoming>, TransportError>
 where
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let stream = connect(endpoint).await?;
+    let stream = connect(target).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(http_error)?;
@@ -197,12 +362,32 @@ where
         .map_err(http_error)
 }
 
-/// An HTTP failure, or the budget that caused it.
+/// An HTTP failure, or the budget or ssh failure that caused it.
 fn http_error(e: hyper::Error) -> TransportError {
-    match too_large(&e) {
-        Some(t) => TransportError::TooLarge(t),
+    if let Some(t) = too_large(&e) {
+        return TransportError::TooLarge(t);
+    }
+    match ssh_failure(&e) {
+        Some(f) => TransportError::SshClosed(f),
         None => TransportError::Http(e),
     }
+}
+
+/// The [`SshFailed`] behind a client library's error, if the ssh client is what failed.
+fn ssh_failure(err: &(dyn StdError + 'static)) -> Option<SshFailed> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(f) = e.downcast_ref::<SshFailed>() {
+            return Some(f.clone());
+        }
+        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            if let Some(f) = ssh_failure(inner) {
+                return Some(f);
+            }
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// The [`ReplyTooLarge`] somewhere behind a client library's error, if the budget is what
@@ -283,6 +468,8 @@ impl AsyncRead for EngineStream {
         match self.get_mut() {
             EngineStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
             EngineStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            EngineStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            EngineStream::Ssh(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -296,6 +483,8 @@ impl AsyncWrite for EngineStream {
         match self.get_mut() {
             EngineStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
             EngineStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            EngineStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            EngineStream::Ssh(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -303,6 +492,8 @@ impl AsyncWrite for EngineStream {
         match self.get_mut() {
             EngineStream::Unix(s) => Pin::new(s).poll_flush(cx),
             EngineStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            EngineStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            EngineStream::Ssh(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -310,6 +501,8 @@ impl AsyncWrite for EngineStream {
         match self.get_mut() {
             EngineStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
             EngineStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            EngineStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            EngineStream::Ssh(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -330,7 +523,7 @@ mod tests {
             port,
             tls: true,
         };
-        let refused = connect(&endpoint).await;
+        let refused = connect(&Target::new(endpoint)).await;
         assert!(
             matches!(refused, Err(TransportError::TlsRequired(_))),
             "{refused:?}"
