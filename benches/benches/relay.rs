@@ -11,7 +11,10 @@
 //!
 //! Measured: time to first byte of a new connection (connect, one 64-byte request, its answer),
 //! p50/p99 of small request/response round trips on one connection, bulk throughput of one
-//! upload, and `n` sandboxes (busybox `wget`) calling back concurrently, started eight at a time.
+//! upload (sandbox to gateway) and one download, and `n` sandboxes (busybox `wget`) calling
+//! back concurrently, started eight at a time. Beside them, the engine's own attach streams
+//! through its CLI (`run` piping the same number of bytes out of and into a container), which
+//! bound what any relay over attach can carry.
 //!
 //! `cargo bench -p openshell-benches --bench relay` runs it in full (1000 round trips, 100 MB,
 //! 32 sandboxes; needs root, dockerd and Podman, and the relay binary in
@@ -62,7 +65,8 @@ struct Measured {
     ttfb_p50: Duration,
     rtt_p50: Duration,
     rtt_p99: Duration,
-    bulk_mb_s: f64,
+    upload_mb_s: f64,
+    download_mb_s: f64,
     callbacks: Duration,
 }
 
@@ -77,7 +81,7 @@ fn us(d: Duration) -> String {
 }
 
 /// The gateway's side: `e` then 64-byte requests echoed; `b` then an upload counted until the
-/// client closes its side, answered with the count.
+/// client closes its side, answered with the count; `d` and a length, then that many bytes.
 async fn serve(listener: tokio::net::TcpListener) {
     loop {
         let Ok((mut s, _)) = listener.accept().await else {
@@ -98,6 +102,24 @@ async fn serve(listener: tokio::net::TcpListener) {
                         }
                     }
                 }
+                b'd' => {
+                    let mut len = [0u8; 8];
+                    if s.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![0xc3u8; 256 * 1024];
+                    let mut left = u64::from_be_bytes(len);
+                    while left > 0 {
+                        let n = chunk
+                            .len()
+                            .min(usize::try_from(left).unwrap_or(chunk.len()));
+                        if s.write_all(&chunk[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n as u64;
+                    }
+                    let _ = s.shutdown().await;
+                }
                 b'b' => {
                     let mut buf = vec![0u8; 256 * 1024];
                     let mut total = 0u64;
@@ -117,11 +139,7 @@ async fn serve(listener: tokio::net::TcpListener) {
 }
 
 /// The client, on a thread inside the network namespace of process `pid`.
-fn client(
-    pid: u32,
-    target: SocketAddr,
-    load: Load,
-) -> Result<(Vec<Duration>, Vec<Duration>, f64), String> {
+fn client(pid: u32, target: SocketAddr, load: Load) -> Result<ClientResult, String> {
     let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(|e| e.to_string())?;
     nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
         .map_err(|e| format!("setns into {pid}'s network namespace (needs root): {e}"))?;
@@ -178,7 +196,41 @@ fn client(
             load.bulk
         ));
     }
-    Ok((ttfb, rtt, load.bulk as f64 / 1e6 / took.as_secs_f64()))
+    let upload = load.bulk as f64 / 1e6 / took.as_secs_f64();
+    drop(s);
+    let mut s = connect()?;
+    let t = Instant::now();
+    s.write_all(b"d").map_err(io)?;
+    s.write_all(&(load.bulk as u64).to_be_bytes()).map_err(io)?;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match s.read(&mut buf).map_err(io)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    let took = t.elapsed();
+    if got != load.bulk {
+        return Err(format!("download: {got} of {} bytes arrived", load.bulk));
+    }
+    Ok(ClientResult {
+        ttfb,
+        rtt,
+        upload,
+        download: load.bulk as f64 / 1e6 / took.as_secs_f64(),
+    })
+}
+
+/// What the client measured.
+#[derive(Debug)]
+struct ClientResult {
+    ttfb: Vec<Duration>,
+    rtt: Vec<Duration>,
+    /// MB/s from the sandbox to the gateway.
+    upload: f64,
+    /// MB/s from the gateway to the sandbox.
+    download: f64,
 }
 
 fn spec(image: &str, command: Vec<String>) -> SandboxSpec {
@@ -259,7 +311,7 @@ async fn measure<D: SandboxDriver>(
     let server = tokio::spawn(serve(gateway));
     let target = SocketAddr::new(target, port);
     let run = std::thread::spawn(move || client(pid, target, load));
-    let (ttfb, rtt, bulk_mb_s) = tokio::task::spawn_blocking(move || run.join())
+    let got = tokio::task::spawn_blocking(move || run.join())
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .unwrap_or_else(|_| panic!("the client thread panicked"))
@@ -267,10 +319,11 @@ async fn measure<D: SandboxDriver>(
     server.abort();
     let callbacks = callbacks(driver, &mut callback, route, image, load.concurrent).await;
     Measured {
-        ttfb_p50: percentile(ttfb, 0.5),
-        rtt_p50: percentile(rtt.clone(), 0.5),
-        rtt_p99: percentile(rtt, 0.99),
-        bulk_mb_s,
+        ttfb_p50: percentile(got.ttfb, 0.5),
+        rtt_p50: percentile(got.rtt.clone(), 0.5),
+        rtt_p99: percentile(got.rtt, 0.99),
+        upload_mb_s: got.upload,
+        download_mb_s: got.download,
         callbacks,
     }
 }
@@ -289,12 +342,13 @@ fn pid_of(engine: &Engine, container: &str) -> u32 {
 
 fn row(engine: &Engine, label: &str, route: &str, m: &Measured, n: usize) {
     println!(
-        "| {} via {label} | {route} | {} | {} | {} | {:.0} MB/s | {n} in {:.1} s |",
+        "| {} via {label} | {route} | {} | {} | {} | {:.0} MB/s | {:.0} MB/s | {n} in {:.1} s |",
         engine.name,
         us(m.ttfb_p50),
         us(m.rtt_p50),
         us(m.rtt_p99),
-        m.bulk_mb_s,
+        m.upload_mb_s,
+        m.download_mb_s,
         m.callbacks.as_secs_f64()
     );
 }
@@ -394,20 +448,100 @@ where
         .catch_unwind()
     };
     let outcome = body.await;
+    // The engine's own attach streams, with the same image, before it goes.
+    let ceiling = outcome
+        .is_ok()
+        .then(|| std::panic::catch_unwind(|| attach_ceiling(engine, &image, load.bulk)));
     // Cleanup also when the body panicked.
     let _ = driver.delete(&handle).await;
     let _ = SandboxDriver::remove_network(&driver).await;
     live::remove_image(engine, &image);
     let (d, r) = outcome.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let ceiling = match ceiling {
+        Some(Ok(c)) => c,
+        Some(Err(e)) => std::panic::resume_unwind(e),
+        None => unreachable!("the body succeeded"),
+    };
     row(engine, label, "direct (bridge)", &d, load.concurrent);
     row(engine, label, "relay", &r, load.concurrent);
     println!(
-        "| {} via {label} | relay − direct | {:+.0} µs | {:+.0} µs | {:+.0} µs | | |",
+        "| {} via {label} | relay − direct | {:+.0} µs | {:+.0} µs | {:+.0} µs | | | |",
         engine.name,
         (r.ttfb_p50.as_secs_f64() - d.ttfb_p50.as_secs_f64()) * 1e6,
         (r.rtt_p50.as_secs_f64() - d.rtt_p50.as_secs_f64()) * 1e6,
         (r.rtt_p99.as_secs_f64() - d.rtt_p99.as_secs_f64()) * 1e6,
     );
+    println!(
+        "| {} CLI | attach streams (`{} run -i`, no relay) | | | | {:.0} MB/s | {:.0} MB/s | |",
+        engine.name,
+        engine.cli.last().map_or("", String::as_str),
+        ceiling.0,
+        ceiling.1
+    );
+}
+
+/// The engine's own attach streams, without us: MB/s of `bytes` out of a container's stdout
+/// (`run … head -c`) and into its stdin (`run -i … cat`), through the engine's CLI, container
+/// start included. The relay's upload rides the first, its download the second.
+fn attach_ceiling(engine: &Engine, image: &str, bytes: usize) -> (f64, f64) {
+    use std::process::{Command, Stdio};
+    let cli = || {
+        let mut c = Command::new(&engine.cli[0]);
+        c.args(&engine.cli[1..]);
+        c
+    };
+    let n = bytes.to_string();
+    let t = Instant::now();
+    let out = cli()
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            image,
+            "/bin/busybox",
+            "head",
+            "-c",
+            &n,
+            "/dev/zero",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = bytes as f64 / 1e6 / t.elapsed().as_secs_f64();
+    assert_eq!(out.stdout.len(), bytes, "container stdout");
+    let mut child = cli()
+        .args([
+            "run",
+            "-i",
+            "--rm",
+            "--network",
+            "none",
+            image,
+            "/bin/sh",
+            "-c",
+            "cat > /dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    if let Some(mut input) = child.stdin.take() {
+        let chunk = vec![0u8; 256 * 1024];
+        let mut sent = 0;
+        while sent < bytes {
+            let k = chunk.len().min(bytes - sent);
+            input
+                .write_all(&chunk[..k])
+                .unwrap_or_else(|e| panic!("{e}"));
+            sent += k;
+        }
+    }
+    let status = child.wait().unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success(), "container stdin: {status}");
+    (stdout, bytes as f64 / 1e6 / t.elapsed().as_secs_f64())
 }
 
 fn main() {
@@ -433,8 +567,10 @@ fn main() {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     rt.block_on(async {
-        println!("| engine | route | TTFB p50 | round trip p50 | p99 | bulk | callbacks |");
-        println!("|---|---|---|---|---|---|---|");
+        println!(
+            "| engine | route | TTFB p50 | round trip p50 | p99 | upload | download | callbacks |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
         let opts = || DriverOptions {
             network: live::unique("openshell-bench-relay"),
             timeout: Duration::from_secs(60),
