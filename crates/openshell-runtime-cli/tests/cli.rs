@@ -1419,13 +1419,7 @@ fn interrupted_doctors_leave_no_probe_after_the_next_run() {
         args.extend_from_slice(extra);
         let mut interrupted = Vec::new();
         // Bounded: five moments per signal, from before the probe exists to after it is done.
-        // A relay-route run spends its first seconds starting the relay.
-        let delays: [u64; 5] = if kind == "relay" {
-            [300, 1000, 1800, 2800, 4500]
-        } else {
-            [200, 500, 900, 1400, 2500]
-        };
-        for delay_ms in delays {
+        for delay_ms in [200u64, 500, 900, 1400, 2500] {
             for signal in ["INT", "KILL"] {
                 let child = bin()
                     .args(&args)
@@ -1439,6 +1433,38 @@ fn interrupted_doctors_leave_no_probe_after_the_next_run() {
                     .status();
                 let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
                 interrupted.push((signal, delay_ms, out));
+            }
+        }
+        // The relay route: a signal the moment its relay exists (seen on the engine), whatever
+        // the machine's speed. SIGINT must remove it; what SIGKILL leaves, the next run reaps.
+        let mut while_relaying = Vec::new();
+        if kind == "relay" {
+            for signal in ["INT", "KILL"] {
+                let child = bin()
+                    .args(&args)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot run the binary: {e}"));
+                // Bounded: 600 looks, 50 ms apart.
+                let mut seen = false;
+                for _ in 0..600 {
+                    let relays = openshell_tests::live::containers_labelled(
+                        &engine,
+                        openshell_runtime::consts::LABEL_RELAY_NETWORK,
+                        &network,
+                    );
+                    if relays.is_ok_and(|r| !r.is_empty()) {
+                        seen = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = Command::new("kill")
+                    .args([&format!("-{signal}"), &child.id().to_string()])
+                    .status();
+                let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+                while_relaying.push((signal, seen, out));
             }
         }
         // A create sent just before a kill may land a moment later; then the next run starts.
@@ -1477,18 +1503,17 @@ fn interrupted_doctors_leave_no_probe_after_the_next_run() {
             "{} ({kind}): no SIGINT landed during a run",
             engine.name
         );
-        if kind == "relay" {
-            // At least one SIGINT landed while its relay ran, and removed it.
-            assert!(
-                interrupted.iter().any(|(s, _, out)| *s == "INT"
-                    && String::from_utf8_lossy(&out.stderr).contains("relay container(s)")),
-                "{}: no SIGINT landed while a relay ran: {:?}",
-                engine.name,
-                interrupted
-                    .iter()
-                    .map(|(s, d, o)| format!("{s} {d} ms: {}", String::from_utf8_lossy(&o.stderr)))
-                    .collect::<Vec<_>>()
-            );
+        for (signal, seen, out) in &while_relaying {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(seen, "{}: {signal}: no relay appeared: {err}", engine.name);
+            if *signal == "INT" {
+                assert_eq!(out.status.code(), Some(130), "{}: {err}", engine.name);
+                assert!(
+                    err.contains("and 1 relay container(s)"),
+                    "{}: SIGINT during the relay probe: {err}",
+                    engine.name
+                );
+            }
         }
         assert_eq!(
             next.status.code(),
