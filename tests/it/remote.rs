@@ -1,6 +1,7 @@
 //! Remote engines (issue 14), live: the namespaced dockerd of `scripts/remote.sh`, reached over
 //! `tcp://` with TLS, over `ssh://` (`docker system dial-stdio`) and over `ssh://` with a
-//! forwarded Unix socket. Each decides the relay from the engine's live facts, and sandboxes on
+//! forwarded Unix socket, and its namespaced Podman service over `ssh://` with a forwarded
+//! socket (the Podman driver, and the Docker driver on Podman's compatible API). Each decides the relay from the engine's live facts, and sandboxes on
 //! that engine call back through a relay whose attach stream rides the same TLS or ssh
 //! connection to a listener on `127.0.0.1` here: the namespace has no route to this host's
 //! loopback, so nothing else could carry them. Everything made on the remote engine (sandboxes,
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use futures_util::{FutureExt, StreamExt};
 use openshell_driver_docker::DockerDriver;
+use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::consts::LABEL_RELAY_NETWORK;
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::{decide, HostTarget, NetworkMode, Registry, RouteContext, RouteKind};
@@ -68,6 +70,39 @@ fn targets(settings: &std::collections::BTreeMap<String, String>) -> Vec<(&'stat
             Target::new(parse(&forwarded)).with_ssh(ssh_settings(&forwarded)),
         ),
     ]
+}
+
+/// The namespaced Podman's socket, forwarded over ssh (Podman 4.3 has no dial-stdio).
+fn podman_target(settings: &std::collections::BTreeMap<String, String>) -> Target {
+    let raw = remote_setting(settings, "OPENSHELL_REMOTE_PODMAN_SSH");
+    let endpoint = Endpoint::parse(&raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+    Target::new(endpoint).with_ssh(SshSettings {
+        user: user_of(&raw),
+        config: Some(PathBuf::from(remote_setting(
+            settings,
+            "OPENSHELL_REMOTE_SSH_CONFIG",
+        ))),
+        ..SshSettings::default()
+    })
+}
+
+fn driver_options() -> DriverOptions {
+    DriverOptions {
+        network: live::unique("openshell-remote-it"),
+        ..DriverOptions::default()
+    }
+}
+
+/// Removes the relay images the test imported (the remote engine is the tests' alone) and
+/// checks none is left.
+fn remove_relay_images(engine: &Engine) {
+    live::remove_images_of(engine, RELAY_REPOSITORY);
+    assert_eq!(
+        live::images_of(engine, RELAY_REPOSITORY).map(|i| i.len()),
+        Ok(0),
+        "relay images left on the {}",
+        engine.name
+    );
 }
 
 /// The relay containers on `network`.
@@ -177,11 +212,7 @@ async fn remote_dockerd_relay_over_tls_and_ssh() {
     }
     let outcome = std::panic::AssertUnwindSafe(async {
         for (transport, target) in targets(&settings) {
-            let opts = DriverOptions {
-                network: live::unique("openshell-remote-it"),
-                ..DriverOptions::default()
-            };
-            let driver = DockerDriver::connect(target, opts)
+            let driver = DockerDriver::connect(target, driver_options())
                 .await
                 .unwrap_or_else(|e| panic!("{transport}: {e}"));
             remote_relay_callbacks(&engine, driver, transport).await;
@@ -189,12 +220,36 @@ async fn remote_dockerd_relay_over_tls_and_ssh() {
     })
     .catch_unwind()
     .await;
-    live::remove_images_of(&engine, RELAY_REPOSITORY);
-    assert_eq!(
-        live::images_of(&engine, RELAY_REPOSITORY).map(|i| i.len()),
-        Ok(0),
-        "relay images left on the remote engine"
-    );
+    remove_relay_images(&engine);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The namespaced Podman over an ssh-forwarded socket, through the Podman driver (libpod) and
+/// the Docker driver (Podman's Docker-compatible API).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_podman_relay_over_ssh() {
+    let Some(settings) = live::remote_settings() else {
+        return;
+    };
+    let engine = live::remote_podman(&settings);
+    if !engine.available() {
+        return;
+    }
+    let outcome = std::panic::AssertUnwindSafe(async {
+        let driver = PodmanDriver::connect(podman_target(&settings), driver_options())
+            .await
+            .unwrap_or_else(|e| panic!("podman driver: {e}"));
+        remote_relay_callbacks(&engine, driver, "ssh forwarded socket, podman driver").await;
+        let driver = DockerDriver::connect(podman_target(&settings), driver_options())
+            .await
+            .unwrap_or_else(|e| panic!("docker driver: {e}"));
+        remote_relay_callbacks(&engine, driver, "ssh forwarded socket, docker driver").await;
+    })
+    .catch_unwind()
+    .await;
+    remove_relay_images(&engine);
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

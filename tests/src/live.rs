@@ -373,3 +373,18 @@ pub fn remove_images_of(engine: &Engine, repository: &str) {
         let _ = run(engine.command().args(["rmi", "-f", &id]));
     }
 }
+
+/// The namespaced Podman service of `scripts/remote.sh`, managed with the podman CLI through
+/// its socket (`podman --url`): the tests reach it over ssh, and this only imports images,
+/// lists and removes what they made.
+pub fn remote_podman(settings: &std::collections::BTreeMap<String, String>) -> Engine {
+    let socket = remote_setting(settings, "OPENSHELL_REMOTE_PODMAN_SOCKET");
+    Engine {
+        name: "remote podman",
+        cli: vec!["podman".into(), "--url".into(), format!("unix://{socket}")],
+        socket,
+        podman: true,
+        runtime: "remote-docker",
+        rootless_host_loopback: false,
+    }
+}

@@ -1822,13 +1822,13 @@ fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
 fn remote_gateway(engine: &openshell_tests::live::Engine, network: &str) -> String {
     let out = Command::new(&engine.cli[0])
         .args(&engine.cli[1..])
-        .args([
-            "network",
-            "inspect",
-            "-f",
-            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-            network,
-        ])
+        .args(["network", "inspect", "-f"])
+        .arg(if engine.podman {
+            "{{range .Subnets}}{{.Gateway}}{{end}}"
+        } else {
+            "{{range .IPAM.Config}}{{.Gateway}}{{end}}"
+        })
+        .arg(network)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     let gateway = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -1908,7 +1908,13 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
             // The relay ran on the remote engine: on its network, at an address of its pool.
             let gateway = remote_gateway(&engine, &network);
             let prefix = gateway.rsplit_once('.').map_or("", |(p, _)| p).to_string();
-            let note = probes[0]["notes"][0].as_str().unwrap_or_default();
+            // Another note comes first when the gateway's port is busy (a running gateway).
+            let notes = probes[0]["notes"].as_array().cloned().unwrap_or_default();
+            let note = notes
+                .iter()
+                .filter_map(|n| n.as_str())
+                .find(|n| n.starts_with("carried by relay container"))
+                .unwrap_or_default();
             assert!(
                 note.contains("carried by relay container")
                     && note.contains(&format!(" at {prefix}."))
@@ -1954,6 +1960,98 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
     }
     assert_eq!(relays, Ok(Vec::new()), "relays left on the remote engine");
     assert_eq!(probes, Ok(Vec::new()), "probes left on the remote engine");
+    assert_eq!(
+        images_of(&engine, "localhost/openshell-relay"),
+        Ok(Vec::new())
+    );
+}
+
+/// `doctor` against the namespaced Podman service over ssh:// (its socket forwarded; issue 14),
+/// through the Podman driver and the Docker driver: detects a remote engine, decides the relay
+/// and proves it (the relay on the remote Podman network, the callback at 127.0.0.1 here); the
+/// remote network's gateway as a direct route is refused. Everything made there is removed.
+#[test]
+fn live_doctor_proves_the_relay_on_a_remote_podman() {
+    use openshell_runtime::consts::{LABEL_PROBE, LABEL_RELAY_NETWORK};
+    use openshell_tests::live::{
+        containers_labelled, images_of, import_busybox, remote_podman, remote_setting,
+        remote_settings, remove_image, remove_images_of, remove_networks_named,
+    };
+    let Some(settings) = remote_settings() else {
+        return;
+    };
+    let engine = remote_podman(&settings);
+    if !engine.available() {
+        return;
+    }
+    let endpoint = remote_setting(&settings, "OPENSHELL_REMOTE_PODMAN_SSH");
+    let ssh_config = remote_setting(&settings, "OPENSHELL_REMOTE_SSH_CONFIG");
+    let image = import_busybox(&engine).unwrap_or_else(|e| panic!("{e}"));
+    let network = format!("openshell-doctor-remote-podman-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let doctor = |driver: &str, extra: &[&str]| {
+        let out = isolated(dir.path())
+            .args(["doctor", "--no-config", "-o", "json", "--timeout", "30"])
+            .args(["--driver", driver, "--endpoint", &endpoint])
+            .args(["--network", &network])
+            .args(["--probe-image", &image, "--probe-timeout", "20"])
+            .args(extra)
+            .env("OPENSHELL_SSH_CONFIG", &ssh_config)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        (out.status.code(), json(&out))
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for driver in ["podman", "docker"] {
+            let (code, v) = doctor(driver, &[]);
+            assert_eq!(code, Some(0), "{driver}: {v}");
+            assert_eq!(v["runtime"], "remote-docker", "{driver}: {v}");
+            assert_eq!(v["driver"], driver, "{v}");
+            assert_eq!(v["route_kind"], "relay", "{driver}: {v}");
+            // Podman's own alias is routed too: the engine on the other side is Podman.
+            assert!(
+                v["extra_hosts"]
+                    .as_array()
+                    .is_some_and(|h| h.iter().any(|h| h == "host.containers.internal:relay")),
+                "{driver}: {v}"
+            );
+            let probes = v["probes"].as_array().cloned().unwrap_or_default();
+            assert_eq!(probes.len(), 1, "{driver}: {v}");
+            assert_eq!(probes[0]["outcome"], "ok", "{driver}: {v}");
+            assert_eq!(probes[0]["bind"], "127.0.0.1", "{driver}: {v}");
+            let gateway = remote_gateway(&engine, &network);
+            let prefix = gateway.rsplit_once('.').map_or("", |(p, _)| p).to_string();
+            // Another note comes first when the gateway's port is busy (a running gateway).
+            let notes = probes[0]["notes"].as_array().cloned().unwrap_or_default();
+            let note = notes
+                .iter()
+                .filter_map(|n| n.as_str())
+                .find(|n| n.starts_with("carried by relay container"))
+                .unwrap_or_default();
+            assert!(
+                note.contains(&format!(" at {prefix}."))
+                    && note.ends_with(&format!("on network {network}")),
+                "{driver}: {v}"
+            );
+        }
+        let gateway = remote_gateway(&engine, &network);
+        let (code, v) = doctor(
+            "podman",
+            &["--route-kind", "direct", "--host-gateway-ip", &gateway],
+        );
+        assert_eq!(code, Some(5), "{gateway}: {v}");
+        assert_eq!(v["probes"][0]["outcome"], "refused", "{gateway}: {v}");
+    }));
+    let relays = containers_labelled(&engine, LABEL_RELAY_NETWORK, &network);
+    let probes = containers_labelled(&engine, LABEL_PROBE, "true");
+    remove_networks_named(&engine, &network);
+    remove_image(&engine, &image);
+    remove_images_of(&engine, "localhost/openshell-relay");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    assert_eq!(relays, Ok(Vec::new()), "relays left on the remote Podman");
+    assert_eq!(probes, Ok(Vec::new()), "probes left on the remote Podman");
     assert_eq!(
         images_of(&engine, "localhost/openshell-relay"),
         Ok(Vec::new())
