@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A "remote" machine for the live tests of remote engines (issue 14), made on this host: a
 # network namespace `openshell-remote` joined to the host by a veth pair, and inside it a second
-# dockerd reachable over tcp:// with TLS and an sshd (key auth only) through which the tests
-# reach that dockerd (`docker system dial-stdio`) and its sockets.
+# dockerd reachable over tcp:// with TLS, a Podman API service (rootful, its own storage and
+# network configuration), and an sshd (key auth only) through which the tests reach that
+# dockerd (`docker system dial-stdio`) and both engines' sockets (forwarded).
 #
 #   bash scripts/remote.sh up     # idempotent: what already runs is left alone
 #   bash scripts/remote.sh down   # stops everything, removes the namespace, links and dirs
@@ -13,7 +14,9 @@
 # refuses when all collide). Inside the chosen X.Y.0.0/16:
 #   X.Y.0.0/30    the veth pair: X.Y.0.1 on the host (osr-host), X.Y.0.2 in the namespace
 #   X.Y.1.0/24    the namespaced dockerd's default bridge (--bip)
-#   X.Y.64.0/18   the address pool of networks created on it (/24 each)
+#   X.Y.2.0/24    the namespaced Podman's default network (osr-podman)
+#   X.Y.64.0/18   the address pool of networks created on the dockerd (/24 each)
+#   X.Y.128.0/18  the address pool of networks created on Podman (/24 each)
 # The namespace has no default route: it reaches the host's veth address and nothing else, and
 # no route leads to this host's loopback (another machine's containers cannot reach it either).
 #
@@ -22,6 +25,14 @@
 # disturb this host's engines; its iptables rules live in the namespace's own tables. Its
 # unix socket sits in a private (0700) directory and is used only by sshd sessions
 # (DOCKER_HOST set by sshd's SetEnv), as `docker system dial-stdio` on a remote machine would.
+#
+# The namespaced Podman (4.3, CNI) keeps its own --root, --runroot, --tmpdir and network
+# configuration directory, and reads only its own containers.conf (CONTAINERS_CONF): runc (crun
+# refuses this hybrid-cgroup host), cgroupfs, file events, and a default network and subnet
+# pool of its own. Its network names are unique to it, so the IPAM state CNI keeps in
+# /var/lib/cni/networks/<name> (shared with this host's Podman) cannot collide; `down` removes
+# the directories of its networks. The service runs from `/`: a service whose working directory
+# is gone fails every container start with "write child: broken pipe".
 #
 # Every wait is bounded. Run as root. Talks to nothing but what it creates.
 set -euo pipefail
@@ -257,6 +268,67 @@ CONF
     ssh -F "$dir/client_config" "$ns_ip" -- true
 }
 
+podman_up() {
+  local base=$1 pidfile=$RUN/podman.pid sock=$RUN/podman/podman.sock
+  if pid_alive "$pidfile" && curl -fsS --max-time 2 --unix-socket "$sock" http://d/_ping >/dev/null 2>&1; then
+    return 0
+  fi
+  command -v podman >/dev/null 2>&1 || die "podman is not installed (scripts/engines.sh installs it)"
+  command -v runc >/dev/null 2>&1 || die "runc is not installed (scripts/engines.sh installs it)"
+  mkdir -p "$RUN/podman/runroot" "$RUN/podman/tmp" "$RUN/podman/networks" "$DATA/podman/root"
+  chmod 700 "$RUN/podman" "$DATA/podman"
+  cat >"$RUN/podman/containers.conf" <<CONF
+# Written by openshell-runtime's scripts/remote.sh: the namespaced test machine's Podman.
+[containers]
+default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$RUN/podman/events.log"
+
+[network]
+network_backend = "cni"
+network_config_dir = "$RUN/podman/networks"
+default_network = "osr-podman"
+default_subnet = "$base.2.0/24"
+default_subnet_pools = [{"base" = "$base.128.0/18", "size" = 24}]
+CONF
+  log "starting the namespaced podman service"
+  rm -f "$sock"
+  # nsenter itself (not the in_ns function, which would run in a forked shell that keeps a
+  # copy of this script's stdout open), so that $! is the service, which nsenter and env exec.
+  nsenter --net="/run/netns/$NS" -- env CONTAINERS_CONF="$RUN/podman/containers.conf" podman \
+    --root "$DATA/podman/root" --runroot "$RUN/podman/runroot" --tmpdir "$RUN/podman/tmp" \
+    --network-config-dir "$RUN/podman/networks" --cgroup-manager cgroupfs --events-backend file \
+    system service --time=0 "unix://$sock" >"$RUN/podman.log" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+  wait_until 60 "the namespaced podman service" "$(cat "$pidfile")" \
+    curl -fsS --max-time 2 --unix-socket "$sock" http://d/_ping ||
+    { tail -20 "$RUN/podman.log" >&2; return 1; }
+}
+
+podman_down() {
+  [ -s "$RUN/podman/containers.conf" ] || return 0
+  local base d
+  base=$(cat "$RUN/base" 2>/dev/null || true)
+  # Its containers first, while the service still runs their cleanup (bounded).
+  if pid_alive "$RUN/podman.pid"; then
+    timeout 60 podman --url "unix://$RUN/podman/podman.sock" rm -af -t 0 >/dev/null 2>&1 || true
+  fi
+  stop_pidfile "$RUN/podman.pid" "podman service" 15
+  # CNI's host-local IPAM keeps /var/lib/cni/networks/<name> after `network rm` (Podman 4.3),
+  # shared with this host's Podman: ours are the ones that handed out addresses of our /16,
+  # which no network of this host overlaps.
+  [ -n "$base" ] || return 0
+  for d in /var/lib/cni/networks/*/; do
+    if grep -qs "^${base//./\\.}\\." "$d"last_reserved_ip.*; then
+      rm -rf "$d"
+    fi
+  done
+}
+
 write_env() {
   local base=$1 ns_ip=$1.0.2
   cat >"$RUN/env" <<ENV
@@ -268,6 +340,8 @@ OPENSHELL_REMOTE_DOCKER_CERT_PATH=$RUN/tls/client
 OPENSHELL_REMOTE_DOCKER_SSH=ssh://root@$ns_ip:$SSH_PORT
 OPENSHELL_REMOTE_DOCKER_SOCKET=$RUN/docker/docker.sock
 OPENSHELL_REMOTE_SSH_CONFIG=$RUN/ssh/client_config
+OPENSHELL_REMOTE_PODMAN_SOCKET=$RUN/podman/podman.sock
+OPENSHELL_REMOTE_PODMAN_SSH=ssh://root@$ns_ip:$SSH_PORT$RUN/podman/podman.sock
 ENV
 }
 
@@ -287,9 +361,10 @@ up() {
   network_up "$base"
   tls_up "$base.0.2"
   dockerd_up "$base"
+  podman_up "$base"
   sshd_up "$base"
   write_env "$base"
-  log "up: dockerd on tcp://$base.0.2:$DOCKER_TCP_PORT (TLS) and ssh://root@$base.0.2:$SSH_PORT in namespace $NS"
+  log "up: dockerd on tcp://$base.0.2:$DOCKER_TCP_PORT (TLS), podman's socket and ssh://root@$base.0.2:$SSH_PORT in namespace $NS"
 }
 
 stop_pidfile() { # pidfile, name, seconds
@@ -307,6 +382,7 @@ stop_pidfile() { # pidfile, name, seconds
 }
 
 down() {
+  podman_down
   stop_pidfile "$RUN/sshd.pid" sshd 5
   # dockerd stops its containers and its containerd itself.
   stop_pidfile "$RUN/docker.pid" dockerd 30

@@ -13,4 +13,5 @@ mod policy;
 mod policy_shapes;
 mod probe;
 mod relay;
+mod remote;
 mod replay;

@@ -297,3 +297,94 @@ pub fn exists(engine: &Engine, kind: &str, name: &str) -> bool {
 
 /// Default bound for waiting on a callback.
 pub const CALLBACK_WAIT: Duration = Duration::from_secs(40);
+
+/// Where `scripts/remote.sh up` writes the namespaced "remote" engine's settings (issue 14).
+pub const REMOTE_ENV_FILE: &str = "/run/openshell-remote/env";
+
+/// The settings `scripts/remote.sh up` wrote for the namespaced "remote" engine, or `None` (a
+/// skip, or a failure under `OPENSHELL_LIVE=require`) when it is not up.
+pub fn remote_settings() -> Option<std::collections::BTreeMap<String, String>> {
+    let Ok(text) = std::fs::read_to_string(REMOTE_ENV_FILE) else {
+        let what = format!("{REMOTE_ENV_FILE} is missing: run `scripts/remote.sh up` as root (a dockerd behind tcp:// with TLS and ssh:// in a network namespace)");
+        if std::env::var(LIVE_ENV).is_ok_and(|v| v == "require") {
+            panic!("{what}; {LIVE_ENV}=require demands the remote engine");
+        }
+        eprintln!("SKIPPED (no remote engine): {what}");
+        return None;
+    };
+    Some(
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+/// One remote setting; panics naming it when `scripts/remote.sh` wrote none.
+pub fn remote_setting(settings: &std::collections::BTreeMap<String, String>, k: &str) -> String {
+    settings
+        .get(k)
+        .cloned()
+        .unwrap_or_else(|| panic!("{k} missing from {REMOTE_ENV_FILE}"))
+}
+
+/// The namespaced dockerd of `scripts/remote.sh`, managed with the docker CLI over its tcp://
+/// TLS endpoint (images imported from this host's files, containers listed and removed): the
+/// way an operator would reach another machine's engine. `socket` is its Unix socket, seen
+/// from this host only to tell whether it is up.
+pub fn remote_dockerd(settings: &std::collections::BTreeMap<String, String>) -> Engine {
+    let certs = remote_setting(settings, "OPENSHELL_REMOTE_DOCKER_CERT_PATH");
+    let cli = vec![
+        "docker".to_string(),
+        "--host".into(),
+        remote_setting(settings, "OPENSHELL_REMOTE_DOCKER_TCP"),
+        "--tlsverify".into(),
+        "--tlscacert".into(),
+        format!("{certs}/ca.pem"),
+        "--tlscert".into(),
+        format!("{certs}/cert.pem"),
+        "--tlskey".into(),
+        format!("{certs}/key.pem"),
+    ];
+    Engine {
+        name: "remote dockerd",
+        socket: remote_setting(settings, "OPENSHELL_REMOTE_DOCKER_SOCKET"),
+        cli,
+        podman: false,
+        runtime: "remote-docker",
+        rootless_host_loopback: false,
+    }
+}
+
+/// The images of `repository` in the engine, by id.
+pub fn images_of(engine: &Engine, repository: &str) -> Result<Vec<String>, String> {
+    let out = run(engine
+        .command()
+        .args(["images", "--no-trunc", "-q", repository]))?;
+    let mut ids: Vec<String> = out.lines().map(str::to_string).collect();
+    ids.dedup();
+    Ok(ids)
+}
+
+/// Removes every image of `repository` (best effort, for cleanup): the relay images a test
+/// imported into an engine it does not share with anyone.
+pub fn remove_images_of(engine: &Engine, repository: &str) {
+    for id in images_of(engine, repository).unwrap_or_default() {
+        let _ = run(engine.command().args(["rmi", "-f", &id]));
+    }
+}
+
+/// The namespaced Podman service of `scripts/remote.sh`, managed with the podman CLI through
+/// its socket (`podman --url`): the tests reach it over ssh, and this only imports images,
+/// lists and removes what they made.
+pub fn remote_podman(settings: &std::collections::BTreeMap<String, String>) -> Engine {
+    let socket = remote_setting(settings, "OPENSHELL_REMOTE_PODMAN_SOCKET");
+    Engine {
+        name: "remote podman",
+        cli: vec!["podman".into(), "--url".into(), format!("unix://{socket}")],
+        socket,
+        podman: true,
+        runtime: "remote-docker",
+        rootless_host_loopback: false,
+    }
+}

@@ -1773,10 +1773,12 @@ fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
     };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let home = dir.path();
+    // Its own network (detect creates the sandbox network), removed at the end.
+    let network = format!("openshell-detect-remote-{}", std::process::id());
     let detect = |endpoint: &str, vars: &[(&str, &str)]| {
         isolated(home)
             .args(["detect", "--no-config", "-o", "json", "--timeout", "20"])
-            .args(["--endpoint", endpoint])
+            .args(["--endpoint", endpoint, "--network", &network])
             .envs(vars.iter().copied())
             .output()
             .unwrap_or_else(|e| panic!("{e}"))
@@ -1798,8 +1800,15 @@ fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
         (get("OPENSHELL_REMOTE_DOCKER_SSH"), &ssh_vars),
         (forwarded, &ssh_vars),
     ];
-    for (endpoint, vars) in &cases {
-        let out = detect(endpoint, vars);
+    let detected: Vec<_> = cases
+        .iter()
+        .map(|(endpoint, vars)| (endpoint, detect(endpoint, vars)))
+        .collect();
+    openshell_tests::live::remove_networks_named(
+        &openshell_tests::live::remote_dockerd(&remote),
+        &network,
+    );
+    for (endpoint, out) in detected {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{endpoint}: {err}");
         let v = json(&out);
@@ -1845,4 +1854,244 @@ fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
     let err = String::from_utf8_lossy(&unknown.stderr);
     assert_eq!(unknown.status.code(), Some(3), "{err}");
     assert!(err.contains("Host key verification failed"), "{err}");
+}
+
+/// The network's gateway on the remote engine (its bridge address, inside the namespace).
+fn remote_gateway(engine: &openshell_tests::live::Engine, network: &str) -> String {
+    let out = Command::new(&engine.cli[0])
+        .args(&engine.cli[1..])
+        .args(["network", "inspect", "-f"])
+        .arg(if engine.podman {
+            "{{range .Subnets}}{{.Gateway}}{{end}}"
+        } else {
+            "{{range .IPAM.Config}}{{.Gateway}}{{end}}"
+        })
+        .arg(network)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let gateway = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && gateway.parse::<std::net::Ipv4Addr>().is_ok(),
+        "{network}: {gateway:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    gateway
+}
+
+/// `doctor` against the namespaced remote engine (issue 14): over tcp:// with TLS, ssh://
+/// (dial-stdio) and ssh:// with a forwarded socket it decides the relay and proves it, the
+/// relay running on the remote engine's network and its attach stream carrying the probe's
+/// callback over that connection to a listener on 127.0.0.1 here. The direct routes do not
+/// arrive: the network's gateway and the default bridge's (where host-gateway points on a
+/// remote dockerd) are the remote machine's own addresses, and the probe there is refused. An
+/// explicit `host_gateway_ip` this host holds on the remote's side (the veth of the test's
+/// namespace) keeps working. Everything the runs made on the remote engine is removed.
+#[test]
+fn live_doctor_proves_the_relay_on_a_remote_engine() {
+    use openshell_runtime::consts::{LABEL_PROBE, LABEL_RELAY_NETWORK};
+    use openshell_tests::live::{
+        containers_labelled, images_of, import_busybox, remote_dockerd, remote_setting,
+        remote_settings, remove_image, remove_images_of, remove_networks_named,
+    };
+    let Some(settings) = remote_settings() else {
+        return;
+    };
+    let engine = remote_dockerd(&settings);
+    if !engine.available() {
+        return;
+    }
+    let get = |k: &str| remote_setting(&settings, k);
+    let image = import_busybox(&engine).unwrap_or_else(|e| panic!("{e}"));
+    let network = format!("openshell-doctor-remote-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let home = dir.path();
+    let doctor = |endpoint: &str, vars: &[(&str, &str)], extra: &[&str]| {
+        let out = isolated(home)
+            .args(["doctor", "--no-config", "-o", "json", "--timeout", "30"])
+            .args(["--endpoint", endpoint, "--network", &network])
+            .args(["--probe-image", &image, "--probe-timeout", "20"])
+            .args(extra)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let v = json(&out);
+        (out.status.code(), v)
+    };
+    let certs = get("OPENSHELL_REMOTE_DOCKER_CERT_PATH");
+    let ssh_config = get("OPENSHELL_REMOTE_SSH_CONFIG");
+    let tcp = get("OPENSHELL_REMOTE_DOCKER_TCP");
+    let ssh = get("OPENSHELL_REMOTE_DOCKER_SSH");
+    let forwarded = format!("{ssh}{}", get("OPENSHELL_REMOTE_DOCKER_SOCKET"));
+    let tls_vars = [
+        ("DOCKER_CERT_PATH", certs.as_str()),
+        ("DOCKER_TLS_VERIFY", "1"),
+    ];
+    let ssh_vars = [("OPENSHELL_SSH_CONFIG", ssh_config.as_str())];
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let cases: [(&str, &[(&str, &str)]); 3] = [
+            (&tcp, &tls_vars),
+            (&ssh, &ssh_vars),
+            (&forwarded, &ssh_vars),
+        ];
+        for (endpoint, vars) in cases {
+            let (code, v) = doctor(endpoint, vars, &[]);
+            assert_eq!(code, Some(0), "{endpoint}: {v}");
+            assert_eq!(v["runtime"], "remote-docker", "{endpoint}: {v}");
+            assert_eq!(v["route_kind"], "relay", "{endpoint}: {v}");
+            let probes = v["probes"].as_array().cloned().unwrap_or_default();
+            assert_eq!(probes.len(), 1, "{endpoint}: {v}");
+            assert_eq!(probes[0]["outcome"], "ok", "{endpoint}: {v}");
+            assert_eq!(probes[0]["openshell_host"], "relay", "{endpoint}: {v}");
+            assert_eq!(probes[0]["bind"], "127.0.0.1", "{endpoint}: {v}");
+            // The relay ran on the remote engine: on its network, at an address of its pool.
+            let gateway = remote_gateway(&engine, &network);
+            let prefix = gateway.rsplit_once('.').map_or("", |(p, _)| p).to_string();
+            // Another note comes first when the gateway's port is busy (a running gateway).
+            let notes = probes[0]["notes"].as_array().cloned().unwrap_or_default();
+            let note = notes
+                .iter()
+                .filter_map(|n| n.as_str())
+                .find(|n| n.starts_with("carried by relay container"))
+                .unwrap_or_default();
+            assert!(
+                note.contains("carried by relay container")
+                    && note.contains(&format!(" at {prefix}."))
+                    && note.ends_with(&format!("on network {network}")),
+                "{endpoint}: {v}"
+            );
+        }
+
+        // The direct routes arrive at the remote machine, not here: refused.
+        let gateway = remote_gateway(&engine, &network);
+        let bridge = remote_gateway(&engine, "bridge");
+        for (addr, bind) in [(&gateway, None), (&bridge, Some("127.0.0.1"))] {
+            let mut extra = vec!["--route-kind", "direct", "--host-gateway-ip", addr];
+            extra.extend(bind.iter().flat_map(|b| ["--bind", *b]));
+            let (code, v) = doctor(&tcp, &tls_vars, &extra);
+            assert_eq!(code, Some(5), "{addr}: {v}");
+            assert_eq!(v["route_kind"], "bridge", "{addr}: {v}");
+            assert_eq!(v["probes"][0]["openshell_host"], addr.as_str(), "{v}");
+            assert_eq!(v["probes"][0]["outcome"], "refused", "{addr}: {v}");
+            assert!(v["proven"].is_null(), "{addr}: {v}");
+        }
+        // Without host_gateway_ip, direct only: nothing is decided, and the reason says why.
+        let (code, v) = doctor(&tcp, &tls_vars, &["--route-kind", "direct"]);
+        assert_ne!(code, Some(0), "{v}");
+        let err = v["error"].as_str().unwrap_or_default();
+        assert!(err.contains("on another machine"), "{v}");
+        assert!(v["probes"].as_array().is_some_and(Vec::is_empty), "{v}");
+
+        // An address of this host that the remote containers reach keeps working.
+        let host = get("OPENSHELL_REMOTE_HOST_ADDR");
+        let (code, v) = doctor(&tcp, &tls_vars, &["--host-gateway-ip", &host]);
+        assert_eq!(code, Some(0), "{v}");
+        assert_eq!(v["proven"]["openshell_host"], host.as_str(), "{v}");
+        assert_eq!(v["proven"]["bind"], host.as_str(), "{v}");
+    }));
+    let relays = containers_labelled(&engine, LABEL_RELAY_NETWORK, &network);
+    let probes = containers_labelled(&engine, LABEL_PROBE, "true");
+    remove_networks_named(&engine, &network);
+    remove_image(&engine, &image);
+    remove_images_of(&engine, "localhost/openshell-relay");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    assert_eq!(relays, Ok(Vec::new()), "relays left on the remote engine");
+    assert_eq!(probes, Ok(Vec::new()), "probes left on the remote engine");
+    assert_eq!(
+        images_of(&engine, "localhost/openshell-relay"),
+        Ok(Vec::new())
+    );
+}
+
+/// `doctor` against the namespaced Podman service over ssh:// (its socket forwarded; issue 14),
+/// through the Podman driver and the Docker driver: detects a remote engine, decides the relay
+/// and proves it (the relay on the remote Podman network, the callback at 127.0.0.1 here); the
+/// remote network's gateway as a direct route is refused. Everything made there is removed.
+#[test]
+fn live_doctor_proves_the_relay_on_a_remote_podman() {
+    use openshell_runtime::consts::{LABEL_PROBE, LABEL_RELAY_NETWORK};
+    use openshell_tests::live::{
+        containers_labelled, images_of, import_busybox, remote_podman, remote_setting,
+        remote_settings, remove_image, remove_images_of, remove_networks_named,
+    };
+    let Some(settings) = remote_settings() else {
+        return;
+    };
+    let engine = remote_podman(&settings);
+    if !engine.available() {
+        return;
+    }
+    let endpoint = remote_setting(&settings, "OPENSHELL_REMOTE_PODMAN_SSH");
+    let ssh_config = remote_setting(&settings, "OPENSHELL_REMOTE_SSH_CONFIG");
+    let image = import_busybox(&engine).unwrap_or_else(|e| panic!("{e}"));
+    let network = format!("openshell-doctor-remote-podman-{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let doctor = |driver: &str, extra: &[&str]| {
+        let out = isolated(dir.path())
+            .args(["doctor", "--no-config", "-o", "json", "--timeout", "30"])
+            .args(["--driver", driver, "--endpoint", &endpoint])
+            .args(["--network", &network])
+            .args(["--probe-image", &image, "--probe-timeout", "20"])
+            .args(extra)
+            .env("OPENSHELL_SSH_CONFIG", &ssh_config)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        (out.status.code(), json(&out))
+    };
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        for driver in ["podman", "docker"] {
+            let (code, v) = doctor(driver, &[]);
+            assert_eq!(code, Some(0), "{driver}: {v}");
+            assert_eq!(v["runtime"], "remote-docker", "{driver}: {v}");
+            assert_eq!(v["driver"], driver, "{v}");
+            assert_eq!(v["route_kind"], "relay", "{driver}: {v}");
+            // Podman's own alias is routed too: the engine on the other side is Podman.
+            assert!(
+                v["extra_hosts"]
+                    .as_array()
+                    .is_some_and(|h| h.iter().any(|h| h == "host.containers.internal:relay")),
+                "{driver}: {v}"
+            );
+            let probes = v["probes"].as_array().cloned().unwrap_or_default();
+            assert_eq!(probes.len(), 1, "{driver}: {v}");
+            assert_eq!(probes[0]["outcome"], "ok", "{driver}: {v}");
+            assert_eq!(probes[0]["bind"], "127.0.0.1", "{driver}: {v}");
+            let gateway = remote_gateway(&engine, &network);
+            let prefix = gateway.rsplit_once('.').map_or("", |(p, _)| p).to_string();
+            // Another note comes first when the gateway's port is busy (a running gateway).
+            let notes = probes[0]["notes"].as_array().cloned().unwrap_or_default();
+            let note = notes
+                .iter()
+                .filter_map(|n| n.as_str())
+                .find(|n| n.starts_with("carried by relay container"))
+                .unwrap_or_default();
+            assert!(
+                note.contains(&format!(" at {prefix}."))
+                    && note.ends_with(&format!("on network {network}")),
+                "{driver}: {v}"
+            );
+        }
+        let gateway = remote_gateway(&engine, &network);
+        let (code, v) = doctor(
+            "podman",
+            &["--route-kind", "direct", "--host-gateway-ip", &gateway],
+        );
+        assert_eq!(code, Some(5), "{gateway}: {v}");
+        assert_eq!(v["probes"][0]["outcome"], "refused", "{gateway}: {v}");
+    }));
+    let relays = containers_labelled(&engine, LABEL_RELAY_NETWORK, &network);
+    let probes = containers_labelled(&engine, LABEL_PROBE, "true");
+    remove_networks_named(&engine, &network);
+    remove_image(&engine, &image);
+    remove_images_of(&engine, "localhost/openshell-relay");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    assert_eq!(relays, Ok(Vec::new()), "relays left on the remote Podman");
+    assert_eq!(probes, Ok(Vec::new()), "probes left on the remote Podman");
+    assert_eq!(
+        images_of(&engine, "localhost/openshell-relay"),
+        Ok(Vec::new())
+    );
 }

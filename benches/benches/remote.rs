@@ -1,0 +1,263 @@
+//! Latency over the wire (issue 14): detect and sandbox create→callback against the namespaced
+//! engines of `scripts/remote.sh` over `tcp://` with TLS and `ssh://`, next to the local
+//! sockets. "Detect" is what `detect` does past discovery: connect the driver, gather the
+//! engine's facts, decide. "Create→callback" is one sandbox created, started and called back
+//! through the relay (the remote engines' route) to a listener on 127.0.0.1, measured until the
+//! callback arrives; on the local dockerd also along the decided direct bridge route. The
+//! relay's start (image check or import, container create, attach) is reported on its own.
+//!
+//! `cargo bench -p openshell-benches --bench remote` prints a Markdown table for
+//! docs/performance.md (needs `scripts/remote.sh up`, dockerd and Podman, and
+//! `OPENSHELL_RELAY_BINARY`). Under `cargo test` it runs one round, so CI keeps it working;
+//! without the remote engine it skips (or fails under `OPENSHELL_LIVE=require`). Everything
+//! made on the engines is removed; relay images only on the remote ones (the local engines'
+//! are shared with other runs).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openshell_driver_docker::DockerDriver;
+use openshell_driver_podman::PodmanDriver;
+use openshell_runtime::facts::Endpoint;
+use openshell_runtime::{decide, NetworkMode, Registry, Route, RouteContext, RouteKindChoice};
+use openshell_sandbox::support::ssh::{user_of, SshSettings};
+use openshell_sandbox::support::tls::TlsMaterial;
+use openshell_sandbox::support::transport::Target;
+use openshell_sandbox::support::EngineOps;
+use openshell_sandbox::{
+    new_token, sandbox_command, CallbackListener, DriverOptions, ListenerOptions, Relay,
+    RelayOptions, SandboxDriver, SandboxSpec,
+};
+use openshell_tests::live::{self, remote_setting, Engine};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The route a gateway would use: decided from live facts, the relay when `relay` (forced on a
+/// local engine, decided on a remote one).
+async fn route_of<D: SandboxDriver>(driver: &D, relay: bool) -> Route {
+    let mut facts = driver
+        .gather_facts()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .facts;
+    if relay {
+        facts.overrides.route_kind = RouteKindChoice::Relay;
+    }
+    decide(
+        &Registry::builtin(),
+        &facts,
+        &RouteContext {
+            port: 0,
+            tls: false,
+            network_mode: NetworkMode::Bridge,
+        },
+    )
+    .route
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn spec(image: &str) -> SandboxSpec {
+    SandboxSpec {
+        id: live::unique("bench-remote"),
+        image: image.into(),
+        command: sandbox_command(60),
+        token: new_token().unwrap_or_else(|e| panic!("{e}")),
+        labels: Default::default(),
+    }
+}
+
+/// One sandbox: create, start, callback received (timed), delete.
+async fn create_to_callback<D: SandboxDriver>(
+    driver: &D,
+    listener: &mut CallbackListener,
+    route: &Route,
+    image: &str,
+) -> Duration {
+    let s = spec(image);
+    listener.expect(&s.id, &s.token);
+    let t0 = Instant::now();
+    let h = driver
+        .create(&s, route)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
+    listener
+        .wait_for(&s.id, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let took = t0.elapsed();
+    driver.delete(&h).await.unwrap_or_else(|e| panic!("{e}"));
+    took
+}
+
+/// One engine behind one transport: detect `rounds` times, then `rounds` sandboxes through the
+/// relay (and along the direct route when `direct`); prints one table row each.
+async fn bench<D, F, Fut>(engine: &Engine, label: &str, connect: F, rounds: usize, direct: bool)
+where
+    D: SandboxDriver + EngineOps + Clone + 'static,
+    F: Fn(String) -> Fut,
+    Fut: Future<Output = D>,
+{
+    let network = live::unique("openshell-bench-remote");
+    // The network first, so that detection measures a gateway's later starts.
+    let driver = connect(network.clone()).await;
+    driver
+        .ensure_network()
+        .await
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    let mut detect = Vec::new();
+    for _ in 0..rounds {
+        let t0 = Instant::now();
+        let d = connect(network.clone()).await;
+        let _ = route_of(&d, false).await;
+        detect.push(t0.elapsed());
+    }
+    let image = live::import_busybox(engine).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let relay_route = route_of(&driver, true).await;
+    let mut listener = CallbackListener::bind(&relay_route, ListenerOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    let ops: Arc<dyn EngineOps> = Arc::new(driver.clone());
+    let opts = RelayOptions::from_env(listener.route().port).unwrap_or_else(|e| panic!("{e}"));
+    let t0 = Instant::now();
+    let relay = Relay::start(ops, opts)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    let relay_start = t0.elapsed();
+    let carried = relay
+        .route(listener.route())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut via_relay = Vec::new();
+    for _ in 0..rounds {
+        via_relay.push(create_to_callback(&driver, &mut listener, &carried, &image).await);
+    }
+    relay
+        .shutdown()
+        .await
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    drop(listener);
+    let direct_cell = if direct {
+        let route = route_of(&driver, false).await;
+        let mut listener = CallbackListener::bind(&route, ListenerOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let route = listener.route().clone();
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            times.push(create_to_callback(&driver, &mut listener, &route, &image).await);
+        }
+        ms(median(times))
+    } else {
+        "-".into()
+    };
+    let _ = SandboxDriver::remove_network(&driver).await;
+    live::remove_image(engine, &image);
+    println!(
+        "| {label} | {} | {} | {} | {direct_cell} |",
+        ms(median(detect)),
+        ms(relay_start),
+        ms(median(via_relay)),
+    );
+}
+
+fn docker_on(
+    target: Target,
+) -> impl Fn(String) -> std::pin::Pin<Box<dyn Future<Output = DockerDriver>>> {
+    move |network| {
+        let target = target.clone();
+        Box::pin(async move {
+            DockerDriver::connect(target, options(network))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+    }
+}
+
+fn podman_on(
+    target: Target,
+) -> impl Fn(String) -> std::pin::Pin<Box<dyn Future<Output = PodmanDriver>>> {
+    move |network| {
+        let target = target.clone();
+        Box::pin(async move {
+            PodmanDriver::connect(target, options(network))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+    }
+}
+
+fn options(network: String) -> DriverOptions {
+    DriverOptions {
+        network,
+        timeout: Duration::from_secs(30),
+        host: None,
+    }
+}
+
+fn ssh_target(settings: &BTreeMap<String, String>, raw: &str) -> Target {
+    let endpoint = Endpoint::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+    Target::new(endpoint).with_ssh(SshSettings {
+        user: user_of(raw),
+        config: Some(PathBuf::from(remote_setting(
+            settings,
+            "OPENSHELL_REMOTE_SSH_CONFIG",
+        ))),
+        ..SshSettings::default()
+    })
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let rounds = if full { 7 } else { 1 };
+    let Some(settings) = live::remote_settings() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    rt.block_on(async {
+        println!("| engine, transport | detect | relay start | create→callback, relay | create→callback, direct |");
+        println!("|---|---|---|---|---|");
+        let dockerd = live::dockerd();
+        if dockerd.available() {
+            bench(&dockerd, "local dockerd, unix socket", docker_on(Target::new(dockerd.endpoint())), rounds, true).await;
+        }
+        let remote = live::remote_dockerd(&settings);
+        if remote.available() {
+            let certs = PathBuf::from(remote_setting(&settings, "OPENSHELL_REMOTE_DOCKER_CERT_PATH"));
+            let tls = TlsMaterial::load(&certs, "DOCKER_CERT_PATH").unwrap_or_else(|e| panic!("{e}"));
+            let tcp = remote_setting(&settings, "OPENSHELL_REMOTE_DOCKER_TCP");
+            let tcp = Target::new(Endpoint::parse(&tcp).unwrap_or_else(|e| panic!("{e}"))).with_tls(tls);
+            let ssh = remote_setting(&settings, "OPENSHELL_REMOTE_DOCKER_SSH");
+            let forwarded = format!("{ssh}{}", remote_setting(&settings, "OPENSHELL_REMOTE_DOCKER_SOCKET"));
+            bench(&remote, "remote dockerd, tcp:// TLS", docker_on(tcp), rounds, false).await;
+            bench(&remote, "remote dockerd, ssh:// dial-stdio", docker_on(ssh_target(&settings, &ssh)), rounds, false).await;
+            bench(&remote, "remote dockerd, ssh:// forwarded socket", docker_on(ssh_target(&settings, &forwarded)), rounds, false).await;
+            live::remove_images_of(&remote, "localhost/openshell-relay");
+        }
+        let podman = live::podman();
+        if podman.available() {
+            bench(&podman, "local Podman, unix socket, Podman driver", podman_on(Target::new(podman.endpoint())), rounds, false).await;
+        }
+        let remote = live::remote_podman(&settings);
+        if remote.available() {
+            let raw = remote_setting(&settings, "OPENSHELL_REMOTE_PODMAN_SSH");
+            bench(&remote, "remote Podman, ssh:// forwarded socket, Podman driver", podman_on(ssh_target(&settings, &raw)), rounds, false).await;
+            live::remove_images_of(&remote, "localhost/openshell-relay");
+        }
+    });
+}

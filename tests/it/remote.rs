@@ -1,0 +1,256 @@
+//! Remote engines (issue 14), live: the namespaced dockerd of `scripts/remote.sh`, reached over
+//! `tcp://` with TLS, over `ssh://` (`docker system dial-stdio`) and over `ssh://` with a
+//! forwarded Unix socket, and its namespaced Podman service over `ssh://` with a forwarded
+//! socket (the Podman driver, and the Docker driver on Podman's compatible API). Each decides the relay from the engine's live facts, and sandboxes on
+//! that engine call back through a relay whose attach stream rides the same TLS or ssh
+//! connection to a listener on `127.0.0.1` here: the namespace has no route to this host's
+//! loopback, so nothing else could carry them. Everything made on the remote engine (sandboxes,
+//! relays, the network, the sandbox image and the relay image) is removed, also on failure.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use futures_util::{FutureExt, StreamExt};
+use openshell_driver_docker::DockerDriver;
+use openshell_driver_podman::PodmanDriver;
+use openshell_runtime::consts::LABEL_RELAY_NETWORK;
+use openshell_runtime::facts::Endpoint;
+use openshell_runtime::{decide, HostTarget, NetworkMode, Registry, RouteContext, RouteKind};
+use openshell_sandbox::support::ssh::{user_of, SshSettings};
+use openshell_sandbox::support::tls::TlsMaterial;
+use openshell_sandbox::support::transport::Target;
+use openshell_sandbox::support::EngineOps;
+use openshell_sandbox::{
+    CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions, SandboxDriver,
+};
+use openshell_tests::live::{self, remote_setting, Engine};
+
+use crate::live::{launch, run, spec, Ctx};
+
+/// Sandboxes calling back at once through the remote relay (each ssh:// engine call is an ssh
+/// session of about half a second, so fewer than the local relay test's 32).
+const CONCURRENT: usize = 3;
+
+/// The repository relay images are imported as (see `openshell-sandbox`'s relay).
+const RELAY_REPOSITORY: &str = "localhost/openshell-relay";
+
+/// The remote engine's targets, by transport: tcp:// with TLS, ssh:// with dial-stdio, ssh://
+/// forwarding the engine's socket.
+fn targets(settings: &std::collections::BTreeMap<String, String>) -> Vec<(&'static str, Target)> {
+    let parse = |raw: &str| Endpoint::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+    let certs = PathBuf::from(remote_setting(
+        settings,
+        "OPENSHELL_REMOTE_DOCKER_CERT_PATH",
+    ));
+    let tls = TlsMaterial::load(&certs, "DOCKER_CERT_PATH").unwrap_or_else(|e| panic!("{e}"));
+    let tcp = remote_setting(settings, "OPENSHELL_REMOTE_DOCKER_TCP");
+    let ssh = remote_setting(settings, "OPENSHELL_REMOTE_DOCKER_SSH");
+    let forwarded = format!(
+        "{ssh}{}",
+        remote_setting(settings, "OPENSHELL_REMOTE_DOCKER_SOCKET")
+    );
+    let ssh_settings = |raw: &str| SshSettings {
+        user: user_of(raw),
+        config: Some(PathBuf::from(remote_setting(
+            settings,
+            "OPENSHELL_REMOTE_SSH_CONFIG",
+        ))),
+        ..SshSettings::default()
+    };
+    vec![
+        ("tcp+tls", Target::new(parse(&tcp)).with_tls(tls)),
+        (
+            "ssh dial-stdio",
+            Target::new(parse(&ssh)).with_ssh(ssh_settings(&ssh)),
+        ),
+        (
+            "ssh forwarded socket",
+            Target::new(parse(&forwarded)).with_ssh(ssh_settings(&forwarded)),
+        ),
+    ]
+}
+
+/// The namespaced Podman's socket, forwarded over ssh (Podman 4.3 has no dial-stdio).
+fn podman_target(settings: &std::collections::BTreeMap<String, String>) -> Target {
+    let raw = remote_setting(settings, "OPENSHELL_REMOTE_PODMAN_SSH");
+    let endpoint = Endpoint::parse(&raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+    Target::new(endpoint).with_ssh(SshSettings {
+        user: user_of(&raw),
+        config: Some(PathBuf::from(remote_setting(
+            settings,
+            "OPENSHELL_REMOTE_SSH_CONFIG",
+        ))),
+        ..SshSettings::default()
+    })
+}
+
+fn driver_options() -> DriverOptions {
+    DriverOptions {
+        network: live::unique("openshell-remote-it"),
+        ..DriverOptions::default()
+    }
+}
+
+/// Removes the relay images the test imported (the remote engine is the tests' alone) and
+/// checks none is left.
+fn remove_relay_images(engine: &Engine) {
+    live::remove_images_of(engine, RELAY_REPOSITORY);
+    assert_eq!(
+        live::images_of(engine, RELAY_REPOSITORY).map(|i| i.len()),
+        Ok(0),
+        "relay images left on the {}",
+        engine.name
+    );
+}
+
+/// The relay containers on `network`.
+fn relays_on(engine: &Engine, network: &str) -> Vec<String> {
+    live::containers_labelled(engine, LABEL_RELAY_NETWORK, network)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The policy decides the relay from the remote engine's live facts; [`CONCURRENT`] sandboxes
+/// call back through one relay to a listener on 127.0.0.1; shutting the relay down leaves none.
+pub async fn remote_relay_callbacks<D>(engine: &Engine, driver: D, transport: &'static str)
+where
+    D: SandboxDriver + EngineOps + Clone + 'static,
+{
+    run(engine, driver, move |ctx: &'static Ctx<D>| async move {
+        let facts = ctx
+            .driver()
+            .gather_facts()
+            .await
+            .unwrap_or_else(|e| panic!("{transport}: {e}"))
+            .facts;
+        let routing = RouteContext {
+            port: 0,
+            tls: false,
+            network_mode: NetworkMode::Bridge,
+        };
+        let route = decide(&Registry::builtin(), &facts, &routing)
+            .route
+            .unwrap_or_else(|e| panic!("{transport}: no route: {e}"));
+        assert_eq!(route.runtime, ctx.engine().runtime, "{transport}");
+        assert_eq!(route.route_kind, RouteKind::Relay, "{transport}: {route:?}");
+        assert_eq!(route.openshell_host, HostTarget::Relay, "{transport}");
+        assert_eq!(route.bind, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        ctx.driver()
+            .ensure_network()
+            .await
+            .unwrap_or_else(|e| panic!("{transport}: {e}"));
+        let mut listener = CallbackListener::bind(&route, ListenerOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{transport}: {e}"));
+        let ops: Arc<dyn EngineOps> = Arc::new(ctx.driver().clone());
+        let opts = RelayOptions::from_env(listener.route().port).unwrap_or_else(|e| panic!("{e}"));
+        let relay = Relay::start(ops, opts)
+            .await
+            .unwrap_or_else(|e| panic!("{transport}: {e}"));
+        let network = ctx.driver().network().to_string();
+        let result = std::panic::AssertUnwindSafe(async {
+            let carried = relay
+                .route(listener.route())
+                .unwrap_or_else(|e| panic!("{e}"));
+            // The relay's address is on the remote engine's network: not this host's loopback.
+            assert!(
+                matches!(carried.openshell_host, HostTarget::Ip(ip) if !ip.is_loopback()),
+                "{transport}: {carried:?}"
+            );
+            assert_eq!(carried.bind, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+            let specs: Vec<_> = (0..CONCURRENT).map(|_| spec(ctx, 60)).collect();
+            for s in &specs {
+                listener.expect(&s.id, &s.token);
+            }
+            let handles: Vec<_> = futures_util::stream::iter(&specs)
+                .map(|s| launch(ctx, s, &carried))
+                .buffered(CONCURRENT)
+                .collect()
+                .await;
+            for (s, h) in specs.iter().zip(&handles) {
+                match listener.wait_for(&s.id, live::CALLBACK_WAIT).await {
+                    Ok(a) => assert!(a.peer.ip().is_loopback(), "{transport}: {a:?}"),
+                    Err(e) => {
+                        let logs = SandboxDriver::logs(ctx.driver(), h)
+                            .await
+                            .unwrap_or_default();
+                        panic!("{transport}: {e}\nsandbox output:\n{logs}");
+                    }
+                }
+            }
+            join_all(handles.iter().map(|h| ctx.driver().delete(h))).await;
+            assert_eq!(relays_on(ctx.engine(), &network).len(), 1, "{transport}");
+        })
+        .catch_unwind()
+        .await;
+        relay
+            .shutdown()
+            .await
+            .unwrap_or_else(|e| panic!("{transport}: {e}"));
+        assert!(
+            relays_on(ctx.engine(), &network).is_empty(),
+            "{transport}: a relay remains on {network}"
+        );
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    })
+    .await;
+}
+
+/// Through the Docker driver, over each transport in turn (one relay image, imported once and
+/// removed at the end: the transports share the engine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_dockerd_relay_over_tls_and_ssh() {
+    let Some(settings) = live::remote_settings() else {
+        return;
+    };
+    let engine = live::remote_dockerd(&settings);
+    if !engine.available() {
+        return;
+    }
+    let outcome = std::panic::AssertUnwindSafe(async {
+        for (transport, target) in targets(&settings) {
+            let driver = DockerDriver::connect(target, driver_options())
+                .await
+                .unwrap_or_else(|e| panic!("{transport}: {e}"));
+            remote_relay_callbacks(&engine, driver, transport).await;
+        }
+    })
+    .catch_unwind()
+    .await;
+    remove_relay_images(&engine);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The namespaced Podman over an ssh-forwarded socket, through the Podman driver (libpod) and
+/// the Docker driver (Podman's Docker-compatible API).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_podman_relay_over_ssh() {
+    let Some(settings) = live::remote_settings() else {
+        return;
+    };
+    let engine = live::remote_podman(&settings);
+    if !engine.available() {
+        return;
+    }
+    let outcome = std::panic::AssertUnwindSafe(async {
+        let driver = PodmanDriver::connect(podman_target(&settings), driver_options())
+            .await
+            .unwrap_or_else(|e| panic!("podman driver: {e}"));
+        remote_relay_callbacks(&engine, driver, "ssh forwarded socket, podman driver").await;
+        let driver = DockerDriver::connect(podman_target(&settings), driver_options())
+            .await
+            .unwrap_or_else(|e| panic!("docker driver: {e}"));
+        remote_relay_callbacks(&engine, driver, "ssh forwarded socket, docker driver").await;
+    })
+    .catch_unwind()
+    .await;
+    remove_relay_images(&engine);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
