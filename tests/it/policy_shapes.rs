@@ -186,3 +186,41 @@ fn podman_storage_root_tells_rootful_from_rootless_when_nothing_else_does() {
     // Any other storage root says nothing: keep failing with the fix.
     check(podman("/srv/containers"), "- refused: …");
 }
+
+/// Issue 14: a loopback `tcp://` endpoint is not always a local engine. Testcontainers Cloud
+/// answers through Testcontainers Desktop on `tcp://127.0.0.1:<port>` and marks its version
+/// `+testcontainerscloud`: remote (the relay with `auto`, refused with `direct`). The same
+/// proxy in front of a local engine says only `(via Testcontainers Desktop …)`: not remote.
+#[test]
+fn an_engine_behind_a_local_proxy_that_marks_itself_remote_is_remote() {
+    let cloud = json!({
+        "host_os": "macos",
+        "endpoint": "tcp://127.0.0.1:62250",
+        "info": {"ServerVersion": "78+testcontainerscloud (via Testcontainers Desktop 1.4.18)"}
+    });
+    check(cloud.clone(), "remote-docker refused: …");
+    let facts = Facts::from_value(&cloud).unwrap_or_else(|e| panic!("{e}"));
+    let d = openshell_runtime::decide(&Registry::builtin(), &facts, &RouteContext::default());
+    let route = d.route.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(route.route_kind, openshell_runtime::RouteKind::Relay);
+    assert_eq!(route.bind, Some(std::net::Ipv4Addr::LOCALHOST.into()));
+    let evidence = &d.detection.winner.as_ref().map(|w| w.evidence.clone());
+    assert!(
+        evidence
+            .iter()
+            .flatten()
+            .any(|e| e.fact == "info.ServerVersion" && e.meaning.contains("Testcontainers Cloud")),
+        "{evidence:?}"
+    );
+    // The marker in /version alone is enough; a local engine behind the proxy is not remote.
+    check(
+        json!({"host_os": "macos", "endpoint": "tcp://127.0.0.1:62250", "info": {},
+               "version": {"Version": "70+testcontainerscloud"}}),
+        "remote-docker refused: …",
+    );
+    let local = json!({"host_os": "linux", "endpoint": "tcp://127.0.0.1:62250",
+                       "info": {"ServerVersion": "23.0.6 (via Testcontainers Desktop 1.5.0)"}});
+    let facts = Facts::from_value(&local).unwrap_or_else(|e| panic!("{e}"));
+    let d = decide(&Registry::builtin(), &facts, &RouteContext::default());
+    assert_ne!(d.runtime_id(), Some("remote-docker"), "{d:?}");
+}

@@ -1,7 +1,10 @@
 //! An engine on another machine, reached over `tcp://` or `ssh://`.
 //!
 //! Identified by a network endpoint whose host is not loopback (Podman machine's `ssh://` to
-//! 127.0.0.1 stays local). Whatever the engine calls its host — host-gateway, a bridge gateway —
+//! 127.0.0.1 stays local), or by what an engine behind a local proxy says of itself: a
+//! loopback `tcp://` endpoint is not always a local engine (Testcontainers Cloud answers on
+//! `tcp://127.0.0.1:<port>` through Testcontainers Desktop, and marks its version; Docker's
+//! cloud engines carry a label, even behind Docker Desktop's own socket). Whatever the engine calls its host — host-gateway, a bridge gateway —
 //! is that other machine, never this one, so no alias can reach a gateway here. The route fails
 //! closed unless the operator names an address of this machine the remote containers can reach.
 
@@ -28,12 +31,69 @@ pub struct RemoteDocker {
 /// (`DOCKER_HOST`, a context or a connection), never by looking for a socket.
 pub(crate) const SOCKETS: &[SocketLocation] = &[];
 
+/// Markers an engine on another machine, fronted by a local proxy, puts in its version, with
+/// who puts them there. Testcontainers Cloud: `78+testcontainerscloud (via Testcontainers
+/// Desktop 1.4.18)`; the same proxy in front of a local engine says only `(via Testcontainers
+/// Desktop …)`, which is no marker.
+const REMOTE_VERSION_MARKERS: &[(&str, &str)] = &[("+testcontainerscloud", "Testcontainers Cloud")];
+
+/// The `/info` label Docker's cloud engines (Docker Offload, and Testcontainers Cloud since it
+/// runs on them) carry, whichever local endpoint fronts them: Testcontainers Desktop's loopback
+/// port, or Docker Desktop's own socket, which then also carries Desktop's label.
+const REMOTE_LABEL: &str = "cloud.docker.run.version";
+
+/// Evidence that the engine runs elsewhere behind a local proxy: a cloud engine's label, or a
+/// marker in its reported version.
+fn proxied_remote(facts: &Facts) -> Option<Evidence> {
+    if let Some((key, value)) = facts.info.labels.iter().find(|(k, _)| k == REMOTE_LABEL) {
+        return Some(Evidence::new(
+            "info.Labels",
+            &format!("{key}={value}"),
+            "a Docker cloud engine's label: the engine runs on another machine behind a local endpoint",
+        ));
+    }
+    let reported = [
+        ("info.ServerVersion", facts.info.server_version.as_deref()),
+        (
+            "version.Version",
+            facts.version.as_ref().and_then(|v| v.version.as_deref()),
+        ),
+    ];
+    reported.into_iter().find_map(|(fact, value)| {
+        let value = value?;
+        let lower = value.to_ascii_lowercase();
+        REMOTE_VERSION_MARKERS
+            .iter()
+            .find(|(marker, _)| lower.contains(marker))
+            .map(|(marker, who)| {
+                Evidence::new(
+                    fact,
+                    value,
+                    format!("{marker:?} in the version: {who}, an engine on another machine behind a local proxy"),
+                )
+            })
+    })
+}
+
 impl RemoteDocker {
     /// Matches an endpoint whose host is a network address other than loopback (`tcp://`,
-    /// `http(s)://`, `ssh://`), whichever engine family answers there.
+    /// `http(s)://`, `ssh://`), or an engine whose version marks it as remote behind a local
+    /// proxy, whichever engine family answers there.
     pub fn detect(facts: &Facts) -> Detection {
         let Some(ep) = facts.endpoint.as_ref().filter(|e| e.is_remote()) else {
-            return Detection::NotMine("the endpoint is local".into());
+            return match proxied_remote(facts) {
+                Some(ev) => matched(
+                    RemoteDocker {
+                        endpoint: facts
+                            .endpoint
+                            .as_ref()
+                            .map_or("a local proxy".into(), ToString::to_string),
+                        engine: engine_kind(facts).0,
+                    },
+                    vec![ev],
+                ),
+                None => Detection::NotMine("the endpoint is local".into()),
+            };
         };
         let shown = ep.to_string();
         let ev = vec![Evidence::new(
