@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use std::task::Poll;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 use yamux::{Config, Connection, ConnectionError, Mode, Stream};
@@ -153,11 +154,20 @@ async fn run(port: u16) -> Result<(), String> {
     let (opener, requests) = mpsc::channel::<OpenRequest>(PENDING_OPENS);
     let session = drive(conn, requests);
     tokio::pin!(session);
+    // The relay is its container's first process, for which the kernel ignores SIGTERM unless
+    // it is handled: without this, an engine's stop or forced removal (Podman's `rm -f`) waits
+    // its whole stop timeout (10 s) before it kills the relay.
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
     loop {
         tokio::select! {
             ended = &mut session => {
                 return ended.map_err(|e| format!("session with the gateway failed: {e}"));
             }
+            _ = terminate.recv() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
                     let _ = tcp.set_nodelay(true);

@@ -28,9 +28,9 @@ use crate::spec::{extra_host_entries, SandboxSpec};
 use crate::support::{ContainerConfig, EngineOps};
 
 /// How many times a removal is tried while the engine reports a transient failure.
-const REMOVE_ATTEMPTS: u32 = 4;
+pub(crate) const REMOVE_ATTEMPTS: u32 = 4;
 /// Pause between removal attempts.
-const REMOVE_PAUSE: Duration = Duration::from_millis(250);
+pub(crate) const REMOVE_PAUSE: Duration = Duration::from_millis(250);
 /// Most log bytes kept for diagnosis.
 const MAX_LOGS: usize = 64 * 1024;
 /// Seconds a stopping sandbox gets before it is killed.

@@ -358,9 +358,25 @@ pub(crate) async fn remove_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<(), 
 }
 
 async fn remove<O: EngineOps + ?Sized>(ops: &O, id: &str) -> Result<(), EngineError> {
-    match traced(ops, "container remove", ops.remove_container(id)).await {
-        Err(e) if e.is_not_found() => Ok(()),
-        other => other,
+    let mut attempt = 1;
+    loop {
+        match traced(ops, "container remove", ops.remove_container(id)).await {
+            Err(e) if e.is_not_found() => return Ok(()),
+            // A relay whose session just ended is exiting while it is removed: Podman answers
+            // 500 (state improper) and Docker 409 (removal in progress) for a moment.
+            Err(e)
+                if attempt < crate::driver::REMOVE_ATTEMPTS
+                    && matches!(
+                        e.kind(),
+                        Some(crate::ErrorKind::Transient | crate::ErrorKind::Conflict)
+                    ) =>
+            {
+                tracing::debug!(error = %e, attempt, "relay removal failed; retrying");
+                attempt += 1;
+                tokio::time::sleep(crate::driver::REMOVE_PAUSE).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -480,12 +496,16 @@ impl Relay {
     /// Ends the session and removes the relay container.
     pub async fn shutdown(self) -> Result<(), EngineError> {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        self.task.abort();
         let current = self.shared.current.lock().ok().and_then(|mut c| c.take());
-        match current {
+        // Removed while the session still holds its stdin, so the relay is not exiting on its
+        // own at the same moment (which engines answer with a transient error); then the
+        // session ends.
+        let removed = match current {
             Some((id, _)) => remove(self.ops.as_ref(), &id).await,
             None => Ok(()),
-        }
+        };
+        self.task.abort();
+        removed
     }
 }
 
