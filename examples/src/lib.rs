@@ -81,8 +81,10 @@ pub fn explain(decision: &Decision) {
             );
             for f in &decision.fallbacks {
                 println!(
-                    "fallback if a probe fails: {} (gateway on {:?})",
-                    f.openshell_host, f.bind
+                    "fallback if a probe fails: {} (gateway on {})",
+                    f.openshell_host,
+                    f.bind
+                        .map_or("its own address".to_string(), |b| b.to_string())
                 );
             }
         }
