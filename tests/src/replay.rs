@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -121,6 +121,19 @@ async fn answer(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = strip_version(req.uri().path()).to_string();
     let method = req.method().clone();
+    // A created network keeps the name it was created with (bounded: a create body is small).
+    let created_name = if method == "POST" && path == "/networks/create" {
+        let body = http_body_util::Limited::new(req.into_body(), 64 * 1024)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["Name"].as_str().map(str::to_string))
+    } else {
+        None
+    };
     let Ok(mut st) = state.lock() else {
         return Ok(reply(500, &json!({"message": "replay state poisoned"})));
     };
@@ -171,7 +184,11 @@ async fn answer(
             None => not_found(),
         },
         ("POST", "/networks/create") => {
-            st.network = Some(created_network());
+            let mut network = created_network();
+            if let Some(name) = created_name {
+                network["Name"] = json!(name);
+            }
+            st.network = Some(network);
             reply(201, &json!({"Id": "replay", "Warning": ""}))
         }
         ("GET", "/networks") => reply(200, &json!(st.network.iter().collect::<Vec<_>>())),
