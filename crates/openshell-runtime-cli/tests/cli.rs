@@ -1736,33 +1736,13 @@ fn a_closed_stdout_is_not_a_panic() {
     }
 }
 
-/// The settings `scripts/remote.sh up` wrote for the namespaced "remote" engine (issue 14), or
-/// `None` (a skip, or a failure under `OPENSHELL_LIVE=require`) when it is not up.
-fn remote_engine() -> Option<std::collections::BTreeMap<String, String>> {
-    let file = "/run/openshell-remote/env";
-    let Ok(text) = std::fs::read_to_string(file) else {
-        let what = format!("{file} is missing: run `scripts/remote.sh up` as root (a dockerd behind tcp:// with TLS and ssh:// in a network namespace)");
-        if std::env::var("OPENSHELL_LIVE").is_ok_and(|v| v == "require") {
-            panic!("{what}; OPENSHELL_LIVE=require demands the remote engine");
-        }
-        eprintln!("SKIPPED (no remote engine): {what}");
-        return None;
-    };
-    Some(
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    )
-}
-
 /// `detect` reaches the namespaced dockerd over tcp:// with TLS (client certificate, the
 /// engine's certificate verified against the CA) and over ssh:// (`docker system dial-stdio`,
 /// and a forwarded Unix socket), says it is remote and decides the relay; a wrong CA and an
 /// unknown host key are refused, with the reason, and nothing else is tried in their place.
 #[test]
 fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
-    let Some(remote) = remote_engine() else {
+    let Some(remote) = openshell_tests::live::remote_settings() else {
         return;
     };
     let get = |k: &str| {
