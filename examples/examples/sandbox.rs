@@ -75,7 +75,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         }
     };
     let engine = connect(&opts).await?;
-    let driver = engine.driver.ok_or("no driver connects to this endpoint")?;
+    let driver = engine.driver;
 
     // 2. Decide: facts in, runtime with evidence and route out.
     let mut facts = engine.gathered.facts.clone();

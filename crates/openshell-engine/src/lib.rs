@@ -104,10 +104,9 @@ pub enum AnyDriver {
 /// A connected engine, with where discovery looked and the facts it reported.
 #[derive(Debug)]
 pub struct Engine {
-    /// The driver. Every endpoint discovery can choose (`unix://`, `tcp://` with or without
-    /// TLS, `ssh://`) has one now, so it is always `Some`; it stays an `Option` for code written
-    /// when `ssh://` had no driver.
-    pub driver: Option<AnyDriver>,
+    /// The driver: every endpoint discovery can choose (`unix://`, `tcp://` with or without
+    /// TLS, `ssh://`) has one.
+    pub driver: AnyDriver,
     /// Every endpoint candidate, in the order tried.
     pub candidates: Vec<Candidate>,
     /// The facts, with the document they were parsed from.
@@ -115,9 +114,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// `docker`, `podman`, or `none` when no driver is connected.
+    /// `docker` or `podman`.
     pub fn driver_name(&self) -> &'static str {
-        self.driver.as_ref().map_or("none", SandboxDriver::name)
+        self.driver.name()
     }
 }
 
@@ -214,7 +213,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
         };
         let gathered = driver.gather_facts().await?;
         return Ok(Engine {
-            driver: Some(driver),
+            driver,
             candidates,
             gathered,
         });
@@ -386,8 +385,7 @@ mod tests {
                 Err(e) => panic!("{var}={value}: {e}"),
                 Ok(e) => panic!(
                     "{var}={value}: connected to {}",
-                    e.driver
-                        .map_or("none".into(), |d| EngineOps::endpoint(&d).to_string())
+                    EngineOps::endpoint(&e.driver)
                 ),
             }
         }

@@ -164,15 +164,7 @@ pub(crate) fn run(args: DoctorArgs) -> Result<u8, Fail> {
             engine = live::connect(&args.engine, None) => engine?,
             signal = stop.next() => return Err(interrupted(signal, None)),
         };
-        let Some(driver) = &engine.driver else {
-            return Err(Fail {
-                code: 1,
-                message: format!(
-                    "doctor needs an engine it can run a probe on; {} is not connected by any driver yet",
-                    openshell_runtime::display_value(&engine.gathered.facts.endpoint.as_ref().map(ToString::to_string).unwrap_or_default())
-                ),
-            });
-        };
+        let driver = &engine.driver;
         let mut facts = engine.gathered.facts.clone();
         let (settings, ctx) = settle(
             &mut facts,
