@@ -280,7 +280,10 @@ mod tests {
         let certs = material().display().to_string();
         let one = |explicit: Option<&str>, vars: &[(&str, &str)]| {
             let c = candidates(explicit, &env(vars, h)).unwrap_or_else(|e| panic!("{e}"));
-            let tls = c.list()[0].0.tls().map(|t| t.dir().to_path_buf());
+            let tls = c.list()[0]
+                .0
+                .tls()
+                .and_then(|t| t.dir().map(Path::to_path_buf));
             (shown(&c).join(" "), tls)
         };
         // Without DOCKER_CERT_PATH the material is the docker config directory's.
@@ -384,7 +387,10 @@ mod tests {
         let c = candidates(None, &env(&[("DOCKER_CONTEXT", "remote")], h))
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.list()[0].0.to_string(), "https://10.0.0.5:2376");
-        assert_eq!(c.list()[0].0.tls().map(|t| t.dir()), Some(store.as_path()));
+        assert_eq!(
+            c.list()[0].0.tls().and_then(|t| t.dir()),
+            Some(store.as_path())
+        );
         context(
             "insecure",
             r#"{"Endpoints":{"docker":{"Host":"tcp://10.0.0.5:2376","SkipTLSVerify":true}}}"#,

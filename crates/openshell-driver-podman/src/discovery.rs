@@ -9,32 +9,73 @@
 
 use std::path::PathBuf;
 
+use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::support::discover::{parse_endpoint as parse, well_known};
 use openshell_sandbox::support::ssh::SshSettings;
+use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
 use openshell_sandbox::support::transport::Target;
 use openshell_sandbox::{Candidates, DiscoveryEnv, DiscoveryError};
 
-/// A connection or service destination: its name, URI, identity file, and whether it is the
-/// default (or active) one.
-type Conn = (String, String, bool, Option<String>);
+/// A connection (`podman-connections.json`) or service destination (containers.conf): its
+/// name, URI, whether it is the default (or active) one, its ssh identity file, and its TLS
+/// files (Podman 5.7+: a `tcp://` connection with any of them speaks TLS).
+#[derive(Debug, Clone, Default)]
+struct Conn {
+    name: String,
+    uri: String,
+    default: bool,
+    identity: Option<String>,
+    tls: TlsFiles,
+}
 
 /// The endpoint `uri` (from `origin`) as a named candidate. An `ssh://` one is reached with its
-/// user, the connection's identity file (`ssh -i`) and the ssh configuration `env` names.
+/// user, the connection's identity file (`ssh -i`) and the ssh configuration `env` names; a
+/// `tcp://` one with TLS files speaks TLS with them, as Podman's client does.
 fn named(
     uri: &str,
     origin: &str,
     source: String,
-    identity: Option<&str>,
+    conn: Option<&Conn>,
     env: &DiscoveryEnv,
 ) -> Result<Candidates, DiscoveryError> {
     let endpoint = parse(uri, origin)?;
-    let mut target = Target::new(endpoint);
-    if let openshell_runtime::facts::Endpoint::Ssh { .. } = target.endpoint() {
-        let mut ssh = SshSettings::for_endpoint(uri, env);
-        ssh.identity = identity.filter(|i| !i.is_empty()).map(PathBuf::from);
-        target = target.with_ssh(ssh);
+    let tls = conn.map(|c| &c.tls).filter(|t| t.any());
+    match (&endpoint, tls) {
+        (Endpoint::Ssh { .. }, None) => {
+            let mut ssh = SshSettings::for_endpoint(uri, env);
+            ssh.identity = conn
+                .and_then(|c| c.identity.as_deref())
+                .filter(|i| !i.is_empty())
+                .map(PathBuf::from);
+            Ok(Candidates::named(
+                Target::new(endpoint).with_ssh(ssh),
+                source,
+            ))
+        }
+        (Endpoint::Tcp { .. }, Some(files)) => {
+            let shown = endpoint.clone().with_tls().to_string();
+            let source = format!("{source}, TLS by the connection's TLS files");
+            let material =
+                TlsMaterial::from_files(files, &source).map_err(|e| DiscoveryError::Tls {
+                    endpoint: shown,
+                    origin: source.clone(),
+                    source: Box::new(e),
+                })?;
+            Ok(Candidates::named(
+                Target::new(endpoint).with_tls(material),
+                source,
+            ))
+        }
+        // Podman's `system connection add` refuses TLS files for anything but tcp://; a file
+        // edited by hand that pairs them gets the same answer, rather than a connection that
+        // silently drops what the user asked for.
+        (_, Some(_)) => Err(DiscoveryError::Config {
+            what: format!("{source}: TLS files (TLSCA, TLSCert, TLSKey / tls_ca, tls_cert, tls_key)"),
+            path: openshell_runtime::display_value(uri),
+            source: "Podman speaks TLS to tcp:// connections only; remove the TLS files or use a tcp:// URI".into(),
+        }),
+        (_, None) => Ok(Candidates::named(endpoint, source)),
     }
-    Ok(Candidates::named(target, source))
 }
 
 fn config_home(env: &DiscoveryEnv) -> Option<PathBuf> {
@@ -43,7 +84,23 @@ fn config_home(env: &DiscoveryEnv) -> Option<PathBuf> {
         .or_else(|| env.home.as_ref().map(|h| h.join(".config")))
 }
 
-/// `(name, uri, is_default, identity)` from `podman-connections.json`.
+/// A string field of a connection, its key matched without regard to case: Podman reads the
+/// JSON file with Go's decoder, which does the same (`TLSCert`, `tlscert`).
+fn field(obj: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<String> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .and_then(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// A path-valued field: empty means not set, as in Podman. A relative path stays relative:
+/// Podman stores it as typed and resolves it from the working directory when used.
+fn path_field(obj: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<PathBuf> {
+    field(obj, key).map(PathBuf::from)
+}
+
+/// The connections of `podman-connections.json`, the default one first.
 fn connections_file(env: &DiscoveryEnv) -> Vec<Conn> {
     let path = env
         .var("PODMAN_CONNECTIONS_CONF")
@@ -69,22 +126,34 @@ fn connections_file(env: &DiscoveryEnv) -> Vec<Conn> {
     let mut out: Vec<Conn> = conns
         .iter()
         .filter_map(|(name, c)| {
-            Some((
-                name.clone(),
-                c.get("URI")?.as_str()?.to_string(),
-                *name == default,
-                c.get("Identity")
-                    .and_then(|i| i.as_str())
-                    .map(str::to_string),
-            ))
+            let c = c.as_object()?;
+            Some(Conn {
+                name: name.clone(),
+                uri: field(c, "URI")?,
+                default: *name == default,
+                identity: field(c, "Identity"),
+                tls: TlsFiles {
+                    ca: path_field(c, "TLSCA"),
+                    cert: path_field(c, "TLSCert"),
+                    key: path_field(c, "TLSKey"),
+                },
+            })
         })
         .collect();
-    out.sort_by_key(|(n, _, d, _)| (!d, n.clone()));
+    out.sort_by_key(|c| (!c.default, c.name.clone()));
     out
 }
 
-/// `(name, uri, is_active, identity)` from containers.conf files (later files override earlier
-/// ones).
+/// A string key of a containers.conf table.
+fn toml_str(t: &toml::Table, key: &str) -> Option<String> {
+    t.get(key)
+        .and_then(|v| v.as_str())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// The service destinations of the containers.conf files (later files override earlier ones),
+/// the active one first.
 fn service_destinations(env: &DiscoveryEnv) -> Vec<Conn> {
     let mut files: Vec<PathBuf> = vec![
         "/usr/share/containers/containers.conf".into(),
@@ -97,7 +166,7 @@ fn service_destinations(env: &DiscoveryEnv) -> Vec<Conn> {
         files = vec![PathBuf::from(c)];
     }
     let mut active = String::new();
-    let mut dests: Vec<(String, String, Option<String>)> = Vec::new();
+    let mut dests: Vec<Conn> = Vec::new();
     for f in files {
         let Some(doc) = std::fs::read_to_string(&f)
             .ok()
@@ -108,34 +177,37 @@ fn service_destinations(env: &DiscoveryEnv) -> Vec<Conn> {
         let Some(engine) = doc.get("engine").and_then(|e| e.as_table()) else {
             continue;
         };
-        if let Some(a) = engine.get("active_service").and_then(|a| a.as_str()) {
-            active = a.to_string();
+        if let Some(a) = toml_str(engine, "active_service") {
+            active = a;
         }
         if let Some(sd) = engine
             .get("service_destinations")
             .and_then(|s| s.as_table())
         {
             for (name, d) in sd {
-                if let Some(uri) = d.get("uri").and_then(|u| u.as_str()) {
-                    let identity = d
-                        .get("identity")
-                        .and_then(|i| i.as_str())
-                        .map(str::to_string);
-                    dests.retain(|(n, _, _)| n != name);
-                    dests.push((name.clone(), uri.to_string(), identity));
+                let Some(d) = d.as_table() else { continue };
+                if let Some(uri) = toml_str(d, "uri") {
+                    dests.retain(|c| &c.name != name);
+                    dests.push(Conn {
+                        name: name.clone(),
+                        uri,
+                        default: false,
+                        identity: toml_str(d, "identity"),
+                        tls: TlsFiles {
+                            ca: toml_str(d, "tls_ca").map(PathBuf::from),
+                            cert: toml_str(d, "tls_cert").map(PathBuf::from),
+                            key: toml_str(d, "tls_key").map(PathBuf::from),
+                        },
+                    });
                 }
             }
         }
     }
-    let mut out: Vec<Conn> = dests
-        .into_iter()
-        .map(|(n, u, i)| {
-            let a = n == active;
-            (n, u, a, i)
-        })
-        .collect();
-    out.sort_by_key(|(n, _, a, _)| (!a, n.clone()));
-    out
+    for d in &mut dests {
+        d.default = d.name == active;
+    }
+    dests.sort_by_key(|c| (!c.default, c.name.clone()));
+    dests
 }
 
 /// The endpoint named for this run: the flag, `CONTAINER_HOST` or `CONTAINER_CONNECTION`.
@@ -155,21 +227,20 @@ pub fn named_for_this_run(
     if let Some(name) = env.var("CONTAINER_CONNECTION") {
         let dests = service_destinations(env);
         let conns = connections_file(env);
-        let (uri, identity) = conns
+        let conn = conns
             .iter()
             .chain(dests.iter())
-            .find(|(n, _, _, _)| n == name)
-            .map(|(_, u, _, i)| (u.clone(), i.clone()))
+            .find(|c| c.name == name)
             .ok_or_else(|| DiscoveryError::UnknownName {
                 origin: "CONTAINER_CONNECTION",
                 name: openshell_runtime::display_value(name),
                 searched: "podman-connections.json or containers.conf",
             })?;
         return named(
-            &uri,
+            &conn.uri,
             "CONTAINER_CONNECTION",
             format!("connection {name} (CONTAINER_CONNECTION)"),
-            identity.as_deref(),
+            Some(conn),
             env,
         )
         .map(Some);
@@ -187,21 +258,21 @@ pub fn candidates(
     }
     let conns = connections_file(env);
     let dests = service_destinations(env);
-    if let Some((name, uri, _, identity)) = conns.iter().find(|(_, _, d, _)| *d) {
+    if let Some(c) = conns.iter().find(|c| c.default) {
         return named(
-            uri,
+            &c.uri,
             "podman-connections.json",
-            format!("connection {name} (podman-connections.json default)"),
-            identity.as_deref(),
+            format!("connection {} (podman-connections.json default)", c.name),
+            Some(c),
             env,
         );
     }
-    if let Some((name, uri, _, identity)) = dests.iter().find(|(_, _, a, _)| *a).or(dests.first()) {
+    if let Some(d) = dests.iter().find(|d| d.default).or(dests.first()) {
         return named(
-            uri,
+            &d.uri,
             "containers.conf",
-            format!("service destination {name} (containers.conf)"),
-            identity.as_deref(),
+            format!("service destination {} (containers.conf)", d.name),
+            Some(d),
             env,
         );
     }
@@ -286,5 +357,91 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(first(&explicit), "--endpoint=tcp://localhost:8080");
+    }
+
+    fn client_material() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../openshell-sandbox/testdata/tls/client")
+    }
+
+    #[test]
+    fn tls_files_of_a_tcp_connection_make_it_speak_tls() {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let h = home.path();
+        let m = client_material();
+        let (ca, cert, key) = (m.join("ca.pem"), m.join("cert.pem"), m.join("key.pem"));
+        std::fs::create_dir_all(h.join(".config/containers")).unwrap_or_else(|e| panic!("{e}"));
+        // Podman writes TLSCA/TLSCert/TLSKey; its Go reader takes any case, so must we.
+        let doc = serde_json::json!({"Connection": {"Default": "tls", "Connections": {
+            "tls": {"URI": "tcp://10.0.0.9:9443", "TLSCA": ca, "TLSCert": cert, "TLSKey": key},
+            "lower": {"URI": "tcp://10.0.0.9:9443", "tlsca": ca},
+            "plain": {"URI": "tcp://10.0.0.9:8080"},
+            "half": {"URI": "tcp://10.0.0.9:9443", "TLSCert": cert},
+            "sshtls": {"URI": "ssh://core@10.0.0.9/run/podman/podman.sock", "TLSCA": ca},
+            "noca": {"URI": "tcp://10.0.0.9:9443", "TLSCA": h.join("missing.pem")}
+        }}});
+        std::fs::write(
+            h.join(".config/containers/podman-connections.json"),
+            doc.to_string(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let pick = |name: Option<&str>| {
+            let vars: Vec<(&str, &str)> = name
+                .map(|n| ("CONTAINER_CONNECTION", n))
+                .into_iter()
+                .collect();
+            candidates(None, &env(&vars, h))
+        };
+        let c = pick(None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            first(&c),
+            "connection tls (podman-connections.json default), TLS by the connection's TLS files=https://10.0.0.9:9443"
+        );
+        let tls = c.list()[0].0.tls().map(|t| t.files().clone());
+        assert_eq!(
+            tls.map(|f| (f.ca, f.cert, f.key)),
+            Some((Some(ca.clone()), Some(cert.clone()), Some(key.clone())))
+        );
+        let lower = pick(Some("lower")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            lower.list()[0].0.tls().and_then(|t| t.files().ca.clone()),
+            Some(ca.clone())
+        );
+        let plain = pick(Some("plain")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(plain.list()[0].0.tls().is_none(), "{}", first(&plain));
+        assert_eq!(
+            first(&plain),
+            "connection plain (CONTAINER_CONNECTION)=tcp://10.0.0.9:8080"
+        );
+        for (name, want) in [
+            ("half", "cert.pem is named but the key of that certificate"),
+            ("sshtls", "tcp:// connections only"),
+            ("noca", "missing.pem"),
+        ] {
+            let err = pick(Some(name))
+                .err()
+                .unwrap_or_else(|| panic!("connection {name} was accepted"))
+                .to_string();
+            assert!(err.contains(want), "{name}: {err}");
+        }
+
+        // containers.conf names them tls_ca, tls_cert and tls_key.
+        std::fs::remove_file(h.join(".config/containers/podman-connections.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            h.join(".config/containers/containers.conf"),
+            format!(
+                "[engine]\nactive_service = \"prod\"\n[engine.service_destinations.prod]\nuri = \"tcp://10.0.0.9:9443\"\ntls_ca = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                ca.display(),
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let dest = pick(None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            first(&dest),
+            "service destination prod (containers.conf), TLS by the connection's TLS files=https://10.0.0.9:9443"
+        );
+        assert!(dest.list()[0].0.tls().is_some_and(|t| t.client_auth()));
     }
 }

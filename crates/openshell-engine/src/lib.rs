@@ -134,9 +134,10 @@ pub enum ConnectError {
         candidates: Vec<Candidate>,
     },
     /// The endpoint the user named requires TLS, but no TLS material came with it (an
-    /// `https://` Podman endpoint: Podman's service speaks no TLS itself). Nothing was sent to
-    /// it: plain HTTP would carry the engine calls (and a sandbox's callback token) in the clear.
-    #[error("{} (named by {}) requires TLS, and no TLS material was named for it, so it is not spoken to (never in plain HTTP); name it through the Docker driver with DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) or a docker context with TLS material, reach it over ssh://, or, if it really serves plain HTTP, name it as tcp:// without TLS settings", .candidate.endpoint, .candidate.source)]
+    /// `https://` endpoint given to the Podman driver, whose TLS material comes only with a
+    /// connection). Nothing was sent to it: plain HTTP would carry the engine calls (and a
+    /// sandbox's callback token) in the clear.
+    #[error("{} (named by {}) requires TLS, and no TLS material was named for it, so it is not spoken to (never in plain HTTP); for Podman 5.7+, name a connection with TLS files (podman system connection add --tls-ca ca.pem --tls-cert cert.pem --tls-key key.pem NAME tcp://HOST:PORT, then CONTAINER_CONNECTION=NAME); for Docker, DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem) or a docker context with TLS material; or reach it over ssh://; or, if it really serves plain HTTP, name it as tcp:// without TLS settings", .candidate.endpoint, .candidate.source)]
     TlsUnsupported {
         /// The named endpoint, where it was named and what asked for TLS.
         candidate: Candidate,

@@ -1,8 +1,14 @@
-//! TLS to engines on `tcp://`: the client side of dockerd's `--tlsverify`, from the material the
-//! docker CLI uses (a directory with `ca.pem`, `cert.pem` and `key.pem`: `DOCKER_CERT_PATH`,
-//! `~/.docker`, or a context's TLS store).
+//! TLS to engines on `tcp://`: the client side of dockerd's `--tlsverify` and of Podman's
+//! `system service --tls-cert/--tls-key` (Podman 5.7+).
 //!
-//! The engine's certificate is always verified against `ca.pem`, and its name (host name or IP
+//! The material comes in two shapes. The docker CLI's is a directory with `ca.pem`, `cert.pem`
+//! and `key.pem` (`DOCKER_CERT_PATH`, `~/.docker`, or a context's TLS store), read by
+//! [`TlsMaterial::load`]; there `ca.pem` is required. Podman's names each file on its own
+//! (`TLSCA`, `TLSCert`, `TLSKey` of a connection, `tls_ca`/`tls_cert`/`tls_key` of a service
+//! destination), read by [`TlsMaterial::from_files`]; there the CA may be left out, and the
+//! system's trusted CAs verify the engine instead, as Podman's own client does.
+//!
+//! Either way the engine's certificate is always verified, and its name (host name or IP
 //! address) against the endpoint's host; there is no switch that skips this (the docker CLI
 //! skips it when `DOCKER_TLS_VERIFY` is unset; we refuse to trust silently instead). The client
 //! certificate and key are optional but come as a pair. Everything is read once, when the
@@ -40,6 +46,14 @@ pub enum TlsError {
         /// Where the directory was named.
         origin: String,
     },
+    /// No CA was named and the system's trust store holds no usable certificate.
+    #[error("no CA was named for {origin} and the system's trust store has no usable CA certificate ({problem}): name the CA that signed the engine's certificate (TLSCA in podman-connections.json, tls_ca in containers.conf, or --tls-ca)")]
+    NoSystemRoots {
+        /// Where the material was named.
+        origin: String,
+        /// What reading the system's store gave.
+        problem: String,
+    },
     /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -60,7 +74,7 @@ pub enum TlsError {
         problem: String,
     },
     /// Only one half of the client pair is there.
-    #[error("{present} is there but {missing} is not: a client certificate needs its key (and the key its certificate); add the missing file or remove both")]
+    #[error("{present} is named but {missing} is not: a client certificate needs its key (and the key its certificate); add the missing one or remove both")]
     Unpaired {
         /// The file found.
         present: String,
@@ -68,10 +82,10 @@ pub enum TlsError {
         missing: String,
     },
     /// rustls refused the material (a CA that is not a certificate, a key that does not match).
-    #[error("the TLS material in {dir} was refused: {source}")]
+    #[error("the TLS material of {origin} was refused: {source}")]
     Refused {
-        /// The directory.
-        dir: String,
+        /// Where the material was named (and the directory, when it is one).
+        origin: String,
         /// rustls's reason.
         #[source]
         source: rustls::Error,
@@ -81,18 +95,35 @@ pub enum TlsError {
 /// A loaded TLS client configuration and where it came from.
 #[derive(Clone)]
 pub struct TlsMaterial {
-    dir: PathBuf,
+    files: TlsFiles,
     origin: String,
-    client_auth: bool,
     config: Arc<ClientConfig>,
+}
+
+/// The files TLS material is read from: the CA that verifies the engine (`None`: the system's
+/// trusted CAs), and the client certificate and its key (both or neither).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsFiles {
+    /// The CA certificate(s), PEM.
+    pub ca: Option<PathBuf>,
+    /// The client certificate chain, PEM.
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key, PEM.
+    pub key: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Whether any file is named (Podman speaks TLS to a `tcp://` endpoint exactly then).
+    pub fn any(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some()
+    }
 }
 
 impl fmt::Debug for TlsMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsMaterial")
-            .field("dir", &self.dir)
+            .field("files", &self.files)
             .field("origin", &self.origin)
-            .field("client_auth", &self.client_auth)
             .finish_non_exhaustive()
     }
 }
@@ -120,6 +151,26 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// The system's trusted CA certificates (rustls-native-certs: the OpenSSL locations on Linux,
+/// `SSL_CERT_FILE`/`SSL_CERT_DIR` when set). Certificates it cannot parse are skipped, as
+/// Podman's Go client skips them; none at all is an error.
+fn system_roots(origin: &str) -> Result<RootCertStore, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let problem = match found.errors.first() {
+            Some(e) => e.to_string(),
+            None => "no certificate found".to_string(),
+        };
+        return Err(TlsError::NoSystemRoots {
+            origin: origin.to_string(),
+            problem,
+        });
+    }
+    Ok(roots)
+}
+
 impl TlsMaterial {
     /// Loads `ca.pem` (required) and `cert.pem` with `key.pem` (optional, as a pair) from
     /// `dir`, named by `origin` (`DOCKER_CERT_PATH`, `docker context "x"`), for messages.
@@ -131,25 +182,71 @@ impl TlsMaterial {
                 origin: origin.to_string(),
             });
         }
+        let (cert, key) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
+        if cert.exists() != key.exists() {
+            let (present, missing) = if cert.exists() {
+                (cert, key)
+            } else {
+                (key, cert)
+            };
+            return Err(TlsError::Unpaired {
+                present: present.display().to_string(),
+                missing: missing.display().to_string(),
+            });
+        }
+        let files = TlsFiles {
+            ca: Some(ca),
+            cert: cert.exists().then_some(cert),
+            key: key.exists().then_some(key),
+        };
+        Self::from_files(&files, &format!("{origin} ({})", dir.display()))
+    }
+
+    /// Loads the material `files` name, the way Podman's client does: the engine is verified
+    /// against `files.ca`, or against the system's trusted CAs when it names none; a client
+    /// certificate is presented when both `cert` and `key` are named, and naming only one of
+    /// them is an error. `origin` (`connection "x" (podman-connections.json)`) is for messages.
+    pub fn from_files(files: &TlsFiles, origin: &str) -> Result<TlsMaterial, TlsError> {
         let refused = |source| TlsError::Refused {
-            dir: dir.display().to_string(),
+            origin: origin.to_string(),
             source,
         };
-        let mut roots = RootCertStore::empty();
-        for cert in certificates(&ca)? {
-            roots.add(cert).map_err(refused)?;
-        }
+        // The pair first: a half-named pair is the likelier mistake, and cheaper to report.
+        let pair = match (&files.cert, &files.key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (Some(present), None) | (None, Some(present)) => {
+                let missing = if files.cert.is_some() {
+                    "the key of that certificate"
+                } else {
+                    "the certificate of that key"
+                };
+                return Err(TlsError::Unpaired {
+                    present: present.display().to_string(),
+                    missing: format!("{missing} (in {origin})"),
+                });
+            }
+        };
+        let roots = match &files.ca {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for cert in certificates(ca)? {
+                    roots.add(cert).map_err(refused)?;
+                }
+                roots
+            }
+            None => system_roots(origin)?,
+        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(refused)?
             .with_root_certificates(roots);
-        let (cert, key) = (dir.join(CERT_FILE), dir.join(KEY_FILE));
-        let config = match (cert.exists(), key.exists()) {
-            (false, false) => builder.with_no_client_auth(),
-            (true, true) => {
-                let chain = certificates(&cert)?;
-                let key_bytes = read(&key)?;
+        let mut config = match pair {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = certificates(cert)?;
+                let key_bytes = read(key)?;
                 let key_der =
                     PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| TlsError::Pem {
                         path: key.display().to_string(),
@@ -160,36 +257,44 @@ impl TlsMaterial {
                     .with_client_auth_cert(chain, key_der)
                     .map_err(refused)?
             }
-            (has_cert, _) => {
-                let (present, missing) = if has_cert { (cert, key) } else { (key, cert) };
-                return Err(TlsError::Unpaired {
-                    present: present.display().to_string(),
-                    missing: missing.display().to_string(),
-                });
-            }
         };
-        let client_auth = cert.exists();
+        // HTTP/1.1 only: engines upgrade attach and exec streams, which HTTP/2 has no way to
+        // do, and Go servers (dockerd, Podman) offer h2 to a client that asks for it.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsMaterial {
-            dir: dir.to_path_buf(),
+            files: files.clone(),
             origin: origin.to_string(),
-            client_auth,
             config: Arc::new(config),
         })
     }
 
-    /// The directory the material was read from.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The files the material was read from.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
     }
 
-    /// Where the directory was named.
+    /// The directory of the CA file (the docker CLI's material directory), if a CA was named.
+    pub fn dir(&self) -> Option<&Path> {
+        self.files.ca.as_deref().and_then(Path::parent)
+    }
+
+    /// Where the material was named.
     pub fn origin(&self) -> &str {
         &self.origin
     }
 
     /// Whether a client certificate is presented.
     pub fn client_auth(&self) -> bool {
-        self.client_auth
+        self.files.cert.is_some()
+    }
+
+    /// What the engine's certificate is verified against, for messages: the CA file, or the
+    /// system's trusted CAs.
+    pub fn trust(&self) -> String {
+        match &self.files.ca {
+            Some(ca) => ca.display().to_string(),
+            None => "the system's trusted CAs".to_string(),
+        }
     }
 
     /// Runs the TLS handshake over `tcp` with the engine at `host`, verifying its certificate.
@@ -319,6 +424,59 @@ mod tests {
         assert!(
             shown.contains("ca.pem") && shown.contains("127.0.0.1"),
             "{shown}"
+        );
+        engine.abort();
+    }
+
+    #[tokio::test]
+    async fn podmans_named_files_verify_against_the_ca_or_the_systems_trust() {
+        let (port, engine) = tls_engine(3).await;
+        let client = testdata("client");
+        let files = TlsFiles {
+            ca: Some(client.join(CA_FILE)),
+            cert: Some(client.join(CERT_FILE)),
+            key: Some(client.join(KEY_FILE)),
+        };
+        let material =
+            TlsMaterial::from_files(&files, "connection \"box\"").unwrap_or_else(|e| panic!("{e}"));
+        assert!(material.client_auth());
+        let body = ping(&target(port, material))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&body[..], b"OK");
+
+        // Without a CA the system's trusted CAs decide, and they do not know the test CA: the
+        // engine is refused (or, on a machine without a trust store, the material is).
+        let no_ca = TlsFiles {
+            ca: None,
+            ..files.clone()
+        };
+        match TlsMaterial::from_files(&no_ca, "connection \"box\"") {
+            Ok(m) => {
+                assert_eq!(m.trust(), "the system's trusted CAs");
+                let err = ping(&target(port, m))
+                    .await
+                    .err()
+                    .unwrap_or_else(|| panic!("an engine the system does not trust was trusted"));
+                assert!(
+                    err.to_string().contains("the system's trusted CAs"),
+                    "{err}"
+                );
+            }
+            Err(e) => assert!(
+                matches!(e, TlsError::NoSystemRoots { .. }) && e.to_string().contains("TLSCA"),
+                "{e}"
+            ),
+        }
+
+        // Half a pair names what is there and where it was named.
+        let half = TlsFiles { key: None, ..files };
+        let err = TlsMaterial::from_files(&half, "connection \"box\"")
+            .err()
+            .unwrap_or_else(|| panic!("a certificate without its key was accepted"));
+        assert!(
+            matches!(&err, TlsError::Unpaired { present, missing } if present.ends_with("cert.pem") && missing.contains("connection \"box\"")),
+            "{err:?}"
         );
         engine.abort();
     }

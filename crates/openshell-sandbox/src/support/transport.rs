@@ -119,7 +119,7 @@ impl PartialEq for Target {
     fn eq(&self, other: &Target) -> bool {
         self.endpoint == other.endpoint
             && self.ssh == other.ssh
-            && self.tls.as_ref().map(|t| t.dir()) == other.tls.as_ref().map(|t| t.dir())
+            && self.tls.as_ref().map(|t| t.files()) == other.tls.as_ref().map(|t| t.files())
     }
 }
 
@@ -160,13 +160,13 @@ pub enum TransportError {
     TlsRequired(String),
     /// The TLS handshake failed (most often: the engine's certificate is not signed by the CA,
     /// or does not name the host connected to).
-    #[error("TLS handshake with {endpoint} failed: {source}; the engine's certificate must be signed by the CA in {ca} and name {host}")]
+    #[error("TLS handshake with {endpoint} failed: {source}; the engine's certificate must be signed by a CA in {ca} and name {host}")]
     Tls {
         /// The endpoint.
         endpoint: String,
         /// The host the certificate must name.
         host: String,
-        /// The CA file it is verified against.
+        /// What it is verified against: the CA file, or the system's trusted CAs.
         ca: String,
         /// What failed.
         #[source]
@@ -308,11 +308,7 @@ pub async fn connect(target: &Target) -> Result<Capped<EngineStream>, TransportE
                     .map_err(|source| TransportError::Tls {
                         endpoint: endpoint.to_string(),
                         host: host.clone(),
-                        ca: material
-                            .dir()
-                            .join(crate::support::tls::CA_FILE)
-                            .display()
-                            .to_string(),
+                        ca: material.trust(),
                         source,
                     })?;
             EngineStream::Tls(Box::new(tls))
