@@ -2,8 +2,9 @@
 # A "remote" machine for the live tests of remote engines (issue 14), made on this host: a
 # network namespace `openshell-remote` joined to the host by a veth pair, and inside it a second
 # dockerd reachable over tcp:// with TLS, a Podman API service (rootful, its own storage and
-# network configuration), and an sshd (key auth only) through which the tests reach that
-# dockerd (`docker system dial-stdio`) and both engines' sockets (forwarded).
+# network configuration) reachable over tcp:// with TLS, and an sshd (key auth only) through
+# which the tests reach that dockerd (`docker system dial-stdio`) and both engines' sockets
+# (forwarded).
 #
 #   bash scripts/remote.sh up     # idempotent: what already runs is left alone
 #   bash scripts/remote.sh down   # stops everything, removes the namespace, links and dirs
@@ -32,7 +33,12 @@
 # pool of its own. Its network names are unique to it, so the IPAM state CNI keeps in
 # /var/lib/cni/networks/<name> (shared with this host's Podman) cannot collide; `down` removes
 # the directories of its networks. The service runs from `/`: a service whose working directory
-# is gone fails every container start with "write child: broken pipe".
+# is gone fails every container start with "write child: broken pipe". Podman serves TLS itself
+# only from 5.7 (`system service --tls-cert --tls-key --tls-client-ca`); Debian 12's 4.3 cannot,
+# so stunnel terminates TLS in front of its socket the same way (the test CA's server
+# certificate, client certificates required and verified against the CA), on the port
+# containers.conf(5)'s TLS example uses. Not socat: with client verification on, socat 1.7.4
+# fails every resumed TLS session ("session id context uninitialized").
 #
 # Every wait is bounded. Run as root. Talks to nothing but what it creates.
 set -euo pipefail
@@ -44,6 +50,7 @@ VETH_NS=osr-ns
 RUN=/run/openshell-remote
 DATA=/var/lib/openshell-remote
 DOCKER_TCP_PORT=2376
+PODMAN_TLS_PORT=9443
 SSH_PORT=2222
 CANDIDATES=(10.214 10.215 10.216 10.217)
 
@@ -100,6 +107,7 @@ install_packages() {
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
   command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
   command -v curl >/dev/null 2>&1 || need+=(curl)
+  command -v stunnel >/dev/null 2>&1 || need+=(stunnel4)
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
   if [ "${#need[@]}" -gt 0 ]; then
     log "installing ${need[*]}"
@@ -309,6 +317,39 @@ CONF
     { tail -20 "$RUN/podman.log" >&2; return 1; }
 }
 
+# TLS in front of the namespaced Podman's socket (what `podman system service --tls-cert ...
+# --tls-client-ca ...` does from Podman 5.7 on). A connection without a client certificate the
+# test CA signed is refused in the handshake.
+podman_tls_up() {
+  local ns_ip=$1.0.2 pidfile=$RUN/podman-tls.pid dir=$RUN/tls
+  local check=(curl -fsS --max-time 2 --cacert "$dir/client/ca.pem" --cert "$dir/client/cert.pem"
+    --key "$dir/client/key.pem" "https://$ns_ip:$PODMAN_TLS_PORT/_ping")
+  if pid_alive "$pidfile" && "${check[@]}" >/dev/null 2>&1; then
+    return 0
+  fi
+  stop_pidfile "$pidfile" "podman's TLS terminator" 5
+  cat >"$RUN/podman-tls.conf" <<CONF
+; Written by openshell-runtime's scripts/remote.sh: TLS in front of the namespaced Podman.
+foreground = yes
+syslog = no
+output = $RUN/podman-tls.log
+[podman]
+accept = $ns_ip:$PODMAN_TLS_PORT
+connect = $RUN/podman/podman.sock
+cert = $dir/server/cert.pem
+key = $dir/server/key.pem
+CAfile = $dir/server/ca.pem
+verifyChain = yes
+requireCert = yes
+CONF
+  log "starting the TLS terminator of the namespaced podman service"
+  # nsenter itself, as for the service, so that $! is stunnel.
+  nsenter --net="/run/netns/$NS" -- stunnel "$RUN/podman-tls.conf" >/dev/null 2>&1 </dev/null &
+  echo $! >"$pidfile"
+  wait_until 20 "podman's TLS terminator" "$(cat "$pidfile")" "${check[@]}" ||
+    { tail -20 "$RUN/podman-tls.log" >&2; return 1; }
+}
+
 podman_down() {
   [ -s "$RUN/podman/containers.conf" ] || return 0
   local base d
@@ -317,6 +358,7 @@ podman_down() {
   if pid_alive "$RUN/podman.pid"; then
     timeout 60 podman --url "unix://$RUN/podman/podman.sock" rm -af -t 0 >/dev/null 2>&1 || true
   fi
+  stop_pidfile "$RUN/podman-tls.pid" "podman's TLS terminator" 5
   stop_pidfile "$RUN/podman.pid" "podman service" 15
   # CNI's host-local IPAM keeps /var/lib/cni/networks/<name> after `network rm` (Podman 4.3),
   # shared with this host's Podman: ours are the ones that handed out addresses of our /16,
@@ -342,6 +384,7 @@ OPENSHELL_REMOTE_DOCKER_SOCKET=$RUN/docker/docker.sock
 OPENSHELL_REMOTE_SSH_CONFIG=$RUN/ssh/client_config
 OPENSHELL_REMOTE_PODMAN_SOCKET=$RUN/podman/podman.sock
 OPENSHELL_REMOTE_PODMAN_SSH=ssh://root@$ns_ip:$SSH_PORT$RUN/podman/podman.sock
+OPENSHELL_REMOTE_PODMAN_TLS=tcp://$ns_ip:$PODMAN_TLS_PORT
 ENV
 }
 
@@ -362,9 +405,10 @@ up() {
   tls_up "$base.0.2"
   dockerd_up "$base"
   podman_up "$base"
+  podman_tls_up "$base"
   sshd_up "$base"
   write_env "$base"
-  log "up: dockerd on tcp://$base.0.2:$DOCKER_TCP_PORT (TLS), podman's socket and ssh://root@$base.0.2:$SSH_PORT in namespace $NS"
+  log "up: dockerd on tcp://$base.0.2:$DOCKER_TCP_PORT (TLS), podman on tcp://$base.0.2:$PODMAN_TLS_PORT (TLS), both sockets over ssh://root@$base.0.2:$SSH_PORT, in namespace $NS"
 }
 
 stop_pidfile() { # pidfile, name, seconds

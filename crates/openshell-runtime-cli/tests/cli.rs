@@ -1,6 +1,6 @@
 //! The `openshell-runtime` binary as users run it: exit codes, JSON fields, live detection.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn bin() -> Command {
@@ -1984,9 +1984,11 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
     );
 }
 
-/// `doctor` against the namespaced Podman service over ssh:// (its socket forwarded; issue 14),
-/// through the Podman driver and the Docker driver: detects a remote engine, decides the relay
-/// and proves it (the relay on the remote Podman network, the callback at 127.0.0.1 here); the
+/// `doctor` against the namespaced Podman service (issue 14) over ssh:// (its socket forwarded)
+/// and over tcp:// with TLS (client certificates required), each through the Podman driver and
+/// the Docker driver: detects a remote engine, decides the relay and proves it (the relay on the
+/// remote Podman network, the callback at 127.0.0.1 here). A Podman connection whose CA did not
+/// sign the engine, or that has no client certificate, is refused in the handshake (exit 3); the
 /// remote network's gateway as a direct route is refused. Everything made there is removed.
 #[test]
 fn live_doctor_proves_the_relay_on_a_remote_podman() {
@@ -2002,29 +2004,92 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
     if !engine.available() {
         return;
     }
-    let endpoint = remote_setting(&settings, "OPENSHELL_REMOTE_PODMAN_SSH");
+    let ssh = remote_setting(&settings, "OPENSHELL_REMOTE_PODMAN_SSH");
     let ssh_config = remote_setting(&settings, "OPENSHELL_REMOTE_SSH_CONFIG");
+    let tcp = remote_setting(&settings, "OPENSHELL_REMOTE_PODMAN_TLS");
+    let certs = PathBuf::from(remote_setting(
+        &settings,
+        "OPENSHELL_REMOTE_DOCKER_CERT_PATH",
+    ));
     let image = import_busybox(&engine).unwrap_or_else(|e| panic!("{e}"));
     let network = format!("openshell-doctor-remote-podman-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let doctor = |driver: &str, extra: &[&str]| {
+    // Podman's TLS connections (5.7+) as `podman system connection add --tls-ca --tls-cert
+    // --tls-key` writes them; one signed by another CA, one without a client certificate.
+    let connections = dir.path().join("podman-connections.json");
+    let other_ca = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../openshell-sandbox/testdata/tls/other-ca.pem");
+    std::fs::write(
+        &connections,
+        serde_json::json!({"Connection": {"Default": "", "Connections": {
+            "remote-tls": {"URI": tcp, "TLSCA": certs.join("ca.pem"),
+                "TLSCert": certs.join("cert.pem"), "TLSKey": certs.join("key.pem")},
+            "other-ca": {"URI": tcp, "TLSCA": other_ca,
+                "TLSCert": certs.join("cert.pem"), "TLSKey": certs.join("key.pem")},
+            "no-client-cert": {"URI": tcp, "TLSCA": certs.join("ca.pem")}
+        }}})
+        .to_string(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let connections = connections.display().to_string();
+    let certs = certs.display().to_string();
+    // Each transport with each driver that can use it: ssh:// with both; TLS through a
+    // connection (the Podman driver) and through DOCKER_CERT_PATH (the Docker driver, on
+    // Podman's Docker-compatible API).
+    let reach = |driver: &str, transport: &str| -> (Vec<String>, Vec<(&str, String)>) {
+        match (driver, transport) {
+            (_, "ssh") => (
+                vec!["--endpoint".into(), ssh.clone()],
+                vec![("OPENSHELL_SSH_CONFIG", ssh_config.clone())],
+            ),
+            ("podman", connection) => (
+                Vec::new(),
+                vec![
+                    ("PODMAN_CONNECTIONS_CONF", connections.clone()),
+                    ("CONTAINER_CONNECTION", connection.to_string()),
+                ],
+            ),
+            _ => (
+                vec!["--endpoint".into(), tcp.clone()],
+                vec![
+                    ("DOCKER_CERT_PATH", certs.clone()),
+                    ("DOCKER_TLS_VERIFY", "1".into()),
+                ],
+            ),
+        }
+    };
+    let doctor = |driver: &str, transport: &str, extra: &[&str]| {
+        let (args, vars) = reach(driver, transport);
         let out = isolated(dir.path())
             .args(["doctor", "--no-config", "-o", "json", "--timeout", "30"])
-            .args(["--driver", driver, "--endpoint", &endpoint])
+            .args(["--driver", driver])
+            .args(&args)
             .args(["--network", &network])
             .args(["--probe-image", &image, "--probe-timeout", "20"])
             .args(extra)
-            .env("OPENSHELL_SSH_CONFIG", &ssh_config)
+            .envs(vars)
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
-        (out.status.code(), json(&out))
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        // A run refused before any decision prints its error alone.
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+        (out.status.code(), v, err)
     };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        for driver in ["podman", "docker"] {
-            let (code, v) = doctor(driver, &[]);
-            assert_eq!(code, Some(0), "{driver}: {v}");
+        for (driver, transport) in [
+            ("podman", "ssh"),
+            ("docker", "ssh"),
+            ("podman", "remote-tls"),
+            ("docker", "tls"),
+        ] {
+            let (code, v, err) = doctor(driver, transport, &[]);
+            let driver = format!("{driver} over {transport}");
+            assert_eq!(code, Some(0), "{driver}: {v} {err}");
             assert_eq!(v["runtime"], "remote-docker", "{driver}: {v}");
-            assert_eq!(v["driver"], driver, "{v}");
+            assert!(
+                driver.starts_with(v["driver"].as_str().unwrap_or("?")),
+                "{v}"
+            );
             assert_eq!(v["route_kind"], "relay", "{driver}: {v}");
             // Podman's own alias is routed too: the engine on the other side is Podman.
             assert!(
@@ -2052,9 +2117,23 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
                 "{driver}: {v}"
             );
         }
+        // An engine another CA signed, and an engine that wants a client certificate the
+        // connection does not have: refused in the handshake, with the reason, exit 3.
+        for (connection, want) in [
+            ("other-ca", "other-ca.pem"),
+            ("no-client-cert", "CertificateRequired"),
+        ] {
+            let (code, v, err) = doctor("podman", connection, &[]);
+            assert_eq!(code, Some(3), "{connection}: {v} {err}");
+            assert!(
+                err.contains(want) && err.contains(&tcp.replace("tcp://", "https://")),
+                "{connection}: {err}"
+            );
+        }
         let gateway = remote_gateway(&engine, &network);
-        let (code, v) = doctor(
+        let (code, v, _) = doctor(
             "podman",
+            "ssh",
             &["--route-kind", "direct", "--host-gateway-ip", &gateway],
         );
         assert_eq!(code, Some(5), "{gateway}: {v}");

@@ -481,6 +481,29 @@ mod tests {
         engine.abort();
     }
 
+    #[tokio::test]
+    async fn an_engine_that_wants_a_client_certificate_says_so() {
+        let (port, engine) = tls_engine(1).await;
+        let files = TlsFiles {
+            ca: Some(testdata("ca.pem")),
+            ..TlsFiles::default()
+        };
+        let material =
+            TlsMaterial::from_files(&files, "connection \"box\"").unwrap_or_else(|e| panic!("{e}"));
+        let err = ping(&target(port, material))
+            .await
+            .err()
+            .unwrap_or_else(|| {
+                panic!("an engine requiring a client certificate answered without one")
+            });
+        assert!(
+            matches!(&err, TransportError::TlsAlert { alert, .. } if alert == "CertificateRequired"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("TLSCert and TLSKey"), "{err}");
+        engine.abort();
+    }
+
     #[test]
     fn missing_or_unpaired_material_names_the_file() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -36,6 +36,7 @@ use hyper_util::rt::TokioIo;
 use openshell_runtime::facts::Endpoint;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::rustls;
 
 use crate::error::BoxError;
 use crate::support::ssh::{SshFailed, SshSettings, SshStream};
@@ -172,6 +173,18 @@ pub enum TransportError {
         #[source]
         source: io::Error,
     },
+    /// The engine ended the TLS session with an alert: it did not accept this client (under
+    /// TLS 1.3 it checks the client certificate after the handshake, so this can come with the
+    /// first request).
+    #[error("{endpoint} ended the TLS session with the alert {alert}: {advice}")]
+    TlsAlert {
+        /// The endpoint.
+        endpoint: String,
+        /// The alert, as rustls names it (`CertificateRequired`).
+        alert: String,
+        /// What to do about it.
+        advice: &'static str,
+    },
     /// The ssh client could not be started, or closed the connection before the engine answered.
     #[error("ssh to {endpoint} failed: {source}")]
     Ssh {
@@ -305,11 +318,15 @@ pub async fn connect(target: &Target) -> Result<Capped<EngineStream>, TransportE
                 material
                     .handshake(host, tcp)
                     .await
-                    .map_err(|source| TransportError::Tls {
-                        endpoint: endpoint.to_string(),
-                        host: host.clone(),
-                        ca: material.trust(),
-                        source,
+                    .map_err(|source| match tls_alert(&source) {
+                        // The engine refused us, not we the engine.
+                        Some(alert) => alert_error(endpoint, alert),
+                        None => TransportError::Tls {
+                            endpoint: endpoint.to_string(),
+                            host: host.clone(),
+                            ca: material.trust(),
+                            source,
+                        },
                     })?;
             EngineStream::Tls(Box::new(tls))
         }
@@ -340,10 +357,17 @@ where
     let stream = connect(target).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(http_error)?;
+        .map_err(|e| http_error(target, e))?;
     // The connection task ends when the response body is done or dropped: the sender goes away
     // with this call, so no second request can follow on the connection. An attach upgrades it.
-    tokio::spawn(conn.with_upgrades());
+    // A connection that fails says why only to this task (the request just sees itself
+    // canceled), so its error is handed back.
+    let (failed, why) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            let _ = failed.send(e);
+        }
+    });
     let (mut parts, body) = req.into_parts();
     // Client libraries build absolute URIs for their own pools; the engine wants origin form.
     let origin = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -352,20 +376,74 @@ where
         .headers
         .entry(HOST)
         .or_insert(HeaderValue::from_static("docker"));
-    sender
-        .send_request(Request::from_parts(parts, body))
-        .await
-        .map_err(http_error)
+    match sender.send_request(Request::from_parts(parts, body)).await {
+        Ok(response) => Ok(response),
+        Err(e) if e.is_canceled() => {
+            // The connection's own error, when it failed; it ends as the request is canceled,
+            // so the wait is short, and bounded all the same.
+            let cause = tokio::time::timeout(CONNECTION_ERROR_WAIT, why)
+                .await
+                .ok()
+                .and_then(Result::ok);
+            Err(http_error(target, cause.unwrap_or(e)))
+        }
+        Err(e) => Err(http_error(target, e)),
+    }
 }
 
-/// An HTTP failure, or the budget or ssh failure that caused it.
-fn http_error(e: hyper::Error) -> TransportError {
+/// How long a canceled request waits for its connection's error.
+const CONNECTION_ERROR_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// An HTTP failure, or the budget, ssh or TLS failure that caused it.
+fn http_error(target: &Target, e: hyper::Error) -> TransportError {
     if let Some(t) = too_large(&e) {
         return TransportError::TooLarge(t);
+    }
+    if let Some(alert) = tls_alert(&e) {
+        return alert_error(target.endpoint(), alert);
     }
     match ssh_failure(&e) {
         Some(f) => TransportError::SshClosed(f),
         None => TransportError::Http(e),
+    }
+}
+
+/// The TLS alert the engine sent, somewhere behind an error.
+fn tls_alert(err: &(dyn StdError + 'static)) -> Option<rustls::AlertDescription> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(rustls::Error::AlertReceived(alert)) = e.downcast_ref::<rustls::Error>() {
+            return Some(*alert);
+        }
+        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
+            if let Some(alert) = tls_alert(inner) {
+                return Some(alert);
+            }
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// The failure for an engine that ended the TLS session with `alert`, with what to do.
+fn alert_error(endpoint: &Endpoint, alert: rustls::AlertDescription) -> TransportError {
+    use rustls::AlertDescription as A;
+    let advice = match alert {
+        A::CertificateRequired | A::HandshakeFailure => "the engine requires a client certificate: name one with its key (cert.pem and key.pem beside ca.pem for the Docker driver; TLSCert and TLSKey of the Podman connection)",
+        A::BadCertificate
+        | A::UnknownCA
+        | A::CertificateUnknown
+        | A::UnsupportedCertificate
+        | A::CertificateRevoked
+        | A::CertificateExpired
+        | A::AccessDenied
+        | A::DecryptError => "the engine did not accept the client certificate: it must be signed by the CA the engine trusts for clients (dockerd --tlscacert, podman system service --tls-client-ca) and still be valid",
+        _ => "the engine refused the session; its log says why",
+    };
+    TransportError::TlsAlert {
+        endpoint: endpoint.to_string(),
+        alert: format!("{alert:?}"),
+        advice,
     }
 }
 
