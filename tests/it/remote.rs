@@ -1,7 +1,8 @@
 //! Remote engines (issue 14), live: the namespaced dockerd of `scripts/remote.sh`, reached over
 //! `tcp://` with TLS, over `ssh://` (`docker system dial-stdio`) and over `ssh://` with a
 //! forwarded Unix socket, and its namespaced Podman service over `ssh://` with a forwarded
-//! socket (the Podman driver, and the Docker driver on Podman's compatible API). Each decides the relay from the engine's live facts, and sandboxes on
+//! socket and over `tcp://` with TLS (each through the Podman driver, and the Docker driver on
+//! Podman's compatible API). Each decides the relay from the engine's live facts, and sandboxes on
 //! that engine call back through a relay whose attach stream rides the same TLS or ssh
 //! connection to a listener on `127.0.0.1` here: the namespace has no route to this host's
 //! loopback, so nothing else could carry them. Everything made on the remote engine (sandboxes,
@@ -19,7 +20,7 @@ use openshell_runtime::consts::LABEL_RELAY_NETWORK;
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::{decide, HostTarget, NetworkMode, Registry, RouteContext, RouteKind};
 use openshell_sandbox::support::ssh::{user_of, SshSettings};
-use openshell_sandbox::support::tls::TlsMaterial;
+use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
 use openshell_sandbox::support::transport::Target;
 use openshell_sandbox::support::EngineOps;
 use openshell_sandbox::{
@@ -72,18 +73,39 @@ fn targets(settings: &std::collections::BTreeMap<String, String>) -> Vec<(&'stat
     ]
 }
 
-/// The namespaced Podman's socket, forwarded over ssh (Podman 4.3 has no dial-stdio).
-fn podman_target(settings: &std::collections::BTreeMap<String, String>) -> Target {
+/// The namespaced Podman's targets: its socket forwarded over ssh (Podman 4.3 has no
+/// dial-stdio), and tcp:// with TLS, its material named file by file as a Podman 5.7 connection
+/// names it.
+fn podman_targets(
+    settings: &std::collections::BTreeMap<String, String>,
+) -> Vec<(&'static str, Target)> {
     let raw = remote_setting(settings, "OPENSHELL_REMOTE_PODMAN_SSH");
     let endpoint = Endpoint::parse(&raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
-    Target::new(endpoint).with_ssh(SshSettings {
+    let ssh = Target::new(endpoint).with_ssh(SshSettings {
         user: user_of(&raw),
         config: Some(PathBuf::from(remote_setting(
             settings,
             "OPENSHELL_REMOTE_SSH_CONFIG",
         ))),
         ..SshSettings::default()
-    })
+    });
+    let certs = PathBuf::from(remote_setting(
+        settings,
+        "OPENSHELL_REMOTE_DOCKER_CERT_PATH",
+    ));
+    let files = TlsFiles {
+        ca: Some(certs.join("ca.pem")),
+        cert: Some(certs.join("cert.pem")),
+        key: Some(certs.join("key.pem")),
+    };
+    let tls =
+        TlsMaterial::from_files(&files, "the test's connection").unwrap_or_else(|e| panic!("{e}"));
+    let raw = remote_setting(settings, "OPENSHELL_REMOTE_PODMAN_TLS");
+    let endpoint = Endpoint::parse(&raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
+    vec![
+        ("ssh forwarded socket", ssh),
+        ("tcp+tls", Target::new(endpoint).with_tls(tls)),
+    ]
 }
 
 fn driver_options() -> DriverOptions {
@@ -226,10 +248,10 @@ async fn remote_dockerd_relay_over_tls_and_ssh() {
     }
 }
 
-/// The namespaced Podman over an ssh-forwarded socket, through the Podman driver (libpod) and
-/// the Docker driver (Podman's Docker-compatible API).
+/// The namespaced Podman over an ssh-forwarded socket and over tcp:// with TLS, each through the
+/// Podman driver (libpod) and the Docker driver (Podman's Docker-compatible API).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_podman_relay_over_ssh() {
+async fn remote_podman_relay_over_tls_and_ssh() {
     let Some(settings) = live::remote_settings() else {
         return;
     };
@@ -238,14 +260,16 @@ async fn remote_podman_relay_over_ssh() {
         return;
     }
     let outcome = std::panic::AssertUnwindSafe(async {
-        let driver = PodmanDriver::connect(podman_target(&settings), driver_options())
-            .await
-            .unwrap_or_else(|e| panic!("podman driver: {e}"));
-        remote_relay_callbacks(&engine, driver, "ssh forwarded socket, podman driver").await;
-        let driver = DockerDriver::connect(podman_target(&settings), driver_options())
-            .await
-            .unwrap_or_else(|e| panic!("docker driver: {e}"));
-        remote_relay_callbacks(&engine, driver, "ssh forwarded socket, docker driver").await;
+        for (transport, target) in podman_targets(&settings) {
+            let driver = PodmanDriver::connect(target.clone(), driver_options())
+                .await
+                .unwrap_or_else(|e| panic!("{transport}, podman driver: {e}"));
+            remote_relay_callbacks(&engine, driver, transport).await;
+            let driver = DockerDriver::connect(target, driver_options())
+                .await
+                .unwrap_or_else(|e| panic!("{transport}, docker driver: {e}"));
+            remote_relay_callbacks(&engine, driver, transport).await;
+        }
     })
     .catch_unwind()
     .await;
