@@ -24,7 +24,7 @@ use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::{decide, NetworkMode, Registry, Route, RouteContext, RouteKindChoice};
 use openshell_sandbox::support::ssh::{user_of, SshSettings};
-use openshell_sandbox::support::tls::TlsMaterial;
+use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
 use openshell_sandbox::support::transport::Target;
 use openshell_sandbox::support::EngineOps;
 use openshell_sandbox::{
@@ -257,6 +257,18 @@ fn main() {
         if remote.available() {
             let raw = remote_setting(&settings, "OPENSHELL_REMOTE_PODMAN_SSH");
             bench(&remote, "remote Podman, ssh:// forwarded socket, Podman driver", podman_on(ssh_target(&settings, &raw)), rounds, false).await;
+            // TLS named file by file, as a Podman 5.7 connection names it (stunnel terminates
+            // it in front of Podman 4.3 here).
+            let certs = PathBuf::from(remote_setting(&settings, "OPENSHELL_REMOTE_DOCKER_CERT_PATH"));
+            let files = TlsFiles {
+                ca: Some(certs.join("ca.pem")),
+                cert: Some(certs.join("cert.pem")),
+                key: Some(certs.join("key.pem")),
+            };
+            let tls = TlsMaterial::from_files(&files, "the bench's connection").unwrap_or_else(|e| panic!("{e}"));
+            let tcp = remote_setting(&settings, "OPENSHELL_REMOTE_PODMAN_TLS");
+            let tcp = Target::new(Endpoint::parse(&tcp).unwrap_or_else(|e| panic!("{e}"))).with_tls(tls);
+            bench(&remote, "remote Podman, tcp:// TLS, Podman driver", podman_on(tcp), rounds, false).await;
             live::remove_images_of(&remote, "localhost/openshell-relay");
         }
     });
