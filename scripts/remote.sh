@@ -200,7 +200,10 @@ dockerd_up() {
   # An empty configuration, so /etc/docker/daemon.json (this host's engine's) is not read.
   echo '{}' >"$RUN/daemon.json"
   log "starting the namespaced dockerd"
-  in_ns nohup dockerd \
+  # nsenter itself, not the in_ns function: a function run in the background is a forked shell
+  # that keeps this script's stdout open for as long as dockerd runs (`remote.sh up | tail`
+  # would never end), and $! would be that shell, not dockerd.
+  nsenter --net="/run/netns/$NS" -- dockerd \
     --config-file "$RUN/daemon.json" \
     --data-root "$DATA/docker" \
     --exec-root "$RUN/exec" \
