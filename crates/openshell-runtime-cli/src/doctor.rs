@@ -101,6 +101,13 @@ fn advice(probes: &[ProbeResult], route_error: Option<String>, port: u16) -> Vec
         out.push(format!("no route was decided: {e}"));
     }
     for p in probes {
+        if p.not_on_host && !p.outcome.is_ok() {
+            out.push(format!(
+                "{} is not an address of this host, so no gateway can listen there for sandboxes to reach: set host_gateway_ip to an address of this host that sandboxes reach (see `ip -brief address`), or unset it to let the runtime decide",
+                p.bind.as_deref().unwrap_or("the route's address")
+            ));
+            continue;
+        }
         let line = match &p.outcome {
             ProbeOutcome::Ok { .. } => continue,
             ProbeOutcome::Timeout => format!(
@@ -289,4 +296,38 @@ fn text(doc: &DoctorReport<'_>) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(outcome: ProbeOutcome, not_on_host: bool) -> ProbeResult {
+        ProbeResult {
+            openshell_host: "10.99.0.1".into(),
+            bind: Some("10.99.0.1".into()),
+            hint: outcome.hint(),
+            outcome,
+            notes: Vec::new(),
+            not_on_host,
+        }
+    }
+
+    /// An address that is not this host's is named as such, not as a gateway that should
+    /// listen there (it cannot).
+    #[test]
+    fn an_address_not_on_this_host_is_advised_as_such() {
+        let absent = advice(&[probe(ProbeOutcome::Timeout, true)], None, 17670);
+        assert_eq!(absent.len(), 1, "{absent:?}");
+        assert!(
+            absent[0].starts_with("10.99.0.1 is not an address of this host")
+                && absent[0].contains("host_gateway_ip"),
+            "{absent:?}"
+        );
+        let refused = advice(&[probe(ProbeOutcome::Refused, false)], None, 17670);
+        assert!(
+            refused[0].contains("the gateway must listen on 10.99.0.1"),
+            "{refused:?}"
+        );
+    }
 }

@@ -376,6 +376,26 @@ fn live_doctor_proves_routes_and_classifies_failures() {
     assert_eq!(v["probes"][1]["outcome"], "ok", "{v}");
     assert_eq!(v["proven"]["bind"], gw.as_str());
 
+    // An override on the sandbox bridge's subnet that no one holds: the probe binds it with
+    // IP_FREEBIND, it never comes up, and doctor says it is not this host's address rather than
+    // asking for a gateway there (the probe's packets stay on this test's bridge, unanswered).
+    let absent = gw
+        .rsplit_once('.')
+        .map(|(net, _)| format!("{net}.201"))
+        .unwrap_or_default();
+    let out = doctor(&engine, "docker", &network, &["--host-gateway-ip", &absent]);
+    let v = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["probes"][0]["bind"], absent.as_str(), "{v}");
+    assert_eq!(v["probes"][0]["not_on_host"], true, "{v}");
+    assert_eq!(v["probes"][1]["outcome"], "ok", "{v}");
+    assert!(
+        v["advice"][0]
+            .as_str()
+            .is_some_and(|a| a.starts_with(&format!("{absent} is not an address of this host"))),
+        "{v}"
+    );
+
     // A firewall on the sandbox bridge drops the gateway's port: no route proven, exit 5.
     let id = Command::new("docker")
         .args(["network", "inspect", "-f", "{{.Id}}", &network])

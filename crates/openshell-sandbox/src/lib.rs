@@ -26,7 +26,7 @@ pub use driver::{DriverOptions, GatheredFacts, SandboxDriver, SandboxHandle, San
 pub use env::{reads_env_var, EnvError, READ_PREFIX, READ_VARS};
 pub use error::{DiscoveryError, EngineError, ErrorKind};
 pub use host::{current_os, host_facts, HostFacts};
-pub use listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};
+pub use listener::{is_host_address, Arrival, CallbackListener, ListenerError, ListenerOptions};
 pub use probe::{
     probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome, ProbeResult,
     Unverified, DEFAULT_PROBE_IMAGE,

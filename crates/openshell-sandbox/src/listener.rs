@@ -138,6 +138,16 @@ impl Drop for CallbackListener {
     }
 }
 
+/// Whether `ip` is an address of this host now: binding it (without `IP_FREEBIND`) is refused
+/// with `EADDRNOTAVAIL` exactly when it is not. Nothing is sent; any other failure is no answer,
+/// and counts as an address of this host (nothing is claimed that was not seen).
+pub fn is_host_address(ip: IpAddr) -> bool {
+    match std::net::TcpListener::bind(SocketAddr::new(ip, 0)) {
+        Ok(_) => true,
+        Err(e) => e.kind() != io::ErrorKind::AddrNotAvailable,
+    }
+}
+
 fn bind_socket(addr: SocketAddr, freebind: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -410,5 +420,15 @@ mod tests {
             .await
             .starts_with("HTTP/1.0 403"));
         assert!(l.next_arrival(Duration::from_millis(200)).await.is_none());
+    }
+
+    /// Binding tells whether an address is this host's; nothing is sent.
+    #[test]
+    fn host_addresses_are_told_by_binding() {
+        assert!(is_host_address(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
+        // TEST-NET-1 (RFC 5737) is never assigned.
+        assert!(!is_host_address(IpAddr::V4(std::net::Ipv4Addr::new(
+            192, 0, 2, 1
+        ))));
     }
 }

@@ -19,8 +19,8 @@ use serde::Serialize;
 
 use crate::support::EngineOps;
 use crate::{
-    new_token, CallbackListener, ListenerError, ListenerOptions, Relay, RelayOptions,
-    SandboxDriver, SandboxHandle, SandboxSpec, SandboxState, Sweep,
+    is_host_address, new_token, CallbackListener, ListenerError, ListenerOptions, Relay,
+    RelayOptions, SandboxDriver, SandboxHandle, SandboxSpec, SandboxState, Sweep,
 };
 
 /// Time a probe container may need beyond its waits: engine calls to create, start and remove it.
@@ -116,6 +116,11 @@ pub struct ProbeResult {
     /// not probed).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The listener's address was not an address of this host, neither when the probe bound it
+    /// (with `IP_FREEBIND`) nor after the probe ran: no engine network brought it up, so a
+    /// gateway cannot be reached there.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub not_on_host: bool,
 }
 
 /// What the probe container prints before its exit code, so that the verdict can be read while
@@ -158,6 +163,7 @@ fn result(route: &Route, outcome: ProbeOutcome, notes: Vec<String>) -> ProbeResu
         hint: outcome.hint(),
         outcome,
         notes,
+        not_on_host: false,
     }
 }
 
@@ -208,7 +214,18 @@ where
             probe_relay(driver, route, listener, opts, notes).await
         } else {
             let route = listener.route().clone();
-            probe_through(driver, &route, listener, opts, notes).await
+            // An address bound before it existed (netavark brings a bridge's address up with
+            // the network's first container) must exist once the probe has run; if it still
+            // does not, it is no address of this host's.
+            let unassigned = listener.used_freebind().then(|| listener.local_addr().ip());
+            let mut r = probe_through(driver, &route, listener, opts, notes).await;
+            if let Some(ip) = unassigned.filter(|ip| !is_host_address(*ip)) {
+                r.not_on_host = true;
+                r.notes.push(format!(
+                    "{ip} is not an address of this host: the probe bound it before it existed (IP_FREEBIND), and no engine network brought it up"
+                ));
+            }
+            r
         }
     };
     tracing::Instrument::instrument(probe, span).await
