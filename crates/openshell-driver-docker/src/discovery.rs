@@ -22,7 +22,7 @@
 use std::path::PathBuf;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::{parse_endpoint as parse, well_known};
+use openshell_sandbox::support::discover::{parse_endpoint as parse, tls_candidate, well_known};
 use openshell_sandbox::support::ssh::SshSettings;
 use openshell_sandbox::support::tls::TlsMaterial;
 use openshell_sandbox::support::transport::Target;
@@ -73,17 +73,9 @@ fn named(
         _ if endpoint.requires_tls() => default_store(env, "its https:// scheme".into()),
         _ => return Ok(Candidates::named(endpoint, source)),
     };
-    let source = format!("{source}, TLS by {}", store.why);
-    let material =
-        TlsMaterial::load(&store.dir, &store.origin).map_err(|e| DiscoveryError::Tls {
-            endpoint: endpoint.clone().with_tls().to_string(),
-            origin: source.clone(),
-            source: Box::new(e),
-        })?;
-    Ok(Candidates::named(
-        Target::new(endpoint).with_tls(material),
-        source,
-    ))
+    tls_candidate(endpoint, format!("{source}, TLS by {}", store.why), |_| {
+        TlsMaterial::load(&store.dir, &store.origin)
+    })
 }
 
 /// The docker CLI's TLS directory for `--endpoint` and `DOCKER_HOST`: `DOCKER_CERT_PATH`, else

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::{parse_endpoint as parse, well_known};
+use openshell_sandbox::support::discover::{parse_endpoint as parse, tls_candidate, well_known};
 use openshell_sandbox::support::ssh::SshSettings;
 use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
 use openshell_sandbox::support::transport::Target;
@@ -52,20 +52,11 @@ fn named(
                 source,
             ))
         }
-        (Endpoint::Tcp { .. }, Some(files)) => {
-            let shown = endpoint.clone().with_tls().to_string();
-            let source = format!("{source}, TLS by the connection's TLS files");
-            let material =
-                TlsMaterial::from_files(files, &source).map_err(|e| DiscoveryError::Tls {
-                    endpoint: shown,
-                    origin: source.clone(),
-                    source: Box::new(e),
-                })?;
-            Ok(Candidates::named(
-                Target::new(endpoint).with_tls(material),
-                source,
-            ))
-        }
+        (Endpoint::Tcp { .. }, Some(files)) => tls_candidate(
+            endpoint,
+            format!("{source}, TLS by the connection's TLS files"),
+            |origin| TlsMaterial::from_files(files, origin),
+        ),
         // Podman's `system connection add` refuses TLS files for anything but tcp://; a file
         // edited by hand that pairs them gets the same answer, rather than a connection that
         // silently drops what the user asked for.

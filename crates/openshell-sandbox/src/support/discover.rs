@@ -17,6 +17,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::support::raw::{self, RawError};
+use crate::support::tls::{TlsError, TlsMaterial};
 use crate::support::transport::{Target, TransportError};
 
 /// One place discovery looked for an engine.
@@ -149,6 +150,25 @@ pub fn parse_endpoint(raw: &str, origin: &str) -> Result<Endpoint, crate::Discov
         origin: origin.to_string(),
         source,
     })
+}
+
+/// `endpoint`, named by `source`, as the one candidate, speaking TLS with the material `load`
+/// reads (given `source`, for its messages). Material that cannot be used stops discovery,
+/// naming the endpoint and where it was named: nothing is sent to it.
+pub fn tls_candidate(
+    endpoint: Endpoint,
+    source: String,
+    load: impl FnOnce(&str) -> Result<TlsMaterial, TlsError>,
+) -> Result<Candidates, crate::DiscoveryError> {
+    let material = load(&source).map_err(|e| crate::DiscoveryError::Tls {
+        endpoint: endpoint.clone().with_tls().to_string(),
+        origin: source.clone(),
+        source: Box::new(e),
+    })?;
+    Ok(Candidates::named(
+        Target::new(endpoint).with_tls(material),
+        source,
+    ))
 }
 
 /// The well-known sockets of every runtime (each runtime's `SOCKETS` in `openshell-runtime`),

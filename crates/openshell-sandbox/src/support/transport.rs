@@ -410,19 +410,10 @@ fn http_error(target: &Target, e: hyper::Error) -> TransportError {
 
 /// The TLS alert the engine sent, somewhere behind an error.
 fn tls_alert(err: &(dyn StdError + 'static)) -> Option<rustls::AlertDescription> {
-    let mut next = Some(err);
-    while let Some(e) = next {
-        if let Some(rustls::Error::AlertReceived(alert)) = e.downcast_ref::<rustls::Error>() {
-            return Some(*alert);
-        }
-        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
-            if let Some(alert) = tls_alert(inner) {
-                return Some(alert);
-            }
-        }
-        next = e.source();
-    }
-    None
+    find_behind(err, &|e| match e.downcast_ref::<rustls::Error>() {
+        Some(rustls::Error::AlertReceived(alert)) => Some(*alert),
+        _ => None,
+    })
 }
 
 /// The failure for an engine that ended the TLS session with `alert`, with what to do.
@@ -447,16 +438,20 @@ fn alert_error(endpoint: &Endpoint, alert: rustls::AlertDescription) -> Transpor
     }
 }
 
-/// The [`SshFailed`] behind a client library's error, if the ssh client is what failed.
-fn ssh_failure(err: &(dyn StdError + 'static)) -> Option<SshFailed> {
+/// The first thing `pick` finds in `err` or the errors behind it. `io::Error` hides the error
+/// it wraps from `source()`, so it is looked into.
+fn find_behind<T>(
+    err: &(dyn StdError + 'static),
+    pick: &dyn Fn(&(dyn StdError + 'static)) -> Option<T>,
+) -> Option<T> {
     let mut next = Some(err);
     while let Some(e) = next {
-        if let Some(f) = e.downcast_ref::<SshFailed>() {
-            return Some(f.clone());
+        if let Some(found) = pick(e) {
+            return Some(found);
         }
         if let Some(inner) = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
-            if let Some(f) = ssh_failure(inner) {
-                return Some(f);
+            if let Some(found) = find_behind(inner, pick) {
+                return Some(found);
             }
         }
         next = e.source();
@@ -464,25 +459,23 @@ fn ssh_failure(err: &(dyn StdError + 'static)) -> Option<SshFailed> {
     None
 }
 
+/// The [`SshFailed`] behind a client library's error, if the ssh client is what failed.
+fn ssh_failure(err: &(dyn StdError + 'static)) -> Option<SshFailed> {
+    find_behind(err, &|e| e.downcast_ref::<SshFailed>().cloned())
+}
+
 /// The [`ReplyTooLarge`] somewhere behind a client library's error, if the budget is what
-/// failed. `io::Error` hides the error it wraps from `source()`, so it is looked into.
+/// failed.
 pub fn too_large(err: &(dyn StdError + 'static)) -> Option<ReplyTooLarge> {
-    let mut next = Some(err);
-    while let Some(e) = next {
+    find_behind(err, &|e| {
         if let Some(t) = e.downcast_ref::<ReplyTooLarge>() {
             return Some(*t);
         }
-        if let Some(TransportError::TooLarge(t)) = e.downcast_ref::<TransportError>() {
-            return Some(*t);
+        match e.downcast_ref::<TransportError>() {
+            Some(TransportError::TooLarge(t)) => Some(*t),
+            _ => None,
         }
-        if let Some(inner) = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref) {
-            if let Some(t) = too_large(inner) {
-                return Some(t);
-            }
-        }
-        next = e.source();
-    }
-    None
+    })
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
