@@ -128,11 +128,38 @@ impl fmt::Debug for TlsMaterial {
     }
 }
 
+/// The most bytes read from one PEM file: CA bundles run to a few hundred KiB (the whole Mozilla
+/// store is about 220 KiB); anything larger is not TLS material.
+const MAX_PEM: u64 = 4 * 1024 * 1024;
+
+/// A PEM file's bytes. Only a regular file (or a link to one) of at most [`MAX_PEM`] bytes is
+/// read: a FIFO would block discovery, and a device such as `/dev/zero` would never end.
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    use std::io::Read;
+    let failed = |source| TlsError::Read {
         path: path.display().to_string(),
         source,
-    })
+    };
+    let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+    // Looked at before opening too: opening a FIFO for reading blocks until a writer comes.
+    if !std::fs::metadata(path).map_err(failed)?.is_file() {
+        return Err(failed(not_regular()));
+    }
+    let file = std::fs::File::open(path).map_err(failed)?;
+    if !file.metadata().map_err(failed)?.is_file() {
+        return Err(failed(not_regular()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > MAX_PEM {
+        return Err(failed(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {MAX_PEM} bytes, more than any TLS material"),
+        )));
+    }
+    Ok(bytes)
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -502,6 +529,30 @@ mod tests {
         );
         assert!(err.to_string().contains("TLSCert and TLSKey"), "{err}");
         engine.abort();
+    }
+
+    /// A device or a FIFO named as a PEM file is refused, not read: reading would never end.
+    #[test]
+    fn only_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let fifo = dir.path().join("fifo.pem");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap_or_else(|e| panic!("mkfifo: {e}"));
+        assert!(made.success());
+        let fifo = fifo.display().to_string();
+        for path in ["/dev/zero", "/dev/null", fifo.as_str()] {
+            let files = TlsFiles {
+                ca: Some(PathBuf::from(path)),
+                ..TlsFiles::default()
+            };
+            let err = TlsMaterial::from_files(&files, "x").err();
+            assert!(
+                matches!(&err, Some(TlsError::Read { path: p, source }) if p == path && source.to_string().contains("not a regular file")),
+                "{err:?}"
+            );
+        }
     }
 
     #[test]
