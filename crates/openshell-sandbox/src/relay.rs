@@ -100,6 +100,15 @@ pub enum RelayError {
         /// The engine's architecture.
         arch: String,
     },
+    /// The relay binary is dynamically linked: the relay image holds nothing but the binary,
+    /// so its loader and libraries are not there and it would exit at once.
+    #[error("relay binary {} is dynamically linked, and the relay image holds only the binary, so it cannot start there; build it statically (RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release -p openshell-relay --target {arch}-unknown-linux-gnu) and set {ENV_RELAY_BINARY} to it", .path.display())]
+    NotStatic {
+        /// The binary.
+        path: PathBuf,
+        /// The engine's architecture.
+        arch: String,
+    },
     /// The engine reports an architecture we build no relay for.
     #[error("the engine reports architecture {arch:?}, for which there is no relay binary; set {ENV_RELAY_IMAGE} to a relay image for it")]
     UnknownArch {
@@ -180,6 +189,43 @@ fn elf_arch(head: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Whether an ELF executable asks for a program interpreter (`PT_INTERP`, the dynamic loader),
+/// from its program headers; `None` when the headers cannot be read.
+fn elf_dynamic(bin: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    let big = match bin.get(5)? {
+        1 => false,
+        2 => true,
+        _ => return None,
+    };
+    let int = |at: usize, len: usize| -> Option<u64> {
+        let b = bin.get(at..at.checked_add(len)?)?;
+        let mut v = 0u64;
+        for i in 0..len {
+            let byte = if big { b[i] } else { b[len - 1 - i] };
+            v = (v << 8) | u64::from(byte);
+        }
+        Some(v)
+    };
+    // (e_phoff, e_phentsize, e_phnum) by ELF class.
+    let (phoff, phentsize, phnum) = match bin.get(4)? {
+        1 => (int(0x1c, 4)?, int(0x2a, 2)?, int(0x2c, 2)?),
+        2 => (int(0x20, 8)?, int(0x36, 2)?, int(0x38, 2)?),
+        _ => return None,
+    };
+    let (phoff, phentsize) = (
+        usize::try_from(phoff).ok()?,
+        usize::try_from(phentsize).ok()?,
+    );
+    for i in 0..usize::try_from(phnum).ok()? {
+        let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        if int(at, 4)? == u64::from(PT_INTERP) {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
 /// Reads the relay binary for `arch`: the explicit one, else one beside the current executable.
 fn relay_binary(opts: &RelayOptions, arch: &str) -> Result<(PathBuf, Vec<u8>), RelayError> {
     let candidates: Vec<PathBuf> = match &opts.binary {
@@ -208,7 +254,15 @@ fn relay_binary(opts: &RelayOptions, arch: &str) -> Result<(PathBuf, Vec<u8>), R
             }
         };
         match elf_arch(&bytes) {
-            Some(found) if found == arch => return Ok((path.clone(), bytes)),
+            Some(found) if found == arch => {
+                if elf_dynamic(&bytes) != Some(false) {
+                    return Err(RelayError::NotStatic {
+                        path: path.clone(),
+                        arch: arch.to_string(),
+                    });
+                }
+                return Ok((path.clone(), bytes));
+            }
             // A host binary of another architecture beside us is not for this engine.
             _ if !explicit => continue,
             found => {
@@ -699,6 +753,58 @@ mod tests {
         head[18] = 0x3e;
         assert_eq!(elf_arch(&head), Some("x86_64"));
         assert_eq!(elf_arch(b"#!/bin/sh\n"), None);
+    }
+
+    /// A minimal little-endian ELF64 header with one program header of type `p_type`.
+    fn elf64(p_type: u32) -> Vec<u8> {
+        let mut bin = vec![0u8; 64 + 56];
+        bin[..4].copy_from_slice(b"\x7fELF");
+        bin[4] = 2;
+        bin[5] = 1;
+        bin[18] = 0x3e;
+        bin[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        bin[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        bin[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        bin[64..68].copy_from_slice(&p_type.to_le_bytes());
+        bin
+    }
+
+    /// A dynamically linked relay cannot start in its image (only the binary is there): it is
+    /// refused with the static build's command, not started to exit at once.
+    #[test]
+    fn a_dynamically_linked_relay_is_refused() {
+        assert_eq!(elf_dynamic(&elf64(1)), Some(false));
+        assert_eq!(elf_dynamic(&elf64(3)), Some(true));
+        // Program headers past the end of the file: unreadable, not static.
+        let mut cut = elf64(1);
+        cut.truncate(66);
+        assert_eq!(elf_dynamic(&cut), None);
+        // This test's own executable is an ordinary (dynamic) build.
+        let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+        let bytes = read_capped(&exe).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(elf_dynamic(&bytes), Some(true));
+
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("openshell-relay");
+        for (bin, ok) in [(elf64(1), true), (elf64(3), false)] {
+            std::fs::write(&path, bin).unwrap_or_else(|e| panic!("{e}"));
+            let opts = RelayOptions {
+                port: 1,
+                binary: Some(path.clone()),
+                image: None,
+            };
+            match relay_binary(&opts, "x86_64") {
+                Ok(_) => assert!(ok, "a dynamic relay was accepted"),
+                Err(e) => {
+                    assert!(!ok, "{e}");
+                    assert!(
+                        matches!(e, RelayError::NotStatic { .. })
+                            && e.to_string().contains("+crt-static"),
+                        "{e}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
