@@ -31,7 +31,8 @@ use async_trait::async_trait;
 use openshell_driver_docker::DockerDriver;
 use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::probe_candidates;
+use openshell_sandbox::support::discover::{probe_candidates, tls_candidate};
+use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
 use openshell_sandbox::support::{
     Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps,
     LogStream, NetworkInfo, OpError,
@@ -76,6 +77,11 @@ pub struct ConnectOptions {
     /// is the only candidate, as in the docker and podman CLIs: if it does not answer,
     /// nothing else is tried.
     pub endpoint: Option<String>,
+    /// TLS files named for this run (the CLI's `--tls-ca`, `--tls-cert`, `--tls-key`, after
+    /// Podman's global flags of those names): the endpoint named for this run, which must be
+    /// `tcp://` (or `https://`), speaks TLS with them, in place of any material the environment
+    /// names for it. Empty: none.
+    pub tls: TlsFiles,
     /// The environment discovery reads.
     pub env: DiscoveryEnv,
     /// Sandbox network, per-call timeout, and (for replays) the gateway host's facts.
@@ -149,6 +155,9 @@ pub enum ConnectError {
         /// The named endpoint, where it was named, and what trying it gave.
         candidate: Candidate,
     },
+    /// TLS files were named for this run, but not for one `tcp://` endpoint named for it.
+    #[error("--tls-ca, --tls-cert and --tls-key name the TLS material of a tcp:// endpoint named for this run (--endpoint, DOCKER_HOST or CONTAINER_HOST), and {0}; name the endpoint, or drop the TLS files")]
+    TlsFilesWithoutEndpoint(String),
     /// An engine answered discovery, but connecting or gathering its facts failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -188,11 +197,49 @@ fn plan(opts: &ConnectOptions) -> Result<Vec<(DriverKind, Candidates)>, Discover
     })
 }
 
+/// The plan with the TLS files named for this run applied to its one named `tcp://` endpoint.
+fn with_tls_files(
+    plan: Vec<(DriverKind, Candidates)>,
+    files: &TlsFiles,
+) -> Result<Vec<(DriverKind, Candidates)>, ConnectError> {
+    if !files.any() {
+        return Ok(plan);
+    }
+    let [(kind, order)] = plan.as_slice() else {
+        return Err(ConnectError::TlsFilesWithoutEndpoint(
+            "no endpoint is named: discovery would search the well-known sockets".into(),
+        ));
+    };
+    let named = match order.list() {
+        [(target, source)] if order.is_named() => (target, source),
+        _ => {
+            return Err(ConnectError::TlsFilesWithoutEndpoint(
+                "no endpoint is named: discovery would search the well-known sockets".into(),
+            ))
+        }
+    };
+    let (target, source) = named;
+    if !matches!(target.endpoint(), Endpoint::Tcp { .. }) {
+        return Err(ConnectError::TlsFilesWithoutEndpoint(format!(
+            "the endpoint named by {source} is {}",
+            target.endpoint()
+        )));
+    }
+    // The source without what gave the endpoint its material before: the flags replace it.
+    let source = source.split(", TLS by ").next().unwrap_or(source);
+    let candidates = tls_candidate(
+        target.endpoint().clone(),
+        format!("{source}, TLS by --tls-ca/--tls-cert/--tls-key"),
+        |origin| TlsMaterial::from_files(files, origin),
+    )?;
+    Ok(vec![(*kind, candidates)])
+}
+
 /// Finds the engine, connects the driver and gathers the engine's facts, creating the sandbox
 /// network (labelled as ours) when it is missing.
 pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
     let mut candidates = Vec::new();
-    for (kind, order) in plan(opts)? {
+    for (kind, order) in with_tls_files(plan(opts)?, &opts.tls)? {
         let found = probe_candidates(order, opts.driver_options.timeout).await;
         candidates.extend(found.candidates.iter().cloned());
         let Some(chosen) = found.chosen else {
@@ -400,5 +447,92 @@ mod tests {
             0,
             "rootless Podman socket tried"
         );
+    }
+
+    /// The TLS flags give a named tcp:// endpoint its material (over the environment's), and are
+    /// refused, before anything is contacted, where there is no such endpoint.
+    #[test]
+    fn tls_files_apply_to_the_named_tcp_endpoint_alone() {
+        let material =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../openshell-sandbox/testdata/tls/client");
+        let files = TlsFiles {
+            ca: Some(material.join("ca.pem")),
+            cert: Some(material.join("cert.pem")),
+            key: Some(material.join("key.pem")),
+        };
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let opts = |endpoint: Option<&str>, driver, vars: &[(&str, &str)]| ConnectOptions {
+            driver,
+            endpoint: endpoint.map(str::to_string),
+            tls: files.clone(),
+            env: DiscoveryEnv::from_vars(vars.iter().copied(), Some(home.path().to_path_buf())),
+            ..ConnectOptions::default()
+        };
+        let applied = |o: &ConnectOptions| {
+            with_tls_files(plan(o).unwrap_or_else(|e| panic!("{e}")), &o.tls).map(|p| {
+                p.iter()
+                    .map(|(k, c)| {
+                        let (t, s) = &c.list()[0];
+                        (
+                            k.as_str(),
+                            t.to_string(),
+                            s.clone(),
+                            t.tls().map(|m| m.files().clone()),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        for (endpoint, driver, vars, source) in [
+            (
+                Some("tcp://10.0.0.9:9443"),
+                Some(DriverKind::Podman),
+                &[][..],
+                "--endpoint",
+            ),
+            (
+                None,
+                None,
+                &[("CONTAINER_HOST", "tcp://10.0.0.9:9443")][..],
+                "CONTAINER_HOST",
+            ),
+            // DOCKER_TLS_VERIFY's material (here the same directory) gives way to the flags.
+            (
+                None,
+                None,
+                &[
+                    ("DOCKER_HOST", "tcp://10.0.0.9:9443"),
+                    ("DOCKER_TLS_VERIFY", "1"),
+                    ("DOCKER_CERT_PATH", material.to_str().unwrap_or_default()),
+                ][..],
+                "DOCKER_HOST",
+            ),
+        ] {
+            let got = applied(&opts(endpoint, driver, vars)).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0].1, "https://10.0.0.9:9443");
+            assert_eq!(
+                got[0].2,
+                format!("{source}, TLS by --tls-ca/--tls-cert/--tls-key")
+            );
+            assert_eq!(got[0].3.as_ref(), Some(&files));
+        }
+        for (endpoint, vars, why) in [
+            (None, &[][..], "no endpoint is named"),
+            (
+                Some("unix:///run/docker.sock"),
+                &[][..],
+                "unix:///run/docker.sock",
+            ),
+            (Some("ssh://me@box"), &[][..], "ssh://box"),
+        ] {
+            let err = applied(&opts(endpoint, None, vars))
+                .err()
+                .unwrap_or_else(|| panic!("{endpoint:?}: TLS files were taken"));
+            assert!(
+                matches!(&err, ConnectError::TlsFilesWithoutEndpoint(w) if w.contains(why)),
+                "{endpoint:?}: {err}"
+            );
+        }
     }
 }

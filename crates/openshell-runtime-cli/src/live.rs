@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use openshell_engine::{ConnectError, ConnectOptions, DriverKind, Engine};
+use openshell_sandbox::support::tls::TlsFiles;
 use openshell_sandbox::DriverOptions;
 
 use crate::{to_json, usage, Driver, EngineArgs, Fail};
@@ -34,6 +35,11 @@ pub(crate) async fn connect(args: &EngineArgs, dump: Option<&PathBuf>) -> Result
             Driver::Podman => DriverKind::Podman,
         }),
         endpoint: args.endpoint.clone(),
+        tls: TlsFiles {
+            ca: args.tls_ca.clone(),
+            cert: args.tls_cert.clone(),
+            key: args.tls_key.clone(),
+        },
         env: crate::process_env()?,
         driver_options: DriverOptions {
             network: args.network.clone(),
@@ -44,9 +50,9 @@ pub(crate) async fn connect(args: &EngineArgs, dump: Option<&PathBuf>) -> Result
     let engine = openshell_engine::connect(&opts)
         .await
         .map_err(|e| match e {
-            ConnectError::Discovery(_) | ConnectError::TlsUnsupported { .. } => {
-                usage(e.to_string())
-            }
+            ConnectError::Discovery(_)
+            | ConnectError::TlsUnsupported { .. }
+            | ConnectError::TlsFilesWithoutEndpoint(_) => usage(e.to_string()),
             ConnectError::NoEngine { .. } | ConnectError::NamedUnreachable { .. } => Fail {
                 code: 3,
                 message: e.to_string(),

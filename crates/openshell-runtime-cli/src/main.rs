@@ -143,6 +143,16 @@ pub(crate) struct EngineArgs {
     /// Engine endpoint (unix://, tcp://, ssh://); default: discovery.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,
+    /// CA certificate (PEM) that verifies a tcp:// engine named for this run; with any TLS
+    /// file the endpoint speaks TLS (without this one, the system's trusted CAs verify it).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a tcp:// engine named for this run (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Client certificate's key (PEM) for a tcp:// engine named for this run (with --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// The sandbox network (created, labelled as ours, when missing).
     #[arg(long, default_value = openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK)]
     network: String,
@@ -157,7 +167,7 @@ enum Command {
     /// facts file (`-` for standard input).
     Detect {
         /// Facts file (see docs/facts-format.md); without it, the live engine is asked.
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["endpoint", "dump_facts", "driver"])]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["endpoint", "dump_facts", "driver", "tls_ca", "tls_cert", "tls_key"])]
         facts: Option<PathBuf>,
         /// Live mode: write the gathered facts here (attach it to a bug report; anyone can replay it with --facts).
         #[arg(long, value_name = "FILE")]

@@ -1775,14 +1775,16 @@ fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
     let home = dir.path();
     // Its own network (detect creates the sandbox network), removed at the end.
     let network = format!("openshell-detect-remote-{}", std::process::id());
-    let detect = |endpoint: &str, vars: &[(&str, &str)]| {
+    let detect_with = |endpoint: &str, vars: &[(&str, &str)], flags: &[&str]| {
         isolated(home)
             .args(["detect", "--no-config", "-o", "json", "--timeout", "20"])
             .args(["--endpoint", endpoint, "--network", &network])
+            .args(flags)
             .envs(vars.iter().copied())
             .output()
             .unwrap_or_else(|e| panic!("{e}"))
     };
+    let detect = |endpoint: &str, vars: &[(&str, &str)]| detect_with(endpoint, vars, &[]);
     let certs = get("OPENSHELL_REMOTE_DOCKER_CERT_PATH");
     let ssh_config = get("OPENSHELL_REMOTE_SSH_CONFIG");
     let forwarded = format!(
@@ -1800,23 +1802,51 @@ fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
         (get("OPENSHELL_REMOTE_DOCKER_SSH"), &ssh_vars),
         (forwarded, &ssh_vars),
     ];
-    let detected: Vec<_> = cases
+    let mut detected: Vec<_> = cases
         .iter()
-        .map(|(endpoint, vars)| (endpoint, detect(endpoint, vars)))
+        .map(|(endpoint, vars)| ((endpoint.clone(), "docker"), detect(endpoint, vars)))
         .collect();
+    // The TLS files as flags (Podman's global flags' names), with nothing in the environment:
+    // the namespaced dockerd through the Docker driver, the namespaced Podman through the
+    // Podman driver.
+    let file = |f: &str| format!("{certs}/{f}");
+    let (ca, cert, key) = (file("ca.pem"), file("cert.pem"), file("key.pem"));
+    let tls_flags = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
+    let podman_tls = get("OPENSHELL_REMOTE_PODMAN_TLS");
+    for (endpoint, driver) in [
+        (get("OPENSHELL_REMOTE_DOCKER_TCP"), "docker"),
+        (podman_tls.clone(), "podman"),
+    ] {
+        let mut flags = tls_flags.to_vec();
+        flags.extend(["--driver", driver]);
+        let out = detect_with(&endpoint, &[], &flags);
+        detected.push(((endpoint, driver), out));
+    }
     openshell_tests::live::remove_networks_named(
         &openshell_tests::live::remote_dockerd(&remote),
         &network,
     );
-    for (endpoint, out) in detected {
+    openshell_tests::live::remove_networks_named(
+        &openshell_tests::live::remote_podman(&remote),
+        &network,
+    );
+    for ((endpoint, driver), out) in detected {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{endpoint}: {err}");
         let v = json(&out);
         assert_eq!(v["runtime"], "remote-docker", "{endpoint}: {v}");
         assert_eq!(v["route_kind"], "relay", "{endpoint}: {v}");
         assert_eq!(v["bind"], "127.0.0.1", "{endpoint}: {v}");
-        assert_eq!(v["driver"], "docker", "{endpoint}: {v}");
+        assert_eq!(v["driver"], driver, "{endpoint}: {v}");
     }
+    // The flags without an endpoint of theirs: refused before anything is contacted.
+    let out = isolated(home)
+        .args(["detect", "--no-config", "--tls-ca", &ca])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no endpoint is named"), "{err}");
 
     // Another CA: the engine's certificate is not trusted, and the refusal says so.
     let other = home.join("other-ca");
