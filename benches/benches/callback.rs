@@ -17,20 +17,13 @@ use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::{decide, NetworkMode, Registry, Route, RouteContext};
 use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{
-    new_token, sandbox_command, CallbackListener, ListenerOptions, SandboxDriver, SandboxSpec,
+    sandbox_command, CallbackListener, ListenerOptions, SandboxDriver, SandboxSpec,
 };
 use openshell_tests::live::{self, Engine};
 
-const WAIT: Duration = Duration::from_secs(60);
+mod common;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
+use common::{create_to_callback, median, ms, WAIT};
 
 async fn route_of<D: SandboxDriver>(driver: &D, mode: NetworkMode) -> Route {
     let facts = driver
@@ -52,13 +45,7 @@ async fn route_of<D: SandboxDriver>(driver: &D, mode: NetworkMode) -> Route {
 }
 
 fn spec(image: &str) -> SandboxSpec {
-    SandboxSpec {
-        id: live::unique("bench"),
-        image: image.into(),
-        command: sandbox_command(60),
-        token: new_token().unwrap_or_else(|e| panic!("{e}")),
-        labels: Default::default(),
-    }
+    common::spec("bench", image, sandbox_command(60))
 }
 
 /// One sandbox through the driver: create, start, callback received, delete.
@@ -68,21 +55,7 @@ async fn through_driver<D: SandboxDriver>(
     image: &str,
 ) -> Duration {
     let route = listener.route().clone();
-    let s = spec(image);
-    listener.expect(&s.id, &s.token);
-    let t0 = Instant::now();
-    let h = driver
-        .create(&s, &route)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
-    listener
-        .wait_for(&s.id, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let took = t0.elapsed();
-    driver.delete(&h).await.unwrap_or_else(|e| panic!("{e}"));
-    took
+    create_to_callback(driver, listener, &route, &spec(image)).await
 }
 
 /// The same sandbox through the engine's CLI (`docker run` / `podman run`).

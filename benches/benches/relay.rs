@@ -33,8 +33,8 @@ use openshell_runtime::consts::LOOPBACK_V4;
 use openshell_runtime::{decide, Exposure, HostTarget, Registry, Route, RouteContext};
 use openshell_sandbox::support::EngineOps;
 use openshell_sandbox::{
-    new_token, sandbox_command, CallbackListener, DriverOptions, ListenerOptions, Relay,
-    RelayOptions, SandboxDriver, SandboxHandle, SandboxSpec,
+    sandbox_command, CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions,
+    SandboxDriver, SandboxHandle, SandboxSpec,
 };
 use openshell_tests::live::{self, Engine};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -70,11 +70,9 @@ struct Measured {
     callbacks: Duration,
 }
 
-fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
-    v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v.get(i).copied().unwrap_or_default()
-}
+mod common;
+
+use common::percentile;
 
 fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
@@ -234,13 +232,7 @@ struct ClientResult {
 }
 
 fn spec(image: &str, command: Vec<String>) -> SandboxSpec {
-    SandboxSpec {
-        id: live::unique("bench-relay"),
-        image: image.into(),
-        command,
-        token: new_token().unwrap_or_else(|e| panic!("{e}")),
-        labels: Default::default(),
-    }
+    common::spec("bench-relay", image, command)
 }
 
 /// `n` sandboxes calling back along `route`, started eight at a time; the time until all

@@ -28,21 +28,14 @@ use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
 use openshell_sandbox::support::transport::Target;
 use openshell_sandbox::support::EngineOps;
 use openshell_sandbox::{
-    new_token, sandbox_command, CallbackListener, DriverOptions, ListenerOptions, Relay,
-    RelayOptions, SandboxDriver, SandboxSpec,
+    sandbox_command, CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions,
+    SandboxDriver,
 };
 use openshell_tests::live::{self, remote_setting, Engine};
 
-const WAIT: Duration = Duration::from_secs(60);
+mod common;
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
+use common::{median, ms};
 
 /// The route a gateway would use: decided from live facts, the relay when `relay` (forced on a
 /// local engine, decided on a remote one).
@@ -68,16 +61,6 @@ async fn route_of<D: SandboxDriver>(driver: &D, relay: bool) -> Route {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn spec(image: &str) -> SandboxSpec {
-    SandboxSpec {
-        id: live::unique("bench-remote"),
-        image: image.into(),
-        command: sandbox_command(60),
-        token: new_token().unwrap_or_else(|e| panic!("{e}")),
-        labels: Default::default(),
-    }
-}
-
 /// One sandbox: create, start, callback received (timed), delete.
 async fn create_to_callback<D: SandboxDriver>(
     driver: &D,
@@ -85,21 +68,8 @@ async fn create_to_callback<D: SandboxDriver>(
     route: &Route,
     image: &str,
 ) -> Duration {
-    let s = spec(image);
-    listener.expect(&s.id, &s.token);
-    let t0 = Instant::now();
-    let h = driver
-        .create(&s, route)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
-    listener
-        .wait_for(&s.id, WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let took = t0.elapsed();
-    driver.delete(&h).await.unwrap_or_else(|e| panic!("{e}"));
-    took
+    let s = common::spec("bench-remote", image, sandbox_command(60));
+    common::create_to_callback(driver, listener, route, &s).await
 }
 
 /// One engine behind one transport: detect `rounds` times, then `rounds` sandboxes through the

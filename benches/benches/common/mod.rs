@@ -1,0 +1,64 @@
+//! What the live benchmarks share: medians, the sandbox they start, and one sandbox timed from
+//! create to its callback. Each benchmark binary includes this module (`mod common;`) and uses
+//! what it needs.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use openshell_runtime::Route;
+use openshell_sandbox::{new_token, CallbackListener, SandboxDriver, SandboxSpec};
+use openshell_tests::live;
+
+/// How long a benchmark waits for one callback.
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
+
+/// The middle value (the upper one of an even count); zero for none.
+pub(crate) fn median(v: Vec<Duration>) -> Duration {
+    percentile(v, 0.5)
+}
+
+/// The value at fraction `p` (0 to 1) of the sorted list, nearest rank; zero for none.
+pub(crate) fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v.get(i).copied().unwrap_or_default()
+}
+
+/// Milliseconds, whole.
+pub(crate) fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A sandbox of `image` running `command`, its id prefixed by `prefix`, with a fresh token.
+pub(crate) fn spec(prefix: &str, image: &str, command: Vec<String>) -> SandboxSpec {
+    SandboxSpec {
+        id: live::unique(prefix),
+        image: image.into(),
+        command,
+        token: new_token().unwrap_or_else(|e| panic!("{e}")),
+        labels: Default::default(),
+    }
+}
+
+/// One sandbox `s` along `route`: created, started and called back (timed), then deleted.
+pub(crate) async fn create_to_callback<D: SandboxDriver>(
+    driver: &D,
+    listener: &mut CallbackListener,
+    route: &Route,
+    s: &SandboxSpec,
+) -> Duration {
+    listener.expect(&s.id, &s.token);
+    let t0 = Instant::now();
+    let h = driver
+        .create(s, route)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
+    listener
+        .wait_for(&s.id, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let took = t0.elapsed();
+    driver.delete(&h).await.unwrap_or_else(|e| panic!("{e}"));
+    took
+}
