@@ -151,34 +151,36 @@ pub(crate) fn default_config_path(env: &dyn Fn(&str) -> Option<String>) -> Optio
     env("HOME").map(|h| Path::new(&h).join(".config/openshell/gateway.toml"))
 }
 
-fn route_kind(raw: &str, source: &str) -> Result<Setting<RouteKindChoice>, ConfigError> {
-    RouteKindChoice::parse(raw)
+/// `raw` as one of a setting's words (`parse` knows them), or the error that says which
+/// words there are (`expected`).
+fn word<T>(
+    raw: &str,
+    source: &str,
+    parse: fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<Setting<T>, ConfigError> {
+    parse(raw)
         .map(|value| Setting {
             value,
             source: source.to_string(),
         })
         .ok_or_else(|| ConfigError::Value {
             origin: source.to_string(),
-            problem: format!(
-                "{} is not auto, direct or relay",
-                openshell_runtime::display_value(raw)
-            ),
+            problem: format!("{} is {expected}", openshell_runtime::display_value(raw)),
         })
 }
 
+fn route_kind(raw: &str, source: &str) -> Result<Setting<RouteKindChoice>, ConfigError> {
+    word(
+        raw,
+        source,
+        RouteKindChoice::parse,
+        "not auto, direct or relay",
+    )
+}
+
 fn network_mode(raw: &str, source: &str) -> Result<Setting<NetworkMode>, ConfigError> {
-    NetworkMode::parse(raw)
-        .map(|value| Setting {
-            value,
-            source: source.to_string(),
-        })
-        .ok_or_else(|| ConfigError::Value {
-            origin: source.to_string(),
-            problem: format!(
-                "{} is neither bridge nor host",
-                openshell_runtime::display_value(raw)
-            ),
-        })
+    word(raw, source, NetworkMode::parse, "neither bridge nor host")
 }
 
 /// The container-side address, in canonical form and fit for that role.
