@@ -78,9 +78,9 @@ pub struct ConnectOptions {
     /// nothing else is tried.
     pub endpoint: Option<String>,
     /// TLS files named for this run (the CLI's `--tls-ca`, `--tls-cert`, `--tls-key`, after
-    /// Podman's global flags of those names): the endpoint named for this run, which must be
-    /// `tcp://` (or `https://`), speaks TLS with them, in place of any material the environment
-    /// names for it. Empty: none.
+    /// Podman's global flags of those names): the named endpoint (the flag, a variable, a
+    /// context or connection), which must be `tcp://` (or `https://`), speaks TLS with them, in
+    /// place of any material named for it elsewhere. Empty: none.
     pub tls: TlsFiles,
     /// The environment discovery reads.
     pub env: DiscoveryEnv,
@@ -156,7 +156,7 @@ pub enum ConnectError {
         candidate: Candidate,
     },
     /// TLS files were named for this run, but not for one `tcp://` endpoint named for it.
-    #[error("--tls-ca, --tls-cert and --tls-key name the TLS material of a tcp:// endpoint named for this run (--endpoint, DOCKER_HOST or CONTAINER_HOST), and {0}; name the endpoint, or drop the TLS files")]
+    #[error("--tls-ca, --tls-cert and --tls-key name the TLS material of a named tcp:// endpoint (--endpoint, DOCKER_HOST, CONTAINER_HOST, a docker context or a Podman connection), and {0}; name the endpoint, or drop the TLS files")]
     TlsFilesWithoutEndpoint(String),
     /// An engine answered discovery, but connecting or gathering its facts failed.
     #[error(transparent)]
