@@ -300,6 +300,25 @@ fn doctor(
     out
 }
 
+/// What `detect` decides on dockerd for `network`, which it creates: the bridge's gateway
+/// address (native Docker routes sandboxes there).
+fn dockerd_bridge_gateway(network: &str) -> String {
+    let decided = json(&run(&[
+        "detect",
+        "--no-config",
+        "-o",
+        "json",
+        "--driver",
+        "docker",
+        "--network",
+        network,
+    ]));
+    decided["openshell_host"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// `doctor` proves the route on dockerd, rootful Podman through both drivers and the rootless
 /// engines (with `--rootless-host-loopback`), finds the
 /// working fallback behind a deliberately broken override, and exits 5 with firewall advice
@@ -350,20 +369,7 @@ fn live_doctor_proves_routes_and_classifies_failures() {
     // A broken override (the bridge, with the gateway on loopback): refused, then the runtime's
     // own route is probed and proven.
     let network = format!("openshell-doctor-{}-broken", std::process::id());
-    let first = json(&run(&[
-        "detect",
-        "--no-config",
-        "-o",
-        "json",
-        "--driver",
-        "docker",
-        "--network",
-        &network,
-    ]));
-    let gw = first["openshell_host"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let gw = dockerd_bridge_gateway(&network);
     let out = doctor(
         &engine,
         "docker",
@@ -1344,20 +1350,7 @@ fn live_doctor_beside_a_running_gateway_and_with_tls() {
     }
     let network = format!("openshell-doctor-{}-busy", std::process::id());
     // dockerd creates the bridge with the network, so the gateway can bind it before any probe.
-    let first = json(&run(&[
-        "detect",
-        "--no-config",
-        "-o",
-        "json",
-        "--driver",
-        "docker",
-        "--network",
-        &network,
-    ]));
-    let gw = first["openshell_host"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let gw = dockerd_bridge_gateway(&network);
     let gateway = std::net::TcpListener::bind((gw.as_str(), 0));
     let port = gateway
         .as_ref()
@@ -1368,7 +1361,7 @@ fn live_doctor_beside_a_running_gateway_and_with_tls() {
     drop(gateway);
     let tls = doctor(&engine, "docker", &network, &["--tls"]);
     openshell_tests::live::remove_network(&engine, &network);
-    let busy = busy.unwrap_or_else(|| panic!("cannot hold a port on {gw}: {first}"));
+    let busy = busy.unwrap_or_else(|| panic!("cannot hold a port on {gw:?}"));
 
     let v = json(&busy);
     assert_eq!(busy.status.code(), Some(0), "{v}");
