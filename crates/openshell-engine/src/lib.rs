@@ -205,20 +205,18 @@ fn with_tls_files(
     if !files.any() {
         return Ok(plan);
     }
-    let [(kind, order)] = plan.as_slice() else {
+    let named = match plan.as_slice() {
+        [(kind, order)] if order.is_named() => match order.list() {
+            [(target, source)] => Some((*kind, target, source)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some((kind, target, source)) = named else {
         return Err(ConnectError::TlsFilesWithoutEndpoint(
             "no endpoint is named: discovery would search the well-known sockets".into(),
         ));
     };
-    let named = match order.list() {
-        [(target, source)] if order.is_named() => (target, source),
-        _ => {
-            return Err(ConnectError::TlsFilesWithoutEndpoint(
-                "no endpoint is named: discovery would search the well-known sockets".into(),
-            ))
-        }
-    };
-    let (target, source) = named;
     if !matches!(target.endpoint(), Endpoint::Tcp { .. }) {
         return Err(ConnectError::TlsFilesWithoutEndpoint(format!(
             "the endpoint named by {source} is {}",
@@ -232,7 +230,7 @@ fn with_tls_files(
         format!("{source}, TLS by --tls-ca/--tls-cert/--tls-key"),
         |origin| TlsMaterial::from_files(files, origin),
     )?;
-    Ok(vec![(*kind, candidates)])
+    Ok(vec![(kind, candidates)])
 }
 
 /// Finds the engine, connects the driver and gathers the engine's facts, creating the sandbox
