@@ -1984,14 +1984,21 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
             );
         }
 
-        // The direct routes arrive at the remote machine, not here: refused.
+        // The direct routes arrive at the remote machine, not here: refused, whichever
+        // transport carried the engine calls (the network's gateway over each; the default
+        // bridge, where host-gateway points on a remote dockerd, over TLS).
         let gateway = remote_gateway(&engine, &network);
         let bridge = remote_gateway(&engine, "bridge");
-        for (addr, bind) in [(&gateway, None), (&bridge, Some("127.0.0.1"))] {
+        for (endpoint, vars, addr, bind) in [
+            (&tcp, &tls_vars[..], &gateway, None),
+            (&ssh, &ssh_vars[..], &gateway, None),
+            (&forwarded, &ssh_vars[..], &gateway, None),
+            (&tcp, &tls_vars[..], &bridge, Some("127.0.0.1")),
+        ] {
             let mut extra = vec!["--route-kind", "direct", "--host-gateway-ip", addr];
             extra.extend(bind.iter().flat_map(|b| ["--bind", *b]));
-            let (code, v) = doctor(&tcp, &tls_vars, &extra);
-            assert_eq!(code, Some(5), "{addr}: {v}");
+            let (code, v) = doctor(endpoint, vars, &extra);
+            assert_eq!(code, Some(5), "{endpoint} {addr}: {v}");
             assert_eq!(v["route_kind"], "bridge", "{addr}: {v}");
             assert_eq!(v["probes"][0]["openshell_host"], addr.as_str(), "{v}");
             assert_eq!(v["probes"][0]["outcome"], "refused", "{addr}: {v}");
@@ -2173,14 +2180,26 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
                 "{connection}: {err}"
             );
         }
+        // The network's gateway, the remote machine's own address, as a direct route: refused,
+        // over each transport and driver.
         let gateway = remote_gateway(&engine, &network);
-        let (code, v, _) = doctor(
-            "podman",
-            "ssh",
-            &["--route-kind", "direct", "--host-gateway-ip", &gateway],
-        );
-        assert_eq!(code, Some(5), "{gateway}: {v}");
-        assert_eq!(v["probes"][0]["outcome"], "refused", "{gateway}: {v}");
+        for (driver, transport) in [
+            ("podman", "ssh"),
+            ("docker", "ssh"),
+            ("podman", "remote-tls"),
+            ("docker", "tls"),
+        ] {
+            let (code, v, err) = doctor(
+                driver,
+                transport,
+                &["--route-kind", "direct", "--host-gateway-ip", &gateway],
+            );
+            assert_eq!(code, Some(5), "{driver} over {transport}: {v} {err}");
+            assert_eq!(
+                v["probes"][0]["outcome"], "refused",
+                "{driver} over {transport}: {v}"
+            );
+        }
     }));
     let relays = containers_labelled(&engine, LABEL_RELAY_NETWORK, &network);
     let probes = containers_labelled(&engine, LABEL_PROBE, "true");
