@@ -4,8 +4,9 @@
 //! 127.0.0.1 stays local), or by what an engine behind a local proxy says of itself: a
 //! loopback `tcp://` endpoint is not always a local engine (Testcontainers Cloud answers on
 //! `tcp://127.0.0.1:<port>` through Testcontainers Desktop, and marks its version; Docker's
-//! cloud engines carry a label, even behind Docker Desktop's own socket). Whatever the engine calls its host — host-gateway, a bridge gateway —
-//! is that other machine, never this one, so no alias can reach a gateway here. The route fails
+//! cloud engines carry a label, even behind Docker Desktop's own socket). Whatever the engine
+//! calls its host — host-gateway, a bridge gateway — is that other machine, never this one, so
+//! no alias can reach a gateway here. The route fails
 //! closed unless the operator names an address of this machine the remote containers can reach.
 
 use crate::error::RouteError;
@@ -45,10 +46,10 @@ const REMOTE_LABEL: &str = "cloud.docker.run.version";
 /// Evidence that the engine runs elsewhere behind a local proxy: a cloud engine's label, or a
 /// marker in its reported version.
 fn proxied_remote(facts: &Facts) -> Option<Evidence> {
-    if let Some((key, value)) = facts.info.labels.iter().find(|(k, _)| k == REMOTE_LABEL) {
+    if let Some(value) = facts.info.label(REMOTE_LABEL) {
         return Some(Evidence::new(
             "info.Labels",
-            &format!("{key}={value}"),
+            &format!("{REMOTE_LABEL}={value}"),
             "a Docker cloud engine's label: the engine runs on another machine behind a local endpoint",
         ));
     }
