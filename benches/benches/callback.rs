@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use openshell_driver_docker::DockerDriver;
 use openshell_driver_podman::PodmanDriver;
-use openshell_runtime::{decide, NetworkMode, Registry, Route, RouteContext};
+use openshell_runtime::{NetworkMode, RouteKindChoice};
 use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{
     sandbox_command, CallbackListener, ListenerOptions, SandboxDriver, SandboxSpec,
@@ -23,26 +23,7 @@ use openshell_tests::live::{self, Engine};
 
 mod common;
 
-use common::{create_to_callback, median, ms, WAIT};
-
-async fn route_of<D: SandboxDriver>(driver: &D, mode: NetworkMode) -> Route {
-    let facts = driver
-        .gather_facts()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .facts;
-    decide(
-        &Registry::builtin(),
-        &facts,
-        &RouteContext {
-            port: 0,
-            tls: false,
-            network_mode: mode,
-        },
-    )
-    .route
-    .unwrap_or_else(|e| panic!("{e}"))
-}
+use common::{create_to_callback, median, ms, route_of, runtime, WAIT};
 
 fn spec(image: &str) -> SandboxSpec {
     common::spec("bench", image, sandbox_command(60))
@@ -153,7 +134,7 @@ async fn bench_mode<D: SandboxDriver>(
     scales: &[usize],
 ) {
     let image = live::import_busybox(engine).unwrap_or_else(|e| panic!("{e}"));
-    let route = route_of(driver, mode).await;
+    let route = route_of(driver, mode, RouteKindChoice::Auto).await;
     let mut listener = CallbackListener::bind(&route, ListenerOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -188,39 +169,30 @@ async fn bench_mode<D: SandboxDriver>(
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (rounds, scales): (usize, &[usize]) = if full { (9, &[1, 8, 32]) } else { (1, &[2]) };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async {
+    runtime().block_on(async {
         println!("| scenario | through the driver | through the CLI | ratio |");
         println!("|---|---|---|---|");
         let timeout = Duration::from_secs(30);
-        let docker_opts = || DriverOptions {
-            network: live::unique("openshell-bench"),
-            timeout,
-            host: None,
-        };
-        let podman_opts = || DriverOptions {
+        // A network of its own for each engine and driver.
+        let opts = || DriverOptions {
             network: live::unique("openshell-bench"),
             timeout,
             host: None,
         };
         let dockerd = live::dockerd();
         if dockerd.available() {
-            let d = DockerDriver::connect(dockerd.endpoint(), docker_opts())
+            let d = DockerDriver::connect(dockerd.endpoint(), opts())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             bench_engine(&dockerd, d, "Docker driver", rounds, scales).await;
         }
         let podman = live::podman();
         if podman.available() {
-            let d = DockerDriver::connect(podman.endpoint(), docker_opts())
+            let d = DockerDriver::connect(podman.endpoint(), opts())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             bench_engine(&podman, d, "Docker driver", rounds, scales).await;
-            let p = PodmanDriver::connect(podman.endpoint(), podman_opts())
+            let p = PodmanDriver::connect(podman.endpoint(), opts())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             bench_engine(&podman, p, "Podman driver", rounds, scales).await;

@@ -72,7 +72,7 @@ struct Measured {
 
 mod common;
 
-use common::percentile;
+use common::{percentile, runtime};
 
 fn us(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
@@ -553,12 +553,7 @@ fn main() {
             concurrent: 2,
         }
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async {
+    runtime().block_on(async {
         println!(
             "| engine | route | TTFB p50 | round trip p50 | p99 | upload | download | callbacks |"
         );

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use openshell_driver_docker::DockerDriver;
 use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::facts::Endpoint;
-use openshell_runtime::{decide, NetworkMode, Registry, Route, RouteContext, RouteKindChoice};
+use openshell_runtime::{NetworkMode, Route, RouteKindChoice};
 use openshell_sandbox::support::ssh::{user_of, SshSettings};
 use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
 use openshell_sandbox::support::transport::Target;
@@ -35,30 +35,17 @@ use openshell_tests::live::{self, remote_setting, Engine};
 
 mod common;
 
-use common::{median, ms};
+use common::{median, ms, route_of, runtime};
 
 /// The route a gateway would use: decided from live facts, the relay when `relay` (forced on a
 /// local engine, decided on a remote one).
-async fn route_of<D: SandboxDriver>(driver: &D, relay: bool) -> Route {
-    let mut facts = driver
-        .gather_facts()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .facts;
-    if relay {
-        facts.overrides.route_kind = RouteKindChoice::Relay;
-    }
-    decide(
-        &Registry::builtin(),
-        &facts,
-        &RouteContext {
-            port: 0,
-            tls: false,
-            network_mode: NetworkMode::Bridge,
-        },
-    )
-    .route
-    .unwrap_or_else(|e| panic!("{e}"))
+async fn route<D: SandboxDriver>(driver: &D, relay: bool) -> Route {
+    let kind = if relay {
+        RouteKindChoice::Relay
+    } else {
+        RouteKindChoice::Auto
+    };
+    route_of(driver, NetworkMode::Bridge, kind).await
 }
 
 /// One sandbox: create, start, callback received (timed), delete.
@@ -91,11 +78,11 @@ where
     for _ in 0..rounds {
         let t0 = Instant::now();
         let d = connect(network.clone()).await;
-        let _ = route_of(&d, false).await;
+        let _ = route(&d, false).await;
         detect.push(t0.elapsed());
     }
     let image = live::import_busybox(engine).unwrap_or_else(|e| panic!("{label}: {e}"));
-    let relay_route = route_of(&driver, true).await;
+    let relay_route = route(&driver, true).await;
     let mut listener = CallbackListener::bind(&relay_route, ListenerOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -119,7 +106,7 @@ where
         .unwrap_or_else(|e| panic!("{label}: {e}"));
     drop(listener);
     let direct_cell = if direct {
-        let route = route_of(&driver, false).await;
+        let route = route(&driver, false).await;
         let mut listener = CallbackListener::bind(&route, ListenerOptions::default())
             .await
             .unwrap_or_else(|e| panic!("{label}: {e}"));
@@ -194,12 +181,7 @@ fn main() {
     let Some(settings) = live::remote_settings() else {
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
-    rt.block_on(async {
+    runtime().block_on(async {
         println!("| engine, transport | detect | relay start | create→callback, relay | create→callback, direct |");
         println!("|---|---|---|---|---|");
         let dockerd = live::dockerd();

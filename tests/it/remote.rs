@@ -127,6 +127,16 @@ fn remove_relay_images(engine: &Engine) {
     );
 }
 
+/// Runs `test`, then removes the relay images it imported on `engine` (also when it failed,
+/// whose panic is then resumed).
+async fn then_remove_relay_images(engine: &Engine, test: impl std::future::Future<Output = ()>) {
+    let outcome = std::panic::AssertUnwindSafe(test).catch_unwind().await;
+    remove_relay_images(engine);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// The relay containers on `network`.
 fn relays_on(engine: &Engine, network: &str) -> Vec<String> {
     live::containers_labelled(engine, LABEL_RELAY_NETWORK, network)
@@ -232,7 +242,7 @@ async fn remote_dockerd_relay_over_tls_and_ssh() {
     if !engine.available() {
         return;
     }
-    let outcome = std::panic::AssertUnwindSafe(async {
+    then_remove_relay_images(&engine, async {
         for (transport, target) in targets(&settings) {
             let driver = DockerDriver::connect(target, driver_options())
                 .await
@@ -240,12 +250,7 @@ async fn remote_dockerd_relay_over_tls_and_ssh() {
             remote_relay_callbacks(&engine, driver, transport).await;
         }
     })
-    .catch_unwind()
     .await;
-    remove_relay_images(&engine);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }
 
 /// The namespaced Podman over an ssh-forwarded socket and over tcp:// with TLS, each through the
@@ -259,7 +264,7 @@ async fn remote_podman_relay_over_tls_and_ssh() {
     if !engine.available() {
         return;
     }
-    let outcome = std::panic::AssertUnwindSafe(async {
+    then_remove_relay_images(&engine, async {
         for (transport, target) in podman_targets(&settings) {
             let driver = PodmanDriver::connect(target.clone(), driver_options())
                 .await
@@ -271,10 +276,5 @@ async fn remote_podman_relay_over_tls_and_ssh() {
             remote_relay_callbacks(&engine, driver, transport).await;
         }
     })
-    .catch_unwind()
     .await;
-    remove_relay_images(&engine);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
 }

@@ -5,12 +5,44 @@
 
 use std::time::{Duration, Instant};
 
-use openshell_runtime::Route;
+use openshell_runtime::{decide, NetworkMode, Registry, Route, RouteContext, RouteKindChoice};
 use openshell_sandbox::{new_token, CallbackListener, SandboxDriver, SandboxSpec};
 use openshell_tests::live;
 
 /// How long a benchmark waits for one callback.
 pub(crate) const WAIT: Duration = Duration::from_secs(60);
+
+/// The two-thread runtime the live benchmarks run on (this machine's size).
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The route a gateway would use with `driver`'s engine: decided from its live facts for
+/// `mode`, with `kind` as the operator's route-kind choice.
+pub(crate) async fn route_of<D: SandboxDriver>(
+    driver: &D,
+    mode: NetworkMode,
+    kind: RouteKindChoice,
+) -> Route {
+    let mut facts = driver
+        .gather_facts()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .facts;
+    facts.overrides.route_kind = kind;
+    let context = RouteContext {
+        port: 0,
+        tls: false,
+        network_mode: mode,
+    };
+    decide(&Registry::builtin(), &facts, &context)
+        .route
+        .unwrap_or_else(|e| panic!("{e}"))
+}
 
 /// The middle value (the upper one of an even count); zero for none.
 pub(crate) fn median(v: Vec<Duration>) -> Duration {

@@ -83,7 +83,8 @@ pub struct PodmanDriver {
 }
 
 impl PodmanDriver {
-    /// Sets up a client for `endpoint` (`unix://` or `tcp://`) and the proxy it talks through;
+    /// Sets up a client for `endpoint` (`unix://`, `tcp://` with or without TLS, or `ssh://`: a
+    /// [`Target`] carries the TLS material or ssh settings) and the proxy it talks through;
     /// nothing is sent to the engine until the first call.
     pub async fn connect(
         endpoint: impl Into<Target>,

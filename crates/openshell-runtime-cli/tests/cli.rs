@@ -1879,6 +1879,66 @@ fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
     assert!(err.contains("Host key verification failed"), "{err}");
 }
 
+/// `doctor`'s report `v` (for `what`) proves the relay with one probe, the gateway on
+/// 127.0.0.1, the relay on the remote engine: on `network`, at an address of its pool.
+fn assert_relay_proven_on(
+    engine: &openshell_tests::live::Engine,
+    network: &str,
+    v: &serde_json::Value,
+    what: &str,
+) {
+    let probes = v["probes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(probes.len(), 1, "{what}: {v}");
+    assert_eq!(probes[0]["outcome"], "ok", "{what}: {v}");
+    assert_eq!(probes[0]["openshell_host"], "relay", "{what}: {v}");
+    assert_eq!(probes[0]["bind"], "127.0.0.1", "{what}: {v}");
+    let gateway = remote_gateway(engine, network);
+    let prefix = gateway.rsplit_once('.').map_or("", |(p, _)| p).to_string();
+    // Another note comes first when the gateway's port is busy (a running gateway).
+    let notes = probes[0]["notes"].as_array().cloned().unwrap_or_default();
+    let note = notes
+        .iter()
+        .filter_map(|n| n.as_str())
+        .find(|n| n.starts_with("carried by relay container"))
+        .unwrap_or_default();
+    assert!(
+        note.contains(&format!(" at {prefix}."))
+            && note.ends_with(&format!("on network {network}")),
+        "{what}: {v}"
+    );
+}
+
+/// The end of a remote doctor test: removes its network, probe image and relay images from
+/// `engine`, resumes the test's panic if it failed, else checks that no relay, probe or relay
+/// image was left there.
+fn finish_remote(
+    engine: &openshell_tests::live::Engine,
+    network: &str,
+    image: &str,
+    outcome: std::thread::Result<()>,
+) {
+    use openshell_runtime::consts::{LABEL_PROBE, LABEL_RELAY_NETWORK};
+    use openshell_tests::live::{
+        containers_labelled, images_of, remove_image, remove_images_of, remove_networks_named,
+    };
+    let relays = containers_labelled(engine, LABEL_RELAY_NETWORK, network);
+    let probes = containers_labelled(engine, LABEL_PROBE, "true");
+    remove_networks_named(engine, network);
+    remove_image(engine, image);
+    remove_images_of(engine, "localhost/openshell-relay");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    let name = &engine.name;
+    assert_eq!(relays, Ok(Vec::new()), "relays left on the {name}");
+    assert_eq!(probes, Ok(Vec::new()), "probes left on the {name}");
+    assert_eq!(
+        images_of(engine, "localhost/openshell-relay"),
+        Ok(Vec::new()),
+        "relay images left on the {name}"
+    );
+}
+
 /// The network's gateway on the remote engine (its bridge address, inside the namespace).
 fn remote_gateway(engine: &openshell_tests::live::Engine, network: &str) -> String {
     let out = Command::new(&engine.cli[0])
@@ -1911,11 +1971,7 @@ fn remote_gateway(engine: &openshell_tests::live::Engine, network: &str) -> Stri
 /// namespace) keeps working. Everything the runs made on the remote engine is removed.
 #[test]
 fn live_doctor_proves_the_relay_on_a_remote_engine() {
-    use openshell_runtime::consts::{LABEL_PROBE, LABEL_RELAY_NETWORK};
-    use openshell_tests::live::{
-        containers_labelled, images_of, import_busybox, remote_dockerd, remote_setting,
-        remote_settings, remove_image, remove_images_of, remove_networks_named,
-    };
+    use openshell_tests::live::{import_busybox, remote_dockerd, remote_setting, remote_settings};
     let Some(settings) = remote_settings() else {
         return;
     };
@@ -1961,27 +2017,7 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
             assert_eq!(code, Some(0), "{endpoint}: {v}");
             assert_eq!(v["runtime"], "remote-docker", "{endpoint}: {v}");
             assert_eq!(v["route_kind"], "relay", "{endpoint}: {v}");
-            let probes = v["probes"].as_array().cloned().unwrap_or_default();
-            assert_eq!(probes.len(), 1, "{endpoint}: {v}");
-            assert_eq!(probes[0]["outcome"], "ok", "{endpoint}: {v}");
-            assert_eq!(probes[0]["openshell_host"], "relay", "{endpoint}: {v}");
-            assert_eq!(probes[0]["bind"], "127.0.0.1", "{endpoint}: {v}");
-            // The relay ran on the remote engine: on its network, at an address of its pool.
-            let gateway = remote_gateway(&engine, &network);
-            let prefix = gateway.rsplit_once('.').map_or("", |(p, _)| p).to_string();
-            // Another note comes first when the gateway's port is busy (a running gateway).
-            let notes = probes[0]["notes"].as_array().cloned().unwrap_or_default();
-            let note = notes
-                .iter()
-                .filter_map(|n| n.as_str())
-                .find(|n| n.starts_with("carried by relay container"))
-                .unwrap_or_default();
-            assert!(
-                note.contains("carried by relay container")
-                    && note.contains(&format!(" at {prefix}."))
-                    && note.ends_with(&format!("on network {network}")),
-                "{endpoint}: {v}"
-            );
+            assert_relay_proven_on(&engine, &network, &v, endpoint);
         }
 
         // The direct routes arrive at the remote machine, not here: refused, whichever
@@ -2018,20 +2054,7 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
         assert_eq!(v["proven"]["openshell_host"], host.as_str(), "{v}");
         assert_eq!(v["proven"]["bind"], host.as_str(), "{v}");
     }));
-    let relays = containers_labelled(&engine, LABEL_RELAY_NETWORK, &network);
-    let probes = containers_labelled(&engine, LABEL_PROBE, "true");
-    remove_networks_named(&engine, &network);
-    remove_image(&engine, &image);
-    remove_images_of(&engine, "localhost/openshell-relay");
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-    assert_eq!(relays, Ok(Vec::new()), "relays left on the remote engine");
-    assert_eq!(probes, Ok(Vec::new()), "probes left on the remote engine");
-    assert_eq!(
-        images_of(&engine, "localhost/openshell-relay"),
-        Ok(Vec::new())
-    );
+    finish_remote(&engine, &network, &image, outcome);
 }
 
 /// `doctor` against the namespaced Podman service (issue 14) over ssh:// (its socket forwarded)
@@ -2042,11 +2065,7 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
 /// remote network's gateway as a direct route is refused. Everything made there is removed.
 #[test]
 fn live_doctor_proves_the_relay_on_a_remote_podman() {
-    use openshell_runtime::consts::{LABEL_PROBE, LABEL_RELAY_NETWORK};
-    use openshell_tests::live::{
-        containers_labelled, images_of, import_busybox, remote_podman, remote_setting,
-        remote_settings, remove_image, remove_images_of, remove_networks_named,
-    };
+    use openshell_tests::live::{import_busybox, remote_podman, remote_setting, remote_settings};
     let Some(settings) = remote_settings() else {
         return;
     };
@@ -2148,24 +2167,7 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
                     .is_some_and(|h| h.iter().any(|h| h == "host.containers.internal:relay")),
                 "{driver}: {v}"
             );
-            let probes = v["probes"].as_array().cloned().unwrap_or_default();
-            assert_eq!(probes.len(), 1, "{driver}: {v}");
-            assert_eq!(probes[0]["outcome"], "ok", "{driver}: {v}");
-            assert_eq!(probes[0]["bind"], "127.0.0.1", "{driver}: {v}");
-            let gateway = remote_gateway(&engine, &network);
-            let prefix = gateway.rsplit_once('.').map_or("", |(p, _)| p).to_string();
-            // Another note comes first when the gateway's port is busy (a running gateway).
-            let notes = probes[0]["notes"].as_array().cloned().unwrap_or_default();
-            let note = notes
-                .iter()
-                .filter_map(|n| n.as_str())
-                .find(|n| n.starts_with("carried by relay container"))
-                .unwrap_or_default();
-            assert!(
-                note.contains(&format!(" at {prefix}."))
-                    && note.ends_with(&format!("on network {network}")),
-                "{driver}: {v}"
-            );
+            assert_relay_proven_on(&engine, &network, &v, &driver);
         }
         // An engine another CA signed, and an engine that wants a client certificate the
         // connection does not have: refused in the handshake, with the reason, exit 3.
@@ -2201,18 +2203,5 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
             );
         }
     }));
-    let relays = containers_labelled(&engine, LABEL_RELAY_NETWORK, &network);
-    let probes = containers_labelled(&engine, LABEL_PROBE, "true");
-    remove_networks_named(&engine, &network);
-    remove_image(&engine, &image);
-    remove_images_of(&engine, "localhost/openshell-relay");
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-    assert_eq!(relays, Ok(Vec::new()), "relays left on the remote Podman");
-    assert_eq!(probes, Ok(Vec::new()), "probes left on the remote Podman");
-    assert_eq!(
-        images_of(&engine, "localhost/openshell-relay"),
-        Ok(Vec::new())
-    );
+    finish_remote(&engine, &network, &image, outcome);
 }
