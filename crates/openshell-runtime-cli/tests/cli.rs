@@ -33,10 +33,27 @@ fn json(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-fn write_tmp(name: &str, text: &str) -> String {
+/// A file of a test's in the temporary directory, removed when dropped (also when the test
+/// fails), so that test runs leave nothing there.
+struct TmpFile(String);
+
+impl std::ops::Deref for TmpFile {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for TmpFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn write_tmp(name: &str, text: &str) -> TmpFile {
     let p = std::env::temp_dir().join(format!("openshell-cli-{}-{name}", std::process::id()));
     std::fs::write(&p, text).unwrap_or_else(|e| panic!("{e}"));
-    p.display().to_string()
+    TmpFile(p.display().to_string())
 }
 
 #[test]
@@ -600,7 +617,6 @@ fn endpoint_credentials_are_not_echoed() {
             .args(["detect", "--no-config", "--facts", &facts])
             .output(),
     ];
-    let _ = std::fs::remove_file(&facts);
     for out in outs {
         let out = out.unwrap_or_else(|e| panic!("{e}"));
         let all = format!(
@@ -650,8 +666,7 @@ fn dump_facts_carries_no_credentials() {
         &dump,
     ]);
     drop(engine);
-    let written = std::fs::read_to_string(&dump).unwrap_or_default();
-    let _ = std::fs::remove_file(&dump);
+    let written = std::fs::read_to_string(&*dump).unwrap_or_default();
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -701,7 +716,6 @@ fn config_mistakes_are_warned_about() {
         .args(["detect", "-o", "json", "--config", &cfg, "--facts", &facts])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
-    let _ = std::fs::remove_file(&cfg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     for needle in [
