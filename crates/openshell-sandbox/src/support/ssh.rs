@@ -13,7 +13,8 @@
 //! Host keys are always checked (`StrictHostKeyChecking=yes`, `BatchMode=yes`: no prompt, no
 //! key learnt on first use, no password), whatever the user's configuration says. Each
 //! connection is one ssh process, killed when the connection is dropped; what ssh printed on
-//! stderr becomes the error when it closes the connection before answering.
+//! stderr becomes the error when it closes the connection, or stops taking the request, before
+//! the engine answered.
 
 use std::future::Future;
 use std::io;
@@ -228,6 +229,39 @@ impl SshStream {
     }
 }
 
+impl SshStream {
+    /// The connection failed before the engine said a byte: ssh (or the remote command) gave
+    /// up. Its stderr says why, and is complete once ssh has gone, which a closed pipe means.
+    fn poll_failure(&mut self, cx: &mut Context<'_>, what: &str) -> Poll<io::Error> {
+        let said = match self.stderr.as_mut() {
+            Some(h) => match Pin::new(h).poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(s) => s.unwrap_or_default(),
+            },
+            None => String::new(),
+        };
+        self.stderr = None;
+        let _ = self.child.start_kill();
+        Poll::Ready(failed(what, &said))
+    }
+
+    /// A write that failed before any answer is ssh's failure, not the engine's: report what
+    /// ssh said. (ssh that exits at once, as on a host-key mismatch, can close its stdin before
+    /// the request is written, so this races with the read side's report.)
+    fn poll_written<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Ready(Err(e)) if !self.read_any && self.stderr.is_some() => self
+                .poll_failure(cx, &format!("ssh stopped taking the request ({e})"))
+                .map(Err),
+            other => other,
+        }
+    }
+}
+
 impl AsyncRead for SshStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -241,23 +275,9 @@ impl AsyncRead for SshStream {
             Io::Forwarded(s) => Pin::new(s).poll_read(cx, buf),
         };
         match polled {
-            Poll::Ready(Ok(())) if buf.filled().len() == before && !this.read_any => {
-                // Closed before a single byte: ssh (or the remote command) failed. Its stderr
-                // says why; it is complete once ssh has gone, which closing the pipe means.
-                let said = match this.stderr.as_mut() {
-                    Some(h) => match Pin::new(h).poll(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(s) => s.unwrap_or_default(),
-                    },
-                    None => String::new(),
-                };
-                this.stderr = None;
-                let _ = this.child.start_kill();
-                Poll::Ready(Err(failed(
-                    "ssh closed the connection before the engine answered",
-                    &said,
-                )))
-            }
+            Poll::Ready(Ok(())) if buf.filled().len() == before && !this.read_any => this
+                .poll_failure(cx, "ssh closed the connection before the engine answered")
+                .map(Err),
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     this.read_any = true;
@@ -275,17 +295,21 @@ impl AsyncWrite for SshStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.io {
+        let this = &mut *self;
+        let polled = match &mut this.io {
             Io::Stdio(input, _) => Pin::new(input).poll_write(cx, buf),
             Io::Forwarded(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        };
+        this.poll_written(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.io {
+        let this = &mut *self;
+        let polled = match &mut this.io {
             Io::Stdio(input, _) => Pin::new(input).poll_flush(cx),
             Io::Forwarded(s) => Pin::new(s).poll_flush(cx),
-        }
+        };
+        this.poll_written(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -307,5 +331,44 @@ mod tests {
         assert_eq!(user_of("ssh://h:22"), None);
         assert_eq!(user_of("ssh://-oProxyCommand=x@h"), None);
         assert_eq!(user_of("ssh://a b@h"), None);
+    }
+
+    /// ssh that gives up at once (a host-key mismatch) may be gone before the request is
+    /// written: the write fails, and the error must still be what ssh said, not a broken pipe.
+    #[tokio::test]
+    async fn a_write_after_ssh_gave_up_reports_what_ssh_said() {
+        use std::os::unix::fs::PermissionsExt;
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // A stand-in for ssh that never reads its stdin, so a request larger than the pipe
+        // cannot be taken whole.
+        let program = dir.path().join("ssh");
+        std::fs::write(
+            &program,
+            "#!/bin/sh\necho 'Host key verification failed.' >&2\nexit 255\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let settings = SshSettings {
+            program: Some(program),
+            ..Default::default()
+        };
+        let c = settings.command(None);
+        let mut stream = SshStream::spawn(c).unwrap_or_else(|e| panic!("{e}"));
+        let request = vec![b'x'; 1 << 20];
+        let err = match stream.write_all(&request).await {
+            Ok(()) => panic!("1 MiB went into a pipe nobody reads"),
+            Err(e) => e,
+        };
+        let said = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<SshFailed>())
+            .unwrap_or_else(|| panic!("not ssh's failure: {err:?}"));
+        assert!(
+            said.what.starts_with("ssh stopped taking the request"),
+            "{said:?}"
+        );
+        assert_eq!(said.said, "Host key verification failed.");
     }
 }
