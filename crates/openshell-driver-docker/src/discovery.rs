@@ -22,9 +22,11 @@
 use std::path::PathBuf;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::{parse_endpoint as parse, tls_candidate, well_known};
+use openshell_sandbox::support::discover::{
+    flagged_tls_candidate, parse_endpoint as parse, tls_candidate, well_known,
+};
 use openshell_sandbox::support::ssh::SshSettings;
-use openshell_sandbox::support::tls::TlsMaterial;
+use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
 use openshell_sandbox::support::transport::Target;
 use openshell_sandbox::support::BoxError;
 use openshell_sandbox::{Candidates, DiscoveryEnv, DiscoveryError};
@@ -50,16 +52,21 @@ struct TlsStore {
     origin: String,
 }
 
-/// `endpoint` (written as `raw`) named by `source`. A TCP endpoint that requires TLS (by its
-/// scheme or by `tls`, which TLS settings name) gets its material loaded from the store; an
-/// `ssh://` one gets its user and the ssh configuration `env` names.
+/// `endpoint` (written as `raw`) named by `source`. A TCP endpoint speaks TLS with the files
+/// `flags` names, if any; else one that requires TLS (by its scheme or by `tls`, which TLS
+/// settings name) gets its material loaded from the store. An `ssh://` one gets its user and
+/// the ssh configuration `env` names.
 fn named(
     endpoint: Endpoint,
     raw: &str,
     source: String,
     tls: Option<TlsStore>,
+    flags: &TlsFiles,
     env: &DiscoveryEnv,
 ) -> Result<Candidates, DiscoveryError> {
+    if let Some(flagged) = flagged_tls_candidate(&endpoint, &source, flags) {
+        return flagged;
+    }
     let tcp = matches!(endpoint, Endpoint::Tcp { .. });
     if let Endpoint::Ssh { .. } = endpoint {
         let ssh = SshSettings::for_endpoint(raw, env);
@@ -144,10 +151,12 @@ fn context_endpoint(
     Ok((endpoint, host.to_string(), tls))
 }
 
-/// The candidates in order, without touching any of them.
+/// The candidates in order, without touching any of them. `flags` are the TLS files named for
+/// this run: a named `tcp://` endpoint speaks TLS with them instead of any other material.
 pub fn candidates(
     explicit: Option<&str>,
     env: &DiscoveryEnv,
+    flags: &TlsFiles,
 ) -> Result<Candidates, DiscoveryError> {
     let env_tls = || {
         TLS_VARIABLES
@@ -161,6 +170,7 @@ pub fn candidates(
             e,
             "--endpoint".into(),
             env_tls(),
+            flags,
             env,
         );
     }
@@ -170,6 +180,7 @@ pub fn candidates(
             h,
             "DOCKER_HOST".into(),
             env_tls(),
+            flags,
             env,
         );
     }
@@ -188,7 +199,7 @@ pub fn candidates(
             "context {} ({via})",
             openshell_runtime::display_value(&name)
         );
-        return named(ep, &raw, source, tls, env);
+        return named(ep, &raw, source, tls, flags, env);
     }
     Ok(well_known(env, false))
 }
@@ -200,6 +211,14 @@ mod tests {
 
     fn env(vars: &[(&str, &str)], home: &Path) -> DiscoveryEnv {
         DiscoveryEnv::from_vars(vars.iter().copied(), Some(home.to_path_buf()))
+    }
+
+    /// Discovery without TLS files named by flags.
+    fn candidates(
+        explicit: Option<&str>,
+        env: &DiscoveryEnv,
+    ) -> Result<Candidates, DiscoveryError> {
+        super::candidates(explicit, env, &TlsFiles::default())
     }
 
     fn shown(c: &Candidates) -> Vec<String> {

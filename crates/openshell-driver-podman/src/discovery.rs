@@ -10,7 +10,9 @@
 use std::path::PathBuf;
 
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::{parse_endpoint as parse, tls_candidate, well_known};
+use openshell_sandbox::support::discover::{
+    flagged_tls_candidate, parse_endpoint as parse, tls_candidate, well_known,
+};
 use openshell_sandbox::support::ssh::SshSettings;
 use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
 use openshell_sandbox::support::transport::Target;
@@ -30,15 +32,20 @@ struct Conn {
 
 /// The endpoint `uri` (from `origin`) as a named candidate. An `ssh://` one is reached with its
 /// user, the connection's identity file (`ssh -i`) and the ssh configuration `env` names; a
-/// `tcp://` one with TLS files speaks TLS with them, as Podman's client does.
+/// `tcp://` one with TLS files speaks TLS with them, as Podman's client does: the files `flags`
+/// names for this run, else the connection's.
 fn named(
     uri: &str,
     origin: &str,
     source: String,
     conn: Option<&Conn>,
+    flags: &TlsFiles,
     env: &DiscoveryEnv,
 ) -> Result<Candidates, DiscoveryError> {
     let endpoint = parse(uri, origin)?;
+    if let Some(flagged) = flagged_tls_candidate(&endpoint, &source, flags) {
+        return flagged;
+    }
     let tls = conn.map(|c| &c.tls).filter(|t| t.any());
     match (&endpoint, tls) {
         (Endpoint::Ssh { .. }, None) => {
@@ -208,12 +215,21 @@ fn service_destinations(env: &DiscoveryEnv) -> Vec<Conn> {
 pub fn named_for_this_run(
     explicit: Option<&str>,
     env: &DiscoveryEnv,
+    flags: &TlsFiles,
 ) -> Result<Option<Candidates>, DiscoveryError> {
     if let Some(e) = explicit {
-        return named(e, "--endpoint", "--endpoint".into(), None, env).map(Some);
+        return named(e, "--endpoint", "--endpoint".into(), None, flags, env).map(Some);
     }
     if let Some(h) = env.var("CONTAINER_HOST") {
-        return named(h, "CONTAINER_HOST", "CONTAINER_HOST".into(), None, env).map(Some);
+        return named(
+            h,
+            "CONTAINER_HOST",
+            "CONTAINER_HOST".into(),
+            None,
+            flags,
+            env,
+        )
+        .map(Some);
     }
     if let Some(name) = env.var("CONTAINER_CONNECTION") {
         let dests = service_destinations(env);
@@ -232,6 +248,7 @@ pub fn named_for_this_run(
             "CONTAINER_CONNECTION",
             format!("connection {name} (CONTAINER_CONNECTION)"),
             Some(conn),
+            flags,
             env,
         )
         .map(Some);
@@ -239,12 +256,14 @@ pub fn named_for_this_run(
     Ok(None)
 }
 
-/// The candidates in order, without touching any of them.
+/// The candidates in order, without touching any of them. `flags` are the TLS files named for
+/// this run: a named `tcp://` endpoint speaks TLS with them instead of any other material.
 pub fn candidates(
     explicit: Option<&str>,
     env: &DiscoveryEnv,
+    flags: &TlsFiles,
 ) -> Result<Candidates, DiscoveryError> {
-    if let Some(named) = named_for_this_run(explicit, env)? {
+    if let Some(named) = named_for_this_run(explicit, env, flags)? {
         return Ok(named);
     }
     let conns = connections_file(env);
@@ -255,6 +274,7 @@ pub fn candidates(
             "podman-connections.json",
             format!("connection {} (podman-connections.json default)", c.name),
             Some(c),
+            flags,
             env,
         );
     }
@@ -264,6 +284,7 @@ pub fn candidates(
             "containers.conf",
             format!("service destination {} (containers.conf)", d.name),
             Some(d),
+            flags,
             env,
         );
     }
@@ -277,6 +298,14 @@ mod tests {
 
     fn env(vars: &[(&str, &str)], home: &Path) -> DiscoveryEnv {
         DiscoveryEnv::from_vars(vars.iter().copied(), Some(home.to_path_buf()))
+    }
+
+    /// Discovery without TLS files named by flags.
+    fn candidates(
+        explicit: Option<&str>,
+        env: &DiscoveryEnv,
+    ) -> Result<Candidates, DiscoveryError> {
+        super::candidates(explicit, env, &TlsFiles::default())
     }
 
     fn first(c: &Candidates) -> String {

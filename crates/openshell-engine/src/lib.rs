@@ -31,8 +31,8 @@ use async_trait::async_trait;
 use openshell_driver_docker::DockerDriver;
 use openshell_driver_podman::PodmanDriver;
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::{probe_candidates, tls_candidate};
-use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
+use openshell_sandbox::support::discover::probe_candidates;
+use openshell_sandbox::support::tls::TlsFiles;
 use openshell_sandbox::support::{
     Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps,
     LogStream, NetworkInfo, OpError,
@@ -80,7 +80,7 @@ pub struct ConnectOptions {
     /// TLS files named for this run (the CLI's `--tls-ca`, `--tls-cert`, `--tls-key`, after
     /// Podman's global flags of those names): the named endpoint (the flag, a variable, a
     /// context or connection), which must be `tcp://` (or `https://`), speaks TLS with them, in
-    /// place of any material named for it elsewhere. Empty: none.
+    /// place of any material named for it elsewhere (which is then not read). Empty: none.
     pub tls: TlsFiles,
     /// The environment discovery reads.
     pub env: DiscoveryEnv,
@@ -176,28 +176,35 @@ pub fn candidates_text(candidates: &[Candidate]) -> String {
 fn plan(opts: &ConnectOptions) -> Result<Vec<(DriverKind, Candidates)>, DiscoveryError> {
     use openshell_driver_docker as docker;
     use openshell_driver_podman as podman;
-    let (endpoint, env) = (opts.endpoint.as_deref(), &opts.env);
+    let (endpoint, env, flags) = (opts.endpoint.as_deref(), &opts.env, &opts.tls);
     Ok(match opts.driver {
-        Some(DriverKind::Docker) => vec![(DriverKind::Docker, docker::candidates(endpoint, env)?)],
-        Some(DriverKind::Podman) => vec![(DriverKind::Podman, podman::candidates(endpoint, env)?)],
+        Some(DriverKind::Docker) => vec![(
+            DriverKind::Docker,
+            docker::candidates(endpoint, env, flags)?,
+        )],
+        Some(DriverKind::Podman) => vec![(
+            DriverKind::Podman,
+            podman::candidates(endpoint, env, flags)?,
+        )],
         None => {
-            let docker_order = docker::candidates(endpoint, env)?;
+            let docker_order = docker::candidates(endpoint, env, flags)?;
             if docker_order.is_named() {
                 return Ok(vec![(DriverKind::Docker, docker_order)]);
             }
             // `endpoint` is `None` here: a flag would have named the Docker candidate.
-            if let Some(named) = podman::named_for_this_run(None, env)? {
+            if let Some(named) = podman::named_for_this_run(None, env, flags)? {
                 return Ok(vec![(DriverKind::Podman, named)]);
             }
             vec![
                 (DriverKind::Docker, docker_order),
-                (DriverKind::Podman, podman::candidates(None, env)?),
+                (DriverKind::Podman, podman::candidates(None, env, flags)?),
             ]
         }
     })
 }
 
-/// The plan with the TLS files named for this run applied to its one named `tcp://` endpoint.
+/// The plan, refused when TLS files were named for this run but it has no one named `tcp://`
+/// endpoint for them (discovery has given such an endpoint the files already).
 fn with_tls_files(
     plan: Vec<(DriverKind, Candidates)>,
     files: &TlsFiles,
@@ -206,13 +213,13 @@ fn with_tls_files(
         return Ok(plan);
     }
     let named = match plan.as_slice() {
-        [(kind, order)] if order.is_named() => match order.list() {
-            [(target, source)] => Some((*kind, target, source)),
+        [(_, order)] if order.is_named() => match order.list() {
+            [(target, source)] => Some((target, source)),
             _ => None,
         },
         _ => None,
     };
-    let Some((kind, target, source)) = named else {
+    let Some((target, source)) = named else {
         return Err(ConnectError::TlsFilesWithoutEndpoint(
             "no endpoint is named: discovery would search the well-known sockets".into(),
         ));
@@ -223,14 +230,7 @@ fn with_tls_files(
             target.endpoint()
         )));
     }
-    // The source without what gave the endpoint its material before: the flags replace it.
-    let source = source.split(", TLS by ").next().unwrap_or(source);
-    let candidates = tls_candidate(
-        target.endpoint().clone(),
-        format!("{source}, TLS by --tls-ca/--tls-cert/--tls-key"),
-        |origin| TlsMaterial::from_files(files, origin),
-    )?;
-    Ok(vec![(kind, candidates)])
+    Ok(plan)
 }
 
 /// Finds the engine, connects the driver and gathers the engine's facts, creating the sandbox
@@ -447,8 +447,9 @@ mod tests {
         );
     }
 
-    /// The TLS flags give a named tcp:// endpoint its material (over the environment's), and are
-    /// refused, before anything is contacted, where there is no such endpoint.
+    /// The TLS flags give a named tcp:// endpoint its material (over the environment's, a
+    /// context's or a connection's, which are then not read), and are refused, before anything
+    /// is contacted, where there is no such endpoint.
     #[test]
     fn tls_files_apply_to_the_named_tcp_endpoint_alone() {
         let material =
@@ -459,6 +460,13 @@ mod tests {
             key: Some(material.join("key.pem")),
         };
         let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // A Podman connection whose own TLS files are missing.
+        let connections = home.path().join("podman-connections.json");
+        std::fs::write(
+            &connections,
+            r#"{"Connection":{"Connections":{"broken":{"URI":"tcp://10.0.0.9:9443","TLSCA":"/nonexistent/ca.pem","TLSCert":"/nonexistent/cert.pem","TLSKey":"/nonexistent/key.pem"}}}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let opts = |endpoint: Option<&str>, driver, vars: &[(&str, &str)]| ConnectOptions {
             driver,
             endpoint: endpoint.map(str::to_string),
@@ -504,6 +512,29 @@ mod tests {
                     ("DOCKER_CERT_PATH", material.to_str().unwrap_or_default()),
                 ][..],
                 "DOCKER_HOST",
+            ),
+            // Material named elsewhere that cannot be read is not read: the flags replace it.
+            (
+                None,
+                None,
+                &[
+                    ("DOCKER_HOST", "tcp://10.0.0.9:9443"),
+                    ("DOCKER_TLS_VERIFY", "1"),
+                    ("DOCKER_CERT_PATH", "/nonexistent/certs"),
+                ][..],
+                "DOCKER_HOST",
+            ),
+            (
+                None,
+                None,
+                &[
+                    ("CONTAINER_CONNECTION", "broken"),
+                    (
+                        "PODMAN_CONNECTIONS_CONF",
+                        connections.to_str().unwrap_or_default(),
+                    ),
+                ][..],
+                "connection broken (CONTAINER_CONNECTION)",
             ),
         ] {
             let got = applied(&opts(endpoint, driver, vars)).unwrap_or_else(|e| panic!("{e}"));

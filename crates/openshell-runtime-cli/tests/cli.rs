@@ -1813,20 +1813,24 @@ fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
         .iter()
         .map(|(endpoint, vars)| ((endpoint.clone(), "docker"), detect(endpoint, vars)))
         .collect();
-    // The TLS files as flags (Podman's global flags' names), with nothing in the environment:
-    // the namespaced dockerd through the Docker driver, the namespaced Podman through the
-    // Podman driver.
+    // The TLS files as flags (Podman's global flags' names): the namespaced dockerd through
+    // the Docker driver, with a stale DOCKER_CERT_PATH the flags replace unread, and the
+    // namespaced Podman through the Podman driver, with nothing in the environment.
     let file = |f: &str| format!("{certs}/{f}");
     let (ca, cert, key) = (file("ca.pem"), file("cert.pem"), file("key.pem"));
     let tls_flags = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
     let podman_tls = get("OPENSHELL_REMOTE_PODMAN_TLS");
-    for (endpoint, driver) in [
-        (get("OPENSHELL_REMOTE_DOCKER_TCP"), "docker"),
-        (podman_tls.clone(), "podman"),
+    let stale = [
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CERT_PATH", "/nonexistent/openshell-certs"),
+    ];
+    for (endpoint, driver, vars) in [
+        (get("OPENSHELL_REMOTE_DOCKER_TCP"), "docker", &stale[..]),
+        (podman_tls.clone(), "podman", &[][..]),
     ] {
         let mut flags = tls_flags.to_vec();
         flags.extend(["--driver", driver]);
-        let out = detect_with(&endpoint, &[], &flags);
+        let out = detect_with(&endpoint, vars, &flags);
         detected.push(((endpoint, driver), out));
     }
     openshell_tests::live::remove_networks_named(

@@ -17,7 +17,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use crate::support::raw::{self, RawError};
-use crate::support::tls::{TlsError, TlsMaterial};
+use crate::support::tls::{TlsError, TlsFiles, TlsMaterial};
 use crate::support::transport::{Target, TransportError};
 
 /// One place discovery looked for an engine.
@@ -150,6 +150,28 @@ pub fn parse_endpoint(raw: &str, origin: &str) -> Result<Endpoint, crate::Discov
         origin: origin.to_string(),
         source,
     })
+}
+
+/// Who names TLS files for one run (the CLI's flags, after Podman's global flags).
+pub const TLS_FLAGS: &str = "--tls-ca/--tls-cert/--tls-key";
+
+/// `endpoint`, named by `source`, speaking TLS with the files named for this run by
+/// [`TLS_FLAGS`], when any are and it is a `tcp://` endpoint; `None` otherwise. The flags
+/// replace whatever else names material for it (`DOCKER_CERT_PATH`, a context's store, a
+/// connection's files), which is then not read at all: a broken one cannot block them.
+pub fn flagged_tls_candidate(
+    endpoint: &Endpoint,
+    source: &str,
+    flags: &TlsFiles,
+) -> Option<Result<Candidates, crate::DiscoveryError>> {
+    if !flags.any() || !matches!(endpoint, Endpoint::Tcp { .. }) {
+        return None;
+    }
+    Some(tls_candidate(
+        endpoint.clone(),
+        format!("{source}, TLS by {TLS_FLAGS}"),
+        |origin| TlsMaterial::from_files(flags, origin),
+    ))
 }
 
 /// `endpoint`, named by `source`, as the one candidate, speaking TLS with the material `load`
