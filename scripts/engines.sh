@@ -6,6 +6,10 @@
 # - cgroups are in hybrid mode, where crun refuses to start containers: Podman is told to use runc.
 # - the hard open-files limit is 20000, below Podman's default container ulimits: set them to fit.
 set -euo pipefail
+# The daemons keep the working directory they start in: from a CI clone that is later deleted
+# (or, for the rootless user, one it cannot enter) Podman fails every container (conmon cannot
+# get its cwd: "write child: broken pipe").
+cd /
 
 log() { printf 'engines: %s\n' "$*" >&2; }
 

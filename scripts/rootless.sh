@@ -11,6 +11,10 @@
 # - Docker: DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false for dockerd-rootless.sh
 #   (its default passes --disable-host-loopback to RootlessKit).
 set -euo pipefail
+# The daemons keep the working directory they start in: from a CI clone that is later deleted
+# (or, for the rootless user, one it cannot enter) Podman fails every container (conmon cannot
+# get its cwd: "write child: broken pipe").
+cd /
 user=openshell-rootless
 log() { printf 'rootless: %s\n' "$*" >&2; }
 
