@@ -50,9 +50,36 @@ pub async fn podman(engine: &Engine) -> PodmanDriver {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Held (shared) by every test run through [`run`], which may create probes, and alone by
+/// one that sweeps every probe this process owns ([`run_alone`]): the tests share one process,
+/// and such a sweep would otherwise remove another test's probe mid-flight.
+static PROBES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 /// Imports the image, runs `body`, then removes every sandbox, network and image the test made,
 /// whether the body passed or panicked.
 pub async fn run<D, F, Fut>(engine: &Engine, driver: D, body: F)
+where
+    D: SandboxDriver + 'static,
+    F: FnOnce(&'static Ctx<D>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _probes = PROBES.read().await;
+    run_body(engine, driver, body).await;
+}
+
+/// [`run`], with no other test of this process running meanwhile, for a test that sweeps every
+/// probe this process owns.
+pub async fn run_alone<D, F, Fut>(engine: &Engine, driver: D, body: F)
+where
+    D: SandboxDriver + 'static,
+    F: FnOnce(&'static Ctx<D>) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _probes = PROBES.write().await;
+    run_body(engine, driver, body).await;
+}
+
+async fn run_body<D, F, Fut>(engine: &Engine, driver: D, body: F)
 where
     D: SandboxDriver + 'static,
     F: FnOnce(&'static Ctx<D>) -> Fut,
@@ -379,7 +406,7 @@ pub async fn failed_create_leaves_nothing<D: SandboxDriver + 'static>(engine: &E
 /// started is found by a sweep of this run's probes, and a stale-probe sweep leaves a live
 /// run's probe alone.
 pub async fn probes_remove_themselves<D: SandboxDriver + 'static>(engine: &Engine, driver: D) {
-    run(engine, driver, |ctx| async move {
+    run_alone(engine, driver, |ctx| async move {
         let route = decide_live(ctx).await;
         let lifetime = Duration::from_secs(120);
         let mut started = spec(ctx, 1);
