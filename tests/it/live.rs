@@ -100,12 +100,12 @@ where
             let _ = ctx.driver.delete(h).await;
         }
     }
-    let _ = ctx.driver.remove_network().await;
+    let removed = ctx.driver.remove_network().await;
     live::remove_image(engine, &ctx.image);
     let network = ctx.driver.network();
     assert!(
         !live::exists(engine, "network", network),
-        "network {network} left behind"
+        "network {network} left behind (removing it gave {removed:?})"
     );
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);

@@ -31,6 +31,33 @@ use crate::support::{ContainerConfig, EngineOps};
 pub(crate) const REMOVE_ATTEMPTS: u32 = 4;
 /// Pause between removal attempts.
 pub(crate) const REMOVE_PAUSE: Duration = Duration::from_millis(250);
+
+/// Runs `remove` (one engine call removing `what`) until it succeeds or finds nothing to remove,
+/// trying again, at most [`REMOVE_ATTEMPTS`] times in all, while the engine answers with a
+/// transient failure or a conflict: an object whose owner is exiting or being removed at that
+/// moment (a container exiting on its own, a network whose last endpoint is going) is refused
+/// for a moment, then goes (Podman answers 500, Docker 409).
+pub(crate) async fn remove_retrying<F, Fut>(what: &str, mut remove: F) -> Result<(), EngineError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), EngineError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match remove().await {
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e)
+                if attempt < REMOVE_ATTEMPTS
+                    && matches!(e.kind(), Some(ErrorKind::Transient | ErrorKind::Conflict)) =>
+            {
+                tracing::debug!(error = %e, attempt, what, "removal failed; retrying");
+                attempt += 1;
+                tokio::time::sleep(REMOVE_PAUSE).await;
+            }
+            other => return other,
+        }
+    }
+}
 /// Most log bytes kept for diagnosis.
 const MAX_LOGS: usize = 64 * 1024;
 /// Seconds a stopping sandbox gets before it is killed.
@@ -340,29 +367,16 @@ impl<T: EngineOps + ?Sized> SandboxDriver for T {
     }
 
     async fn delete(&self, sandbox: &SandboxHandle) -> Result<(), EngineError> {
-        let mut attempt = 1;
-        loop {
-            let removed = traced(
+        // Docker answers 409 while it is already removing the container (a probe the engine
+        // removes itself); the next attempt finds it gone.
+        remove_retrying("sandbox", || {
+            traced(
                 self,
                 "container remove",
                 self.remove_container(&sandbox.container_id),
             )
-            .await;
-            match removed {
-                Err(e) if e.is_not_found() => return Ok(()),
-                // Docker answers 409 while it is already removing the container (a probe the
-                // engine removes itself); the next attempt finds it gone.
-                Err(e)
-                    if attempt < REMOVE_ATTEMPTS
-                        && matches!(e.kind(), Some(ErrorKind::Transient | ErrorKind::Conflict)) =>
-                {
-                    tracing::debug!(error = %e, attempt, "removal failed; retrying");
-                    attempt += 1;
-                    tokio::time::sleep(REMOVE_PAUSE).await;
-                }
-                other => return other,
-            }
-        }
+        })
+        .await
     }
 
     async fn list(&self) -> Result<Vec<SandboxHandle>, EngineError> {
@@ -408,18 +422,17 @@ impl<T: EngineOps + ?Sized> SandboxDriver for T {
         if !is_ours(&net.labels) {
             return Ok(());
         }
-        // Our relays sit on our network: they go with it.
+        // Our relays sit on our network: they go with it. A sandbox or relay removed just now
+        // may still hold its endpoint for a moment.
         crate::relay::remove_relays(self).await?;
-        match traced(
-            self,
-            "network remove",
-            EngineOps::remove_network(self, name),
-        )
+        remove_retrying("network", || {
+            traced(
+                self,
+                "network remove",
+                EngineOps::remove_network(self, name),
+            )
+        })
         .await
-        {
-            Err(e) if e.is_not_found() => Ok(()),
-            other => other,
-        }
     }
 
     async fn ensure_image(&self, image: &str) -> Result<(), EngineError> {
@@ -478,7 +491,57 @@ async fn create_cleanly<O: EngineOps + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use super::SandboxState;
+    use super::{remove_retrying, SandboxState, REMOVE_ATTEMPTS};
+    use crate::error::{EngineError, ErrorKind};
+    use std::cell::Cell;
+
+    fn failing(kind: ErrorKind) -> EngineError {
+        EngineError::Call {
+            call: "network remove",
+            endpoint: "unix:///run/podman/podman.sock".into(),
+            kind,
+            source: "network is being used".into(),
+        }
+    }
+
+    /// Podman answers 500 for a network whose last container is still going: tried again, a
+    /// bounded number of times. A refusal (Docker's 403 "has active endpoints") is final at
+    /// once, and "not found" means done.
+    #[tokio::test]
+    async fn removals_retry_transient_failures_a_bounded_number_of_times() {
+        let calls = Cell::new(0);
+        let answers = |fail_first: u32, kind: ErrorKind| {
+            calls.set(0);
+            let calls = &calls;
+            move || {
+                calls.set(calls.get() + 1);
+                let n = calls.get();
+                async move {
+                    if n <= fail_first {
+                        Err(failing(kind))
+                    } else {
+                        Ok(())
+                    }
+                }
+            }
+        };
+        assert!(remove_retrying("network", answers(2, ErrorKind::Transient))
+            .await
+            .is_ok());
+        assert_eq!(calls.get(), 3);
+        let forever = remove_retrying("network", answers(u32::MAX, ErrorKind::Conflict)).await;
+        assert_eq!(forever.ok(), None);
+        assert_eq!(calls.get(), REMOVE_ATTEMPTS);
+        let refused = remove_retrying("network", answers(u32::MAX, ErrorKind::Rejected)).await;
+        assert_eq!(
+            refused.err().and_then(|e| e.kind()),
+            Some(ErrorKind::Rejected)
+        );
+        assert_eq!(calls.get(), 1);
+        let gone = remove_retrying("network", answers(u32::MAX, ErrorKind::NotFound)).await;
+        assert!(gone.is_ok());
+        assert_eq!(calls.get(), 1);
+    }
 
     #[test]
     fn both_engines_state_words_map_to_one_vocabulary() {

@@ -412,26 +412,12 @@ pub(crate) async fn remove_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<(), 
 }
 
 async fn remove<O: EngineOps + ?Sized>(ops: &O, id: &str) -> Result<(), EngineError> {
-    let mut attempt = 1;
-    loop {
-        match traced(ops, "container remove", ops.remove_container(id)).await {
-            Err(e) if e.is_not_found() => return Ok(()),
-            // A relay whose session just ended is exiting while it is removed: Podman answers
-            // 500 (state improper) and Docker 409 (removal in progress) for a moment.
-            Err(e)
-                if attempt < crate::driver::REMOVE_ATTEMPTS
-                    && matches!(
-                        e.kind(),
-                        Some(crate::ErrorKind::Transient | crate::ErrorKind::Conflict)
-                    ) =>
-            {
-                tracing::debug!(error = %e, attempt, "relay removal failed; retrying");
-                attempt += 1;
-                tokio::time::sleep(crate::driver::REMOVE_PAUSE).await;
-            }
-            other => return other,
-        }
-    }
+    // A relay whose session just ended is exiting while it is removed: Podman answers 500
+    // (state improper) and Docker 409 (removal in progress) for a moment.
+    crate::driver::remove_retrying("relay", || {
+        traced(ops, "container remove", ops.remove_container(id))
+    })
+    .await
 }
 
 /// Makes sure the relay image is in the engine; returns its reference.
