@@ -12,8 +12,8 @@
 use std::future::poll_fn;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use openshell_runtime::consts::{
@@ -46,6 +46,9 @@ const MAX_RESTARTS: u32 = 5;
 const RESTART_PAUSE: Duration = Duration::from_millis(200);
 /// How long a started relay may take to get its address on the network.
 const ADDRESS_WAIT: Duration = Duration::from_secs(5);
+/// The most engine calls one launch makes besides its address lookups (create, start, attach,
+/// a last inspect, and a removal when it fails).
+const LAUNCH_CALLS: u32 = 5;
 /// How long connecting a stream to the gateway may take.
 const GATEWAY_CONNECT: Duration = Duration::from_secs(5);
 
@@ -451,10 +454,29 @@ async fn ensure_relay_image(
 /// What the session task and the handle share.
 #[derive(Debug)]
 struct Shared {
-    /// The running relay's container id and address; `None` once it is gone for good.
-    current: Mutex<Option<(String, IpAddr)>>,
-    stopping: AtomicBool,
+    state: Mutex<State>,
     network: String,
+}
+
+/// The relay's lifecycle, changed under one lock so that a shutdown and a restart cannot
+/// cross: a relay launched while the handle shuts down is removed by the task that launched it.
+#[derive(Debug, Default)]
+struct State {
+    /// The running relay's container id and address; `None` while it is replaced, and once it
+    /// is gone for good.
+    current: Option<(String, IpAddr)>,
+    /// The handle is shutting down: no relay is launched from now on.
+    stopping: bool,
+    /// The session task is launching a replacement.
+    launching: bool,
+}
+
+impl Shared {
+    /// Runs `f` on the state. A panic elsewhere while it was held leaves nothing half-done
+    /// (each change is one assignment), so a poisoned lock is used as it is.
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 /// A running relay and the session that carries its connections to the gateway.
@@ -486,8 +508,10 @@ impl Relay {
         let image = ensure_relay_image(ops.as_ref(), &opts).await?;
         let (id, address, attached) = launch(ops.as_ref(), &image, opts.port).await?;
         let shared = Arc::new(Shared {
-            current: Mutex::new(Some((id, address))),
-            stopping: AtomicBool::new(false),
+            state: Mutex::new(State {
+                current: Some((id, address)),
+                ..State::default()
+            }),
             network: ops.options().network.clone(),
         });
         let task = tokio::spawn(supervise(
@@ -513,10 +537,7 @@ impl Relay {
 
     fn current(&self) -> Result<(String, IpAddr), RelayError> {
         self.shared
-            .current
-            .lock()
-            .ok()
-            .and_then(|c| c.clone())
+            .with(|s| s.current.clone())
             .ok_or_else(|| RelayError::Gone {
                 network: self.shared.network.clone(),
             })
@@ -533,10 +554,14 @@ impl Relay {
         Ok(carried)
     }
 
-    /// Ends the session and removes the relay container.
-    pub async fn shutdown(self) -> Result<(), EngineError> {
-        self.shared.stopping.store(true, Ordering::SeqCst);
-        let current = self.shared.current.lock().ok().and_then(|mut c| c.take());
+    /// Ends the session and removes the relay container. When the relay is being replaced at
+    /// that moment, waits (bounded) for the replacement, which the session task then removes:
+    /// aborting it mid-launch would leave a relay the engine was still creating.
+    pub async fn shutdown(mut self) -> Result<(), EngineError> {
+        let (current, launching) = self.shared.with(|s| {
+            s.stopping = true;
+            (s.current.take(), s.launching)
+        });
         // Removed while the session still holds its stdin, so the relay is not exiting on its
         // own at the same moment (which engines answer with a transient error); then the
         // session ends.
@@ -544,6 +569,13 @@ impl Relay {
             Some((id, _)) => remove(self.ops.as_ref(), &id).await,
             None => Ok(()),
         };
+        if launching {
+            // Every engine call of a launch is bounded by the driver's timeout.
+            let bound = self.ops.options().timeout.saturating_mul(LAUNCH_CALLS) + ADDRESS_WAIT;
+            if tokio::time::timeout(bound, &mut self.task).await.is_err() {
+                tracing::warn!(network = %self.shared.network, "relay replacement did not finish; abandoning it to the next start's reaping");
+            }
+        }
         self.task.abort();
         removed
     }
@@ -636,6 +668,7 @@ async fn launch(
 }
 
 /// Runs the session; when it ends on its own, replaces the relay, a bounded number of times.
+/// A shutdown ends it: before a launch, none is made; after one, the new relay is removed.
 async fn supervise(
     ops: Arc<dyn EngineOps>,
     shared: Arc<Shared>,
@@ -646,10 +679,9 @@ async fn supervise(
     let mut restarts = 0;
     loop {
         serve(attached, port).await;
-        if shared.stopping.load(Ordering::SeqCst) {
+        let Some(old) = shared.with(|s| (!s.stopping).then(|| s.current.take())) else {
             return;
-        }
-        let old = shared.current.lock().ok().and_then(|mut c| c.take());
+        };
         if let Some((id, _)) = old {
             tracing::warn!(container = %id, "relay session ended; starting a new relay");
             let _ = remove(ops.as_ref(), &id).await;
@@ -661,14 +693,30 @@ async fn supervise(
             }
             restarts += 1;
             tokio::time::sleep(RESTART_PAUSE).await;
-            match launch(ops.as_ref(), &image, port).await {
-                Ok((id, ip, next)) => {
-                    if let Ok(mut c) = shared.current.lock() {
-                        *c = Some((id, ip));
-                    }
+            if !shared.with(|s| {
+                s.launching = !s.stopping;
+                s.launching
+            }) {
+                return;
+            }
+            let launched = launch(ops.as_ref(), &image, port).await;
+            let stopping = shared.with(|s| {
+                s.launching = false;
+                if let (false, Ok((id, ip, _))) = (s.stopping, &launched) {
+                    s.current = Some((id.clone(), *ip));
+                }
+                s.stopping
+            });
+            match launched {
+                Ok((id, _, _)) if stopping => {
+                    let _ = remove(ops.as_ref(), &id).await;
+                    return;
+                }
+                Ok((_, _, next)) => {
                     attached = next;
                     break;
                 }
+                Err(_) if stopping => return,
                 Err(e) => tracing::warn!(error = %e, "relay restart failed"),
             }
         }
