@@ -46,9 +46,12 @@ const MAX_RESTARTS: u32 = 5;
 const RESTART_PAUSE: Duration = Duration::from_millis(200);
 /// How long a started relay may take to get its address on the network.
 const ADDRESS_WAIT: Duration = Duration::from_secs(5);
-/// The most engine calls one launch makes besides its address lookups (create, start, attach,
-/// a last inspect, and a removal when it fails).
-const LAUNCH_CALLS: u32 = 5;
+/// The most engine calls one replacement makes besides its address lookups: removing the old
+/// relay (up to 4 tries), then launching the next (create, start, attach, a last inspect, and a
+/// removal when it fails), with one to spare.
+const REPLACE_CALLS: u32 = 10;
+/// The pauses of one replacement, at most (between removal tries, before the launch), rounded up.
+const REPLACE_PAUSES: Duration = Duration::from_secs(2);
 /// How long connecting a stream to the gateway may take.
 const GATEWAY_CONNECT: Duration = Duration::from_secs(5);
 
@@ -467,8 +470,9 @@ struct State {
     current: Option<(String, IpAddr)>,
     /// The handle is shutting down: no relay is launched from now on.
     stopping: bool,
-    /// The session task is launching a replacement.
-    launching: bool,
+    /// The session task is replacing a relay whose session ended (removing it, pausing,
+    /// launching the next): a shutdown waits for it rather than abort it half-way.
+    replacing: bool,
 }
 
 impl Shared {
@@ -558,9 +562,9 @@ impl Relay {
     /// that moment, waits (bounded) for the replacement, which the session task then removes:
     /// aborting it mid-launch would leave a relay the engine was still creating.
     pub async fn shutdown(mut self) -> Result<(), EngineError> {
-        let (current, launching) = self.shared.with(|s| {
+        let (current, replacing) = self.shared.with(|s| {
             s.stopping = true;
-            (s.current.take(), s.launching)
+            (s.current.take(), s.replacing)
         });
         // Removed while the session still holds its stdin, so the relay is not exiting on its
         // own at the same moment (which engines answer with a transient error); then the
@@ -569,9 +573,11 @@ impl Relay {
             Some((id, _)) => remove(self.ops.as_ref(), &id).await,
             None => Ok(()),
         };
-        if launching {
-            // Every engine call of a launch is bounded by the driver's timeout.
-            let bound = self.ops.options().timeout.saturating_mul(LAUNCH_CALLS) + ADDRESS_WAIT;
+        if replacing {
+            // Every engine call of a replacement is bounded by the driver's timeout.
+            let bound = self.ops.options().timeout.saturating_mul(REPLACE_CALLS)
+                + ADDRESS_WAIT
+                + REPLACE_PAUSES;
             if tokio::time::timeout(bound, &mut self.task).await.is_err() {
                 tracing::warn!(network = %self.shared.network, "relay replacement did not finish; abandoning it to the next start's reaping");
             }
@@ -679,7 +685,11 @@ async fn supervise(
     let mut restarts = 0;
     loop {
         serve(attached, port).await;
-        let Some(old) = shared.with(|s| (!s.stopping).then(|| s.current.take())) else {
+        let old = shared.with(|s| {
+            s.replacing = !s.stopping;
+            s.replacing.then(|| s.current.take())
+        });
+        let Some(old) = old else {
             return;
         };
         if let Some((id, _)) = old {
@@ -689,21 +699,19 @@ async fn supervise(
         loop {
             if restarts >= MAX_RESTARTS {
                 tracing::error!(network = %shared.network, "relay could not be restarted; giving up");
+                shared.with(|s| s.replacing = false);
                 return;
             }
             restarts += 1;
             tokio::time::sleep(RESTART_PAUSE).await;
-            if !shared.with(|s| {
-                s.launching = !s.stopping;
-                s.launching
-            }) {
+            if shared.with(|s| s.stopping) {
                 return;
             }
             let launched = launch(ops.as_ref(), &image, port).await;
             let stopping = shared.with(|s| {
-                s.launching = false;
                 if let (false, Ok((id, ip, _))) = (s.stopping, &launched) {
                     s.current = Some((id.clone(), *ip));
+                    s.replacing = false;
                 }
                 s.stopping
             });
