@@ -203,16 +203,16 @@ fn plan(opts: &ConnectOptions) -> Result<Vec<(DriverKind, Candidates)>, Discover
     })
 }
 
-/// The plan, refused when TLS files were named for this run but it has no one named `tcp://`
-/// endpoint for them (discovery has given such an endpoint the files already).
-fn with_tls_files(
-    plan: Vec<(DriverKind, Candidates)>,
+/// Refuses TLS files named for this run when `plan` has no one named `tcp://` endpoint for
+/// them (discovery has given such an endpoint the files already).
+fn check_tls_files(
+    plan: &[(DriverKind, Candidates)],
     files: &TlsFiles,
-) -> Result<Vec<(DriverKind, Candidates)>, ConnectError> {
+) -> Result<(), ConnectError> {
     if !files.any() {
-        return Ok(plan);
+        return Ok(());
     }
-    let named = match plan.as_slice() {
+    let named = match plan {
         [(_, order)] if order.is_named() => match order.list() {
             [(target, source)] => Some((target, source)),
             _ => None,
@@ -230,14 +230,16 @@ fn with_tls_files(
             target.endpoint()
         )));
     }
-    Ok(plan)
+    Ok(())
 }
 
 /// Finds the engine, connects the driver and gathers the engine's facts, creating the sandbox
 /// network (labelled as ours) when it is missing.
 pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
     let mut candidates = Vec::new();
-    for (kind, order) in with_tls_files(plan(opts)?, &opts.tls)? {
+    let plan = plan(opts)?;
+    check_tls_files(&plan, &opts.tls)?;
+    for (kind, order) in plan {
         let found = probe_candidates(order, opts.driver_options.timeout).await;
         candidates.extend(found.candidates.iter().cloned());
         let Some(chosen) = found.chosen else {
@@ -475,7 +477,8 @@ mod tests {
             ..ConnectOptions::default()
         };
         let applied = |o: &ConnectOptions| {
-            with_tls_files(plan(o).unwrap_or_else(|e| panic!("{e}")), &o.tls).map(|p| {
+            let p = plan(o).unwrap_or_else(|e| panic!("{e}"));
+            check_tls_files(&p, &o.tls).map(|()| {
                 p.iter()
                     .map(|(k, c)| {
                         let (t, s) = &c.list()[0];

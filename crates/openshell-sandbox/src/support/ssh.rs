@@ -227,9 +227,7 @@ impl SshStream {
             _dir: None,
         })
     }
-}
 
-impl SshStream {
     /// The connection failed before the engine said a byte: ssh (or the remote command) gave
     /// up. Its stderr says why, and is complete once ssh has gone, which a closed pipe means.
     fn poll_failure(&mut self, cx: &mut Context<'_>, what: &str) -> Poll<io::Error> {
