@@ -12,8 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use openshell_driver_docker::DockerDriver;
-use openshell_driver_podman::PodmanDriver;
+use openshell_engine::{connect_to, DriverKind};
 use openshell_runtime::{NetworkMode, RouteKindChoice};
 use openshell_sandbox::DriverOptions;
 use openshell_sandbox::{
@@ -30,8 +29,8 @@ fn spec(image: &str) -> SandboxSpec {
 }
 
 /// One sandbox through the driver: create, start, callback received, delete.
-async fn through_driver<D: SandboxDriver>(
-    driver: &D,
+async fn through_driver(
+    driver: &SandboxDriver,
     listener: &mut CallbackListener,
     image: &str,
 ) -> Duration {
@@ -75,8 +74,8 @@ async fn through_cli(
 }
 
 /// `n` sandboxes at once: all created and started concurrently, all called back, all deleted.
-async fn scale<D: SandboxDriver>(
-    driver: &D,
+async fn scale(
+    driver: &SandboxDriver,
     listener: &mut CallbackListener,
     image: &str,
     n: usize,
@@ -112,9 +111,9 @@ async fn scale<D: SandboxDriver>(
     took
 }
 
-async fn bench_engine<D: SandboxDriver>(
+async fn bench_engine(
     engine: &Engine,
-    driver: D,
+    driver: SandboxDriver,
     label: &str,
     rounds: usize,
     scales: &[usize],
@@ -125,9 +124,9 @@ async fn bench_engine<D: SandboxDriver>(
     let _ = driver.remove_network().await;
 }
 
-async fn bench_mode<D: SandboxDriver>(
+async fn bench_mode(
     engine: &Engine,
-    driver: &D,
+    driver: &SandboxDriver,
     label: &str,
     mode: NetworkMode,
     rounds: usize,
@@ -181,18 +180,18 @@ fn main() {
         };
         let dockerd = live::dockerd();
         if dockerd.available() {
-            let d = DockerDriver::connect(dockerd.endpoint(), opts())
+            let d = connect_to(DriverKind::Docker, dockerd.endpoint(), opts())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             bench_engine(&dockerd, d, "Docker driver", rounds, scales).await;
         }
         let podman = live::podman();
         if podman.available() {
-            let d = DockerDriver::connect(podman.endpoint(), opts())
+            let d = connect_to(DriverKind::Docker, podman.endpoint(), opts())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             bench_engine(&podman, d, "Docker driver", rounds, scales).await;
-            let p = PodmanDriver::connect(podman.endpoint(), opts())
+            let p = connect_to(DriverKind::Podman, podman.endpoint(), opts())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             bench_engine(&podman, p, "Podman driver", rounds, scales).await;

@@ -23,15 +23,12 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
-use openshell_driver_docker::DockerDriver;
-use openshell_driver_podman::PodmanDriver;
+use openshell_engine::{connect_to, DriverKind};
 use openshell_runtime::consts::LOOPBACK_V4;
 use openshell_runtime::{decide, Exposure, HostTarget, Registry, Route, RouteContext};
-use openshell_sandbox::support::EngineOps;
 use openshell_sandbox::{
     sandbox_command, CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions,
     SandboxDriver, SandboxHandle, SandboxSpec,
@@ -237,8 +234,8 @@ fn spec(image: &str, command: Vec<String>) -> SandboxSpec {
 
 /// `n` sandboxes calling back along `route`, started eight at a time; the time until all
 /// arrived. All are deleted.
-async fn callbacks<D: SandboxDriver>(
-    driver: &D,
+async fn callbacks(
+    driver: &SandboxDriver,
     listener: &mut CallbackListener,
     route: &Route,
     image: &str,
@@ -285,8 +282,8 @@ struct Lane {
 
 /// Measures along one lane: traffic from inside the sleeper `pid`'s namespace, then
 /// `load.concurrent` sandboxes calling back.
-async fn measure<D: SandboxDriver>(
-    driver: &D,
+async fn measure(
+    driver: &SandboxDriver,
     pid: u32,
     lane: Lane,
     image: &str,
@@ -345,10 +342,7 @@ fn row(engine: &Engine, label: &str, route: &str, m: &Measured, n: usize) {
     );
 }
 
-async fn bench_engine<D>(engine: &Engine, driver: D, label: &str, load: Load)
-where
-    D: EngineOps + Clone + 'static,
-{
+async fn bench_engine(engine: &Engine, driver: SandboxDriver, label: &str, load: Load) {
     let image = live::import_busybox(engine).unwrap_or_else(|e| panic!("{e}"));
     driver
         .ensure_network()
@@ -404,9 +398,9 @@ where
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             let port = gateway.local_addr().map(|a| a.port()).unwrap_or_default();
-            let ops: Arc<dyn EngineOps> = Arc::new(driver.clone());
+            let ops = driver.clone();
             let relay_opts = |port| RelayOptions::from_env(port).unwrap_or_else(|e| panic!("{e}"));
-            let traffic = Relay::start(Arc::clone(&ops), relay_opts(port))
+            let traffic = Relay::start(ops.clone(), relay_opts(port))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             let loopback = Route {
@@ -446,7 +440,7 @@ where
         .then(|| std::panic::catch_unwind(|| attach_ceiling(engine, &image, load.bulk)));
     // Cleanup also when the body panicked.
     let _ = driver.delete(&handle).await;
-    let _ = SandboxDriver::remove_network(&driver).await;
+    let _ = driver.remove_network().await;
     live::remove_image(engine, &image);
     let (d, r) = outcome.unwrap_or_else(|e| std::panic::resume_unwind(e));
     let ceiling = match ceiling {
@@ -565,14 +559,14 @@ fn main() {
         };
         let dockerd = live::dockerd();
         if dockerd.available() {
-            let d = DockerDriver::connect(dockerd.endpoint(), opts())
+            let d = connect_to(DriverKind::Docker, dockerd.endpoint(), opts())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             bench_engine(&dockerd, d, "Docker driver", load).await;
         }
         let podman = live::podman();
         if podman.available() {
-            let p = PodmanDriver::connect(podman.endpoint(), opts())
+            let p = connect_to(DriverKind::Podman, podman.endpoint(), opts())
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             bench_engine(&podman, p, "Podman driver", load).await;

@@ -16,22 +16,19 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openshell_driver_docker::DockerDriver;
-use openshell_driver_podman::PodmanDriver;
+use openshell_engine::{connect_to, DriverKind};
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::{NetworkMode, Route, RouteKindChoice};
-use openshell_sandbox::support::ssh::{user_of, SshSettings};
-use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
-use openshell_sandbox::support::transport::Target;
-use openshell_sandbox::support::EngineOps;
 use openshell_sandbox::{
     sandbox_command, CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions,
     SandboxDriver,
 };
 use openshell_tests::live::{self, remote_setting, Engine};
+use openshell_transport::ssh::{user_of, SshSettings};
+use openshell_transport::tls::{TlsFiles, TlsMaterial};
+use openshell_transport::Target;
 
 mod common;
 
@@ -39,7 +36,7 @@ use common::{median, ms, route_of, runtime};
 
 /// The route a gateway would use: decided from live facts, the relay when `relay` (forced on a
 /// local engine, decided on a remote one).
-async fn route<D: SandboxDriver>(driver: &D, relay: bool) -> Route {
+async fn route(driver: &SandboxDriver, relay: bool) -> Route {
     let kind = if relay {
         RouteKindChoice::Relay
     } else {
@@ -49,8 +46,8 @@ async fn route<D: SandboxDriver>(driver: &D, relay: bool) -> Route {
 }
 
 /// One sandbox: create, start, callback received (timed), delete.
-async fn create_to_callback<D: SandboxDriver>(
-    driver: &D,
+async fn create_to_callback(
+    driver: &SandboxDriver,
     listener: &mut CallbackListener,
     route: &Route,
     image: &str,
@@ -61,11 +58,10 @@ async fn create_to_callback<D: SandboxDriver>(
 
 /// One engine behind one transport: detect `rounds` times, then `rounds` sandboxes through the
 /// relay (and along the direct route when `direct`); prints one table row each.
-async fn bench<D, F, Fut>(engine: &Engine, label: &str, connect: F, rounds: usize, direct: bool)
+async fn bench<F, Fut>(engine: &Engine, label: &str, connect: F, rounds: usize, direct: bool)
 where
-    D: SandboxDriver + EngineOps + Clone + 'static,
     F: Fn(String) -> Fut,
-    Fut: Future<Output = D>,
+    Fut: Future<Output = SandboxDriver>,
 {
     let network = live::unique("openshell-bench-remote");
     // The network first, so that detection measures a gateway's later starts.
@@ -86,7 +82,7 @@ where
     let mut listener = CallbackListener::bind(&relay_route, ListenerOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{label}: {e}"));
-    let ops: Arc<dyn EngineOps> = Arc::new(driver.clone());
+    let ops = driver.clone();
     let opts = RelayOptions::from_env(listener.route().port).unwrap_or_else(|e| panic!("{e}"));
     let t0 = Instant::now();
     let relay = Relay::start(ops, opts)
@@ -119,7 +115,7 @@ where
     } else {
         "-".into()
     };
-    let _ = SandboxDriver::remove_network(&driver).await;
+    let _ = driver.remove_network().await;
     live::remove_image(engine, &image);
     println!(
         "| {label} | {} | {} | {} | {direct_cell} |",
@@ -131,11 +127,11 @@ where
 
 fn docker_on(
     target: Target,
-) -> impl Fn(String) -> std::pin::Pin<Box<dyn Future<Output = DockerDriver>>> {
+) -> impl Fn(String) -> std::pin::Pin<Box<dyn Future<Output = SandboxDriver>>> {
     move |network| {
         let target = target.clone();
         Box::pin(async move {
-            DockerDriver::connect(target, options(network))
+            connect_to(DriverKind::Docker, target, options(network))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
         })
@@ -144,11 +140,11 @@ fn docker_on(
 
 fn podman_on(
     target: Target,
-) -> impl Fn(String) -> std::pin::Pin<Box<dyn Future<Output = PodmanDriver>>> {
+) -> impl Fn(String) -> std::pin::Pin<Box<dyn Future<Output = SandboxDriver>>> {
     move |network| {
         let target = target.clone();
         Box::pin(async move {
-            PodmanDriver::connect(target, options(network))
+            connect_to(DriverKind::Podman, target, options(network))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
         })

@@ -4,24 +4,23 @@
 //! Run: `cargo run -p openshell-examples --example sandbox -- <backend> [auto|direct|relay]`,
 //! with a backend from [`BACKENDS`] (`native-docker`, `podman`, `docker-desktop`, `colima`,
 //! `orbstack`, `podman-machine`; default `native-docker`) and the kind of route to choose
-//! (default `auto`). When the decision is the relay route, the example starts a relay on the
-//! sandbox network and creates the sandbox along the route it carries (the relay binary from
-//! `OPENSHELL_RELAY_BINARY`, see docs/relay.md). When that backend is on this machine (one of its
+//! (default `auto`). The gateway side is one handle, [`Gateway`]: it binds the callback listener
+//! where the route says and, when the decision is the relay route, starts the relay on the
+//! sandbox network and creates each sandbox along the route the relay carries (the relay binary
+//! from `OPENSHELL_RELAY_BINARY`, see docs/relay.md); the example never branches on the route. When that backend is on this machine (one of its
 //! runtime's well-known sockets answers) the sandbox really runs and calls back; otherwise its
 //! recorded capture is replayed through the same driver and the example stops after the
 //! decision (a replay answers the facts calls and runs no containers).
 //! `OPENSHELL_EXAMPLE_IMAGE` names the sandbox image (busybox's `sh`, `timeout`, `wget`).
 
 use std::error::Error;
-use std::sync::Arc;
 use std::time::Duration;
 
 use openshell_engine::{connect, ConnectOptions, DriverKind};
 use openshell_examples::{explain, local_socket, sandbox_image, Replay};
-use openshell_runtime::{decide, Registry, RouteContext, RouteKind, RouteKindChoice, RuntimeId};
+use openshell_runtime::{decide, Registry, RouteContext, RouteKindChoice, RuntimeId};
 use openshell_sandbox::{
-    new_token, sandbox_command, CallbackListener, ListenerOptions, Relay, RelayOptions,
-    SandboxDriver, SandboxSpec,
+    new_token, sandbox_command, Gateway, GatewayOptions, RelayOptions, SandboxSpec,
 };
 
 /// Each backend: its runtime, the API the example speaks to it, and its recorded capture
@@ -91,9 +90,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
         return Ok(());
     }
 
-    // 3. Listen exactly where the route says; for the relay route, start the relay that carries
-    //    sandbox connections to the listener on loopback. Run a sandbox, wait for its callback.
-    let mut listener = CallbackListener::bind(&route, ListenerOptions::default()).await?;
+    // 3. The gateway side of the route: the callback listener bound exactly where the route
+    //    says, and the relay when the route is one. Then a sandbox along it, and its callback.
     let spec = SandboxSpec {
         id: format!("example-{}", std::process::id()),
         image: sandbox_image(),
@@ -101,43 +99,44 @@ async fn main() -> Result<(), Box<dyn Error>> {
         token: new_token()?,
         labels: Default::default(),
     };
-    listener.expect(&spec.id, &spec.token);
-    let mut relay = None;
+    let relay = RelayOptions::from_env(0)?;
+    let opts = GatewayOptions {
+        relay,
+        ..GatewayOptions::default()
+    };
     let run = async {
         driver.ensure_image(&spec.image).await?;
-        let route = if route.route_kind == RouteKind::Relay {
-            driver.ensure_network().await?;
-            let ops: Arc<dyn openshell_sandbox::support::EngineOps> = Arc::new(driver.clone());
-            let started = relay
-                .insert(Relay::start(ops, RelayOptions::from_env(listener.route().port)?).await?);
-            println!("relay: {} on the sandbox network", started.address()?);
-            started.route(listener.route())?
-        } else {
-            listener.route().clone()
-        };
-        let sandbox = driver.create(&spec, &route).await?;
-        let arrived = match driver.start(&sandbox).await {
-            Ok(()) => listener
-                .wait_for(&spec.id, Duration::from_secs(30))
-                .await
-                .map_err(Box::<dyn Error>::from),
-            Err(e) => Err(e.into()),
-        };
-        driver.delete(&sandbox).await?;
-        arrived
+        let mut gateway = Gateway::start(&driver, &route, opts).await?;
+        if let Some(relay) = gateway.relay() {
+            println!("relay: {} on the sandbox network", relay.address()?);
+        }
+        let bind = gateway.route().bind;
+        let called = async {
+            let sandbox = gateway.create(&spec).await?;
+            let arrived = match driver.start(&sandbox).await {
+                Ok(()) => gateway
+                    .wait_for(&spec.id, Duration::from_secs(30))
+                    .await
+                    .map_err(Box::<dyn Error>::from),
+                Err(e) => Err(e.into()),
+            };
+            driver.delete(&sandbox).await?;
+            arrived
+        }
+        .await;
+        // Whatever happened, the relay goes too.
+        gateway.shutdown().await?;
+        Ok::<_, Box<dyn Error>>((called?, bind))
     };
-    // 4. Whatever happened, remove the relay and our network too.
-    let arrived: Result<_, Box<dyn Error>> = run.await;
-    if let Some(relay) = relay {
-        relay.shutdown().await?;
-    }
+    // 4. Whatever happened, remove our network too.
+    let result = run.await;
     driver.remove_network().await?;
-    let arrival = arrived?;
+    let (arrival, bind) = result?;
     println!(
         "sandbox {} called back from {} (gateway on {})",
         arrival.sandbox_id,
         arrival.peer,
-        listener.route().bind.map_or("-".into(), |b| b.to_string())
+        bind.map_or("-".into(), |b| b.to_string())
     );
     Ok(())
 }

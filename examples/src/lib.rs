@@ -6,9 +6,10 @@
 use std::error::Error;
 use std::path::Path;
 
+use openshell_engine::discover::sockets_of;
+use openshell_engine::DiscoveryEnv;
 use openshell_runtime::{Decision, HostOs, RuntimeId};
-use openshell_sandbox::support::discover::sockets_of;
-use openshell_sandbox::{DiscoveryEnv, HostFacts};
+use openshell_sandbox::HostFacts;
 use openshell_tests::replay::ReplayEngine;
 
 /// The first of `runtime`'s well-known sockets (its `SOCKETS` data) that exists here.

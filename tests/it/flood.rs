@@ -4,13 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use openshell_driver_docker::DockerDriver;
-use openshell_driver_podman::PodmanDriver;
+use openshell_engine::{connect_to, DriverKind};
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::HostOs;
-use openshell_sandbox::support::transport::MAX_REPLY;
-use openshell_sandbox::{DriverOptions, EngineError, HostFacts, SandboxDriver};
+use openshell_sandbox::{DriverOptions, EngineError, HostFacts};
 use openshell_tests::flood::{Flood, FloodEngine};
+use openshell_transport::MAX_REPLY;
 
 /// Longest a refused call may take: reading the budget over a Unix socket takes milliseconds.
 const BOUND: Duration = Duration::from_secs(15);
@@ -48,13 +47,13 @@ async fn oversized_replies_fail_with_the_size_error_through_both_clients() {
             timeout: BOUND,
             ..DriverOptions::default()
         };
-        let docker = DockerDriver::connect(endpoint.clone(), opts.clone())
+        let docker = connect_to(DriverKind::Docker, endpoint.clone(), opts.clone())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         // `/info` through bollard (and the network inspect beside it), `/containers/json`.
         refused("docker: facts", docker.gather_facts()).await;
         refused("docker: list", docker.list()).await;
-        let podman = PodmanDriver::connect(endpoint, opts)
+        let podman = connect_to(DriverKind::Podman, endpoint, opts)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         // libpod's `/info` through a raw request, `/libpod/containers/json` through podman-api.

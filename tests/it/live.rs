@@ -9,8 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use openshell_driver_docker::DockerDriver;
-use openshell_driver_podman::PodmanDriver;
+use openshell_engine::{connect_to, DriverKind};
 use openshell_runtime::{
     Exposure, Facts, HostTarget, NetworkMode, Registry, Route, RouteContext, RouteError, RouteKind,
 };
@@ -22,30 +21,30 @@ use openshell_sandbox::{
 use openshell_tests::decide_direct as decide;
 use openshell_tests::live::{self, Engine};
 
-pub struct Ctx<D> {
+pub struct Ctx {
     engine: Engine,
-    driver: D,
+    driver: SandboxDriver,
     image: String,
     /// Sandbox ids this test created, so cleanup touches nothing of concurrent tests.
     created: Mutex<Vec<String>>,
 }
 
-pub async fn docker(engine: &Engine) -> DockerDriver {
+pub async fn docker(engine: &Engine) -> SandboxDriver {
     let opts = DriverOptions {
         network: live::unique("openshell-it"),
         ..DriverOptions::default()
     };
-    DockerDriver::connect(engine.endpoint(), opts)
+    connect_to(DriverKind::Docker, engine.endpoint(), opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-pub async fn podman(engine: &Engine) -> PodmanDriver {
+pub async fn podman(engine: &Engine) -> SandboxDriver {
     let opts = DriverOptions {
         network: live::unique("openshell-it"),
         ..DriverOptions::default()
     };
-    PodmanDriver::connect(engine.endpoint(), opts)
+    connect_to(DriverKind::Podman, engine.endpoint(), opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -57,10 +56,9 @@ static PROBES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Imports the image, runs `body`, then removes every sandbox, network and image the test made,
 /// whether the body passed or panicked.
-pub async fn run<D, F, Fut>(engine: &Engine, driver: D, body: F)
+pub async fn run<F, Fut>(engine: &Engine, driver: SandboxDriver, body: F)
 where
-    D: SandboxDriver + 'static,
-    F: FnOnce(&'static Ctx<D>) -> Fut,
+    F: FnOnce(&'static Ctx) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let _probes = PROBES.read().await;
@@ -69,25 +67,23 @@ where
 
 /// [`run`], with no other test of this process running meanwhile, for a test that sweeps every
 /// probe this process owns.
-pub async fn run_alone<D, F, Fut>(engine: &Engine, driver: D, body: F)
+pub async fn run_alone<F, Fut>(engine: &Engine, driver: SandboxDriver, body: F)
 where
-    D: SandboxDriver + 'static,
-    F: FnOnce(&'static Ctx<D>) -> Fut,
+    F: FnOnce(&'static Ctx) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let _probes = PROBES.write().await;
     run_body(engine, driver, body).await;
 }
 
-async fn run_body<D, F, Fut>(engine: &Engine, driver: D, body: F)
+async fn run_body<F, Fut>(engine: &Engine, driver: SandboxDriver, body: F)
 where
-    D: SandboxDriver + 'static,
-    F: FnOnce(&'static Ctx<D>) -> Fut,
+    F: FnOnce(&'static Ctx) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let image =
         live::import_busybox(engine).unwrap_or_else(|e| panic!("cannot build the test image: {e}"));
-    let ctx: &'static Ctx<D> = Box::leak(Box::new(Ctx {
+    let ctx: &'static Ctx = Box::leak(Box::new(Ctx {
         engine: engine.clone(),
         driver,
         image,
@@ -112,8 +108,8 @@ where
     }
 }
 
-impl<D> Ctx<D> {
-    pub fn driver(&self) -> &D {
+impl Ctx {
+    pub fn driver(&self) -> &SandboxDriver {
         &self.driver
     }
 
@@ -130,12 +126,12 @@ impl<D> Ctx<D> {
 /// configured with (rootless host loopback). Panics on a route that would send the test's
 /// traffic to the host's LAN-facing address or every interface: tests talk only to loopback and
 /// the bridges they create.
-pub async fn decide_live<D: SandboxDriver>(ctx: &Ctx<D>) -> Route {
+pub async fn decide_live(ctx: &Ctx) -> Route {
     decide_live_in(ctx, NetworkMode::Bridge).await
 }
 
 /// The engine's live facts, with the operator setting the engine was configured with.
-async fn live_facts<D: SandboxDriver>(ctx: &Ctx<D>) -> Facts {
+async fn live_facts(ctx: &Ctx) -> Facts {
     let mut facts = ctx
         .driver
         .gather_facts()
@@ -157,7 +153,7 @@ fn live_ctx(mode: NetworkMode) -> RouteContext {
 }
 
 /// [`decide_live`] for sandboxes in `mode`.
-pub async fn decide_live_in<D: SandboxDriver>(ctx: &Ctx<D>, mode: NetworkMode) -> Route {
+pub async fn decide_live_in(ctx: &Ctx, mode: NetworkMode) -> Route {
     let facts = live_facts(ctx).await;
     let d = decide(&Registry::builtin(), &facts, &live_ctx(mode));
     let route = d.route.unwrap_or_else(|e| {
@@ -186,11 +182,7 @@ pub async fn decide_live_in<D: SandboxDriver>(ctx: &Ctx<D>, mode: NetworkMode) -
 }
 
 /// Creates and starts a sandbox along `route`; any engine error fails the test.
-pub async fn launch<D: SandboxDriver>(
-    ctx: &Ctx<D>,
-    spec: &SandboxSpec,
-    route: &Route,
-) -> SandboxHandle {
+pub async fn launch(ctx: &Ctx, spec: &SandboxSpec, route: &Route) -> SandboxHandle {
     let h = ctx
         .driver
         .create(spec, route)
@@ -200,7 +192,7 @@ pub async fn launch<D: SandboxDriver>(
     h
 }
 
-pub fn spec<D>(ctx: &Ctx<D>, attempts: u32) -> SandboxSpec {
+pub fn spec(ctx: &Ctx, attempts: u32) -> SandboxSpec {
     let id = live::unique("it");
     if let Ok(mut c) = ctx.created.lock() {
         c.push(id.clone());
@@ -217,7 +209,7 @@ pub fn spec<D>(ctx: &Ctx<D>, attempts: u32) -> SandboxSpec {
 /// A sandbox created along the decided route calls back to a listener bound where the route
 /// says; deleting it leaves nothing of ours. On Podman the bridge does not exist until the
 /// first container starts, so the listener binds it before it exists (IP_FREEBIND).
-pub async fn callback_end_to_end<D: SandboxDriver + 'static>(engine: &Engine, driver: D) {
+pub async fn callback_end_to_end(engine: &Engine, driver: SandboxDriver) {
     run(engine, driver, |ctx| async move {
         let route = decide_live(ctx).await;
         if ctx.engine.podman {
@@ -272,7 +264,7 @@ pub async fn callback_end_to_end<D: SandboxDriver + 'static>(engine: &Engine, dr
 /// `host.openshell.internal`, reaches a gateway bound on the host's loopback. On rootless
 /// dockerd that namespace is RootlessKit's: without host loopback declared the decision
 /// refuses, and the naive 127.0.0.1 (the sandbox's own loopback there) really receives nothing.
-pub async fn host_network_callback<D: SandboxDriver + 'static>(engine: &Engine, driver: D) {
+pub async fn host_network_callback(engine: &Engine, driver: SandboxDriver) {
     run(engine, driver, |ctx| async move {
         let route = decide_live_in(ctx, NetworkMode::Host).await;
         assert_eq!(route.route_kind, RouteKind::HostNetwork);
@@ -336,10 +328,7 @@ pub async fn host_network_callback<D: SandboxDriver + 'static>(engine: &Engine, 
 
 /// A gateway bound where the route does not lead (loopback, while sandboxes are sent to the
 /// bridge) receives nothing, and that is reported as a timeout naming the listener, not a hang.
-pub async fn misbound_gateway_gets_no_callback<D: SandboxDriver + 'static>(
-    engine: &Engine,
-    driver: D,
-) {
+pub async fn misbound_gateway_gets_no_callback(engine: &Engine, driver: SandboxDriver) {
     run(engine, driver, |ctx| async move {
         let mut route = decide_live(ctx).await;
         // Somewhere the route does not lead: loopback, or another loopback address when the
@@ -386,7 +375,7 @@ pub async fn misbound_gateway_gets_no_callback<D: SandboxDriver + 'static>(
 }
 
 /// A failed create (an image that does not exist) leaves no container behind.
-pub async fn failed_create_leaves_nothing<D: SandboxDriver + 'static>(engine: &Engine, driver: D) {
+pub async fn failed_create_leaves_nothing(engine: &Engine, driver: SandboxDriver) {
     run(engine, driver, |ctx| async move {
         let route = decide_live(ctx).await;
         let mut spec = spec(ctx, 1);
@@ -405,7 +394,7 @@ pub async fn failed_create_leaves_nothing<D: SandboxDriver + 'static>(engine: &E
 /// A probe removes itself: once started, the engine deletes it when it exits; one that never
 /// started is found by a sweep of this run's probes, and a stale-probe sweep leaves a live
 /// run's probe alone.
-pub async fn probes_remove_themselves<D: SandboxDriver + 'static>(engine: &Engine, driver: D) {
+pub async fn probes_remove_themselves(engine: &Engine, driver: SandboxDriver) {
     run_alone(engine, driver, |ctx| async move {
         let route = decide_live(ctx).await;
         let lifetime = Duration::from_secs(120);
@@ -470,10 +459,7 @@ pub async fn probes_remove_themselves<D: SandboxDriver + 'static>(engine: &Engin
 /// asked for: eight whole fact gatherings at once take Podman's `/info` past the timeout on a
 /// loaded machine, which is not what this test is about.) (Before, dockerd 20.10
 /// made up to eight networks of the name, and Podman failed the runs that lost the race.)
-pub async fn concurrent_runs_agree_on_one_network<D: SandboxDriver + 'static>(
-    engine: &Engine,
-    driver: D,
-) {
+pub async fn concurrent_runs_agree_on_one_network(engine: &Engine, driver: SandboxDriver) {
     let network = driver.network().to_string();
     let outcome = AssertUnwindSafe(async {
         let runs = futures_util::future::join_all((0..8).map(|_| driver.ensure_network())).await;
@@ -697,7 +683,8 @@ async fn both_drivers_decide_the_same_for_the_same_podman() {
         return;
     }
     let network = live::unique("openshell-it");
-    let d = DockerDriver::connect(
+    let d = connect_to(
+        DriverKind::Docker,
         engine.endpoint(),
         DriverOptions {
             network: network.clone(),
@@ -706,7 +693,8 @@ async fn both_drivers_decide_the_same_for_the_same_podman() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    let p = PodmanDriver::connect(
+    let p = connect_to(
+        DriverKind::Podman,
         engine.endpoint(),
         DriverOptions {
             network: network.clone(),
@@ -762,9 +750,9 @@ async fn both_drivers_decide_the_same_for_the_same_podman() {
 /// A rootless engine without the loopback setting: detected with `evidence` among its evidence,
 /// and the route is the host's primary (LAN-facing) address, flagged as such; without that
 /// address the refusal names `fix`. No traffic is sent: tests never target that address.
-async fn rootless_without_loopback_routes_to_the_primary_address<D: SandboxDriver>(
+async fn rootless_without_loopback_routes_to_the_primary_address(
     engine: &Engine,
-    driver: D,
+    driver: SandboxDriver,
     evidence: &str,
     fix: &str,
 ) {

@@ -4,12 +4,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use openshell_runtime::{HostTarget, Route};
-use openshell_sandbox::{probe_route, ProbeOptions, ProbeOutcome, SandboxDriver};
+use openshell_sandbox::{probe_route, ProbeOptions, ProbeOutcome};
 use openshell_tests::live;
 
 use crate::live::{docker, run, Ctx};
 
-fn opts<D>(ctx: &Ctx<D>) -> ProbeOptions {
+fn opts(ctx: &Ctx) -> ProbeOptions {
     ProbeOptions {
         image: ctx.image().to_string(),
         timeout: Duration::from_secs(15),
@@ -17,7 +17,7 @@ fn opts<D>(ctx: &Ctx<D>) -> ProbeOptions {
     }
 }
 
-async fn no_probe_left<D: SandboxDriver>(ctx: &Ctx<D>) {
+async fn no_probe_left(ctx: &Ctx) {
     // Only this test's network: probes of tests running concurrently live on their own.
     let left = live::containers_on_network(ctx.engine(), ctx.driver().network())
         .unwrap_or_else(|e| panic!("{e}"));

@@ -7,16 +7,13 @@
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
 use futures_util::{FutureExt, StreamExt};
-use openshell_driver_docker::DockerDriver;
-use openshell_driver_podman::PodmanDriver;
+use openshell_engine::{connect_to, DriverKind};
 use openshell_runtime::consts::LABEL_RELAY_NETWORK;
 use openshell_runtime::{EngineKind, Exposure, HostTarget, Route, RouteKind};
-use openshell_sandbox::support::EngineOps;
 use openshell_sandbox::{
     CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions, SandboxDriver,
 };
@@ -61,11 +58,8 @@ fn relays_on(engine: &Engine, network: &str) -> Vec<String> {
 /// [`CONCURRENT`] at once through the same relay; a relay removed behind the gateway's back is
 /// replaced and carries the next callback; shutting down, even while the relay is being
 /// replaced, leaves no relay.
-pub async fn relay_end_to_end<D>(engine: &Engine, driver: D)
-where
-    D: SandboxDriver + EngineOps + Clone + 'static,
-{
-    run(engine, driver, |ctx: &'static Ctx<D>| async move {
+pub async fn relay_end_to_end(engine: &Engine, driver: SandboxDriver) {
+    run(engine, driver, |ctx: &'static Ctx| async move {
         ctx.driver()
             .ensure_network()
             .await
@@ -75,7 +69,7 @@ where
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(listener.route().bind, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-        let ops: Arc<dyn EngineOps> = Arc::new(ctx.driver().clone());
+        let ops = ctx.driver().clone();
         let relay = Relay::start(ops, relay_options(listener.route().port))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -183,11 +177,12 @@ const CHILD_ENV: &str = "OPENSHELL_TEST_RELAY_CHILD";
 
 /// A gateway SIGKILLed with its relay running leaves the relay behind; the next start on the
 /// same network reaps it; removing the network leaves nothing labelled as a relay.
-pub async fn relay_left_by_a_killed_gateway_is_reaped<D>(engine: &Engine, driver: D, pair: &str)
-where
-    D: SandboxDriver + EngineOps + Clone + 'static,
-{
-    run(engine, driver, |ctx: &'static Ctx<D>| async move {
+pub async fn relay_left_by_a_killed_gateway_is_reaped(
+    engine: &Engine,
+    driver: SandboxDriver,
+    pair: &str,
+) {
+    run(engine, driver, |ctx: &'static Ctx| async move {
         ctx.driver()
             .ensure_network()
             .await
@@ -252,20 +247,15 @@ async fn relay_child() {
         ..DriverOptions::default()
     };
     let engine = engine_of(pair);
-    let ops: Arc<dyn EngineOps> = if pair.ends_with("libpod") {
-        Arc::new(
-            PodmanDriver::connect(engine.endpoint(), opts)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        )
+    let kind = if pair.ends_with("libpod") {
+        DriverKind::Podman
     } else {
-        Arc::new(
-            DockerDriver::connect(engine.endpoint(), opts)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
-        )
+        DriverKind::Docker
     };
-    let relay = Relay::start(ops, relay_options(9))
+    let driver = connect_to(kind, engine.endpoint(), opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let relay = Relay::start(driver, relay_options(9))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     println!(

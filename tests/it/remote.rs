@@ -10,23 +10,20 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use futures_util::future::join_all;
 use futures_util::{FutureExt, StreamExt};
-use openshell_driver_docker::DockerDriver;
-use openshell_driver_podman::PodmanDriver;
+use openshell_engine::{connect_to, DriverKind};
 use openshell_runtime::consts::LABEL_RELAY_NETWORK;
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::{decide, HostTarget, NetworkMode, Registry, RouteContext, RouteKind};
-use openshell_sandbox::support::ssh::{user_of, SshSettings};
-use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
-use openshell_sandbox::support::transport::Target;
-use openshell_sandbox::support::EngineOps;
 use openshell_sandbox::{
     CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions, SandboxDriver,
 };
 use openshell_tests::live::{self, remote_setting, Engine};
+use openshell_transport::ssh::{user_of, SshSettings};
+use openshell_transport::tls::{TlsFiles, TlsMaterial};
+use openshell_transport::Target;
 
 use crate::live::{launch, run, spec, Ctx};
 
@@ -145,11 +142,12 @@ fn relays_on(engine: &Engine, network: &str) -> Vec<String> {
 
 /// The policy decides the relay from the remote engine's live facts; [`CONCURRENT`] sandboxes
 /// call back through one relay to a listener on 127.0.0.1; shutting the relay down leaves none.
-pub async fn remote_relay_callbacks<D>(engine: &Engine, driver: D, transport: &'static str)
-where
-    D: SandboxDriver + EngineOps + Clone + 'static,
-{
-    run(engine, driver, move |ctx: &'static Ctx<D>| async move {
+pub async fn remote_relay_callbacks(
+    engine: &Engine,
+    driver: SandboxDriver,
+    transport: &'static str,
+) {
+    run(engine, driver, move |ctx: &'static Ctx| async move {
         let facts = ctx
             .driver()
             .gather_facts()
@@ -175,7 +173,7 @@ where
         let mut listener = CallbackListener::bind(&route, ListenerOptions::default())
             .await
             .unwrap_or_else(|e| panic!("{transport}: {e}"));
-        let ops: Arc<dyn EngineOps> = Arc::new(ctx.driver().clone());
+        let ops = ctx.driver().clone();
         let opts = RelayOptions::from_env(listener.route().port).unwrap_or_else(|e| panic!("{e}"));
         let relay = Relay::start(ops, opts)
             .await
@@ -244,7 +242,7 @@ async fn remote_dockerd_relay_over_tls_and_ssh() {
     }
     then_remove_relay_images(&engine, async {
         for (transport, target) in targets(&settings) {
-            let driver = DockerDriver::connect(target, driver_options())
+            let driver = connect_to(DriverKind::Docker, target, driver_options())
                 .await
                 .unwrap_or_else(|e| panic!("{transport}: {e}"));
             remote_relay_callbacks(&engine, driver, transport).await;
@@ -266,11 +264,11 @@ async fn remote_podman_relay_over_tls_and_ssh() {
     }
     then_remove_relay_images(&engine, async {
         for (transport, target) in podman_targets(&settings) {
-            let driver = PodmanDriver::connect(target.clone(), driver_options())
+            let driver = connect_to(DriverKind::Podman, target.clone(), driver_options())
                 .await
                 .unwrap_or_else(|e| panic!("{transport}, podman driver: {e}"));
             remote_relay_callbacks(&engine, driver, transport).await;
-            let driver = DockerDriver::connect(target, driver_options())
+            let driver = connect_to(DriverKind::Docker, target, driver_options())
                 .await
                 .unwrap_or_else(|e| panic!("{transport}, docker driver: {e}"));
             remote_relay_callbacks(&engine, driver, transport).await;

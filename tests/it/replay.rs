@@ -2,11 +2,11 @@
 //! bollard over a Unix socket, must reach the decision the facts-file path reaches. This is
 //! where the original bug (Podman machine behind the Docker API) is pinned for good.
 
-use openshell_driver_docker::DockerDriver;
+use openshell_engine::{connect_to, DriverKind};
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::{Facts, HostOs, Registry, RouteContext};
 use openshell_sandbox::DriverOptions;
-use openshell_sandbox::{HostFacts, SandboxDriver};
+use openshell_sandbox::HostFacts;
 use openshell_tests::decide_direct as decide;
 use openshell_tests::fixtures;
 use openshell_tests::replay::ReplayEngine;
@@ -66,7 +66,7 @@ async fn driver_over_replayed_captures_decides_like_the_facts_file() {
         let endpoint = Endpoint::Unix {
             path: engine.socket().display().to_string(),
         };
-        let driver = match DockerDriver::connect(endpoint, opts).await {
+        let driver = match connect_to(DriverKind::Docker, endpoint, opts).await {
             Ok(d) => d,
             Err(e) => {
                 failures.push(format!("{}: connect: {e}", f.name));
@@ -121,7 +121,7 @@ async fn original_bug_podman_machine_through_the_docker_driver() {
     let endpoint = Endpoint::Unix {
         path: engine.socket().display().to_string(),
     };
-    let driver = DockerDriver::connect(endpoint, opts)
+    let driver = connect_to(DriverKind::Docker, endpoint, opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let g = driver
@@ -146,7 +146,7 @@ async fn a_same_named_network_of_another_driver_is_refused() {
     let endpoint = Endpoint::Unix {
         path: engine.socket().display().to_string(),
     };
-    let driver = DockerDriver::connect(endpoint, DriverOptions::default())
+    let driver = connect_to(DriverKind::Docker, endpoint, DriverOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let err = driver
@@ -183,7 +183,7 @@ async fn a_silent_engine_times_out_with_a_clear_error() {
     let endpoint = Endpoint::Unix {
         path: socket.display().to_string(),
     };
-    let err = DockerDriver::connect(endpoint, opts)
+    let err = connect_to(DriverKind::Docker, endpoint, opts)
         .await
         .err()
         .unwrap_or_else(|| panic!("a silent engine was accepted"));
@@ -220,7 +220,7 @@ async fn gathered_documents_carry_no_credentials() {
     let endpoint = Endpoint::Unix {
         path: engine.socket().display().to_string(),
     };
-    let driver = DockerDriver::connect(endpoint, DriverOptions::default())
+    let driver = connect_to(DriverKind::Docker, endpoint, DriverOptions::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let g = driver

@@ -23,8 +23,8 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 
 /// The route a gateway would use with `driver`'s engine: decided from its live facts for
 /// `mode`, with `kind` as the operator's route-kind choice.
-pub(crate) async fn route_of<D: SandboxDriver>(
-    driver: &D,
+pub(crate) async fn route_of(
+    driver: &SandboxDriver,
     mode: NetworkMode,
     kind: RouteKindChoice,
 ) -> Route {
@@ -73,8 +73,8 @@ pub(crate) fn spec(prefix: &str, image: &str, command: Vec<String>) -> SandboxSp
 }
 
 /// One sandbox `s` along `route`: created, started and called back (timed), then deleted.
-pub(crate) async fn create_to_callback<D: SandboxDriver>(
-    driver: &D,
+pub(crate) async fn create_to_callback(
+    driver: &SandboxDriver,
     listener: &mut CallbackListener,
     route: &Route,
     s: &SandboxSpec,

@@ -1,17 +1,16 @@
-//! The Docker-API sandbox driver: engine operations over bollard, and the docker CLI's
-//! discovery order.
+//! The Docker-API driver: engine operations over bollard.
 //!
 //! It speaks to whatever serves the Docker API: Docker Engine, Docker Desktop, Colima,
 //! OrbStack, Rancher Desktop, Lima and Podman's compatible service. It implements
 //! [`EngineOps`] and nothing more: the sandbox lifecycle, facts gathering, timeouts and retries
-//! come from `openshell-sandbox` ([`openshell_sandbox::SandboxDriver`] is implemented for every
-//! `EngineOps`), and the route comes from `openshell-runtime`, applied as-is.
+//! come from `openshell-sandbox`, finding the engine (the docker CLI's order) from
+//! `openshell-engine`, every connection from `openshell-transport`, and the route from
+//! `openshell-runtime`, applied as-is.
 #![deny(missing_docs)]
-
-mod discovery;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;
@@ -23,19 +22,17 @@ use bollard::query_parameters::{
 };
 use bollard::{BollardRequest, Docker};
 use futures_util::{StreamExt, TryStreamExt};
-use openshell_runtime::facts::Endpoint;
-use openshell_runtime::NetworkMode;
-use openshell_sandbox::support::raw::{self, RawResponse};
-use openshell_sandbox::support::transport::{self, Target};
-use openshell_sandbox::support::{
+use openshell_driver::DriverError;
+use openshell_driver::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
     EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
 };
-use openshell_sandbox::{DriverOptions, EngineError};
+use openshell_runtime::facts::Endpoint;
+use openshell_runtime::NetworkMode;
+use openshell_transport::raw::{self, RawResponse};
+use openshell_transport::transport::{self, Target};
 use serde_json::Value;
 use tracing::Instrument;
-
-pub use discovery::candidates;
 
 /// libpod's `/info`, asked of every engine: Podman answers it, Docker refuses the API version.
 /// It identifies Podman even where a proxy stripped the ping headers.
@@ -119,7 +116,7 @@ fn query_escape(text: &str) -> String {
 pub struct DockerDriver {
     docker: Docker,
     endpoint: Target,
-    opts: DriverOptions,
+    timeout: Duration,
 }
 
 impl DockerDriver {
@@ -130,24 +127,24 @@ impl DockerDriver {
     /// else negotiated through `/version`.
     pub async fn connect(
         endpoint: impl Into<Target>,
-        opts: DriverOptions,
-    ) -> Result<DockerDriver, EngineError> {
+        timeout: Duration,
+    ) -> Result<DockerDriver, DriverError> {
         let endpoint: Target = endpoint.into();
         let shown = endpoint.to_string();
-        let connect_err = |e: bollard::errors::Error| EngineError::Connect {
+        let connect_err = |e: bollard::errors::Error| DriverError::Connect {
             endpoint: shown.clone(),
             source: Box::new(e),
         };
-        transport::check(&endpoint).map_err(|source| EngineError::Unsupported {
+        transport::check(&endpoint).map_err(|source| DriverError::Unsupported {
             endpoint: shown.clone(),
             driver: "docker",
             source,
         })?;
-        let secs = opts.timeout.as_secs().max(1);
+        let secs = timeout.as_secs().max(1);
         // One cheap round trip instead of `/version`, which dockerd 20.10 takes ~7 ms to answer.
         let span =
             tracing::info_span!("engine_call", call = "_ping (api version)", endpoint = %shown);
-        let pinged = raw::get(&endpoint, "/_ping", opts.timeout)
+        let pinged = raw::get(&endpoint, "/_ping", timeout)
             .instrument(span)
             .await
             .ok();
@@ -165,13 +162,13 @@ impl DockerDriver {
         } else {
             let span =
                 tracing::info_span!("engine_call", call = "version (negotiate)", endpoint = %shown);
-            tokio::time::timeout(opts.timeout, docker.negotiate_version())
+            tokio::time::timeout(timeout, docker.negotiate_version())
                 .instrument(span)
                 .await
-                .map_err(|_| EngineError::Timeout {
+                .map_err(|_| DriverError::Timeout {
                     call: "version",
                     endpoint: shown.clone(),
-                    after: opts.timeout,
+                    after: timeout,
                 })?
                 .map_err(connect_err)?
         };
@@ -179,12 +176,12 @@ impl DockerDriver {
         Ok(DockerDriver {
             docker,
             endpoint,
-            opts,
+            timeout,
         })
     }
 
     async fn raw_get(&self, path: &str) -> Result<RawResponse, OpError> {
-        Ok(raw::get(&self.endpoint, path, self.opts.timeout).await?)
+        Ok(raw::get(&self.endpoint, path, self.timeout).await?)
     }
 
     /// libpod's `/info` when the engine serves it as a JSON object; `None` for Docker.
@@ -217,10 +214,6 @@ impl EngineOps for DockerDriver {
 
     fn endpoint(&self) -> &Endpoint {
         self.endpoint.endpoint()
-    }
-
-    fn options(&self) -> &DriverOptions {
-        &self.opts
     }
 
     async fn engine_documents(&self) -> Result<EngineDocuments, OpError> {

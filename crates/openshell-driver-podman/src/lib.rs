@@ -1,33 +1,33 @@
-//! The libpod sandbox driver: engine operations over podman-api, and Podman's own discovery
-//! order.
+//! The libpod driver: engine operations over podman-api.
 //!
 //! It implements [`EngineOps`] and nothing more: the sandbox lifecycle, facts gathering,
-//! timeouts and retries come from `openshell-sandbox`, and the route from `openshell-runtime`.
+//! timeouts and retries come from `openshell-sandbox`, finding the engine (Podman's order) from
+//! `openshell-engine`, every connection (through a private proxy podman-api talks to) from
+//! `openshell-transport`, and the route from `openshell-runtime`.
 //! The same engine reached through Podman's Docker-compatible API (the Docker driver) and
 //! through libpod (this driver) yields the same facts that matter, so the one policy gives the
 //! same route.
 #![deny(missing_docs)]
 
-mod discovery;
 mod facts;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
+use openshell_driver::{
+    labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, DriverError,
+    EngineDocuments, EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
+};
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::NetworkMode;
-use openshell_sandbox::support::proxy::{Mark, Proxy};
-use openshell_sandbox::support::raw::{self, RawResponse};
-use openshell_sandbox::support::transport::{self, Target};
-use openshell_sandbox::support::{
-    labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
-    EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
-};
-use openshell_sandbox::{DriverOptions, EngineError};
+use openshell_transport::proxy::{Mark, Proxy};
+use openshell_transport::raw::{self, RawResponse};
+use openshell_transport::transport::{self, Target};
 use podman_api::conn::TtyChunk;
 use podman_api::models::Namespace;
 use podman_api::opts::{
@@ -39,7 +39,6 @@ use podman_api::Podman;
 use serde_json::Value;
 use tokio_util::compat::FuturesAsyncWriteCompatExt;
 
-pub use discovery::{candidates, named_for_this_run};
 pub use facts::info_from_libpod;
 
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
@@ -79,7 +78,7 @@ pub struct PodmanDriver {
     /// proxy, which reaches the engine through the capped transport.
     proxy: Arc<Proxy>,
     endpoint: Target,
-    opts: DriverOptions,
+    timeout: Duration,
 }
 
 impl PodmanDriver {
@@ -88,10 +87,10 @@ impl PodmanDriver {
     /// nothing is sent to the engine until the first call.
     pub async fn connect(
         endpoint: impl Into<Target>,
-        opts: DriverOptions,
-    ) -> Result<PodmanDriver, EngineError> {
+        timeout: Duration,
+    ) -> Result<PodmanDriver, DriverError> {
         let endpoint: Target = endpoint.into();
-        transport::check(&endpoint).map_err(|source| EngineError::Unsupported {
+        transport::check(&endpoint).map_err(|source| DriverError::Unsupported {
             endpoint: endpoint.to_string(),
             driver: "podman",
             source,
@@ -104,16 +103,15 @@ impl PodmanDriver {
             },
             other => other,
         });
-        let proxy =
-            Proxy::start(endpoint.clone(), opts.timeout).map_err(|e| EngineError::Connect {
-                endpoint: endpoint.to_string(),
-                source: Box::new(e),
-            })?;
+        let proxy = Proxy::start(endpoint.clone(), timeout).map_err(|e| DriverError::Connect {
+            endpoint: endpoint.to_string(),
+            source: Box::new(e),
+        })?;
         Ok(PodmanDriver {
             podman: Podman::unix(proxy.socket()),
             proxy: Arc::new(proxy),
             endpoint,
-            opts,
+            timeout,
         })
     }
 
@@ -139,7 +137,7 @@ impl PodmanDriver {
     }
 
     async fn raw_get(&self, path: &str) -> Result<RawResponse, OpError> {
-        Ok(raw::get(&self.endpoint, path, self.opts.timeout).await?)
+        Ok(raw::get(&self.endpoint, path, self.timeout).await?)
     }
 
     /// A libpod document read whole; anything but a JSON object means this is not libpod.
@@ -148,7 +146,7 @@ impl PodmanDriver {
         let not_libpod = || {
             OpError::new(
                 ErrorKind::BadAnswer,
-                EngineError::WrongApi {
+                DriverError::WrongApi {
                     endpoint: self.endpoint.to_string(),
                     api: "libpod",
                     call,
@@ -174,10 +172,6 @@ impl EngineOps for PodmanDriver {
 
     fn endpoint(&self) -> &Endpoint {
         self.endpoint.endpoint()
-    }
-
-    fn options(&self) -> &DriverOptions {
-        &self.opts
     }
 
     async fn engine_documents(&self) -> Result<EngineDocuments, OpError> {

@@ -20,51 +20,28 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The returned [`AnyDriver`] is a [`SandboxDriver`] like
-//! either driver, so gateway code is written once for both APIs.
+//! The returned [`Engine::driver`] is a [`SandboxDriver`], whichever driver speaks to the
+//! engine, so gateway code is written once for every API.
+//!
+//! Discovery lives here, and only here ([`discover`]): the shared half (the environment,
+//! candidates, trying them) and one module per engine family's order. The drivers are one
+//! table (`drivers.rs`), from which [`DriverKind`] and the discovery plan are generated.
 #![deny(missing_docs)]
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
+pub mod discover;
+mod drivers;
 
-use async_trait::async_trait;
-use openshell_driver_docker::DockerDriver;
-use openshell_driver_podman::PodmanDriver;
+pub use discover::{
+    reads_env_var, Candidate, CandidateOutcome, Candidates, Discovery, DiscoveryEnv,
+    DiscoveryError, EnvError, READ_PREFIX, READ_VARS,
+};
+pub use drivers::DriverKind;
 use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::probe_candidates;
-use openshell_sandbox::support::tls::TlsFiles;
-use openshell_sandbox::support::{
-    Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps,
-    LogStream, NetworkInfo, OpError,
-};
-use openshell_sandbox::{
-    Candidate, CandidateOutcome, Candidates, DiscoveryEnv, DiscoveryError, DriverOptions,
-    EngineError, EnvError, GatheredFacts, SandboxDriver,
-};
-use serde::Serialize;
+use openshell_sandbox::{DriverOptions, EngineError, GatheredFacts, SandboxDriver};
+pub use openshell_transport::tls::TlsFiles;
+pub use openshell_transport::Target;
 
-pub use openshell_sandbox::Discovery;
-
-/// Which API a driver speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DriverKind {
-    /// The Docker API (bollard): Docker Engine, Docker Desktop, Colima, OrbStack, Rancher
-    /// Desktop, Lima, and Podman's compatible service.
-    Docker,
-    /// Podman's libpod API (podman-api).
-    Podman,
-}
-
-impl DriverKind {
-    /// `docker` or `podman`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DriverKind::Docker => "docker",
-            DriverKind::Podman => "podman",
-        }
-    }
-}
+use crate::discover::probe_candidates;
 
 /// What [`connect`] needs to know.
 #[derive(Debug, Clone, Default)]
@@ -98,21 +75,12 @@ impl ConnectOptions {
     }
 }
 
-/// A connected driver of either kind.
-#[derive(Debug, Clone)]
-pub enum AnyDriver {
-    /// Through the Docker API.
-    Docker(DockerDriver),
-    /// Through libpod.
-    Podman(PodmanDriver),
-}
-
 /// A connected engine, with where discovery looked and the facts it reported.
 #[derive(Debug)]
 pub struct Engine {
-    /// The driver: every endpoint discovery can choose (`unix://`, `tcp://` with or without
-    /// TLS, `ssh://`) has one.
-    pub driver: AnyDriver,
+    /// The lifecycle over the connected driver: every endpoint discovery can choose
+    /// (`unix://`, `tcp://` with or without TLS, `ssh://`) has one.
+    pub driver: SandboxDriver,
     /// Every endpoint candidate, in the order tried.
     pub candidates: Vec<Candidate>,
     /// The facts, with the document they were parsed from.
@@ -172,35 +140,26 @@ pub fn candidates_text(candidates: &[Candidate]) -> String {
 }
 
 /// The discovery orders to try, in turn, each with the driver that speaks to what it finds.
-/// A named endpoint is the whole plan.
+/// A named endpoint is the whole plan: without a chosen driver, the first order (in the drivers
+/// table's order) that names an endpoint for this run is used alone (`--endpoint` goes to the
+/// first driver's order); otherwise every driver's order in turn.
 fn plan(opts: &ConnectOptions) -> Result<Vec<(DriverKind, Candidates)>, DiscoveryError> {
-    use openshell_driver_docker as docker;
-    use openshell_driver_podman as podman;
     let (endpoint, env, flags) = (opts.endpoint.as_deref(), &opts.env, &opts.tls);
-    Ok(match opts.driver {
-        Some(DriverKind::Docker) => vec![(
-            DriverKind::Docker,
-            docker::candidates(endpoint, env, flags)?,
-        )],
-        Some(DriverKind::Podman) => vec![(
-            DriverKind::Podman,
-            podman::candidates(endpoint, env, flags)?,
-        )],
-        None => {
-            let docker_order = docker::candidates(endpoint, env, flags)?;
-            if docker_order.is_named() {
-                return Ok(vec![(DriverKind::Docker, docker_order)]);
-            }
-            // `endpoint` is `None` here: a flag would have named the Docker candidate.
-            if let Some(named) = podman::named_for_this_run(None, env, flags)? {
-                return Ok(vec![(DriverKind::Podman, named)]);
-            }
-            vec![
-                (DriverKind::Docker, docker_order),
-                (DriverKind::Podman, podman::candidates(None, env, flags)?),
-            ]
+    if let Some(kind) = opts.driver {
+        return Ok(vec![(kind, kind.candidates(endpoint, env, flags)?)]);
+    }
+    // The endpoint flag belongs to the first order; the others see only what names an
+    // endpoint for them (their variables, a connection chosen for this run).
+    let mut flag = endpoint;
+    for &kind in DriverKind::ALL {
+        if let Some(named) = kind.named_for_this_run(flag.take(), env, flags)? {
+            return Ok(vec![(kind, named)]);
         }
-    })
+    }
+    DriverKind::ALL
+        .iter()
+        .map(|&kind| Ok((kind, kind.candidates(None, env, flags)?)))
+        .collect()
 }
 
 /// Refuses TLS files named for this run when `plan` has no one named `tcp://` endpoint for
@@ -233,6 +192,17 @@ fn check_tls_files(
     Ok(())
 }
 
+/// Connects the driver `kind` to `target` alone (no discovery, no facts gathered): the lifecycle
+/// over it, with `opts`. For callers that already know the endpoint and the API it serves.
+pub async fn connect_to(
+    kind: DriverKind,
+    target: impl Into<Target>,
+    opts: DriverOptions,
+) -> Result<SandboxDriver, EngineError> {
+    let ops = kind.connect(target.into(), opts.timeout).await?;
+    Ok(SandboxDriver::from_arc(ops, opts))
+}
+
 /// Finds the engine, connects the driver and gathers the engine's facts, creating the sandbox
 /// network (labelled as ours) when it is missing.
 pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
@@ -251,14 +221,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
             }
             continue;
         };
-        let driver = match kind {
-            DriverKind::Docker => {
-                AnyDriver::Docker(DockerDriver::connect(chosen, opts.driver_options.clone()).await?)
-            }
-            DriverKind::Podman => {
-                AnyDriver::Podman(PodmanDriver::connect(chosen, opts.driver_options.clone()).await?)
-            }
-        };
+        let driver = connect_to(kind, chosen, opts.driver_options.clone()).await?;
         let gathered = driver.gather_facts().await?;
         return Ok(Engine {
             driver,
@@ -269,91 +232,10 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
     Err(ConnectError::NoEngine { candidates })
 }
 
-/// Forwards every engine operation to the driver inside.
-macro_rules! forward {
-    ($self:ident, $d:ident => $e:expr) => {
-        match $self {
-            AnyDriver::Docker($d) => $e,
-            AnyDriver::Podman($d) => $e,
-        }
-    };
-}
-
-#[async_trait]
-impl EngineOps for AnyDriver {
-    fn driver_name(&self) -> &'static str {
-        forward!(self, d => d.driver_name())
-    }
-    fn endpoint(&self) -> &Endpoint {
-        forward!(self, d => EngineOps::endpoint(d))
-    }
-    fn options(&self) -> &DriverOptions {
-        forward!(self, d => d.options())
-    }
-    async fn engine_documents(&self) -> Result<EngineDocuments, OpError> {
-        forward!(self, d => d.engine_documents().await)
-    }
-    async fn create_container(&self, config: &ContainerConfig) -> Result<String, OpError> {
-        forward!(self, d => d.create_container(config).await)
-    }
-    async fn start_container(&self, id: &str) -> Result<(), OpError> {
-        forward!(self, d => d.start_container(id).await)
-    }
-    async fn inspect_container(&self, id: &str) -> Result<ContainerStatus, OpError> {
-        forward!(self, d => d.inspect_container(id).await)
-    }
-    async fn stop_container(&self, id: &str, grace_secs: u32) -> Result<(), OpError> {
-        forward!(self, d => d.stop_container(id, grace_secs).await)
-    }
-    async fn remove_container(&self, id: &str) -> Result<(), OpError> {
-        forward!(self, d => d.remove_container(id).await)
-    }
-    async fn list_containers(
-        &self,
-        label: &str,
-        value: &str,
-    ) -> Result<Vec<ContainerSummary>, OpError> {
-        forward!(self, d => d.list_containers(label, value).await)
-    }
-    fn logs<'a>(&'a self, id: &'a str) -> LogStream<'a> {
-        forward!(self, d => EngineOps::logs(d, id))
-    }
-    async fn image_exists(&self, image: &str) -> Result<bool, OpError> {
-        forward!(self, d => d.image_exists(image).await)
-    }
-    async fn pull_image(&self, image: &str) -> Result<(), OpError> {
-        forward!(self, d => d.pull_image(image).await)
-    }
-    async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError> {
-        forward!(self, d => d.inspect_network(name).await)
-    }
-    async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError> {
-        forward!(self, d => d.list_networks(name).await)
-    }
-    async fn create_network(
-        &self,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(), OpError> {
-        forward!(self, d => d.create_network(name, labels).await)
-    }
-    async fn remove_network(&self, name: &str) -> Result<(), OpError> {
-        forward!(self, d => EngineOps::remove_network(d, name).await)
-    }
-    async fn import_image(&self, reference: &str, tarball: Vec<u8>) -> Result<(), OpError> {
-        forward!(self, d => d.import_image(reference, tarball).await)
-    }
-    async fn attach(&self, id: &str) -> Result<Attached, OpError> {
-        forward!(self, d => d.attach(id).await)
-    }
-    async fn container_address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, OpError> {
-        forward!(self, d => d.container_address(id, network).await)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
@@ -431,10 +313,7 @@ mod tests {
                     assert_eq!(candidate.endpoint, value);
                 }
                 Err(e) => panic!("{var}={value}: {e}"),
-                Ok(e) => panic!(
-                    "{var}={value}: connected to {}",
-                    EngineOps::endpoint(&e.driver)
-                ),
+                Ok(e) => panic!("{var}={value}: connected to {}", e.driver.endpoint()),
             }
         }
         assert_eq!(
@@ -454,8 +333,8 @@ mod tests {
     /// is contacted, where there is no such endpoint.
     #[test]
     fn tls_files_apply_to_the_named_tcp_endpoint_alone() {
-        let material =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../openshell-sandbox/testdata/tls/client");
+        let material = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../openshell-transport/testdata/tls/client");
         let files = TlsFiles {
             ca: Some(material.join("ca.pem")),
             cert: Some(material.join("cert.pem")),

@@ -10,7 +10,6 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use openshell_engine::AnyDriver;
 use openshell_runtime::{decide, Registry, Route};
 use openshell_sandbox::{
     probe_route, remove_own_relays, EngineError, ListenerOptions, ProbeOptions, ProbeOutcome,
@@ -76,7 +75,7 @@ impl Progress {
 }
 
 async fn probe_all(
-    driver: &AnyDriver,
+    driver: &SandboxDriver,
     routes: &[&Route],
     opts: &ProbeOptions,
     progress: &Progress,

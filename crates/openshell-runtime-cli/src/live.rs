@@ -5,8 +5,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use openshell_engine::TlsFiles;
 use openshell_engine::{ConnectError, ConnectOptions, DriverKind, Engine};
-use openshell_sandbox::support::tls::TlsFiles;
 use openshell_sandbox::DriverOptions;
 
 use crate::{to_json, usage, Driver, EngineArgs, Fail};

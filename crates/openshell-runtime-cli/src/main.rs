@@ -20,10 +20,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use openshell_engine::DiscoveryEnv;
 use openshell_runtime::{
     decide, signals, Facts, NetworkMode, Registry, RouteContext, RouteKindChoice,
 };
-use openshell_sandbox::DiscoveryEnv;
 
 use crate::config::{default_config_path, gather, read_config, Flags, Settings};
 use crate::report::Report;

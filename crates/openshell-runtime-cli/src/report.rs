@@ -7,7 +7,7 @@ use openshell_runtime::registry::Consulted;
 use openshell_runtime::{Decision, Evidence, Exposure, NetworkMode, RouteKind};
 use serde::Serialize;
 
-use openshell_sandbox::Candidate;
+use openshell_engine::Candidate;
 
 use crate::config::Settings;
 

@@ -1873,7 +1873,8 @@ fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
     // Another CA: the engine's certificate is not trusted, and the refusal says so.
     let other = home.join("other-ca");
     std::fs::create_dir_all(&other).unwrap_or_else(|e| panic!("{e}"));
-    let testdata = Path::new(env!("CARGO_MANIFEST_DIR")).join("../openshell-sandbox/testdata/tls");
+    let testdata =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../openshell-transport/testdata/tls");
     std::fs::copy(testdata.join("other-ca.pem"), other.join("ca.pem"))
         .unwrap_or_else(|e| panic!("{e}"));
     let other = other.display().to_string();
@@ -2116,7 +2117,7 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
     // --tls-key` writes them; one signed by another CA, one without a client certificate.
     let connections = dir.path().join("podman-connections.json");
     let other_ca = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../openshell-sandbox/testdata/tls/other-ca.pem");
+        .join("../openshell-transport/testdata/tls/other-ca.pem");
     std::fs::write(
         &connections,
         serde_json::json!({"Connection": {"Default": "", "Connections": {

@@ -20,9 +20,10 @@ use std::time::Duration;
 use openshell_runtime::consts::LABEL_MANAGED;
 use serde_json::Value;
 
-use crate::driver::traced;
-use crate::error::{EngineError, ErrorKind};
-use crate::support::{EngineOps, NetworkInfo};
+use openshell_driver::{ErrorKind, NetworkInfo};
+
+use crate::driver::SandboxDriver;
+use crate::error::EngineError;
 
 /// Pause between attempts to take the host-wide lock.
 const LOCK_PAUSE: Duration = Duration::from_millis(20);
@@ -34,14 +35,17 @@ pub(crate) fn is_ours(labels: &BTreeMap<String, String>) -> bool {
 
 /// The sandbox network's inspect body, creating it (bridge, labelled as ours) when missing and
 /// healing duplicates of ours. A same-named network with another driver is refused.
-pub(crate) async fn ensure<O: EngineOps + ?Sized>(ops: &O) -> Result<Value, EngineError> {
-    let name = ops.options().network.as_str();
-    let found = match traced(ops, "network inspect", ops.inspect_network(name)).await {
+pub(crate) async fn ensure(driver: &SandboxDriver) -> Result<Value, EngineError> {
+    let name = driver.options().network.as_str();
+    let found = match driver
+        .call("network inspect", driver.ops().inspect_network(name))
+        .await
+    {
         Ok(net) => net,
         // Missing, or shared by several networks (dockerd before 25 answers 400 "ambiguous"):
         // only a list tells which.
         Err(e) if matches!(e.kind(), Some(ErrorKind::NotFound | ErrorKind::Rejected)) => {
-            settle(ops, name, e).await?
+            settle(driver, name, e).await?
         }
         Err(e) => return Err(e),
     };
@@ -55,30 +59,31 @@ pub(crate) async fn ensure<O: EngineOps + ?Sized>(ops: &O) -> Result<Value, Engi
 }
 
 /// Every network called exactly `name` (the engines' filters match more).
-async fn named<O: EngineOps + ?Sized>(
-    ops: &O,
-    name: &str,
-) -> Result<Vec<NetworkInfo>, EngineError> {
-    let all = traced(ops, "network list", ops.list_networks(name)).await?;
+async fn named(driver: &SandboxDriver, name: &str) -> Result<Vec<NetworkInfo>, EngineError> {
+    let all = driver
+        .call("network list", driver.ops().list_networks(name))
+        .await?;
     Ok(all.into_iter().filter(|n| n.name == name).collect())
 }
 
 /// Makes exactly one network called `name` exist, under the host-wide lock, and inspects it.
 /// `looked` is the inspect failure that brought us here, returned when it was not about a
 /// missing or shared name.
-async fn settle<O: EngineOps + ?Sized>(
-    ops: &O,
+async fn settle(
+    driver: &SandboxDriver,
     name: &str,
     looked: EngineError,
 ) -> Result<NetworkInfo, EngineError> {
-    let _turn = HostLock::acquire(name, ops.options().timeout).await;
-    let mut nets = named(ops, name).await?;
+    let _turn = HostLock::acquire(name, driver.options().timeout).await;
+    let mut nets = named(driver, name).await?;
     if nets.is_empty() {
         if !looked.is_not_found() {
             return Err(looked);
         }
         let labels = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
-        let conflict = match traced(ops, "network create", ops.create_network(name, &labels)).await
+        let conflict = match driver
+            .call("network create", driver.ops().create_network(name, &labels))
+            .await
         {
             Ok(()) => None,
             // Someone else created it since we looked: libpod answers 409, Podman 4.3's
@@ -89,21 +94,27 @@ async fn settle<O: EngineOps + ?Sized>(
             }
             Err(e) => return Err(e),
         };
-        nets = named(ops, name).await?;
+        nets = named(driver, name).await?;
         if nets.is_empty() {
             // Neither our create nor anyone else's left a network.
             return Err(conflict.unwrap_or(looked));
         }
     }
     if nets.len() > 1 {
-        nets = heal(ops, name, nets).await?;
+        nets = heal(driver, name, nets).await?;
     }
     match nets.as_slice() {
         // By id: the name may still be shared with a network being removed by another run.
         [one] if !one.id.is_empty() => {
-            traced(ops, "network inspect", ops.inspect_network(&one.id)).await
+            driver
+                .call("network inspect", driver.ops().inspect_network(&one.id))
+                .await
         }
-        [_] => traced(ops, "network inspect", ops.inspect_network(name)).await,
+        [_] => {
+            driver
+                .call("network inspect", driver.ops().inspect_network(name))
+                .await
+        }
         _ => Err(EngineError::DuplicateNetworks {
             name: name.to_string(),
             ids: nets
@@ -116,8 +127,8 @@ async fn settle<O: EngineOps + ?Sized>(
 
 /// Removes duplicates of ours, highest id first, until one is left; returns what is left. A
 /// name shared with a network that is not ours is left alone for the operator.
-async fn heal<O: EngineOps + ?Sized>(
-    ops: &O,
+async fn heal(
+    driver: &SandboxDriver,
     name: &str,
     mut nets: Vec<NetworkInfo>,
 ) -> Result<Vec<NetworkInfo>, EngineError> {
@@ -130,7 +141,10 @@ async fn heal<O: EngineOps + ?Sized>(
         if left == 1 {
             break;
         }
-        match traced(ops, "network remove", ops.remove_network(&net.id)).await {
+        match driver
+            .call("network remove", driver.ops().remove_network(&net.id))
+            .await
+        {
             Ok(()) => {
                 tracing::warn!(network = name, id = %net.id, "removed a duplicate of the sandbox network");
                 left -= 1;
@@ -142,7 +156,7 @@ async fn heal<O: EngineOps + ?Sized>(
             }
         }
     }
-    named(ops, name).await
+    named(driver, name).await
 }
 
 /// A lock shared by every process on this host (and every task in this one), held while a run

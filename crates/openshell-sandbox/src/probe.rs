@@ -11,17 +11,18 @@
 //! network, carries the callback through it to a listener on `127.0.0.1`, and removes it.
 
 use std::io::ErrorKind;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openshell_runtime::{HostTarget, Route};
 use serde::Serialize;
 
-use crate::support::EngineOps;
-use crate::{
-    is_host_address, new_token, CallbackListener, ListenerError, ListenerOptions, Relay,
-    RelayOptions, SandboxDriver, SandboxHandle, SandboxSpec, SandboxState, Sweep,
-};
+use crate::driver::SandboxDriver;
+use crate::lifecycle::{SandboxHandle, SandboxState};
+use crate::listener::{is_host_address, CallbackListener, ListenerError, ListenerOptions};
+use crate::reap::Sweep;
+use crate::relay::{Relay, RelayOptions};
+use crate::spec::SandboxSpec;
+use crate::token::new_token;
 
 /// Time a probe container may need beyond its waits: engine calls to create, start and remove it.
 const PROBE_SLACK: Duration = Duration::from_secs(60);
@@ -195,10 +196,11 @@ async fn probe_listener(
 /// Probes one route, bounded by `opts.timeout`; the probe container is always removed. A relay
 /// route ([`HostTarget::Relay`]) is probed through a relay started for the probe and removed
 /// after it.
-pub async fn probe_route<D>(driver: &D, route: &Route, opts: &ProbeOptions) -> ProbeResult
-where
-    D: EngineOps + Clone + 'static,
-{
+pub async fn probe_route(
+    driver: &SandboxDriver,
+    route: &Route,
+    opts: &ProbeOptions,
+) -> ProbeResult {
     let span =
         tracing::info_span!("probe", runtime = %route.runtime, target = %route.openshell_host);
     let probe = async {
@@ -233,16 +235,13 @@ where
 
 /// Starts a relay for `listener`'s port, probes through it, and removes it. The result names
 /// the relay route (`relay`), with the relay's address in a note.
-async fn probe_relay<D>(
-    driver: &D,
+async fn probe_relay(
+    driver: &SandboxDriver,
     route: &Route,
     listener: CallbackListener,
     opts: &ProbeOptions,
     mut notes: Vec<String>,
-) -> ProbeResult
-where
-    D: EngineOps + Clone + 'static,
-{
+) -> ProbeResult {
     // The image first: without it the relay would be started for nothing.
     if let Err(e) = driver.ensure_image(&opts.image).await {
         return unavailable(route, format!("probe image {}: {e}", opts.image), notes);
@@ -254,8 +253,7 @@ where
         port: listener.route().port,
         ..opts.relay.clone()
     };
-    let ops: Arc<dyn EngineOps> = Arc::new(driver.clone());
-    let relay = match Relay::start(ops, relay_opts).await {
+    let relay = match Relay::start(driver.clone(), relay_opts).await {
         Ok(r) => r,
         Err(e) => return unavailable(route, format!("relay: {e}"), notes),
     };
@@ -282,8 +280,8 @@ where
 }
 
 /// Runs one probe container along `route` while `listener` waits for its callback.
-async fn probe_through<D: SandboxDriver>(
-    driver: &D,
+async fn probe_through(
+    driver: &SandboxDriver,
     route: &Route,
     mut listener: CallbackListener,
     opts: &ProbeOptions,
@@ -318,8 +316,8 @@ async fn probe_through<D: SandboxDriver>(
     result(route, outcome, notes)
 }
 
-async fn run<D: SandboxDriver>(
-    driver: &D,
+async fn run(
+    driver: &SandboxDriver,
     handle: &SandboxHandle,
     id: &str,
     listener: &mut CallbackListener,
@@ -386,7 +384,7 @@ enum Look {
     Failed(String),
 }
 
-async fn look<D: SandboxDriver>(driver: &D, handle: &SandboxHandle) -> Look {
+async fn look(driver: &SandboxDriver, handle: &SandboxHandle) -> Look {
     match driver.inspect(handle).await {
         Ok(SandboxState::Exited(code)) => Look::Verdict(code),
         Ok(SandboxState::Running) => match driver.logs(handle).await {
@@ -406,8 +404,8 @@ async fn look<D: SandboxDriver>(driver: &D, handle: &SandboxHandle) -> Look {
 }
 
 /// Probes `first`, then each of `fallbacks` in order, until one is proven. Returns every result.
-pub async fn probe_in_order<D: EngineOps + Clone + 'static>(
-    driver: &D,
+pub async fn probe_in_order(
+    driver: &SandboxDriver,
     first: &Route,
     fallbacks: &[Route],
     opts: &ProbeOptions,
@@ -462,8 +460,8 @@ fn summary(results: &[ProbeResult]) -> String {
 /// For a driver that must not start sandboxes on an unproven route: probes the decided route,
 /// then the fallbacks in order, and returns the first proven one, or fails fast with every
 /// classified outcome.
-pub async fn require_verified_route<D: EngineOps + Clone + 'static>(
-    driver: &D,
+pub async fn require_verified_route(
+    driver: &SandboxDriver,
     decision: &openshell_runtime::Decision,
     opts: &ProbeOptions,
 ) -> Result<(Route, Vec<ProbeResult>), Unverified> {

@@ -25,10 +25,12 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
-use crate::driver::traced;
+use openshell_driver::ContainerConfig;
+
+use crate::driver::{remove_retrying, SandboxDriver};
 use crate::error::EngineError;
+use crate::network::is_ours;
 use crate::reap::{self, Owner};
-use crate::support::{ContainerConfig, EngineOps};
 
 /// Names an explicit relay binary.
 pub const ENV_RELAY_BINARY: &str = "OPENSHELL_RELAY_BINARY";
@@ -344,23 +346,28 @@ fn relay_stale(
     }
 }
 
-/// Removes the relays on `ops`' network that a gateway left behind: those whose owner is gone,
+/// Removes the relays on `driver`' network that a gateway left behind: those whose owner is gone,
 /// and those no longer running. Returns how many were removed.
-pub async fn reap_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<usize, EngineError> {
-    let network = ops.options().network.clone();
+pub async fn reap_relays(driver: &SandboxDriver) -> Result<usize, EngineError> {
+    let network = driver.options().network.clone();
     let here = Owner::here();
-    let relays = traced(
-        ops,
-        "container list",
-        ops.list_containers(LABEL_RELAY, "true"),
-    )
-    .await?;
+    let relays = driver
+        .call(
+            "container list",
+            driver.ops().list_containers(LABEL_RELAY, "true"),
+        )
+        .await?;
     let mut reaped = 0;
     for relay in relays {
         if relay.labels.get(LABEL_RELAY_NETWORK) != Some(&network) {
             continue;
         }
-        let status = match traced(ops, "container inspect", ops.inspect_container(&relay.id)).await
+        let status = match driver
+            .call(
+                "container inspect",
+                driver.ops().inspect_container(&relay.id),
+            )
+            .await
         {
             Ok(s) => Some(s.status),
             Err(e) if e.is_not_found() => continue,
@@ -371,7 +378,7 @@ pub async fn reap_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<usize, Engine
         };
         if let Some(why) = relay_stale(&relay.labels, status.as_deref(), &here, &reap::pid_alive) {
             tracing::info!(container = %relay.id, %why, "reaping a relay left behind");
-            remove(ops, &relay.id).await?;
+            remove(driver, &relay.id).await?;
             reaped += 1;
         }
     }
@@ -380,76 +387,91 @@ pub async fn reap_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<usize, Engine
 
 /// Removes this process's own relays, on every network: for a run stopped by a signal, whose
 /// relays' sessions end with it. Returns how many were removed.
-pub async fn remove_own_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<usize, EngineError> {
+pub async fn remove_own_relays(driver: &SandboxDriver) -> Result<usize, EngineError> {
     let me = Owner::here().to_string();
-    let relays = traced(
-        ops,
-        "container list",
-        ops.list_containers(LABEL_RELAY, "true"),
-    )
-    .await?;
+    let relays = driver
+        .call(
+            "container list",
+            driver.ops().list_containers(LABEL_RELAY, "true"),
+        )
+        .await?;
     let mut removed = 0;
     for relay in relays
         .iter()
         .filter(|r| r.labels.get(LABEL_RELAY_OWNER) == Some(&me))
     {
-        remove(ops, &relay.id).await?;
+        remove(driver, &relay.id).await?;
         removed += 1;
     }
     Ok(removed)
 }
 
-/// Removes every relay on `ops`' network, whoever owns it (the network is going away).
-pub(crate) async fn remove_relays<O: EngineOps + ?Sized>(ops: &O) -> Result<(), EngineError> {
-    let network = &ops.options().network;
-    let relays = traced(
-        ops,
-        "container list",
-        ops.list_containers(LABEL_RELAY, "true"),
-    )
-    .await?;
+/// Removes every relay on `driver`' network, whoever owns it (the network is going away).
+pub(crate) async fn remove_relays(driver: &SandboxDriver) -> Result<(), EngineError> {
+    let network = &driver.options().network;
+    let relays = driver
+        .call(
+            "container list",
+            driver.ops().list_containers(LABEL_RELAY, "true"),
+        )
+        .await?;
     for relay in relays
         .iter()
         .filter(|r| r.labels.get(LABEL_RELAY_NETWORK) == Some(network))
     {
-        remove(ops, &relay.id).await?;
+        remove(driver, &relay.id).await?;
     }
     Ok(())
 }
 
-async fn remove<O: EngineOps + ?Sized>(ops: &O, id: &str) -> Result<(), EngineError> {
+async fn remove(driver: &SandboxDriver, id: &str) -> Result<(), EngineError> {
     // A relay whose session just ended is exiting while it is removed: Podman answers 500
     // (state improper) and Docker 409 (removal in progress) for a moment.
-    crate::driver::remove_retrying("relay", || {
-        traced(ops, "container remove", ops.remove_container(id))
+    remove_retrying("relay", || {
+        driver.call("container remove", driver.ops().remove_container(id))
     })
     .await
 }
 
 /// Makes sure the relay image is in the engine; returns its reference.
 async fn ensure_relay_image(
-    ops: &dyn EngineOps,
+    driver: &SandboxDriver,
     opts: &RelayOptions,
 ) -> Result<String, RelayError> {
     if let Some(image) = &opts.image {
-        if !traced(ops, "image inspect", ops.image_exists(image)).await? {
-            traced(ops, "image pull", ops.pull_image(image)).await?;
+        if !driver
+            .call("image inspect", driver.ops().image_exists(image))
+            .await?
+        {
+            driver
+                .call("image pull", driver.ops().pull_image(image))
+                .await?;
         }
         return Ok(image.clone());
     }
-    let docs = traced(ops, "engine facts", ops.engine_documents()).await?;
+    let docs = driver
+        .call("engine facts", driver.ops().engine_documents())
+        .await?;
     let reported = docs.info["Architecture"].as_str().unwrap_or_default();
     let arch = normalise_arch(reported).ok_or_else(|| RelayError::UnknownArch {
         arch: openshell_runtime::display_value(reported),
     })?;
     let (path, binary) = relay_binary(opts, arch)?;
     let reference = image_reference(arch, &binary);
-    if !traced(ops, "image inspect", ops.image_exists(&reference)).await? {
+    if !driver
+        .call("image inspect", driver.ops().image_exists(&reference))
+        .await?
+    {
         let tarball = relay_tarball(&binary).map_err(|source| RelayError::Read {
             path: path.clone(),
             source,
         })?;
-        traced(ops, "image import", ops.import_image(&reference, tarball)).await?;
+        driver
+            .call(
+                "image import",
+                driver.ops().import_image(&reference, tarball),
+            )
+            .await?;
     }
     Ok(reference)
 }
@@ -485,7 +507,7 @@ impl Shared {
 
 /// A running relay and the session that carries its connections to the gateway.
 pub struct Relay {
-    ops: Arc<dyn EngineOps>,
+    driver: SandboxDriver,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
 }
@@ -493,7 +515,7 @@ pub struct Relay {
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Relay")
-            .field("driver", &self.ops.driver_name())
+            .field("driver", &self.driver.name())
             .field("shared", &self.shared)
             .finish()
     }
@@ -502,30 +524,34 @@ impl std::fmt::Debug for Relay {
 static GENERATION: AtomicU32 = AtomicU32::new(0);
 
 impl Relay {
-    /// Starts a relay on `ops`' sandbox network for the gateway listening on
+    /// Starts a relay on `driver`' sandbox network for the gateway listening on
     /// `127.0.0.1:<opts.port>`, after reaping relays a killed gateway left there.
-    pub async fn start(ops: Arc<dyn EngineOps>, opts: RelayOptions) -> Result<Relay, RelayError> {
-        let reaped = reap_relays(ops.as_ref()).await?;
+    pub async fn start(driver: SandboxDriver, opts: RelayOptions) -> Result<Relay, RelayError> {
+        let reaped = reap_relays(&driver).await?;
         if reaped > 0 {
             tracing::info!(reaped, "relays left behind were removed");
         }
-        let image = ensure_relay_image(ops.as_ref(), &opts).await?;
-        let (id, address, attached) = launch(ops.as_ref(), &image, opts.port).await?;
+        let image = ensure_relay_image(&driver, &opts).await?;
+        let (id, address, attached) = launch(&driver, &image, opts.port).await?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 current: Some((id, address)),
                 ..State::default()
             }),
-            network: ops.options().network.clone(),
+            network: driver.options().network.clone(),
         });
         let task = tokio::spawn(supervise(
-            Arc::clone(&ops),
+            driver.clone(),
             Arc::clone(&shared),
             image,
             opts.port,
             attached,
         ));
-        Ok(Relay { ops, shared, task })
+        Ok(Relay {
+            driver,
+            shared,
+            task,
+        })
     }
 
     /// The relay's address on the sandbox network, or [`RelayError::Gone`] at once when it is
@@ -570,12 +596,12 @@ impl Relay {
         // own at the same moment (which engines answer with a transient error); then the
         // session ends.
         let removed = match current {
-            Some((id, _)) => remove(self.ops.as_ref(), &id).await,
+            Some((id, _)) => remove(&self.driver, &id).await,
             None => Ok(()),
         };
         if replacing {
             // Every engine call of a replacement is bounded by the driver's timeout.
-            let bound = self.ops.options().timeout.saturating_mul(REPLACE_CALLS)
+            let bound = self.driver.options().timeout.saturating_mul(REPLACE_CALLS)
                 + ADDRESS_WAIT
                 + REPLACE_PAUSES;
             if tokio::time::timeout(bound, &mut self.task).await.is_err() {
@@ -597,11 +623,11 @@ impl Drop for Relay {
 
 /// Creates, starts and attaches to one relay; returns its id, address and stdin/stdout.
 async fn launch(
-    ops: &dyn EngineOps,
+    driver: &SandboxDriver,
     image: &str,
     port: u16,
-) -> Result<(String, IpAddr, crate::support::Attached), RelayError> {
-    let network = ops.options().network.clone();
+) -> Result<(String, IpAddr, openshell_driver::Attached), RelayError> {
+    let network = driver.options().network.clone();
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     let name = format!(
         "openshell-relay-{network}-{}-{generation}",
@@ -629,29 +655,37 @@ async fn launch(
         network_mode: openshell_runtime::NetworkMode::Bridge,
         auto_remove: false,
     };
-    let id = match traced(ops, "container create", ops.create_container(&config)).await {
+    let id = match driver
+        .call("container create", driver.ops().create_container(&config))
+        .await
+    {
         Ok(id) => id,
         Err(e) => {
-            let _ = remove(ops, &name).await;
+            let _ = remove(driver, &name).await;
             return Err(e.into());
         }
     };
     let started = async {
-        traced(ops, "container start", ops.start_container(&id)).await?;
-        let attached = traced(ops, "container attach", ops.attach(&id)).await?;
+        driver
+            .call("container start", driver.ops().start_container(&id))
+            .await?;
+        let attached = driver
+            .call("container attach", driver.ops().attach(&id))
+            .await?;
         let deadline = tokio::time::Instant::now() + ADDRESS_WAIT;
         loop {
-            let found = traced(
-                ops,
-                "container inspect",
-                ops.container_address(&id, &network),
-            )
-            .await?;
+            let found = driver
+                .call(
+                    "container inspect",
+                    driver.ops().container_address(&id, &network),
+                )
+                .await?;
             if let Some(ip) = found {
                 return Ok((ip, attached));
             }
             if tokio::time::Instant::now() >= deadline {
-                let state = traced(ops, "container inspect", ops.inspect_container(&id))
+                let state = driver
+                    .call("container inspect", driver.ops().inspect_container(&id))
                     .await
                     .map(|s| s.status)
                     .unwrap_or_default();
@@ -667,7 +701,7 @@ async fn launch(
     match started.await {
         Ok((ip, attached)) => Ok((id, ip, attached)),
         Err(e) => {
-            let _ = remove(ops, &id).await;
+            let _ = remove(driver, &id).await;
             Err(e)
         }
     }
@@ -676,11 +710,11 @@ async fn launch(
 /// Runs the session; when it ends on its own, replaces the relay, a bounded number of times.
 /// A shutdown ends it: before a launch, none is made; after one, the new relay is removed.
 async fn supervise(
-    ops: Arc<dyn EngineOps>,
+    driver: SandboxDriver,
     shared: Arc<Shared>,
     image: String,
     port: u16,
-    mut attached: crate::support::Attached,
+    mut attached: openshell_driver::Attached,
 ) {
     let mut restarts = 0;
     loop {
@@ -694,7 +728,7 @@ async fn supervise(
         };
         if let Some((id, _)) = old {
             tracing::warn!(container = %id, "relay session ended; starting a new relay");
-            let _ = remove(ops.as_ref(), &id).await;
+            let _ = remove(&driver, &id).await;
         }
         loop {
             if restarts >= MAX_RESTARTS {
@@ -707,7 +741,7 @@ async fn supervise(
             if shared.with(|s| s.stopping) {
                 return;
             }
-            let launched = launch(ops.as_ref(), &image, port).await;
+            let launched = launch(&driver, &image, port).await;
             let stopping = shared.with(|s| {
                 if let (false, Ok((id, ip, _))) = (s.stopping, &launched) {
                     s.current = Some((id.clone(), *ip));
@@ -717,7 +751,7 @@ async fn supervise(
             });
             match launched {
                 Ok((id, _, _)) if stopping => {
-                    let _ = remove(ops.as_ref(), &id).await;
+                    let _ = remove(&driver, &id).await;
                     return;
                 }
                 Ok((_, _, next)) => {
@@ -732,7 +766,7 @@ async fn supervise(
 }
 
 /// Accepts the relay's streams until the session ends, connecting each to the gateway.
-async fn serve(attached: crate::support::Attached, port: u16) {
+async fn serve(attached: openshell_driver::Attached, port: u16) {
     let mut conn = yamux::Connection::new(
         attached.compat(),
         yamux::Config::default(),
@@ -770,6 +804,30 @@ async fn carry(stream: yamux::Stream, gateway: SocketAddr) {
     let mut tcp = tcp;
     let mut stream = stream.compat();
     let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
+}
+
+impl SandboxDriver {
+    /// Removes the sandbox network if it is ours (labelled) and exists.
+    pub async fn remove_network(&self) -> Result<(), EngineError> {
+        let name = self.options().network.as_str();
+        let net = match self
+            .call("network inspect", self.ops().inspect_network(name))
+            .await
+        {
+            Err(e) if e.is_not_found() => return Ok(()),
+            other => other?,
+        };
+        if !is_ours(&net.labels) {
+            return Ok(());
+        }
+        // Our relays sit on our network: they go with it. A sandbox or relay removed just now
+        // may still hold its endpoint for a moment.
+        remove_relays(self).await?;
+        remove_retrying("network", || {
+            self.call("network remove", self.ops().remove_network(name))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::transport::{self, Target, TransportError};
+use crate::transport::{self, Target, TransportError};
 
 /// Pause after a failed `accept` (such as running out of file descriptors), so the proxy does
 /// not spin.

@@ -1,7 +1,7 @@
 //! Raw engine requests the client libraries cannot make for us: `/_ping` with its response
 //! headers (where Podman names itself) and libpod's complete `/info` (podman-api's model predates
 //! `rootlessNetworkCmd` and `pasta`). One HTTP/1 exchange over a connection of its own from
-//! [`super::transport`], bounded in time and, like every engine reply, in size.
+//! [`crate::transport`], bounded in time and, like every engine reply, in size.
 //! Shared by both drivers.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 
-use super::transport::{self, Target, TransportError};
+use crate::transport::{self, Target, TransportError};
 
 /// A raw exchange's failure.
 #[derive(Debug, thiserror::Error)]

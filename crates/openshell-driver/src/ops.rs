@@ -1,36 +1,20 @@
-//! Driver plumbing: what a driver crate implements ([`EngineOps`]) and the pieces it builds
-//! on (the capped engine transport, raw requests, candidate probing, well-known sockets). Gateway code does not need this
-//! module; it uses [`SandboxDriver`](crate::SandboxDriver), which every `EngineOps` gets.
-//!
-//! A driver is engine operations over its own client, nothing more: it turns a
-//! [`ContainerConfig`] into its client's create call, its client's answers into the plain
-//! values below, and its client's errors into an [`OpError`] whose kind comes from the status
-//! code. Timeouts, tracing spans, cleanup, retries and network ownership are written once, in
-//! `crate::driver`.
-
-pub mod attach;
-pub mod discover;
-pub mod proxy;
-pub mod raw;
-pub mod ssh;
-pub mod tls;
-pub mod transport;
+//! The engine operations a driver implements, and the plain values they take and give.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
 
 use async_trait::async_trait;
 use futures_core::stream::BoxStream;
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::NetworkMode;
+use openshell_transport::Attached;
 use serde_json::Value;
 
-pub use self::attach::Attached;
-use crate::driver::DriverOptions;
-pub use crate::error::{BoxError, ErrorKind, OpError};
+use crate::error::OpError;
 
-/// Everything a container is created with. The shared lifecycle fills it from a validated
-/// [`SandboxSpec`](crate::SandboxSpec) and a [`Route`](openshell_runtime::Route); a driver maps
+/// Everything a container is created with. The shared lifecycle (`openshell-sandbox`) fills it
+/// from a validated sandbox spec and a [`Route`](openshell_runtime::Route); a driver maps
 /// it field by field onto its client's create call and adds nothing of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerConfig {
@@ -115,13 +99,11 @@ pub type LogStream<'a> = BoxStream<'a, Result<Vec<u8>, OpError>>;
 /// engine call (or one client-level exchange such as draining a pull); none retries, sleeps or
 /// decides anything. The shared lifecycle bounds each in time and wraps it in a tracing span.
 #[async_trait]
-pub trait EngineOps: Send + Sync {
+pub trait EngineOps: Send + Sync + fmt::Debug {
     /// The driver's name: `docker` or `podman`.
     fn driver_name(&self) -> &'static str;
     /// The endpoint this client talks to.
     fn endpoint(&self) -> &Endpoint;
-    /// The options the driver was connected with.
-    fn options(&self) -> &DriverOptions;
 
     /// The raw facts calls: `/_ping` headers, `/version`, `/info`, and libpod's `/info` when
     /// the engine answers it.
@@ -162,15 +144,30 @@ pub trait EngineOps: Send + Sync {
     ) -> Result<(), OpError>;
     /// Removes a network by name or id (refused by the engine while containers use it).
     async fn remove_network(&self, name: &str) -> Result<(), OpError>;
+    // The relay's operations. A driver that cannot carry a relay leaves them out: each then
+    // fails with `ErrorKind::Unsupported`, and the relay route is refused with that error.
+
     /// Imports a root-filesystem tarball as the image `reference` (`repo:tag`), through the
     /// engine's API (Docker's `POST /images/create?fromSrc=-`, libpod's `/images/import`).
-    async fn import_image(&self, reference: &str, tarball: Vec<u8>) -> Result<(), OpError>;
+    async fn import_image(&self, reference: &str, tarball: Vec<u8>) -> Result<(), OpError> {
+        let _ = (reference, tarball);
+        Err(OpError::unsupported(self.driver_name(), "image import"))
+    }
     /// Attaches to a running container's stdin and stdout, without a TTY and without detach
     /// keys, so every byte passes unchanged.
-    async fn attach(&self, id: &str) -> Result<Attached, OpError>;
+    async fn attach(&self, id: &str) -> Result<Attached, OpError> {
+        let _ = id;
+        Err(OpError::unsupported(self.driver_name(), "container attach"))
+    }
     /// A container's IP address on `network`; `None` when it has none there (not running, or
     /// not attached to it).
-    async fn container_address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, OpError>;
+    async fn container_address(&self, id: &str, network: &str) -> Result<Option<IpAddr>, OpError> {
+        let _ = (id, network);
+        Err(OpError::unsupported(
+            self.driver_name(),
+            "container address lookup",
+        ))
+    }
 }
 
 /// Labels from a client model's optional map.

@@ -1,5 +1,8 @@
-//! Discovery's shared half: the environment it reads, trying candidates in order, and what
-//! it reports. Each driver lists its own candidates (the docker CLI's order, Podman's order).
+//! Finding an engine. This module is discovery's shared half: the environment it reads
+//! ([`DiscoveryEnv`]), the candidates an order gives ([`Candidates`]), trying them in order
+//! ([`probe_candidates`]), and what it reports ([`Candidate`], [`Discovery`]). Each engine
+//! family's own order is a module of its own: [`docker`] (the docker CLI's), [`podman`]
+//! (Podman's); the table of drivers (`crate::drivers`) names which order each driver uses.
 //!
 //! An endpoint the user named (a flag, a variable, a context, a connection) is authoritative:
 //! it is the only candidate, and when it does not answer discovery says so instead of looking
@@ -10,15 +13,70 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use openshell_runtime::facts::Endpoint;
+use openshell_runtime::facts::{Endpoint, EndpointError};
 use openshell_runtime::{well_known_sockets, RuntimeId, SocketApi, SocketLocation, SocketRoot};
 
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::support::raw::{self, RawError};
-use crate::support::tls::{TlsError, TlsFiles, TlsMaterial};
-use crate::support::transport::{Target, TransportError};
+use openshell_transport::raw::{self, RawError};
+use openshell_transport::tls::{TlsError, TlsFiles, TlsMaterial};
+use openshell_transport::transport::{Target, TransportError};
+use openshell_transport::BoxError;
+
+pub mod docker;
+mod env;
+pub mod podman;
+
+pub use env::{reads_env_var, EnvError, READ_PREFIX, READ_VARS};
+
+/// Why discovery could not list its candidates.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// An endpoint string is malformed.
+    #[error("{origin} names an invalid endpoint: {source}")]
+    BadEndpoint {
+        /// Where it came from (`DOCKER_HOST`, `context colima`, ...).
+        origin: String,
+        /// The parser's error.
+        #[source]
+        source: EndpointError,
+    },
+    /// A configuration file (Docker context, Podman connections) cannot be used.
+    #[error("{what} cannot be read from {path}: {source}")]
+    Config {
+        /// What was being read, e.g. `docker context "colima"`.
+        what: String,
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// The TLS material an endpoint needs cannot be used (a missing CA, an unpaired key).
+    #[error("{endpoint} (named by {origin}) requires TLS, but its TLS material cannot be used, so nothing was sent to it: {source}")]
+    Tls {
+        /// The endpoint, as shown.
+        endpoint: String,
+        /// Where the endpoint and its TLS setting came from (`DOCKER_HOST, TLS by
+        /// DOCKER_TLS_VERIFY`, `context remote`).
+        origin: String,
+        /// Why.
+        #[source]
+        source: Box<TlsError>,
+    },
+    /// A named connection or context is defined nowhere.
+    #[error("{origin} names {name:?}, which {searched} does not define")]
+    UnknownName {
+        /// Where the name came from (`CONTAINER_CONNECTION`).
+        origin: &'static str,
+        /// The name (sanitised).
+        name: String,
+        /// Where it was looked up.
+        searched: &'static str,
+    },
+}
 
 /// One place discovery looked for an engine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -145,8 +203,8 @@ impl DiscoveryEnv {
 }
 
 /// An endpoint named by `origin` (`DOCKER_HOST`, `context colima`, ...), or why it is invalid.
-pub fn parse_endpoint(raw: &str, origin: &str) -> Result<Endpoint, crate::DiscoveryError> {
-    Endpoint::parse(raw).map_err(|source| crate::DiscoveryError::BadEndpoint {
+pub fn parse_endpoint(raw: &str, origin: &str) -> Result<Endpoint, DiscoveryError> {
+    Endpoint::parse(raw).map_err(|source| DiscoveryError::BadEndpoint {
         origin: origin.to_string(),
         source,
     })
@@ -163,7 +221,7 @@ pub fn flagged_tls_candidate(
     endpoint: &Endpoint,
     source: &str,
     flags: &TlsFiles,
-) -> Option<Result<Candidates, crate::DiscoveryError>> {
+) -> Option<Result<Candidates, DiscoveryError>> {
     if !flags.any() || !matches!(endpoint, Endpoint::Tcp { .. }) {
         return None;
     }
@@ -181,8 +239,8 @@ pub fn tls_candidate(
     endpoint: Endpoint,
     source: String,
     load: impl FnOnce(&str) -> Result<TlsMaterial, TlsError>,
-) -> Result<Candidates, crate::DiscoveryError> {
-    let material = load(&source).map_err(|e| crate::DiscoveryError::Tls {
+) -> Result<Candidates, DiscoveryError> {
+    let material = load(&source).map_err(|e| DiscoveryError::Tls {
         endpoint: endpoint.clone().with_tls().to_string(),
         origin: source.clone(),
         source: Box::new(e),
@@ -199,7 +257,7 @@ pub fn tls_candidate(
 /// locations for another OS or under an unset root are left out. With `podman_only`, only the
 /// sockets that serve libpod.
 pub fn well_known(env: &DiscoveryEnv, podman_only: bool) -> Candidates {
-    let os = crate::current_os();
+    let os = openshell_sandbox::current_os();
     Candidates::well_known(
         well_known_sockets()
             .into_iter()
@@ -212,7 +270,7 @@ pub fn well_known(env: &DiscoveryEnv, podman_only: bool) -> Candidates {
 
 /// One runtime's well-known sockets expanded against `env`, as [`well_known`] lists them.
 pub fn sockets_of(runtime: RuntimeId, env: &DiscoveryEnv) -> Vec<(Endpoint, String)> {
-    let os = crate::current_os();
+    let os = openshell_sandbox::current_os();
     runtime
         .sockets()
         .iter()
@@ -325,6 +383,7 @@ async fn probe(ep: &Target, timeout: Duration, chosen: &mut Option<Target>) -> C
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openshell_transport::ssh::SshSettings;
 
     fn shown(c: &Candidates) -> Vec<String> {
         c.list().iter().map(|(e, s)| format!("{s}={e}")).collect()
@@ -415,7 +474,7 @@ mod tests {
         let ssh = |program: PathBuf| {
             let endpoint = Endpoint::parse("ssh://me@build.example.org:2222")
                 .unwrap_or_else(|e| panic!("{e}"));
-            let settings = crate::support::ssh::SshSettings {
+            let settings = SshSettings {
                 user: Some("me".into()),
                 program: Some(program),
                 ..Default::default()

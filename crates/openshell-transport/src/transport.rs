@@ -6,10 +6,10 @@
 //! It is also the one place that decides which endpoints can be reached at all ([`check`]), and
 //! how: a [`Target`] is an endpoint with what reaching it takes. Unix sockets and plain
 //! `tcp://` are connected directly; `tcp://` with TLS through the TLS material discovery loaded
-//! ([`super::tls`]: the engine's certificate is always verified), and an endpoint that requires
+//! ([`crate::tls`]: the engine's certificate is always verified), and an endpoint that requires
 //! TLS but came without material is refused before anything is sent, since plain HTTP would
 //! carry the engine calls (and what they carry, such as a sandbox's callback token) in the
-//! clear; `ssh://` through the system ssh client ([`super::ssh`]).
+//! clear; `ssh://` through the system ssh client ([`crate::ssh`]).
 //!
 //! The budget is per connection, and each connection carries one request: [`send`] opens a
 //! connection per request (the Docker driver's client and raw requests), and podman-api keeps
@@ -38,9 +38,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::rustls;
 
-use crate::error::BoxError;
-use crate::support::ssh::{SshFailed, SshSettings, SshStream};
-use crate::support::tls::TlsMaterial;
+use crate::ssh::{SshFailed, SshSettings, SshStream};
+use crate::tls::TlsMaterial;
+use crate::BoxError;
 
 /// The most bytes read from one engine connection, that is, one reply.
 pub const MAX_REPLY: usize = 8 * 1024 * 1024;

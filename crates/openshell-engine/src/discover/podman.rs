@@ -9,14 +9,14 @@
 
 use std::path::PathBuf;
 
-use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::{
-    flagged_tls_candidate, parse_endpoint as parse, tls_candidate, well_known,
+use super::{
+    flagged_tls_candidate, parse_endpoint as parse, tls_candidate, well_known, Candidates,
+    DiscoveryEnv, DiscoveryError,
 };
-use openshell_sandbox::support::ssh::SshSettings;
-use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
-use openshell_sandbox::support::transport::Target;
-use openshell_sandbox::{Candidates, DiscoveryEnv, DiscoveryError};
+use openshell_runtime::facts::Endpoint;
+use openshell_transport::ssh::{SshSettings, SSH_CONFIG_ENV};
+use openshell_transport::tls::{TlsFiles, TlsMaterial};
+use openshell_transport::transport::Target;
 
 /// A connection (`podman-connections.json`) or service destination (containers.conf): its
 /// name, URI, whether it is the default (or active) one, its ssh identity file, and its TLS
@@ -49,7 +49,7 @@ fn named(
     let tls = conn.map(|c| &c.tls).filter(|t| t.any());
     match (&endpoint, tls) {
         (Endpoint::Ssh { .. }, None) => {
-            let mut ssh = SshSettings::for_endpoint(uri, env);
+            let mut ssh = SshSettings::for_endpoint(uri, env.var(SSH_CONFIG_ENV));
             ssh.identity = conn
                 .and_then(|c| c.identity.as_deref())
                 .filter(|i| !i.is_empty())
@@ -380,7 +380,7 @@ mod tests {
     }
 
     fn client_material() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../openshell-sandbox/testdata/tls/client")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../openshell-transport/testdata/tls/client")
     }
 
     #[test]

@@ -29,8 +29,6 @@ use tokio::net::UnixStream;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
-use crate::support::discover::DiscoveryEnv;
-
 /// The variable naming an ssh client configuration file (`ssh -F`) used instead of the user's
 /// own, for example to name an identity and a known_hosts file for one engine.
 pub const SSH_CONFIG_ENV: &str = "OPENSHELL_SSH_CONFIG";
@@ -67,12 +65,13 @@ pub fn user_of(raw: &str) -> Option<String> {
 }
 
 impl SshSettings {
-    /// The settings for the endpoint written as `raw`, with the environment's ssh configuration.
-    pub fn for_endpoint(raw: &str, env: &DiscoveryEnv) -> SshSettings {
+    /// The settings for the endpoint written as `raw`, with the ssh client configuration file
+    /// named in the environment ([`SSH_CONFIG_ENV`]), if any.
+    pub fn for_endpoint(raw: &str, config: Option<&str>) -> SshSettings {
         SshSettings {
             user: user_of(raw),
             identity: None,
-            config: env.var(SSH_CONFIG_ENV).map(PathBuf::from),
+            config: config.map(PathBuf::from),
             program: None,
         }
     }

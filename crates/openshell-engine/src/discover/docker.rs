@@ -21,15 +21,15 @@
 
 use std::path::PathBuf;
 
-use openshell_runtime::facts::Endpoint;
-use openshell_sandbox::support::discover::{
-    flagged_tls_candidate, parse_endpoint as parse, tls_candidate, well_known,
+use super::{
+    flagged_tls_candidate, parse_endpoint as parse, tls_candidate, well_known, Candidates,
+    DiscoveryEnv, DiscoveryError,
 };
-use openshell_sandbox::support::ssh::SshSettings;
-use openshell_sandbox::support::tls::{TlsFiles, TlsMaterial};
-use openshell_sandbox::support::transport::Target;
-use openshell_sandbox::support::BoxError;
-use openshell_sandbox::{Candidates, DiscoveryEnv, DiscoveryError};
+use openshell_runtime::facts::Endpoint;
+use openshell_transport::ssh::{SshSettings, SSH_CONFIG_ENV};
+use openshell_transport::tls::{TlsFiles, TlsMaterial};
+use openshell_transport::transport::Target;
+use openshell_transport::BoxError;
 use sha2::{Digest, Sha256};
 
 fn docker_config_dir(env: &DiscoveryEnv) -> Option<PathBuf> {
@@ -69,7 +69,7 @@ fn named(
     }
     let tcp = matches!(endpoint, Endpoint::Tcp { .. });
     if let Endpoint::Ssh { .. } = endpoint {
-        let ssh = SshSettings::for_endpoint(raw, env);
+        let ssh = SshSettings::for_endpoint(raw, env.var(SSH_CONFIG_ENV));
         return Ok(Candidates::named(
             Target::new(endpoint).with_ssh(ssh),
             source,
@@ -204,6 +204,16 @@ pub fn candidates(
     Ok(well_known(env, false))
 }
 
+/// The docker CLI's order when it names one endpoint for this run (`--endpoint`,
+/// `DOCKER_HOST`, `DOCKER_CONTEXT` or the configured current context): that endpoint alone.
+pub fn named_for_this_run(
+    explicit: Option<&str>,
+    env: &DiscoveryEnv,
+    flags: &TlsFiles,
+) -> Result<Option<Candidates>, DiscoveryError> {
+    Ok(Some(candidates(explicit, env, flags)?).filter(Candidates::is_named))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,7 +284,7 @@ mod tests {
 
     /// The transport tests' client material (`ca.pem`, `cert.pem`, `key.pem`).
     fn material() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../openshell-sandbox/testdata/tls/client")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../openshell-transport/testdata/tls/client")
     }
 
     fn copy_material(to: &Path) {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::DiscoveryEnv;
+use super::DiscoveryEnv;
 
 /// The variables discovery and the CLI read, besides every [`READ_PREFIX`] one.
 pub const READ_VARS: &[&str] = &[

@@ -341,7 +341,7 @@ impl TlsMaterial {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::support::transport::{self, Target, TransportError};
+    use crate::transport::{self, Target, TransportError};
     use http_body_util::{BodyExt, Empty};
     use hyper::body::Bytes;
     use openshell_runtime::facts::Endpoint;
