@@ -1,8 +1,8 @@
 //! Where runtimes put their engine's API socket: pure data that both drivers' discovery reads.
 //!
 //! Each runtime lists its own locations next to its detector (`SOCKETS` in its file under
-//! `runtime/`); [`RuntimeId::sockets`](crate::RuntimeId::sockets) and
-//! [`well_known_sockets`](crate::well_known_sockets) collect them. This module only describes
+//! `runtime/`); `RuntimeId::sockets` and `well_known_sockets` (in `runtime`, above this
+//! module) collect them. This module only describes
 //! a location: expanding a root (home directory, `XDG_RUNTIME_DIR`, `TMPDIR`), listing the
 //! directory of a `*` segment and connecting are the drivers' I/O.
 

@@ -2,7 +2,8 @@
 //! ([`DiscoveryEnv`]), the candidates an order gives ([`Candidates`]), trying them in order
 //! ([`probe_candidates`]), and what it reports ([`Candidate`], [`Discovery`]). Each engine
 //! family's own order is a module of its own: [`docker`] (the docker CLI's), [`podman`]
-//! (Podman's); the table of drivers (`crate::drivers`) names which order each driver uses.
+//! (Podman's); the table of drivers (`drivers.rs`, above this module) names which order each
+//! driver uses.
 //!
 //! An endpoint the user named (a flag, a variable, a context, a connection) is authoritative:
 //! it is the only candidate, and when it does not answer discovery says so instead of looking

@@ -29,7 +29,7 @@ use crate::sockets::SocketLocation;
 /// re-export, the [`Runtime`] variant, the [`RuntimeId`] variant with its serde name, the order
 /// of [`RuntimeId::ALL`], [`RuntimeId::as_str`] and [`RuntimeId::parse`], and the detector of
 /// each id, and [`RuntimeId::sockets`] (the `SOCKETS` each runtime file declares next to its
-/// detector). The line order is the detector order of [`Registry::builtin`](crate::Registry):
+/// detector). The line order is the detector order of `Registry::builtin` (in `registry`):
 /// specific runtimes before generic ones (a remote endpoint before anything local, Podman
 /// machine before rootless Podman, the Docker VMs before native Docker), so the generic
 /// fallbacks only see engines nothing more specific claimed. The file of a runtime is named
