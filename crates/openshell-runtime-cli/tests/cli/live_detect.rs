@@ -3,16 +3,22 @@
 use std::path::Path;
 use std::process::Command;
 
+use openshell_tests::live;
+
 use crate::common::*;
 
 /// Live: the done-when of the Docker driver issue, through the binary.
 #[test]
 fn live_detect_against_dockerd_and_podman() {
-    for (sock, runtime, cli, driver) in [
-        ("/var/run/docker.sock", "native-docker", "docker", "docker"),
-        ("/run/podman/podman.sock", "podman", "podman", "docker"),
-        ("/run/podman/podman.sock", "podman", "podman", "podman"),
-    ] {
+    // The rootful engines, through each driver.
+    for pair in live::pairs().filter(|p| !p.engine.remote() && !p.engine.rootless()) {
+        let engine = pair.local();
+        let (sock, runtime, cli, driver) = (
+            engine.socket.as_str(),
+            engine.runtime,
+            engine.cli[0].as_str(),
+            pair.driver(),
+        );
         if !Path::new(sock).exists() {
             assert!(
                 std::env::var("OPENSHELL_LIVE").as_deref() != Ok("require"),

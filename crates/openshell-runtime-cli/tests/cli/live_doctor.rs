@@ -10,17 +10,12 @@ use crate::common::*;
 /// when a firewall drops every route.
 #[test]
 fn live_doctor_proves_routes_and_classifies_failures() {
-    use openshell_tests::live::{dockerd, dockerd_rootless, podman, podman_rootless};
+    use openshell_tests::live::{self, dockerd};
     // The rootless engines run with host loopback enabled, which they do not report: the
     // operator says so with --rootless-host-loopback (without it the route is the host's
     // LAN-facing address, which tests must not send traffic to).
-    for (engine, driver) in [
-        (dockerd(), "docker"),
-        (podman(), "docker"),
-        (podman(), "podman"),
-        (dockerd_rootless(), "docker"),
-        (podman_rootless(), "podman"),
-    ] {
+    for pair in live::pairs().filter(|p| !p.engine.remote()) {
+        let (engine, driver) = (pair.local(), pair.driver());
         if !engine.available() {
             continue;
         }
@@ -156,12 +151,9 @@ fn live_doctor_proves_routes_and_classifies_failures() {
 /// LAN-facing bind), `doctor` proves it with the gateway on 127.0.0.1, and leaves no relay.
 #[test]
 fn live_rootless_engines_without_declared_loopback_relay_by_default() {
-    use openshell_tests::live::{dockerd_rootless, podman_rootless};
-    for (engine, driver) in [
-        (dockerd_rootless(), "docker"),
-        (podman_rootless(), "podman"),
-        (podman_rootless(), "docker"),
-    ] {
+    use openshell_tests::live;
+    for pair in live::pairs().filter(|p| p.engine.rootless()) {
+        let (engine, driver) = (pair.local(), pair.driver());
         if !engine.available() {
             continue;
         }
@@ -213,15 +205,9 @@ fn live_rootless_engines_without_declared_loopback_relay_by_default() {
 /// container in the engine's host namespace calls back to the gateway's loopback.
 #[test]
 fn live_doctor_proves_host_network_routes() {
-    use openshell_tests::live::{dockerd, dockerd_rootless, podman, podman_rootless};
-    for (engine, driver) in [
-        (dockerd(), "docker"),
-        (podman(), "docker"),
-        (podman(), "podman"),
-        (dockerd_rootless(), "docker"),
-        (podman_rootless(), "docker"),
-        (podman_rootless(), "podman"),
-    ] {
+    use openshell_tests::live;
+    for pair in live::pairs().filter(|p| !p.engine.remote()) {
+        let (engine, driver) = (pair.local(), pair.driver());
         if !engine.available() {
             continue;
         }
@@ -256,8 +242,10 @@ fn live_doctor_proves_host_network_routes() {
 /// and only a fallback is proven.
 #[test]
 fn live_doctor_checks_the_openshell_endpoint() {
-    use openshell_tests::live::{dockerd, dockerd_rootless};
-    for (engine, works) in [(dockerd(), true), (dockerd_rootless(), false)] {
+    use openshell_tests::live;
+    // The dockerds: rootful, where the endpoint works, and rootless, where it does not.
+    for pair in live::pairs().filter(|p| !p.engine.remote() && !p.engine.podman()) {
+        let (engine, works) = (pair.local(), !pair.engine.rootless());
         // Rootless dockerd runs without --rootless-host-loopback here: undeclared, RootlessKit's
         // loopback is not the host's.
         if !engine.available() {
@@ -332,13 +320,10 @@ fn live_doctor_checks_the_openshell_endpoint() {
 #[test]
 fn concurrent_doctors_leave_one_network() {
     use openshell_tests::live::{
-        dockerd, import_busybox, networks_named, podman, remove_image, remove_networks_named,
+        self as live, import_busybox, networks_named, remove_image, remove_networks_named,
     };
-    for (engine, driver) in [
-        (dockerd(), "docker"),
-        (podman(), "docker"),
-        (podman(), "podman"),
-    ] {
+    for pair in live::pairs().filter(|p| !p.engine.remote() && !p.engine.rootless()) {
+        let (engine, driver) = (pair.local(), pair.driver());
         if !engine.available() {
             continue;
         }

@@ -12,15 +12,16 @@ use crate::common::*;
 #[test]
 fn interrupted_doctors_leave_no_probe_after_the_next_run() {
     use openshell_tests::live::{
-        containers_on_network, dockerd, import_busybox, podman, remove_image, remove_networks_named,
+        containers_on_network, import_busybox, remove_image, remove_networks_named,
     };
     use std::time::Duration;
     // Direct routes, then the relay route, whose relay container is the run's too.
     let kinds: [(&str, &[&str]); 2] = [("direct", &[]), ("relay", &["--route-kind", "relay"])];
-    for ((engine, driver), (kind, extra)) in [(dockerd(), "docker"), (podman(), "podman")]
-        .into_iter()
-        .flat_map(|e| kinds.map(|k| (e.clone(), k)))
-    {
+    // The rootful engines, each through its own API.
+    let engines = openshell_tests::live::pairs()
+        .filter(|p| !p.engine.remote() && !p.engine.rootless() && p.native())
+        .map(|p| (p.local(), p.driver()));
+    for ((engine, driver), (kind, extra)) in engines.flat_map(|e| kinds.map(|k| (e.clone(), k))) {
         if !engine.available() {
             continue;
         }

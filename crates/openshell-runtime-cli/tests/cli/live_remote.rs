@@ -66,10 +66,17 @@ fn live_detect_reaches_a_remote_engine_over_tls_and_ssh() {
         ("DOCKER_TLS_VERIFY", "1"),
         ("DOCKER_CERT_PATH", "/nonexistent/openshell-certs"),
     ];
-    for (endpoint, driver, vars) in [
-        (get("OPENSHELL_REMOTE_DOCKER_TCP"), "docker", &stale[..]),
-        (podman_tls.clone(), "podman", &[][..]),
-    ] {
+    // Each remote engine through its own API.
+    for pair in openshell_tests::live::pairs().filter(|p| p.engine.remote() && p.native()) {
+        let (endpoint, driver, vars) = if pair.engine.podman() {
+            (podman_tls.clone(), pair.driver(), &[][..])
+        } else {
+            (
+                get("OPENSHELL_REMOTE_DOCKER_TCP"),
+                pair.driver(),
+                &stale[..],
+            )
+        };
         let mut flags = tls_flags.to_vec();
         flags.extend(["--driver", driver]);
         let out = detect_with(&endpoint, vars, &flags);
@@ -325,7 +332,9 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
 /// remote network's gateway as a direct route is refused. Everything made there is removed.
 #[test]
 fn live_doctor_proves_the_relay_on_a_remote_podman() {
-    use openshell_tests::live::{import_busybox, remote_podman, remote_setting, remote_settings};
+    use openshell_tests::live::{
+        import_busybox, remote_podman, remote_setting, remote_settings, EngineId,
+    };
     let Some(settings) = remote_settings() else {
         return;
     };
@@ -404,13 +413,17 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
         let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
         (out.status.code(), v, err)
     };
+    // The remote Podman through each driver, over ssh:// and over TLS.
+    let transports = || {
+        openshell_tests::live::pairs()
+            .filter(|p| p.engine == EngineId::RemotePodman)
+            .flat_map(|p| {
+                let tls = if p.native() { "remote-tls" } else { "tls" };
+                [(p.driver(), "ssh"), (p.driver(), tls)]
+            })
+    };
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        for (driver, transport) in [
-            ("podman", "ssh"),
-            ("docker", "ssh"),
-            ("podman", "remote-tls"),
-            ("docker", "tls"),
-        ] {
+        for (driver, transport) in transports() {
             let (code, v, err) = doctor(driver, transport, &[]);
             let driver = format!("{driver} over {transport}");
             assert_eq!(code, Some(0), "{driver}: {v} {err}");
@@ -445,12 +458,7 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
         // The network's gateway, the remote machine's own address, as a direct route: refused,
         // over each transport and driver.
         let gateway = remote_gateway(&engine, &network);
-        for (driver, transport) in [
-            ("podman", "ssh"),
-            ("docker", "ssh"),
-            ("podman", "remote-tls"),
-            ("docker", "tls"),
-        ] {
+        for (driver, transport) in transports() {
             let (code, v, err) = doctor(
                 driver,
                 transport,
