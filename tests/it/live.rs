@@ -548,14 +548,7 @@ macro_rules! live_scenarios {
     )*};
 }
 
-live_scenarios! {
-    dockerd => openshell_tests::live::dockerd(), docker;
-    podman_docker_api => openshell_tests::live::podman(), docker;
-    podman_libpod => openshell_tests::live::podman(), podman;
-    podman_rootless_docker_api => openshell_tests::live::podman_rootless(), docker;
-    podman_rootless_libpod => openshell_tests::live::podman_rootless(), podman;
-    dockerd_rootless => openshell_tests::live::dockerd_rootless(), docker;
-}
+openshell_tests::live_pairs!(live_scenarios);
 
 /// Creates a network through dockerd's API as dockerd 20.10 allows: without `CheckDuplicate`, so
 /// a second network of the same name is made. Returns its id.

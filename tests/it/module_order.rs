@@ -230,7 +230,10 @@ fn no_crate_has_an_import_cycle() {
         "openshell-engine",
         "openshell-runtime-cli",
     ] {
-        assert!(names.contains(&expected), "{expected} not found among {names:?}");
+        assert!(
+            names.contains(&expected),
+            "{expected} not found among {names:?}"
+        );
     }
     let core = crates
         .iter()

@@ -388,3 +388,172 @@ pub fn remote_podman(settings: &std::collections::BTreeMap<String, String>) -> E
         rootless_host_loopback: false,
     }
 }
+
+/// An engine of the live tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineId {
+    /// [`dockerd`].
+    Dockerd,
+    /// [`podman`].
+    Podman,
+    /// [`podman_rootless`].
+    PodmanRootless,
+    /// [`dockerd_rootless`].
+    DockerdRootless,
+    /// [`remote_dockerd`], in `scripts/remote.sh`'s network namespace.
+    RemoteDockerd,
+    /// [`remote_podman`], in `scripts/remote.sh`'s network namespace.
+    RemotePodman,
+}
+
+impl EngineId {
+    /// Whether it runs "elsewhere" (`scripts/remote.sh`): reached with [`Self::remote_engine`].
+    pub fn remote(self) -> bool {
+        matches!(self, EngineId::RemoteDockerd | EngineId::RemotePodman)
+    }
+
+    /// Whether it runs as an unprivileged user.
+    pub fn rootless(self) -> bool {
+        matches!(self, EngineId::PodmanRootless | EngineId::DockerdRootless)
+    }
+
+    /// Whether it is Podman.
+    pub fn podman(self) -> bool {
+        matches!(
+            self,
+            EngineId::Podman | EngineId::PodmanRootless | EngineId::RemotePodman
+        )
+    }
+
+    /// The local engine; panics for a remote one, which needs [`remote_settings`].
+    pub fn local(self) -> Engine {
+        match self {
+            EngineId::Dockerd => dockerd(),
+            EngineId::Podman => podman(),
+            EngineId::PodmanRootless => podman_rootless(),
+            EngineId::DockerdRootless => dockerd_rootless(),
+            EngineId::RemoteDockerd | EngineId::RemotePodman => {
+                panic!("{self:?} is remote: use remote_engine")
+            }
+        }
+    }
+
+    /// The engine, a remote one from `scripts/remote.sh`'s `settings`.
+    pub fn remote_engine(self, settings: &std::collections::BTreeMap<String, String>) -> Engine {
+        match self {
+            EngineId::RemoteDockerd => remote_dockerd(settings),
+            EngineId::RemotePodman => remote_podman(settings),
+            local => local.local(),
+        }
+    }
+}
+
+/// A driver the live tests connect through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverName {
+    /// The Docker API (Docker's, or Podman's compatible one).
+    Docker,
+    /// Podman's libpod API.
+    Podman,
+}
+
+impl DriverName {
+    /// `docker` or `podman`, as `--driver` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriverName::Docker => "docker",
+            DriverName::Podman => "podman",
+        }
+    }
+}
+
+/// One engine through one driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair {
+    /// Its name, e.g. `podman_libpod` (the test module of `tests/it/live.rs`).
+    pub name: &'static str,
+    /// The engine.
+    pub engine: EngineId,
+    /// The driver.
+    pub driver: DriverName,
+}
+
+impl Pair {
+    /// `docker` or `podman`, as `--driver` takes it.
+    pub fn driver(&self) -> &'static str {
+        self.driver.as_str()
+    }
+
+    /// Whether the driver is the engine's own API (not Podman's Docker-compatible one).
+    pub fn native(&self) -> bool {
+        self.engine.podman() == (self.driver == DriverName::Podman)
+    }
+
+    /// The local engine ([`EngineId::local`]).
+    pub fn local(&self) -> Engine {
+        self.engine.local()
+    }
+}
+
+/// The one list of live engine/driver pairs, for a macro that writes tests per pair
+/// (`tests/it/live.rs`) and as data ([`PAIRS`]). `live_pairs!(my_macro)` calls
+/// `my_macro! { name => engine, connect; ... }` with each local pair (`engine` an expression
+/// making its [`Engine`], `connect` `docker` or `podman`); the remote pairs need
+/// `scripts/remote.sh`'s settings and are in [`PAIRS`] only.
+#[macro_export]
+macro_rules! live_pairs {
+    ($callback:ident) => {
+        $crate::live_pairs!(@list (callback $callback));
+    };
+    (@list $how:tt) => {
+        $crate::live_pairs! { @emit $how;
+            local {
+                dockerd: Dockerd, docker;
+                podman_docker_api: Podman, docker;
+                podman_libpod: Podman, podman;
+                podman_rootless_docker_api: PodmanRootless, docker;
+                podman_rootless_libpod: PodmanRootless, podman;
+                dockerd_rootless: DockerdRootless, docker;
+            }
+            remote {
+                remote_dockerd: RemoteDockerd, docker;
+                remote_podman_docker_api: RemotePodman, docker;
+                remote_podman_libpod: RemotePodman, podman;
+            }
+        }
+    };
+    (@emit (callback $callback:ident);
+        local { $($name:ident: $engine:ident, $connect:ident;)* }
+        remote { $($_rname:ident: $_rengine:ident, $_rconnect:ident;)* }
+    ) => {
+        $callback! { $($name => $crate::live::EngineId::$engine.local(), $connect;)* }
+    };
+    (@emit (data);
+        local { $($name:ident: $engine:ident, $connect:ident;)* }
+        remote { $($rname:ident: $rengine:ident, $rconnect:ident;)* }
+    ) => {
+        &[
+            $($crate::live::Pair {
+                name: stringify!($name),
+                engine: $crate::live::EngineId::$engine,
+                driver: $crate::live_pairs!(@driver $connect),
+            },)*
+            $($crate::live::Pair {
+                name: stringify!($rname),
+                engine: $crate::live::EngineId::$rengine,
+                driver: $crate::live_pairs!(@driver $rconnect),
+            },)*
+        ]
+    };
+    (@driver docker) => { $crate::live::DriverName::Docker };
+    (@driver podman) => { $crate::live::DriverName::Podman };
+}
+
+/// Every live engine/driver pair (the list of [`live_pairs!`]); tests that need some of them
+/// filter it, e.g. `pairs().filter(|p| p.engine.rootless())`.
+pub const PAIRS: &[Pair] = live_pairs!(@list (data));
+
+/// [`PAIRS`], to filter.
+pub fn pairs() -> impl Iterator<Item = Pair> {
+    PAIRS.iter().copied()
+}

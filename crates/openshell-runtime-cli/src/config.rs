@@ -4,6 +4,7 @@
 //! The environment and the file are read through parameters so tests can fake them. The file
 //! is read with a size cap, and its likely mistakes come back as [`ConfigWarning`]s.
 
+mod keys;
 mod lint;
 
 use std::io::Read as _;
@@ -14,31 +15,17 @@ use openshell_runtime::addr::{check, parse_for, AddressError, AddressRole};
 use openshell_runtime::{EngineKind, NetworkMode, Overrides, RouteKindChoice};
 use serde::Serialize;
 
+#[cfg(test)]
+pub(crate) use keys::KEYS;
 pub(crate) use lint::ConfigWarning;
+
+use keys::Stage;
 
 /// Largest gateway.toml read: a real one is a few hundred bytes.
 pub(crate) const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
-/// Environment variable for the container-side address.
-pub(crate) const ENV_HOST_GATEWAY_IP: &str = "OPENSHELL_HOST_GATEWAY_IP";
-/// Environment variable saying the rootless helper maps 10.0.2.2 to the host's loopback
-/// (slirp4netns `allow_host_loopback=true`, or RootlessKit with host loopback enabled).
-pub(crate) const ENV_ROOTLESS_HOST_LOOPBACK: &str = "OPENSHELL_ROOTLESS_HOST_LOOPBACK";
-/// Environment variable for the gateway's bind address (`IP` or `IP:PORT`).
-pub(crate) const ENV_BIND_ADDRESS: &str = "OPENSHELL_BIND_ADDRESS";
-/// Environment variable for where sandboxes run: `bridge` or `host`.
-pub(crate) const ENV_NETWORK_MODE: &str = "OPENSHELL_NETWORK_MODE";
-/// Environment variable OpenShell's driver binaries read for the gateway endpoint sandboxes
-/// dial (`http[s]://HOST[:PORT]`).
-pub(crate) const ENV_GRPC_ENDPOINT: &str = "OPENSHELL_GRPC_ENDPOINT";
-/// Environment variable OpenShell's Podman driver reads for its `host_gateway_ip`.
-pub(crate) const ENV_PODMAN_HOST_GATEWAY_IP: &str = "OPENSHELL_PODMAN_HOST_GATEWAY_IP";
 /// The name sandboxes call: an endpoint with this host leaves the address to the policy.
 const OPENSHELL_HOST: &str = openshell_runtime::consts::OPENSHELL_HOST;
-/// Environment variable for which kinds of route may be chosen: `auto`, `direct` or `relay`.
-pub(crate) const ENV_ROUTE_KIND: &str = "OPENSHELL_ROUTE_KIND";
-/// Environment variable allowing the gateway to bind the host's LAN-facing address.
-pub(crate) const ENV_ALLOW_LAN: &str = "OPENSHELL_ALLOW_LAN";
 
 /// Where a setting came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -243,143 +230,6 @@ fn bind_address(
     ))
 }
 
-/// The table at a dotted path, when every step is a table.
-fn table<'a>(doc: &'a toml::Table, keys: &[&str]) -> Option<&'a toml::Table> {
-    let mut t = doc;
-    for k in keys {
-        t = t.get(*k)?.as_table()?;
-    }
-    Some(t)
-}
-
-/// A string value, or an error naming where a value of another type sits.
-fn string(t: Option<&toml::Table>, key: &str, origin: &str) -> Result<Option<String>, ConfigError> {
-    match t.and_then(|t| t.get(key)) {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(ConfigError::Value {
-            origin: origin.to_string(),
-            problem: format!("expected a string, found {}", other.type_str()),
-        }),
-    }
-}
-
-/// The driver the file configures: `compute_driver` (layout version 2, not yet released
-/// upstream) or the first of `compute_drivers` (version 1, what OpenShell releases read).
-fn configured_driver(
-    doc: &toml::Table,
-    shown: &str,
-) -> Result<Option<Setting<String>>, ConfigError> {
-    match table(doc, &["openshell"]).and_then(|t| t.get("version")) {
-        None => {}
-        Some(toml::Value::Integer(1 | 2)) => {}
-        Some(other) => {
-            return Err(ConfigError::Value {
-                origin: format!("{shown}: [openshell] version"),
-                problem: format!(
-                "{other} is not a layout this tool reads (1: compute_drivers, 2: compute_driver)"
-            ),
-            })
-        }
-    }
-    let gw = table(doc, &["openshell", "gateway"]);
-    let one = "[openshell.gateway] compute_driver";
-    if let Some(d) = string(gw, "compute_driver", &format!("{shown}: {one}"))? {
-        return Ok(Some(Setting {
-            value: d,
-            source: format!("{shown}: {one}"),
-        }));
-    }
-    let list = "[openshell.gateway] compute_drivers";
-    match gw.and_then(|t| t.get("compute_drivers")) {
-        None => Ok(None),
-        Some(toml::Value::Array(a)) => match a.first() {
-            None => Ok(None),
-            Some(toml::Value::String(d)) => Ok(Some(Setting {
-                value: d.clone(),
-                source: format!("{shown}: {list}"),
-            })),
-            Some(other) => Err(ConfigError::Value {
-                origin: format!("{shown}: {list}"),
-                problem: format!("expected driver names, found {}", other.type_str()),
-            }),
-        },
-        Some(other) => Err(ConfigError::Value {
-            origin: format!("{shown}: {list}"),
-            problem: format!(
-                "expected a list of driver names, found {}",
-                other.type_str()
-            ),
-        }),
-    }
-}
-
-/// What the file sets, and its `grpc_endpoint` (applied once the network mode is known).
-struct FromFile {
-    settings: Settings,
-    endpoint: Option<(String, String)>,
-}
-
-/// Reads `[openshell.gateway] bind_address` and `host_gateway_ip`, and the driver table's
-/// `host_gateway_ip`, `grpc_endpoint` and `sandbox_network_mode`.
-fn from_file(doc: &toml::Table, shown: &str, driver: &str) -> Result<FromFile, ConfigError> {
-    let mut out = Settings {
-        warnings: lint::lint(doc, shown),
-        ..Settings::default()
-    };
-    let gw = table(doc, &["openshell", "gateway"]);
-    let drv = table(doc, &["openshell", "drivers", driver]);
-    let gw_key = "[openshell.gateway] bind_address";
-    if let Some(b) = string(gw, "bind_address", &format!("{shown}: {gw_key}"))? {
-        let (bind, port) = bind_address(&b, &format!("{shown}: {gw_key}"))?;
-        out.bind = Some(bind);
-        out.port = port;
-    }
-    // The gateway's host_gateway_ip is inherited by the driver tables; a driver's own wins.
-    for (t, key) in [
-        (gw, "[openshell.gateway] host_gateway_ip".to_string()),
-        (drv, format!("[openshell.drivers.{driver}] host_gateway_ip")),
-    ] {
-        let origin = format!("{shown}: {key}");
-        if let Some(h) = string(t, "host_gateway_ip", &origin)? {
-            out.host_gateway_ip = Some(ip(&h, &origin)?);
-        }
-    }
-    // Not an OpenShell key (OpenShell has no host-network setting yet): ours, in the driver's
-    // table beside host_gateway_ip.
-    let mode_key = format!("{shown}: [openshell.drivers.{driver}] sandbox_network_mode");
-    if let Some(m) = string(drv, "sandbox_network_mode", &mode_key)? {
-        out.network_mode = Some(network_mode(&m, &mode_key)?);
-    }
-    // Ours too (OpenShell has no such settings), gateway-wide.
-    let kind_key = "[openshell.gateway] sandbox_route_kind";
-    if let Some(k) = string(gw, "sandbox_route_kind", kind_key)? {
-        out.route_kind = Some(route_kind(&k, &format!("{shown}: {kind_key}"))?);
-    }
-    let lan_key = "[openshell.gateway] sandbox_allow_lan";
-    match gw.and_then(|t| t.get("sandbox_allow_lan")) {
-        None => {}
-        Some(toml::Value::Boolean(b)) => {
-            out.allow_lan = Some(Setting {
-                value: *b,
-                source: format!("{shown}: {lan_key}"),
-            })
-        }
-        Some(other) => {
-            return Err(ConfigError::Value {
-                origin: format!("{shown}: {lan_key}"),
-                problem: format!("expected true or false, found {}", other.type_str()),
-            })
-        }
-    }
-    let ep_key = format!("{shown}: [openshell.drivers.{driver}] grpc_endpoint");
-    let endpoint = string(drv, "grpc_endpoint", &ep_key)?.map(|e| (e, ep_key));
-    Ok(FromFile {
-        settings: out,
-        endpoint,
-    })
-}
-
 /// `scheme://host[:port][/path]` split into whether it is TLS, the host, and the port.
 fn parse_endpoint(raw: &str, source: &str) -> Result<(bool, String, u16), ConfigError> {
     let bad = |problem: &str| ConfigError::Value {
@@ -504,9 +354,10 @@ fn apply_endpoint(
     Ok(())
 }
 
-/// Gathers settings with precedence flag > env > file. `config` is the file's path and text
-/// when there is one; the driver table read is the live driver's (`flags.driver`), else the
-/// file's configured driver, else `engine`'s family.
+/// Gathers settings with precedence flag > env > file ([`keys::resolve`], for every setting of
+/// [`keys::KEYS`]). `config` is the file's path and text when there is one; the driver table
+/// read is the live driver's (`flags.driver`), else the file's configured driver, else
+/// `engine`'s family.
 pub(crate) fn gather(
     flags: &Flags,
     env: &dyn Fn(&str) -> Option<String>,
@@ -524,6 +375,42 @@ pub(crate) fn gather(
         )),
         None => None,
     };
+    let sources = keys::Sources {
+        flags,
+        env,
+        file: doc.as_ref().map(|(doc, shown)| (doc, shown.as_str())),
+    };
+    let mut s = Settings {
+        warnings: sources
+            .file
+            .map(|(doc, shown)| lint::lint(doc, shown))
+            .unwrap_or_default(),
+        ..Settings::default()
+    };
+    let mut cx = keys::Cx {
+        driver: String::new(),
+        mode: NetworkMode::Bridge,
+    };
+    keys::resolve(Stage::Driver, &sources, &cx, &mut s)?;
+    let driver = container_driver(s.driver.take(), engine, &mut s.warnings);
+    cx.driver.clone_from(&driver.value);
+    s.driver = Some(driver);
+    keys::resolve(Stage::Mode, &sources, &cx, &mut s)?;
+    cx.mode = s
+        .network_mode
+        .as_ref()
+        .map_or(NetworkMode::Bridge, |m| m.value);
+    keys::resolve(Stage::Rest, &sources, &cx, &mut s)?;
+    Ok(s)
+}
+
+/// The driver whose table is read: the one chosen, when it is a container driver; else, with
+/// a note when one was configured, `engine`'s family.
+fn container_driver(
+    chosen: Option<Setting<String>>,
+    engine: EngineKind,
+    notes: &mut Vec<ConfigWarning>,
+) -> Setting<String> {
     let family = Setting {
         value: match engine {
             EngineKind::Docker => "docker",
@@ -532,18 +419,9 @@ pub(crate) fn gather(
         .to_string(),
         source: "engine family".to_string(),
     };
-    let mut notes = Vec::new();
-    let configured = match &doc {
-        Some((doc, shown)) => configured_driver(doc, shown)?,
-        None => None,
-    };
-    let driver = match (&flags.driver, configured) {
-        (Some((value, source)), _) => Setting {
-            value: value.clone(),
-            source: source.clone(),
-        },
-        (None, Some(c)) if c.value == "docker" || c.value == "podman" => c,
-        (None, Some(c)) => {
+    match chosen {
+        Some(c) if keys::DRIVERS.contains(&c.value.as_str()) => c,
+        Some(c) => {
             notes.push(ConfigWarning {
                 origin: c.source.clone(),
                 problem: format!(
@@ -554,102 +432,8 @@ pub(crate) fn gather(
             });
             family
         }
-        (None, None) => family,
-    };
-    let (mut s, file_endpoint) = match &doc {
-        Some((doc, shown)) => {
-            let f = from_file(doc, shown, &driver.value)?;
-            (f.settings, f.endpoint)
-        }
-        None => (Settings::default(), None),
-    };
-    s.warnings.extend(notes);
-    if let Some(v) = env(ENV_NETWORK_MODE).filter(|v| !v.is_empty()) {
-        s.network_mode = Some(network_mode(&v, ENV_NETWORK_MODE)?);
+        None => family,
     }
-    if let Some(m) = flags.network_mode {
-        s.network_mode = Some(Setting {
-            value: m,
-            source: "--network-mode".into(),
-        });
-    }
-    let mode = s
-        .network_mode
-        .as_ref()
-        .map_or(NetworkMode::Bridge, |m| m.value);
-    if let Some((raw, source)) = &file_endpoint {
-        apply_endpoint(&mut s, raw, source, &driver.value, mode)?;
-    }
-    if let Some(v) = env(ENV_BIND_ADDRESS).filter(|v| !v.is_empty()) {
-        let (bind, port) = bind_address(&v, ENV_BIND_ADDRESS)?;
-        s.bind = Some(bind);
-        s.port = port.or(s.port);
-    }
-    if let Some(v) = env(ENV_HOST_GATEWAY_IP).filter(|v| !v.is_empty()) {
-        s.host_gateway_ip = Some(ip(&v, ENV_HOST_GATEWAY_IP)?);
-    }
-    if driver.value == "podman" {
-        if let Some(v) = env(ENV_PODMAN_HOST_GATEWAY_IP).filter(|v| !v.is_empty()) {
-            s.host_gateway_ip = Some(ip(&v, ENV_PODMAN_HOST_GATEWAY_IP)?);
-        }
-    }
-    if let Some(v) = env(ENV_GRPC_ENDPOINT).filter(|v| !v.is_empty()) {
-        apply_endpoint(&mut s, &v, ENV_GRPC_ENDPOINT, &driver.value, mode)?;
-    }
-    s.driver = Some(driver);
-    if let Some(v) = env(ENV_ROOTLESS_HOST_LOOPBACK).filter(|v| !v.is_empty()) {
-        let value = match v.to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" => true,
-            "0" | "false" | "no" => false,
-            _ => {
-                return Err(ConfigError::Value {
-                    origin: ENV_ROOTLESS_HOST_LOOPBACK.into(),
-                    problem: format!(
-                        "{} is not true or false",
-                        openshell_runtime::display_value(&v)
-                    ),
-                })
-            }
-        };
-        s.rootless_host_loopback = Some(Setting {
-            value,
-            source: ENV_ROOTLESS_HOST_LOOPBACK.into(),
-        });
-    }
-    if let Some(v) = env(ENV_ROUTE_KIND).filter(|v| !v.is_empty()) {
-        s.route_kind = Some(route_kind(&v, ENV_ROUTE_KIND)?);
-    }
-    if let Some(k) = flags.route_kind {
-        s.route_kind = Some(Setting {
-            value: k,
-            source: "--route-kind".into(),
-        });
-    }
-    if let Some(v) = env(ENV_ALLOW_LAN).filter(|v| !v.is_empty()) {
-        s.allow_lan = Some(Setting {
-            value: bool_value(&v, ENV_ALLOW_LAN)?,
-            source: ENV_ALLOW_LAN.into(),
-        });
-    }
-    if flags.allow_lan {
-        s.allow_lan = Some(Setting {
-            value: true,
-            source: "--allow-lan".into(),
-        });
-    }
-    if flags.rootless_host_loopback {
-        s.rootless_host_loopback = Some(Setting {
-            value: true,
-            source: "--rootless-host-loopback".into(),
-        });
-    }
-    if let Some(v) = &flags.bind {
-        s.bind = Some(bind_address(v, "--bind")?.0);
-    }
-    if let Some(v) = &flags.host_gateway_ip {
-        s.host_gateway_ip = Some(ip(v, "--host-gateway-ip")?);
-    }
-    Ok(s)
 }
 
 fn bool_value(v: &str, origin: &str) -> Result<bool, ConfigError> {
@@ -669,20 +453,8 @@ fn bool_value(v: &str, origin: &str) -> Result<bool, ConfigError> {
 impl Settings {
     /// Lays these settings over the facts file's own overrides.
     pub(crate) fn apply(&self, overrides: &mut Overrides) {
-        if let Some(h) = &self.host_gateway_ip {
-            overrides.host_gateway_ip = Some(h.value);
-        }
-        if let Some(b) = &self.bind {
-            overrides.bind = Some(b.value);
-        }
-        if let Some(l) = &self.rootless_host_loopback {
-            overrides.rootless_host_loopback = Some(l.value);
-        }
-        if let Some(k) = &self.route_kind {
-            overrides.route_kind = k.value;
-        }
-        if let Some(l) = &self.allow_lan {
-            overrides.allow_lan = l.value;
+        for key in keys::KEYS {
+            (key.overrides)(self, overrides);
         }
     }
 }
@@ -691,6 +463,11 @@ impl Settings {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    const ENV_HOST_GATEWAY_IP: &str = "OPENSHELL_HOST_GATEWAY_IP";
+    const ENV_ROOTLESS_HOST_LOOPBACK: &str = "OPENSHELL_ROOTLESS_HOST_LOOPBACK";
+    const ENV_BIND_ADDRESS: &str = "OPENSHELL_BIND_ADDRESS";
+    const ENV_NETWORK_MODE: &str = "OPENSHELL_NETWORK_MODE";
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let m: HashMap<String, String> = pairs

@@ -496,3 +496,49 @@ fn matrix(mode: NetworkMode, kind: RouteKindChoice, output: Output) -> Result<u8
         0
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+    use std::collections::BTreeSet;
+
+    /// Flags of [`RouteArgs`] that are not settings of the table: the route context's (`--port`,
+    /// `--tls`, which no variable or gateway.toml key sets) and where the settings come from.
+    const NOT_SETTINGS: &[&str] = &["port", "tls", "config", "no-config"];
+
+    fn longs(cmd: &clap::Command) -> BTreeSet<String> {
+        cmd.get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect()
+    }
+
+    /// Every setting of the table with a flag has it on `detect` and `doctor`, and every flag
+    /// of the operator's settings ([`RouteArgs`]) is a setting of the table (or one of the few
+    /// that are not).
+    #[test]
+    fn every_setting_has_its_flag_and_every_flag_its_setting() {
+        let cli = Cli::command();
+        for sub in ["detect", "doctor"] {
+            let cmd = cli
+                .find_subcommand(sub)
+                .unwrap_or_else(|| panic!("no {sub}"));
+            let flags = longs(cmd);
+            for key in crate::config::KEYS {
+                if let Some(flag) = key.flag {
+                    assert!(flags.contains(flag), "{sub} lacks --{flag} of {}", key.name);
+                }
+            }
+        }
+        let route = RouteArgs::augment_args(clap::Command::new("route"));
+        for flag in longs(&route) {
+            assert!(
+                NOT_SETTINGS.contains(&flag.as_str())
+                    || crate::config::KEYS
+                        .iter()
+                        .any(|k| k.flag == Some(flag.as_str())),
+                "--{flag} is in no row of config::KEYS"
+            );
+        }
+    }
+}

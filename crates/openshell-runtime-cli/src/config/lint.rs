@@ -8,6 +8,8 @@
 
 use serde::Serialize;
 
+use super::keys::{table, Section, DRIVERS, KEYS};
+
 /// Something in the file that is probably a mistake. The run goes on without it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct ConfigWarning {
@@ -23,65 +25,72 @@ impl std::fmt::Display for ConfigWarning {
     }
 }
 
-/// What we read, as (section, its children we read, whether each is a table).
-const SCHEMA: &[(&str, &[(&str, bool)])] = &[
-    ("", &[("openshell", true)]),
-    (
-        "openshell",
-        &[("version", false), ("gateway", true), ("drivers", true)],
-    ),
-    (
-        "openshell.gateway",
-        &[
-            ("bind_address", false),
-            ("compute_drivers", false),
-            ("compute_driver", false),
-            ("host_gateway_ip", false),
-            ("sandbox_route_kind", false),
-            ("sandbox_allow_lan", false),
-        ],
-    ),
-    ("openshell.drivers", &[("docker", true), ("podman", true)]),
-    ("openshell.drivers.docker", DRIVER_KEYS),
-    ("openshell.drivers.podman", DRIVER_KEYS),
-];
+/// What we read, from [`KEYS`], as (section, its children we read, whether each is a table):
+/// the sections down to each driver's table, and each section's keys.
+fn schema() -> Vec<(String, Vec<(&'static str, bool)>)> {
+    let keys = |section: Section| -> Vec<(&'static str, bool)> {
+        KEYS.iter()
+            .flat_map(|k| k.file)
+            .filter(|f| f.section == section)
+            .map(|f| (f.key, false))
+            .collect()
+    };
+    let mut openshell = keys(Section::OpenShell);
+    openshell.extend([("gateway", true), ("drivers", true)]);
+    let mut out = vec![
+        (String::new(), vec![("openshell", true)]),
+        (Section::OpenShell.path(""), openshell),
+        (Section::Gateway.path(""), keys(Section::Gateway)),
+        (
+            "openshell.drivers".to_string(),
+            DRIVERS.iter().map(|d| (*d, true)).collect(),
+        ),
+    ];
+    for d in DRIVERS {
+        out.push((Section::Driver.path(d), keys(Section::Driver)));
+    }
+    out
+}
 
-/// The keys we read in a driver's table.
-const DRIVER_KEYS: &[(&str, bool)] = &[
-    ("host_gateway_ip", false),
-    ("grpc_endpoint", false),
-    ("sandbox_network_mode", false),
-];
-
-/// Where each of our keys belongs, for one found elsewhere.
-const HOMES: &[(&str, &str)] = &[
-    ("bind_address", "[openshell.gateway]"),
-    ("version", "[openshell]"),
-    ("compute_drivers", "[openshell.gateway]"),
-    ("compute_driver", "[openshell.gateway]"),
-    (
-        "host_gateway_ip",
-        "[openshell.gateway], [openshell.drivers.docker] or [openshell.drivers.podman]",
-    ),
-    (
-        "grpc_endpoint",
-        "[openshell.drivers.docker] or [openshell.drivers.podman]",
-    ),
-    (
-        "sandbox_network_mode",
-        "[openshell.drivers.docker] or [openshell.drivers.podman]",
-    ),
-    (
-        "rootless_host_loopback",
-        "no section: gateway.toml has no such setting; use --rootless-host-loopback or OPENSHELL_ROOTLESS_HOST_LOOPBACK",
-    ),
-];
+/// Where one of our keys belongs (for one found elsewhere), from [`KEYS`]: its sections, or,
+/// for a setting gateway.toml has no key for, its flag and variable.
+fn home(key: &str) -> Option<String> {
+    let mut sections: Vec<String> = Vec::new();
+    for f in KEYS.iter().flat_map(|k| k.file).filter(|f| f.key == key) {
+        let shown: Vec<String> = match f.section {
+            Section::Driver => DRIVERS
+                .iter()
+                .map(|d| format!("[{}]", Section::Driver.path(d)))
+                .collect(),
+            other => vec![format!("[{}]", other.path(""))],
+        };
+        for s in shown {
+            if !sections.contains(&s) {
+                sections.push(s);
+            }
+        }
+    }
+    if let Some((last, rest)) = sections.split_last() {
+        return Some(if rest.is_empty() {
+            last.clone()
+        } else {
+            format!("{} or {last}", rest.join(", "))
+        });
+    }
+    let setting = KEYS.iter().find(|k| k.name == key && k.file.is_empty())?;
+    let mut ways: Vec<String> = setting.flag.iter().map(|f| format!("--{f}")).collect();
+    ways.extend(setting.env.iter().map(|e| e.name.to_string()));
+    Some(format!(
+        "no section: gateway.toml has no such setting; use {}",
+        ways.join(" or ")
+    ))
+}
 
 /// The warnings for a parsed file shown as `shown`.
 pub(crate) fn lint(doc: &toml::Table, shown: &str) -> Vec<ConfigWarning> {
     let mut out = Vec::new();
-    for (section, known) in SCHEMA {
-        let Some(table) = lookup(doc, section) else {
+    for (section, known) in schema() {
+        let Some(table) = table(doc, &section) else {
             continue;
         };
         let here = |key: &str| {
@@ -103,7 +112,7 @@ pub(crate) fn lint(doc: &toml::Table, shown: &str) -> Vec<ConfigWarning> {
                 ))),
                 Some(_) => {}
                 None => {
-                    if let Some((_, home)) = HOMES.iter().find(|(k, _)| k == key) {
+                    if let Some(home) = home(key) {
                         out.push(warn(format!("ignored here: it belongs in {home}")));
                     } else if let Some((near, _)) = known.iter().find(|(k, _)| close(key, k)) {
                         let kind = if value.is_table() { "section" } else { "key" };
@@ -116,15 +125,6 @@ pub(crate) fn lint(doc: &toml::Table, shown: &str) -> Vec<ConfigWarning> {
         }
     }
     out
-}
-
-/// The table at a dotted path, when every step is a table.
-fn lookup<'a>(doc: &'a toml::Table, section: &str) -> Option<&'a toml::Table> {
-    let mut t = doc;
-    for k in section.split('.').filter(|k| !k.is_empty()) {
-        t = t.get(k)?.as_table()?;
-    }
-    Some(t)
 }
 
 /// Whether `key` looks like a mistyped `ours`.
