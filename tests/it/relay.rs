@@ -246,13 +246,14 @@ async fn relay_child() {
         network: network.to_string(),
         ..DriverOptions::default()
     };
-    let engine = engine_of(pair);
-    let kind = if pair.ends_with("libpod") {
-        DriverKind::Podman
-    } else {
-        DriverKind::Docker
+    let pair = live::pairs()
+        .find(|p| p.name == pair)
+        .unwrap_or_else(|| panic!("no live pair {pair}"));
+    let kind = match pair.driver {
+        live::DriverName::Docker => DriverKind::Docker,
+        live::DriverName::Podman => DriverKind::Podman,
     };
-    let driver = connect_to(kind, engine.endpoint(), opts)
+    let driver = connect_to(kind, pair.local().endpoint(), opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let relay = Relay::start(driver, relay_options(9))
@@ -264,15 +265,6 @@ async fn relay_child() {
     );
     // Bounded: the parent kills this process long before.
     tokio::time::sleep(Duration::from_secs(180)).await;
-}
-
-fn engine_of(pair: &str) -> Engine {
-    match pair.split_once('_').map_or(pair, |(e, _)| e) {
-        "dockerd" if pair.starts_with("dockerd_rootless") => live::dockerd_rootless(),
-        "dockerd" => live::dockerd(),
-        "podman" if pair.starts_with("podman_rootless") => live::podman_rootless(),
-        _ => live::podman(),
-    }
 }
 
 macro_rules! relay_scenarios {
@@ -302,11 +294,4 @@ macro_rules! relay_scenarios {
     )*};
 }
 
-relay_scenarios! {
-    dockerd_docker_api => openshell_tests::live::dockerd(), docker;
-    podman_docker_api => openshell_tests::live::podman(), docker;
-    podman_libpod => openshell_tests::live::podman(), podman;
-    podman_rootless_docker_api => openshell_tests::live::podman_rootless(), docker;
-    podman_rootless_libpod => openshell_tests::live::podman_rootless(), podman;
-    dockerd_rootless_docker_api => openshell_tests::live::dockerd_rootless(), docker;
-}
+openshell_tests::live_pairs!(relay_scenarios);

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use openshell_engine::TlsFiles;
-use openshell_engine::{ConnectError, ConnectOptions, DriverKind, Engine};
+use openshell_engine::{ConnectError, ConnectOptions, Engine};
 use openshell_sandbox::DriverOptions;
 
-use crate::{to_json, usage, Driver, EngineArgs, Fail};
+use crate::{to_json, usage, EngineArgs, Fail};
 
 /// Runs `f` on a two-thread runtime (this machine's size).
 pub(crate) fn block_on<F: Future>(f: F) -> Result<F::Output, Fail> {
@@ -30,10 +30,7 @@ pub(crate) fn block_on<F: Future>(f: F) -> Result<F::Output, Fail> {
 /// (or the one the user named does not), 1 when the engine fails.
 pub(crate) async fn connect(args: &EngineArgs, dump: Option<&PathBuf>) -> Result<Engine, Fail> {
     let opts = ConnectOptions {
-        driver: args.driver.map(|d| match d {
-            Driver::Docker => DriverKind::Docker,
-            Driver::Podman => DriverKind::Podman,
-        }),
+        driver: args.driver,
         endpoint: args.endpoint.clone(),
         tls: TlsFiles {
             ca: args.tls_ca.clone(),

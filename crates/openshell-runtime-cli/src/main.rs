@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use openshell_engine::DiscoveryEnv;
+use openshell_engine::{DiscoveryEnv, DriverKind};
 use openshell_runtime::{
     decide, signals, Facts, NetworkMode, Registry, RouteContext, RouteKindChoice,
 };
@@ -42,12 +42,51 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum Driver {
-    /// The Docker API (Docker Engine, Desktop, Colima, OrbStack, Podman's compatible service).
-    Docker,
-    /// Podman's libpod API.
-    Podman,
+/// `--driver`: a name from the drivers table (`openshell_engine::DriverKind`), whose names are
+/// also the possible values `--help` shows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DriverParser;
+
+impl clap::builder::TypedValueParser for DriverParser {
+    type Value = DriverKind;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<DriverKind, clap::Error> {
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+        value.to_str().and_then(DriverKind::parse).ok_or_else(|| {
+            // clap's own wording for a value outside the possible ones.
+            let mut err = clap::Error::new(ErrorKind::InvalidValue).with_cmd(cmd);
+            if let Some(arg) = arg {
+                err.insert(
+                    ContextKind::InvalidArg,
+                    ContextValue::String(arg.to_string()),
+                );
+            }
+            err.insert(
+                ContextKind::InvalidValue,
+                ContextValue::String(value.to_string_lossy().into_owned()),
+            );
+            err.insert(
+                ContextKind::ValidValue,
+                ContextValue::Strings(DriverKind::ALL.iter().map(|k| k.as_str().into()).collect()),
+            );
+            err
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            DriverKind::ALL
+                .iter()
+                .map(|k| clap::builder::PossibleValue::new(k.as_str())),
+        ))
+    }
 }
 
 /// `--network-mode`: where sandboxes run.
@@ -138,8 +177,8 @@ pub(crate) struct RouteArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct EngineArgs {
     /// Which driver talks to the engine (default: the first engine discovery finds).
-    #[arg(long, value_enum)]
-    driver: Option<Driver>,
+    #[arg(long, value_parser = DriverParser)]
+    driver: Option<DriverKind>,
     /// Engine endpoint (unix://, tcp://, ssh://); default: discovery.
     #[arg(long, value_name = "URL")]
     endpoint: Option<String>,

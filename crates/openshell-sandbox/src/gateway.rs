@@ -126,3 +126,144 @@ impl Gateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use openshell_driver::{
+        ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps, ErrorKind,
+        LogStream, NetworkInfo, OpError,
+    };
+    use openshell_runtime::consts::LABEL_MANAGED;
+    use openshell_runtime::facts::Endpoint;
+    use openshell_runtime::{EngineKind, RouteContext};
+
+    use super::*;
+    use crate::driver::DriverOptions;
+
+    /// A driver that implements only the required operations: no image import, no attach, no
+    /// address lookup. It answers as an engine with our network and a relay image would, and
+    /// counts what is left of the containers it created.
+    #[derive(Debug, Default)]
+    struct NoRelayOps {
+        endpoint: Option<Endpoint>,
+        live: Arc<AtomicUsize>,
+    }
+
+    fn refused() -> OpError {
+        OpError::new(ErrorKind::Rejected, "not in this fake")
+    }
+
+    #[async_trait]
+    impl EngineOps for NoRelayOps {
+        fn driver_name(&self) -> &'static str {
+            "minimal"
+        }
+        fn endpoint(&self) -> &Endpoint {
+            self.endpoint.as_ref().unwrap_or_else(|| unreachable!())
+        }
+        async fn engine_documents(&self) -> Result<EngineDocuments, OpError> {
+            Err(refused())
+        }
+        async fn create_container(&self, _: &ContainerConfig) -> Result<String, OpError> {
+            self.live.fetch_add(1, Ordering::SeqCst);
+            Ok("relay-1".into())
+        }
+        async fn start_container(&self, _: &str) -> Result<(), OpError> {
+            Ok(())
+        }
+        async fn inspect_container(&self, _: &str) -> Result<ContainerStatus, OpError> {
+            Err(refused())
+        }
+        async fn stop_container(&self, _: &str, _: u32) -> Result<(), OpError> {
+            Ok(())
+        }
+        async fn remove_container(&self, _: &str) -> Result<(), OpError> {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn list_containers(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Vec<ContainerSummary>, OpError> {
+            Ok(Vec::new())
+        }
+        fn logs<'a>(&'a self, _: &'a str) -> LogStream<'a> {
+            Box::pin(futures_util::stream::empty())
+        }
+        async fn image_exists(&self, _: &str) -> Result<bool, OpError> {
+            Ok(true)
+        }
+        async fn pull_image(&self, _: &str) -> Result<(), OpError> {
+            Err(refused())
+        }
+        async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError> {
+            Ok(NetworkInfo {
+                id: "n1".into(),
+                name: name.into(),
+                driver: "bridge".into(),
+                labels: BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]),
+                body: serde_json::json!({"Name": name, "Driver": "bridge"}),
+            })
+        }
+        async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError> {
+            Ok(vec![self.inspect_network(name).await?])
+        }
+        async fn create_network(
+            &self,
+            _: &str,
+            _: &BTreeMap<String, String>,
+        ) -> Result<(), OpError> {
+            Err(refused())
+        }
+        async fn remove_network(&self, _: &str) -> Result<(), OpError> {
+            Ok(())
+        }
+    }
+
+    /// A driver without the relay's operations still compiles (they have defaults), and a
+    /// relay route on it is refused with the operation it lacks, leaving no container.
+    #[tokio::test]
+    async fn a_driver_that_cannot_relay_refuses_the_relay_route_clearly() {
+        let ops = NoRelayOps {
+            endpoint: Endpoint::parse("unix:///run/minimal.sock").ok(),
+            ..NoRelayOps::default()
+        };
+        let live = Arc::clone(&ops.live);
+        let driver = SandboxDriver::new(ops, DriverOptions::default());
+        let route = Route::relay(
+            "test",
+            EngineKind::Docker,
+            &RouteContext::default(),
+            String::new(),
+            Vec::new(),
+        );
+        let opts = GatewayOptions {
+            relay: RelayOptions {
+                image: Some("localhost/relay:test".into()),
+                ..RelayOptions::default()
+            },
+            ..GatewayOptions::default()
+        };
+        let err = Gateway::start(&driver, &route, opts)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a relay started on a driver without attach"));
+        let text = err.to_string();
+        assert!(
+            text.contains("the minimal driver does not support container attach"),
+            "{text}"
+        );
+        assert!(text.contains("(unsupported)"), "{text}");
+        assert_eq!(
+            live.load(Ordering::SeqCst),
+            0,
+            "the relay container was left"
+        );
+    }
+}
