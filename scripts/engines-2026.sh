@@ -56,7 +56,7 @@ ROOTFS=$CACHE/rootfs
 CGROUP=/sys/fs/cgroup/pids/openshell-2026
 MIRROR=http://deb.debian.org/debian
 CANDIDATES=(10.226 10.227 10.228 10.229)
-PACKAGES=podman,netavark,aardvark-dns,passt,runc,crun,conmon,catatonit,uidmap,slirp4netns,fuse-overlayfs,docker.io,rootlesskit,iptables,nftables,iproute2,busybox-static,curl,dbus,dbus-user-session,systemd,procps
+PACKAGES=podman,docker-cli,netavark,aardvark-dns,passt,runc,crun,conmon,catatonit,uidmap,slirp4netns,fuse-overlayfs,docker.io,rootlesskit,iptables,nftables,iproute2,busybox-static,curl,dbus,dbus-user-session,systemd,procps
 # Engine name, index (addresses), rootless user (empty: rootful), uid.
 ENGINES=(podman5 docker26 podman5-rootless podman5-session docker26-rootless)
 declare -A IDX=([podman5]=1 [docker26]=2 [podman5-rootless]=3 [podman5-session]=4 [docker26-rootless]=5)
@@ -195,6 +195,9 @@ netns_up() { # engine, base
   local e=$1 base=$2 ns k
   ns=$(netns "$e")
   k=${IDX[$e]}
+  # `ip netns add` makes /run/netns a mount point when it is none: `down` undoes that (when no
+  # namespace is left) only if this script made it.
+  if ! mountpoint -q /run/netns && [ ! -e "$CACHE/made-run-netns" ]; then touch "$CACHE/made-run-netns"; fi
   ip netns list | grep -qx "$ns\( .*\)\?" || ip netns add "$ns"
   ip -n "$ns" link set lo up
   # This kernel has no dummy links: a veth pair with both ends in the namespace, the far end
@@ -291,6 +294,9 @@ CONF
 podman5_up() { # base
   local e=podman5 base=$1 sock=$RUN/podman5/podman.sock
   if pid_alive "$RUN/$e/service.pid" && answers "$sock"; then return 0; fi
+  # Podman's cgroupfs parent is /libpod_parent, the same as this host's Podman 4: `down` removes
+  # it (when empty) only if it did not exist before.
+  [ -d /sys/fs/cgroup/pids/libpod_parent ] || [ -e "$CACHE/made-libpod_parent" ] || touch "$CACHE/made-libpod_parent"
   podman_conf "$e" "$base" cgroupfs | in_engine "$e" sh -c 'cat > /etc/containers/containers.conf'
   log "$e: starting podman system service"
   rm -f "$sock"
@@ -394,8 +400,10 @@ image_up() {
   cp "$ROOTFS/bin/busybox" "$t/root/bin/"
   for applet in sh nc wget sleep timeout cat nslookup ip; do ln -s busybox "$t/root/bin/$applet"; done
   echo "hosts: files dns" >"$t/root/etc/nsswitch.conf"
-  tar -C "$t/root" -cf - . | "${cli[@]}" import - "$IMAGE" >/dev/null
+  local rc=0
+  tar -C "$t/root" -cf - . | "${cli[@]}" import - "$IMAGE" >/dev/null || rc=1
   rm -rf "$t"
+  return "$rc"
 }
 
 write_env() {
@@ -514,6 +522,17 @@ down() {
     engine_down "$e"
   done
   rmdir "$CGROUP" 2>/dev/null || true
+  local c
+  if [ -e "$CACHE/made-libpod_parent" ]; then
+    for c in /sys/fs/cgroup/*/libpod_parent; do
+      [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    done
+    [ -d /sys/fs/cgroup/pids/libpod_parent ] || rm -f "$CACHE/made-libpod_parent"
+  fi
+  if [ -e "$CACHE/made-run-netns" ] && [ -z "$(ip netns list)" ] && mountpoint -q /run/netns; then
+    # Not lazily, not recursively: only the bind `ip netns add` made, and only when unused.
+    umount /run/netns && rm -f "$CACHE/made-run-netns"
+  fi
   rm -rf "$RUN" "$DATA"
   log "down (the root filesystem stays cached in $ROOTFS; rm -rf $CACHE drops it)"
 }
