@@ -4,7 +4,7 @@
 # WITHOUT a systemd user session (an ssh-login-like user: no user bus) and for a user WITH one
 # (systemd --user and a session bus), Docker 26.1 rootful, and Docker 26.1 rootless
 # (RootlessKit). Nothing of trixie is installed on the host: its binaries run from a cached
-# `mmdebstrap --variant=minbase trixie` root filesystem, chrooted, inside a private mount
+# `mmdebstrap --variant=minbase trixie` root filesystem, pivoted into inside a private mount
 # namespace per engine, each engine in a network namespace of its own.
 #
 #   bash scripts/engines-2026.sh up     # idempotent: what already answers is left alone
@@ -21,7 +21,8 @@
 #   chains, its /run/netns handles of Podman 4) is visible to or touched by the engine. Its
 #   firewall rules live and die with the namespace.
 # - A holder process (`sleep infinity`) started as `nsenter --net=… unshare --mount
-#   --propagation private` and chrooted into $DATA/E/root: an overlay of the cached root
+#   --propagation private` whose root is then pivoted (pivot_root, not chroot: a chrooted
+#   process may not create user namespaces) to $DATA/E/root: an overlay of the cached root
 #   filesystem (lower, never written) and $DATA/E/upper, mounted only inside that private mount
 #   namespace, together with a fresh proc and sysfs, /sys/fs/cgroup and /dev (recursive binds,
 #   private, inside the private namespace only), tmpfs /run and /tmp, and plain (non-recursive)
@@ -237,7 +238,7 @@ holder_up() { # engine, base
   case $e in podman5-rootless | podman5-session) systemd_marker="mkdir -p '$m/run/systemd/system'" ;; esac
   log "$e: starting its namespace holder"
   # The holder: in the engine's network namespace, a private mount namespace where its root is
-  # assembled, then chrooted. Mounts made here exist only in that namespace and go with it.
+  # assembled, then pivoted into. Mounts made here exist only in that namespace and go with it.
   nsenter --net="/run/netns/$(netns "$e")" -- unshare --mount --propagation private -- sh -ec "
     echo \$\$ > '$CGROUP/$e/cgroup.procs'
     mount -t overlay overlay -o 'lowerdir=$ROOTFS,upperdir=$d/upper,workdir=$d/work' '$m'
@@ -253,7 +254,20 @@ holder_up() { # engine, base
     mount --bind '$d/home' '$m/home'
     $runtime_bind
     $systemd_marker
-    exec chroot '$m' /bin/sleep infinity
+    # pivot_root, not chroot: the kernel refuses user namespaces to a chrooted process
+    # (rootless Podman: \"cannot clone: Operation not permitted\"). The old root is detached in
+    # this private namespace only (every mount here is a private copy), and / is then made
+    # shared as on a systemd machine, where rootless engines expect it: a new peer group,
+    # local to this namespace and its children.
+    cd '$m'
+    mkdir -p .oldroot
+    pivot_root . .oldroot
+    cd /
+    mount --make-rprivate /.oldroot
+    umount -l /.oldroot
+    rmdir /.oldroot
+    mount --make-rshared /
+    exec /bin/sleep infinity
   " >"$d/holder.log" 2>&1 </dev/null &
   echo $! >"$r/holder.pid"
   wait_until 20 "$e's holder" "$!" test -e "/proc/$!/root/.openshell-packages" || { cat "$d/holder.log" >&2; return 1; }
