@@ -334,6 +334,19 @@ podman5_rootless_up() { # engine, base
   log "$e: starting $u's podman system service"
   as_user "$e" mkdir -p "/run/user/$uid/podman"
   rm -f "$sock"
+  if [ "$e" = podman5-session ]; then
+    # As a user service of the user manager (as podman.socket would start it), so that Podman
+    # and what it starts (netavark, then `systemd-run --user --scope aardvark-dns`) sit in the
+    # user's delegated cgroups: the user manager can move them into scopes itself. From
+    # outside (an ssh session) it would ask the system manager, which this host does not run.
+    as_user "$e" systemctl --user reset-failed >/dev/null 2>&1 || true
+    as_user "$e" systemd-run --user --quiet --collect --unit=podman-api \
+      -p "StandardOutput=append:/run/user/$uid/podman-api.log" -p "StandardError=append:/run/user/$uid/podman-api.log" \
+      /usr/bin/podman system service --time=0 "unix:///run/user/$uid/podman/podman.sock" || return 1
+    wait_until 60 "$e" 0 answers "$sock" || { tail -20 "$RUN/$e/runtime/podman-api.log" >&2; return 1; }
+    as_user "$e" systemctl --user show -P MainPID podman-api >"$RUN/$e/service.pid"
+    return 0
+  fi
   as_user_argv "$e"
   launch "$e" "$DATA/$e/service.log" "${ARGV[@]}" \
     podman system service --time=0 "unix:///run/user/$uid/podman/podman.sock"
