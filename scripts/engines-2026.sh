@@ -459,6 +459,98 @@ write_env() {
   } >"$RUN/env"
 }
 
+# --- check: the live proof of docs/engines-2026.md ------------------------------------------------
+
+# A one-shot TCP listener in engine $1's network namespace on $2:$3 for at most $4 seconds: it
+# prints where a connection came from (Python of this host; it runs in the namespace only).
+listener() {
+  nsenter --net="/run/netns/$(netns "$1")" -- timeout $(($4 + 5)) python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(float(sys.argv[3]))
+try:
+    c, peer = s.accept(); c.settimeout(5); c.recv(100); c.sendall(b"pong\n"); c.close()
+    print("listener %s:%s ACCEPTED a connection from %s" % (sys.argv[1], sys.argv[2], peer[0]))
+except socket.timeout:
+    print("listener %s:%s got NO connection" % (sys.argv[1], sys.argv[2]))
+' "$2" "$3" "$4"
+}
+
+check_engine() {
+  local e=$1 k=${IDX[$1]} base sock cli api info
+  base=$(cat "$RUN/base")
+  case $e in
+    podman5) sock=$RUN/$e/podman.sock; cli=(in_engine "$e" podman --url "unix:///run/openshell-2026/$e/podman.sock") ;;
+    podman5-*) sock=$RUN/$e/runtime/podman/podman.sock; cli=(as_user "$e" podman --url "unix:///run/user/${USERID[$e]}/podman/podman.sock") ;;
+    docker26) sock=$RUN/$e/docker.sock; cli=(in_engine "$e" docker -H "unix:///run/openshell-2026/$e/docker.sock") ;;
+    docker26-rootless) sock=$RUN/$e/runtime/docker.sock; cli=(as_user "$e" docker -H "unix:///run/user/${USERID[$e]}/docker.sock") ;;
+  esac
+  local host=$base.$((10 + k)).2 port=$((7100 + 10 * k)) net=osh-check
+  echo "== $e (socket $sock, network namespace $(netns "$e"), host address $host)"
+  echo "GET /_ping: $(curl -sS --max-time 5 --unix-socket "$sock" http://d/_ping)"
+  curl -sS --max-time 5 --unix-socket "$sock" http://d/version | python3 -c '
+import json, sys; d = json.load(sys.stdin)
+print("GET /version: Version %s ApiVersion %s MinAPIVersion %s Os %s" % (d["Version"], d["ApiVersion"], d.get("MinAPIVersion"), d.get("Os")))'
+  case $e in
+    podman5*) curl -sS --max-time 10 --unix-socket "$sock" http://d/v4.0.0/libpod/info | python3 -c '
+import json, sys; d = json.load(sys.stdin); h = d["host"]
+print("GET /v4.0.0/libpod/info: version %s rootless %s cgroup %s/%s networkBackend %s %s ociRuntime %s storage %s rootlessNetworkCmd %s pasta %s" % (
+  d["version"]["Version"], h["security"]["rootless"], h["cgroupVersion"], h["cgroupManager"], h["networkBackend"],
+  h["networkBackendInfo"]["version"], h["ociRuntime"]["name"], d["store"]["graphDriverName"], h.get("rootlessNetworkCmd"),
+  (h.get("pasta") or {}).get("package")))' ;;
+  esac
+  echo "run on the default network: $("${cli[@]}" run --rm "$IMAGE" sh -c 'ip -4 -o addr show | grep -v " lo " | awk "{print \$2, \$4}" | tr "\n" " "; echo "/ hosts:"; grep -E "host\.(containers|docker)\.internal" /etc/hosts' 2>&1 | tr '\n' ' ')"
+  "${cli[@]}" rm -f -t 0 osh-check-peer >/dev/null 2>&1 || true
+  "${cli[@]}" network rm -f "$net" >/dev/null 2>&1 || true
+  local target bind gw
+  case $e in
+    podman5-rootless)
+      echo "network create $net (DNS enabled): $("${cli[@]}" network create "$net" 2>&1)"
+      echo "run on it: $("${cli[@]}" run --rm --network "$net" "$IMAGE" true 2>&1; echo " (exit $?)")" | tr '\n' ' '
+      echo
+      "${cli[@]}" network rm -f "$net" >/dev/null 2>&1
+      echo "network create --disable-dns $net: $("${cli[@]}" network create --disable-dns "$net" 2>&1)" ;;
+    *) echo "network create $net: $("${cli[@]}" network create "$net" 2>&1 | cut -c1-20)" ;;
+  esac
+  case $e in
+    podman5*) gw=$("${cli[@]}" network inspect "$net" --format '{{range .Subnets}}{{.Gateway}}{{end}}') ;;
+    docker26*) gw=$("${cli[@]}" network inspect "$net" --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}') ;;
+  esac
+  echo "$net's gateway: $gw"
+  case $e in
+    podman5 | docker26)
+      # Rootful: the gateway listens on the bridge's address in the engine's namespace. Podman
+      # makes the bridge only when a first container joins the network.
+      [ "$e" = podman5 ] && "${cli[@]}" run -d --name osh-check-peer --network "$net" "$IMAGE" sleep 60 >/dev/null
+      bind=$gw target=$gw ;;
+    podman5-rootless | podman5-session) bind=$host target=host.containers.internal ;;
+    docker26-rootless) bind=$host target=$host ;;
+  esac
+  listener "$e" "$bind" "$port" 15 &
+  sleep 1
+  echo "container on $net -> $target:$port: $("${cli[@]}" run --rm --network "$net" --add-host gw:host-gateway "$IMAGE" sh -c "grep -w gw /etc/hosts | cut -f1 | sed 's/^/host-gateway=/'; echo ping | nc -w 5 $target $port >/dev/null && echo connected || echo 'connect failed'" 2>&1 | tr '\n' ' ')"
+  wait
+  case $e in
+    podman5-rootless | podman5-session | docker26-rootless)
+      # The host's loopback: a listener on 127.0.0.1 of the engine's host.
+      local via=169.254.1.2
+      [ "$e" = docker26-rootless ] && via=10.0.2.2
+      listener "$e" 127.0.0.1 $((port + 1)) 8 &
+      sleep 1
+      echo "container on $net -> $via:$((port + 1)) (host listens on 127.0.0.1 only): $("${cli[@]}" run --rm --network "$net" "$IMAGE" sh -c "echo ping | nc -w 3 $via $((port + 1)) >/dev/null && echo connected || echo 'connect failed'" 2>&1 | tr '\n' ' ')"
+      wait ;;
+  esac
+  "${cli[@]}" rm -f -t 0 osh-check-peer >/dev/null 2>&1 || true
+  "${cli[@]}" network rm -f "$net" >/dev/null 2>&1 || true
+}
+
+check() {
+  local e
+  for e in "${@:-${ENGINES[@]}}"; do
+    if [ -s "$RUN/$e/holder.pid" ]; then check_engine "$e"; else echo "== $e: not up"; fi
+  done
+}
+
 # --- up / down ------------------------------------------------------------------------------------
 
 up() {
@@ -568,5 +660,6 @@ case "${1:-}" in
   up) shift; up "$@" ;;
   down) down ;;
   env) cat "$RUN/env" ;;
-  *) die "usage: $0 up [engine…]|down|env" ;;
+  check) shift; check "$@" ;;
+  *) die "usage: $0 up [engine…]|down|env|check [engine…]" ;;
 esac
