@@ -133,7 +133,8 @@ holder_pid() { cat "$RUN/$1/holder.pid"; }
 launch() {
   local e=$1 out=$2
   shift 2
-  sh -c 'echo $$ > "$1"; shift; exec "$@"' sh "$CGROUP/$e/cgroup.procs" "$@" >"$out" 2>&1 </dev/null &
+  sh -c 'for c in /sys/fs/cgroup/*/openshell-2026/"$1"/cgroup.procs; do echo $$ > "$c"; done; shift; exec "$@"' \
+    sh "$e" "$@" >"$out" 2>&1 </dev/null &
   LAUNCHED=$!
 }
 
@@ -141,7 +142,7 @@ launch() {
 in_engine() {
   local e=$1
   shift
-  nsenter --target "$(holder_pid "$e")" --mount --net --root --wd -- \
+  nsenter --target "$(holder_pid "$e")" --mount --net --cgroup --root --wd -- \
     env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"
 }
 
@@ -154,7 +155,7 @@ as_user_argv() {
   if [ "$e" = podman5-session ]; then
     extra=(DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$uid/bus)
   fi
-  ARGV=(nsenter --target "$(holder_pid "$e")" --mount --net --root --wd --
+  ARGV=(nsenter --target "$(holder_pid "$e")" --mount --net --cgroup --root --wd --
     setpriv --reuid "$uid" --regid "$uid" --init-groups --reset-env --
     env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin:/usr/share/docker.io/contrib
     HOME="/home/$u" USER="$u" LOGNAME="$u" LANG=C.UTF-8 XDG_RUNTIME_DIR="/run/user/$uid"
@@ -236,15 +237,49 @@ holder_up() { # engine, base
   # aardvark-dns with `systemd-run --scope [--user]`. The rootful engines run as on a machine
   # without systemd (no system manager runs here).
   case $e in podman5-rootless | podman5-session) systemd_marker="mkdir -p '$m/run/systemd/system'" ;; esac
+  # The rootful engines get a cgroup namespace rooted at openshell-2026/E in every hierarchy,
+  # with the hierarchies mounted afresh inside: Podman's cgroupfs parent (/libpod_parent, the
+  # same as this host's Podman 4) and dockerd's become openshell-2026/E/… on the host, and
+  # `down` removes that tree. (Rootless engines create no cgroups on cgroup v1; the session
+  # engine's user manager gets its delegated subtree under openshell-2026/E as well.)
+  local cgroupns= cgroup_mounts="mount --rbind /sys/fs/cgroup '$m/sys/fs/cgroup'" h name
+  case $e in
+    podman5 | docker26)
+      cgroupns=--cgroup
+      cgroup_mounts="mount -t tmpfs -o mode=755,nosuid,nodev,noexec tmpfs '$m/sys/fs/cgroup'"
+      for h in $(cgroup_hierarchies); do
+        name=${h%%:*}
+        mkdir -p "/sys/fs/cgroup/$name/openshell-2026/$e"
+        if [ "$name" = cpuset ]; then
+          cat /sys/fs/cgroup/cpuset/cpuset.cpus >/sys/fs/cgroup/cpuset/openshell-2026/cpuset.cpus
+          cat /sys/fs/cgroup/cpuset/cpuset.mems >/sys/fs/cgroup/cpuset/openshell-2026/cpuset.mems
+          cat /sys/fs/cgroup/cpuset/cpuset.cpus >"/sys/fs/cgroup/cpuset/openshell-2026/$e/cpuset.cpus"
+          cat /sys/fs/cgroup/cpuset/cpuset.mems >"/sys/fs/cgroup/cpuset/openshell-2026/$e/cpuset.mems"
+        fi
+        cgroup_mounts+="
+    mkdir -p '$m/sys/fs/cgroup/$name'"
+        if [ "$name" = unified ]; then
+          cgroup_mounts+="
+    mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 '$m/sys/fs/cgroup/unified'"
+        else
+          cgroup_mounts+="
+    mount -t cgroup -o nosuid,nodev,noexec,${h#*:} cgroup '$m/sys/fs/cgroup/$name'"
+        fi
+      done
+      cgroup_mounts+="
+    mount -o remount,ro '$m/sys/fs/cgroup'" ;;
+  esac
   log "$e: starting its namespace holder"
   # The holder: in the engine's network namespace, a private mount namespace where its root is
   # assembled, then pivoted into. Mounts made here exist only in that namespace and go with it.
-  nsenter --net="/run/netns/$(netns "$e")" -- unshare --mount --propagation private -- sh -ec "
-    echo \$\$ > '$CGROUP/$e/cgroup.procs'
+  local join="echo \$\$ > '$CGROUP/$e/cgroup.procs'"
+  [ -z "$cgroupns" ] || join="for c in /sys/fs/cgroup/*/openshell-2026/$e/cgroup.procs; do echo \$\$ > \$c; done"
+  nsenter --net="/run/netns/$(netns "$e")" -- sh -c "$join && exec \"\$@\"" sh \
+    unshare --mount $cgroupns --propagation private -- sh -ec "
     mount -t overlay overlay -o 'lowerdir=$ROOTFS,upperdir=$d/upper,workdir=$d/work' '$m'
     mount -t proc proc '$m/proc'
     mount -t sysfs sysfs '$m/sys'
-    mount --rbind /sys/fs/cgroup '$m/sys/fs/cgroup'
+    $cgroup_mounts
     mount --rbind /dev '$m/dev'
     mount -t tmpfs -o mode=755,nosuid,nodev tmpfs '$m/run'
     mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs '$m/tmp'
@@ -283,6 +318,13 @@ holder_up() { # engine, base
   fi
 }
 
+# This host's cgroup hierarchies as name:mount-options (cpu:cpu, systemd:name=systemd, unified:).
+cgroup_hierarchies() {
+  awk '$3 == "cgroup" || $3 == "cgroup2" { n = $2; sub("^/sys/fs/cgroup/", "", n); o = ""
+    k = split($4, opts, ","); for (i = 1; i <= k; i++) if (opts[i] !~ /^(rw|ro|nosuid|nodev|noexec|relatime)$/) o = o (o == "" ? "" : ",") opts[i]
+    if ($2 ~ "^/sys/fs/cgroup/") print n ":" o }' /proc/self/mounts
+}
+
 # --- engines ------------------------------------------------------------------------------------
 
 podman_conf() { # engine, base, cgroup manager
@@ -308,13 +350,10 @@ CONF
 podman5_up() { # base
   local e=podman5 base=$1 sock=$RUN/podman5/podman.sock
   if pid_alive "$RUN/$e/service.pid" && answers "$sock"; then return 0; fi
-  # Podman's cgroupfs parent is /libpod_parent, the same as this host's Podman 4: `down` removes
-  # it (when empty) only if it did not exist before.
-  [ -d /sys/fs/cgroup/pids/libpod_parent ] || [ -e "$CACHE/made-libpod_parent" ] || touch "$CACHE/made-libpod_parent"
   podman_conf "$e" "$base" cgroupfs | in_engine "$e" sh -c 'cat > /etc/containers/containers.conf'
   log "$e: starting podman system service"
   rm -f "$sock"
-  launch "$e" "$DATA/$e/service.log" nsenter --target "$(holder_pid "$e")" --mount --net --root --wd -- \
+  launch "$e" "$DATA/$e/service.log" nsenter --target "$(holder_pid "$e")" --mount --net --cgroup --root --wd -- \
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
     podman system service --time=0 "unix:///run/openshell-2026/$e/podman.sock"
   echo "$LAUNCHED" >"$RUN/$e/service.pid"
@@ -365,7 +404,7 @@ session_up() {
     mkdir -p "$c/openshell-2026/$e/user@$uid.service"
     chown -R "$uid:$uid" "$c/openshell-2026/$e/user@$uid.service"
   done
-  launch "$e" "$DATA/$e/systemd.log" nsenter --target "$(holder_pid "$e")" --mount --net --root --wd -- sh -c "
+  launch "$e" "$DATA/$e/systemd.log" nsenter --target "$(holder_pid "$e")" --mount --net --cgroup --root --wd -- sh -c "
     echo \$\$ > /sys/fs/cgroup/systemd/openshell-2026/$e/user@$uid.service/cgroup.procs
     echo \$\$ > /sys/fs/cgroup/unified/openshell-2026/$e/user@$uid.service/cgroup.procs
     exec setpriv --reuid $uid --regid $uid --init-groups --reset-env -- env -i \
@@ -385,9 +424,9 @@ docker26_up() { # base
   echo '{}' | in_engine "$e" sh -c 'mkdir -p /etc/docker && cat > /etc/docker/daemon.json'
   log "$e: starting dockerd"
   rm -f "$sock"
-  launch "$e" "$DATA/$e/service.log" nsenter --target "$(holder_pid "$e")" --mount --net --root --wd -- \
+  launch "$e" "$DATA/$e/service.log" nsenter --target "$(holder_pid "$e")" --mount --net --cgroup --root --wd -- \
     env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-    dockerd --cgroup-parent openshell-docker26 --exec-opt native.cgroupdriver=cgroupfs \
+    dockerd --exec-opt native.cgroupdriver=cgroupfs \
     --bip "$base.$k.1/24" --default-address-pool "base=$base.$((32 + 32 * k)).0/19,size=24" \
     -H "unix:///run/openshell-2026/$e/docker.sock"
   echo "$LAUNCHED" >"$RUN/$e/service.pid"
@@ -602,7 +641,7 @@ engine_down() {
   if pid_alive "$RUN/$e/holder.pid"; then
     # Containers first, while the engine still runs their cleanup (bounded).
     case $e in
-      podman5) timeout 60 nsenter --target "$(holder_pid "$e")" --mount --net --root --wd -- \
+      podman5) timeout 60 nsenter --target "$(holder_pid "$e")" --mount --net --cgroup --root --wd -- \
         podman --url "unix:///run/openshell-2026/$e/podman.sock" rm -af -t 0 >/dev/null 2>&1 || true ;;
       podman5-*) timeout 60 as_user "$e" podman --url "unix:///run/user/${USERID[$e]}/podman/podman.sock" rm -af -t 0 >/dev/null 2>&1 || true
         timeout 30 as_user "$e" podman system migrate >/dev/null 2>&1 || true ;;
@@ -619,16 +658,11 @@ engine_down() {
     kill -KILL $pids 2>/dev/null || true
     sleep 0.3
   done
+  # Its cgroups in every hierarchy (the rootful engines' containers, the user manager's units).
   local c
-  for c in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do
-    [ -d "$c/openshell-2026/$e" ] && find "$c/openshell-2026/$e" -depth -type d -exec rmdir {} \; 2>/dev/null || true
-    rmdir "$c/openshell-2026" 2>/dev/null || true
-  done
-  # Rootful containers' cgroups (podman: libpod_parent/libpod-<id>; docker: openshell-docker26).
-  [ "$e" = docker26 ] && for c in /sys/fs/cgroup/*/openshell-docker26; do
+  for c in /sys/fs/cgroup/*/openshell-2026/"$e"; do
     [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
-  rmdir "$CGROUP/$e" 2>/dev/null || true
   ip netns del "$ns" 2>/dev/null || true
   # Every mount of the engine was in its private mount namespace, gone with its last process.
   rm -rf "${RUN:?}/$e" "${DATA:?}/$e"
@@ -640,14 +674,10 @@ down() {
     [ -d "$RUN/$e" ] || [ -d "$DATA/$e" ] || ip netns list | awk '{ print $1 }' | grep -qx "$(netns "$e")" || continue
     engine_down "$e"
   done
-  rmdir "$CGROUP" 2>/dev/null || true
   local c
-  if [ -e "$CACHE/made-libpod_parent" ]; then
-    for c in /sys/fs/cgroup/*/libpod_parent; do
-      [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
-    done
-    [ -d /sys/fs/cgroup/pids/libpod_parent ] || rm -f "$CACHE/made-libpod_parent"
-  fi
+  for c in /sys/fs/cgroup/*/openshell-2026; do
+    rmdir "$c" 2>/dev/null || true
+  done
   if [ -e "$CACHE/made-run-netns" ] && [ -z "$(ip netns list)" ] && mountpoint -q /run/netns; then
     # Not lazily, not recursively: only the bind `ip netns add` made, and only when unused.
     umount /run/netns && rm -f "$CACHE/made-run-netns"
