@@ -178,6 +178,11 @@ rootfs_up() {
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap >/dev/null
   }
+  # The cached root is the lower layer of every running engine's root: never replaced under one.
+  local e
+  for e in "${ENGINES[@]}"; do
+    if pid_alive "$RUN/$e/holder.pid"; then die "$e runs on the cached root filesystem: run down first"; fi
+  done
   log "building the trixie root filesystem in $ROOTFS (mmdebstrap)"
   mkdir -p "$CACHE"
   rm -rf "$ROOTFS.tmp"
