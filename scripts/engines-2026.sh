@@ -7,12 +7,13 @@
 # `mmdebstrap --variant=minbase trixie` root filesystem, pivoted into inside a private mount
 # namespace per engine, each engine in a network namespace of its own.
 #
-#   bash scripts/engines-2026.sh up     # idempotent: what already answers is left alone
-#   bash scripts/engines-2026.sh down   # stops everything, removes namespaces, links, dirs
-#   bash scripts/engines-2026.sh env    # the settings the tests read (shell assignments)
+#   bash scripts/engines-2026.sh up [E…]    # idempotent: what already answers is left alone
+#   bash scripts/engines-2026.sh down       # stops everything, removes namespaces, links, dirs
+#   bash scripts/engines-2026.sh env        # the settings the tests read (shell assignments)
+#   bash scripts/engines-2026.sh check [E…] # the live proof recorded in docs/engines-2026.md
 #
 # Layout, per engine E (podman5, podman5-rootless, podman5-session, docker26, docker26-rootless):
-# - A network namespace openshell-E (`ip netns`) whose only link besides lo is a dummy
+# - A network namespace openshell-E (`ip netns`) whose only link besides lo is
 #   "uplink0" holding the engine machine's "LAN" address X.Y.(10+k).2/24 with a default route
 #   via X.Y.(10+k).1 (a veth whose peer, also in the namespace, has no address: this kernel
 #   has no dummy links): whatever is sent there is dropped, so nothing the engine or its
@@ -28,12 +29,14 @@
 #   private, inside the private namespace only), tmpfs /run and /tmp, and plain (non-recursive)
 #   binds of the engine's own directories: storage and homes on ext4 under $DATA/E (overlay
 #   storage cannot sit on the overlay root), and its socket directory $RUN/E. Everything of the
-#   engine is started with `nsenter --target <holder> --mount --net --root --wd`, so it sees
-#   trixie's /, its own /run, and the namespace's network. Nothing is mounted in the host's
-#   mount namespace except the `ip netns` handles; the host's /run is never bound.
-# - Its processes are tracked in the pids cgroup openshell-2026/E (children inherit it);
+#   engine is started with `nsenter --target <holder> --mount --net --cgroup --root --wd`, so
+#   it sees trixie's /, its own /run, and the namespace's network. Nothing is mounted in the
+#   host's mount namespace except the `ip netns` handles; the host's /run is never bound.
+# - Its processes are tracked in the pids cgroup openshell-2026/E (children inherit it). The
+#   rootful engines also get a cgroup namespace rooted at openshell-2026/E in every hierarchy
+#   (their containers' cgroups land there, not in the host's /libpod_parent or /docker).
 #   `down` stops the engine through its API, then kills what is left in that cgroup and in the
-#   network namespace, deletes the namespace and removes $RUN/E and $DATA/E.
+#   network namespace, removes its cgroups, deletes the namespace, removes $RUN/E and $DATA/E.
 #
 # Addresses: the first of 10.226/16 … 10.229/16 that overlaps no route or address of this host
 # (10.214-10.217 are scripts/remote.sh's). Inside X.Y.0.0/16, engine k (1..5):
