@@ -97,5 +97,5 @@ pub fn explain(decision: &Decision) {
 /// missing). It needs busybox's `sh`, `timeout` and `wget`.
 pub fn sandbox_image() -> String {
     std::env::var("OPENSHELL_EXAMPLE_IMAGE")
-        .unwrap_or_else(|_| openshell_sandbox::DEFAULT_PROBE_IMAGE.to_string())
+        .unwrap_or_else(|_| "docker.io/library/busybox:1.36".to_string())
 }

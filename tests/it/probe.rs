@@ -11,10 +11,24 @@ use crate::live::{docker, run, Ctx};
 
 fn opts(ctx: &Ctx) -> ProbeOptions {
     ProbeOptions {
-        image: ctx.image().to_string(),
+        image: Some(ctx.image().to_string()),
         timeout: Duration::from_secs(15),
         ..ProbeOptions::default()
     }
+}
+
+/// The built-in probe: the relay binary this build embeds, imported through the engine's API
+/// (no image named, no relay binary named).
+fn builtin() -> ProbeOptions {
+    ProbeOptions {
+        timeout: Duration::from_secs(15),
+        ..ProbeOptions::default()
+    }
+}
+
+/// Both probes: the script in a busybox image, and the built-in one.
+fn both(ctx: &Ctx) -> [(&'static str, ProbeOptions); 2] {
+    [("script", opts(ctx)), ("built-in", builtin())]
 }
 
 async fn no_probe_left(ctx: &Ctx) {
@@ -88,16 +102,7 @@ async fn probe_classifies_ok_refused_and_timeout_on_dockerd() {
     }
     run(&engine, docker(&engine).await, |ctx| async move {
         let route: Route = crate::live::decide_live(ctx).await;
-        let ok = probe_route(ctx.driver(), &route, &opts(ctx)).await;
-        assert!(matches!(ok.outcome, ProbeOutcome::Ok { .. }), "{ok:?}");
-
-        // The gateway on loopback while sandboxes go to the bridge: refused, quickly.
-        let mut misbound = route.clone();
-        misbound.bind = Some("127.0.0.1".parse().unwrap_or_else(|_| unreachable!()));
-        let refused = probe_route(ctx.driver(), &misbound, &opts(ctx)).await;
-        assert_eq!(refused.outcome, ProbeOutcome::Refused, "{refused:?}");
-
-        // A firewall on the bridge drops the callback: timeout, not a hang.
+        // A firewall on the bridge drops callbacks to one port: a timeout, not a hang.
         let net = Command::new("docker")
             .args([
                 "network",
@@ -114,8 +119,30 @@ async fn probe_classifies_ok_refused_and_timeout_on_dockerd() {
         let mut dropped = route.clone();
         dropped.port = free_port();
         let _rule = FirewallDrop::new(&iface, dropped.port);
-        let timeout = probe_route(ctx.driver(), &dropped, &opts(ctx)).await;
-        assert_eq!(timeout.outcome, ProbeOutcome::Timeout, "{timeout:?}");
+        for (kind, opts) in both(ctx) {
+            let ok = probe_route(ctx.driver(), &route, &opts).await;
+            assert!(
+                matches!(ok.outcome, ProbeOutcome::Ok { .. }),
+                "{kind}: {ok:?}"
+            );
+
+            // The gateway on loopback while sandboxes go to the bridge: refused, quickly.
+            let mut misbound = route.clone();
+            misbound.bind = Some("127.0.0.1".parse().unwrap_or_else(|_| unreachable!()));
+            let refused = probe_route(ctx.driver(), &misbound, &opts).await;
+            assert_eq!(
+                refused.outcome,
+                ProbeOutcome::Refused,
+                "{kind}: {refused:?}"
+            );
+
+            let timeout = probe_route(ctx.driver(), &dropped, &opts).await;
+            assert_eq!(
+                timeout.outcome,
+                ProbeOutcome::Timeout,
+                "{kind}: {timeout:?}"
+            );
+        }
         no_probe_left(ctx).await;
     })
     .await;
@@ -130,10 +157,12 @@ async fn probe_reports_an_unresolved_host_gateway_on_podman_4_3() {
     run(&engine, docker(&engine).await, |ctx| async move {
         let mut route = crate::live::decide_live(ctx).await;
         route.openshell_host = HostTarget::HostGateway;
-        let r = probe_route(ctx.driver(), &route, &opts(ctx)).await;
-        assert_eq!(r.outcome, ProbeOutcome::NameUnresolved, "{r:?}");
+        for (kind, opts) in both(ctx) {
+            let r = probe_route(ctx.driver(), &route, &opts).await;
+            assert_eq!(r.outcome, ProbeOutcome::NameUnresolved, "{kind}: {r:?}");
+        }
         let missing = ProbeOptions {
-            image: "localhost/openshell-no-such-image:missing".into(),
+            image: Some("localhost/openshell-no-such-image:missing".into()),
             ..opts(ctx)
         };
         let r = probe_route(ctx.driver(), &crate::live::decide_live(ctx).await, &missing).await;

@@ -79,6 +79,15 @@ pub async fn relay_end_to_end(engine: &Engine, driver: SandboxDriver) {
                 .route(listener.route())
                 .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(route.bind, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+            // The relay has no SIGTERM handler: it is stopped with SIGKILL, so that removing it
+            // waits no stop timeout.
+            let id = relay.container_id().unwrap_or_else(|e| panic!("{e}"));
+            let signal = live::inspect(ctx.engine(), &id, "{{.Config.StopSignal}}")
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(
+                matches!(signal.trim(), "SIGKILL" | "9"),
+                "the relay's stop signal is {signal:?}"
+            );
             // One, then many at once.
             for batch in [1, CONCURRENT] {
                 let specs: Vec<_> = (0..batch).map(|_| spec(ctx, 60)).collect();

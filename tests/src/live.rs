@@ -218,6 +218,13 @@ pub fn import_busybox(engine: &Engine) -> Result<String, String> {
     imported.map(|_| tag)
 }
 
+/// One field of a container's inspect, formatted by the engine's CLI (`--format`).
+pub fn inspect(engine: &Engine, id: &str, format: &str) -> Result<String, String> {
+    run(engine
+        .command()
+        .args(["inspect", "--type", "container", "--format", format, id]))
+}
+
 /// Removes an image (best effort, for cleanup).
 pub fn remove_image(engine: &Engine, tag: &str) {
     let _ = run(engine.command().args(["rmi", "-f", tag]));

@@ -240,6 +240,7 @@ impl EngineOps for DockerDriver {
             open_stdin: Some(c.stdin),
             stdin_once: Some(c.stdin),
             attach_stdin: Some(c.stdin),
+            stop_signal: c.kill_on_stop.then(|| "SIGKILL".to_string()),
             host_config: Some(HostConfig {
                 extra_hosts: Some(c.extra_hosts.clone()),
                 // With host networking the container joins no network: `host` is Docker's name

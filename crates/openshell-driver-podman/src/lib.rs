@@ -206,6 +206,12 @@ impl EngineOps for PodmanDriver {
             .hosts_add(c.extra_hosts.clone())
             .stdin(c.stdin)
             .remove(c.auto_remove);
+        // SIGKILL's number on every Linux architecture.
+        let builder = if c.kill_on_stop {
+            builder.stop_signal(9)
+        } else {
+            builder
+        };
         let opts = match c.network_mode {
             NetworkMode::Bridge => builder
                 .net_namespace(Namespace {

@@ -43,6 +43,11 @@ pub struct ContainerConfig {
     /// The engine removes the container itself once it exits (Docker's `AutoRemove`, libpod's
     /// `remove`); a container that never starts stays.
     pub auto_remove: bool,
+    /// Stopping it sends `SIGKILL` at once (Docker's `StopSignal`, libpod's `stop_signal`): for
+    /// our own programs that run as their container's first process with no `SIGTERM` handler
+    /// (the relay, the probe), which the kernel would otherwise let sit out the engine's whole
+    /// stop timeout (10 s) on every stop or forced removal.
+    pub kill_on_stop: bool,
 }
 
 /// A container as a list call reports it.

@@ -1,9 +1,10 @@
-//! `openshell-relay`: the program a relay container runs on a sandbox network.
+//! `openshell-relay`: the program a relay container runs on a sandbox network, and the
+//! reachability probe `doctor` runs.
 //!
-//! It listens on `0.0.0.0:<port>` inside its container and carries every connection it accepts
-//! as one stream of a yamux session whose transport is its own stdin and stdout. The gateway
-//! holds the other end of that session through the engine's attach API, so the relay needs no
-//! published port and the gateway listens on the host's loopback only.
+//! `openshell-relay <port>` listens on `0.0.0.0:<port>` inside its container and carries every
+//! connection it accepts as one stream of a yamux session whose transport is its own stdin and
+//! stdout. The gateway holds the other end of that session through the engine's attach API, so
+//! the relay needs no published port and the gateway listens on the host's loopback only.
 //!
 //! The relay forwards nowhere but into that session: it takes no destination, neither on its
 //! command line nor from a peer, so a compromised sandbox can only reach what the gateway
@@ -11,216 +12,96 @@
 //! does (the gateway detached or died), and then the relay exits, so a relay never outlives
 //! the gateway that owns it by more than its engine takes to close stdin.
 //!
-//! Only `std`, `tokio`, `futures` and `yamux`: it links statically and runs in an image that
-//! holds nothing but this binary.
+//! `openshell-relay probe <linger-secs>` is the probe (see [`probe`]).
+//!
+//! The design choice: `std` and nothing else. The program links statically, runs in an image
+//! that holds nothing but this binary, and is compiled by `openshell-sandbox`'s build script
+//! with `rustc` alone in a few seconds, so that every build of the library (and of the CLI)
+//! carries a relay for its engine without a separate build step or any download.
 
-use std::future::poll_fn;
-use std::net::{Ipv4Addr, SocketAddr};
+mod mux;
+mod probe;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::ExitCode;
-use std::task::Poll;
-
-use tokio::net::{TcpListener, TcpStream};
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
-use yamux::{Config, Connection, ConnectionError, Mode, Stream};
-
-/// Most connections waiting for their stream at once; more wait in the listener's backlog.
-const PENDING_OPENS: usize = 64;
-
-/// A request for a new stream, answered with the stream or why none could be opened.
-type OpenRequest = oneshot::Sender<Result<Stream, String>>;
+use std::time::Duration;
 
 fn usage() -> String {
-    "usage: openshell-relay <port>  (listens on 0.0.0.0:<port>; the session runs over stdin/stdout)"
+    "usage: openshell-relay <port>  (listens on 0.0.0.0:<port>; the session runs over stdin/stdout)\n       openshell-relay probe <linger-secs>  (calls back once, as a sandbox does)"
         .to_string()
 }
 
-fn parse_port(args: &[String]) -> Result<u16, String> {
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Mode {
+    Relay(u16),
+    Probe(u64),
+}
+
+fn parse(args: &[String]) -> Result<Mode, String> {
     match args {
         [port] => match port.parse::<u16>() {
             Ok(0) | Err(_) => Err(format!(
                 "invalid port {port:?}: expected 1-65535\n{}",
                 usage()
             )),
-            Ok(p) => Ok(p),
+            Ok(p) => Ok(Mode::Relay(p)),
+        },
+        [probe, linger] if probe == "probe" => match linger.parse::<u64>() {
+            Ok(s) if s <= 3600 => Ok(Mode::Probe(s)),
+            _ => Err(format!(
+                "invalid linger {linger:?}: expected 0-3600 seconds\n{}",
+                usage()
+            )),
         },
         _ => Err(usage()),
     }
 }
 
-/// Drives the session: opens outbound streams on request and reads the transport, until the
-/// gateway closes the session or it fails. The gateway opens no streams of its own; any it
-/// opens is dropped, which resets it.
-async fn drive<T>(
-    mut conn: Connection<T>,
-    mut requests: mpsc::Receiver<OpenRequest>,
-) -> Result<(), ConnectionError>
-where
-    T: futures::AsyncRead + futures::AsyncWrite + Unpin,
-{
-    let mut waiting: Option<OpenRequest> = None;
-    let mut requests_open = true;
-    poll_fn(move |cx| {
-        loop {
-            if waiting.is_none() && requests_open {
-                match requests.poll_recv(cx) {
-                    Poll::Ready(Some(tx)) => waiting = Some(tx),
-                    Poll::Ready(None) => requests_open = false,
-                    Poll::Pending => {}
-                }
-            }
-            let Some(tx) = waiting.take() else { break };
-            match conn.poll_new_outbound(cx) {
-                Poll::Ready(Ok(stream)) => {
-                    let _ = tx.send(Ok(stream));
-                }
-                Poll::Ready(Err(e)) => {
-                    let _ = tx.send(Err(e.to_string()));
-                }
-                Poll::Pending => {
-                    waiting = Some(tx);
-                    break;
-                }
-            }
-        }
-        loop {
-            match conn.poll_next_inbound(cx) {
-                Poll::Ready(Some(Ok(unexpected))) => drop(unexpected),
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
-                Poll::Ready(None) => return Poll::Ready(Ok(())),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-    })
-    .await
-}
-
-/// The session's byte pipe.
-trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for T {}
-
-/// Stdin and stdout as non-blocking pipes driven by the runtime, when they are pipes (both
-/// engines hand a container without a TTY pipes for them): tokio's own stdin and stdout do each
-/// read and write on a blocking thread, a thread hop per yamux frame. Anything else (a file, a
-/// socket) gets `None`, and the blocking stdio is used instead. The session's writes go through
-/// a buffer either way, so a frame's header and body leave in one write when yamux flushes.
-fn stdio_pipes() -> Option<(
-    tokio::net::unix::pipe::Receiver,
-    tokio::net::unix::pipe::Sender,
-)> {
-    use std::os::fd::AsFd;
-    let input = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
-    let output = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
-    let input = tokio::net::unix::pipe::Receiver::from_owned_fd(input).ok()?;
-    let output = tokio::net::unix::pipe::Sender::from_owned_fd(output).ok()?;
-    Some((input, output))
-}
-
-/// Carries one accepted connection over a new stream of the session.
-async fn carry(mut tcp: TcpStream, opener: mpsc::Sender<OpenRequest>) {
-    let (tx, rx) = oneshot::channel();
-    if opener.send(tx).await.is_err() {
-        return;
-    }
-    let stream = match rx.await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => {
-            eprintln!("openshell-relay: cannot open a stream to the gateway: {e}");
-            return;
-        }
-        Err(_) => return,
-    };
-    let mut stream = stream.compat();
-    // Either side closing ends the copy; errors here are one connection's, not the relay's.
-    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
-}
-
-async fn run(port: u16) -> Result<(), String> {
+fn relay(port: u16) -> Result<(), String> {
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let transport: Box<dyn Transport> = match stdio_pipes() {
-        Some((input, output)) => {
-            Box::new(tokio::io::join(input, tokio::io::BufWriter::new(output)))
-        }
-        None => Box::new(tokio::io::join(
-            tokio::io::stdin(),
-            tokio::io::BufWriter::new(tokio::io::stdout()),
-        )),
-    };
-    let conn = Connection::new(transport.compat(), Config::default(), Mode::Client);
-    let (opener, requests) = mpsc::channel::<OpenRequest>(PENDING_OPENS);
-    let session = drive(conn, requests);
-    tokio::pin!(session);
-    // The relay is its container's first process, for which the kernel ignores SIGTERM unless
-    // it is handled: without this, an engine's stop or forced removal (Podman's `rm -f`) waits
-    // its whole stop timeout (10 s) before it kills the relay.
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
-    let mut interrupt =
-        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
-    loop {
-        tokio::select! {
-            ended = &mut session => {
-                return ended.map_err(|e| format!("session with the gateway failed: {e}"));
-            }
-            _ = terminate.recv() => return Ok(()),
-            _ = interrupt.recv() => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => {
-                    let _ = tcp.set_nodelay(true);
-                    tokio::spawn(carry(tcp, opener.clone()));
-                }
-                Err(e) => {
-                    // Descriptor exhaustion and the like pass; pause rather than spin.
-                    eprintln!("openshell-relay: accept failed: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
+    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let session = mux::Session::new(std::io::stdout());
+    let accepting = std::sync::Arc::clone(&session);
+    std::thread::spawn(move || mux::serve(listener, accepting));
+    // The session ends with stdin: the process ends with it, and every stream with the process.
+    session
+        .run(std::io::stdin().lock())
+        .map_err(|e| format!("session with the gateway failed: {e}"))
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let port = match parse_port(&args) {
-        Ok(p) => p,
+    match parse(&args) {
         Err(e) => {
             eprintln!("openshell-relay: {e}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("openshell-relay: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(port)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("openshell-relay: {e}");
-            ExitCode::from(1)
-        }
+        Ok(Mode::Probe(linger)) => ExitCode::from(probe::run(Duration::from_secs(linger))),
+        Ok(Mode::Relay(port)) => match relay(port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("openshell-relay: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_port;
+    use super::{parse, Mode};
 
     #[test]
-    fn takes_exactly_one_port_and_nothing_else() {
-        assert_eq!(parse_port(&["17670".into()]), Ok(17670));
-        assert!(parse_port(&["0".into()]).is_err());
-        assert!(parse_port(&["10.0.0.1:22".into()]).is_err());
-        assert!(parse_port(&["1".into(), "2".into()]).is_err());
-        assert!(parse_port(&[]).is_err());
+    fn takes_a_port_or_a_probe_and_nothing_else() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(parse(&args(&["17670"])), Ok(Mode::Relay(17670)));
+        assert_eq!(parse(&args(&["probe", "7"])), Ok(Mode::Probe(7)));
+        assert!(parse(&args(&["0"])).is_err());
+        assert!(parse(&args(&["10.0.0.1:22"])).is_err());
+        assert!(parse(&args(&["1", "2"])).is_err());
+        assert!(parse(&args(&["probe", "-1"])).is_err());
+        assert!(parse(&args(&["probe", "99999"])).is_err());
+        assert!(parse(&args(&[])).is_err());
     }
 }

@@ -26,7 +26,7 @@ use crate::{settle, to_json, EngineArgs, Fail, Output, RouteArgs};
 pub(crate) struct DoctorArgs {
     pub(crate) engine: EngineArgs,
     pub(crate) route: RouteArgs,
-    pub(crate) probe_image: String,
+    pub(crate) probe_image: Option<String>,
     pub(crate) probe_timeout: Duration,
     pub(crate) allow_wildcard: bool,
     pub(crate) output: Output,

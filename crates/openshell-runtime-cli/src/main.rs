@@ -226,9 +226,11 @@ enum Command {
         engine: EngineArgs,
         #[command(flatten)]
         route: RouteArgs,
-        /// Image the probe container runs (needs busybox's sh, grep, timeout, wget); pulled when missing.
-        #[arg(long, default_value = openshell_sandbox::DEFAULT_PROBE_IMAGE)]
-        probe_image: String,
+        /// Image the probe container runs instead of the built-in probe (it needs busybox's sh,
+        /// grep, timeout, wget; pulled when missing). Default: the built-in probe, imported
+        /// into the engine like the relay (no registry needed).
+        #[arg(long, value_name = "IMAGE")]
+        probe_image: Option<String>,
         /// Longest one probe may take, in seconds.
         #[arg(long, default_value_t = 20)]
         probe_timeout: u64,

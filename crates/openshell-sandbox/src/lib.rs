@@ -35,12 +35,12 @@ pub use listener::{is_host_address, Arrival, CallbackListener, ListenerError, Li
 pub use openshell_driver::ErrorKind;
 pub use probe::{
     probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome, ProbeResult,
-    Unverified, DEFAULT_PROBE_IMAGE,
+    Unverified,
 };
 pub use reap::{Sweep, SweptProbe};
 pub use relay::{
-    normalise_arch, reap_relays, remove_own_relays, Relay, RelayError, RelayOptions,
-    ENV_RELAY_BINARY, ENV_RELAY_IMAGE,
+    embedded_arches, embedded_relay, normalise_arch, reap_relays, remove_own_relays, Relay,
+    RelayError, RelayOptions, ENV_RELAY_BINARY, ENV_RELAY_IMAGE,
 };
 pub use spec::{sandbox_command, SandboxSpec, SpecError, ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN};
 pub use token::{new_token, TokenError};

@@ -137,6 +137,9 @@ impl SandboxDriver {
             .labels
             .extend(reap::probe_labels(&Owner::here(), lifetime));
         config.auto_remove = true;
+        // The built-in probe is the relay binary, its container's first process without a
+        // SIGTERM handler (as is a script's `sh`): removing it must not wait a stop timeout.
+        config.kill_on_stop = true;
         create_cleanly(self, spec, config).await
     }
 
@@ -292,6 +295,7 @@ fn container_config(
         stdin: false,
         network_mode: route.network_mode(),
         auto_remove: false,
+        kill_on_stop: false,
     })
 }
 

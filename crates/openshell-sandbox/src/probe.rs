@@ -20,7 +20,7 @@ use crate::driver::SandboxDriver;
 use crate::lifecycle::{SandboxHandle, SandboxState};
 use crate::listener::{is_host_address, CallbackListener, ListenerError, ListenerOptions};
 use crate::reap::Sweep;
-use crate::relay::{Relay, RelayOptions};
+use crate::relay::{ensure_relay_image, Relay, RelayOptions};
 use crate::spec::SandboxSpec;
 use crate::token::new_token;
 
@@ -32,15 +32,17 @@ const EXIT_NAME_UNRESOLVED: i64 = 3;
 const EXIT_REFUSED: i64 = 4;
 const EXIT_TIMEOUT: i64 = 5;
 
-/// The image the probe runs by default on a user's machine: the official busybox image (pulled
-/// from Docker Hub when missing; it has `sh`, `grep`, `timeout` and `wget`).
-pub const DEFAULT_PROBE_IMAGE: &str = "docker.io/library/busybox:1.36";
+/// The relay binary's path in its image, which is also the built-in probe.
+const PROBE_PROGRAM: &str = "/openshell-relay";
 
 /// How a probe runs.
 #[derive(Debug, Clone)]
 pub struct ProbeOptions {
-    /// The probe image (must have busybox's `sh`, `grep`, `timeout`, `wget`).
-    pub image: String,
+    /// The probe image: `None` runs the built-in probe, the relay binary this build embeds
+    /// (imported through the engine's API like the relay, no registry needed; see
+    /// [`RelayOptions`] for where it comes from); `Some` runs a script in that image, which
+    /// must have busybox's `sh`, `grep`, `timeout` and `wget` (pulled when missing).
+    pub image: Option<String>,
     /// Longest the whole probe may take.
     pub timeout: Duration,
     /// How the listener binds.
@@ -52,7 +54,7 @@ pub struct ProbeOptions {
 impl Default for ProbeOptions {
     fn default() -> Self {
         ProbeOptions {
-            image: DEFAULT_PROBE_IMAGE.into(),
+            image: None,
             timeout: Duration::from_secs(20),
             listener: ListenerOptions::default(),
             relay: RelayOptions::default(),
@@ -127,6 +129,35 @@ pub struct ProbeResult {
 /// What the probe container prints before its exit code, so that the verdict can be read while
 /// it lingers.
 const VERDICT: &str = "openshell-probe-verdict=";
+
+/// The probe's image, present in the engine, and how to make its command for a linger: the
+/// built-in probe (the relay image, imported like the relay) or the script in the image named
+/// in `opts`; the error is why neither can run.
+async fn probe_image(
+    driver: &SandboxDriver,
+    opts: &ProbeOptions,
+) -> Result<(String, fn(u64) -> Vec<String>), String> {
+    match &opts.image {
+        Some(image) => match driver.ensure_image(image).await {
+            Ok(()) => Ok((image.clone(), probe_command)),
+            Err(e) => Err(format!("probe image {image}: {e}")),
+        },
+        None => match ensure_relay_image(driver, &opts.relay).await {
+            Ok(image) => Ok((image, builtin_probe_command)),
+            Err(e) => Err(format!("built-in probe (the relay image): {e}")),
+        },
+    }
+}
+
+/// The built-in probe's command: the relay binary's probe mode, which does what the script
+/// below does (see `crates/openshell-relay/src/probe.rs`) with the same verdicts.
+fn builtin_probe_command(linger_secs: u64) -> Vec<String> {
+    vec![
+        PROBE_PROGRAM.into(),
+        "probe".into(),
+        linger_secs.to_string(),
+    ]
+}
 
 /// The probe container's script: classify by /etc/hosts, then by wget's answer. A failure is
 /// printed as a verdict line, then the container lingers `linger_secs` before it exits with the
@@ -243,8 +274,8 @@ async fn probe_relay(
     mut notes: Vec<String>,
 ) -> ProbeResult {
     // The image first: without it the relay would be started for nothing.
-    if let Err(e) = driver.ensure_image(&opts.image).await {
-        return unavailable(route, format!("probe image {}: {e}", opts.image), notes);
+    if let Err(e) = probe_image(driver, opts).await {
+        return unavailable(route, e, notes);
     }
     if let Err(e) = driver.ensure_network().await {
         return unavailable(route, format!("sandbox network: {e}"), notes);
@@ -287,9 +318,10 @@ async fn probe_through(
     opts: &ProbeOptions,
     notes: Vec<String>,
 ) -> ProbeResult {
-    if let Err(e) = driver.ensure_image(&opts.image).await {
-        return unavailable(route, format!("probe image {}: {e}", opts.image), notes);
-    }
+    let (image, command) = match probe_image(driver, opts).await {
+        Ok(image) => image,
+        Err(e) => return unavailable(route, e, notes),
+    };
     let (id, token) = match (new_token(), new_token()) {
         (Ok(id), Ok(token)) => (id, token),
         (Err(e), _) | (_, Err(e)) => return unavailable(route, e.to_string(), notes),
@@ -297,8 +329,8 @@ async fn probe_through(
     let linger = opts.timeout.as_secs().max(1);
     let spec = SandboxSpec {
         id: format!("probe-{}", &id[..12]),
-        image: opts.image.clone(),
-        command: probe_command(linger),
+        image,
+        command: command(linger),
         token,
         labels: Default::default(),
     };
@@ -366,7 +398,7 @@ async fn run(
                 reason: format!("probe container exited with {other}"),
             },
             None => ProbeOutcome::ProbeUnavailable {
-                reason: "the probe container was removed before it gave a verdict (did the image run the probe script? it needs busybox's sh, grep, timeout and wget)".into(),
+                reason: "the probe container was removed before it gave a verdict (did the image run the probe? an image named with --probe-image needs busybox's sh, grep, timeout and wget)".into(),
             },
         };
     }

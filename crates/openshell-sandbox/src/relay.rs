@@ -32,6 +32,24 @@ use crate::error::EngineError;
 use crate::network::is_ours;
 use crate::reap::{self, Owner};
 
+include!(concat!(env!("OUT_DIR"), "/embedded_relays.rs"));
+
+/// The relay binary this build embeds for `arch` (`x86_64`, `aarch64`), if it does: the build
+/// script compiles `crates/openshell-relay` statically for every architecture the toolchain
+/// can target (see docs/relay.md). [`Relay::start`] and the probe use it unless
+/// [`RelayOptions`] names a binary or an image.
+pub fn embedded_relay(arch: &str) -> Option<&'static [u8]> {
+    EMBEDDED
+        .iter()
+        .find(|(a, _)| *a == arch)
+        .map(|(_, bytes)| *bytes)
+}
+
+/// The architectures this build embeds a relay for.
+pub fn embedded_arches() -> Vec<&'static str> {
+    EMBEDDED.iter().map(|(a, _)| *a).collect()
+}
+
 /// Names an explicit relay binary.
 pub const ENV_RELAY_BINARY: &str = "OPENSHELL_RELAY_BINARY";
 /// Names a prebuilt relay image, used instead of importing a binary.
@@ -62,8 +80,9 @@ const GATEWAY_CONNECT: Duration = Duration::from_secs(5);
 pub struct RelayOptions {
     /// The gateway's port: the relay listens on it, and streams go to `127.0.0.1:<port>`.
     pub port: u16,
-    /// An explicit relay binary (`OPENSHELL_RELAY_BINARY`); else one beside the current
-    /// executable (`openshell-relay-<arch>`, then `openshell-relay`).
+    /// An explicit relay binary (`OPENSHELL_RELAY_BINARY`); else the one this build embeds for
+    /// the engine's architecture ([`embedded_relay`]); else one beside the current executable
+    /// (`openshell-relay-<arch>`, then `openshell-relay`).
     pub binary: Option<PathBuf>,
     /// A prebuilt relay image (`OPENSHELL_RELAY_IMAGE`), used as is (pulled when missing).
     pub image: Option<String>,
@@ -91,7 +110,7 @@ impl RelayOptions {
 #[non_exhaustive]
 pub enum RelayError {
     /// No binary for the engine's architecture was found.
-    #[error("no relay binary for the engine's architecture {arch}; looked at {}; build one with `cargo build --release -p openshell-relay --target {arch}-unknown-linux-gnu` (statically linked) and set {ENV_RELAY_BINARY} to it, or set {ENV_RELAY_IMAGE} to a prebuilt relay image", display_paths(.looked))]
+    #[error("no relay binary for the engine's architecture {arch}: this build embeds one for {} only, and looked at {}; rebuild with the {arch} target installed (rustup target add {arch}-unknown-linux-gnu, and a C cross linker: apt install gcc-{arch}-linux-gnu) so the build embeds it, or build one (RUSTFLAGS=\"-C target-feature=+crt-static\" cargo build --release -p openshell-relay --target {arch}-unknown-linux-gnu) and set {ENV_RELAY_BINARY} to it, or set {ENV_RELAY_IMAGE} to a prebuilt relay image", embedded_list(), display_paths(.looked))]
     NoBinary {
         /// The engine's architecture, normalised (`x86_64`, `aarch64`).
         arch: String,
@@ -157,6 +176,13 @@ pub enum RelayError {
         /// The network.
         network: String,
     },
+}
+
+fn embedded_list() -> String {
+    match embedded_arches().as_slice() {
+        [] => "no architecture".into(),
+        arches => arches.join(", "),
+    }
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -234,8 +260,27 @@ fn elf_dynamic(bin: &[u8]) -> Option<bool> {
     Some(false)
 }
 
-/// Reads the relay binary for `arch`: the explicit one, else one beside the current executable.
-fn relay_binary(opts: &RelayOptions, arch: &str) -> Result<(PathBuf, Vec<u8>), RelayError> {
+/// The relay binary for `arch`: the explicit one, else the embedded one, else one beside the
+/// current executable; with where it came from.
+fn relay_binary(
+    opts: &RelayOptions,
+    arch: &str,
+) -> Result<(PathBuf, std::borrow::Cow<'static, [u8]>), RelayError> {
+    if opts.binary.is_none() {
+        if let Some(bytes) = embedded_relay(arch) {
+            return Ok((
+                PathBuf::from(format!("(embedded relay for {arch})")),
+                std::borrow::Cow::Borrowed(bytes),
+            ));
+        }
+    }
+    let (path, bytes) = relay_binary_file(opts, arch)?;
+    Ok((path, std::borrow::Cow::Owned(bytes)))
+}
+
+/// Reads the relay binary for `arch` from a file: the explicit one, else one beside the
+/// current executable.
+fn relay_binary_file(opts: &RelayOptions, arch: &str) -> Result<(PathBuf, Vec<u8>), RelayError> {
     let candidates: Vec<PathBuf> = match &opts.binary {
         Some(p) => vec![p.clone()],
         None => std::env::current_exe()
@@ -433,8 +478,9 @@ async fn remove(driver: &SandboxDriver, id: &str) -> Result<(), EngineError> {
     .await
 }
 
-/// Makes sure the relay image is in the engine; returns its reference.
-async fn ensure_relay_image(
+/// Makes sure the relay image (which is also the probe's image) is in the engine; returns its
+/// reference.
+pub(crate) async fn ensure_relay_image(
     driver: &SandboxDriver,
     opts: &RelayOptions,
 ) -> Result<String, RelayError> {
@@ -654,6 +700,9 @@ async fn launch(
         // host-network sandbox needs no relay; its route leads to the gateway directly.)
         network_mode: openshell_runtime::NetworkMode::Bridge,
         auto_remove: false,
+        // The relay is std only, without a SIGTERM handler: as its container's first process it
+        // would make every stop or forced removal wait the engine's stop timeout.
+        kill_on_stop: true,
     };
     let id = match driver
         .call("container create", driver.ops().create_container(&config))
