@@ -10,10 +10,10 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use openshell_runtime::{decide, Registry, Route};
+use openshell_runtime::{decide, HostTarget, Registry, Route};
 use openshell_sandbox::{
-    probe_route, remove_own_relays, EngineError, ListenerOptions, ProbeOptions, ProbeOutcome,
-    ProbeResult, RelayOptions, SandboxDriver, Sweep, SweptProbe,
+    probe_route, relay_ready, remove_own_relays, EngineError, ListenerOptions, ProbeOptions,
+    ProbeOutcome, ProbeResult, RelayOptions, SandboxDriver, Sweep, SweptProbe,
 };
 use serde::Serialize;
 
@@ -190,11 +190,23 @@ pub(crate) fn run(args: DoctorArgs) -> Result<u8, Fail> {
                 message: e.to_string(),
             })?,
         };
+        // A relay this build cannot start for the engine's architecture is not offered: the
+        // route after it is probed instead, and the report says why.
+        let arch = facts.info.architecture.clone().unwrap_or_default();
+        let relay_missing = relay_ready(&opts.relay, &arch).err();
         let routes: Vec<&Route> = decision
             .route
             .iter()
             .chain(decision.fallbacks.iter())
+            .filter(|r| r.openshell_host != HostTarget::Relay || relay_missing.is_none())
             .collect();
+        let relay_withheld = relay_missing.filter(|_| {
+            decision
+                .route
+                .iter()
+                .chain(decision.fallbacks.iter())
+                .any(|r| r.openshell_host == HostTarget::Relay)
+        });
         let progress =
             Progress(std::io::stderr().is_terminal() && matches!(args.output, Output::Text));
         // Probes left by interrupted or crashed runs go first, and the report says so.
@@ -217,11 +229,14 @@ pub(crate) fn run(args: DoctorArgs) -> Result<u8, Fail> {
         report.endpoint_candidates = Some(&engine.candidates);
         report.driver = Some(engine.driver_name());
         let proven = probes.iter().find(|p| p.outcome.is_ok());
-        let advice = advice(
+        let mut advice = advice(
             &probes,
             decision.route.as_ref().err().map(ToString::to_string),
             ctx.port,
         );
+        if let Some(e) = relay_withheld {
+            advice.insert(0, format!("the relay route was not offered: {e}"));
+        }
         let doc = DoctorReport {
             decision: report,
             swept,

@@ -50,6 +50,21 @@ pub fn embedded_arches() -> Vec<&'static str> {
     EMBEDDED.iter().map(|(a, _)| *a).collect()
 }
 
+/// Whether a relay can be started for an engine that reports `engine_arch` (its `/info`
+/// Architecture) with `opts`, without asking the engine anything: a relay image is named, or a
+/// binary for that architecture is named, embedded or beside the executable. The error names
+/// the architecture and what fixes it; a gateway (and `doctor`) should not offer the relay
+/// route when this fails.
+pub fn relay_ready(opts: &RelayOptions, engine_arch: &str) -> Result<(), RelayError> {
+    if opts.image.is_some() {
+        return Ok(());
+    }
+    let arch = normalise_arch(engine_arch).ok_or_else(|| RelayError::UnknownArch {
+        arch: openshell_runtime::display_value(engine_arch),
+    })?;
+    relay_binary(opts, arch).map(|_| ())
+}
+
 /// Names an explicit relay binary.
 pub const ENV_RELAY_BINARY: &str = "OPENSHELL_RELAY_BINARY";
 /// Names a prebuilt relay image, used instead of importing a binary.

@@ -420,3 +420,68 @@ fn live_doctor_beside_a_running_gateway_and_with_tls() {
         "{v}"
     );
 }
+
+/// Out of the box (issue 20): `doctor` with no relay binary, no relay image and no probe image
+/// named anywhere proves a route on every local engine and driver, with the route it decides
+/// and with the relay: the relay and the probe are the binary this build embeds, imported
+/// through the engine's API; nothing is pulled from a registry.
+#[test]
+fn live_doctor_needs_nothing_built_or_pulled_by_hand() {
+    use openshell_tests::live;
+    for pair in live::pairs().filter(|p| !p.engine.remote()) {
+        let (engine, driver) = (pair.local(), pair.driver());
+        if !engine.available() {
+            continue;
+        }
+        for kind in ["auto", "relay"] {
+            let network = format!(
+                "openshell-oob-{}-{}-{driver}-{kind}",
+                std::process::id(),
+                engine.name.replace(' ', "-")
+            );
+            let endpoint = format!("unix://{}", engine.socket);
+            let mut args = vec![
+                "doctor",
+                "--no-config",
+                "-o",
+                "json",
+                "--driver",
+                driver,
+                "--endpoint",
+                &endpoint,
+                "--network",
+                &network,
+                "--route-kind",
+                kind,
+                "--probe-timeout",
+                "15",
+            ];
+            // The rootless engines here run with host loopback on, which they do not report.
+            if engine.rootless_host_loopback {
+                args.push("--rootless-host-loopback");
+            }
+            let out = bin()
+                .env_remove("OPENSHELL_RELAY_BINARY")
+                .env_remove("OPENSHELL_RELAY_IMAGE")
+                .args(&args)
+                .output()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let v = json(&out);
+            live::remove_network(&engine, &network);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{} {driver} {kind}: {v}",
+                engine.name
+            );
+            assert_eq!(
+                v["probes"][0]["outcome"], "ok",
+                "{} {driver} {kind}: {v}",
+                engine.name
+            );
+            if kind == "relay" {
+                assert_eq!(v["proven"]["openshell_host"], "relay", "{v}");
+            }
+        }
+    }
+}

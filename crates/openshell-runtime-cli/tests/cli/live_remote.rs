@@ -176,23 +176,22 @@ fn assert_relay_proven_on(
     );
 }
 
-/// The end of a remote doctor test: removes its network, probe image and relay images from
+/// The end of a remote doctor test: removes its network and the relay images (the built-in
+/// probe's too) from
 /// `engine`, resumes the test's panic if it failed, else checks that no relay, probe or relay
 /// image was left there.
 fn finish_remote(
     engine: &openshell_tests::live::Engine,
     network: &str,
-    image: &str,
     outcome: std::thread::Result<()>,
 ) {
     use openshell_runtime::consts::{LABEL_PROBE, LABEL_RELAY_NETWORK};
     use openshell_tests::live::{
-        containers_labelled, images_of, remove_image, remove_images_of, remove_networks_named,
+        containers_labelled, images_of, remove_images_of, remove_networks_named,
     };
     let relays = containers_labelled(engine, LABEL_RELAY_NETWORK, network);
     let probes = containers_labelled(engine, LABEL_PROBE, "true");
     remove_networks_named(engine, network);
-    remove_image(engine, image);
     remove_images_of(engine, "localhost/openshell-relay");
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
@@ -239,7 +238,7 @@ fn remote_gateway(engine: &openshell_tests::live::Engine, network: &str) -> Stri
 /// namespace) keeps working. Everything the runs made on the remote engine is removed.
 #[test]
 fn live_doctor_proves_the_relay_on_a_remote_engine() {
-    use openshell_tests::live::{import_busybox, remote_dockerd, remote_setting, remote_settings};
+    use openshell_tests::live::{remote_dockerd, remote_setting, remote_settings};
     let Some(settings) = remote_settings() else {
         return;
     };
@@ -248,7 +247,6 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
         return;
     }
     let get = |k: &str| remote_setting(&settings, k);
-    let image = import_busybox(&engine).unwrap_or_else(|e| panic!("{e}"));
     let network = format!("openshell-doctor-remote-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let home = dir.path();
@@ -256,7 +254,7 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
         let out = isolated(home)
             .args(["doctor", "--no-config", "-o", "json", "--timeout", "30"])
             .args(["--endpoint", endpoint, "--network", &network])
-            .args(["--probe-image", &image, "--probe-timeout", "20"])
+            .args(["--probe-timeout", "20"])
             .args(extra)
             .envs(vars.iter().copied())
             .output()
@@ -322,7 +320,7 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
         assert_eq!(v["proven"]["openshell_host"], host.as_str(), "{v}");
         assert_eq!(v["proven"]["bind"], host.as_str(), "{v}");
     }));
-    finish_remote(&engine, &network, &image, outcome);
+    finish_remote(&engine, &network, outcome);
 }
 
 /// `doctor` against the namespaced Podman service (issue 14) over ssh:// (its socket forwarded)
@@ -333,9 +331,7 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
 /// remote network's gateway as a direct route is refused. Everything made there is removed.
 #[test]
 fn live_doctor_proves_the_relay_on_a_remote_podman() {
-    use openshell_tests::live::{
-        import_busybox, remote_podman, remote_setting, remote_settings, EngineId,
-    };
+    use openshell_tests::live::{remote_podman, remote_setting, remote_settings, EngineId};
     let Some(settings) = remote_settings() else {
         return;
     };
@@ -350,7 +346,6 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
         &settings,
         "OPENSHELL_REMOTE_DOCKER_CERT_PATH",
     ));
-    let image = import_busybox(&engine).unwrap_or_else(|e| panic!("{e}"));
     let network = format!("openshell-doctor-remote-podman-{}", std::process::id());
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     // Podman's TLS connections (5.7+) as `podman system connection add --tls-ca --tls-cert
@@ -404,7 +399,7 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
             .args(["--driver", driver])
             .args(&args)
             .args(["--network", &network])
-            .args(["--probe-image", &image, "--probe-timeout", "20"])
+            .args(["--probe-timeout", "20"])
             .args(extra)
             .envs(vars)
             .output()
@@ -472,5 +467,5 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
             );
         }
     }));
-    finish_remote(&engine, &network, &image, outcome);
+    finish_remote(&engine, &network, outcome);
 }
