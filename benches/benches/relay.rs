@@ -17,8 +17,8 @@
 //! bound what any relay over attach can carry.
 //!
 //! `cargo bench -p openshell-benches --bench relay` runs it in full (1000 round trips, 100 MB,
-//! 32 sandboxes; needs root, dockerd and Podman, and the relay binary in
-//! `OPENSHELL_RELAY_BINARY`) and prints a Markdown table for docs/performance.md. Under
+//! 32 sandboxes; needs root, dockerd and Podman; the relay is the embedded one unless
+//! `OPENSHELL_RELAY_BINARY` names another) and prints a Markdown table for docs/performance.md. Under
 //! `cargo test` it runs one small round, so CI keeps it working; its numbers are never gated.
 
 use std::io::{Read, Write};

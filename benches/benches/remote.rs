@@ -7,8 +7,8 @@
 //! relay's start (image check or import, container create, attach) is reported on its own.
 //!
 //! `cargo bench -p openshell-benches --bench remote` prints a Markdown table for
-//! docs/performance.md (needs `scripts/remote.sh up`, dockerd and Podman, and
-//! `OPENSHELL_RELAY_BINARY`). Under `cargo test` it runs one round, so CI keeps it working;
+//! docs/performance.md (needs `scripts/remote.sh up`, dockerd and Podman; the relay is the
+//! embedded one unless `OPENSHELL_RELAY_BINARY` names another). Under `cargo test` it runs one round, so CI keeps it working;
 //! without the remote engine it skips (or fails under `OPENSHELL_LIVE=require`). Everything
 //! made on the engines is removed; relay images only on the remote ones (the local engines'
 //! are shared with other runs).

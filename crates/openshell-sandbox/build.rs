@@ -30,32 +30,43 @@ fn main() {
     let host = std::env::var("HOST").unwrap_or_default();
     // `OPENSHELL_RELAY_EMBED=none` builds without any (for a packager who ships the relay apart).
     let wanted = std::env::var("OPENSHELL_RELAY_EMBED").unwrap_or_default();
-    let mut embedded = Vec::new();
+    // Each architecture's compiler: this build's rustc when it has the target's standard
+    // library, else Debian's (`rustc` and `libstd-rust-dev:<arch>`), which can cross-compile
+    // where rustup cannot add a target (no network). Both run at once.
+    let mut builds = Vec::new();
     for &(arch, target, cross_linker) in ARCHES {
         if wanted == "none" {
             break;
         }
-        let binary = out.join(format!("openshell-relay-{arch}"));
         let native = host == target;
-        if !native && !installed(&rustc, target) {
+        let compiler = if native || installed(&rustc, target) {
+            rustc.clone()
+        } else if installed(DEBIAN_RUSTC.as_ref(), target) {
+            DEBIAN_RUSTC.into()
+        } else {
             continue;
-        }
+        };
         if !native && !on_path(cross_linker) {
             continue;
         }
-        match compile(
-            &rustc,
+        let binary = out.join(format!("openshell-relay-{arch}"));
+        match spawn(
+            &compiler,
             &source.join("main.rs"),
             target,
             &binary,
             !native,
             cross_linker,
         ) {
+            Ok(child) => builds.push((arch, native, binary, child)),
+            Err(why) => report(arch, native, &why),
+        }
+    }
+    let mut embedded = Vec::new();
+    for (arch, native, binary, child) in builds {
+        match finish(child) {
             Ok(()) => embedded.push((arch, binary)),
-            Err(why) if native => {
-                println!("cargo:warning=the relay for {arch} was not embedded ({why}); set OPENSHELL_RELAY_BINARY to a static relay, see docs/relay.md");
-            }
-            Err(_) => {}
+            Err(why) => report(arch, native, &why),
         }
     }
     let mut table = String::from(
@@ -70,6 +81,17 @@ fn main() {
     table.push_str("];\n");
     if let Err(e) = std::fs::write(out.join("embedded_relays.rs"), table) {
         println!("cargo:warning=cannot write the embedded relay table: {e}");
+    }
+}
+
+/// Debian's own compiler, which `libstd-rust-dev:<arch>` gives other targets.
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+
+/// Says why an architecture's relay was not embedded: a warning for the native one (every
+/// build should have it), nothing for an optional cross build.
+fn report(arch: &str, native: bool, why: &str) {
+    if native {
+        println!("cargo:warning=the relay for {arch} was not embedded ({why}); set OPENSHELL_RELAY_BINARY to a static relay, see docs/relay.md");
     }
 }
 
@@ -97,14 +119,14 @@ fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn compile(
+fn spawn(
     rustc: &std::ffi::OsStr,
     main: &Path,
     target: &str,
     binary: &Path,
     cross: bool,
     linker: &str,
-) -> Result<(), String> {
+) -> Result<std::process::Child, String> {
     let mut cmd = Command::new(rustc);
     cmd.args([
         "--edition=2021",
@@ -126,8 +148,17 @@ fn compile(
     // The outer build's flags (coverage, sanitizers, a cross linker for the host) are not the
     // relay's: it is always the same small static program.
     cmd.env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
-    let out = cmd.output().map_err(|e| format!("cannot run rustc: {e}"))?;
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    cmd.spawn()
+        .map_err(|e| format!("cannot run {}: {e}", rustc.to_string_lossy()))
+}
+
+fn finish(child: std::process::Child) -> Result<(), String> {
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("rustc did not finish: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {

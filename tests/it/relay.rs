@@ -1,8 +1,8 @@
 //! The relay route end to end on real engines, through both drivers: callbacks reach a gateway
 //! bound to `127.0.0.1` only, 32 sandboxes share one relay, a relay removed behind the
 //! gateway's back is replaced, and a relay left by a SIGKILLed gateway is reaped by the next
-//! start. The relay binary comes from `OPENSHELL_RELAY_BINARY` (built statically by
-//! `scripts/test`). Every test removes what it made; nothing labelled as a relay remains.
+//! start. The relay is the one this build embeds (`OPENSHELL_RELAY_BINARY` may name another).
+//! Every test removes what it made; nothing labelled as a relay remains.
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr};

@@ -100,7 +100,9 @@ struct Credit {
 struct Stream {
     credit: Mutex<Credit>,
     more: Condvar,
-    inbox: Sender<Inbound>,
+    /// (Behind a lock: `Sender` is `Sync` only from Rust 1.72, and the relay also builds with
+    /// Debian 12's rustc 1.63 for the architectures rustup cannot add here.)
+    inbox: Mutex<Sender<Inbound>>,
     /// Bytes the gateway sent that the sandbox's socket has not taken yet.
     unread: AtomicU32,
     /// Halves (reading, writing) still running; the stream is closed when both are done.
@@ -174,7 +176,7 @@ impl<W: Write + Send + 'static> Session<W> {
                 reset: false,
             }),
             more: Condvar::new(),
-            inbox: tx,
+            inbox: Mutex::new(tx),
             unread: AtomicU32::new(0),
             halves: AtomicU32::new(2),
         });
@@ -292,7 +294,7 @@ impl<W: Write + Send + 'static> Session<W> {
     fn reset(&self, stream: &Stream) {
         locked(&stream.credit).reset = true;
         stream.more.notify_all();
-        let _ = stream.inbox.send(Inbound::Reset);
+        let _ = locked(&stream.inbox).send(Inbound::Reset);
     }
 
     /// Reads frames from `input` until the gateway ends the session: `Ok` for the end of input
@@ -373,10 +375,10 @@ impl<W: Write + Send + 'static> Session<W> {
                 self.reset(&stream);
                 return Ok(());
             }
-            let _ = stream.inbox.send(Inbound::Data(payload));
+            let _ = locked(&stream.inbox).send(Inbound::Data(payload));
         }
         if h.flags & FLAG_FIN != 0 {
-            let _ = stream.inbox.send(Inbound::Fin);
+            let _ = locked(&stream.inbox).send(Inbound::Fin);
         }
         Ok(())
     }

@@ -283,10 +283,10 @@ fn relay_binary(
 ) -> Result<(PathBuf, std::borrow::Cow<'static, [u8]>), RelayError> {
     if opts.binary.is_none() {
         if let Some(bytes) = embedded_relay(arch) {
-            return Ok((
-                PathBuf::from(format!("(embedded relay for {arch})")),
-                std::borrow::Cow::Borrowed(bytes),
-            ));
+            let path = PathBuf::from(format!("(the relay embedded for {arch})"));
+            // What the build script made is checked like any file: a wrong one is a build bug.
+            check_binary(&path, bytes, arch)?;
+            return Ok((path, std::borrow::Cow::Borrowed(bytes)));
         }
     }
     let (path, bytes) = relay_binary_file(opts, arch)?;
@@ -321,31 +321,37 @@ fn relay_binary_file(opts: &RelayOptions, arch: &str) -> Result<(PathBuf, Vec<u8
                 })
             }
         };
-        match elf_arch(&bytes) {
-            Some(found) if found == arch => {
-                if elf_dynamic(&bytes) != Some(false) {
-                    return Err(RelayError::NotStatic {
-                        path: path.clone(),
-                        arch: arch.to_string(),
-                    });
-                }
-                return Ok((path.clone(), bytes));
-            }
+        match check_binary(path, &bytes, arch) {
+            Ok(()) => return Ok((path.clone(), bytes)),
             // A host binary of another architecture beside us is not for this engine.
-            _ if !explicit => continue,
-            found => {
-                return Err(RelayError::WrongBinary {
-                    path: path.clone(),
-                    found: found.unwrap_or("not an ELF executable").to_string(),
-                    arch: arch.to_string(),
-                })
-            }
+            Err(RelayError::WrongBinary { .. }) if !explicit => continue,
+            Err(e) => return Err(e),
         }
     }
     Err(RelayError::NoBinary {
         arch: arch.to_string(),
         looked: candidates,
     })
+}
+
+/// A relay binary must be a static ELF executable for the engine's architecture.
+fn check_binary(path: &Path, bytes: &[u8], arch: &str) -> Result<(), RelayError> {
+    match elf_arch(bytes) {
+        Some(found) if found == arch => {
+            if elf_dynamic(bytes) != Some(false) {
+                return Err(RelayError::NotStatic {
+                    path: path.to_path_buf(),
+                    arch: arch.to_string(),
+                });
+            }
+            Ok(())
+        }
+        found => Err(RelayError::WrongBinary {
+            path: path.to_path_buf(),
+            found: found.unwrap_or("not an ELF executable").to_string(),
+            arch: arch.to_string(),
+        }),
+    }
 }
 
 fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
