@@ -3,6 +3,7 @@
 // A test binary has no API: `pub` in its modules only shares helpers between them.
 #![allow(unreachable_pub)]
 
+mod engines_2026;
 mod facts_props;
 mod fixtures;
 mod flood;
