@@ -262,3 +262,45 @@ async fn our_network_made_with_dns_by_an_older_version_is_replaced_via_libpod() 
 async fn an_operators_network_with_dns_is_left_as_it_is_via_libpod() {
     sandbox_on_network(DriverKind::Podman, Before::OperatorsWithDns).await;
 }
+
+/// Four runs at once find our network made with DNS: they agree on one replacement without
+/// DNS (each removes the old one by id, so none removes another's new network).
+#[tokio::test]
+async fn concurrent_runs_agree_on_one_replacement_of_our_dns_network() {
+    let Some(settings) = settings() else {
+        return;
+    };
+    let endpoint = socket(&settings, NO_SESSION);
+    let network = live::unique("openshell-dns");
+    create_dns_network(&endpoint, &network, true);
+    let mut drivers = Vec::new();
+    for _ in 0..4 {
+        drivers.push(connect(&endpoint, DriverKind::Podman, &network).await);
+    }
+    let outcome = AssertUnwindSafe(async {
+        let runs = drivers.iter().map(|d| d.ensure_network());
+        for (i, r) in futures_util::future::join_all(runs)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            r.unwrap_or_else(|e| panic!("run {i}: {e}"));
+        }
+        let libpod = &drivers[0];
+        let nets = libpod
+            .call("network list", libpod.ops().list_networks(&network))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let named: Vec<_> = nets.iter().filter(|n| n.name == network).collect();
+        assert_eq!(named.len(), 1, "networks called {network}: {named:?}");
+        assert_eq!(libpod_dns_enabled(&endpoint, &network).await, Some(false));
+    })
+    .catch_unwind()
+    .await;
+    let removed = drivers[0].remove_network().await;
+    remove_network_anyway(&endpoint, &network);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    removed.unwrap_or_else(|e| panic!("removing {network}: {e}"));
+}
