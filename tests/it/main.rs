@@ -4,6 +4,7 @@
 #![allow(unreachable_pub)]
 
 mod arch;
+mod engines_2026;
 mod facts_props;
 mod fixtures;
 mod flood;

@@ -236,3 +236,47 @@ async fn gathered_documents_carry_no_credentials() {
     assert_eq!(g.document["info"]["HttpsProxy"], "xxxxx@proxy.corp:3128");
     assert_eq!(g.document["libpod_info"]["host"]["hostname"], "box");
 }
+
+/// The sandbox network is created without DNS through the Docker driver too (issue 21): on an
+/// engine whose `/_ping` names libpod, with libpod's create and `dns_enabled: false`, since
+/// Podman's compatible create turns DNS on for every bridge (rootless Podman 5 without a user
+/// session then started no container on it); on Docker, with Docker's create (no switch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_docker_driver_creates_networks_without_dns_on_podman() {
+    let podman = serde_json::json!({
+        "host_os": "linux",
+        "endpoint": "unix:///run/user/1000/podman/podman.sock",
+        "ping": {"Api-Version": "1.41", "Libpod-Api-Version": "5.4.2", "Server": "Libpod/5.4.2 (linux)"},
+        "info": {"Name": "box", "ServerVersion": "5.4.2"}
+    });
+    let docker = serde_json::json!({
+        "host_os": "linux",
+        "ping": {"Api-Version": "1.45"},
+        "info": {"Name": "box", "ServerVersion": "26.1.5"}
+    });
+    for (doc, path) in [
+        (podman, "/libpod/networks/create"),
+        (docker, "/networks/create"),
+    ] {
+        let engine = ReplayEngine::start(&doc)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let endpoint = Endpoint::Unix {
+            path: engine.socket().display().to_string(),
+        };
+        let driver = connect_to(DriverKind::Docker, endpoint, DriverOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Facts gathering owns the sandbox network: it creates it when missing.
+        let _ = driver.gather_facts().await;
+        let creates = engine.network_creates();
+        assert_eq!(creates.len(), 1, "{creates:?}");
+        let (made, body) = &creates[0];
+        assert_eq!(made, path, "{body}");
+        if path.starts_with("/libpod/") {
+            assert_eq!(body["dns_enabled"], false, "{body}");
+            assert_eq!(body["driver"], "bridge", "{body}");
+            assert_eq!(body["labels"]["io.openshell.managed"], "true", "{body}");
+        }
+    }
+}

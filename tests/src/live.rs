@@ -29,6 +29,9 @@ pub struct Engine {
     /// The operator setting this engine was configured with: slirp4netns maps 10.0.2.2 to the
     /// host's loopback (`allow_host_loopback=true` in the user's containers.conf).
     pub rootless_host_loopback: bool,
+    /// The network namespace that is this engine's host (`scripts/engines-2026.sh`): a gateway
+    /// for it must run there (`ip netns exec`). `None`: this machine's own namespace.
+    pub netns: Option<&'static str>,
 }
 
 /// Debian's dockerd.
@@ -40,6 +43,7 @@ pub fn dockerd() -> Engine {
         podman: false,
         runtime: "native-docker",
         rootless_host_loopback: false,
+        netns: None,
     }
 }
 
@@ -52,6 +56,7 @@ pub fn podman() -> Engine {
         podman: true,
         runtime: "podman",
         rootless_host_loopback: false,
+        netns: None,
     }
 }
 
@@ -88,6 +93,7 @@ pub fn podman_rootless() -> Engine {
         podman: true,
         runtime: "podman-rootless",
         rootless_host_loopback: true,
+        netns: None,
     }
 }
 
@@ -102,10 +108,67 @@ pub fn dockerd_rootless() -> Engine {
         podman: false,
         runtime: "rootless-docker",
         rootless_host_loopback: true,
+        netns: None,
     }
 }
 
+/// Where `scripts/engines-2026.sh` keeps its engines' sockets and writes its `env` file.
+pub const ENGINES_2026_RUN: &str = "/run/openshell-2026";
+
+/// One of Debian 13's engines that `scripts/engines-2026.sh up` runs, each in its network
+/// namespace `openshell-<e>` (issue 21). Root manages them with this host's `podman --url` and
+/// `docker -H` clients through their sockets (Podman 4.3's remote client speaks to Podman 5.4).
+fn engine_2026(
+    name: &'static str,
+    e: &'static str,
+    socket: &str,
+    podman: bool,
+    runtime: &'static str,
+    netns: &'static str,
+) -> Engine {
+    let socket = format!("{ENGINES_2026_RUN}/{e}/{socket}");
+    let cli = if podman {
+        vec!["podman".into(), "--url".into(), format!("unix://{socket}")]
+    } else {
+        vec!["docker".into(), "-H".into(), format!("unix://{socket}")]
+    };
+    Engine {
+        name,
+        socket,
+        cli,
+        podman,
+        runtime,
+        rootless_host_loopback: false,
+        netns: Some(netns),
+    }
+}
+
+/// The settings `scripts/engines-2026.sh` wrote (`…_HOST_ADDR`, `…_NETNS`, …), empty when it
+/// did not run.
+pub fn engines_2026_settings() -> std::collections::BTreeMap<String, String> {
+    std::fs::read_to_string(format!("{ENGINES_2026_RUN}/env"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 impl Engine {
+    /// The "LAN" address of a namespaced engine's host (its `uplink0` in its own network
+    /// namespace, never an interface of this machine); `None` for the others.
+    pub fn host_addr(&self) -> Option<String> {
+        let ns = self.netns?;
+        let key = format!(
+            "OPENSHELL_2026_{}_HOST_ADDR",
+            ns.trim_start_matches("openshell-")
+                .replace('-', "_")
+                .to_uppercase()
+        );
+        engines_2026_settings().remove(&key)
+    }
+
     /// The endpoint.
     pub fn endpoint(&self) -> Endpoint {
         Endpoint::Unix {
@@ -140,10 +203,17 @@ impl Engine {
         if up {
             return true;
         }
-        let what = format!(
-            "{} is not answering on {}: run `scripts/engines.sh` and `scripts/rootless.sh` as root (they install and start docker.io, podman and their rootless modes)",
-            self.name, self.socket
-        );
+        let what = if self.netns.is_some() {
+            format!(
+                "{} is not answering on {}: run `bash scripts/engines-2026.sh up` as root (Debian 13's engines, each in its own network namespace)",
+                self.name, self.socket
+            )
+        } else {
+            format!(
+                "{} is not answering on {}: run `scripts/engines.sh` and `scripts/rootless.sh` as root (they install and start docker.io, podman and their rootless modes)",
+                self.name, self.socket
+            )
+        };
         if std::env::var(LIVE_ENV).is_ok_and(|v| v == "require") {
             panic!("{what}; {LIVE_ENV}=require demands live engines");
         }
@@ -360,6 +430,7 @@ pub fn remote_dockerd(settings: &std::collections::BTreeMap<String, String>) -> 
         podman: false,
         runtime: "remote-docker",
         rootless_host_loopback: false,
+        netns: None,
     }
 }
 
@@ -393,6 +464,7 @@ pub fn remote_podman(settings: &std::collections::BTreeMap<String, String>) -> E
         podman: true,
         runtime: "remote-docker",
         rootless_host_loopback: false,
+        netns: None,
     }
 }
 
@@ -411,6 +483,18 @@ pub enum EngineId {
     RemoteDockerd,
     /// [`remote_podman`], in `scripts/remote.sh`'s network namespace.
     RemotePodman,
+    /// Podman 5.4.2 rootful (netavark, aardvark-dns) in network namespace `openshell-podman5`.
+    Podman5,
+    /// Podman 5.4.2 rootless (pasta, netavark) of a user without a systemd user session, in
+    /// `openshell-podman5-rootless`.
+    Podman5Rootless,
+    /// Podman 5.4.2 rootless (pasta) of a user with `systemd --user` and a session bus, in
+    /// `openshell-podman5-session`.
+    Podman5Session,
+    /// Docker 26.1.5 rootful in `openshell-docker26`.
+    Docker26,
+    /// Docker 26.1.5 rootless (RootlessKit 2.0.2, slirp4netns) in `openshell-docker26-rootless`.
+    Docker26Rootless,
 }
 
 impl EngineId {
@@ -419,26 +503,105 @@ impl EngineId {
         matches!(self, EngineId::RemoteDockerd | EngineId::RemotePodman)
     }
 
+    /// The network namespace it runs in (`scripts/engines-2026.sh`), which is its host: the
+    /// gateway must run there. `None` for this machine's engines and the remote ones.
+    pub fn netns(self) -> Option<&'static str> {
+        match self {
+            EngineId::Podman5 => Some("openshell-podman5"),
+            EngineId::Podman5Rootless => Some("openshell-podman5-rootless"),
+            EngineId::Podman5Session => Some("openshell-podman5-session"),
+            EngineId::Docker26 => Some("openshell-docker26"),
+            EngineId::Docker26Rootless => Some("openshell-docker26-rootless"),
+            _ => None,
+        }
+    }
+
+    /// Whether it runs in a network namespace of its own ([`Self::netns`]).
+    pub fn namespaced(self) -> bool {
+        self.netns().is_some()
+    }
+
+    /// Whether it is one of this machine's engines, reached and routed from this machine's own
+    /// network namespace: neither remote nor namespaced. The in-process scenarios (`it`) run
+    /// only these: their gateway listens in the test process's namespace, which is not a
+    /// namespaced engine's host (the CLI tests run `doctor` inside that namespace instead).
+    pub fn on_this_host(self) -> bool {
+        !self.remote() && !self.namespaced()
+    }
+
     /// Whether it runs as an unprivileged user.
     pub fn rootless(self) -> bool {
-        matches!(self, EngineId::PodmanRootless | EngineId::DockerdRootless)
+        matches!(
+            self,
+            EngineId::PodmanRootless
+                | EngineId::DockerdRootless
+                | EngineId::Podman5Rootless
+                | EngineId::Podman5Session
+                | EngineId::Docker26Rootless
+        )
     }
 
     /// Whether it is Podman.
     pub fn podman(self) -> bool {
         matches!(
             self,
-            EngineId::Podman | EngineId::PodmanRootless | EngineId::RemotePodman
+            EngineId::Podman
+                | EngineId::PodmanRootless
+                | EngineId::RemotePodman
+                | EngineId::Podman5
+                | EngineId::Podman5Rootless
+                | EngineId::Podman5Session
         )
     }
 
-    /// The local engine; panics for a remote one, which needs [`remote_settings`].
+    /// The engine (a namespaced one too); panics for a remote one, which needs
+    /// [`remote_settings`].
     pub fn local(self) -> Engine {
         match self {
             EngineId::Dockerd => dockerd(),
             EngineId::Podman => podman(),
             EngineId::PodmanRootless => podman_rootless(),
             EngineId::DockerdRootless => dockerd_rootless(),
+            EngineId::Podman5 => engine_2026(
+                "podman 5",
+                "podman5",
+                "podman.sock",
+                true,
+                "podman",
+                "openshell-podman5",
+            ),
+            EngineId::Podman5Rootless => engine_2026(
+                "rootless podman 5",
+                "podman5-rootless",
+                "runtime/podman/podman.sock",
+                true,
+                "podman-rootless",
+                "openshell-podman5-rootless",
+            ),
+            EngineId::Podman5Session => engine_2026(
+                "rootless podman 5 with session",
+                "podman5-session",
+                "runtime/podman/podman.sock",
+                true,
+                "podman-rootless",
+                "openshell-podman5-session",
+            ),
+            EngineId::Docker26 => engine_2026(
+                "docker 26",
+                "docker26",
+                "docker.sock",
+                false,
+                "native-docker",
+                "openshell-docker26",
+            ),
+            EngineId::Docker26Rootless => engine_2026(
+                "rootless docker 26",
+                "docker26-rootless",
+                "runtime/docker.sock",
+                false,
+                "rootless-docker",
+                "openshell-docker26-rootless",
+            ),
             EngineId::RemoteDockerd | EngineId::RemotePodman => {
                 panic!("{self:?} is remote: use remote_engine")
             }
@@ -506,7 +669,10 @@ impl Pair {
 /// (`tests/it/live.rs`) and as data ([`PAIRS`]). `live_pairs!(my_macro)` calls
 /// `my_macro! { name => engine, connect; ... }` with each local pair (`engine` an expression
 /// making its [`Engine`], `connect` `docker` or `podman`); the remote pairs need
-/// `scripts/remote.sh`'s settings and are in [`PAIRS`] only.
+/// `scripts/remote.sh`'s settings, and the namespaced pairs (Debian 13's engines of
+/// `scripts/engines-2026.sh`, each in the network namespace [`EngineId::netns`]) need their
+/// gateway inside that namespace, so both are in [`PAIRS`] only: the CLI tests run `doctor`
+/// there (`ip netns exec`).
 #[macro_export]
 macro_rules! live_pairs {
     ($callback:ident) => {
@@ -527,17 +693,29 @@ macro_rules! live_pairs {
                 remote_podman_docker_api: RemotePodman, docker;
                 remote_podman_libpod: RemotePodman, podman;
             }
+            namespaced {
+                podman5_docker_api: Podman5, docker;
+                podman5_libpod: Podman5, podman;
+                podman5_rootless_docker_api: Podman5Rootless, docker;
+                podman5_rootless_libpod: Podman5Rootless, podman;
+                podman5_session_docker_api: Podman5Session, docker;
+                podman5_session_libpod: Podman5Session, podman;
+                docker26: Docker26, docker;
+                docker26_rootless: Docker26Rootless, docker;
+            }
         }
     };
     (@emit (callback $callback:ident);
         local { $($name:ident: $engine:ident, $connect:ident;)* }
         remote { $($_rname:ident: $_rengine:ident, $_rconnect:ident;)* }
+        namespaced { $($_nname:ident: $_nengine:ident, $_nconnect:ident;)* }
     ) => {
         $callback! { $($name => $crate::live::EngineId::$engine.local(), $connect;)* }
     };
     (@emit (data);
         local { $($name:ident: $engine:ident, $connect:ident;)* }
         remote { $($rname:ident: $rengine:ident, $rconnect:ident;)* }
+        namespaced { $($nname:ident: $nengine:ident, $nconnect:ident;)* }
     ) => {
         &[
             $($crate::live::Pair {
@@ -550,6 +728,11 @@ macro_rules! live_pairs {
                 engine: $crate::live::EngineId::$rengine,
                 driver: $crate::live_pairs!(@driver $rconnect),
             },)*
+            $($crate::live::Pair {
+                name: stringify!($nname),
+                engine: $crate::live::EngineId::$nengine,
+                driver: $crate::live_pairs!(@driver $nconnect),
+            },)*
         ]
     };
     (@driver docker) => { $crate::live::DriverName::Docker };
@@ -557,7 +740,8 @@ macro_rules! live_pairs {
 }
 
 /// Every live engine/driver pair (the list of [`live_pairs!`]); tests that need some of them
-/// filter it, e.g. `pairs().filter(|p| p.engine.rootless())`.
+/// filter it, e.g. `pairs().filter(|p| p.engine.rootless())`, or
+/// `p.engine.on_this_host()` for this machine's own engines.
 pub const PAIRS: &[Pair] = live_pairs!(@list (data));
 
 /// [`PAIRS`], to filter.

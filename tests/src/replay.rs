@@ -3,8 +3,9 @@
 //! (Docker Desktop, Colima, OrbStack, Rancher Desktop, Lima, Podman machine).
 //!
 //! It answers `/_ping` (with the captured headers), `/version`, `/info`, `/networks/<name>` and
-//! `/networks` (a network created through it is remembered), and libpod's `/info` when the
-//! capture has it.
+//! `/networks` (a network created through it, with Docker's or libpod's create, is remembered,
+//! and so is the create request: [`ReplayEngine::network_creates`]), and libpod's `/info` when
+//! the capture has it.
 //! Version prefixes (`/v1.41/...`) are accepted on every path.
 
 use std::convert::Infallible;
@@ -25,6 +26,7 @@ pub struct ReplayEngine {
     socket: PathBuf,
     dir: PathBuf,
     task: JoinHandle<()>,
+    state: Arc<Mutex<State>>,
 }
 
 impl Drop for ReplayEngine {
@@ -38,6 +40,8 @@ impl Drop for ReplayEngine {
 struct State {
     doc: Value,
     network: Option<Value>,
+    /// Every network create: its path (without the version prefix) and JSON body.
+    creates: Vec<(String, Value)>,
 }
 
 impl ReplayEngine {
@@ -60,8 +64,11 @@ impl ReplayEngine {
         let state = Arc::new(Mutex::new(State {
             doc: doc.clone(),
             network: doc.get("network").cloned(),
+            creates: Vec::new(),
         }));
+        let served = Arc::clone(&state);
         let task = tokio::spawn(async move {
+            let state = served;
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
@@ -76,7 +83,21 @@ impl ReplayEngine {
                 });
             }
         });
-        Ok(ReplayEngine { socket, dir, task })
+        Ok(ReplayEngine {
+            socket,
+            dir,
+            task,
+            state,
+        })
+    }
+
+    /// The network creates it received, in order: path without the version prefix
+    /// (`/networks/create` or `/libpod/networks/create`) and the request's JSON body.
+    pub fn network_creates(&self) -> Vec<(String, Value)> {
+        self.state
+            .lock()
+            .map(|s| s.creates.clone())
+            .unwrap_or_default()
     }
 
     /// The socket path.
@@ -122,18 +143,24 @@ async fn answer(
     let path = strip_version(req.uri().path()).to_string();
     let method = req.method().clone();
     // A created network keeps the name it was created with (bounded: a create body is small).
-    let created_name = if method == "POST" && path == "/networks/create" {
+    let create = matches!(
+        path.as_str(),
+        "/networks/create" | "/libpod/networks/create"
+    );
+    let create_body = if method == "POST" && create {
         let body = http_body_util::Limited::new(req.into_body(), 64 * 1024)
             .collect()
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["Name"].as_str().map(str::to_string))
+        serde_json::from_slice::<Value>(&body).ok()
     } else {
         None
     };
+    let created_name = create_body
+        .as_ref()
+        .and_then(|v| v.get("Name").or_else(|| v.get("name"))?.as_str())
+        .map(str::to_string);
     let Ok(mut st) = state.lock() else {
         return Ok(reply(500, &json!({"message": "replay state poisoned"})));
     };
@@ -183,13 +210,23 @@ async fn answer(
             Some(l) => reply(200, l),
             None => not_found(),
         },
-        ("POST", "/networks/create") => {
+        ("POST", "/networks/create" | "/libpod/networks/create") => {
             let mut network = created_network();
             if let Some(name) = created_name {
                 network["Name"] = json!(name);
             }
             st.network = Some(network);
-            reply(201, &json!({"Id": "replay", "Warning": ""}))
+            st.creates
+                .push((path.clone(), create_body.unwrap_or(Value::Null)));
+            if path.starts_with("/libpod/") {
+                // libpod answers with the network it made.
+                reply(
+                    200,
+                    &json!({"name": st.network.as_ref().map(|n| n["Name"].clone()), "id": "replay"}),
+                )
+            } else {
+                reply(201, &json!({"Id": "replay", "Warning": ""}))
+            }
         }
         ("GET", "/networks") => reply(200, &json!(st.network.iter().collect::<Vec<_>>())),
         ("GET", p) if p.starts_with("/networks/") => match &st.network {

@@ -38,6 +38,41 @@ use tracing::Instrument;
 /// It identifies Podman even where a proxy stripped the ping headers.
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
 
+/// libpod's network create, used instead of the compatible one on Podman (see
+/// [`DockerDriver::create_network`]).
+const LIBPOD_NETWORK_CREATE: &str = "/v4.0.0/libpod/networks/create";
+
+/// An engine's refusal of a request this driver makes without bollard.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The engine answered with an error status.
+    #[error("{call} answered {status}: {message}")]
+    Status {
+        /// The request.
+        call: &'static str,
+        /// The HTTP status code.
+        status: u16,
+        /// The engine's `message` (or its body, capped).
+        message: String,
+    },
+}
+
+/// The body of libpod's network create for a network we own: a bridge without DNS. Nothing of
+/// ours resolves names on the sandbox network (routes are extra hosts), and aardvark-dns, which
+/// a DNS-enabled network starts with its first container, fails for a rootless user without a
+/// systemd user session on Podman 5 (netavark runs it with `systemd-run --user`), failing every
+/// container start on the network. `isolate` is what Podman's compatible API sets for bridges.
+fn libpod_network_body(name: &str, labels: &BTreeMap<String, String>) -> Value {
+    serde_json::json!({
+        "name": name,
+        "driver": "bridge",
+        "dns_enabled": false,
+        "labels": labels,
+        "options": {"isolate": "true"},
+    })
+}
+
 /// The kind of a bollard error, from the engine's status code when it answered. A reply
 /// stopped by the transport's size budget is reported as that.
 fn op(e: bollard::errors::Error) -> OpError {
@@ -117,6 +152,9 @@ pub struct DockerDriver {
     docker: Docker,
     endpoint: Target,
     timeout: Duration,
+    /// The engine named itself Podman on `/_ping` (`Libpod-Api-Version`): it also serves libpod's
+    /// API on this endpoint.
+    libpod: bool,
 }
 
 impl DockerDriver {
@@ -148,6 +186,9 @@ impl DockerDriver {
             .instrument(span)
             .await
             .ok();
+        let libpod = pinged
+            .as_ref()
+            .is_some_and(|r| r.headers.contains_key("libpod-api-version"));
         let server = pinged
             .as_ref()
             .and_then(|r| r.headers.get("api-version"))
@@ -177,7 +218,28 @@ impl DockerDriver {
             docker,
             endpoint,
             timeout,
+            libpod,
         })
+    }
+
+    /// `POST path` with a JSON body, within the driver's timeout; the reply's body is read
+    /// only for an error status's message.
+    async fn post_json(&self, call: &'static str, path: &str, body: &Value) -> Result<(), OpError> {
+        let r = raw::post_json(&self.endpoint, path, body, self.timeout).await?;
+        if (200..300).contains(&r.status) {
+            return Ok(());
+        }
+        let message = serde_json::from_slice::<Value>(&r.body)
+            .ok()
+            .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&r.body[..r.body.len().min(512)]).into());
+        let status = r.status;
+        let error = RequestError::Status {
+            call,
+            status,
+            message,
+        };
+        Err(OpError::new(ErrorKind::from_status(status), error))
     }
 
     async fn raw_get(&self, path: &str) -> Result<RawResponse, OpError> {
@@ -396,11 +458,22 @@ impl EngineOps for DockerDriver {
             .collect()
     }
 
+    /// A bridge network. On Podman it is created through libpod's API on the same endpoint,
+    /// without DNS: Podman's compatible `POST /networks/create` enables DNS on every bridge and
+    /// honours no option that turns it off (`pkg/api/handlers/compat/networks.go`, 4.x to 5.x;
+    /// seen live on 5.4.2: an unknown option is only warned about). Docker's user-defined
+    /// networks have no such switch: dockerd's embedded DNS is in-process and needs nothing.
     async fn create_network(
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<(), OpError> {
+        if self.libpod {
+            let body = libpod_network_body(name, labels);
+            return self
+                .post_json("libpod network create", LIBPOD_NETWORK_CREATE, &body)
+                .await;
+        }
         let req = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),

@@ -349,7 +349,11 @@ impl EngineOps for PodmanDriver {
         let opts = NetworkCreateOpts::builder()
             .name(name)
             .driver("bridge")
-            .dns_enabled(true)
+            // Off: we never use the network's DNS (routes are extra hosts), and with it on,
+            // netavark must start aardvark-dns for the first container; rootless Podman 5
+            // without a systemd user session (an ssh login, a CI job) then fails every start
+            // ("aardvark-dns failed to start: Failed to connect to user scope bus").
+            .dns_enabled(false)
             .labels(labels.clone())
             .build();
         self.call(self.podman.networks().create(&opts))

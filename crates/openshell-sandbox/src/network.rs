@@ -33,10 +33,68 @@ pub(crate) fn is_ours(labels: &BTreeMap<String, String>) -> bool {
     labels.get(LABEL_MANAGED).is_some_and(|v| v == "true")
 }
 
-/// The sandbox network's inspect body, creating it (bridge, labelled as ours) when missing and
-/// healing duplicates of ours. A same-named network with another driver is refused.
+/// The sandbox network's inspect body, creating it (bridge, labelled as ours, without DNS) when
+/// missing and healing duplicates of ours. A same-named network with another driver is refused.
+///
+/// A network of ours that has DNS (made by a version before issue 21) is replaced when no
+/// container uses it: on rootless Podman 5 without a systemd user session no container can
+/// start on it. A network the operator made with DNS is used as it is, with a warning.
 pub(crate) async fn ensure(driver: &SandboxDriver) -> Result<Value, EngineError> {
     let name = driver.options().network.as_str();
+    let mut found = find_or_create(driver, name).await?;
+    if dns_enabled(&found.body) {
+        if is_ours(&found.labels) && retire(driver, name, &found).await {
+            found = find_or_create(driver, name).await?;
+        } else {
+            tracing::warn!(
+                network = name,
+                "the sandbox network has DNS enabled; we do not use it, and on rootless Podman 5 without a systemd user session every container start on it fails (aardvark-dns cannot start): remove it so that the gateway creates it without DNS, or create it with `podman network create --disable-dns`"
+            );
+        }
+    }
+    if found.driver != "bridge" {
+        return Err(EngineError::NetworkConflict {
+            name: name.to_string(),
+            driver: openshell_runtime::display_value(&found.driver),
+        });
+    }
+    Ok(found.body)
+}
+
+/// Whether the engine says the network has DNS. Only libpod's inspect says so
+/// (`dns_enabled`); Docker's has no such switch, and Podman's Docker-compatible inspect leaves
+/// it out.
+pub(crate) fn dns_enabled(body: &Value) -> bool {
+    body.get("dns_enabled").and_then(Value::as_bool) == Some(true)
+}
+
+/// Removes our network `found` (by id, so that a network another run made meanwhile is left
+/// alone) to make room for one without DNS. Whether it is gone; a network in use stays.
+async fn retire(driver: &SandboxDriver, name: &str, found: &NetworkInfo) -> bool {
+    let id = if found.id.is_empty() {
+        name
+    } else {
+        found.id.as_str()
+    };
+    match driver
+        .call("network remove", driver.ops().remove_network(id))
+        .await
+    {
+        Ok(()) => {
+            tracing::warn!(network = name, id, "removed our sandbox network made with DNS (by an older version); it is created again without");
+            true
+        }
+        // Another run retired it first.
+        Err(e) if e.is_not_found() => true,
+        Err(e) => {
+            tracing::warn!(network = name, id, error = %e, "our sandbox network has DNS (made by an older version) and cannot be replaced while in use; on rootless Podman 5 without a systemd user session containers cannot start on it");
+            false
+        }
+    }
+}
+
+/// The network called `name`: inspected, or created (under the host-wide lock) when missing.
+async fn find_or_create(driver: &SandboxDriver, name: &str) -> Result<NetworkInfo, EngineError> {
     let found = match driver
         .call("network inspect", driver.ops().inspect_network(name))
         .await
@@ -49,13 +107,7 @@ pub(crate) async fn ensure(driver: &SandboxDriver) -> Result<Value, EngineError>
         }
         Err(e) => return Err(e),
     };
-    if found.driver != "bridge" {
-        return Err(EngineError::NetworkConflict {
-            name: name.to_string(),
-            driver: openshell_runtime::display_value(&found.driver),
-        });
-    }
-    Ok(found.body)
+    Ok(found)
 }
 
 /// Every network called exactly `name` (the engines' filters match more).

@@ -41,10 +41,12 @@ pub struct RawResponse {
     pub body: Bytes,
 }
 
-async fn exchange(target: &Target, path: &str) -> Result<RawResponse, RawError> {
-    let req = hyper::Request::get(path)
-        .body(Empty::<Bytes>::new())
-        .map_err(RawError::Request)?;
+async fn exchange<B>(target: &Target, req: hyper::Request<B>) -> Result<RawResponse, RawError>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<crate::BoxError>,
+{
     let res = transport::send(target, req).await?;
     let status = res.status().as_u16();
     let headers = res
@@ -70,7 +72,26 @@ async fn exchange(target: &Target, path: &str) -> Result<RawResponse, RawError> 
 
 /// `GET path` on the engine at `target`, within `timeout`.
 pub async fn get(target: &Target, path: &str, timeout: Duration) -> Result<RawResponse, RawError> {
-    tokio::time::timeout(timeout, exchange(target, path))
+    let req = hyper::Request::get(path)
+        .body(Empty::<Bytes>::new())
+        .map_err(RawError::Request)?;
+    tokio::time::timeout(timeout, exchange(target, req))
+        .await
+        .map_err(|_| RawError::Timeout(timeout))?
+}
+
+/// `POST path` with a JSON `body` on the engine at `target`, within `timeout`.
+pub async fn post_json(
+    target: &Target,
+    path: &str,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<RawResponse, RawError> {
+    let req = hyper::Request::post(path)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(Bytes::from(body.to_string())))
+        .map_err(RawError::Request)?;
+    tokio::time::timeout(timeout, exchange(target, req))
         .await
         .map_err(|_| RawError::Timeout(timeout))?
 }

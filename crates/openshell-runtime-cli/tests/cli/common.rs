@@ -4,7 +4,21 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_openshell-runtime"));
+    bin_in(None)
+}
+
+/// The binary, run in network namespace `netns` when one is given (`ip netns exec`): where a
+/// namespaced engine's gateway must run (`scripts/engines-2026.sh`).
+pub fn bin_in(netns: Option<&str>) -> Command {
+    let exe = env!("CARGO_BIN_EXE_openshell-runtime");
+    let mut c = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, exe]);
+            c
+        }
+        None => Command::new(exe),
+    };
     c.env_remove("OPENSHELL_HOST_GATEWAY_IP")
         .env_remove("OPENSHELL_BIND_ADDRESS")
         .env_remove("OPENSHELL_NETWORK_MODE")
@@ -104,7 +118,8 @@ pub fn all_fixtures() -> Vec<std::path::PathBuf> {
     out
 }
 
-/// Runs `doctor` against a live engine with a locally imported probe image.
+/// Runs `doctor` against a live engine with a locally imported probe image, in the engine's
+/// network namespace when it has one.
 pub fn doctor(
     engine: &openshell_tests::live::Engine,
     driver: &str,
@@ -130,7 +145,10 @@ pub fn doctor(
         "12",
     ];
     args.extend_from_slice(extra);
-    let out = run(&args);
+    let out = bin_in(engine.netns)
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the binary: {e}"));
     openshell_tests::live::remove_image(engine, &image);
     out
 }

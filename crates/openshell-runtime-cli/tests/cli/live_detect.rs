@@ -11,7 +11,7 @@ use crate::common::*;
 #[test]
 fn live_detect_against_dockerd_and_podman() {
     // The rootful engines, through each driver.
-    for pair in live::pairs().filter(|p| !p.engine.remote() && !p.engine.rootless()) {
+    for pair in live::pairs().filter(|p| p.engine.on_this_host() && !p.engine.rootless()) {
         let engine = pair.local();
         let (sock, runtime, cli, driver) = (
             engine.socket.as_str(),

@@ -14,7 +14,7 @@ fn live_doctor_proves_routes_and_classifies_failures() {
     // The rootless engines run with host loopback enabled, which they do not report: the
     // operator says so with --rootless-host-loopback (without it the route is the host's
     // LAN-facing address, which tests must not send traffic to).
-    for pair in live::pairs().filter(|p| !p.engine.remote()) {
+    for pair in live::pairs().filter(|p| p.engine.on_this_host()) {
         let (engine, driver) = (pair.local(), pair.driver());
         if !engine.available() {
             continue;
@@ -152,7 +152,7 @@ fn live_doctor_proves_routes_and_classifies_failures() {
 #[test]
 fn live_rootless_engines_without_declared_loopback_relay_by_default() {
     use openshell_tests::live;
-    for pair in live::pairs().filter(|p| p.engine.rootless()) {
+    for pair in live::pairs().filter(|p| p.engine.on_this_host() && p.engine.rootless()) {
         let (engine, driver) = (pair.local(), pair.driver());
         if !engine.available() {
             continue;
@@ -206,7 +206,7 @@ fn live_rootless_engines_without_declared_loopback_relay_by_default() {
 #[test]
 fn live_doctor_proves_host_network_routes() {
     use openshell_tests::live;
-    for pair in live::pairs().filter(|p| !p.engine.remote()) {
+    for pair in live::pairs().filter(|p| p.engine.on_this_host()) {
         let (engine, driver) = (pair.local(), pair.driver());
         if !engine.available() {
             continue;
@@ -244,7 +244,7 @@ fn live_doctor_proves_host_network_routes() {
 fn live_doctor_checks_the_openshell_endpoint() {
     use openshell_tests::live;
     // The dockerds: rootful, where the endpoint works, and rootless, where it does not.
-    for pair in live::pairs().filter(|p| !p.engine.remote() && !p.engine.podman()) {
+    for pair in live::pairs().filter(|p| p.engine.on_this_host() && !p.engine.podman()) {
         let (engine, works) = (pair.local(), !pair.engine.rootless());
         // Rootless dockerd runs without --rootless-host-loopback here: undeclared, RootlessKit's
         // loopback is not the host's.
@@ -322,7 +322,7 @@ fn concurrent_doctors_leave_one_network() {
     use openshell_tests::live::{
         self as live, import_busybox, networks_named, remove_image, remove_networks_named,
     };
-    for pair in live::pairs().filter(|p| !p.engine.remote() && !p.engine.rootless()) {
+    for pair in live::pairs().filter(|p| p.engine.on_this_host() && !p.engine.rootless()) {
         let (engine, driver) = (pair.local(), pair.driver());
         if !engine.available() {
             continue;

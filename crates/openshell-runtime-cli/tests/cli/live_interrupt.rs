@@ -19,7 +19,7 @@ fn interrupted_doctors_leave_no_probe_after_the_next_run() {
     let kinds: [(&str, &[&str]); 2] = [("direct", &[]), ("relay", &["--route-kind", "relay"])];
     // The rootful engines, each through its own API.
     let engines = openshell_tests::live::pairs()
-        .filter(|p| !p.engine.remote() && !p.engine.rootless() && p.native())
+        .filter(|p| p.engine.on_this_host() && !p.engine.rootless() && p.native())
         .map(|p| (p.local(), p.driver()));
     for ((engine, driver), (kind, extra)) in engines.flat_map(|e| kinds.map(|k| (e.clone(), k))) {
         if !engine.available() {

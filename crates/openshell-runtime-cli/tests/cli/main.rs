@@ -13,6 +13,7 @@ mod doctor;
 mod env;
 mod matrix;
 
+mod live_2026;
 mod live_detect;
 mod live_doctor;
 mod live_interrupt;
