@@ -428,7 +428,7 @@ fn live_doctor_beside_a_running_gateway_and_with_tls() {
 #[test]
 fn live_doctor_needs_nothing_built_or_pulled_by_hand() {
     use openshell_tests::live;
-    for pair in live::pairs().filter(|p| !p.engine.remote()) {
+    for pair in live::pairs().filter(|p| p.engine.on_this_host()) {
         let (engine, driver) = (pair.local(), pair.driver());
         if !engine.available() {
             continue;
