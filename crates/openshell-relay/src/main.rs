@@ -1,6 +1,8 @@
 //! `openshell-relay`: the program a relay container runs on a sandbox network.
 //!
-//! It listens on `0.0.0.0:<port>` inside its container and carries every connection it accepts
+//! It listens on `0.0.0.0:<port>` inside its container (or on the address given after the port:
+//! `127.0.0.1` for a relay in an engine's host network namespace, where it must not face the
+//! network) and carries every connection it accepts
 //! as one stream of a yamux session whose transport is its own stdin and stdout. The gateway
 //! holds the other end of that session through the engine's attach API, so the relay needs no
 //! published port and the gateway listens on the host's loopback only.
@@ -15,7 +17,7 @@
 //! holds nothing but this binary.
 
 use std::future::poll_fn;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::task::Poll;
 
@@ -32,20 +34,26 @@ const PENDING_OPENS: usize = 64;
 type OpenRequest = oneshot::Sender<Result<Stream, String>>;
 
 fn usage() -> String {
-    "usage: openshell-relay <port>  (listens on 0.0.0.0:<port>; the session runs over stdin/stdout)"
+    "usage: openshell-relay <port> [<listen address>]  (listens on 0.0.0.0:<port> by default; the session runs over stdin/stdout)"
         .to_string()
 }
 
-fn parse_port(args: &[String]) -> Result<u16, String> {
-    match args {
-        [port] => match port.parse::<u16>() {
-            Ok(0) | Err(_) => Err(format!(
-                "invalid port {port:?}: expected 1-65535\n{}",
-                usage()
-            )),
-            Ok(p) => Ok(p),
+/// The port and the address to listen on (default `0.0.0.0`): an address, never a name.
+fn parse_args(args: &[String]) -> Result<SocketAddr, String> {
+    let (port, ip) = match args {
+        [port] => (port, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        [port, ip] => match ip.parse::<IpAddr>() {
+            Ok(ip) => (port, ip),
+            Err(_) => return Err(format!("invalid listen address {ip:?}\n{}", usage())),
         },
-        _ => Err(usage()),
+        _ => return Err(usage()),
+    };
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!(
+            "invalid port {port:?}: expected 1-65535\n{}",
+            usage()
+        )),
+        Ok(p) => Ok(SocketAddr::new(ip, p)),
     }
 }
 
@@ -136,11 +144,12 @@ async fn carry(mut tcp: TcpStream, opener: mpsc::Sender<OpenRequest>) {
     let _ = tokio::io::copy_bidirectional(&mut tcp, &mut stream).await;
 }
 
-async fn run(port: u16) -> Result<(), String> {
-    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+async fn run(addr: SocketAddr) -> Result<(), String> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    // The gateway reads this line (from the logs) before it hands out a host-network relay.
+    eprintln!("openshell-relay: listening on {addr}");
     let transport: Box<dyn Transport> = match stdio_pipes() {
         Some((input, output)) => {
             Box::new(tokio::io::join(input, tokio::io::BufWriter::new(output)))
@@ -185,8 +194,8 @@ async fn run(port: u16) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let port = match parse_port(&args) {
-        Ok(p) => p,
+    let addr = match parse_args(&args) {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("openshell-relay: {e}");
             return ExitCode::from(2);
@@ -202,7 +211,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(port)) {
+    match runtime.block_on(run(addr)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("openshell-relay: {e}");
@@ -213,14 +222,23 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_port;
+    use super::parse_args;
 
     #[test]
-    fn takes_exactly_one_port_and_nothing_else() {
-        assert_eq!(parse_port(&["17670".into()]), Ok(17670));
-        assert!(parse_port(&["0".into()]).is_err());
-        assert!(parse_port(&["10.0.0.1:22".into()]).is_err());
-        assert!(parse_port(&["1".into(), "2".into()]).is_err());
-        assert!(parse_port(&[]).is_err());
+    fn takes_a_port_and_at_most_a_listen_address() {
+        let ok = |a: &[&str]| parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            ok(&["17670"]),
+            Ok("0.0.0.0:17670".parse().unwrap_or_else(|_| unreachable!()))
+        );
+        assert_eq!(
+            ok(&["17670", "127.0.0.1"]),
+            Ok("127.0.0.1:17670".parse().unwrap_or_else(|_| unreachable!()))
+        );
+        assert!(ok(&["0"]).is_err());
+        assert!(ok(&["10.0.0.1:22"]).is_err());
+        assert!(ok(&["1", "localhost"]).is_err());
+        assert!(ok(&["1", "127.0.0.1", "3"]).is_err());
+        assert!(ok(&[]).is_err());
     }
 }
