@@ -63,6 +63,8 @@ const REPLACE_CALLS: u32 = 10;
 const REPLACE_PAUSES: Duration = Duration::from_secs(2);
 /// The line a relay logs once it listens (crates/openshell-relay).
 const LISTENING: &str = "openshell-relay: listening on ";
+/// The start of the line a relay logs when it cannot listen (crates/openshell-relay).
+const CANNOT_LISTEN: &str = "openshell-relay: cannot listen on ";
 /// The most of a relay's log read while waiting for that line.
 const MAX_RELAY_LOG: usize = 16 * 1024;
 /// The relay label's network value for relays in an engine's host network namespace (a name
@@ -751,13 +753,21 @@ async fn launch(
         driver
             .call("container start", driver.ops().start_container(&id))
             .await?;
-        let attached = driver
+        let attach = driver
             .call("container attach", driver.ops().attach(&id))
-            .await?;
+            .await;
         if mode == NetworkMode::Host {
-            listening(driver, &id, SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await?;
-            return Ok((IpAddr::from(Ipv4Addr::LOCALHOST), attached));
+            // A relay that could not listen may be gone before the attach (Podman then refuses
+            // it, "container state improper"): its log says why.
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let listened = listening(driver, &id, address).await;
+            return match (attach, listened) {
+                (Ok(attached), Ok(())) => Ok((IpAddr::from(Ipv4Addr::LOCALHOST), attached)),
+                (_, Err(e @ RelayError::Listen { .. })) | (Ok(_), Err(e)) => Err(e),
+                (Err(e), _) => Err(e.into()),
+            };
         }
+        let attached = attach?;
         let deadline = tokio::time::Instant::now() + ADDRESS_WAIT;
         loop {
             let found = driver
@@ -806,12 +816,21 @@ async fn listening(
         if log.contains(LISTENING) {
             return Ok(());
         }
-        let state = driver
+        // Its own word first; the state only tells a relay that died without one. (bollard
+        // cannot parse Podman's `stopped`, so an unreadable state is waited out.)
+        let refused = log.contains(CANNOT_LISTEN);
+        let state = match driver
             .call("container inspect", driver.ops().inspect_container(id))
-            .await?
-            .status;
+            .await
+        {
+            Ok(s) => s.status,
+            Err(e) => {
+                tracing::debug!(error = %e, container = %id, "relay state unknown");
+                "unknown".to_string()
+            }
+        };
         let stopped = matches!(state.as_str(), "exited" | "dead" | "stopped");
-        if stopped || tokio::time::Instant::now() >= deadline {
+        if refused || stopped || tokio::time::Instant::now() >= deadline {
             // Read again: the relay may have written its reason as it stopped.
             let log = relay_log(driver, id).await.unwrap_or_default();
             let last = log.lines().rev().find(|l| !l.trim().is_empty());
