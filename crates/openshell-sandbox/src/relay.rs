@@ -848,8 +848,9 @@ async fn listening(
     }
 }
 
-/// The start of a relay's log (stdout is the session and is not logged by the relay itself;
-/// its diagnostics are on stderr), capped at [`MAX_RELAY_LOG`].
+/// The start of a relay's log, capped at [`MAX_RELAY_LOG`]: its diagnostics (stderr) come
+/// first, since the session's frames on stdout, which engines log too, start only with the
+/// first connection.
 async fn relay_log(driver: &SandboxDriver, id: &str) -> Result<String, EngineError> {
     let collect = async {
         let mut out: Vec<u8> = Vec::new();
