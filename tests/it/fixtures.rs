@@ -239,7 +239,9 @@ fn the_relay_is_chosen_only_where_it_can_serve() {
         "{d:?}"
     );
     assert!(d.fallbacks.iter().all(|f| f.route_kind != RouteKind::Relay));
-    // Host networking: the relay sits on a bridge, so a forced relay is refused.
+    // Host networking where the engine's host namespace is the gateway's own (rootless Podman
+    // shares the user's): 127.0.0.1 is the direct route, and a forced relay there would listen
+    // on the gateway's own port, so it is refused.
     refused.overrides.route_kind = RouteKindChoice::Relay;
     let host = RouteContext {
         network_mode: NetworkMode::Host,

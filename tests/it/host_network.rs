@@ -55,7 +55,11 @@ fn expected(runtime: &str, bridge_refused: bool, facts: &Facts) -> &'static str 
         "rancher-desktop" => "192.168.5.2 127.0.0.1",
         "podman-machine" if bridge_refused => "refused",
         "podman-machine" => "192.168.127.254 127.0.0.1",
-        "docker-desktop" | "rootless-docker" | "remote-docker" => "refused",
+        // dockerd resolves host-gateway to Desktop's host proxy for host networking too; the
+        // captures whose bridge route is refused (no version, nothing bounding it) stay so.
+        "docker-desktop" if bridge_refused => "refused",
+        "docker-desktop" => "host-gateway 127.0.0.1",
+        "rootless-docker" | "remote-docker" => "refused",
         other => panic!("no host-network expectation for {other}"),
     }
 }
@@ -77,8 +81,11 @@ fn every_capture_has_a_host_network_answer() {
             Ok(r) => {
                 assert_eq!(r.route_kind, RouteKind::HostNetwork, "{}", f.name);
                 for e in r.extra_hosts() {
+                    // Only Desktop's engine is known to point host-gateway at the host.
                     assert!(
-                        matches!(e.value(), HostTarget::Ip(_)),
+                        matches!(e.value(), HostTarget::Ip(_))
+                            || (runtime == "docker-desktop"
+                                && e.value() == HostTarget::HostGateway),
                         "{}: host networking needs literal extra hosts, got {e}",
                         f.name
                     );
@@ -197,16 +204,122 @@ fn a_vm_runtime_refuses_its_own_loopback_and_names_its_host_address() {
     check(c, "colima 192.168.5.2 127.0.0.1");
 }
 
+/// Docker Desktop with host networking decides as for a bridge: dockerd resolves host-gateway
+/// to its host proxy whatever the network mode (issue 23); Desktop's opt-in host networking is
+/// not needed. Refused only where the engine's version is unknown (then `auto` relays), and an
+/// operator who turned that feature on may still declare 127.0.0.1.
 #[test]
-fn docker_desktop_host_networking_is_the_operators_declaration() {
+fn docker_desktop_host_networking_routes_through_host_gateway() {
     let dd = || {
         json!({"host_os": "macos", "endpoint": "unix:///Users/u/.docker/run/docker.sock",
         "info": {"OperatingSystem": "Docker Desktop", "ServerVersion": "27.3.1", "Name": "docker-desktop"}})
     };
-    check(dd(), "docker-desktop refused: docker-desktop: no safe route: a host-network container sits in Desktop's VM unless Desktop's opt-in host networking…");
+    check(dd(), "docker-desktop host-gateway 127.0.0.1");
+    let facts = Facts::from_value(&dd()).unwrap_or_else(|e| panic!("{e}"));
+    let d = decide(&Registry::builtin(), &facts, &host_ctx());
+    let route = d.route.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(route.route_kind, RouteKind::HostNetwork);
+    assert_eq!(route.network_mode(), NetworkMode::Host);
+    let hosts: Vec<String> = route.extra_hosts().iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        hosts,
+        [
+            "host.openshell.internal:host-gateway",
+            "host.docker.internal:host-gateway"
+        ]
+    );
+    // Should host-gateway not land, the literal addresses Desktop has used come next.
+    let fallbacks: Vec<String> = d
+        .fallbacks
+        .iter()
+        .map(|r| r.openshell_host.to_string())
+        .collect();
+    assert_eq!(fallbacks, ["192.168.65.254", "192.168.65.2"]);
     let mut on = dd();
     on["overrides"] = json!({"host_gateway_ip": "127.0.0.1"});
     check(on, "docker-desktop 127.0.0.1 127.0.0.1");
+    let mut legacy = dd();
+    legacy["overrides"] = json!({"host_gateway_ip": "192.168.65.2"});
+    check(legacy, "docker-desktop 192.168.65.2 127.0.0.1");
+    // An engine too old for host-gateway is refused, as for a bridge.
+    let mut old = dd();
+    old["info"]["ServerVersion"] = json!("19.03.13");
+    check(old, "docker-desktop refused: docker-desktop: no safe route: Docker Engine 19.3.13 predates host-gateway…");
+}
+
+/// Where no direct host-mode route exists, `auto` chooses the relay in the engine's host
+/// network namespace: the sandbox calls that namespace's 127.0.0.1, the gateway binds
+/// 127.0.0.1. Where that namespace is the gateway's own, the direct route wins and a forced
+/// relay is refused (it would listen on the gateway's own port). Over every capture.
+#[test]
+fn host_mode_relays_wherever_no_direct_route_exists() {
+    use openshell_runtime::RouteKindChoice;
+    let shared = ["native-docker", "podman", "podman-rootless", "orbstack"];
+    let loopback: IpAddr = [127, 0, 0, 1].into();
+    let mut failures = Vec::new();
+    for f in fixtures() {
+        let facts = Facts::from_value(&f.doc).unwrap_or_else(|e| panic!("{}: {e}", f.name));
+        let with = |kind| {
+            let mut facts = facts.clone();
+            facts.overrides.route_kind = kind;
+            openshell_runtime::decide(&Registry::builtin(), &facts, &host_ctx())
+        };
+        let direct = with(RouteKindChoice::Direct);
+        let auto = with(RouteKindChoice::Auto);
+        let forced = with(RouteKindChoice::Relay);
+        let runtime = auto.runtime_id().unwrap_or("unknown").to_string();
+        let host_relay = |r: &openshell_runtime::Route| {
+            r.route_kind == RouteKind::Relay
+                && r.openshell_host == HostTarget::Ip(loopback)
+                && r.bind == Some(loopback)
+                && r.network_mode() == NetworkMode::Host
+                && r.extra_hosts()
+                    .iter()
+                    .all(|e| e.value() == HostTarget::Ip(loopback))
+        };
+        let auto_ok = match (&direct.route, &auto.route) {
+            (Ok(d), Ok(a)) if d.exposure != openshell_runtime::Exposure::Lan => d == a,
+            (_, Ok(a)) => host_relay(a),
+            (_, Err(_)) => false,
+        };
+        let forced_ok = if shared.contains(&runtime.as_str()) {
+            matches!(forced.route, Err(RouteError::RelayUnavailable { .. }))
+                && auto
+                    .fallbacks
+                    .iter()
+                    .all(|r| r.route_kind != RouteKind::Relay)
+        } else {
+            forced.route.as_ref().is_ok_and(host_relay)
+        };
+        if !auto_ok || !forced_ok {
+            failures.push(format!(
+                "{} ({runtime}): direct {:?}, auto {:?}, forced {:?}",
+                f.name,
+                direct.route.as_ref().map(|r| r.openshell_host),
+                auto.route
+                    .as_ref()
+                    .map(|r| (r.route_kind, r.openshell_host)),
+                forced
+                    .route
+                    .as_ref()
+                    .map(|r| (r.route_kind, r.openshell_host))
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// An engine nobody recognises has no known host namespace: `auto` relays in host mode too.
+#[test]
+fn an_unrecognised_engine_relays_in_host_mode() {
+    let facts = Facts::from_value(&json!({"host_os": "freebsd", "info": {"ServerVersion": "1.0"}}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let d = openshell_runtime::decide(&Registry::builtin(), &facts, &host_ctx());
+    assert_eq!(d.runtime_id(), None);
+    let r = d.route.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.route_kind, RouteKind::Relay);
+    assert_eq!(r.openshell_host.to_string(), "127.0.0.1");
+    assert_eq!(r.network_mode(), NetworkMode::Host);
 }
 
 #[test]

@@ -243,6 +243,86 @@ pub async fn relay_left_by_a_killed_gateway_is_reaped(
     .await;
 }
 
+/// The host-network relay (issue 23) through `Gateway`: where the engine's host namespace is not
+/// the gateway's (rootless dockerd: RootlessKit's), a sandbox with host networking calls
+/// 127.0.0.1 there and arrives at the gateway on 127.0.0.1 here through the relay. Where the
+/// namespace is the gateway's own (every other local engine) the relay cannot take the
+/// gateway's port: `Gateway::start` fails with `RelayError::Listen`, naming the fix, and
+/// nothing stays bound. No relay is left either way.
+pub async fn host_relay(engine: &Engine, driver: SandboxDriver) {
+    use openshell_runtime::{NetworkMode, RouteContext};
+    use openshell_sandbox::{Gateway, GatewayError, GatewayOptions, RelayError};
+    run(engine, driver, |ctx: &'static Ctx| async move {
+        let mode = RouteContext {
+            port: 0,
+            network_mode: NetworkMode::Host,
+            ..RouteContext::default()
+        };
+        let kind = loopback_route(ctx.engine()).engine;
+        let route = Route::relay(ctx.engine().runtime, kind, &mode, "test".into(), Vec::new());
+        assert_eq!(route.network_mode(), NetworkMode::Host);
+        let opts = GatewayOptions {
+            relay: relay_options(0),
+            ..GatewayOptions::default()
+        };
+        let gateways_namespace = ctx.engine().runtime != "rootless-docker";
+        match Gateway::start(ctx.driver(), &route, opts).await {
+            Err(GatewayError::Relay(e @ RelayError::Listen { .. })) if gateways_namespace => {
+                if let RelayError::Listen { container, .. } = &e {
+                    assert!(
+                        !live::exists(ctx.engine(), "container", container),
+                        "relay left"
+                    );
+                }
+                let text = e.to_string();
+                assert!(text.contains("127.0.0.1:"), "{text}");
+                assert!(text.contains("route_kind auto or direct"), "{text}");
+            }
+            Ok(mut gateway) if !gateways_namespace => {
+                let relay = gateway
+                    .relay()
+                    .and_then(|r| r.container_id().ok())
+                    .unwrap_or_default();
+                let result = std::panic::AssertUnwindSafe(async {
+                    let carried = gateway.sandbox_route().unwrap_or_else(|e| panic!("{e}"));
+                    assert_eq!(carried.openshell_host.to_string(), "127.0.0.1");
+                    assert_eq!(carried.network_mode(), NetworkMode::Host);
+                    assert_eq!(gateway.route().bind, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+                    let s = spec(ctx, 60);
+                    let h = gateway.create(&s).await.unwrap_or_else(|e| panic!("{e}"));
+                    ctx.driver()
+                        .start(&h)
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    if let Err(e) = gateway.wait_for(&s.id, live::CALLBACK_WAIT).await {
+                        let logs = SandboxDriver::logs(ctx.driver(), &h)
+                            .await
+                            .unwrap_or_default();
+                        panic!("{e}\nsandbox output:\n{logs}");
+                    }
+                    let _ = ctx.driver().delete(&h).await;
+                })
+                .catch_unwind()
+                .await;
+                gateway.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+                if let Err(panic) = result {
+                    std::panic::resume_unwind(panic);
+                }
+                assert!(
+                    !live::exists(ctx.engine(), "container", &relay),
+                    "relay left"
+                );
+            }
+            Err(e) => panic!("{}: {e}", ctx.engine().name),
+            Ok(_) => panic!(
+                "{}: a relay listened in the gateway's own namespace",
+                ctx.engine().name
+            ),
+        }
+    })
+    .await;
+}
+
 /// Not a test on its own: the gateway process [`relay_left_by_a_killed_gateway_is_reaped`]
 /// starts and kills. Without its environment variable it does nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,6 +364,14 @@ macro_rules! relay_scenarios {
                 let engine = $engine;
                 if engine.available() {
                     super::relay_end_to_end(&engine, crate::live::$connect(&engine).await).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn host_relay() {
+                let engine = $engine;
+                if engine.available() {
+                    super::host_relay(&engine, crate::live::$connect(&engine).await).await;
                 }
             }
 

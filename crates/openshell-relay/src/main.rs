@@ -1,8 +1,10 @@
 //! `openshell-relay`: the program a relay container runs on a sandbox network, and the
 //! reachability probe `doctor` runs.
 //!
-//! `openshell-relay <port>` listens on `0.0.0.0:<port>` inside its container and carries every
-//! connection it accepts as one stream of a yamux session whose transport is its own stdin and
+//! `openshell-relay <port> [<listen address>]` listens on `0.0.0.0:<port>` inside its container
+//! (or on the address given after the port: `127.0.0.1` for a relay in an engine's host network
+//! namespace, where it must not face the network) and carries every connection it accepts as
+//! one stream of a yamux session whose transport is its own stdin and
 //! stdout. The gateway holds the other end of that session through the engine's attach API, so
 //! the relay needs no published port and the gateway listens on the host's loopback only.
 //!
@@ -22,31 +24,36 @@
 mod mux;
 mod probe;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::time::Duration;
 
 fn usage() -> String {
-    "usage: openshell-relay <port>  (listens on 0.0.0.0:<port>; the session runs over stdin/stdout)\n       openshell-relay probe <linger-secs>  (calls back once, as a sandbox does)"
+    "usage: openshell-relay <port> [<listen address>]  (listens on 0.0.0.0:<port> by default; the session runs over stdin/stdout)\n       openshell-relay probe <linger-secs>  (calls back once, as a sandbox does)"
         .to_string()
 }
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Mode {
-    Relay(u16),
+    Relay(SocketAddr),
     Probe(u64),
+}
+
+/// A port (1-65535) on `ip`.
+fn listen_on(port: &str, ip: IpAddr) -> Result<Mode, String> {
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!(
+            "invalid port {port:?}: expected 1-65535\n{}",
+            usage()
+        )),
+        Ok(p) => Ok(Mode::Relay(SocketAddr::new(ip, p))),
+    }
 }
 
 fn parse(args: &[String]) -> Result<Mode, String> {
     match args {
-        [port] => match port.parse::<u16>() {
-            Ok(0) | Err(_) => Err(format!(
-                "invalid port {port:?}: expected 1-65535\n{}",
-                usage()
-            )),
-            Ok(p) => Ok(Mode::Relay(p)),
-        },
+        [port] => listen_on(port, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         [probe, linger] if probe == "probe" => match linger.parse::<u64>() {
             Ok(s) if s <= 3600 => Ok(Mode::Probe(s)),
             _ => Err(format!(
@@ -54,13 +61,19 @@ fn parse(args: &[String]) -> Result<Mode, String> {
                 usage()
             )),
         },
+        // An address, never a name: nothing is looked up.
+        [port, ip] => match ip.parse::<IpAddr>() {
+            Ok(ip) => listen_on(port, ip),
+            Err(_) => Err(format!("invalid listen address {ip:?}\n{}", usage())),
+        },
         _ => Err(usage()),
     }
 }
 
-fn relay(port: u16) -> Result<(), String> {
-    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+fn relay(addr: SocketAddr) -> Result<(), String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    // The gateway reads this line (from the logs) before it hands out a host-network relay.
+    eprintln!("openshell-relay: listening on {addr}");
     let session = mux::Session::new(std::io::stdout());
     let accepting = std::sync::Arc::clone(&session);
     std::thread::spawn(move || mux::serve(listener, accepting));
@@ -78,7 +91,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Ok(Mode::Probe(linger)) => ExitCode::from(probe::run(Duration::from_secs(linger))),
-        Ok(Mode::Relay(port)) => match relay(port) {
+        Ok(Mode::Relay(addr)) => match relay(addr) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("openshell-relay: {e}");
@@ -93,9 +106,16 @@ mod tests {
     use super::{parse, Mode};
 
     #[test]
-    fn takes_a_port_or_a_probe_and_nothing_else() {
+    fn takes_a_port_and_at_most_a_listen_address_or_a_probe() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(parse(&args(&["17670"])), Ok(Mode::Relay(17670)));
+        let relay = |a: &str| Ok(Mode::Relay(a.parse().unwrap_or_else(|_| unreachable!())));
+        assert_eq!(parse(&args(&["17670"])), relay("0.0.0.0:17670"));
+        assert_eq!(
+            parse(&args(&["17670", "127.0.0.1"])),
+            relay("127.0.0.1:17670")
+        );
+        assert!(parse(&args(&["1", "localhost"])).is_err());
+        assert!(parse(&args(&["1", "127.0.0.1", "3"])).is_err());
         assert_eq!(parse(&args(&["probe", "7"])), Ok(Mode::Probe(7)));
         assert!(parse(&args(&["0"])).is_err());
         assert!(parse(&args(&["10.0.0.1:22"])).is_err());

@@ -27,6 +27,9 @@ pub(crate) struct Row {
     pub(crate) error: Option<String>,
     /// Whether the fixture's recorded expectation holds.
     pub(crate) as_expected: Option<bool>,
+    /// The same capture decided for host-network sandboxes (same route kind), in one cell:
+    /// `host-network <target>`, `relay <target>` or `refused`; `None` in a host-mode matrix.
+    pub(crate) host_mode: Option<String>,
 }
 
 fn expected(value: &serde_json::Value, key: &str) -> Option<serde_json::Value> {
@@ -76,6 +79,7 @@ pub(crate) fn matrix(mode: NetworkMode, kind: RouteKindChoice) -> Vec<Row> {
                         bind: None,
                         error: Some(e),
                         as_expected: Some(false),
+                        host_mode: None,
                     }
                 }
             };
@@ -83,7 +87,15 @@ pub(crate) fn matrix(mode: NetworkMode, kind: RouteKindChoice) -> Vec<Row> {
                 Ok(mut facts) => {
                     facts.overrides.route_kind = kind;
                     let d = decide(&registry, &facts, &ctx);
-                    row(capture, &d, &value, mode, kind)
+                    let mut row = row(capture, &d, &value, mode, kind);
+                    if mode == NetworkMode::Bridge {
+                        let host = RouteContext {
+                            network_mode: NetworkMode::Host,
+                            ..ctx
+                        };
+                        row.host_mode = Some(host_cell(&decide(&registry, &facts, &host)));
+                    }
+                    row
                 }
                 Err(e) => Row {
                     capture,
@@ -94,6 +106,7 @@ pub(crate) fn matrix(mode: NetworkMode, kind: RouteKindChoice) -> Vec<Row> {
                     bind: None,
                     error: Some(e.to_string()),
                     as_expected: Some(false),
+                    host_mode: None,
                 },
             }
         })
@@ -134,5 +147,20 @@ fn row(
         bind,
         error: d.route.as_ref().err().map(ToString::to_string),
         as_expected,
+        host_mode: None,
+    }
+}
+
+/// A host-mode decision in one cell: its kind and target, or `refused`.
+fn host_cell(d: &Decision) -> String {
+    match &d.route {
+        Ok(r) => {
+            let kind = match r.route_kind {
+                RouteKind::Relay => "relay",
+                _ => "host-network",
+            };
+            format!("{kind} {}", r.openshell_host)
+        }
+        Err(_) => "refused".into(),
     }
 }

@@ -495,7 +495,7 @@ fn matrix(mode: NetworkMode, kind: RouteKindChoice, output: Output) -> Result<u8
             let _ = writeln!(text, "network mode: {mode}, route kind: {kind}");
             let _ = writeln!(
                 text,
-                "{:w$}  {:16} {:12} {:16} {:16} ok",
+                "{:w$}  {:16} {:12} {:16} {:16} ok   host mode",
                 "capture", "runtime", "route_kind", "openshell_host", "bind"
             );
             for r in &rows {
@@ -509,7 +509,7 @@ fn matrix(mode: NetworkMode, kind: RouteKindChoice, output: Output) -> Result<u8
                 };
                 let _ = writeln!(
                     text,
-                    "{:w$}  {:16} {:12} {:16} {:16} {}",
+                    "{:w$}  {:16} {:12} {:16} {:16} {:4} {}",
                     r.capture,
                     r.runtime.clone().unwrap_or_else(dash),
                     kind,
@@ -525,7 +525,8 @@ fn matrix(mode: NetworkMode, kind: RouteKindChoice, output: Output) -> Result<u8
                         Some(true) => "yes",
                         Some(false) => "NO",
                         None => "?",
-                    }
+                    },
+                    r.host_mode.as_deref().unwrap_or("")
                 );
             }
             emit(&text)?;

@@ -4,13 +4,21 @@
 //! a direct route that keeps the gateway on loopback or on a bridge of this host, then the
 //! relay, then a LAN-facing bind only when the operator allows LAN exposure (`allow_lan`).
 //! The operator can narrow the choice with `route_kind` (`direct` or `relay`).
+//!
+//! The same order holds with host networking: the relay then sits in the engine's host network
+//! namespace and listens on its `127.0.0.1`, so it serves wherever that namespace is not the
+//! gateway's own (a VM's, RootlessKit's, a remote machine's, an unrecognised engine's). Where
+//! it is the gateway's own, 127.0.0.1 is the direct route, and a relay there would try to
+//! listen on the gateway's own port: refused.
 
 use crate::error::RouteError;
 use crate::facts::{Facts, Overrides};
 use crate::registry::{DetectionReport, Registry};
 use crate::report::Outcome;
 use crate::resolve::{resolve, RuntimeRouting};
-use crate::route::{EngineKind, Exposure, NetworkMode, Route, RouteContext, RouteKindChoice};
+use crate::route::{
+    EngineKind, Exposure, HostTarget, NetworkMode, Route, RouteContext, RouteKindChoice,
+};
 use crate::runtime::{ContainerRuntime, GatewayRoute, Runtime};
 use crate::signals::engine_kind;
 
@@ -46,7 +54,18 @@ pub fn decide(registry: &Registry, facts: &Facts, ctx: &RouteContext) -> Decisio
         Some(w) => (w.runtime.id(), w.runtime.engine()),
         None => ("unknown", engine_kind(facts).0),
     };
-    let route = prefer(direct, runtime, engine, facts, ctx);
+    // Whether 127.0.0.1 in the engine's host network namespace already reaches the gateway (the
+    // namespace is the gateway's own, or, like OrbStack's, bridged to the gateway host's
+    // loopback): a relay there would listen on the gateway's own port. Unknown (an unrecognised
+    // engine) counts as not; the relay's listen then fails rather than takes the port.
+    let shared_host = ctx.network_mode == NetworkMode::Host
+        && detection.winner.as_ref().is_some_and(|w| {
+            let h = w.runtime.host_network();
+            h.shares_loopback
+                || h.plan
+                    .is_ok_and(|p| matches!(p.target, HostTarget::Ip(ip) if ip.is_loopback()))
+        });
+    let route = prefer(direct, runtime, engine, facts, ctx, shared_host);
     let mut fallbacks = match &detection.winner {
         Some(w) => fallbacks(&w.runtime, facts, ctx, route.as_ref().ok()),
         None => Vec::new(),
@@ -56,7 +75,7 @@ pub fn decide(registry: &Registry, facts: &Facts, ctx: &RouteContext) -> Decisio
         .is_ok_and(|r| r.route_kind == crate::route::RouteKind::Relay);
     // The relay is the last fallback a probe tries, after every direct route failed.
     if !relay_primary
-        && relay_blocker(facts, ctx).is_none()
+        && relay_blocker(facts, shared_host).is_none()
         && facts.overrides.route_kind == RouteKindChoice::Auto
     {
         fallbacks.push(Route::relay(
@@ -74,14 +93,14 @@ pub fn decide(registry: &Registry, facts: &Facts, ctx: &RouteContext) -> Decisio
     }
 }
 
-/// Why the relay cannot serve these facts and context, with the fix; `None` when it can.
-fn relay_blocker(facts: &Facts, ctx: &RouteContext) -> Option<(&'static str, &'static str)> {
-    if ctx.network_mode == NetworkMode::Host {
-        // The relay sits on a bridge network; relaying would change the sandbox's namespace
-        // behind the embedder's back.
+/// Why the relay cannot serve these facts, with the fix; `None` when it can. `shared_host`:
+/// sandboxes run with host networking in a namespace that is the gateway's own.
+fn relay_blocker(facts: &Facts, shared_host: bool) -> Option<(&'static str, &'static str)> {
+    if shared_host {
+        // A relay there would listen on the gateway's own port on the gateway's own loopback.
         return Some((
-            "host-network sandboxes sit on no network the relay can join",
-            "run sandboxes on a bridge network, or use route_kind direct",
+            "127.0.0.1 in the engine's host network namespace already reaches the gateway (the namespace is the gateway's own, or bridged to its loopback), so a relay there would listen on the gateway's own port",
+            "use route_kind auto or direct (127.0.0.1 is the direct route), or run sandboxes on a bridge network",
         ));
     }
     let o = &facts.overrides;
@@ -105,9 +124,10 @@ fn prefer(
     engine: EngineKind,
     facts: &Facts,
     ctx: &RouteContext,
+    shared_host: bool,
 ) -> Result<Route, RouteError> {
     let o = &facts.overrides;
-    let blocker = relay_blocker(facts, ctx);
+    let blocker = relay_blocker(facts, shared_host);
     let lan_fix = |bind| {
         let relay = if blocker.is_none() && o.route_kind != RouteKindChoice::Direct {
             ", or leave route_kind at auto so the relay keeps the gateway on loopback"
@@ -177,7 +197,10 @@ fn prefer(
                 runtime,
                 engine,
                 ctx,
-                "no direct route keeps the gateway on loopback or a bridge of this host; the relay needs only the engine's API".into(),
+                match ctx.network_mode {
+                    NetworkMode::Bridge => "no direct route keeps the gateway on loopback or a bridge of this host; the relay needs only the engine's API".into(),
+                    NetworkMode::Host => "no direct route reaches the gateway from the engine's host network namespace; the relay listens on that namespace's 127.0.0.1 and needs only the engine's API".into(),
+                },
                 vec![format!("direct route refused: {e}")],
             )),
             other => other,
@@ -217,6 +240,7 @@ fn fallbacks(
             plan: Ok(plan),
             loopback_aliases: aliases,
             host_namespace: namespace,
+            host_gateway_resolves: host.as_ref().is_none_or(|h| h.resolves_host_gateway),
         };
         candidates.extend(resolve(routing, ctx, &none).ok());
     }
@@ -268,6 +292,7 @@ fn undetected(
             // An unrecognised engine's host namespace is unknown: the operator's address is
             // checked as for a bridge, so a loopback that may not be this host's is refused.
             host_namespace: None,
+            host_gateway_resolves: false,
         },
         ctx,
         &facts.overrides,

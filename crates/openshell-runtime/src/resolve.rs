@@ -27,6 +27,10 @@ pub(crate) struct RuntimeRouting<'a> {
     /// the gateway host's (`None` for a bridge route): otherwise a loopback override that is not
     /// one of `loopback_aliases` stays in that namespace.
     pub(crate) host_namespace: Option<(&'a str, bool)>,
+    /// Whether a `host-gateway` target reaches the gateway: always on a bridge (the runtime
+    /// planned it for its bridge); with host networking only where the runtime says the engine
+    /// resolves it to an address that reaches the gateway host from that namespace.
+    pub(crate) host_gateway_resolves: bool,
 }
 
 /// Applies overrides to a runtime's plan and checks that the two sides of the route meet.
@@ -141,9 +145,11 @@ pub(crate) fn resolve(
         .map(|b| addr::check_bind(b, overrides.bind))
         .transpose()
         .map_err(bad_address)?;
-    if rt.host_namespace.is_some() && target == HostTarget::HostGateway {
-        // host-gateway names the gateway of a bridge, which a host-network container is not on;
-        // built-in runtimes never plan it for host networking, an embedder's might.
+    if rt.host_namespace.is_some() && target == HostTarget::HostGateway && !rt.host_gateway_resolves
+    {
+        // By default host-gateway names the gateway of a bridge, which a host-network container
+        // is not on; only a runtime whose engine points it elsewhere (Docker Desktop's
+        // host-gateway-ip) plans it for host networking.
         return Err(RouteError::NoSafeRoute {
             runtime: rt.runtime.to_string(),
             reason: "host-gateway names a bridge's gateway, and a host-network sandbox sits on no bridge".into(),

@@ -183,8 +183,10 @@ pub enum RouteKind {
     /// A sandbox in the engine's host network namespace: the address is seen from that
     /// namespace.
     HostNetwork,
-    /// A sandbox on a bridge network calling the relay container, which carries each
-    /// connection over the engine's API to the gateway on `127.0.0.1` (docs/relay.md).
+    /// A sandbox calling the relay container, which carries each connection over the engine's
+    /// API to the gateway on `127.0.0.1` (docs/relay.md). In bridge mode the relay sits on the
+    /// sandbox network; in host mode it sits in the engine's host network namespace, listening
+    /// on that namespace's `127.0.0.1`, which the sandbox calls.
     Relay,
 }
 
@@ -290,15 +292,22 @@ pub struct Route {
 impl Route {
     /// The network mode the route was decided for, which the sandbox must be created in.
     pub fn network_mode(&self) -> NetworkMode {
-        match self.route_kind {
-            // The relay sits on a bridge network, and so does a sandbox that calls it.
-            RouteKind::Bridge | RouteKind::Relay => NetworkMode::Bridge,
-            RouteKind::HostNetwork => NetworkMode::Host,
+        match (self.route_kind, self.openshell_host) {
+            (RouteKind::Bridge, _) => NetworkMode::Bridge,
+            (RouteKind::HostNetwork, _) => NetworkMode::Host,
+            // A host-network relay listens on the engine namespace's loopback, which only a
+            // sandbox in that namespace reaches; a bridge relay is never on loopback (a bridge
+            // sandbox's loopback is its own, so `addr::check` refuses it as a target).
+            (RouteKind::Relay, HostTarget::Ip(ip)) if ip.is_loopback() => NetworkMode::Host,
+            (RouteKind::Relay, _) => NetworkMode::Bridge,
         }
     }
 
-    /// The relay route for `runtime`: sandboxes call the relay ([`HostTarget::Relay`], replaced
-    /// by `openshell_sandbox::Relay::route`), and the gateway binds `127.0.0.1` only.
+    /// The relay route for `runtime` in `ctx`'s network mode; the gateway binds `127.0.0.1`
+    /// only. On a bridge, sandboxes call the relay's address on the sandbox network
+    /// ([`HostTarget::Relay`], replaced by `openshell_sandbox::Relay::route`); with host
+    /// networking the relay listens on `127.0.0.1:<port>` inside the engine's host network
+    /// namespace, so sandboxes there call `127.0.0.1`.
     pub fn relay(
         runtime: &str,
         engine: EngineKind,
@@ -306,11 +315,15 @@ impl Route {
         why: String,
         notes: Vec<String>,
     ) -> Route {
+        let openshell_host = match ctx.network_mode {
+            NetworkMode::Bridge => HostTarget::Relay,
+            NetworkMode::Host => HostTarget::Ip(LOOPBACK_V4),
+        };
         Route {
             runtime: runtime.to_string(),
             engine,
             route_kind: RouteKind::Relay,
-            openshell_host: HostTarget::Relay,
+            openshell_host,
             bind: Some(LOOPBACK_V4),
             exposure: Exposure::Loopback,
             port: ctx.port,
@@ -327,10 +340,10 @@ impl Route {
     }
 
     /// Extra-hosts entries: `host.openshell.internal` and the engine's native alias, both
-    /// mapped to the route's target. In host network mode the target is always a literal
-    /// address: both engines write the entries into the container's `/etc/hosts` with host
-    /// networking too (checked live on Docker 20.10 and Podman 4.3 through both APIs), and the
-    /// native alias replaces the one Podman would otherwise add on its own.
+    /// mapped to the route's target. Both engines write the entries into the container's
+    /// `/etc/hosts` with host networking too (checked live on Docker 20.10 and Podman 4.3
+    /// through both APIs; dockerd resolves `host-gateway` to its `host-gateway-ip` whatever the
+    /// network mode), and the native alias replaces the one Podman would otherwise add.
     pub fn extra_hosts(&self) -> Vec<ExtraHost> {
         [OPENSHELL_HOST, self.engine.native_alias()]
             .into_iter()

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use openshell_runtime::{HostTarget, Route};
+use openshell_runtime::{NetworkMode, Route, RouteKind};
 
 use crate::driver::SandboxDriver;
 use crate::error::EngineError;
@@ -50,22 +50,26 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds the callback listener where `route` says and, for a relay route, makes sure the
-    /// sandbox network exists and starts a relay on it for the listener's port. When the relay
-    /// cannot start, nothing stays bound.
+    /// Binds the callback listener where `route` says and, for a relay route, starts a relay
+    /// for the listener's port where the route's sandboxes run: on the sandbox network (made
+    /// sure to exist), or in the engine's host network namespace on its `127.0.0.1`. When the
+    /// relay cannot start, nothing stays bound.
     pub async fn start(
         driver: &SandboxDriver,
         route: &Route,
         opts: GatewayOptions,
     ) -> Result<Gateway, GatewayError> {
         let listener = CallbackListener::bind(route, opts.listener).await?;
-        let relay = if route.openshell_host == HostTarget::Relay {
-            driver.ensure_network().await?;
+        let relay = if route.route_kind == RouteKind::Relay {
+            let mode = route.network_mode();
+            if mode == NetworkMode::Bridge {
+                driver.ensure_network().await?;
+            }
             let relay_opts = RelayOptions {
                 port: listener.route().port,
                 ..opts.relay
             };
-            Some(Relay::start(driver.clone(), relay_opts).await?)
+            Some(Relay::start_in(driver.clone(), relay_opts, mode).await?)
         } else {
             None
         };

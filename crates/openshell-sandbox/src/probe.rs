@@ -13,7 +13,7 @@
 use std::io::ErrorKind;
 use std::time::{Duration, Instant};
 
-use openshell_runtime::{HostTarget, Route};
+use openshell_runtime::{NetworkMode, Route, RouteKind};
 use serde::Serialize;
 
 use crate::driver::SandboxDriver;
@@ -225,8 +225,8 @@ async fn probe_listener(
 }
 
 /// Probes one route, bounded by `opts.timeout`; the probe container is always removed. A relay
-/// route ([`HostTarget::Relay`]) is probed through a relay started for the probe and removed
-/// after it.
+/// route ([`RouteKind::Relay`], on a bridge or in the engine's host network namespace) is
+/// probed through a relay started for the probe where its sandboxes run, and removed after it.
 pub async fn probe_route(
     driver: &SandboxDriver,
     route: &Route,
@@ -243,7 +243,7 @@ pub async fn probe_route(
             Ok(l) => l,
             Err(e) => return unavailable(route, e.to_string(), notes),
         };
-        if route.openshell_host == HostTarget::Relay {
+        if route.route_kind == RouteKind::Relay {
             probe_relay(driver, route, listener, opts, notes).await
         } else {
             let route = listener.route().clone();
@@ -277,24 +277,30 @@ async fn probe_relay(
     if let Err(e) = probe_image(driver, opts).await {
         return unavailable(route, e, notes);
     }
-    if let Err(e) = driver.ensure_network().await {
-        return unavailable(route, format!("sandbox network: {e}"), notes);
+    let mode = route.network_mode();
+    if mode == NetworkMode::Bridge {
+        if let Err(e) = driver.ensure_network().await {
+            return unavailable(route, format!("sandbox network: {e}"), notes);
+        }
     }
     let relay_opts = RelayOptions {
         port: listener.route().port,
         ..opts.relay.clone()
     };
-    let relay = match Relay::start(driver.clone(), relay_opts).await {
+    let relay = match Relay::start_in(driver.clone(), relay_opts, mode).await {
         Ok(r) => r,
         Err(e) => return unavailable(route, format!("relay: {e}"), notes),
     };
     let mut r = match (relay.route(listener.route()), relay.container_id()) {
         (Ok(carried), Ok(id)) => {
+            let place = match mode {
+                NetworkMode::Bridge => format!("on network {}", driver.options().network),
+                NetworkMode::Host => "in the engine's host network namespace".to_string(),
+            };
             notes.push(format!(
-                "carried by relay container {} at {} on network {}",
+                "carried by relay container {} at {} {place}",
                 id.get(..12).unwrap_or(&id),
                 carried.openshell_host,
-                driver.options().network
             ));
             probe_through(driver, &carried, listener, opts, notes).await
         }
@@ -526,8 +532,8 @@ pub async fn require_verified_route(
                 .notes
                 .push(format!("proven reachable by a probe ({})", results[i].hint));
             proven.notes.extend(results[i].notes.iter().cloned());
-            if proven.openshell_host == HostTarget::Relay {
-                proven.notes.push("the relay route needs a running relay: start one (Relay::start) and create sandboxes with Relay::route(&route)".into());
+            if proven.route_kind == RouteKind::Relay {
+                proven.notes.push("the relay route needs a running relay: start one (Gateway::start, or Relay::start_in for the route's network mode) and create sandboxes with Relay::route(&route)".into());
             }
             Ok((proven, results))
         }

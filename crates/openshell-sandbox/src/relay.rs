@@ -8,6 +8,12 @@
 //! ends without [`Relay::shutdown`] (the relay died or was removed), it starts a new relay, a
 //! bounded number of times. The gateway connects each stream to its own port on loopback and
 //! nowhere else: neither the relay nor a sandbox can name a destination.
+//!
+//! For host-network sandboxes ([`Relay::start_in`] with [`NetworkMode::Host`]) the relay runs
+//! in the engine's host network namespace instead and listens on that namespace's
+//! `127.0.0.1:<port>` only; it is handed out once its log says it listens, and a relay that
+//! cannot listen there (the namespace is the gateway's own, whose port the gateway holds) is
+//! refused with its reason ([`RelayError::Listen`]).
 
 use std::future::poll_fn;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -16,10 +22,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use openshell_runtime::consts::{
     LABEL_MANAGED, LABEL_RELAY, LABEL_RELAY_NETWORK, LABEL_RELAY_OWNER, LOOPBACK_V4,
 };
-use openshell_runtime::{Exposure, HostTarget, Route};
+use openshell_runtime::{Exposure, HostTarget, NetworkMode, Route};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -87,6 +94,15 @@ const ADDRESS_WAIT: Duration = Duration::from_secs(5);
 const REPLACE_CALLS: u32 = 10;
 /// The pauses of one replacement, at most (between removal tries, before the launch), rounded up.
 const REPLACE_PAUSES: Duration = Duration::from_secs(2);
+/// The line a relay logs once it listens (crates/openshell-relay).
+const LISTENING: &str = "openshell-relay: listening on ";
+/// The start of the line a relay logs when it cannot listen (crates/openshell-relay).
+const CANNOT_LISTEN: &str = "openshell-relay: cannot listen on ";
+/// The most of a relay's log read while waiting for that line.
+const MAX_RELAY_LOG: usize = 16 * 1024;
+/// The relay label's network value for relays in an engine's host network namespace (a name
+/// both engines reserve, so no sandbox network has it).
+const HOST_RELAYS: &str = "host";
 /// How long connecting a stream to the gateway may take.
 const GATEWAY_CONNECT: Duration = Duration::from_secs(5);
 
@@ -184,6 +200,25 @@ pub enum RelayError {
         network: String,
         /// Its state, in the engine's words.
         state: String,
+    },
+    /// A host-network relay could not listen on the engine namespace's loopback: most likely
+    /// that namespace is the gateway's own, where the gateway holds the port.
+    #[error("relay container {container} could not listen on {address} in the engine's host network namespace ({log}); if that namespace is the gateway's own, 127.0.0.1 reaches the gateway directly: use route_kind auto or direct")]
+    Listen {
+        /// The container.
+        container: String,
+        /// Where it was to listen.
+        address: SocketAddr,
+        /// What its log says (sanitised, capped), or its state.
+        log: String,
+    },
+    /// The route handed to [`Relay::route`] is for another network mode than the relay's.
+    #[error("the relay runs for {relay} networking, but the route is for {route} networking; start a relay for the route's mode (Relay::start_in)")]
+    WrongMode {
+        /// The relay's mode.
+        relay: NetworkMode,
+        /// The route's mode.
+        route: NetworkMode,
     },
     /// The relay is gone and could not be restarted.
     #[error("the relay on network {network} is gone and could not be restarted; sandboxes cannot reach the gateway through it. Start a new relay")]
@@ -415,7 +450,12 @@ fn relay_stale(
 /// Removes the relays on `driver`' network that a gateway left behind: those whose owner is gone,
 /// and those no longer running. Returns how many were removed.
 pub async fn reap_relays(driver: &SandboxDriver) -> Result<usize, EngineError> {
-    let network = driver.options().network.clone();
+    reap_relays_on(driver, &driver.options().network).await
+}
+
+/// [`reap_relays`] for the relays labelled with `network` (a sandbox network, or
+/// [`HOST_RELAYS`]).
+async fn reap_relays_on(driver: &SandboxDriver, network: &str) -> Result<usize, EngineError> {
     let here = Owner::here();
     let relays = driver
         .call(
@@ -425,7 +465,7 @@ pub async fn reap_relays(driver: &SandboxDriver) -> Result<usize, EngineError> {
         .await?;
     let mut reaped = 0;
     for relay in relays {
-        if relay.labels.get(LABEL_RELAY_NETWORK) != Some(&network) {
+        if relay.labels.get(LABEL_RELAY_NETWORK).map(String::as_str) != Some(network) {
             continue;
         }
         let status = match driver
@@ -548,6 +588,8 @@ pub(crate) async fn ensure_relay_image(
 struct Shared {
     state: Mutex<State>,
     network: String,
+    /// Where the relay runs: on the sandbox network, or in the engine's host namespace.
+    mode: NetworkMode,
 }
 
 /// The relay's lifecycle, changed under one lock so that a shutdown and a restart cannot
@@ -594,18 +636,32 @@ impl Relay {
     /// Starts a relay on `driver`' sandbox network for the gateway listening on
     /// `127.0.0.1:<opts.port>`, after reaping relays a killed gateway left there.
     pub async fn start(driver: SandboxDriver, opts: RelayOptions) -> Result<Relay, RelayError> {
-        let reaped = reap_relays(&driver).await?;
+        Relay::start_in(driver, opts, NetworkMode::Bridge).await
+    }
+
+    /// Starts a relay for sandboxes in network mode `mode` (a route's
+    /// [`network_mode`](Route::network_mode)): on the sandbox network for
+    /// [`NetworkMode::Bridge`], as [`start`](Self::start); in the engine's host network
+    /// namespace, listening on its `127.0.0.1:<opts.port>` only, for [`NetworkMode::Host`].
+    /// Relays a killed gateway left in the same place are reaped first.
+    pub async fn start_in(
+        driver: SandboxDriver,
+        opts: RelayOptions,
+        mode: NetworkMode,
+    ) -> Result<Relay, RelayError> {
+        let reaped = reap_relays_on(&driver, &relay_network(&driver, mode)).await?;
         if reaped > 0 {
             tracing::info!(reaped, "relays left behind were removed");
         }
         let image = ensure_relay_image(&driver, &opts).await?;
-        let (id, address, attached) = launch(&driver, &image, opts.port).await?;
+        let (id, address, attached) = launch(&driver, &image, opts.port, mode).await?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 current: Some((id, address)),
                 ..State::default()
             }),
-            network: driver.options().network.clone(),
+            network: relay_network(&driver, mode),
+            mode,
         });
         let task = tokio::spawn(supervise(
             driver.clone(),
@@ -640,9 +696,17 @@ impl Relay {
             })
     }
 
-    /// `route` carried by this relay: sandboxes map `host.openshell.internal` to the relay,
-    /// and the gateway listens on `127.0.0.1` only. Fails at once when the relay is gone.
+    /// `route` carried by this relay: sandboxes map `host.openshell.internal` to the relay
+    /// (its address on the sandbox network, or `127.0.0.1` for a relay in the engine's host
+    /// namespace), and the gateway listens on `127.0.0.1` only. Fails at once when the relay is
+    /// gone, or when `route` is for another network mode than the relay's.
     pub fn route(&self, route: &Route) -> Result<Route, RelayError> {
+        if route.network_mode() != self.shared.mode {
+            return Err(RelayError::WrongMode {
+                relay: self.shared.mode,
+                route: route.network_mode(),
+            });
+        }
         let ip = self.address()?;
         let mut carried = route.clone();
         carried.openshell_host = HostTarget::Ip(ip);
@@ -688,13 +752,33 @@ impl Drop for Relay {
     }
 }
 
-/// Creates, starts and attaches to one relay; returns its id, address and stdin/stdout.
+/// The network a relay for `mode` is labelled with: the sandbox network, or [`HOST_RELAYS`].
+fn relay_network(driver: &SandboxDriver, mode: NetworkMode) -> String {
+    match mode {
+        NetworkMode::Bridge => driver.options().network.clone(),
+        NetworkMode::Host => HOST_RELAYS.to_string(),
+    }
+}
+
+/// The relay's command: its port, and for the engine's host namespace its loopback, so that it
+/// faces nothing but that namespace.
+fn relay_command(port: u16, mode: NetworkMode) -> Vec<String> {
+    let mut command = vec![RELAY_PATH.to_string(), port.to_string()];
+    if mode == NetworkMode::Host {
+        command.push(LOOPBACK_V4.to_string());
+    }
+    command
+}
+
+/// Creates, starts and attaches to one relay; returns its id, address (on the sandbox network,
+/// or `127.0.0.1` in the engine's host namespace) and stdin/stdout.
 async fn launch(
     driver: &SandboxDriver,
     image: &str,
     port: u16,
+    mode: NetworkMode,
 ) -> Result<(String, IpAddr, openshell_driver::Attached), RelayError> {
-    let network = driver.options().network.clone();
+    let network = relay_network(driver, mode);
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
     let name = format!(
         "openshell-relay-{network}-{}-{generation}",
@@ -703,7 +787,7 @@ async fn launch(
     let config = ContainerConfig {
         name: name.clone(),
         image: image.to_string(),
-        command: vec![RELAY_PATH.to_string(), port.to_string()],
+        command: relay_command(port, mode),
         env: Vec::new(),
         labels: [
             (LABEL_MANAGED, "true".to_string()),
@@ -715,11 +799,11 @@ async fn launch(
         .map(|(k, v)| (k.to_string(), v))
         .collect(),
         extra_hosts: Vec::new(),
-        network: network.clone(),
+        network: driver.options().network.clone(),
         stdin: true,
-        // The relay is the sandbox bridge's way to the gateway: it sits on that bridge. (A
-        // host-network sandbox needs no relay; its route leads to the gateway directly.)
-        network_mode: openshell_runtime::NetworkMode::Bridge,
+        // The relay sits where its sandboxes are: on their bridge, or in the engine's host
+        // network namespace (listening on its loopback only).
+        network_mode: mode,
         auto_remove: false,
         // The relay is std only, without a SIGTERM handler: as its container's first process it
         // would make every stop or forced removal wait the engine's stop timeout.
@@ -739,9 +823,21 @@ async fn launch(
         driver
             .call("container start", driver.ops().start_container(&id))
             .await?;
-        let attached = driver
+        let attach = driver
             .call("container attach", driver.ops().attach(&id))
-            .await?;
+            .await;
+        if mode == NetworkMode::Host {
+            // A relay that could not listen may be gone before the attach (Podman then refuses
+            // it, "container state improper"): its log says why.
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let listened = listening(driver, &id, address).await;
+            return match (attach, listened) {
+                (Ok(attached), Ok(())) => Ok((IpAddr::from(Ipv4Addr::LOCALHOST), attached)),
+                (_, Err(e @ RelayError::Listen { .. })) | (Ok(_), Err(e)) => Err(e),
+                (Err(e), _) => Err(e.into()),
+            };
+        }
+        let attached = attach?;
         let deadline = tokio::time::Instant::now() + ADDRESS_WAIT;
         loop {
             let found = driver
@@ -775,6 +871,70 @@ async fn launch(
             Err(e)
         }
     }
+}
+
+/// Waits (up to [`ADDRESS_WAIT`]) until the host-network relay `id` logs that it listens on
+/// `address`; a relay that stops first could not listen, and its log says why.
+async fn listening(
+    driver: &SandboxDriver,
+    id: &str,
+    address: SocketAddr,
+) -> Result<(), RelayError> {
+    let deadline = tokio::time::Instant::now() + ADDRESS_WAIT;
+    loop {
+        let log = relay_log(driver, id).await?;
+        if log.contains(LISTENING) {
+            return Ok(());
+        }
+        // Its own word first; the state only tells a relay that died without one. (bollard
+        // cannot parse Podman's `stopped`, so an unreadable state is waited out.)
+        let refused = log.contains(CANNOT_LISTEN);
+        let state = match driver
+            .call("container inspect", driver.ops().inspect_container(id))
+            .await
+        {
+            Ok(s) => s.status,
+            Err(e) => {
+                tracing::debug!(error = %e, container = %id, "relay state unknown");
+                "unknown".to_string()
+            }
+        };
+        let stopped = matches!(state.as_str(), "exited" | "dead" | "stopped");
+        if refused || stopped || tokio::time::Instant::now() >= deadline {
+            // Read again: the relay may have written its reason as it stopped.
+            let log = relay_log(driver, id).await.unwrap_or_default();
+            let last = log.lines().rev().find(|l| !l.trim().is_empty());
+            let log = match last {
+                Some(line) => openshell_runtime::display_value(line.trim()),
+                None => format!("no log; its state: {state}"),
+            };
+            return Err(RelayError::Listen {
+                container: id.to_string(),
+                address,
+                log,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The start of a relay's log, capped at [`MAX_RELAY_LOG`]: its diagnostics (stderr) come
+/// first, since the session's frames on stdout, which engines log too, start only with the
+/// first connection.
+async fn relay_log(driver: &SandboxDriver, id: &str) -> Result<String, EngineError> {
+    let collect = async {
+        let mut out: Vec<u8> = Vec::new();
+        let mut stream = driver.ops().logs(id);
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk?);
+            if out.len() >= MAX_RELAY_LOG {
+                out.truncate(MAX_RELAY_LOG);
+                break;
+            }
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    };
+    driver.call("container logs", collect).await
 }
 
 /// Runs the session; when it ends on its own, replaces the relay, a bounded number of times.
@@ -811,7 +971,7 @@ async fn supervise(
             if shared.with(|s| s.stopping) {
                 return;
             }
-            let launched = launch(&driver, &image, port).await;
+            let launched = launch(&driver, &image, port, shared.mode).await;
             let stopping = shared.with(|s| {
                 if let (false, Ok((id, ip, _))) = (s.stopping, &launched) {
                     s.current = Some((id.clone(), *ip));

@@ -236,6 +236,85 @@ fn live_doctor_proves_host_network_routes() {
     }
 }
 
+/// The host-network relay (issue 23), live on every local engine: on rootless dockerd without
+/// declared host loopback (refused before) `auto` decides the relay in RootlessKit's namespace
+/// and a probe proves it, with the gateway on 127.0.0.1; a forced relay is proven there too.
+/// Where the engine's host namespace is the gateway's own (rootful dockerd and Podman, rootless
+/// Podman) a forced relay is refused before anything starts: it would listen on the gateway's
+/// own port. No relay is left anywhere.
+#[test]
+fn live_doctor_proves_the_host_network_relay() {
+    use openshell_runtime::consts::LABEL_RELAY_NETWORK;
+    use openshell_tests::live;
+    for pair in live::pairs().filter(|p| !p.engine.remote()) {
+        let (engine, driver) = (pair.local(), pair.driver());
+        if !engine.available() {
+            continue;
+        }
+        // The engine's host namespace is the gateway's on every local engine but rootless
+        // dockerd (RootlessKit's namespace).
+        let gateways_namespace = !pair.engine.rootless() || pair.engine.podman();
+        let network = format!(
+            "openshell-doctor-hostrelay-{}-{}-{driver}",
+            std::process::id(),
+            engine.name.replace(' ', "-")
+        );
+        let base = ["--network-mode", "host", "--port", "17685"];
+        let cases: Vec<Vec<&str>> = if gateways_namespace {
+            vec![[&base[..], &["--route-kind", "relay"]].concat()]
+        } else {
+            vec![
+                base.to_vec(),
+                [&base[..], &["--route-kind", "relay"]].concat(),
+                [
+                    &base[..],
+                    &["--route-kind", "relay", "--rootless-host-loopback"],
+                ]
+                .concat(),
+            ]
+        };
+        for extra in cases {
+            let out = doctor(&engine, driver, &network, &extra);
+            let v = json(&out);
+            let what = format!("{} via {driver} {extra:?}", engine.name);
+            if gateways_namespace {
+                // Refused by the policy: nothing to probe, so no route is proven (exit 5).
+                assert_eq!(out.status.code(), Some(5), "{what}: {v}");
+                let err = v["error"].as_str().unwrap_or_default();
+                assert!(err.contains("already reaches the gateway"), "{what}: {v}");
+                assert!(
+                    v["probes"].as_array().is_none_or(Vec::is_empty),
+                    "{what}: {v}"
+                );
+            } else {
+                assert_eq!(out.status.code(), Some(0), "{what}: {v}");
+                assert_eq!(v["route_kind"], "relay", "{what}: {v}");
+                assert_eq!(v["openshell_host"], "127.0.0.1", "{what}: {v}");
+                assert_eq!(v["bind"], "127.0.0.1", "{what}: {v}");
+                assert_eq!(v["probes"][0]["outcome"], "ok", "{what}: {v}");
+                let notes = v["probes"][0]["notes"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                assert!(
+                    notes
+                        .iter()
+                        .filter_map(|n| n.as_str())
+                        .any(|n| n.starts_with("carried by relay container")
+                            && n.ends_with("at 127.0.0.1 in the engine's host network namespace")),
+                    "{what}: {v}"
+                );
+            }
+            assert_eq!(
+                live::containers_labelled(&engine, LABEL_RELAY_NETWORK, "host"),
+                Ok(Vec::new()),
+                "{what}: relays left"
+            );
+        }
+        live::remove_network(&engine, &network);
+    }
+}
+
 /// `doctor` takes OpenShell's endpoint from `OPENSHELL_GRPC_ENDPOINT` like any override: on
 /// dockerd with host networking its loopback address is proven end to end, and on rootless
 /// dockerd without declared host loopback the same address is refused, naming the variable,

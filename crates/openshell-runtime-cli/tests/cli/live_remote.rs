@@ -176,6 +176,27 @@ fn assert_relay_proven_on(
     );
 }
 
+/// `doctor`'s report `v` (for `what`) decides and proves the host-network relay (issue 23): the
+/// relay in the remote engine's host network namespace on its 127.0.0.1, the gateway on
+/// 127.0.0.1 here.
+fn assert_host_relay_proven(v: &serde_json::Value, what: &str) {
+    assert_eq!(v["route_kind"], "relay", "{what}: {v}");
+    assert_eq!(v["openshell_host"], "127.0.0.1", "{what}: {v}");
+    let probes = v["probes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(probes.len(), 1, "{what}: {v}");
+    assert_eq!(probes[0]["outcome"], "ok", "{what}: {v}");
+    assert_eq!(probes[0]["bind"], "127.0.0.1", "{what}: {v}");
+    let notes = probes[0]["notes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        notes
+            .iter()
+            .filter_map(|n| n.as_str())
+            .any(|n| n.starts_with("carried by relay container")
+                && n.ends_with("at 127.0.0.1 in the engine's host network namespace")),
+        "{what}: {v}"
+    );
+}
+
 /// The end of a remote doctor test: removes its network and the relay images (the built-in
 /// probe's too) from
 /// `engine`, resumes the test's panic if it failed, else checks that no relay, probe or relay
@@ -190,6 +211,7 @@ fn finish_remote(
         containers_labelled, images_of, remove_images_of, remove_networks_named,
     };
     let relays = containers_labelled(engine, LABEL_RELAY_NETWORK, network);
+    let host_relays = containers_labelled(engine, LABEL_RELAY_NETWORK, "host");
     let probes = containers_labelled(engine, LABEL_PROBE, "true");
     remove_networks_named(engine, network);
     remove_images_of(engine, "localhost/openshell-relay");
@@ -198,6 +220,11 @@ fn finish_remote(
     }
     let name = &engine.name;
     assert_eq!(relays, Ok(Vec::new()), "relays left on the {name}");
+    assert_eq!(
+        host_relays,
+        Ok(Vec::new()),
+        "host relays left on the {name}"
+    );
     assert_eq!(probes, Ok(Vec::new()), "probes left on the {name}");
     assert_eq!(
         images_of(engine, "localhost/openshell-relay"),
@@ -284,6 +311,15 @@ fn live_doctor_proves_the_relay_on_a_remote_engine() {
             assert_eq!(v["runtime"], "remote-docker", "{endpoint}: {v}");
             assert_eq!(v["route_kind"], "relay", "{endpoint}: {v}");
             assert_relay_proven_on(&engine, &network, &v, endpoint);
+            // Host networking: no direct route reaches this machine from the remote one's
+            // namespace; the relay there, on its 127.0.0.1, does (auto, and forced).
+            for kind in ["auto", "relay"] {
+                let host = ["--network-mode", "host", "--route-kind", kind];
+                let (code, v) = doctor(endpoint, vars, &host);
+                let what = format!("{endpoint} host {kind}");
+                assert_eq!(code, Some(0), "{what}: {v}");
+                assert_host_relay_proven(&v, &what);
+            }
         }
 
         // The direct routes arrive at the remote machine, not here: refused, whichever
@@ -437,6 +473,16 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
                 "{driver}: {v}"
             );
             assert_relay_proven_on(&engine, &network, &v, &driver);
+            for kind in ["auto", "relay"] {
+                let (code, v, err) = doctor(
+                    driver.split(' ').next().unwrap_or_default(),
+                    transport,
+                    &["--network-mode", "host", "--route-kind", kind],
+                );
+                let what = format!("{driver} host {kind}");
+                assert_eq!(code, Some(0), "{what}: {v} {err}");
+                assert_host_relay_proven(&v, &what);
+            }
         }
         // An engine another CA signed, and an engine that wants a client certificate the
         // connection does not have: refused in the handshake, with the reason, exit 3.

@@ -228,23 +228,30 @@ impl ContainerRuntime for DockerDesktop {
         )
     }
 
-    /// Without Desktop's opt-in host networking a `--net=host` container sits in the VM, whose
-    /// 127.0.0.1 is the VM's, and no host address is documented for that namespace. With it
-    /// (Desktop 4.34 and later, Settings > Resources > Network > Enable host networking) the
-    /// host's localhost is reachable on localhost, but nothing in `/info` says whether it is on.
-    /// So the route is refused and the fix names the setting; an operator who turned it on says
-    /// so with `host_gateway_ip = 127.0.0.1`, which this runtime then accepts.
+    /// A `--net=host` container sits in the VM's namespace, whose 127.0.0.1 is the VM's. dockerd
+    /// resolves `host-gateway` in extra hosts to its `host-gateway-ip` whatever the network mode
+    /// (moby#40007: Desktop sets that flag to its host proxy, 192.168.65.254 today,
+    /// 192.168.65.2 in vpnkit days), and the VM routes that address to the host proxy from its
+    /// own namespace as it does from a bridge, so the bridge route holds: `host-gateway`, the
+    /// gateway on loopback, refused where the engine is too old or its version unknown.
+    /// Desktop's opt-in host networking (4.34+) is not needed for it; an operator who turned
+    /// it on may still say `host_gateway_ip = 127.0.0.1`, which is accepted.
     fn host_network(&self) -> HostNetwork {
+        let mut aliases = ALIASES.to_vec();
+        aliases.push(LOOPBACK_V4);
         HostNetwork {
-            namespace: "Docker Desktop's VM (unless Desktop's host networking is on)".into(),
-            plan: Err(RouteError::NoSafeRoute {
-                runtime: self.id().into(),
-                reason: "a host-network container sits in Desktop's VM unless Desktop's opt-in host networking (4.34 and later) is on, and the engine does not report whether it is".into(),
-                fix: "turn on Settings > Resources > Network > Enable host networking (Docker Desktop 4.34 or later) and set host_gateway_ip = 127.0.0.1 (the gateway then binds 127.0.0.1), or run sandboxes on a bridge network".into(),
+            namespace: "Docker Desktop's VM".into(),
+            plan: self.plan().map(|mut p| {
+                p.why = format!(
+                    "{}; dockerd resolves host-gateway to that address for a host-network container too, and the VM's own namespace reaches it",
+                    p.why
+                );
+                p
             }),
-            loopback_aliases: vec![LOOPBACK_V4],
+            loopback_aliases: aliases,
             shares_loopback: false,
-            alternatives: Vec::new(),
+            alternatives: self.alternatives(),
+            resolves_host_gateway: true,
         }
     }
 }

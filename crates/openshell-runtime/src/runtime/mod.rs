@@ -168,7 +168,8 @@ pub struct HostNetwork {
     /// Whose network namespace a host-network container joins, for people: "this host", "the
     /// VM", "RootlessKit's namespace".
     pub namespace: String,
-    /// The route's plan, or why there is none. Its target is always a literal address.
+    /// The route's plan, or why there is none. Its target is a literal address, or
+    /// `host-gateway` only where `resolves_host_gateway` says the engine resolves it there.
     pub plan: Result<RoutePlan, RouteError>,
     /// Addresses that, from that namespace, land on the gateway host's loopback. An override to
     /// one of them keeps the gateway on loopback; a loopback override not listed here is refused
@@ -179,6 +180,11 @@ pub struct HostNetwork {
     pub shares_loopback: bool,
     /// Other routes to try when the plan's route fails a probe.
     pub alternatives: Vec<RoutePlan>,
+    /// The engine resolves `host-gateway` for a host-network container to an address that,
+    /// from this namespace, reaches the gateway host's loopback (dockerd's `host-gateway-ip`,
+    /// which a VM runtime points at its host proxy). Without it a `host-gateway` plan is
+    /// refused in host mode, since the default `host-gateway-ip` is a bridge's gateway.
+    pub resolves_host_gateway: bool,
 }
 
 impl HostNetwork {
@@ -194,6 +200,7 @@ impl HostNetwork {
             loopback_aliases: Vec::new(),
             shares_loopback: false,
             alternatives: Vec::new(),
+            resolves_host_gateway: false,
         }
     }
 
@@ -205,6 +212,7 @@ impl HostNetwork {
             loopback_aliases: vec![LOOPBACK_V4],
             shares_loopback: true,
             alternatives: Vec::new(),
+            resolves_host_gateway: false,
         }
     }
 
@@ -217,6 +225,7 @@ impl HostNetwork {
             loopback_aliases: vec![host],
             shares_loopback: false,
             alternatives: Vec::new(),
+            resolves_host_gateway: false,
         }
     }
 
@@ -228,6 +237,7 @@ impl HostNetwork {
             loopback_aliases: Vec::new(),
             shares_loopback: false,
             alternatives: Vec::new(),
+            resolves_host_gateway: false,
         }
     }
 }
@@ -281,6 +291,7 @@ impl<T: ContainerRuntime + ?Sized> GatewayRoute for T {
                     plan: self.plan(),
                     loopback_aliases: self.loopback_aliases(),
                     host_namespace: None,
+                    host_gateway_resolves: true,
                 },
                 ctx,
                 overrides,
@@ -294,6 +305,7 @@ impl<T: ContainerRuntime + ?Sized> GatewayRoute for T {
                         plan: host.plan,
                         loopback_aliases: &host.loopback_aliases,
                         host_namespace: Some((&host.namespace, host.shares_loopback)),
+                        host_gateway_resolves: host.resolves_host_gateway,
                     },
                     ctx,
                     overrides,

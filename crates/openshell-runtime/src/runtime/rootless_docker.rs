@@ -231,6 +231,7 @@ impl ContainerRuntime for RootlessDocker {
                 loopback_aliases: vec![*ip],
                 shares_loopback: false,
                 alternatives: Vec::new(),
+                resolves_host_gateway: false,
             };
         }
         let reason = if self.host_loopback {
@@ -251,6 +252,7 @@ impl ContainerRuntime for RootlessDocker {
             loopback_aliases: Vec::new(),
             shares_loopback: false,
             alternatives: self.alternatives(),
+            resolves_host_gateway: false,
         }
     }
 }
