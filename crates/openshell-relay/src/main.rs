@@ -17,16 +17,23 @@
 use std::future::poll_fn;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::task::Poll;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 use yamux::{Config, Connection, ConnectionError, Mode, Stream};
 
 /// Most connections waiting for their stream at once; more wait in the listener's backlog.
 const PENDING_OPENS: usize = 64;
+/// Most streams open at once. yamux 0.14 ends the whole session when a peer opens a stream
+/// beyond the other's limit (512 by default), and the gateway may still hold a stream for a
+/// moment after the relay closed it; half that limit leaves room for those. Connections beyond
+/// it are not accepted until a stream closes: they wait in the listener's backlog (or time out
+/// there), and the session and every other connection go on.
+const MAX_STREAMS: usize = 256;
 
 /// A request for a new stream, answered with the stream or why none could be opened.
 type OpenRequest = oneshot::Sender<Result<Stream, String>>;
@@ -150,10 +157,6 @@ async fn run(port: u16) -> Result<(), String> {
             tokio::io::BufWriter::new(tokio::io::stdout()),
         )),
     };
-    let conn = Connection::new(transport.compat(), Config::default(), Mode::Client);
-    let (opener, requests) = mpsc::channel::<OpenRequest>(PENDING_OPENS);
-    let session = drive(conn, requests);
-    tokio::pin!(session);
     // The relay is its container's first process, for which the kernel ignores SIGTERM unless
     // it is handled: without this, an engine's stop or forced removal (Podman's `rm -f`) waits
     // its whole stop timeout (10 s) before it kills the relay.
@@ -161,17 +164,54 @@ async fn run(port: u16) -> Result<(), String> {
         signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
     let mut interrupt =
         signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let stop = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+        }
+    };
+    relay(listener, transport, stop).await
+}
+
+/// Carries every connection `listener` accepts over one session on `transport`, at most
+/// [`MAX_STREAMS`] at once, until the session ends or `stop` completes.
+async fn relay<T: Transport>(
+    listener: TcpListener,
+    transport: T,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let conn = Connection::new(transport.compat(), Config::default(), Mode::Client);
+    let (opener, requests) = mpsc::channel::<OpenRequest>(PENDING_OPENS);
+    let session = drive(conn, requests);
+    tokio::pin!(session);
+    tokio::pin!(stop);
+    let streams = Arc::new(Semaphore::new(MAX_STREAMS));
     loop {
+        // A connection is accepted only with a stream to spare; until then it waits in the
+        // listener's backlog.
+        let permit = tokio::select! {
+            ended = &mut session => {
+                return ended.map_err(|e| format!("session with the gateway failed: {e}"));
+            }
+            () = &mut stop => return Ok(()),
+            permit = Arc::clone(&streams).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return Ok(()),
+            },
+        };
         tokio::select! {
             ended = &mut session => {
                 return ended.map_err(|e| format!("session with the gateway failed: {e}"));
             }
-            _ = terminate.recv() => return Ok(()),
-            _ = interrupt.recv() => return Ok(()),
+            () = &mut stop => return Ok(()),
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => {
                     let _ = tcp.set_nodelay(true);
-                    tokio::spawn(carry(tcp, opener.clone()));
+                    let opener = opener.clone();
+                    tokio::spawn(async move {
+                        carry(tcp, opener).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // Descriptor exhaustion and the like pass; pause rather than spin.
@@ -213,7 +253,86 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_port;
+    use super::*;
+    use futures::AsyncWriteExt as _;
+    use std::time::Duration;
+
+    fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+        r.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A flood of connections never opens more than [`MAX_STREAMS`] streams at once (yamux
+    /// ends the whole session past the gateway's limit); the rest wait, and are carried once
+    /// streams close. Loopback only; 300 connections, every wait bounded.
+    #[tokio::test]
+    async fn a_flood_opens_at_most_max_streams_and_the_rest_wait() {
+        const CONNECTIONS: usize = MAX_STREAMS + 44;
+        let listener = ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await);
+        let addr = ok(listener.local_addr());
+        let (relay_side, gateway_side) = tokio::io::duplex(1 << 16);
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let relay_task = tokio::spawn(relay(listener, relay_side, async {
+            let _ = stop_rx.await;
+        }));
+        // The gateway: a yamux server that hands every stream to the test.
+        let mut config = Config::default();
+        config.set_max_num_streams(4096);
+        let mut gateway = Connection::new(gateway_side.compat(), config, Mode::Server);
+        let (streams_tx, mut streams) = mpsc::unbounded_channel::<Stream>();
+        let gateway_task = tokio::spawn(poll_fn(move |cx| loop {
+            match gateway.poll_next_inbound(cx) {
+                Poll::Ready(Some(Ok(s))) => {
+                    let _ = streams_tx.send(s);
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }));
+        let mut clients = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let mut c = ok(TcpStream::connect(addr).await);
+            ok(tokio::io::AsyncWriteExt::write_all(&mut c, b"c").await);
+            clients.push(c);
+        }
+        // Take streams until none comes for a second; each is answered, as a gateway would.
+        let mut held = Vec::new();
+        while let Ok(Some(mut s)) =
+            tokio::time::timeout(Duration::from_secs(1), streams.recv()).await
+        {
+            ok(s.write_all(b"g").await);
+            ok(s.flush().await);
+            held.push(s);
+            assert!(held.len() <= CONNECTIONS, "more streams than connections");
+        }
+        assert_eq!(held.len(), MAX_STREAMS, "streams open at once");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // The carried connections end, on both sides; the waiting ones are carried then.
+        let mut waiting = Vec::new();
+        for c in clients {
+            let mut byte = [0u8; 1];
+            match c.try_read(&mut byte) {
+                Ok(1) => drop(c),
+                _ => waiting.push(c),
+            }
+        }
+        assert_eq!(waiting.len(), CONNECTIONS - MAX_STREAMS);
+        drop(held);
+        let mut later = 0;
+        while later < waiting.len() {
+            let mut s = tokio::time::timeout(Duration::from_secs(10), streams.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {later} waiting connections were carried"))
+                .unwrap_or_else(|| panic!("the gateway ended"));
+            ok(s.write_all(b"g").await);
+            later += 1;
+        }
+        assert!(!gateway_task.is_finished(), "the session ended");
+        let _ = stop_tx.send(());
+        let ended = tokio::time::timeout(Duration::from_secs(5), relay_task).await;
+        assert!(matches!(ended, Ok(Ok(Ok(())))), "{ended:?}");
+        gateway_task.abort();
+    }
 
     #[test]
     fn takes_exactly_one_port_and_nothing_else() {

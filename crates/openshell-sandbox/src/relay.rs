@@ -56,6 +56,17 @@ const REPLACE_CALLS: u32 = 10;
 const REPLACE_PAUSES: Duration = Duration::from_secs(2);
 /// How long connecting a stream to the gateway may take.
 const GATEWAY_CONNECT: Duration = Duration::from_secs(5);
+/// Most streams the gateway carries at once; a stream beyond them is reset at once (that one
+/// connection is refused). The relay itself opens at most 256 at a time, so only a relay that
+/// is not ours, or streams the relay closed that we still hold, come near it.
+const CARRIED_STREAMS: usize = 512;
+/// yamux's own stream limit for the session, which ends the whole session when a peer crosses
+/// it (yamux 0.14): kept well above [`CARRIED_STREAMS`], so that the streams we reset and the
+/// ones still closing never reach it. (Its receive window, 1 GiB, allows up to 4096.)
+const SESSION_STREAMS: usize = 2 * CARRIED_STREAMS;
+/// A session that lived this long refills the restart budget: the budget is against a relay
+/// that cannot stay up, not a lifetime cap on a gateway whose relay is flooded now and then.
+const REFILL_AFTER: Duration = Duration::from_secs(60);
 
 /// Where the relay comes from and which port it carries.
 #[derive(Debug, Clone, Default)]
@@ -718,7 +729,11 @@ async fn supervise(
 ) {
     let mut restarts = 0;
     loop {
+        let began = tokio::time::Instant::now();
         serve(attached, port).await;
+        if began.elapsed() >= REFILL_AFTER {
+            restarts = 0;
+        }
         let old = shared.with(|s| {
             s.replacing = !s.stopping;
             s.replacing.then(|| s.current.take())
@@ -766,18 +781,36 @@ async fn supervise(
 }
 
 /// Accepts the relay's streams until the session ends, connecting each to the gateway.
+/// At most [`CARRIED_STREAMS`] are carried at once; one more is reset at once, which refuses
+/// that connection and leaves the session (and every other connection) as it is.
 async fn serve(attached: openshell_driver::Attached, port: u16) {
-    let mut conn = yamux::Connection::new(
-        attached.compat(),
-        yamux::Config::default(),
-        yamux::Mode::Server,
-    );
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(SESSION_STREAMS);
+    let mut conn = yamux::Connection::new(attached.compat(), config, yamux::Mode::Server);
     let gateway = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let carried = Arc::new(tokio::sync::Semaphore::new(CARRIED_STREAMS));
+    let mut refused: u64 = 0;
     loop {
         match poll_fn(|cx| conn.poll_next_inbound(cx)).await {
-            Some(Ok(stream)) => {
-                tokio::spawn(carry(stream, gateway));
-            }
+            Some(Ok(stream)) => match Arc::clone(&carried).try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(async move {
+                        carry(stream, gateway).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    refused += 1;
+                    if refused.is_power_of_two() {
+                        tracing::warn!(
+                            refused,
+                            limit = CARRIED_STREAMS,
+                            "relay streams over the limit refused"
+                        );
+                    }
+                    drop(stream);
+                }
+            },
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "relay session failed");
                 return;
@@ -833,6 +866,168 @@ impl SandboxDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::DriverOptions;
+    use crate::fake::FakeOps;
+    use futures_util::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::sync::{mpsc, oneshot};
+
+    fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+        r.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    type Opener = mpsc::Sender<oneshot::Sender<Result<yamux::Stream, yamux::ConnectionError>>>;
+
+    /// The relay's end of a session over `io`: a task driving it, and a way to open streams.
+    fn relay_end<T>(io: T) -> (Opener, JoinHandle<Result<(), yamux::ConnectionError>>)
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut config = yamux::Config::default();
+        config.set_max_num_streams(4096);
+        let mut conn = yamux::Connection::new(io.compat(), config, yamux::Mode::Client);
+        let (tx, mut rx) =
+            mpsc::channel::<oneshot::Sender<Result<yamux::Stream, yamux::ConnectionError>>>(1);
+        let mut waiting = None;
+        let task = tokio::spawn(poll_fn(move |cx| {
+            loop {
+                if waiting.is_none() {
+                    if let std::task::Poll::Ready(Some(w)) = rx.poll_recv(cx) {
+                        waiting = Some(w);
+                    }
+                }
+                let Some(w) = waiting.take() else { break };
+                match conn.poll_new_outbound(cx) {
+                    std::task::Poll::Ready(r) => {
+                        let _ = w.send(r);
+                    }
+                    std::task::Poll::Pending => {
+                        waiting = Some(w);
+                        break;
+                    }
+                }
+            }
+            loop {
+                match conn.poll_next_inbound(cx) {
+                    std::task::Poll::Ready(Some(Ok(s))) => drop(s),
+                    std::task::Poll::Ready(Some(Err(e))) => return std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Ready(None) => return std::task::Poll::Ready(Ok(())),
+                    std::task::Poll::Pending => return std::task::Poll::Pending,
+                }
+            }
+        }));
+        (tx, task)
+    }
+
+    /// Opens a stream, says one byte and reads the gateway's one-byte greeting: `Some` when the
+    /// stream was carried, `None` when it was refused.
+    async fn open(opener: &Opener) -> Option<yamux::Stream> {
+        let (tx, rx) = oneshot::channel();
+        opener.send(tx).await.ok()?;
+        let mut s = rx.await.ok()?.ok()?;
+        s.write_all(b"c").await.ok()?;
+        s.flush().await.ok()?;
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await {
+            Ok(Ok(1)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// More streams than the gateway carries (a sandbox opening 700 connections to the relay)
+    /// refuse the excess, one by one; the session and every carried connection go on, and new
+    /// connections are carried again once some end. yamux 0.14 ended the whole session at the
+    /// 513th. Loopback and an in-memory session only; 700 streams, every wait bounded.
+    #[tokio::test]
+    async fn a_flood_of_streams_refuses_the_excess_and_keeps_the_session() {
+        const FLOOD: usize = 700;
+        let listener = ok(tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await);
+        let port = ok(listener.local_addr()).port();
+        // The gateway greets each connection and closes it when the other side does.
+        let gateway = tokio::spawn(async move {
+            for _ in 0..2 * FLOOD {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let _ = tcp.write_all(b"g").await;
+                    let mut sink = [0u8; 64];
+                    while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let (read, write) = tokio::io::split(ours);
+        let attached = openshell_driver::Attached::new(
+            Box::pin(tokio_util::io::ReaderStream::new(read)),
+            Box::pin(write),
+        );
+        let session = tokio::spawn(serve(attached, port));
+        let (opener, relay) = relay_end(theirs);
+        let mut carried = Vec::new();
+        let mut refused = 0;
+        for _ in 0..FLOOD {
+            match open(&opener).await {
+                Some(s) => carried.push(s),
+                None => refused += 1,
+            }
+        }
+        assert!(!session.is_finished(), "the session ended under the flood");
+        assert!(
+            !relay.is_finished(),
+            "the relay's session ended under the flood"
+        );
+        assert_eq!(carried.len(), CARRIED_STREAMS);
+        assert_eq!(refused, FLOOD - CARRIED_STREAMS);
+        // Connections that end make room for new ones.
+        for mut s in carried.drain(..10) {
+            let _ = s.close().await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let again = loop {
+            if let Some(s) = open(&opener).await {
+                break s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no room after streams ended"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        drop((again, carried, opener));
+        session.abort();
+        relay.abort();
+        gateway.abort();
+    }
+
+    /// A relay whose sessions each live a while is replaced as often as it goes: the restart
+    /// budget is against a relay that cannot stay up, not a lifetime cap (six floods used to
+    /// leave `Relay::route` failing with `Gone` for good).
+    #[tokio::test(start_paused = true)]
+    async fn sessions_that_lived_a_while_refill_the_restart_budget() {
+        let ops = FakeOps::new();
+        ops.with(|s| s.session_life = Some(REFILL_AFTER + Duration::from_secs(1)));
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        let opts = RelayOptions {
+            port: 1,
+            binary: None,
+            image: Some("localhost/relay:test".into()),
+        };
+        let relay = ok(Relay::start(driver, opts).await);
+        let replaced = 2 * MAX_RESTARTS + 1;
+        let deadline = tokio::time::Instant::now() + REFILL_AFTER * (replaced + 2);
+        while ops.with(|s| s.attaches) <= replaced {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "replaced only {} times",
+                ops.with(|s| s.attaches) - 1
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert!(relay.address().is_ok());
+        ok(relay.shutdown().await);
+        assert_eq!(ops.names(), Vec::<String>::new(), "relays left");
+    }
 
     #[test]
     fn both_engines_architecture_words_map_to_one() {
