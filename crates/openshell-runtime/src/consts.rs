@@ -29,6 +29,10 @@ pub const LABEL_PROBE: &str = "io.openshell.probe";
 pub const LABEL_OWNER: &str = "io.openshell.owner";
 /// Label that says when a probe is stale at the latest, in seconds since the Unix epoch.
 pub const LABEL_EXPIRES: &str = "io.openshell.expires";
+/// Label: a random value one create attempt puts on its container, so that after a create
+/// that failed (a timeout, a lost reply) only the container this attempt made is removed, never
+/// another that holds the name.
+pub const LABEL_CREATE: &str = "io.openshell.create";
 /// Default name of the bridge network sandboxes are attached to.
 pub const DEFAULT_SANDBOX_NETWORK: &str = "openshell";
 

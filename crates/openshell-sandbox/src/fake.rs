@@ -61,6 +61,24 @@ impl FakeOps {
         f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Puts a container into the engine as someone else would have.
+    pub(crate) fn add(&self, name: &str, labels: &[(&str, &str)], status: &str) -> String {
+        self.with(|s| {
+            s.next += 1;
+            let id = format!("c{}", s.next);
+            s.containers.push(FakeContainer {
+                id: id.clone(),
+                name: name.to_string(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                status: status.to_string(),
+            });
+            id
+        })
+    }
+
     pub(crate) fn names(&self) -> Vec<String> {
         self.with(|s| s.containers.iter().map(|c| c.name.clone()).collect())
     }

@@ -12,7 +12,6 @@
 use std::future::poll_fn;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -168,6 +167,9 @@ pub enum RelayError {
         /// The network.
         network: String,
     },
+    /// No random name could be drawn for the relay container.
+    #[error("cannot name the relay container: {0}")]
+    Name(#[from] crate::token::TokenError),
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -532,8 +534,6 @@ impl std::fmt::Debug for Relay {
     }
 }
 
-static GENERATION: AtomicU32 = AtomicU32::new(0);
-
 impl Relay {
     /// Starts a relay on `driver`' sandbox network for the gateway listening on
     /// `127.0.0.1:<opts.port>`, after reaping relays a killed gateway left there.
@@ -639,13 +639,11 @@ async fn launch(
     port: u16,
 ) -> Result<(String, IpAddr, openshell_driver::Attached), RelayError> {
     let network = driver.options().network.clone();
-    let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-    let name = format!(
-        "openshell-relay-{network}-{}-{generation}",
-        std::process::id()
-    );
+    // A random part, as probes have: two gateways that are each pid 1 in their own container
+    // would otherwise ask for the same names.
+    let name = format!("openshell-relay-{network}-{}", crate::token::random_hex(8)?);
     let config = ContainerConfig {
-        name: name.clone(),
+        name,
         image: image.to_string(),
         command: vec![RELAY_PATH.to_string(), port.to_string()],
         env: Vec::new(),
@@ -666,16 +664,7 @@ async fn launch(
         network_mode: openshell_runtime::NetworkMode::Bridge,
         auto_remove: false,
     };
-    let id = match driver
-        .call("container create", driver.ops().create_container(&config))
-        .await
-    {
-        Ok(id) => id,
-        Err(e) => {
-            let _ = remove(driver, &name).await;
-            return Err(e.into());
-        }
-    };
+    let id = driver.create_cleanly(config).await?;
     let started = async {
         driver
             .call("container start", driver.ops().start_container(&id))
@@ -998,6 +987,29 @@ mod tests {
         session.abort();
         relay.abort();
         gateway.abort();
+    }
+
+    /// Relay names carry a random part, as probe names do: two gateways that are each pid 1
+    /// in their own container asked for the same names and removed each other's relays.
+    #[tokio::test]
+    async fn relay_names_have_a_random_part() {
+        let ops = FakeOps::new();
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        let image = "localhost/relay:test";
+        let mut names = Vec::new();
+        for _ in 0..2 {
+            let (id, _, _) = ok(launch(&driver, image, 1).await);
+            names.extend(ops.names());
+            ok(remove(&driver, &id).await);
+        }
+        assert_ne!(names[0], names[1]);
+        for name in &names {
+            let tail = name.rsplit('-').next().unwrap_or_default();
+            assert!(
+                tail.len() == 16 && tail.chars().all(|c| c.is_ascii_hexdigit()),
+                "{name}"
+            );
+        }
     }
 
     /// A relay whose sessions each live a while is replaced as often as it goes: the restart
