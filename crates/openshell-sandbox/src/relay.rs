@@ -419,9 +419,13 @@ pub async fn remove_own_relays(driver: &SandboxDriver) -> Result<usize, EngineEr
     Ok(removed)
 }
 
-/// Removes every relay on `driver`' network, whoever owns it (the network is going away).
+/// Removes the relays on `driver`' network that go with it: this process's own, and those left
+/// behind (owner gone, or no longer running). Another live gateway's relay stays: the engine
+/// then refuses to remove the network, which stays for that gateway.
 pub(crate) async fn remove_relays(driver: &SandboxDriver) -> Result<(), EngineError> {
     let network = &driver.options().network;
+    let here = Owner::here();
+    let me = here.to_string();
     let relays = driver
         .call(
             "container list",
@@ -432,6 +436,23 @@ pub(crate) async fn remove_relays(driver: &SandboxDriver) -> Result<(), EngineEr
         .iter()
         .filter(|r| r.labels.get(LABEL_RELAY_NETWORK) == Some(network))
     {
+        if relay.labels.get(LABEL_RELAY_OWNER) != Some(&me) {
+            let status = match driver
+                .call(
+                    "container inspect",
+                    driver.ops().inspect_container(&relay.id),
+                )
+                .await
+            {
+                Ok(s) => Some(s.status),
+                Err(e) if e.is_not_found() => continue,
+                Err(_) => None,
+            };
+            if relay_stale(&relay.labels, status.as_deref(), &here, &reap::pid_alive).is_none() {
+                tracing::info!(container = %relay.id, "another gateway's relay stays on the network");
+                continue;
+            }
+        }
         remove(driver, &relay.id).await?;
     }
     Ok(())
@@ -842,8 +863,9 @@ impl SandboxDriver {
         if !is_ours(&net.labels) {
             return Ok(());
         }
-        // Our relays sit on our network: they go with it. A sandbox or relay removed just now
-        // may still hold its endpoint for a moment.
+        // Our relays, and those left behind, go with the network; another live gateway's relay
+        // stays, and so does the network (the engine refuses while the relay is on it). A
+        // sandbox or relay removed just now may still hold its endpoint for a moment.
         remove_relays(self).await?;
         remove_retrying("network", || {
             self.call("network remove", self.ops().remove_network(name))
@@ -987,6 +1009,35 @@ mod tests {
         session.abort();
         relay.abort();
         gateway.abort();
+    }
+
+    /// Removing the network removes this gateway's relays and those left behind, never a
+    /// live gateway's: the engine then refuses to remove the network, which stays for it.
+    #[tokio::test]
+    async fn removing_the_network_leaves_another_live_gateways_relay() {
+        let ops = FakeOps::new();
+        ops.with(|s| s.network_in_use = Some(openshell_driver::ErrorKind::Rejected));
+        let here = Owner::here().to_string();
+        let dead = here.replace(&format!("/{}", std::process::id()), "/4194305");
+        let network = DriverOptions::default().network;
+        for (name, owner) in [
+            ("mine", here.as_str()),
+            ("dead", dead.as_str()),
+            ("live-elsewhere", "other-boot/1/2"),
+        ] {
+            ops.add(
+                name,
+                &[
+                    (LABEL_RELAY, "true"),
+                    (LABEL_RELAY_NETWORK, network.as_str()),
+                    (LABEL_RELAY_OWNER, owner),
+                ],
+                "running",
+            );
+        }
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        assert!(driver.remove_network().await.is_err(), "the network went");
+        assert_eq!(ops.names(), vec!["live-elsewhere".to_string()]);
     }
 
     /// Relay names carry a random part, as probe names do: two gateways that are each pid 1
