@@ -211,6 +211,11 @@ pub fn parse_endpoint(raw: &str, origin: &str) -> Result<Endpoint, DiscoveryErro
     })
 }
 
+/// The most bytes read from an engine client's configuration file (a Docker `config.json` or
+/// context, `podman-connections.json`, containers.conf): they are a few KiB; anything larger,
+/// a FIFO or a device is not read (`openshell_transport::file::read_small`).
+pub(crate) const MAX_CONFIG: u64 = 4 * 1024 * 1024;
+
 /// Who names TLS files for one run (the CLI's flags, after Podman's global flags).
 pub const TLS_FLAGS: &str = "--tls-ca/--tls-cert/--tls-key";
 
