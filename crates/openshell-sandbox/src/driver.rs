@@ -199,6 +199,26 @@ impl SandboxDriver {
     }
 }
 
+impl SandboxDriver {
+    /// Removes container `id` (`what` it is, for the log) at once: killed first (a stop with
+    /// no grace), then removed. A forced removal alone waits the engine's stop timeout on
+    /// Podman (SIGTERM, 10 s, SIGKILL) when the first process ignores SIGTERM, as a probe's
+    /// `sh` does, which outlived our call timeout and Ctrl-C's patience. The kill's failure
+    /// (already stopped, already gone) is no reason not to remove.
+    pub(crate) async fn remove_now(&self, what: &str, id: &str) -> Result<(), EngineError> {
+        if let Err(e) = self
+            .call("container stop", self.ops().stop_container(id, 0))
+            .await
+        {
+            tracing::debug!(error = %e, container = id, what, "kill before removal failed");
+        }
+        remove_retrying(what, || {
+            self.call("container remove", self.ops().remove_container(id))
+        })
+        .await
+    }
+}
+
 /// Runs `remove` (one engine call removing `what`) until it succeeds or finds nothing to remove,
 /// trying again, at most [`REMOVE_ATTEMPTS`] times in all, while the engine answers with a
 /// transient failure or a conflict: an object whose owner is exiting or being removed at that

@@ -36,6 +36,9 @@ pub(crate) struct FakeState {
     pub(crate) session_life: Option<Duration>,
     /// The network removal fails with this kind while containers are on it.
     pub(crate) network_in_use: Option<ErrorKind>,
+    /// A forced removal of a running container waits this long first, as Podman's does for
+    /// a first process that ignores SIGTERM (its stop timeout, then SIGKILL).
+    pub(crate) forced_removal_wait: Option<Duration>,
     /// Every container name ever removed.
     pub(crate) removed: Vec<String>,
     /// How many attaches were made.
@@ -141,10 +144,26 @@ impl EngineOps for FakeOps {
             },
         )
     }
-    async fn stop_container(&self, _: &str, _: u32) -> Result<(), OpError> {
-        Ok(())
+    async fn stop_container(&self, id: &str, _: u32) -> Result<(), OpError> {
+        self.with(|s| match s.containers.iter_mut().find(|c| c.id == id) {
+            Some(c) => {
+                c.status = "exited".into();
+                Ok(())
+            }
+            None => Err(err(ErrorKind::NotFound, "no such container")),
+        })
     }
     async fn remove_container(&self, id: &str) -> Result<(), OpError> {
+        let wait = self.with(|s| {
+            let running = s
+                .containers
+                .iter()
+                .any(|c| (c.id == id || c.name == id) && c.status == "running");
+            s.forced_removal_wait.filter(|_| running)
+        });
+        if let Some(wait) = wait {
+            tokio::time::sleep(wait).await;
+        }
         self.with(
             |s| match s.containers.iter().position(|c| c.id == id || c.name == id) {
                 Some(i) => {

@@ -11,7 +11,7 @@ use openshell_runtime::{Facts, Route};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::driver::{remove_retrying, SandboxDriver};
+use crate::driver::SandboxDriver;
 use crate::error::EngineError;
 use crate::host::host_facts;
 use crate::network::is_ours;
@@ -215,15 +215,10 @@ impl SandboxDriver {
     /// Removes it, retrying a bounded number of times while the engine reports a transient
     /// failure; removing a missing sandbox succeeds.
     pub async fn delete(&self, sandbox: &SandboxHandle) -> Result<(), EngineError> {
-        // Docker answers 409 while it is already removing the container (a probe the engine
-        // removes itself); the next attempt finds it gone.
-        remove_retrying("sandbox", || {
-            self.call(
-                "container remove",
-                self.ops().remove_container(&sandbox.container_id),
-            )
-        })
-        .await
+        // Killed first, so that no engine waits a stop timeout; Docker answers 409 while it is
+        // already removing the container (a probe the engine removes itself); the next
+        // attempt finds it gone.
+        self.remove_now("sandbox", &sandbox.container_id).await
     }
 
     /// Every sandbox of ours on this engine.
@@ -363,6 +358,32 @@ mod tests {
             );
             assert_eq!(ops.with(|s| s.containers[0].id.clone()), theirs);
         }
+    }
+
+    /// Removing a probe or sandbox whose first process ignores SIGTERM does not wait the
+    /// engine's stop timeout: Podman's forced removal did (10 s, our whole call timeout), so
+    /// Ctrl-C took 10 s and reported nothing removed.
+    #[tokio::test(start_paused = true)]
+    async fn removal_does_not_wait_a_stop_timeout() {
+        let ops = FakeOps::new();
+        ops.with(|s| s.forced_removal_wait = Some(Duration::from_secs(10)));
+        let id = ops.add("probe", &[(LABEL_MANAGED, "true")], "running");
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        let began = tokio::time::Instant::now();
+        let handle = SandboxHandle {
+            id: "p".into(),
+            container_id: id,
+        };
+        driver
+            .delete(&handle)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "removal took {:?}",
+            began.elapsed()
+        );
+        assert_eq!(ops.names(), Vec::<String>::new());
     }
 
     /// A create that happened but whose reply was lost (or timed out) leaves nothing: the

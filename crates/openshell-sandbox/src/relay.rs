@@ -459,12 +459,10 @@ pub(crate) async fn remove_relays(driver: &SandboxDriver) -> Result<(), EngineEr
 }
 
 async fn remove(driver: &SandboxDriver, id: &str) -> Result<(), EngineError> {
-    // A relay whose session just ended is exiting while it is removed: Podman answers 500
-    // (state improper) and Docker 409 (removal in progress) for a moment.
-    remove_retrying("relay", || {
-        driver.call("container remove", driver.ops().remove_container(id))
-    })
-    .await
+    // Killed first, so that no engine waits a stop timeout. A relay whose session just ended
+    // is exiting while it is removed: Podman answers 500 (state improper) and Docker 409
+    // (removal in progress) for a moment.
+    driver.remove_now("relay", id).await
 }
 
 /// Makes sure the relay image is in the engine; returns its reference.
