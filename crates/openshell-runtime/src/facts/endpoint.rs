@@ -121,6 +121,14 @@ impl Endpoint {
                 let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
                 let (host, port) =
                     split_host_port(host_port).ok_or_else(|| malformed("bad host or port"))?;
+                // The path goes into `ssh -L <local>:<path>`, where OpenSSH expands `%` tokens
+                // and `${VAR}` (sending our environment to the remote sshd) and reads
+                // `<path>:<port>` as a TCP forward. No socket path needs these characters.
+                if path.as_deref().is_some_and(|p| p.contains(['%', '$', ':'])) {
+                    return Err(malformed(
+                        "the socket path holds `%`, `$` or `:`, which ssh would expand or read as a port; name the socket by a plain path",
+                    ));
+                }
                 Ok(Endpoint::Ssh {
                     host,
                     port,
@@ -305,6 +313,11 @@ mod tests {
             "tcp://a b:1",
             "ssh://u@/p",
             "tcp://x\n:1",
+            // ssh would expand these in `-L <local>:<path>`, or read a port.
+            "ssh://h/run/${HOME}/podman.sock",
+            "ssh://h/run/$USER/podman.sock",
+            "ssh://h/run/%u/podman.sock",
+            "ssh://h:22/a:22",
         ] {
             assert!(Endpoint::parse(raw).is_err(), "{raw:?} should be refused");
         }
