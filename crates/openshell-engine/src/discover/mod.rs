@@ -264,12 +264,16 @@ pub fn tls_candidate(
 /// sockets that serve libpod.
 pub fn well_known(env: &DiscoveryEnv, podman_only: bool) -> Candidates {
     let os = openshell_sandbox::current_os();
+    let mut seen = std::collections::BTreeSet::new();
     Candidates::well_known(
         well_known_sockets()
             .into_iter()
             .filter(|(_, loc)| !podman_only || loc.api == SocketApi::Podman)
             .filter(|(_, loc)| loc.applies_on(&os))
             .flat_map(|(_, loc)| expand(loc, env))
+            // Two locations can name one socket (rootless Podman's under an XDG_RUNTIME_DIR of
+            // /run is rootful Podman's): it is tried, and listed, once, under its first name.
+            .filter(|(endpoint, _)| seen.insert(endpoint.to_string()))
             .collect(),
     )
 }
@@ -393,6 +397,26 @@ mod tests {
 
     fn shown(c: &Candidates) -> Vec<String> {
         c.list().iter().map(|(e, s)| format!("{s}={e}")).collect()
+    }
+
+    /// `detect` with no engine listed unix:///run/podman/podman.sock twice: as rootful
+    /// Podman's and as rootless Podman's under an XDG_RUNTIME_DIR of /run.
+    #[test]
+    fn each_well_known_socket_is_listed_once() {
+        let h = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let env = DiscoveryEnv::from_vars([("XDG_RUNTIME_DIR", "/run")], Some(h.path().into()));
+        let listed: Vec<String> = well_known(&env, false)
+            .list()
+            .iter()
+            .map(|(t, _)| t.endpoint().to_string())
+            .collect();
+        let podman = listed
+            .iter()
+            .filter(|e| e.as_str() == "unix:///run/podman/podman.sock")
+            .count();
+        assert_eq!(podman, 1, "{listed:?}");
+        let unique: std::collections::BTreeSet<_> = listed.iter().collect();
+        assert_eq!(unique.len(), listed.len(), "{listed:?}");
     }
 
     #[test]
