@@ -23,6 +23,9 @@ pub const LABEL_RELAY: &str = "io.openshell.relay";
 pub const LABEL_RELAY_NETWORK: &str = "io.openshell.relay.network";
 /// Label that carries the gateway process that owns a relay: `<host name>/<pid>`.
 pub const LABEL_RELAY_OWNER: &str = "io.openshell.relay.owner";
+/// Label: when a relay was created, in seconds since the Unix epoch; a relay of another host's
+/// gateway that never started long after it is left behind.
+pub const LABEL_RELAY_CREATED: &str = "io.openshell.relay.created";
 /// Label that marks a container as a reachability probe (value `true`).
 pub const LABEL_PROBE: &str = "io.openshell.probe";
 /// Label that names a probe's owner process: `<boot id>/<pid namespace>/<pid>`.

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use openshell_runtime::consts::{
-    LABEL_MANAGED, LABEL_RELAY, LABEL_RELAY_NETWORK, LABEL_RELAY_OWNER, LOOPBACK_V4,
+    LABEL_MANAGED, LABEL_RELAY, LABEL_RELAY_CREATED, LABEL_RELAY_NETWORK, LABEL_RELAY_OWNER,
+    LOOPBACK_V4,
 };
 use openshell_runtime::{Exposure, HostTarget, Route};
 use sha2::{Digest, Sha256};
@@ -53,6 +54,8 @@ const ADDRESS_WAIT: Duration = Duration::from_secs(5);
 const REPLACE_CALLS: u32 = 10;
 /// The pauses of one replacement, at most (between removal tries, before the launch), rounded up.
 const REPLACE_PAUSES: Duration = Duration::from_secs(2);
+/// How long a relay another host's gateway created may stay unstarted before it is reaped.
+const START_GRACE: Duration = Duration::from_secs(120);
 /// How long connecting a stream to the gateway may take.
 const GATEWAY_CONNECT: Duration = Duration::from_secs(5);
 /// Most streams the gateway carries at once; a stream beyond them is reset at once (that one
@@ -340,11 +343,17 @@ fn image_reference(arch: &str, binary: &[u8]) -> String {
 /// it may still serve: its gateway is known to be gone (see [`reap::owner_gone`]), or it is no
 /// longer running (a supervisor replaces a relay that died, so an exited one serves no one). A
 /// relay being created or started by a live gateway, here or on another host, is never touched.
+///
+/// A relay that another host's gateway created and never started for [`START_GRACE`] (or
+/// whose creation time is not labelled) is left behind too: a gateway starts its relay within
+/// seconds of creating it, and one that died in between (here, its owner is seen gone) left a
+/// relay no one would ever remove.
 fn relay_stale(
     labels: &std::collections::BTreeMap<String, String>,
     status: Option<&str>,
     here: &Owner,
     alive: &dyn Fn(u32) -> bool,
+    now: u64,
 ) -> Option<String> {
     let owner = labels.get(LABEL_RELAY_OWNER).map(String::as_str);
     if reap::owner_gone(owner, here, alive) {
@@ -355,6 +364,21 @@ fn relay_stale(
     }
     match status {
         Some(s @ ("exited" | "dead" | "stopped")) => Some(format!("it is {s}")),
+        Some(s @ ("created" | "configured")) if reap::owner_elsewhere(owner, here) => {
+            let created = labels
+                .get(LABEL_RELAY_CREATED)
+                .and_then(|c| c.parse::<u64>().ok());
+            match created {
+                Some(at) if now.saturating_sub(at) < START_GRACE.as_secs() => None,
+                Some(at) => Some(format!(
+                    "it is {s} and never started, {} s after a gateway elsewhere created it",
+                    now.saturating_sub(at)
+                )),
+                None => Some(format!(
+                    "it is {s} and never started, and says nothing of when it was created"
+                )),
+            }
+        }
         _ => None,
     }
 }
@@ -389,7 +413,13 @@ pub async fn reap_relays(driver: &SandboxDriver) -> Result<usize, EngineError> {
                 None
             }
         };
-        if let Some(why) = relay_stale(&relay.labels, status.as_deref(), &here, &reap::pid_alive) {
+        if let Some(why) = relay_stale(
+            &relay.labels,
+            status.as_deref(),
+            &here,
+            &reap::pid_alive,
+            reap::now_secs(),
+        ) {
             tracing::info!(container = %relay.id, %why, "reaping a relay left behind");
             remove(driver, &relay.id).await?;
             reaped += 1;
@@ -448,7 +478,15 @@ pub(crate) async fn remove_relays(driver: &SandboxDriver) -> Result<(), EngineEr
                 Err(e) if e.is_not_found() => continue,
                 Err(_) => None,
             };
-            if relay_stale(&relay.labels, status.as_deref(), &here, &reap::pid_alive).is_none() {
+            if relay_stale(
+                &relay.labels,
+                status.as_deref(),
+                &here,
+                &reap::pid_alive,
+                reap::now_secs(),
+            )
+            .is_none()
+            {
                 tracing::info!(container = %relay.id, "another gateway's relay stays on the network");
                 continue;
             }
@@ -671,6 +709,7 @@ async fn launch(
             (LABEL_RELAY, "true".to_string()),
             (LABEL_RELAY_NETWORK, network.clone()),
             (LABEL_RELAY_OWNER, Owner::here().to_string()),
+            (LABEL_RELAY_CREATED, reap::now_secs().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -1216,6 +1255,50 @@ mod tests {
         }
     }
 
+    /// A relay another host's gateway created and never started was never reaped: its owner
+    /// cannot be seen, and "created" looked like a launch in progress for ever.
+    #[test]
+    fn another_hosts_relay_that_never_started_is_reaped_after_a_grace() {
+        let here = Owner::here();
+        let alive = |_: u32| true;
+        let labels = |created: Option<&str>| {
+            let mut l = std::collections::BTreeMap::from([(
+                LABEL_RELAY_OWNER.to_string(),
+                "other-boot/1/2".to_string(),
+            )]);
+            if let Some(c) = created {
+                l.insert(LABEL_RELAY_CREATED.to_string(), c.to_string());
+            }
+            l
+        };
+        let now = 10_000;
+        for status in ["created", "configured"] {
+            // Being started right now, as far as anyone can tell.
+            assert_eq!(
+                relay_stale(&labels(Some("9990")), Some(status), &here, &alive, now),
+                None
+            );
+            // Long after its creation, or with no creation time.
+            assert!(
+                relay_stale(&labels(Some("1000")), Some(status), &here, &alive, now)
+                    .is_some_and(|w| w.contains("never started"))
+            );
+            assert!(relay_stale(&labels(None), Some(status), &here, &alive, now).is_some());
+        }
+        // Running, it serves its gateway.
+        assert_eq!(
+            relay_stale(&labels(Some("1000")), Some("running"), &here, &alive, now),
+            None
+        );
+        // Our own, while we create it, is never touched.
+        let mine =
+            std::collections::BTreeMap::from([(LABEL_RELAY_OWNER.to_string(), here.to_string())]);
+        assert_eq!(
+            relay_stale(&mine, Some("created"), &here, &alive, now),
+            None
+        );
+    }
+
     #[test]
     fn a_relay_is_stale_when_its_gateway_is_gone_or_it_no_longer_runs() {
         let here = Owner::here();
@@ -1227,32 +1310,40 @@ mod tests {
         // A live gateway's relay stays while it is created, starting or running.
         for status in [None, Some("created"), Some("configured"), Some("running")] {
             assert_eq!(
-                relay_stale(&mine, status, &here, &alive),
+                relay_stale(&mine, status, &here, &alive, 1000),
                 None,
                 "{status:?}"
             );
         }
         // One that exited serves no one, whoever owns it.
         for status in ["exited", "dead", "stopped"] {
-            assert!(relay_stale(&mine, Some(status), &here, &alive).is_some());
+            assert!(relay_stale(&mine, Some(status), &here, &alive, 1000).is_some());
         }
         // A dead gateway's relay goes even while it runs.
         let dead = here
             .to_string()
             .replace(&format!("/{}", std::process::id()), "/4194305");
-        assert!(relay_stale(&labels(&dead), Some("running"), &here, &alive)
-            .is_some_and(|w| w.contains("gone")));
+        assert!(
+            relay_stale(&labels(&dead), Some("running"), &here, &alive, 1000)
+                .is_some_and(|w| w.contains("gone"))
+        );
         // Another host's gateway, or an unreadable owner: only the state decides.
         assert_eq!(
-            relay_stale(&labels("other-boot/1/2"), Some("running"), &here, &alive),
+            relay_stale(
+                &labels("other-boot/1/2"),
+                Some("running"),
+                &here,
+                &alive,
+                1000
+            ),
             None
         );
         assert_eq!(
-            relay_stale(&labels("garbage"), Some("running"), &here, &alive),
+            relay_stale(&labels("garbage"), Some("running"), &here, &alive, 1000),
             None
         );
         assert_eq!(
-            relay_stale(&Default::default(), Some("running"), &here, &alive),
+            relay_stale(&Default::default(), Some("running"), &here, &alive, 1000),
             None
         );
     }
