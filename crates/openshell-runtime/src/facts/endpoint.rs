@@ -46,6 +46,11 @@ pub enum Endpoint {
     },
 }
 
+/// The longest endpoint taken: socket paths run to 108 bytes and host names to 253, so longer
+/// is a mistake or an attack, and refusing it keeps every message that names an endpoint short
+/// (a 120 KB `DOCKER_HOST` made a 240 KB error line).
+const MAX_ENDPOINT: usize = 1024;
+
 /// Why an endpoint string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -76,6 +81,11 @@ impl Endpoint {
             value: value.clone(),
             problem,
         };
+        if raw.len() > MAX_ENDPOINT {
+            return Err(malformed(
+                "it is longer than 1024 bytes, more than any socket path or host name",
+            ));
+        }
         if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(malformed("it contains whitespace or control characters"));
         }
@@ -321,6 +331,23 @@ mod tests {
         ] {
             assert!(Endpoint::parse(raw).is_err(), "{raw:?} should be refused");
         }
+    }
+
+    /// An endpoint of any length was echoed whole in every message naming it; it is refused,
+    /// and the refusal shows at most a capped part of it.
+    #[test]
+    fn an_overlong_endpoint_is_refused_with_a_short_message() {
+        for raw in [
+            format!("tcp://{}:1", "a".repeat(120_000)),
+            format!("unix:///{}", "a".repeat(2000)),
+            format!("ssh://h/{}", "a".repeat(2000)),
+        ] {
+            let err = Endpoint::parse(&raw)
+                .err()
+                .unwrap_or_else(|| panic!("an endpoint of {} bytes was taken", raw.len()));
+            assert!(err.to_string().len() < 400, "{}", err.to_string().len());
+        }
+        assert!(Endpoint::parse(&format!("unix:///{}", "a".repeat(900))).is_ok());
     }
 
     #[test]
