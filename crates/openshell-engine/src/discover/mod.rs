@@ -384,7 +384,21 @@ async fn probe(ep: &Target, timeout: Duration, chosen: &mut Option<Target>) -> C
             *chosen = Some(ep.clone());
             CandidateOutcome::Ok
         }
-        Ok(r) => CandidateOutcome::Refused(format!("/_ping answered HTTP {}", r.status)),
+        // The body says why, when there is one: dockerd's TLS port answers plain HTTP with 400
+        // "Client sent an HTTP request to an HTTPS server".
+        Ok(r) => {
+            let body = String::from_utf8_lossy(&r.body);
+            let body = body.trim();
+            CandidateOutcome::Refused(if body.is_empty() {
+                format!("/_ping answered HTTP {}", r.status)
+            } else {
+                format!(
+                    "/_ping answered HTTP {}: {}",
+                    r.status,
+                    openshell_runtime::display_value(body)
+                )
+            })
+        }
         Err(RawError::Transport(TransportError::TlsRequired(_))) => CandidateOutcome::NeedsTls,
         Err(e) => CandidateOutcome::Refused(e.to_string()),
     }
@@ -397,6 +411,39 @@ mod tests {
 
     fn shown(c: &Candidates) -> Vec<String> {
         c.list().iter().map(|(e, s)| format!("{s}={e}")).collect()
+    }
+
+    /// Plain `tcp://` to dockerd's TLS port was reported as "HTTP 400" alone; the engine's
+    /// body says why, and is shown (escaped, capped). A one-shot server on loopback.
+    #[tokio::test]
+    async fn a_refusal_shows_what_the_engine_said() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .port();
+        let server = tokio::spawn(async move {
+            if let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+                    .await;
+            }
+        });
+        let target = Target::new(
+            Endpoint::parse(&format!("tcp://127.0.0.1:{port}")).unwrap_or_else(|e| panic!("{e}")),
+        );
+        let outcome = probe(&target, Duration::from_secs(5), &mut None).await;
+        server.abort();
+        let CandidateOutcome::Refused(said) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(said.contains("HTTP 400"), "{said}");
+        assert!(said.contains("HTTPS server"), "{said}");
     }
 
     /// `detect` with no engine listed unix:///run/podman/podman.sock twice: as rootful
