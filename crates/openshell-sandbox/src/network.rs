@@ -169,8 +169,28 @@ async fn heal(
 /// even by SIGKILL. Without such a directory there is no lock; healing still converges.
 #[derive(Debug)]
 struct HostLock {
-    /// The locked file, while the lock is held; closing it releases the lock.
-    _held: Option<std::fs::File>,
+    /// The locked file and its path, while the lock is held. Dropping unlinks the path, then
+    /// closes the file (releasing the lock), so lock files do not pile up; a waiter that
+    /// locked the unlinked file sees that its path now names another file, or none, and
+    /// opens it again.
+    _held: Option<(std::fs::File, std::path::PathBuf)>,
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        if let Some((_, path)) = &self._held {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether `file` is still the file at `path` (not unlinked by a holder that let go).
+fn still_at(file: &std::fs::File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Where the lock files live, for a process of user `uid`: root's in `/run/openshell`, anyone
@@ -243,17 +263,24 @@ impl HostLock {
 
     async fn acquire_in(dir: &std::path::Path, uid: u32, name: &str, wait: Duration) -> HostLock {
         use rustix::fs::{flock, FlockOperation};
-        let file = match open_lock(dir, uid, name) {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::warn!(network = name, error = %e, "creating the sandbox network without the host-wide lock");
-                return HostLock { _held: None };
-            }
-        };
+        let path = dir.join(lock_file(name));
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            let file = match open_lock(dir, uid, name) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(network = name, error = %e, "creating the sandbox network without the host-wide lock");
+                    return HostLock { _held: None };
+                }
+            };
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return HostLock { _held: Some(file) },
+                Ok(()) if still_at(&file, &path) => {
+                    return HostLock {
+                        _held: Some((file, path)),
+                    }
+                }
+                // The holder let go and unlinked it: lock the file now at the path.
+                Ok(()) => continue,
                 Err(e)
                     if e == rustix::io::Errno::WOULDBLOCK
                         && tokio::time::Instant::now() < deadline =>
@@ -305,8 +332,12 @@ mod tests {
         let third = HostLock::acquire(&name, Duration::from_secs(2)).await;
         assert!(third.is_held());
         drop((second, third, squatter));
+        // The last holder leaves no lock file behind.
         if let Some(dir) = effective_uid().and_then(lock_dir) {
-            let _ = std::fs::remove_file(dir.join(lock_file(&name)));
+            let path = dir.join(lock_file(&name));
+            let left = path.exists();
+            let _ = std::fs::remove_file(path);
+            assert!(!left, "the lock file was left");
         }
     }
 
