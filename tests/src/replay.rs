@@ -6,7 +6,9 @@
 //! `/networks` (a network created through it, with Docker's or libpod's create, is remembered,
 //! and so is the create request: [`ReplayEngine::network_creates`]), and libpod's `/info` when
 //! the capture has it.
-//! Version prefixes (`/v1.41/...`) are accepted on every path.
+//! Version prefixes (`/v1.41/...`) are accepted on every path. A document's `replay_hang`
+//! (a path) makes requests for that path wait 30 s before their answer, as an engine that
+//! stopped answering would.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -142,6 +144,15 @@ async fn answer(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = strip_version(req.uri().path()).to_string();
     let method = req.method().clone();
+    let hang = state.lock().ok().and_then(|st| {
+        st.doc
+            .get("replay_hang")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    if hang.as_deref() == Some(path.as_str()) {
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    }
     // A created network keeps the name it was created with (bounded: a create body is small).
     let create = matches!(
         path.as_str(),

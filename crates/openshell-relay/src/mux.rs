@@ -495,6 +495,76 @@ mod tests {
         assert!(session.run(&input[..]).is_err());
     }
 
+    /// The stream ids the relay opened (window updates with `SYN`) in what it wrote.
+    fn opened(out: &SharedBuf) -> Vec<u32> {
+        let bytes = out.bytes();
+        let mut at = 0;
+        let mut ids = Vec::new();
+        while at + 12 <= bytes.len() {
+            let mut head = [0u8; 12];
+            head.copy_from_slice(&bytes[at..at + 12]);
+            let Ok(h) = Header::decode(&head) else { break };
+            at += 12
+                + if h.kind == TYPE_DATA {
+                    h.length as usize
+                } else {
+                    0
+                };
+            if h.kind == TYPE_WINDOW_UPDATE && h.flags & FLAG_SYN != 0 {
+                ids.push(h.stream);
+            }
+        }
+        ids
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A flood (issue 22): 300 connections at once open exactly [`MAX_STREAMS`] streams, far
+    /// below the gateway session's limit; the rest wait in the backlog, and each stream the
+    /// gateway ends lets one more through. Nothing but loopback, bounded in count and time.
+    #[test]
+    fn a_flood_opens_at_most_max_streams_and_the_rest_wait() {
+        let out = SharedBuf::default();
+        let session = Session::new(out.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let serving = Arc::clone(&session);
+        thread::spawn(move || serve(listener, serving));
+        let conns: Vec<TcpStream> = (0..300)
+            .map(|_| TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        wait_for("the first streams did not open", || {
+            opened(&out).len() == MAX_STREAMS
+        });
+        thread::sleep(Duration::from_millis(300));
+        let ids = opened(&out);
+        assert_eq!(ids.len(), MAX_STREAMS, "more streams than the bound");
+        // The gateway resets ten streams: ten waiting connections get theirs.
+        let mut input = Vec::new();
+        for id in &ids[..10] {
+            input.extend_from_slice(
+                &Header {
+                    kind: TYPE_WINDOW_UPDATE,
+                    flags: FLAG_RST,
+                    stream: *id,
+                    length: 0,
+                }
+                .encode(),
+            );
+        }
+        assert_eq!(session.run(&input[..]), Ok(()));
+        wait_for("reset streams did not make room", || {
+            opened(&out).len() == MAX_STREAMS + 10
+        });
+        drop(conns);
+    }
+
     #[derive(Clone, Default)]
     struct SharedBuf(Arc<Mutex<Vec<u8>>>);
 

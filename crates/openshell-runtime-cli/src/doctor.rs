@@ -209,11 +209,15 @@ pub(crate) fn run(args: DoctorArgs) -> Result<u8, Fail> {
         });
         let progress =
             Progress(std::io::stderr().is_terminal() && matches!(args.output, Output::Text));
-        // Probes left by interrupted or crashed runs go first, and the report says so.
-        let swept = driver.sweep_probes(Sweep::Stale).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "stale probe containers not swept");
-            Vec::new()
-        });
+        // Probes left by interrupted or crashed runs go first, and the report says so. A
+        // signal ends the sweep: nothing of this run exists yet, and the next run sweeps again.
+        let swept = tokio::select! {
+            swept = driver.sweep_probes(Sweep::Stale) => swept.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "stale probe containers not swept");
+                Vec::new()
+            }),
+            signal = stop.next() => return Err(interrupted(signal, None)),
+        };
         let probes = tokio::select! {
             probes = probe_all(driver, &routes, &opts, &progress) => probes,
             signal = stop.next() => {

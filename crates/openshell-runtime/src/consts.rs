@@ -23,12 +23,19 @@ pub const LABEL_RELAY: &str = "io.openshell.relay";
 pub const LABEL_RELAY_NETWORK: &str = "io.openshell.relay.network";
 /// Label that carries the gateway process that owns a relay: `<host name>/<pid>`.
 pub const LABEL_RELAY_OWNER: &str = "io.openshell.relay.owner";
+/// Label: when a relay was created, in seconds since the Unix epoch; a relay of another host's
+/// gateway that never started long after it is left behind.
+pub const LABEL_RELAY_CREATED: &str = "io.openshell.relay.created";
 /// Label that marks a container as a reachability probe (value `true`).
 pub const LABEL_PROBE: &str = "io.openshell.probe";
 /// Label that names a probe's owner process: `<boot id>/<pid namespace>/<pid>`.
 pub const LABEL_OWNER: &str = "io.openshell.owner";
 /// Label that says when a probe is stale at the latest, in seconds since the Unix epoch.
 pub const LABEL_EXPIRES: &str = "io.openshell.expires";
+/// Label: a random value one create attempt puts on its container, so that after a create
+/// that failed (a timeout, a lost reply) only the container this attempt made is removed, never
+/// another that holds the name.
+pub const LABEL_CREATE: &str = "io.openshell.create";
 /// Default name of the bridge network sandboxes are attached to.
 pub const DEFAULT_SANDBOX_NETWORK: &str = "openshell";
 

@@ -11,13 +11,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openshell_driver::{EngineOps, ErrorKind, OpError};
-use openshell_runtime::consts::DEFAULT_SANDBOX_NETWORK;
+use openshell_driver::{ContainerConfig, EngineOps, ErrorKind, OpError};
+use openshell_runtime::consts::{DEFAULT_SANDBOX_NETWORK, LABEL_CREATE};
 use openshell_runtime::facts::Endpoint;
 use tracing::Instrument;
 
 use crate::error::EngineError;
 use crate::host::HostFacts;
+use crate::token::random_hex;
 
 /// How many times a removal is tried while the engine reports a transient failure.
 pub(crate) const REMOVE_ATTEMPTS: u32 = 4;
@@ -137,6 +138,84 @@ impl SandboxDriver {
             }),
             Ok(Ok(v)) => Ok(v),
         }
+    }
+}
+
+impl SandboxDriver {
+    /// Creates a container; a create that failed leaves nothing of ours behind and removes
+    /// nothing of anyone else's. A name conflict (Docker 409; Podman 500 "already in use", whose
+    /// kind is only "engine error") means someone else's container holds the name: it is never
+    /// removed. A create that failed otherwise (a timeout, a lost reply) may still have
+    /// happened: only a container carrying this attempt's random [`LABEL_CREATE`] is removed.
+    pub(crate) async fn create_cleanly(
+        &self,
+        mut config: ContainerConfig,
+    ) -> Result<String, EngineError> {
+        let attempt = match random_hex(16) {
+            Ok(attempt) => {
+                config
+                    .labels
+                    .insert(LABEL_CREATE.to_string(), attempt.clone());
+                Some(attempt)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no create label; a failed create is not cleaned up");
+                None
+            }
+        };
+        let err = match self
+            .call("container create", self.ops().create_container(&config))
+            .await
+        {
+            Ok(id) => return Ok(id),
+            Err(e) => e,
+        };
+        let Some(attempt) = attempt.filter(|_| err.kind() != Some(ErrorKind::Conflict)) else {
+            return Err(err);
+        };
+        let made = match self
+            .call(
+                "container list",
+                self.ops().list_containers(LABEL_CREATE, &attempt),
+            )
+            .await
+        {
+            Ok(made) => made,
+            Err(cleanup) => {
+                tracing::warn!(error = %cleanup, container = %config.name, "failed create not cleaned up");
+                return Err(err);
+            }
+        };
+        for c in made {
+            let removed = remove_retrying("container", || {
+                self.call("container remove", self.ops().remove_container(&c.id))
+            })
+            .await;
+            if let Err(cleanup) = removed {
+                tracing::warn!(error = %cleanup, container = %c.id, "failed create not cleaned up");
+            }
+        }
+        Err(err)
+    }
+}
+
+impl SandboxDriver {
+    /// Removes container `id` (`what` it is, for the log) at once: killed first (a stop with
+    /// no grace), then removed. A forced removal alone waits the engine's stop timeout on
+    /// Podman (SIGTERM, 10 s, SIGKILL) when the first process ignores SIGTERM, as a probe's
+    /// `sh` does, which outlived our call timeout and Ctrl-C's patience. The kill's failure
+    /// (already stopped, already gone) is no reason not to remove.
+    pub(crate) async fn remove_now(&self, what: &str, id: &str) -> Result<(), EngineError> {
+        if let Err(e) = self
+            .call("container stop", self.ops().stop_container(id, 0))
+            .await
+        {
+            tracing::debug!(error = %e, container = id, what, "kill before removal failed");
+        }
+        remove_retrying(what, || {
+            self.call("container remove", self.ops().remove_container(id))
+        })
+        .await
     }
 }
 

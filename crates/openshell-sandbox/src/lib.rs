@@ -15,6 +15,8 @@
 
 mod driver;
 mod error;
+#[cfg(test)]
+mod fake;
 mod gateway;
 mod host;
 mod lifecycle;

@@ -11,7 +11,7 @@ use openshell_runtime::{Facts, Route};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::driver::{remove_retrying, SandboxDriver};
+use crate::driver::SandboxDriver;
 use crate::error::EngineError;
 use crate::host::host_facts;
 use crate::network::is_ours;
@@ -218,15 +218,10 @@ impl SandboxDriver {
     /// Removes it, retrying a bounded number of times while the engine reports a transient
     /// failure; removing a missing sandbox succeeds.
     pub async fn delete(&self, sandbox: &SandboxHandle) -> Result<(), EngineError> {
-        // Docker answers 409 while it is already removing the container (a probe the engine
-        // removes itself); the next attempt finds it gone.
-        remove_retrying("sandbox", || {
-            self.call(
-                "container remove",
-                self.ops().remove_container(&sandbox.container_id),
-            )
-        })
-        .await
+        // Killed first, so that no engine waits a stop timeout; Docker answers 409 while it is
+        // already removing the container (a probe the engine removes itself); the next
+        // attempt finds it gone.
+        self.remove_now("sandbox", &sandbox.container_id).await
     }
 
     /// Every sandbox of ours on this engine.
@@ -299,37 +294,117 @@ fn container_config(
     })
 }
 
-/// Creates the container; a failed create leaves nothing behind.
+/// Creates the container; a failed create leaves nothing of ours behind and removes nothing
+/// of anyone else's ([`SandboxDriver::create_cleanly`]).
 async fn create_cleanly(
     ops: &SandboxDriver,
     spec: &SandboxSpec,
     config: ContainerConfig,
 ) -> Result<SandboxHandle, EngineError> {
-    match ops
-        .call("container create", ops.ops().create_container(&config))
-        .await
-    {
-        Ok(container_id) => Ok(SandboxHandle {
-            id: spec.id.clone(),
-            container_id,
-        }),
-        Err(e) => {
-            // A create that timed out may still have happened: leave nothing behind.
-            let leftover = SandboxHandle {
-                id: spec.id.clone(),
-                container_id: config.name,
-            };
-            if let Err(cleanup) = ops.delete(&leftover).await {
-                tracing::warn!(error = %cleanup, container = %leftover.container_id, "failed create not cleaned up");
-            }
-            Err(e)
-        }
-    }
+    let container_id = ops.create_cleanly(config).await?;
+    Ok(SandboxHandle {
+        id: spec.id.clone(),
+        container_id,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::SandboxState;
+    use super::*;
+    use crate::driver::DriverOptions;
+    use crate::fake::FakeOps;
+
+    fn config(name: &str) -> ContainerConfig {
+        ContainerConfig {
+            name: name.to_string(),
+            image: "img".into(),
+            command: Vec::new(),
+            env: Vec::new(),
+            labels: [(LABEL_MANAGED.to_string(), "true".to_string())].into(),
+            extra_hosts: Vec::new(),
+            network: "openshell".into(),
+            stdin: false,
+            network_mode: openshell_runtime::NetworkMode::Bridge,
+            auto_remove: false,
+            kill_on_stop: false,
+        }
+    }
+
+    fn spec(id: &str) -> SandboxSpec {
+        SandboxSpec {
+            id: id.into(),
+            image: "img".into(),
+            command: Vec::new(),
+            token: String::new(),
+            labels: Default::default(),
+        }
+    }
+
+    /// A create that fails because the name is taken (Docker 409, Podman 500 "already in
+    /// use") removes nothing: the container holding the name is someone else's, or the running
+    /// sandbox of an earlier create with the same id.
+    #[tokio::test]
+    async fn a_name_conflict_removes_nothing() {
+        for kind in [ErrorKind::Conflict, ErrorKind::Transient] {
+            let ops = FakeOps::new();
+            ops.with(|s| s.conflict_kind = Some(kind));
+            let theirs = ops.add("openshell-sandbox-s1", &[], "running");
+            let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+            let cfg = config("openshell-sandbox-s1");
+            let Err(e) = create_cleanly(&driver, &spec("s1"), cfg).await else {
+                panic!("a taken name was created")
+            };
+            assert_eq!(e.kind(), Some(kind));
+            assert_eq!(
+                ops.with(|s| s.removed.clone()),
+                Vec::<String>::new(),
+                "{kind:?}"
+            );
+            assert_eq!(ops.with(|s| s.containers[0].id.clone()), theirs);
+        }
+    }
+
+    /// Removing a probe or sandbox whose first process ignores SIGTERM does not wait the
+    /// engine's stop timeout: Podman's forced removal did (10 s, our whole call timeout), so
+    /// Ctrl-C took 10 s and reported nothing removed.
+    #[tokio::test(start_paused = true)]
+    async fn removal_does_not_wait_a_stop_timeout() {
+        let ops = FakeOps::new();
+        ops.with(|s| s.forced_removal_wait = Some(Duration::from_secs(10)));
+        let id = ops.add("probe", &[(LABEL_MANAGED, "true")], "running");
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        let began = tokio::time::Instant::now();
+        let handle = SandboxHandle {
+            id: "p".into(),
+            container_id: id,
+        };
+        driver
+            .delete(&handle)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "removal took {:?}",
+            began.elapsed()
+        );
+        assert_eq!(ops.names(), Vec::<String>::new());
+    }
+
+    /// A create that happened but whose reply was lost (or timed out) leaves nothing: the
+    /// container carrying this attempt's label is removed, and only that one.
+    #[tokio::test]
+    async fn a_create_that_failed_after_happening_removes_only_its_own() {
+        let ops = FakeOps::new();
+        ops.add("other", &[(LABEL_MANAGED, "true")], "running");
+        ops.with(|s| s.fail_after_create = Some(ErrorKind::Unreachable));
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        assert!(create_cleanly(&driver, &spec("s2"), config("mine"))
+            .await
+            .is_err());
+        assert_eq!(ops.names(), vec!["other".to_string()]);
+        assert_eq!(ops.with(|s| s.removed.clone()), vec!["mine".to_string()]);
+    }
 
     #[test]
     fn both_engines_state_words_map_to_one_vocabulary() {

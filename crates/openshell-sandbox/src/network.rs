@@ -6,7 +6,8 @@
 //! on dockerd 20.10 made eight networks of one name, and every later container create by that
 //! name failed as ambiguous. So creation here is three steps:
 //!
-//! 1. runs on this host take turns (a host-wide lock, [`HostLock`]), so they never race;
+//! 1. runs of one user on this host take turns (a lock file only that user can hold,
+//!    [`HostLock`]), so they never race;
 //! 2. a create that fails because the network appeared meanwhile (Conflict, or Podman's 500)
 //!    is followed by another look, not reported;
 //! 3. several networks of our name, all labelled as ours (left by runs on other hosts, or by
@@ -211,52 +212,202 @@ async fn heal(
     named(driver, name).await
 }
 
-/// A lock shared by every process on this host (and every task in this one), held while a run
-/// looks for and creates the network `name`. It is an abstract Unix socket bound to a name
-/// derived from the network's: binding is atomic, needs no file and no permission, and the
-/// kernel releases it when the process ends, even by SIGKILL. Elsewhere than Linux there is no
-/// such namespace and no lock; healing still converges.
+/// A lock shared by every process of this user on this host (and every task in this one), held
+/// while a run looks for and creates the network `name`: `flock` on a file in a directory only
+/// this user can write (`/run/openshell` for root, `$XDG_RUNTIME_DIR/openshell` otherwise,
+/// both checked to be ours and closed to others), so no other user, sandbox or process
+/// without our rights can hold it (an abstract socket could be bound by anyone first, and
+/// every run then waited its whole timeout). The kernel releases it when the process ends,
+/// even by SIGKILL. Without such a directory there is no lock; healing still converges.
 #[derive(Debug)]
 struct HostLock {
-    #[cfg(target_os = "linux")]
-    _held: Option<std::os::unix::net::UnixListener>,
+    /// The locked file and its path, while the lock is held. Dropping unlinks the path, then
+    /// closes the file (releasing the lock), so lock files do not pile up; a waiter that
+    /// locked the unlinked file sees that its path now names another file, or none, and
+    /// opens it again.
+    _held: Option<(std::fs::File, std::path::PathBuf)>,
+}
+
+impl Drop for HostLock {
+    fn drop(&mut self) {
+        if let Some((_, path)) = &self._held {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether `file` is still the file at `path` (not unlinked by a holder that let go).
+fn still_at(file: &std::fs::File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Where the lock files live, for a process of user `uid`: root's in `/run/openshell`, anyone
+/// else's in their runtime directory.
+fn lock_dir(uid: u32) -> Option<std::path::PathBuf> {
+    if uid == 0 {
+        return Some(std::path::PathBuf::from("/run/openshell"));
+    }
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map(|d| std::path::Path::new(&d).join("openshell"))
+}
+
+/// This process's effective user, as `/proc/self` is owned by it.
+fn effective_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// Opens (creating) the lock file for `name` in `dir`, after making sure `dir` is a real
+/// directory owned by `uid` that no one else may write.
+fn open_lock(dir: &std::path::Path, uid: u32, name: &str) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    let refused = |why: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("{}: {why}", dir.display()),
+        )
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(refused("not a directory"));
+    }
+    if meta.uid() != uid || meta.mode() & 0o022 != 0 {
+        return Err(refused("not ours alone (owner or permissions)"));
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(dir.join(lock_file(name)))
+}
+
+/// The lock file of network `name` (hashed: a name may hold any character).
+fn lock_file(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(name.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("network-{hex}.lock")
 }
 
 impl HostLock {
     /// Takes the lock, waiting at most `wait`; after that, goes on without it (a stuck holder
     /// must not stop us; healing covers the race).
     async fn acquire(name: &str, wait: Duration) -> HostLock {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::linux::net::SocketAddrExt;
-            use std::os::unix::net::{SocketAddr, UnixListener};
-            let mut key = format!("openshell/network/{name}").into_bytes();
-            // The abstract name must fit `sun_path` (108 bytes with the leading NUL); two long
-            // names sharing a prefix share a lock, which only makes them take turns.
-            key.truncate(100);
-            let deadline = tokio::time::Instant::now() + wait;
-            loop {
-                let bound =
-                    SocketAddr::from_abstract_name(&key).and_then(|a| UnixListener::bind_addr(&a));
-                match bound {
-                    Ok(l) => return HostLock { _held: Some(l) },
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::AddrInUse
-                            && tokio::time::Instant::now() < deadline =>
-                    {
-                        tokio::time::sleep(LOCK_PAUSE).await;
+        let Some((uid, dir)) = effective_uid().and_then(|uid| Some((uid, lock_dir(uid)?))) else {
+            tracing::warn!(network = name, "no private directory for the host-wide lock; creating the sandbox network without it");
+            return HostLock { _held: None };
+        };
+        HostLock::acquire_in(&dir, uid, name, wait).await
+    }
+
+    async fn acquire_in(dir: &std::path::Path, uid: u32, name: &str, wait: Duration) -> HostLock {
+        use rustix::fs::{flock, FlockOperation};
+        let path = dir.join(lock_file(name));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let file = match open_lock(dir, uid, name) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(network = name, error = %e, "creating the sandbox network without the host-wide lock");
+                    return HostLock { _held: None };
+                }
+            };
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) if still_at(&file, &path) => {
+                    return HostLock {
+                        _held: Some((file, path)),
                     }
-                    Err(e) => {
-                        tracing::warn!(network = name, error = %e, "creating the sandbox network without the host-wide lock");
-                        return HostLock { _held: None };
-                    }
+                }
+                // The holder let go and unlinked it: lock the file now at the path.
+                Ok(()) => continue,
+                Err(e)
+                    if e == rustix::io::Errno::WOULDBLOCK
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(LOCK_PAUSE).await;
+                }
+                Err(e) => {
+                    tracing::warn!(network = name, error = %e, "creating the sandbox network without the host-wide lock");
+                    return HostLock { _held: None };
                 }
             }
         }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = (name, wait);
-            HostLock {}
+    }
+
+    #[cfg(test)]
+    fn is_held(&self) -> bool {
+        self._held.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Anyone could hold the old lock (an abstract socket any process or host-network sandbox
+    /// can bind first), and every run then waited its whole timeout without it. Such a squatter
+    /// no longer matters, and the lock still makes runs take turns.
+    #[tokio::test]
+    async fn only_we_can_hold_the_network_lock() {
+        let name = format!("openshell-lock-test-{}", std::process::id());
+        let squatter = {
+            use std::os::linux::net::SocketAddrExt;
+            let key = format!("openshell/network/{name}");
+            std::os::unix::net::SocketAddr::from_abstract_name(key.as_bytes())
+                .and_then(|a| std::os::unix::net::UnixListener::bind_addr(&a))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let began = tokio::time::Instant::now();
+        let first = HostLock::acquire(&name, Duration::from_secs(2)).await;
+        assert!(first.is_held(), "the lock was not taken");
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "waited for the squatter"
+        );
+        // A second holder waits its turn, and gets none while the first holds it.
+        let second = HostLock::acquire(&name, Duration::from_millis(200)).await;
+        assert!(!second.is_held(), "two runs held the lock at once");
+        drop(first);
+        let third = HostLock::acquire(&name, Duration::from_secs(2)).await;
+        assert!(third.is_held());
+        drop((second, third, squatter));
+        // The last holder leaves no lock file behind.
+        if let Some(dir) = effective_uid().and_then(lock_dir) {
+            let path = dir.join(lock_file(&name));
+            let left = path.exists();
+            let _ = std::fs::remove_file(path);
+            assert!(!left, "the lock file was left");
         }
+    }
+
+    /// A lock directory someone else could write is refused rather than trusted.
+    #[tokio::test]
+    async fn a_lock_directory_others_can_write_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = base.path().join("openshell");
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let uid = effective_uid().unwrap_or_else(|| panic!("no uid"));
+        let lock = HostLock::acquire_in(&dir, uid, "n", Duration::from_millis(10)).await;
+        assert!(!lock.is_held());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let lock = HostLock::acquire_in(&dir, uid, "n", Duration::from_millis(10)).await;
+        assert!(lock.is_held());
     }
 }

@@ -107,6 +107,14 @@ pub(crate) fn owner_gone(label: Option<&str>, here: &Owner, alive: &dyn Fn(u32) 
         .is_some_and(|o| here.shares_pids_with(&o) && !alive(o.pid))
 }
 
+/// Whether the owner labelled `label` runs where its pid is no evidence (another host, boot or
+/// pid namespace), or cannot be read.
+pub(crate) fn owner_elsewhere(label: Option<&str>, here: &Owner) -> bool {
+    label
+        .and_then(Owner::parse)
+        .is_none_or(|o| !here.shares_pids_with(&o))
+}
+
 /// Seconds since the Unix epoch.
 pub(crate) fn now_secs() -> u64 {
     SystemTime::now()

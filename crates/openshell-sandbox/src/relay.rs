@@ -18,13 +18,13 @@
 use std::future::poll_fn;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use openshell_runtime::consts::{
-    LABEL_MANAGED, LABEL_RELAY, LABEL_RELAY_NETWORK, LABEL_RELAY_OWNER, LOOPBACK_V4,
+    LABEL_MANAGED, LABEL_RELAY, LABEL_RELAY_CREATED, LABEL_RELAY_NETWORK, LABEL_RELAY_OWNER,
+    LOOPBACK_V4,
 };
 use openshell_runtime::{Exposure, HostTarget, NetworkMode, Route};
 use sha2::{Digest, Sha256};
@@ -103,8 +103,21 @@ const MAX_RELAY_LOG: usize = 16 * 1024;
 /// The relay label's network value for relays in an engine's host network namespace (a name
 /// both engines reserve, so no sandbox network has it).
 const HOST_RELAYS: &str = "host";
+/// How long a relay another host's gateway created may stay unstarted before it is reaped.
+const START_GRACE: Duration = Duration::from_secs(120);
 /// How long connecting a stream to the gateway may take.
 const GATEWAY_CONNECT: Duration = Duration::from_secs(5);
+/// Most streams the gateway carries at once; a stream beyond them is reset at once (that one
+/// connection is refused). The relay itself opens at most 256 at a time, so only a relay that
+/// is not ours, or streams the relay closed that we still hold, come near it.
+const CARRIED_STREAMS: usize = 512;
+/// yamux's own stream limit for the session, which ends the whole session when a peer crosses
+/// it (yamux 0.14): kept well above [`CARRIED_STREAMS`], so that the streams we reset and the
+/// ones still closing never reach it. (Its receive window, 1 GiB, allows up to 4096.)
+const SESSION_STREAMS: usize = 2 * CARRIED_STREAMS;
+/// A session that lived this long refills the restart budget: the budget is against a relay
+/// that cannot stay up, not a lifetime cap on a gateway whose relay is flooded now and then.
+const REFILL_AFTER: Duration = Duration::from_secs(60);
 
 /// Where the relay comes from and which port it carries.
 #[derive(Debug, Clone, Default)]
@@ -226,6 +239,9 @@ pub enum RelayError {
         /// The network.
         network: String,
     },
+    /// No random name could be drawn for the relay container.
+    #[error("cannot name the relay container: {0}")]
+    Name(#[from] crate::token::TokenError),
 }
 
 fn embedded_list() -> String {
@@ -428,11 +444,17 @@ fn image_reference(arch: &str, binary: &[u8]) -> String {
 /// it may still serve: its gateway is known to be gone (see [`reap::owner_gone`]), or it is no
 /// longer running (a supervisor replaces a relay that died, so an exited one serves no one). A
 /// relay being created or started by a live gateway, here or on another host, is never touched.
+///
+/// A relay that another host's gateway created and never started for [`START_GRACE`] (or
+/// whose creation time is not labelled) is left behind too: a gateway starts its relay within
+/// seconds of creating it, and one that died in between (here, its owner is seen gone) left a
+/// relay no one would ever remove.
 fn relay_stale(
     labels: &std::collections::BTreeMap<String, String>,
     status: Option<&str>,
     here: &Owner,
     alive: &dyn Fn(u32) -> bool,
+    now: u64,
 ) -> Option<String> {
     let owner = labels.get(LABEL_RELAY_OWNER).map(String::as_str);
     if reap::owner_gone(owner, here, alive) {
@@ -443,6 +465,21 @@ fn relay_stale(
     }
     match status {
         Some(s @ ("exited" | "dead" | "stopped")) => Some(format!("it is {s}")),
+        Some(s @ ("created" | "configured")) if reap::owner_elsewhere(owner, here) => {
+            let created = labels
+                .get(LABEL_RELAY_CREATED)
+                .and_then(|c| c.parse::<u64>().ok());
+            match created {
+                Some(at) if now.saturating_sub(at) < START_GRACE.as_secs() => None,
+                Some(at) => Some(format!(
+                    "it is {s} and never started, {} s after a gateway elsewhere created it",
+                    now.saturating_sub(at)
+                )),
+                None => Some(format!(
+                    "it is {s} and never started, and says nothing of when it was created"
+                )),
+            }
+        }
         _ => None,
     }
 }
@@ -482,7 +519,13 @@ async fn reap_relays_on(driver: &SandboxDriver, network: &str) -> Result<usize, 
                 None
             }
         };
-        if let Some(why) = relay_stale(&relay.labels, status.as_deref(), &here, &reap::pid_alive) {
+        if let Some(why) = relay_stale(
+            &relay.labels,
+            status.as_deref(),
+            &here,
+            &reap::pid_alive,
+            reap::now_secs(),
+        ) {
             tracing::info!(container = %relay.id, %why, "reaping a relay left behind");
             remove(driver, &relay.id).await?;
             reaped += 1;
@@ -512,9 +555,13 @@ pub async fn remove_own_relays(driver: &SandboxDriver) -> Result<usize, EngineEr
     Ok(removed)
 }
 
-/// Removes every relay on `driver`' network, whoever owns it (the network is going away).
+/// Removes the relays on `driver`' network that go with it: this process's own, and those left
+/// behind (owner gone, or no longer running). Another live gateway's relay stays: the engine
+/// then refuses to remove the network, which stays for that gateway.
 pub(crate) async fn remove_relays(driver: &SandboxDriver) -> Result<(), EngineError> {
     let network = &driver.options().network;
+    let here = Owner::here();
+    let me = here.to_string();
     let relays = driver
         .call(
             "container list",
@@ -525,18 +572,41 @@ pub(crate) async fn remove_relays(driver: &SandboxDriver) -> Result<(), EngineEr
         .iter()
         .filter(|r| r.labels.get(LABEL_RELAY_NETWORK) == Some(network))
     {
+        if relay.labels.get(LABEL_RELAY_OWNER) != Some(&me) {
+            let status = match driver
+                .call(
+                    "container inspect",
+                    driver.ops().inspect_container(&relay.id),
+                )
+                .await
+            {
+                Ok(s) => Some(s.status),
+                Err(e) if e.is_not_found() => continue,
+                Err(_) => None,
+            };
+            if relay_stale(
+                &relay.labels,
+                status.as_deref(),
+                &here,
+                &reap::pid_alive,
+                reap::now_secs(),
+            )
+            .is_none()
+            {
+                tracing::info!(container = %relay.id, "another gateway's relay stays on the network");
+                continue;
+            }
+        }
         remove(driver, &relay.id).await?;
     }
     Ok(())
 }
 
 async fn remove(driver: &SandboxDriver, id: &str) -> Result<(), EngineError> {
-    // A relay whose session just ended is exiting while it is removed: Podman answers 500
-    // (state improper) and Docker 409 (removal in progress) for a moment.
-    remove_retrying("relay", || {
-        driver.call("container remove", driver.ops().remove_container(id))
-    })
-    .await
+    // Killed first, so that no engine waits a stop timeout. A relay whose session just ended
+    // is exiting while it is removed: Podman answers 500 (state improper) and Docker 409
+    // (removal in progress) for a moment.
+    driver.remove_now("relay", id).await
 }
 
 /// Makes sure the relay image (which is also the probe's image) is in the engine; returns its
@@ -629,8 +699,6 @@ impl std::fmt::Debug for Relay {
             .finish()
     }
 }
-
-static GENERATION: AtomicU32 = AtomicU32::new(0);
 
 impl Relay {
     /// Starts a relay on `driver`' sandbox network for the gateway listening on
@@ -779,13 +847,11 @@ async fn launch(
     mode: NetworkMode,
 ) -> Result<(String, IpAddr, openshell_driver::Attached), RelayError> {
     let network = relay_network(driver, mode);
-    let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-    let name = format!(
-        "openshell-relay-{network}-{}-{generation}",
-        std::process::id()
-    );
+    // A random part, as probes have: two gateways that are each pid 1 in their own container
+    // would otherwise ask for the same names.
+    let name = format!("openshell-relay-{network}-{}", crate::token::random_hex(8)?);
     let config = ContainerConfig {
-        name: name.clone(),
+        name,
         image: image.to_string(),
         command: relay_command(port, mode),
         env: Vec::new(),
@@ -794,6 +860,7 @@ async fn launch(
             (LABEL_RELAY, "true".to_string()),
             (LABEL_RELAY_NETWORK, network.clone()),
             (LABEL_RELAY_OWNER, Owner::here().to_string()),
+            (LABEL_RELAY_CREATED, reap::now_secs().to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -809,16 +876,7 @@ async fn launch(
         // would make every stop or forced removal wait the engine's stop timeout.
         kill_on_stop: true,
     };
-    let id = match driver
-        .call("container create", driver.ops().create_container(&config))
-        .await
-    {
-        Ok(id) => id,
-        Err(e) => {
-            let _ = remove(driver, &name).await;
-            return Err(e.into());
-        }
-    };
+    let id = driver.create_cleanly(config).await?;
     let started = async {
         driver
             .call("container start", driver.ops().start_container(&id))
@@ -948,7 +1006,11 @@ async fn supervise(
 ) {
     let mut restarts = 0;
     loop {
+        let began = tokio::time::Instant::now();
         serve(attached, port).await;
+        if began.elapsed() >= REFILL_AFTER {
+            restarts = 0;
+        }
         let old = shared.with(|s| {
             s.replacing = !s.stopping;
             s.replacing.then(|| s.current.take())
@@ -996,18 +1058,36 @@ async fn supervise(
 }
 
 /// Accepts the relay's streams until the session ends, connecting each to the gateway.
+/// At most [`CARRIED_STREAMS`] are carried at once; one more is reset at once, which refuses
+/// that connection and leaves the session (and every other connection) as it is.
 async fn serve(attached: openshell_driver::Attached, port: u16) {
-    let mut conn = yamux::Connection::new(
-        attached.compat(),
-        yamux::Config::default(),
-        yamux::Mode::Server,
-    );
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(SESSION_STREAMS);
+    let mut conn = yamux::Connection::new(attached.compat(), config, yamux::Mode::Server);
     let gateway = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let carried = Arc::new(tokio::sync::Semaphore::new(CARRIED_STREAMS));
+    let mut refused: u64 = 0;
     loop {
         match poll_fn(|cx| conn.poll_next_inbound(cx)).await {
-            Some(Ok(stream)) => {
-                tokio::spawn(carry(stream, gateway));
-            }
+            Some(Ok(stream)) => match Arc::clone(&carried).try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(async move {
+                        carry(stream, gateway).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => {
+                    refused += 1;
+                    if refused.is_power_of_two() {
+                        tracing::warn!(
+                            refused,
+                            limit = CARRIED_STREAMS,
+                            "relay streams over the limit refused"
+                        );
+                    }
+                    drop(stream);
+                }
+            },
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "relay session failed");
                 return;
@@ -1050,8 +1130,9 @@ impl SandboxDriver {
         if !is_ours(&net.labels) {
             return Ok(());
         }
-        // Our relays sit on our network: they go with it. A sandbox or relay removed just now
-        // may still hold its endpoint for a moment.
+        // Our relays, and those left behind, go with the network; another live gateway's relay
+        // stays, and so does the network (the engine refuses while the relay is on it). A
+        // sandbox or relay removed just now may still hold its endpoint for a moment.
         remove_relays(self).await?;
         remove_retrying("network", || {
             self.call("network remove", self.ops().remove_network(name))
@@ -1063,6 +1144,220 @@ impl SandboxDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::DriverOptions;
+    use crate::fake::FakeOps;
+    use futures_util::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::sync::{mpsc, oneshot};
+
+    fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+        r.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    type Opener = mpsc::Sender<oneshot::Sender<Result<yamux::Stream, yamux::ConnectionError>>>;
+
+    /// The relay's end of a session over `io`: a task driving it, and a way to open streams.
+    fn relay_end<T>(io: T) -> (Opener, JoinHandle<Result<(), yamux::ConnectionError>>)
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut config = yamux::Config::default();
+        config.set_max_num_streams(4096);
+        let mut conn = yamux::Connection::new(io.compat(), config, yamux::Mode::Client);
+        let (tx, mut rx) =
+            mpsc::channel::<oneshot::Sender<Result<yamux::Stream, yamux::ConnectionError>>>(1);
+        let mut waiting = None;
+        let task = tokio::spawn(poll_fn(move |cx| {
+            loop {
+                if waiting.is_none() {
+                    if let std::task::Poll::Ready(Some(w)) = rx.poll_recv(cx) {
+                        waiting = Some(w);
+                    }
+                }
+                let Some(w) = waiting.take() else { break };
+                match conn.poll_new_outbound(cx) {
+                    std::task::Poll::Ready(r) => {
+                        let _ = w.send(r);
+                    }
+                    std::task::Poll::Pending => {
+                        waiting = Some(w);
+                        break;
+                    }
+                }
+            }
+            loop {
+                match conn.poll_next_inbound(cx) {
+                    std::task::Poll::Ready(Some(Ok(s))) => drop(s),
+                    std::task::Poll::Ready(Some(Err(e))) => return std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Ready(None) => return std::task::Poll::Ready(Ok(())),
+                    std::task::Poll::Pending => return std::task::Poll::Pending,
+                }
+            }
+        }));
+        (tx, task)
+    }
+
+    /// Opens a stream, says one byte and reads the gateway's one-byte greeting: `Some` when the
+    /// stream was carried, `None` when it was refused.
+    async fn open(opener: &Opener) -> Option<yamux::Stream> {
+        let (tx, rx) = oneshot::channel();
+        opener.send(tx).await.ok()?;
+        let mut s = rx.await.ok()?.ok()?;
+        s.write_all(b"c").await.ok()?;
+        s.flush().await.ok()?;
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await {
+            Ok(Ok(1)) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// More streams than the gateway carries (a sandbox opening 700 connections to the relay)
+    /// refuse the excess, one by one; the session and every carried connection go on, and new
+    /// connections are carried again once some end. yamux 0.14 ended the whole session at the
+    /// 513th. Loopback and an in-memory session only; 700 streams, every wait bounded.
+    #[tokio::test]
+    async fn a_flood_of_streams_refuses_the_excess_and_keeps_the_session() {
+        const FLOOD: usize = 700;
+        let listener = ok(tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await);
+        let port = ok(listener.local_addr()).port();
+        // The gateway greets each connection and closes it when the other side does.
+        let gateway = tokio::spawn(async move {
+            for _ in 0..2 * FLOOD {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let _ = tcp.write_all(b"g").await;
+                    let mut sink = [0u8; 64];
+                    while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let (read, write) = tokio::io::split(ours);
+        let attached = openshell_driver::Attached::new(
+            Box::pin(tokio_util::io::ReaderStream::new(read)),
+            Box::pin(write),
+        );
+        let session = tokio::spawn(serve(attached, port));
+        let (opener, relay) = relay_end(theirs);
+        let mut carried = Vec::new();
+        let mut refused = 0;
+        for _ in 0..FLOOD {
+            match open(&opener).await {
+                Some(s) => carried.push(s),
+                None => refused += 1,
+            }
+        }
+        assert!(!session.is_finished(), "the session ended under the flood");
+        assert!(
+            !relay.is_finished(),
+            "the relay's session ended under the flood"
+        );
+        assert_eq!(carried.len(), CARRIED_STREAMS);
+        assert_eq!(refused, FLOOD - CARRIED_STREAMS);
+        // Connections that end make room for new ones.
+        for mut s in carried.drain(..10) {
+            let _ = s.close().await;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let again = loop {
+            if let Some(s) = open(&opener).await {
+                break s;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no room after streams ended"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        drop((again, carried, opener));
+        session.abort();
+        relay.abort();
+        gateway.abort();
+    }
+
+    /// Removing the network removes this gateway's relays and those left behind, never a
+    /// live gateway's: the engine then refuses to remove the network, which stays for it.
+    #[tokio::test]
+    async fn removing_the_network_leaves_another_live_gateways_relay() {
+        let ops = FakeOps::new();
+        ops.with(|s| s.network_in_use = Some(openshell_driver::ErrorKind::Rejected));
+        let here = Owner::here().to_string();
+        let dead = here.replace(&format!("/{}", std::process::id()), "/4194305");
+        let network = DriverOptions::default().network;
+        for (name, owner) in [
+            ("mine", here.as_str()),
+            ("dead", dead.as_str()),
+            ("live-elsewhere", "other-boot/1/2"),
+        ] {
+            ops.add(
+                name,
+                &[
+                    (LABEL_RELAY, "true"),
+                    (LABEL_RELAY_NETWORK, network.as_str()),
+                    (LABEL_RELAY_OWNER, owner),
+                ],
+                "running",
+            );
+        }
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        assert!(driver.remove_network().await.is_err(), "the network went");
+        assert_eq!(ops.names(), vec!["live-elsewhere".to_string()]);
+    }
+
+    /// Relay names carry a random part, as probe names do: two gateways that are each pid 1
+    /// in their own container asked for the same names and removed each other's relays.
+    #[tokio::test]
+    async fn relay_names_have_a_random_part() {
+        let ops = FakeOps::new();
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        let image = "localhost/relay:test";
+        let mut names = Vec::new();
+        for _ in 0..2 {
+            let (id, _, _) = ok(launch(&driver, image, 1, NetworkMode::Bridge).await);
+            names.extend(ops.names());
+            ok(remove(&driver, &id).await);
+        }
+        assert_ne!(names[0], names[1]);
+        for name in &names {
+            let tail = name.rsplit('-').next().unwrap_or_default();
+            assert!(
+                tail.len() == 16 && tail.chars().all(|c| c.is_ascii_hexdigit()),
+                "{name}"
+            );
+        }
+    }
+
+    /// A relay whose sessions each live a while is replaced as often as it goes: the restart
+    /// budget is against a relay that cannot stay up, not a lifetime cap (six floods used to
+    /// leave `Relay::route` failing with `Gone` for good).
+    #[tokio::test(start_paused = true)]
+    async fn sessions_that_lived_a_while_refill_the_restart_budget() {
+        let ops = FakeOps::new();
+        ops.with(|s| s.session_life = Some(REFILL_AFTER + Duration::from_secs(1)));
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        let opts = RelayOptions {
+            port: 1,
+            binary: None,
+            image: Some("localhost/relay:test".into()),
+        };
+        let relay = ok(Relay::start(driver, opts).await);
+        let replaced = 2 * MAX_RESTARTS + 1;
+        let deadline = tokio::time::Instant::now() + REFILL_AFTER * (replaced + 2);
+        while ops.with(|s| s.attaches) <= replaced {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "replaced only {} times",
+                ops.with(|s| s.attaches) - 1
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert!(relay.address().is_ok());
+        ok(relay.shutdown().await);
+        assert_eq!(ops.names(), Vec::<String>::new(), "relays left");
+    }
 
     #[test]
     fn both_engines_architecture_words_map_to_one() {
@@ -1190,6 +1485,50 @@ mod tests {
         }
     }
 
+    /// A relay another host's gateway created and never started was never reaped: its owner
+    /// cannot be seen, and "created" looked like a launch in progress for ever.
+    #[test]
+    fn another_hosts_relay_that_never_started_is_reaped_after_a_grace() {
+        let here = Owner::here();
+        let alive = |_: u32| true;
+        let labels = |created: Option<&str>| {
+            let mut l = std::collections::BTreeMap::from([(
+                LABEL_RELAY_OWNER.to_string(),
+                "other-boot/1/2".to_string(),
+            )]);
+            if let Some(c) = created {
+                l.insert(LABEL_RELAY_CREATED.to_string(), c.to_string());
+            }
+            l
+        };
+        let now = 10_000;
+        for status in ["created", "configured"] {
+            // Being started right now, as far as anyone can tell.
+            assert_eq!(
+                relay_stale(&labels(Some("9990")), Some(status), &here, &alive, now),
+                None
+            );
+            // Long after its creation, or with no creation time.
+            assert!(
+                relay_stale(&labels(Some("1000")), Some(status), &here, &alive, now)
+                    .is_some_and(|w| w.contains("never started"))
+            );
+            assert!(relay_stale(&labels(None), Some(status), &here, &alive, now).is_some());
+        }
+        // Running, it serves its gateway.
+        assert_eq!(
+            relay_stale(&labels(Some("1000")), Some("running"), &here, &alive, now),
+            None
+        );
+        // Our own, while we create it, is never touched.
+        let mine =
+            std::collections::BTreeMap::from([(LABEL_RELAY_OWNER.to_string(), here.to_string())]);
+        assert_eq!(
+            relay_stale(&mine, Some("created"), &here, &alive, now),
+            None
+        );
+    }
+
     #[test]
     fn a_relay_is_stale_when_its_gateway_is_gone_or_it_no_longer_runs() {
         let here = Owner::here();
@@ -1201,32 +1540,40 @@ mod tests {
         // A live gateway's relay stays while it is created, starting or running.
         for status in [None, Some("created"), Some("configured"), Some("running")] {
             assert_eq!(
-                relay_stale(&mine, status, &here, &alive),
+                relay_stale(&mine, status, &here, &alive, 1000),
                 None,
                 "{status:?}"
             );
         }
         // One that exited serves no one, whoever owns it.
         for status in ["exited", "dead", "stopped"] {
-            assert!(relay_stale(&mine, Some(status), &here, &alive).is_some());
+            assert!(relay_stale(&mine, Some(status), &here, &alive, 1000).is_some());
         }
         // A dead gateway's relay goes even while it runs.
         let dead = here
             .to_string()
             .replace(&format!("/{}", std::process::id()), "/4194305");
-        assert!(relay_stale(&labels(&dead), Some("running"), &here, &alive)
-            .is_some_and(|w| w.contains("gone")));
+        assert!(
+            relay_stale(&labels(&dead), Some("running"), &here, &alive, 1000)
+                .is_some_and(|w| w.contains("gone"))
+        );
         // Another host's gateway, or an unreadable owner: only the state decides.
         assert_eq!(
-            relay_stale(&labels("other-boot/1/2"), Some("running"), &here, &alive),
+            relay_stale(
+                &labels("other-boot/1/2"),
+                Some("running"),
+                &here,
+                &alive,
+                1000
+            ),
             None
         );
         assert_eq!(
-            relay_stale(&labels("garbage"), Some("running"), &here, &alive),
+            relay_stale(&labels("garbage"), Some("running"), &here, &alive, 1000),
             None
         );
         assert_eq!(
-            relay_stale(&Default::default(), Some("running"), &here, &alive),
+            relay_stale(&Default::default(), Some("running"), &here, &alive, 1000),
             None
         );
     }

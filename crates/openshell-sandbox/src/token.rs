@@ -36,6 +36,14 @@ fn token_from(
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// `bytes` random bytes from the OS's random source, as lowercase hex: the random part of a
+/// container name or a create label.
+pub(crate) fn random_hex(bytes: usize) -> Result<String, TokenError> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|source| TokenError::Random { source })?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Whether `given` equals `expected`, in time that does not depend on where they differ, so a
 /// caller cannot learn a token byte by byte from response times. Lengths are not secret (every
 /// token has the same length) and may end the comparison early.

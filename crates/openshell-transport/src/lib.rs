@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod attach;
+pub mod file;
 pub mod proxy;
 pub mod raw;
 pub mod ssh;

@@ -119,19 +119,46 @@ impl SshSettings {
         }
     }
 
-    /// A Unix socket here forwarded to `remote` on the host, and a connection through it.
-    async fn forward(&self, host: &str, port: Option<u16>, remote: &str) -> io::Result<SshStream> {
-        let dir = tempfile::Builder::new()
-            .prefix("openshell-ssh-")
-            .tempdir()?;
-        let local = dir.path().join("engine.sock");
-        let mut c = self.command(port);
-        c.args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+    /// The forwarding ssh, run under a watchdog tied to our life: `sh` starts ssh in the
+    /// background and waits for it, while a second job reads the watchdog's stdin, a pipe only
+    /// we hold, and kills ssh when it ends. Our end closes however we end, SIGKILL included
+    /// (`kill_on_drop` runs on no signal), so ssh never outlives us by more than a moment; and
+    /// that needs no code in the child between fork and exec. ssh's own exit status and stderr
+    /// are the watchdog's.
+    fn forward_command(
+        &self,
+        host: &str,
+        port: Option<u16>,
+        local: &Path,
+        remote: &str,
+    ) -> Command {
+        let ssh = self.command(port);
+        let std = ssh.as_std();
+        let mut c = Command::new("/bin/sh");
+        c.arg("-c")
+            .arg(WATCHDOG)
+            .arg("openshell-ssh-watchdog")
+            .arg(std.get_program())
+            .args(std.get_args())
+            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
             .arg(format!("{}:{remote}", local.display()))
             .arg("--")
             .arg(host)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+
+    /// A Unix socket here forwarded to `remote` on the host, and a connection through it.
+    async fn forward(&self, host: &str, port: Option<u16>, remote: &str) -> io::Result<SshStream> {
+        sweep_stale_forwards();
+        let dir = tempfile::Builder::new()
+            .prefix(&forward_dir_prefix())
+            .tempdir()?;
+        let local = dir.path().join("engine.sock");
+        let mut c = self.forward_command(host, port, &local, remote);
         let mut child = c.spawn()?;
         let stderr = child.stderr.take().map(collect_stderr);
         // ssh creates the socket once the forward is set up; the caller bounds the wait.
@@ -153,6 +180,105 @@ impl SshSettings {
                 return Err(failed(&format!("ssh exited ({status})"), &said));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The watchdog `sh -c` runs with ssh's program and arguments as `$@`: ssh in the background
+/// with stdin from /dev/null; a job that waits for EOF on the watchdog's stdin (holding no
+/// stderr, so ssh's stderr ends when ssh does) and then ends ssh; the watchdog exits with
+/// ssh's status. (An asynchronous job's stdin is /dev/null in a shell without job control, so
+/// the watchdog's stdin is kept on descriptor 3 for the job that waits on it.)
+const WATCHDOG: &str = r#"exec 3<&0
+"$@" </dev/null 3<&- & ssh=$!
+( exec 2>/dev/null; cat <&3 >/dev/null; kill "$ssh" ) &
+guard=$!
+wait "$ssh"; status=$?
+kill "$guard" 2>/dev/null
+exit "$status""#;
+
+/// Our pid namespace's inode, read from `/proc/self/ns/pid` (`pid:[4026531836]`).
+fn pid_namespace() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|l| {
+            let l = l.to_string_lossy().into_owned();
+            let inode = l.strip_prefix("pid:[")?.strip_suffix(']')?.to_string();
+            inode.chars().all(|c| c.is_ascii_digit()).then_some(inode)
+        })
+        .unwrap_or_else(|| "0".to_string())
+}
+
+/// The private directories of forwarded sockets are named after their owner:
+/// `openshell-ssh-<pid namespace>-<pid>-<random>`.
+fn forward_dir_prefix() -> String {
+    format!("openshell-ssh-{}-{}-", pid_namespace(), std::process::id())
+}
+
+/// Whether `name` is the private directory of a forward whose owner, in our pid namespace, is
+/// gone.
+fn forward_dir_stale(name: &str, namespace: &str, alive: &dyn Fn(u32) -> bool) -> bool {
+    let Some(rest) = name.strip_prefix("openshell-ssh-") else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, '-');
+    let (Some(ns), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    ns == namespace && pid.parse::<u32>().is_ok_and(|pid| !alive(pid))
+}
+
+/// Removes what a killed run's forwards left: the ssh processes still forwarding into a
+/// private directory whose owner is gone (a run from before the watchdog, or a watchdog
+/// killed with it), then those directories. Best effort: what cannot be read or removed stays.
+fn sweep_stale_forwards() {
+    let namespace = pid_namespace();
+    let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !forward_dir_stale(&name.to_string_lossy(), &namespace, &alive) {
+            continue;
+        }
+        let dir = entry.path();
+        kill_forwarders_of(&dir);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::debug!(error = %e, dir = %dir.display(), "stale ssh forward directory not removed");
+        }
+    }
+}
+
+/// Ends the processes whose command line forwards a socket inside `dir`.
+fn kill_forwarders_of(dir: &Path) {
+    let needle = format!("{}/engine.sock:", dir.display());
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.flatten() {
+        let name = p.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.chars().all(|c| c.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg.starts_with(needle.as_bytes()))
+        {
+            tracing::info!(pid, dir = %dir.display(), "ending an ssh forward a killed run left");
+            let _ = std::process::Command::new("kill")
+                .arg("--")
+                .arg(pid)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }
@@ -328,6 +454,90 @@ mod tests {
         assert_eq!(user_of("ssh://h:22"), None);
         assert_eq!(user_of("ssh://-oProxyCommand=x@h"), None);
         assert_eq!(user_of("ssh://a b@h"), None);
+    }
+
+    /// A forwarding ssh ends when we do, however we end: a SIGKILLed gateway ran no drop, and
+    /// left its `ssh -N -L` running for ever. What the kernel does at our death (closing our
+    /// end of the pipes, killing nothing else) is done here by hand.
+    #[tokio::test]
+    async fn a_forwarding_ssh_ends_when_our_end_of_its_stdin_closes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let pidfile = dir.path().join("pid");
+        // A stand-in for ssh that forwards nothing and would run for 30 s.
+        let program = dir.path().join("ssh");
+        std::fs::write(
+            &program,
+            format!(
+                "#!/bin/sh
+echo $$ > {}
+exec sleep 30
+",
+                pidfile.display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let settings = SshSettings {
+            program: Some(program),
+            ..Default::default()
+        };
+        let local = dir.path().join("engine.sock");
+        let mut c = settings.forward_command("h", None, &local, "/run/podman/podman.sock");
+        c.kill_on_drop(false);
+        let mut child = c.spawn().unwrap_or_else(|e| panic!("{e}"));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        let pid = loop {
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+            {
+                break pid;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "ssh never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let alive = || Path::new(&format!("/proc/{pid}")).exists();
+        assert!(alive());
+        // Our death, as the forward sees it: our end of the pipe closes.
+        drop(child.stdin.take());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while alive() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let survived = alive();
+        if survived {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        let _ = child.kill().await;
+        assert!(!survived, "the forwarding ssh outlived its gateway");
+    }
+
+    #[test]
+    fn only_a_gone_owners_forward_directory_is_stale() {
+        let alive = |pid: u32| pid == 7;
+        assert!(forward_dir_stale(
+            "openshell-ssh-4026-9-abc",
+            "4026",
+            &alive
+        ));
+        assert!(!forward_dir_stale(
+            "openshell-ssh-4026-7-abc",
+            "4026",
+            &alive
+        ));
+        // Another pid namespace's run: its pids mean nothing here.
+        assert!(!forward_dir_stale(
+            "openshell-ssh-1111-9-abc",
+            "4026",
+            &alive
+        ));
+        // The old name, and anything else.
+        assert!(!forward_dir_stale("openshell-ssh-abc", "4026", &alive));
+        assert!(!forward_dir_stale("other-4026-9-abc", "4026", &alive));
     }
 
     /// ssh that gives up at once (a host-key mismatch) may be gone before the request is

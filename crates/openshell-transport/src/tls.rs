@@ -133,33 +133,13 @@ impl fmt::Debug for TlsMaterial {
 const MAX_PEM: u64 = 4 * 1024 * 1024;
 
 /// A PEM file's bytes. Only a regular file (or a link to one) of at most [`MAX_PEM`] bytes is
-/// read: a FIFO would block discovery, and a device such as `/dev/zero` would never end.
+/// read, without blocking ([`crate::file::read_small`]): a FIFO would block discovery, a
+/// device such as `/dev/zero` would never end, and `/proc/kmsg` is "regular" but blocks.
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    use std::io::Read;
-    let failed = |source| TlsError::Read {
+    crate::file::read_small(path, MAX_PEM).map_err(|source| TlsError::Read {
         path: path.display().to_string(),
         source,
-    };
-    let not_regular = || io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
-    // Looked at before opening too: opening a FIFO for reading blocks until a writer comes.
-    if !std::fs::metadata(path).map_err(failed)?.is_file() {
-        return Err(failed(not_regular()));
-    }
-    let file = std::fs::File::open(path).map_err(failed)?;
-    if !file.metadata().map_err(failed)?.is_file() {
-        return Err(failed(not_regular()));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_PEM + 1)
-        .read_to_end(&mut bytes)
-        .map_err(failed)?;
-    if bytes.len() as u64 > MAX_PEM {
-        return Err(failed(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {MAX_PEM} bytes, more than any TLS material"),
-        )));
-    }
-    Ok(bytes)
+    })
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -146,6 +146,33 @@ pub struct ReplyTooLarge {
     pub limit: usize,
 }
 
+/// An attach stream announced a frame longer than any an attached container sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the engine's attach stream announced a frame of {claimed} bytes, over the {limit} bytes accepted (the relay's frames are small); the stream was refused (a misbehaving engine, or something else answering on its socket)")]
+pub struct AttachFrameTooLarge {
+    /// The length the frame header claimed.
+    pub claimed: u32,
+    /// The most accepted.
+    pub limit: u32,
+}
+
+/// The longest frame an attach stream may announce. Engines frame each write of the
+/// container's stdout or stderr (the relay writes at most a yamux frame, 16 KiB and a header,
+/// at a time); a client library buffers a whole frame before handing it out, so a hostile
+/// header of 0xFFFFFFF0 bytes made the gateway allocate hundreds of MB.
+pub const MAX_ATTACH_FRAME: u32 = 1024 * 1024;
+
+/// Where a reply's bytes are, for the attach-frame check: in the HTTP head (with how much of
+/// its `\r\n\r\n` end was seen), in an attach frame's 8-byte header (with the bytes so far),
+/// in a frame's body (with the bytes left), or past a head that did not switch protocols.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    Head(u8),
+    Header([u8; 8], u8),
+    Body(u32),
+    Off,
+}
+
 /// Why a connection to an engine could not be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -235,6 +262,7 @@ pub struct Capped<S> {
     limit: usize,
     head: Vec<u8>,
     upgraded: Arc<AtomicBool>,
+    framing: Framing,
 }
 
 impl<S> Capped<S> {
@@ -246,7 +274,68 @@ impl<S> Capped<S> {
             limit,
             head: Vec::with_capacity(STATUS_LINE_START),
             upgraded: Arc::default(),
+            framing: Framing::Head(0),
         }
+    }
+
+    /// Follows the reply through `fresh` bytes: past the head of a reply that switched
+    /// protocols (an attach, never with a TTY here), the stream is the engines' frames (a
+    /// byte naming stdout or stderr, three zeros, a big-endian u32 length, the payload); a
+    /// frame longer than [`MAX_ATTACH_FRAME`] is refused before any client reads its header.
+    fn watch_frames(&mut self, fresh: &[u8]) -> Result<(), AttachFrameTooLarge> {
+        let mut i = 0;
+        while i < fresh.len() {
+            self.framing = match self.framing {
+                Framing::Off => return Ok(()),
+                Framing::Head(seen) => {
+                    let b = fresh[i];
+                    i += 1;
+                    let seen = match (seen, b) {
+                        (0 | 2, b'\r') => seen + 1,
+                        (1 | 3, b'\n') => seen + 1,
+                        (_, b'\r') => 1,
+                        _ => 0,
+                    };
+                    match (seen, self.upgraded.load(Ordering::Relaxed)) {
+                        (4, true) => Framing::Header([0; 8], 0),
+                        (4, false) => Framing::Off,
+                        _ => Framing::Head(seen),
+                    }
+                }
+                Framing::Header(mut header, have) => {
+                    let take = (8 - have as usize).min(fresh.len() - i);
+                    header[have as usize..have as usize + take]
+                        .copy_from_slice(&fresh[i..i + take]);
+                    i += take;
+                    let have = have + take as u8;
+                    if have < 8 {
+                        Framing::Header(header, have)
+                    } else {
+                        let claimed =
+                            u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                        if claimed > MAX_ATTACH_FRAME {
+                            return Err(AttachFrameTooLarge {
+                                claimed,
+                                limit: MAX_ATTACH_FRAME,
+                            });
+                        }
+                        match claimed {
+                            0 => Framing::Header([0; 8], 0),
+                            n => Framing::Body(n),
+                        }
+                    }
+                }
+                Framing::Body(left) => {
+                    let take = (left as usize).min(fresh.len() - i);
+                    i += take;
+                    match left - take as u32 {
+                        0 => Framing::Header([0; 8], 0),
+                        n => Framing::Body(n),
+                    }
+                }
+            };
+        }
+        Ok(())
     }
 
     /// Becomes true once the reply switched protocols (and the limit no longer applies).
@@ -491,6 +580,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
                 if this.head.len() < STATUS_LINE_START {
                     this.watch_status(&buf.filled()[before..]);
                 }
+                if let Err(e) = this.watch_frames(&buf.filled()[before..]) {
+                    buf.set_filled(before);
+                    return Poll::Ready(Err(io::Error::other(e)));
+                }
                 if this.upgraded.load(Ordering::Relaxed) {
                     return Poll::Ready(Ok(()));
                 }
@@ -606,8 +699,12 @@ mod tests {
         let writer = tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
             let _ = b.write_all(b"HTTP/1.1 101 UPGRADED\r\n\r\n").await;
+            // Attach frames: stdout, 1016 bytes each.
             for _ in 0..64 {
-                if b.write_all(&[b'x'; 1024]).await.is_err() {
+                let mut frame = vec![1u8, 0, 0, 0];
+                frame.extend_from_slice(&1016u32.to_be_bytes());
+                frame.extend_from_slice(&[b'x'; 1016]);
+                if b.write_all(&frame).await.is_err() {
                     break;
                 }
             }
@@ -622,6 +719,46 @@ mod tests {
         assert!(upgraded.load(Ordering::SeqCst));
         assert_eq!(sink.len(), 25 + 64 * 1024);
         let _ = writer.await;
+    }
+
+    /// An attach reply whose frame header claims 0xFFFFFFF0 bytes is refused before a client
+    /// library reads the header (bollard buffered whatever length the engine claimed: 538 MB
+    /// RSS); the frames before it pass, however the bytes are split into reads.
+    #[tokio::test]
+    async fn an_attach_frame_longer_than_the_cap_is_refused() {
+        for chunk in [1usize, 3, 64] {
+            let mut reply = b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\n\r\n".to_vec();
+            reply.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 2, b'o', b'k']);
+            reply.extend_from_slice(&[1, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xF0]);
+            reply.extend_from_slice(&[0u8; 64]);
+            let (a, mut b) = tokio::io::duplex(64);
+            let writer = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                for part in reply.chunks(chunk) {
+                    if b.write_all(part).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut capped = Capped::new(a, 1 << 20);
+            let mut got = Vec::new();
+            let mut buf = [0u8; 16];
+            let err = loop {
+                match capped.read(&mut buf).await {
+                    Ok(0) => panic!("chunk {chunk}: the whole frame header went through"),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => break e,
+                }
+            };
+            let too_large = err
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<AttachFrameTooLarge>())
+                .unwrap_or_else(|| panic!("chunk {chunk}: {err}"));
+            assert_eq!(too_large.claimed, 0xFFFF_FFF0);
+            assert!(got.ends_with(b"ok") || got.len() < 60, "chunk {chunk}");
+            assert!(!got.ends_with(&[0xFF, 0xFF, 0xFF, 0xF0]), "chunk {chunk}");
+            writer.abort();
+        }
     }
 
     #[tokio::test]

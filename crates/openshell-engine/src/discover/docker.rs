@@ -21,11 +21,13 @@
 
 use std::path::PathBuf;
 
+use super::MAX_CONFIG;
 use super::{
     flagged_tls_candidate, parse_endpoint as parse, tls_candidate, well_known, Candidates,
     DiscoveryEnv, DiscoveryError,
 };
 use openshell_runtime::facts::Endpoint;
+use openshell_transport::file::read_small_text;
 use openshell_transport::ssh::{SshSettings, SSH_CONFIG_ENV};
 use openshell_transport::tls::{TlsFiles, TlsMaterial};
 use openshell_transport::transport::Target;
@@ -120,7 +122,7 @@ fn context_endpoint(
         path: path.display().to_string(),
         source,
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| err(Box::new(e)))?;
+    let text = read_small_text(&path, MAX_CONFIG).map_err(|e| err(Box::new(e)))?;
     let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(Box::new(e)))?;
     let host = doc
         .pointer("/Endpoints/docker/Host")
@@ -187,7 +189,7 @@ pub fn candidates(
     let context = match env.var("DOCKER_CONTEXT") {
         Some(c) => Some((c.to_string(), "DOCKER_CONTEXT")),
         None => docker_config_dir(env)
-            .and_then(|d| std::fs::read_to_string(d.join("config.json")).ok())
+            .and_then(|d| read_small_text(&d.join("config.json"), MAX_CONFIG).ok())
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v.get("currentContext")?.as_str().map(str::to_string))
             .filter(|c| !c.is_empty())
@@ -233,6 +235,43 @@ mod tests {
 
     fn shown(c: &Candidates) -> Vec<String> {
         c.list().iter().map(|(e, s)| format!("{s}={e}")).collect()
+    }
+
+    /// A FIFO `config.json` under `DOCKER_CONFIG` blocked discovery for ever (no timeout or
+    /// signal ended it), and one linked to `/dev/zero` was read until memory ran out: neither
+    /// is read now, and discovery goes on as without the file, at once.
+    #[test]
+    fn a_fifo_or_device_config_json_is_passed_over_at_once() {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let config = home.path().join("docker");
+        std::fs::create_dir(&config).unwrap_or_else(|e| panic!("{e}"));
+        let file = config.join("config.json");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&file)
+            .status()
+            .unwrap_or_else(|e| panic!("mkfifo: {e}"));
+        assert!(made.success());
+        let dir = config.display().to_string();
+        for round in ["fifo", "device"] {
+            if round == "device" {
+                std::fs::remove_file(&file).unwrap_or_else(|e| panic!("{e}"));
+                std::os::unix::fs::symlink("/dev/zero", &file).unwrap_or_else(|e| panic!("{e}"));
+            }
+            let e = env(&[("DOCKER_CONFIG", dir.as_str())], home.path());
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(candidates(None, &e).map(|c| c.is_named()));
+            });
+            let answer = rx.recv_timeout(std::time::Duration::from_secs(5));
+            if answer.is_err() && round == "fifo" {
+                // Release the blocked reader so the test leaves no thread behind.
+                let _ = std::fs::OpenOptions::new().write(true).open(&file);
+            }
+            assert!(
+                matches!(answer, Ok(Ok(false))),
+                "{round}: discovery blocked or failed: {answer:?}"
+            );
+        }
     }
 
     #[test]

@@ -211,6 +211,11 @@ pub fn parse_endpoint(raw: &str, origin: &str) -> Result<Endpoint, DiscoveryErro
     })
 }
 
+/// The most bytes read from an engine client's configuration file (a Docker `config.json` or
+/// context, `podman-connections.json`, containers.conf): they are a few KiB; anything larger,
+/// a FIFO or a device is not read (`openshell_transport::file::read_small`).
+pub(crate) const MAX_CONFIG: u64 = 4 * 1024 * 1024;
+
 /// Who names TLS files for one run (the CLI's flags, after Podman's global flags).
 pub const TLS_FLAGS: &str = "--tls-ca/--tls-cert/--tls-key";
 
@@ -259,12 +264,16 @@ pub fn tls_candidate(
 /// sockets that serve libpod.
 pub fn well_known(env: &DiscoveryEnv, podman_only: bool) -> Candidates {
     let os = openshell_sandbox::current_os();
+    let mut seen = std::collections::BTreeSet::new();
     Candidates::well_known(
         well_known_sockets()
             .into_iter()
             .filter(|(_, loc)| !podman_only || loc.api == SocketApi::Podman)
             .filter(|(_, loc)| loc.applies_on(&os))
             .flat_map(|(_, loc)| expand(loc, env))
+            // Two locations can name one socket (rootless Podman's under an XDG_RUNTIME_DIR of
+            // /run is rootful Podman's): it is tried, and listed, once, under its first name.
+            .filter(|(endpoint, _)| seen.insert(endpoint.to_string()))
             .collect(),
     )
 }
@@ -375,7 +384,21 @@ async fn probe(ep: &Target, timeout: Duration, chosen: &mut Option<Target>) -> C
             *chosen = Some(ep.clone());
             CandidateOutcome::Ok
         }
-        Ok(r) => CandidateOutcome::Refused(format!("/_ping answered HTTP {}", r.status)),
+        // The body says why, when there is one: dockerd's TLS port answers plain HTTP with 400
+        // "Client sent an HTTP request to an HTTPS server".
+        Ok(r) => {
+            let body = String::from_utf8_lossy(&r.body);
+            let body = body.trim();
+            CandidateOutcome::Refused(if body.is_empty() {
+                format!("/_ping answered HTTP {}", r.status)
+            } else {
+                format!(
+                    "/_ping answered HTTP {}: {}",
+                    r.status,
+                    openshell_runtime::display_value(body)
+                )
+            })
+        }
         Err(RawError::Transport(TransportError::TlsRequired(_))) => CandidateOutcome::NeedsTls,
         Err(e) => CandidateOutcome::Refused(e.to_string()),
     }
@@ -388,6 +411,59 @@ mod tests {
 
     fn shown(c: &Candidates) -> Vec<String> {
         c.list().iter().map(|(e, s)| format!("{s}={e}")).collect()
+    }
+
+    /// Plain `tcp://` to dockerd's TLS port was reported as "HTTP 400" alone; the engine's
+    /// body says why, and is shown (escaped, capped). A one-shot server on loopback.
+    #[tokio::test]
+    async fn a_refusal_shows_what_the_engine_said() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .port();
+        let server = tokio::spawn(async move {
+            if let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+                    .await;
+            }
+        });
+        let target = Target::new(
+            Endpoint::parse(&format!("tcp://127.0.0.1:{port}")).unwrap_or_else(|e| panic!("{e}")),
+        );
+        let outcome = probe(&target, Duration::from_secs(5), &mut None).await;
+        server.abort();
+        let CandidateOutcome::Refused(said) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(said.contains("HTTP 400"), "{said}");
+        assert!(said.contains("HTTPS server"), "{said}");
+    }
+
+    /// `detect` with no engine listed unix:///run/podman/podman.sock twice: as rootful
+    /// Podman's and as rootless Podman's under an XDG_RUNTIME_DIR of /run.
+    #[test]
+    fn each_well_known_socket_is_listed_once() {
+        let h = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let env = DiscoveryEnv::from_vars([("XDG_RUNTIME_DIR", "/run")], Some(h.path().into()));
+        let listed: Vec<String> = well_known(&env, false)
+            .list()
+            .iter()
+            .map(|(t, _)| t.endpoint().to_string())
+            .collect();
+        let podman = listed
+            .iter()
+            .filter(|e| e.as_str() == "unix:///run/podman/podman.sock")
+            .count();
+        assert_eq!(podman, 1, "{listed:?}");
+        let unique: std::collections::BTreeSet<_> = listed.iter().collect();
+        assert_eq!(unique.len(), listed.len(), "{listed:?}");
     }
 
     #[test]

@@ -9,11 +9,13 @@
 
 use std::path::PathBuf;
 
+use super::MAX_CONFIG;
 use super::{
     flagged_tls_candidate, parse_endpoint as parse, tls_candidate, well_known, Candidates,
     DiscoveryEnv, DiscoveryError,
 };
 use openshell_runtime::facts::Endpoint;
+use openshell_transport::file::read_small_text;
 use openshell_transport::ssh::{SshSettings, SSH_CONFIG_ENV};
 use openshell_transport::tls::{TlsFiles, TlsMaterial};
 use openshell_transport::transport::Target;
@@ -104,7 +106,7 @@ fn connections_file(env: &DiscoveryEnv) -> Vec<Conn> {
         .var("PODMAN_CONNECTIONS_CONF")
         .map(PathBuf::from)
         .or_else(|| config_home(env).map(|c| c.join("containers/podman-connections.json")));
-    let Some(text) = path.and_then(|p| std::fs::read_to_string(p).ok()) else {
+    let Some(text) = path.and_then(|p| read_small_text(&p, MAX_CONFIG).ok()) else {
         return Vec::new();
     };
     let Ok(doc) = serde_json::from_str::<serde_json::Value>(&text) else {
@@ -166,7 +168,7 @@ fn service_destinations(env: &DiscoveryEnv) -> Vec<Conn> {
     let mut active = String::new();
     let mut dests: Vec<Conn> = Vec::new();
     for f in files {
-        let Some(doc) = std::fs::read_to_string(&f)
+        let Some(doc) = read_small_text(&f, MAX_CONFIG)
             .ok()
             .and_then(|t| t.parse::<toml::Table>().ok())
         else {

@@ -46,6 +46,11 @@ pub enum Endpoint {
     },
 }
 
+/// The longest endpoint taken: socket paths run to 108 bytes and host names to 253, so longer
+/// is a mistake or an attack, and refusing it keeps every message that names an endpoint short
+/// (a 120 KB `DOCKER_HOST` made a 240 KB error line).
+const MAX_ENDPOINT: usize = 1024;
+
 /// Why an endpoint string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -76,6 +81,11 @@ impl Endpoint {
             value: value.clone(),
             problem,
         };
+        if raw.len() > MAX_ENDPOINT {
+            return Err(malformed(
+                "it is longer than 1024 bytes, more than any socket path or host name",
+            ));
+        }
         if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(malformed("it contains whitespace or control characters"));
         }
@@ -121,6 +131,14 @@ impl Endpoint {
                 let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
                 let (host, port) =
                     split_host_port(host_port).ok_or_else(|| malformed("bad host or port"))?;
+                // The path goes into `ssh -L <local>:<path>`, where OpenSSH expands `%` tokens
+                // and `${VAR}` (sending our environment to the remote sshd) and reads
+                // `<path>:<port>` as a TCP forward. No socket path needs these characters.
+                if path.as_deref().is_some_and(|p| p.contains(['%', '$', ':'])) {
+                    return Err(malformed(
+                        "the socket path holds `%`, `$` or `:`, which ssh would expand or read as a port; name the socket by a plain path",
+                    ));
+                }
                 Ok(Endpoint::Ssh {
                     host,
                     port,
@@ -305,9 +323,31 @@ mod tests {
             "tcp://a b:1",
             "ssh://u@/p",
             "tcp://x\n:1",
+            // ssh would expand these in `-L <local>:<path>`, or read a port.
+            "ssh://h/run/${HOME}/podman.sock",
+            "ssh://h/run/$USER/podman.sock",
+            "ssh://h/run/%u/podman.sock",
+            "ssh://h:22/a:22",
         ] {
             assert!(Endpoint::parse(raw).is_err(), "{raw:?} should be refused");
         }
+    }
+
+    /// An endpoint of any length was echoed whole in every message naming it; it is refused,
+    /// and the refusal shows at most a capped part of it.
+    #[test]
+    fn an_overlong_endpoint_is_refused_with_a_short_message() {
+        for raw in [
+            format!("tcp://{}:1", "a".repeat(120_000)),
+            format!("unix:///{}", "a".repeat(2000)),
+            format!("ssh://h/{}", "a".repeat(2000)),
+        ] {
+            let err = Endpoint::parse(&raw)
+                .err()
+                .unwrap_or_else(|| panic!("an endpoint of {} bytes was taken", raw.len()));
+            assert!(err.to_string().len() < 400, "{}", err.to_string().len());
+        }
+        assert!(Endpoint::parse(&format!("unix:///{}", "a".repeat(900))).is_ok());
     }
 
     #[test]
