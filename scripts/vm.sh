@@ -130,8 +130,6 @@ build() {
     return 0
   fi
   local t0=$SECONDS
-  command -v mmdebstrap >/dev/null 2>&1 && command -v mkfs.ext4 >/dev/null 2>&1 ||
-    die "mmdebstrap and e2fsprogs are missing (scripts/test installs them)"
   for v in "${VMS[@]}"; do
     if pid_alive "$RUN/$v/qemu.pid"; then die "$v runs on the cached image: run down first"; fi
   done
@@ -253,6 +251,12 @@ colima_up() {
   local home=$d/home sock=$d/home/.colima/default/docker.sock
   mkdir -p "$home/.colima/default"
   chmod 700 "$home"
+  # `colima start` makes a docker context `colima` for the socket and makes it current.
+  local meta
+  meta=$home/.docker/contexts/meta/$(printf colima | sha256sum | cut -d' ' -f1)
+  mkdir -p "$meta"
+  printf '{"Name":"colima","Metadata":{"Description":"colima"},"Endpoints":{"docker":{"Host":"unix://%s","SkipTLSVerify":false}}}\n' "$sock" >"$meta/meta.json"
+  printf '{"currentContext":"colima"}\n' >"$home/.docker/config.json"
   qemu_args "$v"
   # Lima's user-mode network; ssh as Lima forwards it (a loopback port of the namespace).
   in_netns_bg "$v" qemu "${QEMU[@]}" \
@@ -297,9 +301,25 @@ write_env() {
   } >"$RUN/env"
 }
 
+# Debian 12's qemu (7.2: `-netdev stream`), mmdebstrap, e2fsprogs (`mkfs.ext4 -d`), the ssh
+# client and curl, when missing. gvproxy is not among them: Debian 12 has none, and Debian
+# 13's comes out of the image's root filesystem.
+tools() {
+  local need=()
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+  command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+  command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+  command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+  command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+  command -v curl >/dev/null 2>&1 || need+=(curl)
+  [ "${#need[@]}" -eq 0 ] && return 0
+  log "installing ${need[*]} (Debian 12's)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
+
 up() {
-  command -v qemu-system-x86_64 >/dev/null 2>&1 || die "qemu-system-x86 is missing (scripts/test installs it)"
-  command -v curl >/dev/null 2>&1 || die "curl is missing"
+  tools
   local only=("${@:-${VMS[@]}}") v t0=$SECONDS
   build
   local tb=$SECONDS
@@ -362,6 +382,6 @@ case "${1:-}" in
     ;;
   down) down ;;
   env) cat "$RUN/env" ;;
-  build) build ;;
+  build) tools; build ;;
   *) die "usage: $0 up [podman-machine|colima…]|down|env|build" ;;
 esac

@@ -17,3 +17,4 @@ mod live_detect;
 mod live_doctor;
 mod live_interrupt;
 mod live_remote;
+mod live_vm;
