@@ -238,7 +238,7 @@ podman_machine_up() {
     -listen-qemu "unix://$d/qemu.sock" -pid-file "$d/gvproxy.own.pid" \
     -forward-sock "$sock" -forward-dest /run/podman/podman.sock -forward-user root \
     -forward-identity "$CACHE/id_ed25519"
-  wait_until 20 "gvproxy" "$(cat "$d/gvproxy.pid")" test -S "$d/qemu.sock" || { tail -5 "$d/gvproxy.log" >&2; return 1; }
+  wait_until 20 "gvproxy" "$(cat "$d/gvproxy.pid")" test -S "$d/qemu.sock" || { tail -n 20 "$d/gvproxy.log" >&2; return 1; }
   qemu_args "$v"
   in_netns_bg "$v" qemu "${QEMU[@]}" \
     -netdev "stream,id=net0,server=off,addr.type=unix,addr.path=$d/qemu.sock" \
@@ -272,16 +272,20 @@ colima_forward() {
   ssh_opts
   wait_until "$BOOT_SECS" "colima's sshd" "$(cat "$d/qemu.pid")" \
     nsenter --net="$(netns_of "$v")" -- ssh "${SSH_OPTS[@]}" -p 60022 root@127.0.0.1 true ||
-    { tail -5 "$d/console.log" >&2; return 1; }
+    { tail -n 20 "$d/console.log" >&2; return 1; }
   rm -f "$sock"
-  in_netns_bg "$v" ssh ssh "${SSH_OPTS[@]}" -p 60022 -N -o ExitOnForwardFailure=yes \
+  # Lima's host agent re-establishes a dropped forward; so does this loop (a session can drop
+  # when the loaded TCG guest misses keepalives). Bounded in restarts; in a session of its own,
+  # so that `down` stops the loop and its ssh together (by that session's process group).
+  in_netns_bg "$v" ssh setsid sh -c 'for i in $(seq 1 200); do "$@"; sleep 1; done' sh \
+    ssh "${SSH_OPTS[@]}" -p 60022 -N -o ExitOnForwardFailure=yes \
     -o StreamLocalBindUnlink=yes -L "$sock:/var/run/docker.sock" root@127.0.0.1
 }
 
 vm_ready() { # vm
   local v=$1 d=$RUN/$1
   wait_until "$BOOT_SECS" "$v's engine on $(cat "$d/socket")" "$(cat "$d/qemu.pid")" answers "$(cat "$d/socket")" ||
-    { log "$v console:"; tail -15 "$d/console.log" >&2; tail -5 "$d"/*.log >&2 || true; return 1; }
+    { log "$v: its logs"; tail -n 20 "$d"/*.log >&2 || true; return 1; }
 }
 
 write_env() {
@@ -363,6 +367,10 @@ stop_pid() { # pidfile, name
 vm_down() {
   local v=$1 d=$RUN/$1 p
   [ -d "$d" ] || return 0
+  # The forward loop leads its own process group (setsid): stop the group, ssh with it.
+  if [ -s "$d/ssh.pid" ] && kill -0 "$(cat "$d/ssh.pid")" 2>/dev/null; then
+    kill -TERM -- "-$(cat "$d/ssh.pid")" 2>/dev/null || true
+  fi
   for p in ssh qemu gvproxy netns; do stop_pid "$d/$p.pid" "$v's $p"; done
   rm -rf "${d:?}"
 }
@@ -378,6 +386,8 @@ case "${1:-}" in
   up)
     shift
     trap 'rc=$?; [ $rc -eq 0 ] || { log "up failed: tearing down"; down; }; exit $rc' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
     up "$@"
     ;;
   down) down ;;
