@@ -16,6 +16,7 @@
 #   bash scripts/vm.sh down                         # stops every VM and helper, removes $RUN
 #   bash scripts/vm.sh env                          # the settings the tests read
 #   bash scripts/vm.sh build                        # only the image
+#   bash scripts/vm.sh check                        # the isolation, checked from the guests
 #
 # Isolation (the network rule): each VM's qemu, and gvproxy, run in a network namespace of
 # their own that holds only a loopback (`unshare --net`, held by a `sleep`; no `ip netns`
@@ -382,6 +383,39 @@ down() {
   log "down (the image stays cached in $CACHE; rm -rf $CACHE drops it)"
 }
 
+# The isolation, checked from inside each guest: its "host loopback" address reaches a
+# one-shot listener on its namespace's 127.0.0.1, and an outside address (TEST-NET-1, which
+# no network routes) is unreachable. Fails when either does not hold. Bounded: 5 s per
+# connection, 20 s per listener.
+check() {
+  local v d ssh_port host port=17999 out rc=0
+  ssh_opts
+  for v in "${VMS[@]}"; do
+    d=$RUN/$v
+    [ -s "$d/socket" ] || { log "$v is not up"; rc=1; continue; }
+    case $v in
+      podman-machine) ssh_port=2222 host=192.168.127.254 ;;
+      colima) ssh_port=60022 host=192.168.5.2 ;;
+    esac
+    nsenter --net="$(netns_of "$v")" -- timeout 25 python3 -c '
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); s.settimeout(20)
+try:
+    c, _ = s.accept(); c.close()
+except socket.timeout:
+    pass
+' "$port" &
+    sleep 1
+    out=$(nsenter --net="$(netns_of "$v")" -- timeout 30 ssh "${SSH_OPTS[@]}" -p "$ssh_port" root@127.0.0.1 \
+      "busybox nc -w 5 $host $port </dev/null && echo host-loopback-reached; busybox nc -w 5 192.0.2.1 80 </dev/null && echo outside-REACHED || echo outside-unreachable" 2>/dev/null) || true
+    wait
+    log "$v: $(echo "$out" | tr '\n' ' ')"
+    case $out in *host-loopback-reached*outside-unreachable*) ;; *) rc=1 ;; esac
+  done
+  return "$rc"
+}
+
 case "${1:-}" in
   up)
     shift
@@ -393,5 +427,6 @@ case "${1:-}" in
   down) down ;;
   env) cat "$RUN/env" ;;
   build) tools; build ;;
-  *) die "usage: $0 up [podman-machine|colima…]|down|env|build" ;;
+  check) check ;;
+  *) die "usage: $0 up [podman-machine|colima…]|down|env|build|check" ;;
 esac
