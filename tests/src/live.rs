@@ -748,3 +748,102 @@ pub const PAIRS: &[Pair] = live_pairs!(@list (data));
 pub fn pairs() -> impl Iterator<Item = Pair> {
     PAIRS.iter().copied()
 }
+
+/// Where `scripts/vm.sh up` writes the VMs' settings (issue 24).
+pub const VM_ENV_FILE: &str = "/run/openshell-vm/env";
+
+/// A VM of `scripts/vm.sh`: its engine's socket, forwarded to this host as its runtime forwards
+/// it, and the network namespace whose loopback is the VM's "host loopback" (where a gateway
+/// must run for the VM's NAT to reach it).
+#[derive(Debug, Clone)]
+pub struct Vm {
+    /// `podman-machine` or `colima`, as `scripts/vm.sh` names it.
+    pub name: &'static str,
+    /// The forwarded engine socket.
+    pub socket: String,
+    /// `/proc/<pid>/ns/net` of the VM's network namespace.
+    pub netns: String,
+    /// Every setting `scripts/vm.sh` wrote.
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+impl Vm {
+    /// The engine behind the forwarded socket, managed with the docker CLI (Podman serves the
+    /// Docker API on the same socket): only for cleanup.
+    pub fn engine(&self) -> Engine {
+        Engine {
+            name: self.name,
+            cli: vec![
+                "docker".into(),
+                "--host".into(),
+                format!("unix://{}", self.socket),
+            ],
+            socket: self.socket.clone(),
+            podman: self.name == "podman-machine",
+            runtime: self.name,
+            rootless_host_loopback: false,
+            // The socket is forwarded to this host; the VM's gateway side runs in
+            // `self.netns`, which the VM tests enter themselves.
+            netns: None,
+        }
+    }
+}
+
+/// The VM `name` of `scripts/vm.sh` (`podman-machine` or `colima`), or `None` (a skip, or a
+/// failure under `OPENSHELL_LIVE=require`) when it is not up.
+pub fn vm(name: &'static str) -> Option<Vm> {
+    let required = std::env::var(LIVE_ENV).is_ok_and(|v| v == "require");
+    let missing = |what: String| {
+        if required {
+            panic!("{what}; {LIVE_ENV}=require demands the VMs");
+        }
+        eprintln!("SKIPPED (no VM): {what}");
+        None
+    };
+    let Ok(text) = std::fs::read_to_string(VM_ENV_FILE) else {
+        return missing(format!(
+            "{VM_ENV_FILE} is missing: run `scripts/vm.sh up` as root (two qemu VMs, networked as Podman machine and as Colima)"
+        ));
+    };
+    let settings: std::collections::BTreeMap<String, String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let var = format!("OPENSHELL_VM_{}", name.replace('-', "_").to_uppercase());
+    let (Some(socket), Some(netns)) = (
+        settings.get(&format!("{var}_SOCKET")).cloned(),
+        settings.get(&format!("{var}_NETNS")).cloned(),
+    ) else {
+        return missing(format!(
+            "{name} is not in {VM_ENV_FILE}: run `scripts/vm.sh up {name}`"
+        ));
+    };
+    let vm = Vm {
+        name,
+        socket,
+        netns,
+        settings,
+    };
+    let answers = Command::new("curl")
+        .args([
+            "-fsS",
+            "--max-time",
+            "10",
+            "--unix-socket",
+            &vm.socket,
+            "http://d/_ping",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !answers {
+        return missing(format!(
+            "{name}'s engine does not answer on {}: run `scripts/vm.sh up {name}`",
+            vm.socket
+        ));
+    }
+    Some(vm)
+}

@@ -508,6 +508,28 @@ mod tests {
         assert!(podman.iter().all(|s| s.contains("Podman")), "{podman:?}");
     }
 
+    /// Podman 5's machine API socket on Linux sits in the runtime directory (the path
+    /// `scripts/vm.sh` forwards to, as `podman machine start` does).
+    #[test]
+    fn podman_5_machine_socket_in_the_runtime_directory() {
+        let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let xdg = home.path().join("run");
+        std::fs::create_dir_all(xdg.join("podman")).unwrap_or_else(|e| panic!("{e}"));
+        let sock = xdg.join("podman/podman-machine-default-api.sock");
+        std::fs::write(&sock, "").unwrap_or_else(|e| panic!("{e}"));
+        let x = xdg.display().to_string();
+        let env = DiscoveryEnv::from_vars([("XDG_RUNTIME_DIR", x.as_str())], None);
+        let all = shown(&well_known(&env, true));
+        let want = format!("=unix://{}", sock.display());
+        assert!(
+            all.iter().any(
+                |s| s.starts_with("well-known: Podman machine (Podman 5, Linux)")
+                    && s.ends_with(&want)
+            ),
+            "{all:?}"
+        );
+    }
+
     /// A stand-in for the ssh client: records its arguments, then runs `body`.
     fn fake_ssh(dir: &Path, name: &str, body: &str) -> PathBuf {
         use std::os::unix::fs::PermissionsExt;

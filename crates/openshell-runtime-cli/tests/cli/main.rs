@@ -18,3 +18,4 @@ mod live_detect;
 mod live_doctor;
 mod live_interrupt;
 mod live_remote;
+mod live_vm;

@@ -572,6 +572,7 @@ mod tests {
                 "220 podman-machine Podman machine .local/share/containers/podman/machine/*/podman.sock",
                 "221 podman-machine Podman machine (macOS) podman/*-api.sock",
                 "222 podman-machine Podman machine (Windows) //./pipe/podman-machine-default",
+                "223 podman-machine Podman machine (Podman 5, Linux) podman/*-api.sock",
             ]
         );
         let colima = RuntimeId::Colima.sockets();

@@ -43,7 +43,10 @@ const ALIASES: [IpAddr; 1] = [GVPROXY_HOST_IP];
 /// Linux: `~/.local/share/containers/podman/machine/<machine>/podman.sock` (shown by
 /// `podman machine inspect` since <https://github.com/containers/podman/pull/14448>; the qemu
 /// provider's directory is `qemu`). Podman 5 on macOS: `$TMPDIR/podman/<machine>-api.sock`.
-/// Windows: the named pipe `//./pipe/podman-machine-default` of the default machine
+/// Podman 5 on Linux: `$XDG_RUNTIME_DIR/podman/<machine>-api.sock` (the API socket moved into
+/// the runtime directory, <https://github.com/containers/podman/pull/22028>; the macOS entry is
+/// the same directory, whose runtime directory is `$TMPDIR`). Windows: the named pipe
+/// `//./pipe/podman-machine-default` of the default machine
 /// (<https://github.com/containers/podman/issues/14231>).
 pub(crate) const SOCKETS: &[SocketLocation] = &[
     SocketLocation {
@@ -63,6 +66,15 @@ pub(crate) const SOCKETS: &[SocketLocation] = &[
         rank: 221,
         label: "Podman machine (macOS)",
         only_on: None,
+    },
+    SocketLocation {
+        root: SocketRoot::XdgRuntimeDir,
+        path: "podman/*-api.sock",
+        default_instance: None,
+        api: SocketApi::Podman,
+        rank: 223,
+        label: "Podman machine (Podman 5, Linux)",
+        only_on: Some(OsFamily::Linux),
     },
     SocketLocation {
         root: SocketRoot::NamedPipe,
