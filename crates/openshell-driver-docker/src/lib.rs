@@ -488,7 +488,24 @@ impl EngineOps for DockerDriver {
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), OpError> {
-        self.docker.remove_network(name).await.map_err(op)
+        // dockerd answers 403 to removing a network that is in use ("has active endpoints"; the
+        // only other 403, a predefined network, is never ours), also for a moment after its
+        // last container went (seen on rootless dockerd 20.10 under load): a conflict, which the
+        // lifecycle retries a bounded number of times.
+        self.docker.remove_network(name).await.map_err(|e| {
+            let in_use = matches!(
+                &e,
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 403,
+                    ..
+                }
+            );
+            let mut err = op(e);
+            if in_use {
+                err.kind = ErrorKind::Conflict;
+            }
+            err
+        })
     }
 
     async fn import_image(&self, reference: &str, tarball: Vec<u8>) -> Result<(), OpError> {

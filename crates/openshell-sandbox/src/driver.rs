@@ -263,7 +263,7 @@ mod tests {
     }
 
     /// Podman answers 500 for a network whose last container is still going: tried again, a
-    /// bounded number of times. A refusal (Docker's 403 "has active endpoints") is final at
+    /// bounded number of times. A refusal (a 4xx other than a conflict) is final at
     /// once, and "not found" means done.
     #[tokio::test]
     async fn removals_retry_transient_failures_a_bounded_number_of_times() {
