@@ -1,6 +1,6 @@
 //! Raw engine requests the client libraries cannot make for us: `/_ping` with its response
 //! headers (where Podman names itself) and libpod's complete `/info` (podman-api's model predates
-//! `rootlessNetworkCmd` and `pasta`). One HTTP/1 exchange over a connection of its own from
+//! `rootlessNetworkCmd` and `pasta`). One HTTP/1 exchange over a connection from
 //! [`crate::transport`], bounded in time and, like every engine reply, in size.
 //! Shared by both drivers.
 
@@ -43,8 +43,7 @@ pub struct RawResponse {
 
 async fn exchange<B>(target: &Target, req: hyper::Request<B>) -> Result<RawResponse, RawError>
 where
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<crate::BoxError>,
 {
     let res = transport::send(target, req).await?;

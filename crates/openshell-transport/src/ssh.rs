@@ -1,32 +1,46 @@
-//! Engines behind `ssh://`: every connection is the system `ssh` client, as the docker and
-//! podman CLIs use it, so the user's keys, agent, `~/.ssh/config` and `known_hosts` apply.
+//! Engines behind `ssh://`: every connection goes through the system `ssh` client, as the
+//! docker and podman CLIs use it, so the user's keys, agent, `~/.ssh/config` and `known_hosts`
+//! apply.
 //!
-//! - Without a socket path (`ssh://user@host`, the docker CLI's form), the remote side runs
-//!   `docker system dial-stdio`, which relays to whatever engine the remote docker CLI is
-//!   configured for, and HTTP goes over the ssh client's stdin and stdout.
+//! One session per target ([`crate::transport::Target`] and its clones): a master ssh
+//! (`ControlMaster=yes`, `ControlPersist=no`) started on the first connection, under a
+//! watchdog that ends it when this process ends, however it ends (SIGKILL included), and
+//! again when the last clone of the target is dropped. Authentication and the key exchange
+//! happen once per session, not per connection.
+//!
+//! - Without a socket path (`ssh://user@host`, the docker CLI's form), each connection is an
+//!   ssh client riding the master (a multiplexed session, at most [`MUX_SESSIONS`] at once,
+//!   below sshd's default `MaxSessions`; past them a connection gets an ssh of its own) that
+//!   runs `docker system dial-stdio` on the remote side, which relays to whatever engine the
+//!   remote docker CLI is configured for; HTTP goes over the client's stdin and stdout. The
+//!   HTTP pool keeps a connection for the next request, so one such client usually serves a
+//!   whole run.
 //! - With a socket path (`ssh://user@host:22/run/podman/podman.sock`, Podman's connections),
-//!   OpenSSH forwards a Unix socket in a private directory here to that remote socket
-//!   (`-L local:remote`, streamlocal forwarding), and the connection goes through it. `ssh -W`
-//!   would be simpler, but Debian 12's OpenSSH 9.2 takes only `host:port` there, and Podman 4.3
-//!   has no `podman system dial-stdio`.
+//!   the master forwards a Unix socket in its private directory here to that remote socket
+//!   (`-L local:remote`, streamlocal forwarding), and each connection is a connection to it.
+//!   `ssh -W` would be simpler, but Debian 12's OpenSSH 9.2 takes only `host:port` there, and
+//!   Podman 4.3 has no `podman system dial-stdio`.
 //!
 //! Host keys are always checked (`StrictHostKeyChecking=yes`, `BatchMode=yes`: no prompt, no
-//! key learnt on first use, no password), whatever the user's configuration says. Each
-//! connection is one ssh process, killed when the connection is dropped; what ssh printed on
-//! stderr becomes the error when it closes the connection, or stops taking the request, before
-//! the engine answered.
+//! key learnt on first use, no password), whatever the user's configuration says, and no ssh
+//! of ours shares a connection the user's configuration sets up (`ControlPath` is ours or
+//! `none`). What ssh printed on stderr becomes the error when it closes the connection, or
+//! stops taking the request, before the engine answered. A killed run's session directory,
+//! and any ssh still using it, are removed by the next session started.
 
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 /// The variable naming an ssh client configuration file (`ssh -F`) used instead of the user's
@@ -99,38 +113,55 @@ impl SshSettings {
         c
     }
 
-    /// Opens a connection to the engine at `host` (and `path`, the remote socket, when given).
-    pub(crate) async fn connect(
-        &self,
-        host: &str,
-        port: Option<u16>,
-        path: Option<&str>,
-    ) -> io::Result<SshStream> {
-        match path {
-            None => {
-                let mut c = self.command(port);
-                // The destination after `--`, so that no host name is read as an option.
-                c.arg("--")
-                    .arg(host)
-                    .args(["docker", "system", "dial-stdio"]);
-                SshStream::spawn(c)
-            }
-            Some(remote) => self.forward(host, port, remote).await,
-        }
+    /// The ssh command for `host`, sharing no connection of the user's own (`ControlPath`
+    /// `none`: a `ControlMaster auto` with `ControlPersist` in the user's configuration would
+    /// leave a master running after we exit).
+    fn direct_command(&self, port: Option<u16>) -> Command {
+        let mut c = self.command(port);
+        c.args(["-o", "ControlMaster=no", "-o", "ControlPath=none"]);
+        c
     }
 
-    /// The forwarding ssh, run under a watchdog tied to our life: `sh` starts ssh in the
-    /// background and waits for it, while a second job reads the watchdog's stdin, a pipe only
-    /// we hold, and kills ssh when it ends. Our end closes however we end, SIGKILL included
-    /// (`kill_on_drop` runs on no signal), so ssh never outlives us by more than a moment; and
-    /// that needs no code in the child between fork and exec. ssh's own exit status and stderr
-    /// are the watchdog's.
-    fn forward_command(
+    /// `docker system dial-stdio` on `host`, through `session`'s master when it has a
+    /// multiplexing slot free, else on a connection of its own.
+    fn dial_stdio(
         &self,
         host: &str,
         port: Option<u16>,
-        local: &Path,
-        remote: &str,
+        session: Option<&Session>,
+    ) -> io::Result<SshStream> {
+        let (mut c, permit) = match session.and_then(|s| Some((s, s.permit()?))) {
+            Some((s, permit)) => {
+                let mut c = self.command(port);
+                c.args(["-o", "ControlMaster=no", "-o"])
+                    .arg(format!("ControlPath={}", s.control.display()));
+                (c, Some(permit))
+            }
+            None => (self.direct_command(port), None),
+        };
+        // The destination after `--`, so that no host name is read as an option.
+        c.arg("--")
+            .arg(host)
+            .args(["docker", "system", "dial-stdio"]);
+        let mut stream = SshStream::spawn(c)?;
+        stream.permit = permit;
+        Ok(stream)
+    }
+
+    /// The master ssh of a session, run under a watchdog tied to our life: `sh` starts ssh in
+    /// the background and waits for it, while a second job reads the watchdog's stdin, a pipe
+    /// only we hold, and kills ssh when it ends. Our end closes however we end, SIGKILL
+    /// included (`kill_on_drop` runs on no signal), so ssh never outlives us by more than a
+    /// moment; and that needs no code in the child between fork and exec. ssh's own exit
+    /// status and stderr are the watchdog's. The master holds the control socket
+    /// (`ControlPersist=no`: it ends with the watchdog, never lingers) and, with `forward`,
+    /// forwards a local Unix socket to the remote one.
+    fn master_command(
+        &self,
+        host: &str,
+        port: Option<u16>,
+        control: &Path,
+        forward: Option<(&Path, &str)>,
     ) -> Command {
         let ssh = self.command(port);
         let std = ssh.as_std();
@@ -140,9 +171,20 @@ impl SshSettings {
             .arg("openshell-ssh-watchdog")
             .arg(std.get_program())
             .args(std.get_args())
-            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
-            .arg(format!("{}:{remote}", local.display()))
-            .arg("--")
+            .args([
+                "-N",
+                "-o",
+                "ControlMaster=yes",
+                "-o",
+                "ControlPersist=no",
+                "-o",
+            ])
+            .arg(format!("ControlPath={}", control.display()));
+        if let Some((local, remote)) = forward {
+            c.args(["-o", "ExitOnForwardFailure=yes", "-L"])
+                .arg(format!("{}:{remote}", local.display()));
+        }
+        c.arg("--")
             .arg(host)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -150,26 +192,102 @@ impl SshSettings {
             .kill_on_drop(true);
         c
     }
+}
 
-    /// A Unix socket here forwarded to `remote` on the host, and a connection through it.
-    async fn forward(&self, host: &str, port: Option<u16>, remote: &str) -> io::Result<SshStream> {
+/// The multiplexed sessions one master carries at most: OpenSSH's sshd allows 10 sessions per
+/// connection by default (`MaxSessions`); connections past these get an ssh of their own.
+const MUX_SESSIONS: usize = 8;
+
+/// The one ssh session a target's connections share, started on the first connection and
+/// again if its master ended; it ends when the last clone of the target is dropped.
+#[derive(Debug, Default)]
+pub(crate) struct SessionSlot {
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+}
+
+impl SessionSlot {
+    /// A connection to the engine at `host` (and `path`, the remote socket, when given) through
+    /// this slot's session, which is started first when there is none or its master ended.
+    pub(crate) async fn connect(
+        &self,
+        settings: &SshSettings,
+        host: &str,
+        port: Option<u16>,
+        path: Option<&str>,
+    ) -> io::Result<SshStream> {
+        let session = {
+            let mut slot = self.session.lock().await;
+            let alive = match slot.as_ref() {
+                Some(s) => s.alive()?,
+                None => false,
+            };
+            if !alive {
+                *slot = None;
+                *slot = Some(Arc::new(Session::start(settings, host, port, path).await?));
+            }
+            slot.as_ref().map(Arc::clone)
+        };
+        let Some(session) = session else {
+            return Err(io::Error::other("no ssh session"));
+        };
+        match &session.forward {
+            Some(local) => {
+                let stream = UnixStream::connect(local).await?;
+                Ok(SshStream {
+                    io: Io::Forwarded(stream),
+                    child: None,
+                    stderr: None,
+                    read_any: false,
+                    permit: None,
+                    _session: Some(Arc::clone(&session)),
+                })
+            }
+            None => settings.dial_stdio(host, port, Some(&session)),
+        }
+    }
+}
+
+/// A master ssh process with its control socket (and forwarded socket) in a private directory.
+#[derive(Debug)]
+pub(crate) struct Session {
+    child: std::sync::Mutex<Child>,
+    control: PathBuf,
+    forward: Option<PathBuf>,
+    mux: Arc<Semaphore>,
+    _dir: tempfile::TempDir,
+}
+
+impl Session {
+    async fn start(
+        settings: &SshSettings,
+        host: &str,
+        port: Option<u16>,
+        path: Option<&str>,
+    ) -> io::Result<Session> {
         sweep_stale_forwards();
         let dir = tempfile::Builder::new()
             .prefix(&forward_dir_prefix())
             .tempdir()?;
+        let control = dir.path().join("control");
         let local = dir.path().join("engine.sock");
-        let mut c = self.forward_command(host, port, &local, remote);
-        let mut child = c.spawn()?;
+        let forward = path.map(|remote| (local.as_path(), remote));
+        let mut child = settings
+            .master_command(host, port, &control, forward)
+            .spawn()?;
         let stderr = child.stderr.take().map(collect_stderr);
-        // ssh creates the socket once the forward is set up; the caller bounds the wait.
+        // ssh creates the control socket once authenticated, and the forwarded one once the
+        // forward is set up; the caller bounds the wait.
         loop {
-            if let Ok(stream) = UnixStream::connect(&local).await {
-                return Ok(SshStream {
-                    io: Io::Forwarded(stream),
-                    child,
-                    stderr,
-                    read_any: false,
-                    _dir: Some(dir),
+            let ready = control.exists() && (path.is_none() || local.exists());
+            if ready {
+                // The task keeps draining ssh's stderr, so ssh never blocks on a full pipe.
+                drop(stderr);
+                return Ok(Session {
+                    child: std::sync::Mutex::new(child),
+                    control,
+                    forward: path.map(|_| local),
+                    mux: Arc::new(Semaphore::new(MUX_SESSIONS)),
+                    _dir: dir,
                 });
             }
             if let Some(status) = child.try_wait()? {
@@ -179,8 +297,19 @@ impl SshSettings {
                 };
                 return Err(failed(&format!("ssh exited ({status})"), &said));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Whether the master still runs.
+    fn alive(&self) -> io::Result<bool> {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(child.try_wait()?.is_none())
+    }
+
+    /// A multiplexing slot, if one is free.
+    fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.mux).try_acquire_owned().ok()
     }
 }
 
@@ -250,9 +379,10 @@ fn sweep_stale_forwards() {
     }
 }
 
-/// Ends the processes whose command line forwards a socket inside `dir`.
+/// Ends the processes whose command line names a socket inside `dir` (a master's control
+/// socket, a forward's local socket).
 fn kill_forwarders_of(dir: &Path) {
-    let needle = format!("{}/engine.sock:", dir.display());
+    let needle = format!("{}/", dir.display());
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return;
     };
@@ -269,7 +399,7 @@ fn kill_forwarders_of(dir: &Path) {
         };
         if cmdline
             .split(|b| *b == 0)
-            .any(|arg| arg.starts_with(needle.as_bytes()))
+            .any(|arg| arg.windows(needle.len()).any(|w| w == needle.as_bytes()))
         {
             tracing::info!(pid, dir = %dir.display(), "ending an ssh forward a killed run left");
             let _ = std::process::Command::new("kill")
@@ -327,14 +457,17 @@ enum Io {
     Forwarded(UnixStream),
 }
 
-/// One engine connection through one ssh process.
+/// One engine connection through ssh: an ssh process of its own (`dial-stdio`, riding the
+/// session's master when it has a slot free), or a connection to the session's forwarded
+/// socket.
 #[derive(Debug)]
 pub struct SshStream {
     io: Io,
-    child: Child,
+    child: Option<Child>,
     stderr: Option<JoinHandle<String>>,
     read_any: bool,
-    _dir: Option<tempfile::TempDir>,
+    permit: Option<OwnedSemaphorePermit>,
+    _session: Option<Arc<Session>>,
 }
 
 impl SshStream {
@@ -346,10 +479,11 @@ impl SshStream {
         let stderr = child.stderr.take().map(collect_stderr);
         Ok(SshStream {
             io: Io::Stdio(stdin, stdout),
-            child,
+            child: Some(child),
             stderr,
             read_any: false,
-            _dir: None,
+            permit: None,
+            _session: None,
         })
     }
 
@@ -364,7 +498,9 @@ impl SshStream {
             None => String::new(),
         };
         self.stderr = None;
-        let _ = self.child.start_kill();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
         Poll::Ready(failed(what, &said))
     }
 
@@ -484,7 +620,13 @@ exec sleep 30
             ..Default::default()
         };
         let local = dir.path().join("engine.sock");
-        let mut c = settings.forward_command("h", None, &local, "/run/podman/podman.sock");
+        let control = dir.path().join("control");
+        let mut c = settings.master_command(
+            "h",
+            None,
+            &control,
+            Some((&local, "/run/podman/podman.sock")),
+        );
         c.kill_on_drop(false);
         let mut child = c.spawn().unwrap_or_else(|e| panic!("{e}"));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -11,15 +11,19 @@
 //! carry the engine calls (and what they carry, such as a sandbox's callback token) in the
 //! clear; `ssh://` through the system ssh client ([`crate::ssh`]).
 //!
-//! The budget is per connection, and each connection carries one request: [`send`] opens a
-//! connection per request (the Docker driver's client and raw requests), and podman-api keeps
-//! no idle connection to a Unix socket (the Podman driver's relay). So it is a budget per reply,
-//! headers included. The price is one connect per engine call, which is cheap on the local
-//! sockets and loopback ports engines listen on. A streamed reply (logs, pull progress) shares
-//! the same budget; the lifecycle reads at most 64 KiB of logs, and a pull's progress stays far
-//! below it within the call's timeout. A reply that switches protocols (`101`, an attach) is
-//! not budgeted after its status line: it is a stream both sides read as it goes, for as long
-//! as the session lasts, and no client collects it whole.
+//! The budget is per reply, headers included: [`Capped`] starts it over when a request is
+//! written after a reply was read (HTTP/1.1 clients send the next request only once the
+//! previous reply is in). So connections are kept and reused: [`send`] takes an idle one the
+//! target kept (every clone of a [`Target`] shares them) before it opens one, and keeps it
+//! again once the reply is in: one TCP connect and TLS handshake, or one ssh client, serves
+//! many engine calls, as the docker CLI's one connection does. A kept connection the engine
+//! closed is retried once on a new one, but only for a request that was not written or that
+//! cannot change anything (a bodiless `GET`); every call stays bounded by its caller's timeout.
+//! A streamed reply (logs, pull progress) shares the budget of its reply; the lifecycle reads
+//! at most 64 KiB of logs, and a pull's progress stays far below it within the call's timeout.
+//! A reply that switches protocols (`101`, an attach) is not budgeted after its status line: it
+//! is a stream both sides read as it goes, for as long as the session lasts, and no client
+//! collects it whole; its attach frames are checked ([`MAX_ATTACH_FRAME`]).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -29,20 +33,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use hyper::body::Incoming;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, HOST};
-use hyper::{Request, Response, Uri};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use openshell_runtime::facts::Endpoint;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::rustls;
 
-use crate::ssh::{SshFailed, SshSettings, SshStream};
+use crate::ssh::{SessionSlot, SshFailed, SshSettings, SshStream};
 use crate::tls::TlsMaterial;
 use crate::BoxError;
 
-/// The most bytes read from one engine connection, that is, one reply.
+/// The most bytes read of one engine reply, headers included.
 pub const MAX_REPLY: usize = 8 * 1024 * 1024;
 
 /// The port of a `tcp://` endpoint that names none (the Docker daemon's plain-HTTP port).
@@ -54,11 +64,24 @@ const DEFAULT_TLS_PORT: u16 = 2376;
 /// An endpoint and what reaching it takes: the TLS material for a `tcp://` endpoint that
 /// requires TLS, the ssh client's settings for an `ssh://` one. Discovery builds it; an
 /// [`Endpoint`] alone converts into a target that needs neither.
+///
+/// Clones share their connections: idle HTTP/1.1 connections kept for the next request
+/// ([`send`]) and, for `ssh://`, one ssh session ([`crate::ssh`]). Both end when the last
+/// clone is dropped; a target changed by [`Target::with_tls`], [`Target::with_ssh`] or
+/// [`Target::map_endpoint`] starts with none.
 #[derive(Debug, Clone)]
 pub struct Target {
     endpoint: Endpoint,
     tls: Option<Arc<TlsMaterial>>,
     ssh: SshSettings,
+    shared: Arc<Shared>,
+}
+
+/// What the clones of a target share.
+#[derive(Debug, Default)]
+struct Shared {
+    pool: Pool,
+    session: SessionSlot,
 }
 
 impl Target {
@@ -68,6 +91,7 @@ impl Target {
             endpoint,
             tls: None,
             ssh: SshSettings::default(),
+            shared: Arc::default(),
         }
     }
 
@@ -76,13 +100,19 @@ impl Target {
         Target {
             endpoint: self.endpoint.with_tls(),
             tls: Some(Arc::new(material)),
-            ..self
+            ssh: self.ssh,
+            shared: Arc::default(),
         }
     }
 
     /// This target with these ssh settings (used for `ssh://` endpoints only).
     pub fn with_ssh(self, ssh: SshSettings) -> Target {
-        Target { ssh, ..self }
+        Target {
+            ssh,
+            endpoint: self.endpoint,
+            tls: self.tls,
+            shared: Arc::default(),
+        }
     }
 
     /// The endpoint.
@@ -95,8 +125,15 @@ impl Target {
     pub fn map_endpoint(self, f: impl FnOnce(Endpoint) -> Endpoint) -> Target {
         Target {
             endpoint: f(self.endpoint),
-            ..self
+            tls: self.tls,
+            ssh: self.ssh,
+            shared: Arc::default(),
         }
+    }
+
+    /// How many idle connections to the engine this target (and its clones) keeps now.
+    pub fn idle_connections(&self) -> usize {
+        self.shared.pool.idle_count()
     }
 
     /// The TLS material, when the endpoint is spoken to over TLS.
@@ -251,10 +288,16 @@ pub enum EngineStream {
 /// Where an upgraded reply's status code sits: `HTTP/1.1 101`.
 const STATUS_LINE_START: usize = b"HTTP/1.1 101".len();
 
-/// A stream whose reads fail once more than `limit` bytes came through it. What was read past
-/// the limit is at most one read buffer, so a client's memory stays bounded near the limit.
-/// The stream carries one request, so the first bytes read are the reply's status line: a
-/// reply that switches protocols (`101`) lifts the limit ([`Capped::upgraded`]).
+/// A stream whose reads fail once more than `limit` bytes of one reply came through it. What
+/// was read past the limit is at most one read buffer, so a client's memory stays bounded near
+/// the limit.
+///
+/// HTTP/1.1 clients (hyper's among them) send a request only once the previous reply is read,
+/// so a write after reads starts a new exchange: the budget and what is known of the reply
+/// start over, and the first bytes read after it are the next reply's status line. A reply
+/// that switches protocols (`101`) lifts the limit for good ([`Capped::upgraded`]). An engine
+/// cannot make us write, so however it splits its bytes, it gets at most `limit` bytes per
+/// request we sent.
 #[derive(Debug)]
 pub struct Capped<S> {
     inner: S,
@@ -263,6 +306,8 @@ pub struct Capped<S> {
     head: Vec<u8>,
     upgraded: Arc<AtomicBool>,
     framing: Framing,
+    /// Bytes were read since the last write: the next write starts a new exchange.
+    replied: bool,
 }
 
 impl<S> Capped<S> {
@@ -275,6 +320,18 @@ impl<S> Capped<S> {
             head: Vec::with_capacity(STATUS_LINE_START),
             upgraded: Arc::default(),
             framing: Framing::Head(0),
+            replied: false,
+        }
+    }
+
+    /// A new request is being written after a reply was read: the next reply gets a budget of
+    /// its own. Nothing starts over on a stream that switched protocols.
+    fn next_exchange(&mut self) {
+        if self.replied && !self.upgraded.load(Ordering::SeqCst) {
+            self.read = 0;
+            self.head.clear();
+            self.framing = Framing::Head(0);
+            self.replied = false;
         }
     }
 
@@ -421,8 +478,9 @@ pub async fn connect(target: &Target) -> Result<Capped<EngineStream>, TransportE
         }
         (Endpoint::Ssh { host, port, path }, _) => EngineStream::Ssh(Box::new(
             target
-                .ssh()
-                .connect(host, *port, path.as_deref())
+                .shared
+                .session
+                .connect(target.ssh(), host, *port, path.as_deref())
                 .await
                 .map_err(|source| TransportError::Ssh {
                     endpoint: endpoint.to_string(),
@@ -434,29 +492,20 @@ pub async fn connect(target: &Target) -> Result<Capped<EngineStream>, TransportE
     Ok(Capped::new(stream, MAX_REPLY))
 }
 
-/// Sends one request to `endpoint` on a connection of its own and returns the response, whose
-/// body is read through the connection's budget. The connection closes once the body has been
-/// read or dropped.
+/// Sends one request to `target` and returns the response, whose body is read through the
+/// connection's budget. The connection is one the target kept from an earlier request when one
+/// is idle, else a new one; once the response is in, it is kept for the next request (it takes
+/// one once its body has been read; one whose body is dropped unread closes).
+///
+/// A kept connection the engine closed meanwhile fails the request before or as it is
+/// written: a request that was not written is sent once more on a new connection, and so is a
+/// `GET` or `HEAD` without a body that got no answer. Any other request is never sent twice:
+/// its failure is the caller's.
 pub async fn send<B>(target: &Target, req: Request<B>) -> Result<Response<Incoming>, TransportError>
 where
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let stream = connect(target).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| http_error(target, e))?;
-    // The connection task ends when the response body is done or dropped: the sender goes away
-    // with this call, so no second request can follow on the connection. An attach upgrades it.
-    // A connection that fails says why only to this task (the request just sees itself
-    // canceled), so its error is handed back.
-    let (failed, why) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            let _ = failed.send(e);
-        }
-    });
     let (mut parts, body) = req.into_parts();
     // Client libraries build absolute URIs for their own pools; the engine wants origin form.
     let origin = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -465,23 +514,157 @@ where
         .headers
         .entry(HOST)
         .or_insert(HeaderValue::from_static("docker"));
-    match sender.send_request(Request::from_parts(parts, body)).await {
-        Ok(response) => Ok(response),
-        Err(e) if e.is_canceled() => {
-            // The connection's own error, when it failed; it ends as the request is canceled,
-            // so the wait is short, and bounded all the same.
-            let cause = tokio::time::timeout(CONNECTION_ERROR_WAIT, why)
-                .await
-                .ok()
-                .and_then(Result::ok);
-            Err(http_error(target, cause.unwrap_or(e)))
+    let resendable = (parts.method == Method::GET || parts.method == Method::HEAD)
+        && body.size_hint().exact() == Some(0);
+    let again = resendable.then(|| bodiless_copy(&parts));
+    let req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+    let req = match target.shared.pool.checkout() {
+        None => req,
+        Some(mut conn) => match conn.sender.try_send_request(req).await {
+            Ok(response) => {
+                target.shared.pool.keep(conn, &response);
+                return Ok(response);
+            }
+            Err(mut e) => match (e.take_message(), again) {
+                (Some(unsent), _) => {
+                    tracing::debug!(error = %e.error(), "a kept engine connection was closed; sending on a new one");
+                    unsent
+                }
+                (None, Some(copy))
+                    if e.error().is_incomplete_message() || e.error().is_canceled() =>
+                {
+                    tracing::debug!(error = %e.error(), "a kept engine connection closed without an answer; sending the request again on a new one");
+                    copy
+                }
+                (None, _) => return Err(conn.failure(target, e.into_error()).await),
+            },
+        },
+    };
+    let mut conn = open(target).await?;
+    match conn.sender.send_request(req).await {
+        Ok(response) => {
+            target.shared.pool.keep(conn, &response);
+            Ok(response)
         }
-        Err(e) => Err(http_error(target, e)),
+        Err(e) => Err(conn.failure(target, e).await),
+    }
+}
+
+/// A request like the one of `parts`, with no body, to send again.
+fn bodiless_copy(parts: &hyper::http::request::Parts) -> Request<PoolBody> {
+    let mut copy = Request::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
+    *copy.method_mut() = parts.method.clone();
+    *copy.uri_mut() = parts.uri.clone();
+    *copy.version_mut() = parts.version;
+    *copy.headers_mut() = parts.headers.clone();
+    copy
+}
+
+/// A new HTTP/1.1 connection to `target`, its connection task running.
+async fn open(target: &Target) -> Result<Pooled, TransportError> {
+    let stream = connect(target).await?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| http_error(target, e))?;
+    // The task ends once the connection is idle and its sender gone (dropped from the pool or
+    // with the target), or upgraded (an attach) and done. A connection that fails says why only
+    // to this task (the request just sees itself canceled), so its error is handed back.
+    let (failed, why) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            let _ = failed.send(e);
+        }
+    });
+    Ok(Pooled {
+        sender,
+        why,
+        kept: Instant::now(),
+    })
+}
+
+/// The body every request is sent with, whatever the caller's: boxed.
+type PoolBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// One HTTP/1.1 connection to an engine, in use or kept for the next request.
+struct Pooled {
+    sender: SendRequest<PoolBody>,
+    /// The connection task's error, if it failed.
+    why: tokio::sync::oneshot::Receiver<hyper::Error>,
+    /// When it was last handed back.
+    kept: Instant,
+}
+
+impl Pooled {
+    /// The error for a request that failed on this connection: the connection's own error when
+    /// the request only saw itself canceled (it ends as the request is canceled, so the wait
+    /// is short, and bounded all the same).
+    async fn failure(self, target: &Target, e: hyper::Error) -> TransportError {
+        if !e.is_canceled() {
+            return http_error(target, e);
+        }
+        let cause = tokio::time::timeout(CONNECTION_ERROR_WAIT, self.why)
+            .await
+            .ok()
+            .and_then(Result::ok);
+        http_error(target, cause.unwrap_or(e))
+    }
+}
+
+/// The most connections a target keeps, in use or idle.
+const MAX_KEPT: usize = 8;
+
+/// How long an idle connection is kept. Engines close idle connections on their own schedule
+/// (Podman's service after its idle timeout); one closed meanwhile costs a retry, not a
+/// failure, but a short keep avoids most.
+const KEEP_IDLE: Duration = Duration::from_secs(30);
+
+/// The connections a target keeps for its next requests.
+#[derive(Default)]
+struct Pool {
+    conns: Mutex<Vec<Pooled>>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pool({} idle)", self.idle_count())
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pooled>> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// An idle connection, if one is kept and still open; closed and long-idle ones go.
+    fn checkout(&self) -> Option<Pooled> {
+        let mut conns = self.lock();
+        let stale = |c: &Pooled| c.sender.is_ready() && c.kept.elapsed() > KEEP_IDLE;
+        conns.retain(|c| !c.sender.is_closed() && !stale(c));
+        let idle = conns.iter().position(|c| c.sender.is_ready())?;
+        Some(conns.swap_remove(idle))
+    }
+
+    /// Keeps `conn` for a next request once `response`'s body is read, unless the response
+    /// took the connection over (`101`) or enough are kept already.
+    fn keep(&self, mut conn: Pooled, response: &Response<Incoming>) {
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return;
+        }
+        let mut conns = self.lock();
+        conns.retain(|c| !c.sender.is_closed());
+        if conns.len() < MAX_KEPT {
+            conn.kept = Instant::now();
+            conns.push(conn);
+        }
+    }
+
+    fn idle_count(&self) -> usize {
+        self.lock().iter().filter(|c| c.sender.is_ready()).count()
     }
 }
 
 /// How long a canceled request waits for its connection's error.
-const CONNECTION_ERROR_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+const CONNECTION_ERROR_WAIT: Duration = Duration::from_millis(500);
 
 /// An HTTP failure, or the budget, ssh or TLS failure that caused it.
 fn http_error(target: &Target, e: hyper::Error) -> TransportError {
@@ -577,6 +760,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Capped<S> {
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let this = &mut *self;
+                if buf.filled().len() > before {
+                    this.replied = true;
+                }
                 if this.head.len() < STATUS_LINE_START {
                     this.watch_status(&buf.filled()[before..]);
                 }
@@ -607,6 +793,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Capped<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.next_exchange();
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -670,7 +857,185 @@ impl AsyncWrite for EngineStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+
+    /// What a test engine does with the request it read, by its request line.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// `200` with a body of this many bytes, keeping the connection.
+        Body(usize),
+        /// Closes the connection without answering.
+        Hang,
+    }
+
+    /// A test engine on a Unix socket: answers requests one after another on each connection,
+    /// as `answer` says for the request line; counts connections and request lines.
+    struct TestEngine {
+        target: Target,
+        connections: Arc<std::sync::atomic::AtomicUsize>,
+        requests: Arc<Mutex<Vec<String>>>,
+        _dir: tempfile::TempDir,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for TestEngine {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    fn test_engine(answer: fn(&str, usize) -> Answer) -> TestEngine {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap_or_else(|e| panic!("{e}"));
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (c, r) = (Arc::clone(&connections), Arc::clone(&requests));
+        let task = tokio::spawn(async move {
+            // Bounded: a test makes a handful of connections.
+            for _ in 0..32 {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                c.fetch_add(1, Ordering::SeqCst);
+                let r = Arc::clone(&r);
+                tokio::spawn(async move {
+                    let mut stream = tokio::io::BufReader::new(stream);
+                    for _ in 0..32 {
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        // The rest of the head (the requests here have no body).
+                        loop {
+                            let mut header = String::new();
+                            if stream.read_line(&mut header).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if header == "\r\n" {
+                                break;
+                            }
+                        }
+                        let seen = {
+                            let mut r = r.lock().unwrap_or_else(PoisonError::into_inner);
+                            r.push(line.trim().to_string());
+                            r.iter().filter(|l| **l == line.trim()).count()
+                        };
+                        match answer(line.trim(), seen) {
+                            Answer::Body(n) => {
+                                let head =
+                                    format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
+                                let mut reply = head.into_bytes();
+                                reply.resize(reply.len() + n, b'x');
+                                if stream.get_mut().write_all(&reply).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Answer::Hang => return,
+                        }
+                    }
+                });
+            }
+        });
+        let target = Target::new(Endpoint::Unix {
+            path: path.to_string_lossy().into_owned(),
+        });
+        TestEngine {
+            target,
+            connections,
+            requests,
+            _dir: dir,
+            task,
+        }
+    }
+
+    async fn get(target: &Target, path: &str) -> Result<Bytes, TransportError> {
+        let req = Request::get(path)
+            .body(Empty::<Bytes>::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let res = send(target, req).await?;
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| match too_large(&e) {
+                Some(t) => TransportError::TooLarge(t),
+                None => TransportError::Http(e),
+            })?;
+        Ok(body.to_bytes())
+    }
+
+    /// One connection serves calls one after another, each reply within a budget of its own:
+    /// five replies of 5 MiB (25 MiB in all, three times the budget) on one connection.
+    #[tokio::test]
+    async fn one_kept_connection_serves_many_replies_each_within_its_budget() {
+        let engine = test_engine(|_, _| Answer::Body(5 * 1024 * 1024));
+        for _ in 0..5 {
+            let body = get(&engine.target, "/info")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(body.len(), 5 * 1024 * 1024);
+        }
+        assert_eq!(engine.connections.load(Ordering::SeqCst), 1);
+        // Clones share the connection.
+        let clone = engine.target.clone();
+        get(&clone, "/_ping")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(engine.connections.load(Ordering::SeqCst), 1);
+        assert_eq!(clone.idle_connections(), 1);
+    }
+
+    /// A reply over the budget still fails on a kept connection, and the connection is not
+    /// used again.
+    #[tokio::test]
+    async fn a_reply_over_the_budget_fails_on_a_kept_connection_too() {
+        let engine = test_engine(|line, _| match line {
+            "GET /big HTTP/1.1" => Answer::Body(MAX_REPLY + 1),
+            _ => Answer::Body(2),
+        });
+        get(&engine.target, "/small")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = get(&engine.target, "/big").await.err();
+        assert!(matches!(err, Some(TransportError::TooLarge(_))), "{err:?}");
+        get(&engine.target, "/small")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(engine.connections.load(Ordering::SeqCst), 2);
+    }
+
+    /// A kept connection that the engine closes on a request: a bodiless GET is sent again
+    /// on a new connection; a POST is never sent twice, and its failure is the caller's.
+    #[tokio::test]
+    async fn a_closed_kept_connection_resends_a_get_and_never_a_post() {
+        let engine = test_engine(|line, seen| match (line, seen) {
+            ("GET /again HTTP/1.1", 1) | ("POST /once HTTP/1.1", _) => Answer::Hang,
+            _ => Answer::Body(2),
+        });
+        get(&engine.target, "/first")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let body = get(&engine.target, "/again")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&body[..], b"xx");
+        assert_eq!(engine.connections.load(Ordering::SeqCst), 2);
+
+        let post = Request::post("/once")
+            .body(Empty::<Bytes>::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let failed = send(&engine.target, post).await;
+        assert!(failed.is_err(), "{failed:?}");
+        let requests = engine
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let posts = requests.iter().filter(|l| l.starts_with("POST")).count();
+        let gets = requests.iter().filter(|l| l.contains("/again")).count();
+        assert_eq!((posts, gets), (1, 2), "{requests:?}");
+    }
 
     #[tokio::test]
     async fn a_tls_endpoint_is_refused_before_connecting() {
