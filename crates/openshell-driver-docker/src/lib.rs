@@ -34,7 +34,8 @@ use openshell_transport::transport::{self, Target};
 use serde_json::Value;
 use tracing::Instrument;
 
-/// libpod's `/info`, asked of every engine: Podman answers it, Docker refuses the API version.
+/// libpod's `/info`, asked of every engine that named itself Podman on `/_ping` or did not
+/// answer it: Podman answers it, Docker refuses the API version.
 /// It identifies Podman even where a proxy stripped the ping headers.
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
 
@@ -101,9 +102,8 @@ fn parse_api_version(raw: &str) -> Option<bollard::ClientVersion> {
     })
 }
 
-/// A bollard client whose every request goes over a connection of its own from
-/// `openshell-sandbox`'s transport, so every reply is read within the transport's size budget
-/// (bollard's own Unix and HTTP clients read replies whole, however large).
+/// A bollard client whose requests go over `openshell-transport`'s kept connections, each reply
+/// read within its size budget (bollard's own clients read replies whole, however large).
 fn capped_client(
     endpoint: &Target,
     secs: u64,
@@ -134,18 +134,6 @@ struct ListedContainer {
     labels: Option<BTreeMap<String, String>>,
 }
 
-/// `text` escaped for a URL query value: every byte but the unreserved ones as `%XX`.
-fn query_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// A connection to one Docker-API engine.
 #[derive(Debug, Clone)]
 pub struct DockerDriver {
@@ -155,6 +143,8 @@ pub struct DockerDriver {
     /// The engine named itself Podman on `/_ping` (`Libpod-Api-Version`): it also serves libpod's
     /// API on this endpoint.
     libpod: bool,
+    /// `/_ping`'s headers at connect time, which the facts reuse (one round trip less).
+    ping: Option<BTreeMap<String, String>>,
 }
 
 impl DockerDriver {
@@ -219,6 +209,7 @@ impl DockerDriver {
             endpoint,
             timeout,
             libpod,
+            ping: pinged.map(|r| r.headers),
         })
     }
 
@@ -279,14 +270,23 @@ impl EngineOps for DockerDriver {
     }
 
     async fn engine_documents(&self) -> Result<EngineDocuments, OpError> {
-        let (ping, version, info, libpod_info) = tokio::join!(
-            self.raw_get("/_ping"),
-            self.docker.version(),
-            self.docker.info(),
-            self.libpod_info(),
-        );
+        let ping = async {
+            match &self.ping {
+                Some(headers) => Ok(headers.clone()),
+                None => self.raw_get("/_ping").await.map(|r| r.headers),
+            }
+        };
+        // Only an engine that named itself Podman, or did not answer `/_ping`, is asked.
+        let libpod_info = async {
+            match self.libpod || self.ping.is_none() {
+                true => self.libpod_info().await,
+                false => None,
+            }
+        };
+        let (ping, version, info, libpod_info) =
+            tokio::join!(ping, self.docker.version(), self.docker.info(), libpod_info,);
         Ok(EngineDocuments {
-            ping: ping?.headers,
+            ping: ping?,
             version: to_json(&version.map_err(op)?)?,
             info: to_json(&info.map_err(op)?)?,
             libpod_info,
@@ -373,7 +373,10 @@ impl EngineOps for DockerDriver {
         // Read raw rather than through bollard's model: Podman's Docker-compatible API reports
         // states (`stopped`) that bollard 0.21's state enum rejects, which failed the whole list.
         let filters = serde_json::json!({ "label": [format!("{label}={value}")] }).to_string();
-        let path = format!("/containers/json?all=1&filters={}", query_escape(&filters));
+        let path = format!(
+            "/containers/json?all=1&filters={}",
+            raw::query_escape(&filters)
+        );
         let r = self.raw_get(&path).await?;
         if r.status != 200 {
             let body = String::from_utf8_lossy(&r.body);
@@ -578,9 +581,5 @@ mod tests {
             serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(list[0].id, "abc");
         assert_eq!(list[1].labels, None);
-        assert_eq!(
-            query_escape(r#"{"label":["a=b"]}"#),
-            "%7B%22label%22%3A%5B%22a%3Db%22%5D%7D"
-        );
     }
 }

@@ -69,6 +69,18 @@ where
     })
 }
 
+/// `text` escaped for a URL query value: every byte but the unreserved ones as `%XX`.
+pub fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `GET path` on the engine at `target`, within `timeout`.
 pub async fn get(target: &Target, path: &str, timeout: Duration) -> Result<RawResponse, RawError> {
     let req = hyper::Request::get(path)
@@ -93,4 +105,16 @@ pub async fn post_json(
     tokio::time::timeout(timeout, exchange(target, req))
         .await
         .map_err(|_| RawError::Timeout(timeout))?
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_are_escaped_but_for_unreserved_bytes() {
+        assert_eq!(
+            super::query_escape(r#"{"label":["a=b"]}"#),
+            "%7B%22label%22%3A%5B%22a%3Db%22%5D%7D"
+        );
+        assert_eq!(super::query_escape("a-Z.0_~"), "a-Z.0_~");
+    }
 }

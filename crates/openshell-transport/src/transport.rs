@@ -29,7 +29,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -128,6 +128,21 @@ impl Target {
             tls: self.tls,
             ssh: self.ssh,
             shared: Arc::default(),
+        }
+    }
+
+    /// How long a request waits for a connection in use to be free before it opens another:
+    /// [`COSTLY_WAIT`] where a new connection costs more than that (an ssh client running
+    /// `docker system dial-stdio` on the remote side, a remote docker CLI started per
+    /// connection); [`BRIEF_WAIT`] for TCP, TLS and a channel through an ssh forward, whose
+    /// cost (a round trip or two, a handshake) is more than a connection needs to become free
+    /// once its reply was read, but less than the engine's slower answers a concurrent call
+    /// would wait for; none for a Unix socket, where connecting costs less than waiting.
+    fn wait_for_kept(&self) -> Duration {
+        match self.endpoint {
+            Endpoint::Ssh { path: None, .. } => COSTLY_WAIT,
+            Endpoint::Unix { .. } | Endpoint::Npipe { .. } => Duration::ZERO,
+            Endpoint::Tcp { .. } | Endpoint::Ssh { .. } => BRIEF_WAIT,
         }
     }
 
@@ -506,6 +521,19 @@ where
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    send_waiting(target, req, target.wait_for_kept()).await
+}
+
+/// [`send`], waiting at most `wait` for a kept connection in use to be free.
+async fn send_waiting<B>(
+    target: &Target,
+    req: Request<B>,
+    wait: Duration,
+) -> Result<Response<Incoming>, TransportError>
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let (mut parts, body) = req.into_parts();
     // Client libraries build absolute URIs for their own pools; the engine wants origin form.
     let origin = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -518,7 +546,8 @@ where
         && body.size_hint().exact() == Some(0);
     let again = resendable.then(|| bodiless_copy(&parts));
     let req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
-    let req = match target.shared.pool.checkout() {
+    let kept = target.shared.pool.checkout_or_wait(wait).await;
+    let req = match kept {
         None => req,
         Some(mut conn) => match conn.sender.try_send_request(req).await {
             Ok(response) => {
@@ -575,11 +604,7 @@ async fn open(target: &Target) -> Result<Pooled, TransportError> {
             let _ = failed.send(e);
         }
     });
-    Ok(Pooled {
-        sender,
-        why,
-        kept: Instant::now(),
-    })
+    Ok(Pooled::new(sender, why, &target.shared.pool))
 }
 
 /// The body every request is sent with, whatever the caller's: boxed.
@@ -592,17 +617,39 @@ struct Pooled {
     why: tokio::sync::oneshot::Receiver<hyper::Error>,
     /// When it was last handed back.
     kept: Instant,
+    /// The count of its pool's live connections, which this one is part of until dropped.
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Pooled {
+    fn new(
+        sender: SendRequest<PoolBody>,
+        why: tokio::sync::oneshot::Receiver<hyper::Error>,
+        pool: &Pool,
+    ) -> Pooled {
+        pool.live.fetch_add(1, Ordering::SeqCst);
+        Pooled {
+            sender,
+            why,
+            kept: Instant::now(),
+            live: Arc::clone(&pool.live),
+        }
+    }
+
     /// The error for a request that failed on this connection: the connection's own error when
     /// the request only saw itself canceled (it ends as the request is canceled, so the wait
     /// is short, and bounded all the same).
-    async fn failure(self, target: &Target, e: hyper::Error) -> TransportError {
+    async fn failure(mut self, target: &Target, e: hyper::Error) -> TransportError {
         if !e.is_canceled() {
             return http_error(target, e);
         }
-        let cause = tokio::time::timeout(CONNECTION_ERROR_WAIT, self.why)
+        let cause = tokio::time::timeout(CONNECTION_ERROR_WAIT, &mut self.why)
             .await
             .ok()
             .and_then(Result::ok);
@@ -618,10 +665,22 @@ const MAX_KEPT: usize = 8;
 /// failure, but a short keep avoids most.
 const KEEP_IDLE: Duration = Duration::from_secs(30);
 
+/// How long a request to a target whose connections are costly waits for one in use to be
+/// free before it opens another: about what a new `docker system dial-stdio` costs.
+const COSTLY_WAIT: Duration = Duration::from_millis(400);
+
+/// How long a request waits for a connection in use to be free where a new one costs a round
+/// trip or a handshake ([`Target`]'s `wait_for_kept`).
+const BRIEF_WAIT: Duration = Duration::from_millis(2);
+
 /// The connections a target keeps for its next requests.
 #[derive(Default)]
 struct Pool {
     conns: Mutex<Vec<Pooled>>,
+    /// Connections open for HTTP: kept, or carrying a request.
+    live: Arc<AtomicUsize>,
+    /// Signalled when a connection is handed back.
+    returned: tokio::sync::Notify,
 }
 
 impl fmt::Debug for Pool {
@@ -644,18 +703,69 @@ impl Pool {
         Some(conns.swap_remove(idle))
     }
 
+    /// An idle connection as [`Pool::checkout`] finds one, else, while connections are open,
+    /// the first that is free within `wait`: one in use until its reply is read, or one handed
+    /// back meanwhile. For targets where a new connection costs more than waiting for one
+    /// (an ssh client and a remote docker CLI each), so that the calls of a run share one.
+    ///
+    /// A connection whose reply was just read takes a moment (its connection task's next turn,
+    /// on another thread) before it takes a request: without a wait, a call right after
+    /// another's reply opened a connection for nothing.
+    async fn checkout_or_wait(&self, wait: Duration) -> Option<Pooled> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let returned = self.returned.notified();
+            if let Some(idle) = self.checkout() {
+                return Some(idle);
+            }
+            if self.live.load(Ordering::SeqCst) == 0 {
+                return None;
+            }
+            let busy = {
+                let mut conns = self.lock();
+                let newest = (0..conns.len()).max_by_key(|&i| conns[i].kept);
+                newest.map(|i| conns.swap_remove(i))
+            };
+            match busy {
+                Some(mut conn) => {
+                    match tokio::time::timeout_at(deadline, conn.sender.ready()).await {
+                        Ok(Ok(())) => return Some(conn),
+                        // Closed: try what else there is.
+                        Ok(Err(_)) => {}
+                        Err(_) => {
+                            self.put(conn);
+                            return None;
+                        }
+                    }
+                }
+                None => {
+                    if tokio::time::timeout_at(deadline, returned).await.is_err() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
     /// Keeps `conn` for a next request once `response`'s body is read, unless the response
     /// took the connection over (`101`) or enough are kept already.
-    fn keep(&self, mut conn: Pooled, response: &Response<Incoming>) {
+    fn keep(&self, conn: Pooled, response: &Response<Incoming>) {
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             return;
         }
-        let mut conns = self.lock();
-        conns.retain(|c| !c.sender.is_closed());
-        if conns.len() < MAX_KEPT {
-            conn.kept = Instant::now();
-            conns.push(conn);
+        self.put(conn);
+    }
+
+    fn put(&self, mut conn: Pooled) {
+        {
+            let mut conns = self.lock();
+            conns.retain(|c| !c.sender.is_closed());
+            if conns.len() < MAX_KEPT {
+                conn.kept = Instant::now();
+                conns.push(conn);
+            }
         }
+        self.returned.notify_waiters();
     }
 
     fn idle_count(&self) -> usize {
@@ -864,6 +974,8 @@ mod tests {
     enum Answer {
         /// `200` with a body of this many bytes, keeping the connection.
         Body(usize),
+        /// The same, after this many milliseconds.
+        Late(usize, u64),
         /// Closes the connection without answering.
         Hang,
     }
@@ -888,13 +1000,59 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("engine.sock");
         let listener = tokio::net::UnixListener::bind(&path).unwrap_or_else(|e| panic!("{e}"));
+        let target = Target::new(Endpoint::Unix {
+            path: path.to_string_lossy().into_owned(),
+        });
+        serve_test_engine(listener, target, dir, answer)
+    }
+
+    /// A test engine on a loopback TCP port.
+    async fn tcp_test_engine(answer: fn(&str, usize) -> Answer) -> TestEngine {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).ok();
+        let target = Target::new(Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+            tls: false,
+        });
+        serve_test_engine(listener, target, dir, answer)
+    }
+
+    trait Accept: Send + 'static {
+        type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static;
+        fn accept(&self) -> impl std::future::Future<Output = io::Result<Self::Io>> + Send;
+    }
+
+    impl Accept for tokio::net::UnixListener {
+        type Io = UnixStream;
+        async fn accept(&self) -> io::Result<UnixStream> {
+            tokio::net::UnixListener::accept(self).await.map(|(s, _)| s)
+        }
+    }
+
+    impl Accept for tokio::net::TcpListener {
+        type Io = TcpStream;
+        async fn accept(&self) -> io::Result<TcpStream> {
+            tokio::net::TcpListener::accept(self).await.map(|(s, _)| s)
+        }
+    }
+
+    fn serve_test_engine<L: Accept>(
+        listener: L,
+        target: Target,
+        dir: tempfile::TempDir,
+        answer: fn(&str, usize) -> Answer,
+    ) -> TestEngine {
         let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let (c, r) = (Arc::clone(&connections), Arc::clone(&requests));
         let task = tokio::spawn(async move {
             // Bounded: a test makes a handful of connections.
             for _ in 0..32 {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok(stream) = listener.accept().await else {
                     return;
                 };
                 c.fetch_add(1, Ordering::SeqCst);
@@ -921,7 +1079,15 @@ mod tests {
                             r.push(line.trim().to_string());
                             r.iter().filter(|l| **l == line.trim()).count()
                         };
-                        match answer(line.trim(), seen) {
+                        let answer = match answer(line.trim(), seen) {
+                            Answer::Late(n, ms) => {
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                                Answer::Body(n)
+                            }
+                            other => other,
+                        };
+                        match answer {
+                            Answer::Late(..) => return,
                             Answer::Body(n) => {
                                 let head =
                                     format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
@@ -936,9 +1102,6 @@ mod tests {
                     }
                 });
             }
-        });
-        let target = Target::new(Endpoint::Unix {
-            path: path.to_string_lossy().into_owned(),
         });
         TestEngine {
             target,
@@ -984,6 +1147,51 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(engine.connections.load(Ordering::SeqCst), 1);
         assert_eq!(clone.idle_connections(), 1);
+    }
+
+    /// Calls one after another on a multi-threaded runtime share one TCP connection: a call
+    /// right after a reply was read waits the moment the connection needs to take a request
+    /// (without it, every other call opened a connection for nothing).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_one_after_another_share_one_tcp_connection() {
+        let engine = tcp_test_engine(|_, _| Answer::Body(64)).await;
+        for _ in 0..20 {
+            get(&engine.target, "/_ping")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(engine.connections.load(Ordering::SeqCst), 1);
+    }
+
+    /// Where a new connection is costly, a call waits for the one in use rather than open
+    /// another; where it is not, concurrent calls get connections of their own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_costly_target_waits_for_its_connection_in_use() {
+        for (wait, connections) in [(COSTLY_WAIT, 1), (Duration::ZERO, 2)] {
+            let engine = test_engine(|_, _| Answer::Late(16, 100));
+            get(&engine.target, "/_ping")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let call = |target: Target| async move {
+                let req = Request::get("/info")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let res = send_waiting(&target, req, wait)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                res.into_body().collect().await.map(|b| b.to_bytes().len())
+            };
+            let first = tokio::spawn(call(engine.target.clone()));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let second = call(engine.target.clone()).await;
+            let first = first.await.unwrap_or_else(|e| panic!("{e}"));
+            assert!(matches!((first, second), (Ok(16), Ok(16))));
+            assert_eq!(
+                engine.connections.load(Ordering::SeqCst),
+                connections,
+                "wait {wait:?}"
+            );
+        }
     }
 
     /// A reply over the budget still fails on a kept connection, and the connection is not
