@@ -515,3 +515,148 @@ fn live_doctor_proves_the_relay_on_a_remote_podman() {
     }));
     finish_remote(&engine, &network, outcome);
 }
+
+/// The command lines that contain `marker`, once they ended or 5 s passed.
+fn processes_left(marker: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|p| std::fs::read(p.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains(marker))
+            .collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Over ssh:// a run is one ssh session (issue 25): one master ssh, whose forward carries
+/// every connection to a remote socket, or which `docker system dial-stdio` clients ride, and
+/// the run's calls share its connections (before, every engine call was an ssh of its own: 5
+/// per `detect`). Nothing of the session runs after the run, whether it finished, was
+/// interrupted (SIGINT) or killed (SIGKILL): the master ends with its watchdog, the clients
+/// with the master.
+#[test]
+fn ssh_runs_are_one_session_and_leave_nothing_running() {
+    let Some(remote) = openshell_tests::live::remote_settings() else {
+        return;
+    };
+    let get = |k: &str| openshell_tests::live::remote_setting(&remote, k);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let home = dir.path();
+    // The ssh on the PATH notes each invocation, then is the system's.
+    let bin_dir = home.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap_or_else(|e| panic!("{e}"));
+    let log = home.join("ssh.log");
+    let wrapper = bin_dir.join("ssh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec /usr/bin/ssh \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let config = get("OPENSHELL_REMOTE_SSH_CONFIG");
+    let network = format!("openshell-detect-ssh-session-{}", std::process::id());
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|l| {
+            l.to_string_lossy()
+                .replace(|c: char| !c.is_ascii_digit(), "")
+        })
+        .unwrap_or_default();
+    let dial = get("OPENSHELL_REMOTE_DOCKER_SSH");
+    let forwarded = format!("{dial}{}", get("OPENSHELL_REMOTE_DOCKER_SOCKET"));
+    let run = |endpoint: &str| {
+        let mut c = isolated(home);
+        c.args(["detect", "--no-config", "-o", "json", "--timeout", "20"])
+            .args([
+                "--driver",
+                "docker",
+                "--endpoint",
+                endpoint,
+                "--network",
+                &network,
+            ])
+            .env("OPENSHELL_SSH_CONFIG", &config)
+            .env("PATH", &path);
+        c
+    };
+    let mut failures = Vec::new();
+    for (endpoint, dial_stdio) in [(dial.as_str(), true), (forwarded.as_str(), false)] {
+        let _ = std::fs::remove_file(&log);
+        let child = run(endpoint)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run the binary: {e}"));
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{endpoint}: {err}");
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        let masters = calls
+            .lines()
+            .filter(|l| l.contains("ControlMaster=yes"))
+            .count();
+        let others = calls.lines().count() - masters;
+        assert_eq!(masters, 1, "{endpoint}: one master per run\n{calls}");
+        if dial_stdio {
+            // One client carries the run's calls one after another; a second only where a
+            // call waited past the moment a new one costs.
+            assert!(
+                (1..=2).contains(&others),
+                "{endpoint}: dial-stdio clients\n{calls}"
+            );
+        } else {
+            assert_eq!(
+                others, 0,
+                "{endpoint}: the forward carries every call\n{calls}"
+            );
+        }
+        // Finished, interrupted and killed runs: nothing of their session runs afterwards.
+        let left = processes_left(&format!("openshell-ssh-{ns}-{pid}-"));
+        if !left.is_empty() {
+            failures.push(format!("{endpoint}, finished: {left:?}"));
+        }
+        for (signal, delay_ms) in [("INT", 150u64), ("KILL", 150), ("INT", 400), ("KILL", 400)] {
+            let child = run(endpoint)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run the binary: {e}"));
+            let pid = child.id();
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &pid.to_string()])
+                .status();
+            let _ = child.wait_with_output();
+            let left = processes_left(&format!("openshell-ssh-{ns}-{pid}-"));
+            if !left.is_empty() {
+                failures.push(format!(
+                    "{endpoint}, SIG{signal} after {delay_ms} ms: {left:?}"
+                ));
+            }
+        }
+    }
+    openshell_tests::live::remove_networks_named(
+        &openshell_tests::live::remote_dockerd(&remote),
+        &network,
+    );
+    assert!(failures.is_empty(), "ssh left running: {failures:#?}");
+}
