@@ -125,6 +125,40 @@ where
     );
 }
 
+/// One engine call (`/_ping`, answered at once) on `target`'s kept connection (after its
+/// session and connection are up: every call of a run past its first), and on a new target
+/// each time (a connect and handshake, for ssh a session, per call: what every call cost before
+/// connections were kept). Prints one row of the second table.
+async fn calls(label: &str, target: &Target, rounds: usize) {
+    let timeout = Duration::from_secs(30);
+    let ping = |t: Target| async move {
+        let t0 = Instant::now();
+        let r = openshell_transport::raw::get(&t, "/_ping", timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(r.status, 200, "{label}");
+        t0.elapsed()
+    };
+    ping(target.clone()).await;
+    let mut kept = Vec::new();
+    for _ in 0..rounds * 5 {
+        kept.push(ping(target.clone()).await);
+    }
+    let mut fresh = Vec::new();
+    for _ in 0..rounds {
+        // A target changed in any way (here: not at all) shares nothing with the old one.
+        fresh.push(ping(target.clone().map_endpoint(|e| e)).await);
+    }
+    let kept = median(kept);
+    let fresh = median(fresh);
+    println!(
+        "| {label} | {:.2} ms | {:.1} ms | {:.0}x |",
+        kept.as_secs_f64() * 1000.0,
+        fresh.as_secs_f64() * 1000.0,
+        fresh.as_secs_f64() / kept.as_secs_f64().max(1e-9)
+    );
+}
+
 fn docker_on(
     target: Target,
 ) -> impl Fn(String) -> std::pin::Pin<Box<dyn Future<Output = SandboxDriver>>> {
@@ -180,8 +214,10 @@ fn main() {
     runtime().block_on(async {
         println!("| engine, transport | detect | relay start | create→callback, relay | create→callback, direct |");
         println!("|---|---|---|---|---|");
+        let mut call_rows = Vec::new();
         let dockerd = live::dockerd();
         if dockerd.available() {
+            call_rows.push(("local dockerd, unix socket", Target::new(dockerd.endpoint())));
             bench(&dockerd, "local dockerd, unix socket", docker_on(Target::new(dockerd.endpoint())), rounds, true).await;
         }
         let remote = live::remote_dockerd(&settings);
@@ -192,9 +228,12 @@ fn main() {
             let tcp = Target::new(Endpoint::parse(&tcp).unwrap_or_else(|e| panic!("{e}"))).with_tls(tls);
             let ssh = remote_setting(&settings, "OPENSHELL_REMOTE_DOCKER_SSH");
             let forwarded = format!("{ssh}{}", remote_setting(&settings, "OPENSHELL_REMOTE_DOCKER_SOCKET"));
-            bench(&remote, "remote dockerd, tcp:// TLS", docker_on(tcp), rounds, false).await;
+            bench(&remote, "remote dockerd, tcp:// TLS", docker_on(tcp.clone()), rounds, false).await;
             bench(&remote, "remote dockerd, ssh:// dial-stdio", docker_on(ssh_target(&settings, &ssh)), rounds, false).await;
             bench(&remote, "remote dockerd, ssh:// forwarded socket", docker_on(ssh_target(&settings, &forwarded)), rounds, false).await;
+            call_rows.push(("remote dockerd, tcp:// TLS", tcp));
+            call_rows.push(("remote dockerd, ssh:// dial-stdio", ssh_target(&settings, &ssh)));
+            call_rows.push(("remote dockerd, ssh:// forwarded socket", ssh_target(&settings, &forwarded)));
             live::remove_images_of(&remote, "localhost/openshell-relay");
         }
         let podman = live::podman();
@@ -218,6 +257,12 @@ fn main() {
             let tcp = Target::new(Endpoint::parse(&tcp).unwrap_or_else(|e| panic!("{e}"))).with_tls(tls);
             bench(&remote, "remote Podman, tcp:// TLS, Podman driver", podman_on(tcp), rounds, false).await;
             live::remove_images_of(&remote, "localhost/openshell-relay");
+        }
+        println!();
+        println!("| engine, transport | one call, kept connection | one call, new connection | ratio |");
+        println!("|---|---|---|---|");
+        for (label, target) in &call_rows {
+            calls(label, target, rounds).await;
         }
     });
 }
