@@ -1,16 +1,17 @@
 //! A private proxy for a client library that opens its own engine connections and cannot be
 //! given ours (podman-api): the client talks to a Unix socket in a directory only this user can
-//! enter, and each connection it opens there is relayed to the engine over a connection from
-//! [`transport::connect`], so what the client reads is capped like every other engine reply.
-//! The proxy serves this process alone: a connection from any other process is closed unread,
-//! so the proxy never lends the engine socket's permissions to anyone else.
+//! enter, and each request it sends there is relayed with [`transport::send`], over the
+//! connections the target keeps: podman-api opens a connection per request (its pool keeps
+//! none idle), but the engine sees one kept connection, one TLS handshake, one ssh session, as
+//! the Docker driver's calls do. Every reply is read within its budget like every other engine
+//! reply. The proxy serves this process alone: a connection from any other process is closed
+//! unread, so the proxy never lends the engine socket's permissions to anyone else.
 //!
-//! podman-api opens one connection per request to a Unix socket (its pool keeps none idle), so
-//! the per-connection budget is a per-reply budget. When the budget stops a reply, the client
-//! only sees the connection end; the proxy records why, and the driver reports that instead
-//! ([`Proxy::incident_since`]). The limit: such a record is matched to a call by time, so with
-//! concurrent calls on one driver a call that failed at a transport level in the same moment
-//! may report another call's incident.
+//! When the transport fails a request (a reply over the budget, an engine that cannot be
+//! reached), the client only sees its connection end; the proxy records why, and the driver
+//! reports that instead ([`Proxy::incident_since`]). The limit: such a record is matched to a
+//! call by time, so with concurrent calls on one driver a call that failed at a transport level
+//! in the same moment may report another call's incident.
 //!
 //! A proxy's directory is removed when the proxy is dropped. One left by a process that was
 //! killed (or that leaked its driver) is removed by the next proxy this user starts.
@@ -18,10 +19,17 @@
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::CONNECTION;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -59,7 +67,11 @@ struct Incidents {
 
 impl Incidents {
     fn record(&self, e: TransportError) {
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(e));
+        self.record_shared(Arc::new(e));
+    }
+
+    fn record_shared(&self, e: Arc<TransportError>) {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
         self.count.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -205,41 +217,89 @@ fn from_this_process(client: &UnixStream, owner: u32) -> bool {
     }
 }
 
-async fn forward(mut client: UnixStream, served: Served) {
+/// The body of a relayed reply: the engine's, noting a budget failure as it streams.
+type ReplyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// Serves one client connection: each request it sends is relayed with [`transport::send`],
+/// so it goes over a connection the target keeps (one TLS handshake, one ssh session for all),
+/// and its reply comes back within the budget. The connection lives at most `lifetime` unless
+/// a reply switched protocols (an attach), whose two ends are then joined for as long as the
+/// session lasts.
+async fn forward(client: UnixStream, served: Served) {
     if !from_this_process(&client, served.owner) {
         // Another process of this user's sweep checking whether the proxy is alive, or a
         // stranger: neither gets the engine.
         tracing::debug!("proxy connection from another process closed");
         return;
     }
+    let upgraded = Arc::new(AtomicBool::new(false));
+    let service = {
+        let served = served.clone();
+        let upgraded = Arc::clone(&upgraded);
+        service_fn(move |req| relay(req, served.clone(), Arc::clone(&upgraded)))
+    };
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(client), service)
+        .with_upgrades();
+    tokio::pin!(conn);
     let deadline = tokio::time::sleep(served.lifetime);
     tokio::pin!(deadline);
-    let connected = tokio::select! {
-        c = transport::connect(&served.endpoint) => c,
-        () = &mut deadline => return,
-    };
-    let mut engine = match connected {
-        Ok(s) => s,
-        Err(e) => return served.incidents.record(e),
-    };
-    let upgraded = engine.upgraded();
-    let copied = tokio::io::copy_bidirectional(&mut client, &mut engine);
-    tokio::pin!(copied);
-    let result = tokio::select! {
-        r = &mut copied => r,
+    tokio::select! {
+        _ = &mut conn => {}
         () = &mut deadline => {
             // An attach's session outlives the deadline; anything else is given up.
-            if !upgraded.load(Ordering::SeqCst) {
-                return;
+            if upgraded.load(Ordering::SeqCst) {
+                let _ = conn.await;
             }
-            copied.await
-        }
-    };
-    if let Err(e) = result {
-        if let Some(t) = transport::too_large(&e) {
-            served.incidents.record(t.into());
         }
     }
+}
+
+/// Relays one request. A transport failure is recorded for the driver and ends the client's
+/// connection without an answer, as a failed engine connection would.
+async fn relay(
+    mut req: Request<Incoming>,
+    served: Served,
+    upgraded: Arc<AtomicBool>,
+) -> Result<Response<ReplyBody>, TransportError> {
+    let client_side = hyper::upgrade::on(&mut req);
+    // The client's connection ends with its request; the engine's is kept for the next one.
+    let closing = req
+        .headers()
+        .get(CONNECTION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+    if closing {
+        req.headers_mut().remove(CONNECTION);
+    }
+    let mut response = match transport::send(&served.endpoint, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            let kept = Arc::new(e);
+            served.incidents.record_shared(Arc::clone(&kept));
+            return Err(TransportError::Relayed(kept));
+        }
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        upgraded.store(true, Ordering::SeqCst);
+        let engine_side = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            if let (Ok(client), Ok(engine)) = (client_side.await, engine_side.await) {
+                let (mut client, mut engine) = (TokioIo::new(client), TokioIo::new(engine));
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut engine).await;
+            }
+        });
+    }
+    let incidents = Arc::clone(&served.incidents);
+    Ok(response.map(move |body| {
+        body.map_err(move |e| {
+            if let Some(t) = transport::too_large(&e) {
+                incidents.record(t.into());
+            }
+            e
+        })
+        .boxed_unsync()
+    }))
 }
 
 #[cfg(test)]
@@ -303,6 +363,11 @@ mod tests {
         let mut client = UnixStream::connect(proxy.socket())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        use tokio::io::AsyncWriteExt;
+        client
+            .write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         // The proxy records the failure, then closes the client.
         let mut buf = [0u8; 1];
         let read = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf)).await;
@@ -314,5 +379,121 @@ mod tests {
             matches!(*incident, TransportError::Connect(_)),
             "{incident}"
         );
+    }
+
+    /// The requests of podman-api's connections (one per request) reach the engine over one
+    /// kept connection, and an attach's two ends are joined.
+    #[tokio::test]
+    async fn requests_share_the_targets_kept_connection_and_upgrades_are_joined() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        // On loopback TCP: a Unix socket costs less to connect than to wait for.
+        let engine = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = engine.local_addr().map(|a| a.port()).ok();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        // A test engine: answers `/_ping`, and switches protocols on `/attach`, then echoes.
+        let task = tokio::spawn(async move {
+            for _ in 0..8 {
+                let Ok((stream, _)) = engine.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut stream = tokio::io::BufReader::new(stream);
+                    for _ in 0..8 {
+                        let mut line = String::new();
+                        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        loop {
+                            let mut h = String::new();
+                            if stream.read_line(&mut h).await.unwrap_or(0) == 0 || h == "\r\n" {
+                                break;
+                            }
+                        }
+                        if line.starts_with("POST /attach") {
+                            let _ = stream
+                                .get_mut()
+                                .write_all(b"HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+                                .await;
+                            // Echoed as the engines frame a container's stdout.
+                            let mut echo = String::new();
+                            let _ = stream.read_line(&mut echo).await;
+                            let mut frame = vec![1u8, 0, 0, 0];
+                            frame.extend_from_slice(&(echo.len() as u32).to_be_bytes());
+                            frame.extend_from_slice(echo.as_bytes());
+                            let _ = stream.get_mut().write_all(&frame).await;
+                            return;
+                        }
+                        let _ = stream
+                            .get_mut()
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+                            .await;
+                    }
+                });
+            }
+        });
+        let target = Endpoint::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+            tls: false,
+        };
+        let proxy = Proxy::start(target, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..4 {
+            let mut client = UnixStream::connect(proxy.socket())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            client
+                .write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut reply = String::new();
+            let _ = tokio::time::timeout(Duration::from_secs(5), client.read_to_string(&mut reply))
+                .await;
+            assert!(
+                reply.starts_with("HTTP/1.1 200") && reply.ends_with("OK"),
+                "{reply}"
+            );
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one engine connection for all"
+        );
+
+        let mut client = UnixStream::connect(proxy.socket())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        client
+            .write_all(b"POST /attach HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut client = tokio::io::BufReader::new(client);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(5), client.read_line(&mut line))
+                .await
+                .unwrap_or_else(|_| panic!("no upgrade: {head}"))
+                .unwrap_or(0);
+            if n == 0 || line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        client
+            .get_mut()
+            .write_all(b"hello through the attach\n")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut echoed = vec![0u8; 8 + 25];
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut echoed)).await;
+        assert!(matches!(read, Ok(Ok(_))), "{read:?}");
+        assert_eq!(&echoed[8..], b"hello through the attach\n");
+        task.abort();
     }
 }

@@ -285,6 +285,9 @@ pub enum TransportError {
     /// The request could not be sent as built (a URI without a path).
     #[error("bad request: {0}")]
     Request(#[source] hyper::http::Error),
+    /// The private proxy could not relay a request: this failure, also recorded for the driver.
+    #[error(transparent)]
+    Relayed(Arc<TransportError>),
 }
 
 /// A connection to an engine, before its budget.

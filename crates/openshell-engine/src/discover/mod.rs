@@ -580,10 +580,16 @@ mod tests {
             };
             Candidates::named(Target::new(endpoint).with_ssh(settings), "--endpoint")
         };
+        // As the session's master (`-N`, `ControlMaster=yes`) it only makes its control
+        // socket's path exist, and stays; as a client riding it, it answers.
         let answers = fake_ssh(
             dir.path(),
             "answers",
-            r"read -r line; printf 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK'",
+            r#"case "$*" in *ControlMaster=yes*)
+  for a in "$@"; do case "$a" in ControlPath=*) : > "${a#ControlPath=}";; esac; done
+  exec sleep 30;;
+esac
+read -r line; printf 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK'"#,
         );
         let up = probe_candidates(ssh(answers), Duration::from_secs(5)).await;
         assert_eq!(up.candidates[0].outcome, CandidateOutcome::Ok, "{up:?}");
