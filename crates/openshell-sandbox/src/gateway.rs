@@ -240,10 +240,15 @@ mod tests {
         };
         let live = Arc::clone(&ops.live);
         let driver = SandboxDriver::new(ops, DriverOptions::default());
+        // Any free port: the default one may be taken by a gateway or another test.
+        let context = RouteContext {
+            port: 0,
+            ..RouteContext::default()
+        };
         let route = Route::relay(
             "test",
             EngineKind::Docker,
-            &RouteContext::default(),
+            &context,
             String::new(),
             Vec::new(),
         );
