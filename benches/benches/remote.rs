@@ -1,7 +1,8 @@
 //! Latency over the wire (issue 14): detect and sandbox create→callback against the namespaced
 //! engines of `scripts/remote.sh` over `tcp://` with TLS and `ssh://`, next to the local
 //! sockets. "Detect" is what `detect` does past discovery: connect the driver, gather the
-//! engine's facts, decide. "Create→callback" is one sandbox created, started and called back
+//! engine's facts, decide, each time with connections (and an ssh session) of its own, as a
+//! new process has. "Create→callback" is one sandbox created, started and called back
 //! through the relay (the remote engines' route) to a listener on 127.0.0.1, measured until the
 //! callback arrives; on the local dockerd also along the decided direct bridge route. The
 //! relay's start (image check or import, container create, attach) is reported on its own.
@@ -163,7 +164,9 @@ fn docker_on(
     target: Target,
 ) -> impl Fn(String) -> std::pin::Pin<Box<dyn Future<Output = SandboxDriver>>> {
     move |network| {
-        let target = target.clone();
+        // A target of its own: each connect pays its connections (and ssh session), as a new
+        // gateway process does.
+        let target = target.clone().map_endpoint(|e| e);
         Box::pin(async move {
             connect_to(DriverKind::Docker, target, options(network))
                 .await
@@ -176,7 +179,9 @@ fn podman_on(
     target: Target,
 ) -> impl Fn(String) -> std::pin::Pin<Box<dyn Future<Output = SandboxDriver>>> {
     move |network| {
-        let target = target.clone();
+        // A target of its own: each connect pays its connections (and ssh session), as a new
+        // gateway process does.
+        let target = target.clone().map_endpoint(|e| e);
         Box::pin(async move {
             connect_to(DriverKind::Podman, target, options(network))
                 .await
