@@ -267,7 +267,7 @@ impl Session {
         sweep_stale_forwards();
         let dir = tempfile::Builder::new()
             .prefix(&forward_dir_prefix())
-            .tempdir()?;
+            .tempdir_in(session_parent())?;
         let control = dir.path().join("control");
         let local = dir.path().join("engine.sock");
         let forward = path.map(|remote| (local.as_path(), remote));
@@ -326,6 +326,19 @@ wait "$ssh"; status=$?
 kill "$guard" 2>/dev/null
 exit "$status""#;
 
+/// Where session directories go: the temporary directory, unless its path is so long that
+/// the sockets in it would pass the limit of a socket's path (104 bytes on macOS, whose
+/// `TMPDIR` is about 50; ssh binds the control socket under a name 17 bytes longer), then
+/// `/tmp`.
+fn session_parent() -> PathBuf {
+    let temp = std::env::temp_dir();
+    if temp.as_os_str().len() <= 32 {
+        temp
+    } else {
+        PathBuf::from("/tmp")
+    }
+}
+
 /// Our pid namespace's inode, read from `/proc/self/ns/pid` (`pid:[4026531836]`).
 fn pid_namespace() -> String {
     std::fs::read_link("/proc/self/ns/pid")
@@ -363,7 +376,7 @@ fn forward_dir_stale(name: &str, namespace: &str, alive: &dyn Fn(u32) -> bool) -
 fn sweep_stale_forwards() {
     let namespace = pid_namespace();
     let alive = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+    let Ok(entries) = std::fs::read_dir(session_parent()) else {
         return;
     };
     for entry in entries.flatten() {
