@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod driver;
+mod elf;
 mod error;
 #[cfg(test)]
 mod fake;
