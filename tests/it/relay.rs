@@ -36,6 +36,7 @@ fn loopback_route(engine: &Engine) -> Route {
         },
         route_kind: RouteKind::Bridge,
         openshell_host: HostTarget::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        target_source: openshell_runtime::TargetSource::Runtime,
         bind: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         exposure: Exposure::Loopback,
         port: 0,

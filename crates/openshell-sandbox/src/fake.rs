@@ -43,6 +43,8 @@ pub(crate) struct FakeState {
     pub(crate) removed: Vec<String>,
     /// How many attaches were made.
     pub(crate) attaches: u32,
+    /// The gateway its bridge networks report, if any.
+    pub(crate) bridge_gateway: Option<IpAddr>,
 }
 
 /// An in-memory engine; clones share the state.
@@ -201,12 +203,16 @@ impl EngineOps for FakeOps {
         Ok(())
     }
     async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError> {
+        let mut body = serde_json::json!({"Name": name, "Driver": "bridge"});
+        if let Some(gw) = self.with(|s| s.bridge_gateway) {
+            body["IPAM"] = serde_json::json!({"Config": [{"Gateway": gw.to_string()}]});
+        }
         Ok(NetworkInfo {
             id: "n1".into(),
             name: name.into(),
             driver: "bridge".into(),
             labels: BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]),
-            body: serde_json::json!({"Name": name, "Driver": "bridge"}),
+            body,
         })
     }
     async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError> {

@@ -37,8 +37,8 @@ pub use lifecycle::{GatheredFacts, SandboxHandle, SandboxState};
 pub use listener::{is_host_address, Arrival, CallbackListener, ListenerError, ListenerOptions};
 pub use openshell_driver::ErrorKind;
 pub use probe::{
-    probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome, ProbeResult,
-    Unverified,
+    check_target, probe_in_order, probe_route, require_verified_route, ForeignTarget, ProbeOptions,
+    ProbeOutcome, ProbeResult, Unverified,
 };
 pub use reap::{Sweep, SweptProbe};
 pub use relay::{
