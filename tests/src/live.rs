@@ -176,7 +176,8 @@ impl Engine {
         }
     }
 
-    fn command(&self) -> Command {
+    /// The engine's CLI, as its user, run from `/`.
+    pub fn command(&self) -> Command {
         let mut c = Command::new(&self.cli[0]);
         // The engine's user (rootless Podman) may not be allowed into the test's working
         // directory (a checkout under a 0700 temporary directory): run from `/`.

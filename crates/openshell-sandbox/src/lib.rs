@@ -42,8 +42,8 @@ pub use probe::{
 };
 pub use reap::{Sweep, SweptProbe};
 pub use relay::{
-    embedded_arches, embedded_relay, normalise_arch, reap_relays, relay_ready, remove_own_relays,
-    Relay, RelayError, RelayOptions, ENV_RELAY_BINARY, ENV_RELAY_IMAGE,
+    embedded_arches, embedded_relay, normalise_arch, prune_relay_images, reap_relays, relay_ready,
+    remove_own_relays, Relay, RelayError, RelayOptions, ENV_RELAY_BINARY, ENV_RELAY_IMAGE,
 };
 pub use spec::{sandbox_command, SandboxSpec, SpecError, ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN};
 pub use token::{new_token, TokenError};

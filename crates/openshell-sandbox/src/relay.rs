@@ -620,7 +620,89 @@ pub(crate) async fn ensure_relay_image(
             )
             .await?;
     }
+    // Every other build's image stays behind otherwise; failing to tidy up is no reason to
+    // refuse the relay.
+    match prune_relay_images(driver, RELAY_REPO, &reference, IMAGE_GRACE).await {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(
+                ?removed,
+                "removed relay images of other builds that no container uses"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "relay images of other builds not looked at"),
+    }
     Ok(reference)
+}
+
+/// A relay image of another build imported less than this long ago is kept: a gateway of that
+/// build may be between importing it and creating its relay, which the engine cannot see.
+const IMAGE_GRACE: Duration = Duration::from_secs(3600);
+
+/// Whether `reference` is a relay image of `repository` as [`image_reference`] names them:
+/// `<repository>:<arch>-<24 hex digits>`. Nothing else is ever removed.
+fn is_relay_image(repository: &str, reference: &str) -> bool {
+    let Some(tag) = reference
+        .strip_prefix(repository)
+        .and_then(|t| t.strip_prefix(':'))
+    else {
+        return false;
+    };
+    let Some((arch, hash)) = tag.split_once('-') else {
+        return false;
+    };
+    normalise_arch(arch) == Some(arch)
+        && hash.len() == 24
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Removes the relay images of `repository` (the relay's is `localhost/openshell-relay`; a
+/// test names its own) other than `keep`: only references of the form the relay gives its
+/// images (`<repository>:<arch>-<24 hex digits>`), imported more than `older_than` ago, that no
+/// container uses; returns the references removed. The relay calls it each time it puts its
+/// image into an engine, with an hour's grace (a gateway of another build may be between
+/// importing its image and creating its relay). Whether a container uses an image is the
+/// engine's answer: the removal is never forced, so the engine refuses it while any container
+/// (running or not, ours or not) was made from the image, and only untags an image that has
+/// other references.
+pub async fn prune_relay_images(
+    driver: &SandboxDriver,
+    repository: &str,
+    keep: &str,
+    older_than: Duration,
+) -> Result<Vec<String>, EngineError> {
+    let images = driver
+        .call("image list", driver.ops().list_images(repository))
+        .await?;
+    let now = i64::try_from(reap::now_secs()).unwrap_or(i64::MAX);
+    let age = i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
+    let mut removed = Vec::new();
+    for image in images
+        .iter()
+        .filter(|i| i.created > 0 && now.saturating_sub(i.created) >= age)
+    {
+        for tag in image
+            .tags
+            .iter()
+            .filter(|t| t.as_str() != keep && is_relay_image(repository, t))
+        {
+            match driver
+                .call("image remove", driver.ops().remove_image(tag))
+                .await
+            {
+                Ok(()) => removed.push(tag.clone()),
+                // In use (a container was made from it), or gone already: nothing to do.
+                Err(e) if e.kind() == Some(openshell_driver::ErrorKind::Conflict) => {
+                    tracing::debug!(image = %tag, "relay image in use, kept");
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!(image = %tag, error = %e, "relay image not removed"),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// What the session task and the handle share.
@@ -1412,6 +1494,49 @@ mod tests {
             image: None,
         };
         assert!(relay_binary(&opts, "x86_64").is_ok());
+    }
+
+    /// issue 22 item 11: every distinct relay binary left an image behind. Ours that no
+    /// container uses and that are older than the grace are removed; the current one, one a
+    /// container was made from, a young one and anything not named like ours stay.
+    #[tokio::test]
+    async fn relay_images_of_other_builds_are_pruned_unless_in_use_or_young() {
+        let ops = FakeOps::new();
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        let now = i64::try_from(reap::now_secs()).unwrap_or(i64::MAX);
+        let old = now - 2 * 3600;
+        let current = image_reference("x86_64", b"this build");
+        let unused = image_reference("x86_64", b"an older build");
+        let other_arch = image_reference("aarch64", b"an older build");
+        let in_use = image_reference("x86_64", b"a build a container runs");
+        let young = image_reference("x86_64", b"a build imported a minute ago");
+        let foreign = [
+            format!("{RELAY_REPO}:latest"),
+            format!("{RELAY_REPO}:x86_64-not-hex-at-all-here-x"),
+            format!("{RELAY_REPO}-other:{}", &unused[RELAY_REPO.len() + 1..]),
+        ];
+        ops.with(|s| {
+            s.images = [&current, &unused, &other_arch, &in_use]
+                .into_iter()
+                .map(|r| (r.clone(), old))
+                .chain(foreign.iter().map(|r| (r.clone(), old)))
+                .chain([(young.clone(), now - 60)])
+                .collect();
+            s.images_in_use = vec![in_use.clone()];
+        });
+        let removed = ok(prune_relay_images(&driver, RELAY_REPO, &current, IMAGE_GRACE).await);
+        assert_eq!(removed, vec![unused.clone(), other_arch.clone()]);
+        let left: Vec<String> = ops.with(|s| s.images.iter().map(|(r, _)| r.clone()).collect());
+        for kept in [&current, &in_use, &young]
+            .into_iter()
+            .chain(foreign.iter())
+        {
+            assert!(left.contains(kept), "{kept} was removed: {left:?}");
+        }
+        assert!(
+            !left.contains(&unused) && !left.contains(&other_arch),
+            "{left:?}"
+        );
     }
 
     #[test]
