@@ -386,10 +386,18 @@ podman5_rootless_up() { # engine, base
     # and what it starts (netavark, then `systemd-run --user --scope aardvark-dns`) sit in the
     # user's delegated cgroups: the user manager can move them into scopes itself. From
     # outside (an ssh session) it would ask the system manager, which this host does not run.
-    as_user "$e" systemctl --user reset-failed >/dev/null 2>&1 || true
-    as_user "$e" systemd-run --user --quiet --collect --unit=podman-api \
-      -p "StandardOutput=append:/run/user/$uid/podman-api.log" -p "StandardError=append:/run/user/$uid/podman-api.log" \
-      /usr/bin/podman system service --time=0 "unix:///run/user/$uid/podman/podman.sock" || return 1
+    # Bounded retries: a user manager that has just come up may still refuse a call.
+    local try
+    for try in 1 2 3 4 5; do
+      as_user "$e" systemctl --user stop podman-api >/dev/null 2>&1 || true
+      as_user "$e" systemctl --user reset-failed >/dev/null 2>&1 || true
+      as_user "$e" systemd-run --user --quiet --collect --unit=podman-api \
+        -p "StandardOutput=append:/run/user/$uid/podman-api.log" -p "StandardError=append:/run/user/$uid/podman-api.log" \
+        /usr/bin/podman system service --time=0 "unix:///run/user/$uid/podman/podman.sock" && break
+      [ "$try" = 5 ] && return 1
+      log "$e: systemd-run --user failed (attempt $try of 5); retrying in 1 s"
+      sleep 1
+    done
     wait_until 60 "$e" 0 answers "$sock" || { tail -20 "$RUN/$e/runtime/podman-api.log" >&2; return 1; }
     as_user "$e" systemctl --user show -P MainPID podman-api >"$RUN/$e/service.pid"
     return 0
@@ -401,29 +409,43 @@ podman5_rootless_up() { # engine, base
   wait_until 60 "$e" "$LAUNCHED" answers "$sock" || { tail -20 "$DATA/$e/service.log" >&2; return 1; }
 }
 
+# Whether the session engine's user manager and its session bus answer a call. A socket file
+# alone says nothing: one left by an earlier manager, or one not yet served, refuses the
+# connection ("Failed to connect to user scope bus via local transport: Connection refused",
+# seen once in CI's `up`).
+session_answers() {
+  as_user "$1" systemctl --user show -P Version && as_user "$1" busctl --user --no-pager status
+}
+
 # A systemd user session for the session engine's user: the user's own cgroup subtree
-# (delegated, as logind's user@.service would), its session bus and `systemd --user`.
+# (delegated, as logind's user@.service would), its session bus and `systemd --user`. Started
+# afresh up to three times, each waiting until both answer.
 session_up() {
-  local e=$1 uid=${USERID[$1]}
-  if pid_alive "$RUN/$e/systemd.pid" && [ -S "$RUN/$e/runtime/systemd/private" ]; then return 0; fi
-  log "$e: starting systemd --user and the session bus"
-  local c
+  local e=$1 uid=${USERID[$1]} try c
+  if pid_alive "$RUN/$e/systemd.pid" && session_answers "$e" >/dev/null 2>&1; then return 0; fi
   for c in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do
     mkdir -p "$c/openshell-2026/$e/user@$uid.service"
     chown -R "$uid:$uid" "$c/openshell-2026/$e/user@$uid.service"
   done
-  launch "$e" "$DATA/$e/systemd.log" nsenter --target "$(holder_pid "$e")" --mount --net --cgroup --root --wd -- sh -c "
-    echo \$\$ > /sys/fs/cgroup/systemd/openshell-2026/$e/user@$uid.service/cgroup.procs
-    echo \$\$ > /sys/fs/cgroup/unified/openshell-2026/$e/user@$uid.service/cgroup.procs
-    exec setpriv --reuid $uid --regid $uid --init-groups --reset-env -- env -i \
-      PATH=/usr/local/bin:/usr/bin:/bin HOME=/home/${USERNAME[$e]} USER=${USERNAME[$e]} \
-      XDG_RUNTIME_DIR=/run/user/$uid DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$uid/bus \
-      /usr/lib/systemd/systemd --user"
-  echo "$LAUNCHED" >"$RUN/$e/systemd.pid"
-  wait_until 30 "$e's systemd --user" "$LAUNCHED" test -S "$RUN/$e/runtime/systemd/private" ||
-    { tail -30 "$DATA/$e/systemd.log" >&2; return 1; }
-  wait_until 30 "$e's session bus" 0 test -S "$RUN/$e/runtime/bus" ||
-    { tail -30 "$DATA/$e/systemd.log" >&2; return 1; }
+  for try in 1 2 3; do
+    [ -s "$RUN/$e/systemd.pid" ] && stop_pid "$(cat "$RUN/$e/systemd.pid")" "$e's systemd --user" 10
+    # Sockets of a manager that is gone would pass for ready ones.
+    rm -f "$RUN/$e/runtime/systemd/private" "$RUN/$e/runtime/bus"
+    log "$e: starting systemd --user and the session bus (attempt $try of 3)"
+    launch "$e" "$DATA/$e/systemd.log" nsenter --target "$(holder_pid "$e")" --mount --net --cgroup --root --wd -- sh -c "
+      echo \$\$ > /sys/fs/cgroup/systemd/openshell-2026/$e/user@$uid.service/cgroup.procs
+      echo \$\$ > /sys/fs/cgroup/unified/openshell-2026/$e/user@$uid.service/cgroup.procs
+      exec setpriv --reuid $uid --regid $uid --init-groups --reset-env -- env -i \
+        PATH=/usr/local/bin:/usr/bin:/bin HOME=/home/${USERNAME[$e]} USER=${USERNAME[$e]} \
+        XDG_RUNTIME_DIR=/run/user/$uid DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$uid/bus \
+        /usr/lib/systemd/systemd --user"
+    echo "$LAUNCHED" >"$RUN/$e/systemd.pid"
+    if wait_until 30 "$e's systemd --user and its session bus" "$LAUNCHED" session_answers "$e"; then
+      return 0
+    fi
+    tail -30 "$DATA/$e/systemd.log" >&2
+  done
+  return 1
 }
 
 docker26_up() { # base
