@@ -3,7 +3,7 @@
 # Podman 5.4 (netavark + aardvark-dns) rootful, Podman 5.4 rootless with pasta for a user
 # WITHOUT a systemd user session (an ssh-login-like user: no user bus) and for a user WITH one
 # (systemd --user and a session bus), Docker 26.1 rootful, and Docker 26.1 rootless
-# (RootlessKit). Nothing of trixie is installed on the host: its binaries run from a cached
+# (RootlessKit; twice, in the same namespace: as shipped, and with host loopback). Nothing of trixie is installed on the host: its binaries run from a cached
 # `mmdebstrap --variant=minbase trixie` root filesystem, pivoted into inside a private mount
 # namespace per engine, each engine in a network namespace of its own.
 #
@@ -479,6 +479,29 @@ docker26_rootless_up() { # base
   wait_until 90 "$e" "$LAUNCHED" answers "$sock" || { tail -20 "$DATA/$e/service.log" >&2; return 1; }
 }
 
+# A second rootless dockerd of the same user in the same namespace, with RootlessKit's host
+# loopback enabled (DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false): slirp4netns then
+# forwards 10.0.2.2 to the namespace's 127.0.0.1. Its own runtime directory (socket, RootlessKit
+# state, exec root), data root and address ranges (k=6, which no engine uses); it lives in the
+# engine's cgroup, so `down` ends it with the rest.
+docker26_rootless_loopback_up() { # base
+  local e=docker26-rootless base=$1 k=6 uid=${USERID[docker26-rootless]} u=${USERNAME[docker26-rootless]}
+  local dir=/run/user/$uid/hostloopback sock=$RUN/$e/runtime/hostloopback/docker.sock
+  if pid_alive "$RUN/$e/hostloopback.pid" && answers "$sock"; then return 0; fi
+  log "$e: starting $u's second dockerd-rootless.sh, with host loopback"
+  as_user "$e" mkdir -p -m 700 "$dir"
+  rm -f "$sock"
+  as_user_argv "$e"
+  launch "$e" "$DATA/$e/hostloopback.log" "${ARGV[@]}" \
+    XDG_RUNTIME_DIR="$dir" DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false \
+    dockerd-rootless.sh --exec-opt native.cgroupdriver=cgroupfs \
+    --data-root "/home/$u/.local/share/docker-hostloopback" \
+    --bip "$base.$k.1/24" --default-address-pool "base=$base.$((32 + 32 * k)).0/19,size=24"
+  echo "$LAUNCHED" >"$RUN/$e/hostloopback.pid"
+  wait_until 90 "$e with host loopback" "$LAUNCHED" answers "$sock" ||
+    { tail -20 "$DATA/$e/hostloopback.log" >&2; return 1; }
+}
+
 # A busybox image imported into engine $1 (no registry): Debian's busybox-static, as scripts/test.
 IMAGE=localhost/openshell-busybox:2026
 image_up() {
@@ -517,7 +540,8 @@ write_env() {
         podman5 ) echo "${v}_SOCKET=$RUN/$e/podman.sock" ;;
         docker26 ) echo "${v}_SOCKET=$RUN/$e/docker.sock" ;;
         podman5-*) echo "${v}_SOCKET=$RUN/$e/runtime/podman/podman.sock" ;;
-        docker26-rootless) echo "${v}_SOCKET=$RUN/$e/runtime/docker.sock" ;;
+        docker26-rootless) echo "${v}_SOCKET=$RUN/$e/runtime/docker.sock"
+          echo "${v}_HOSTLOOPBACK_SOCKET=$RUN/$e/runtime/hostloopback/docker.sock" ;;
       esac
       echo "${v}_NETNS=$(netns "$e")"
       echo "${v}_HOST_ADDR=$base.$((10 + k)).2"
@@ -643,7 +667,7 @@ up() {
       podman5) podman5_up "$base" ;;
       podman5-rootless | podman5-session) podman5_rootless_up "$e" "$base" ;;
       docker26) docker26_up "$base" ;;
-      docker26-rootless) docker26_rootless_up "$base" ;;
+      docker26-rootless) docker26_rootless_up "$base" && docker26_rootless_loopback_up "$base" ;;
     esac || { failed+=("$e"); continue; }
     image_up "$e" || { log "$e: importing $IMAGE failed"; failed+=("$e"); }
   done
@@ -678,6 +702,7 @@ engine_down() {
     esac
   fi
   [ -s "$RUN/$e/service.pid" ] && stop_pid "$(cat "$RUN/$e/service.pid")" "$e" 30
+  [ -s "$RUN/$e/hostloopback.pid" ] && stop_pid "$(cat "$RUN/$e/hostloopback.pid")" "$e with host loopback" 30
   [ -s "$RUN/$e/systemd.pid" ] && stop_pid "$(cat "$RUN/$e/systemd.pid")" "$e's systemd --user" 10
   # What is left: every process of the engine's cgroup (children inherit it: the holder, the
   # service, conmon, pasta, rootlesskit, slirp4netns, rootless containers) and of its namespace.
