@@ -11,9 +11,8 @@
 //! network, carries the callback through it to a listener on `127.0.0.1`, and removes it.
 
 use std::io::ErrorKind;
-use std::time::{Duration, Instant};
-
 use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use openshell_runtime::{NetworkMode, ProbeGate, Route, RouteKind};
 use serde::Serialize;
