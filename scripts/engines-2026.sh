@@ -3,7 +3,7 @@
 # Podman 5.4 (netavark + aardvark-dns) rootful, Podman 5.4 rootless with pasta for a user
 # WITHOUT a systemd user session (an ssh-login-like user: no user bus) and for a user WITH one
 # (systemd --user and a session bus), Docker 26.1 rootful, and Docker 26.1 rootless
-# (RootlessKit). Nothing of trixie is installed on the host: its binaries run from a cached
+# (RootlessKit; twice, in the same namespace: as shipped, and with host loopback). Nothing of trixie is installed on the host: its binaries run from a cached
 # `mmdebstrap --variant=minbase trixie` root filesystem, pivoted into inside a private mount
 # namespace per engine, each engine in a network namespace of its own.
 #
@@ -386,10 +386,18 @@ podman5_rootless_up() { # engine, base
     # and what it starts (netavark, then `systemd-run --user --scope aardvark-dns`) sit in the
     # user's delegated cgroups: the user manager can move them into scopes itself. From
     # outside (an ssh session) it would ask the system manager, which this host does not run.
-    as_user "$e" systemctl --user reset-failed >/dev/null 2>&1 || true
-    as_user "$e" systemd-run --user --quiet --collect --unit=podman-api \
-      -p "StandardOutput=append:/run/user/$uid/podman-api.log" -p "StandardError=append:/run/user/$uid/podman-api.log" \
-      /usr/bin/podman system service --time=0 "unix:///run/user/$uid/podman/podman.sock" || return 1
+    # Bounded retries: a user manager that has just come up may still refuse a call.
+    local try
+    for try in 1 2 3 4 5; do
+      as_user "$e" systemctl --user stop podman-api >/dev/null 2>&1 || true
+      as_user "$e" systemctl --user reset-failed >/dev/null 2>&1 || true
+      as_user "$e" systemd-run --user --quiet --collect --unit=podman-api \
+        -p "StandardOutput=append:/run/user/$uid/podman-api.log" -p "StandardError=append:/run/user/$uid/podman-api.log" \
+        /usr/bin/podman system service --time=0 "unix:///run/user/$uid/podman/podman.sock" && break
+      [ "$try" = 5 ] && return 1
+      log "$e: systemd-run --user failed (attempt $try of 5); retrying in 1 s"
+      sleep 1
+    done
     wait_until 60 "$e" 0 answers "$sock" || { tail -20 "$RUN/$e/runtime/podman-api.log" >&2; return 1; }
     as_user "$e" systemctl --user show -P MainPID podman-api >"$RUN/$e/service.pid"
     return 0
@@ -401,29 +409,43 @@ podman5_rootless_up() { # engine, base
   wait_until 60 "$e" "$LAUNCHED" answers "$sock" || { tail -20 "$DATA/$e/service.log" >&2; return 1; }
 }
 
+# Whether the session engine's user manager and its session bus answer a call. A socket file
+# alone says nothing: one left by an earlier manager, or one not yet served, refuses the
+# connection ("Failed to connect to user scope bus via local transport: Connection refused",
+# seen once in CI's `up`).
+session_answers() {
+  as_user "$1" systemctl --user show -P Version && as_user "$1" busctl --user --no-pager status
+}
+
 # A systemd user session for the session engine's user: the user's own cgroup subtree
-# (delegated, as logind's user@.service would), its session bus and `systemd --user`.
+# (delegated, as logind's user@.service would), its session bus and `systemd --user`. Started
+# afresh up to three times, each waiting until both answer.
 session_up() {
-  local e=$1 uid=${USERID[$1]}
-  if pid_alive "$RUN/$e/systemd.pid" && [ -S "$RUN/$e/runtime/systemd/private" ]; then return 0; fi
-  log "$e: starting systemd --user and the session bus"
-  local c
+  local e=$1 uid=${USERID[$1]} try c
+  if pid_alive "$RUN/$e/systemd.pid" && session_answers "$e" >/dev/null 2>&1; then return 0; fi
   for c in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do
     mkdir -p "$c/openshell-2026/$e/user@$uid.service"
     chown -R "$uid:$uid" "$c/openshell-2026/$e/user@$uid.service"
   done
-  launch "$e" "$DATA/$e/systemd.log" nsenter --target "$(holder_pid "$e")" --mount --net --cgroup --root --wd -- sh -c "
-    echo \$\$ > /sys/fs/cgroup/systemd/openshell-2026/$e/user@$uid.service/cgroup.procs
-    echo \$\$ > /sys/fs/cgroup/unified/openshell-2026/$e/user@$uid.service/cgroup.procs
-    exec setpriv --reuid $uid --regid $uid --init-groups --reset-env -- env -i \
-      PATH=/usr/local/bin:/usr/bin:/bin HOME=/home/${USERNAME[$e]} USER=${USERNAME[$e]} \
-      XDG_RUNTIME_DIR=/run/user/$uid DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$uid/bus \
-      /usr/lib/systemd/systemd --user"
-  echo "$LAUNCHED" >"$RUN/$e/systemd.pid"
-  wait_until 30 "$e's systemd --user" "$LAUNCHED" test -S "$RUN/$e/runtime/systemd/private" ||
-    { tail -30 "$DATA/$e/systemd.log" >&2; return 1; }
-  wait_until 30 "$e's session bus" 0 test -S "$RUN/$e/runtime/bus" ||
-    { tail -30 "$DATA/$e/systemd.log" >&2; return 1; }
+  for try in 1 2 3; do
+    [ -s "$RUN/$e/systemd.pid" ] && stop_pid "$(cat "$RUN/$e/systemd.pid")" "$e's systemd --user" 10
+    # Sockets of a manager that is gone would pass for ready ones.
+    rm -f "$RUN/$e/runtime/systemd/private" "$RUN/$e/runtime/bus"
+    log "$e: starting systemd --user and the session bus (attempt $try of 3)"
+    launch "$e" "$DATA/$e/systemd.log" nsenter --target "$(holder_pid "$e")" --mount --net --cgroup --root --wd -- sh -c "
+      echo \$\$ > /sys/fs/cgroup/systemd/openshell-2026/$e/user@$uid.service/cgroup.procs
+      echo \$\$ > /sys/fs/cgroup/unified/openshell-2026/$e/user@$uid.service/cgroup.procs
+      exec setpriv --reuid $uid --regid $uid --init-groups --reset-env -- env -i \
+        PATH=/usr/local/bin:/usr/bin:/bin HOME=/home/${USERNAME[$e]} USER=${USERNAME[$e]} \
+        XDG_RUNTIME_DIR=/run/user/$uid DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/$uid/bus \
+        /usr/lib/systemd/systemd --user"
+    echo "$LAUNCHED" >"$RUN/$e/systemd.pid"
+    if wait_until 30 "$e's systemd --user and its session bus" "$LAUNCHED" session_answers "$e"; then
+      return 0
+    fi
+    tail -30 "$DATA/$e/systemd.log" >&2
+  done
+  return 1
 }
 
 docker26_up() { # base
@@ -455,6 +477,29 @@ docker26_rootless_up() { # base
     --bip "$base.$k.1/24" --default-address-pool "base=$base.$((32 + 32 * k)).0/19,size=24"
   echo "$LAUNCHED" >"$RUN/$e/service.pid"
   wait_until 90 "$e" "$LAUNCHED" answers "$sock" || { tail -20 "$DATA/$e/service.log" >&2; return 1; }
+}
+
+# A second rootless dockerd of the same user in the same namespace, with RootlessKit's host
+# loopback enabled (DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false): slirp4netns then
+# forwards 10.0.2.2 to the namespace's 127.0.0.1. Its own runtime directory (socket, RootlessKit
+# state, exec root), data root and address ranges (k=6, which no engine uses); it lives in the
+# engine's cgroup, so `down` ends it with the rest.
+docker26_rootless_loopback_up() { # base
+  local e=docker26-rootless base=$1 k=6 uid=${USERID[docker26-rootless]} u=${USERNAME[docker26-rootless]}
+  local dir=/run/user/$uid/hostloopback sock=$RUN/$e/runtime/hostloopback/docker.sock
+  if pid_alive "$RUN/$e/hostloopback.pid" && answers "$sock"; then return 0; fi
+  log "$e: starting $u's second dockerd-rootless.sh, with host loopback"
+  as_user "$e" mkdir -p -m 700 "$dir"
+  rm -f "$sock"
+  as_user_argv "$e"
+  launch "$e" "$DATA/$e/hostloopback.log" "${ARGV[@]}" \
+    XDG_RUNTIME_DIR="$dir" DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false \
+    dockerd-rootless.sh --exec-opt native.cgroupdriver=cgroupfs \
+    --data-root "/home/$u/.local/share/docker-hostloopback" \
+    --bip "$base.$k.1/24" --default-address-pool "base=$base.$((32 + 32 * k)).0/19,size=24"
+  echo "$LAUNCHED" >"$RUN/$e/hostloopback.pid"
+  wait_until 90 "$e with host loopback" "$LAUNCHED" answers "$sock" ||
+    { tail -20 "$DATA/$e/hostloopback.log" >&2; return 1; }
 }
 
 # A busybox image imported into engine $1 (no registry): Debian's busybox-static, as scripts/test.
@@ -495,7 +540,8 @@ write_env() {
         podman5 ) echo "${v}_SOCKET=$RUN/$e/podman.sock" ;;
         docker26 ) echo "${v}_SOCKET=$RUN/$e/docker.sock" ;;
         podman5-*) echo "${v}_SOCKET=$RUN/$e/runtime/podman/podman.sock" ;;
-        docker26-rootless) echo "${v}_SOCKET=$RUN/$e/runtime/docker.sock" ;;
+        docker26-rootless) echo "${v}_SOCKET=$RUN/$e/runtime/docker.sock"
+          echo "${v}_HOSTLOOPBACK_SOCKET=$RUN/$e/runtime/hostloopback/docker.sock" ;;
       esac
       echo "${v}_NETNS=$(netns "$e")"
       echo "${v}_HOST_ADDR=$base.$((10 + k)).2"
@@ -621,7 +667,7 @@ up() {
       podman5) podman5_up "$base" ;;
       podman5-rootless | podman5-session) podman5_rootless_up "$e" "$base" ;;
       docker26) docker26_up "$base" ;;
-      docker26-rootless) docker26_rootless_up "$base" ;;
+      docker26-rootless) docker26_rootless_up "$base" && docker26_rootless_loopback_up "$base" ;;
     esac || { failed+=("$e"); continue; }
     image_up "$e" || { log "$e: importing $IMAGE failed"; failed+=("$e"); }
   done
@@ -656,6 +702,7 @@ engine_down() {
     esac
   fi
   [ -s "$RUN/$e/service.pid" ] && stop_pid "$(cat "$RUN/$e/service.pid")" "$e" 30
+  [ -s "$RUN/$e/hostloopback.pid" ] && stop_pid "$(cat "$RUN/$e/hostloopback.pid")" "$e with host loopback" 30
   [ -s "$RUN/$e/systemd.pid" ] && stop_pid "$(cat "$RUN/$e/systemd.pid")" "$e's systemd --user" 10
   # What is left: every process of the engine's cgroup (children inherit it: the holder, the
   # service, conmon, pasta, rootlesskit, slirp4netns, rootless containers) and of its namespace.

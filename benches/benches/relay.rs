@@ -405,6 +405,7 @@ async fn bench_engine(engine: &Engine, driver: SandboxDriver, label: &str, load:
                 .unwrap_or_else(|e| panic!("{e}"));
             let loopback = Route {
                 openshell_host: HostTarget::Ip(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+                target_source: openshell_runtime::TargetSource::Runtime,
                 bind: Some(LOOPBACK_V4),
                 exposure: Exposure::Loopback,
                 port: 0,

@@ -85,6 +85,7 @@ fn quiet_route(settings: &BTreeMap<String, String>, engine: &str) -> Route {
         engine: EngineKind::Podman,
         route_kind: RouteKind::Bridge,
         openshell_host: HostTarget::Ip(host.parse().unwrap_or_else(|e| panic!("{host}: {e}"))),
+        target_source: openshell_runtime::TargetSource::Runtime,
         bind: None,
         exposure: Exposure::Lan,
         port: 9,

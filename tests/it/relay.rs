@@ -15,7 +15,8 @@ use openshell_engine::{connect_to, DriverKind};
 use openshell_runtime::consts::LABEL_RELAY_NETWORK;
 use openshell_runtime::{EngineKind, Exposure, HostTarget, Route, RouteKind};
 use openshell_sandbox::{
-    CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions, SandboxDriver,
+    prune_relay_images, CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions,
+    SandboxDriver,
 };
 use openshell_tests::live::{self, Engine};
 
@@ -36,6 +37,7 @@ fn loopback_route(engine: &Engine) -> Route {
         },
         route_kind: RouteKind::Bridge,
         openshell_host: HostTarget::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        target_source: openshell_runtime::TargetSource::Runtime,
         bind: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         exposure: Exposure::Loopback,
         port: 0,
@@ -356,6 +358,104 @@ async fn relay_child() {
     tokio::time::sleep(Duration::from_secs(180)).await;
 }
 
+/// A root filesystem tarball holding one file whose content is `text`, made with `tar`.
+fn tarball(text: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("openshell-relay"), text).unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(dir.path())
+        .args(["-cf", "-", "openshell-relay"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+}
+
+/// issue 22 item 11: relay images of other builds are removed when no container uses them,
+/// through the driver's own image calls: the current one stays, one a container was made from
+/// (created, never started) stays, a tag not named like ours stays, and within the grace
+/// nothing goes. The images live in a repository of this test's own (the relay's is
+/// `localhost/openshell-relay`, which other runs on this machine use meanwhile); everything is
+/// removed afterwards, also on failure.
+pub async fn relay_images_of_other_builds_are_pruned(
+    engine: &Engine,
+    driver: SandboxDriver,
+    module: &str,
+) {
+    let repo = format!(
+        "localhost/openshell-relay-prune-{}-{}",
+        std::process::id(),
+        module.replace('_', "-")
+    );
+    let tag = |c: char| format!("{repo}:x86_64-{}", c.to_string().repeat(24));
+    let (current, unused, in_use) = (tag('a'), tag('b'), tag('c'));
+    let other = format!("{repo}:latest");
+    let holder = format!(
+        "openshell-prune-{}-{}",
+        std::process::id(),
+        module.replace('_', "-")
+    );
+    let all = [&current, &unused, &in_use, &other];
+    let exists = |r: &str| {
+        let r = r.to_string();
+        let driver = driver.clone();
+        async move {
+            driver
+                .ops()
+                .image_exists(&r)
+                .await
+                .unwrap_or_else(|e| panic!("{r}: {e:?}"))
+        }
+    };
+    let outcome = std::panic::AssertUnwindSafe(async {
+        for r in all {
+            driver
+                .ops()
+                .import_image(r, tarball(r))
+                .await
+                .unwrap_or_else(|e| panic!("{r}: {e:?}"));
+        }
+        let created = engine
+            .command()
+            .args(["create", "--name", &holder, "--network", "none", &in_use])
+            .arg("/openshell-relay")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(created.status.success(), "{created:?}");
+        // Within the relay's grace (an hour): everything is young, nothing goes.
+        let removed = prune_relay_images(&driver, &repo, &current, Duration::from_secs(3600))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(removed.is_empty(), "{removed:?}");
+        // Past it: only ours that no container uses.
+        let removed = prune_relay_images(&driver, &repo, &current, Duration::ZERO)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(removed, vec![unused.clone()], "{}", engine.name);
+        for kept in [&current, &in_use, &other] {
+            assert!(exists(kept).await, "{kept} was removed on {}", engine.name);
+        }
+        assert!(
+            !exists(&unused).await,
+            "{unused} is left on {}",
+            engine.name
+        );
+    })
+    .catch_unwind()
+    .await;
+    let _ = engine.command().args(["rm", "-f", &holder]).output();
+    for r in all {
+        let _ = driver.ops().remove_image(r).await;
+    }
+    for r in all {
+        assert!(!exists(r).await, "{r} left behind on {}", engine.name);
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 macro_rules! relay_scenarios {
     ($($module:ident => $engine:expr, $connect:ident;)*) => {$(
         mod $module {
@@ -372,6 +472,19 @@ macro_rules! relay_scenarios {
                 let engine = $engine;
                 if engine.available() {
                     super::host_relay(&engine, crate::live::$connect(&engine).await).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn relay_images_of_other_builds_are_pruned() {
+                let engine = $engine;
+                if engine.available() {
+                    super::relay_images_of_other_builds_are_pruned(
+                        &engine,
+                        crate::live::$connect(&engine).await,
+                        stringify!($module),
+                    )
+                    .await;
                 }
             }
 

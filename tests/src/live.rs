@@ -143,6 +143,24 @@ fn engine_2026(
     }
 }
 
+/// The second rootless Docker 26 that `scripts/engines-2026.sh` runs for the same user in the
+/// same namespace (`openshell-docker26-rootless`), with RootlessKit's host loopback enabled
+/// (`DOCKERD_ROOTLESS_ROOTLESSKIT_DISABLE_HOST_LOOPBACK=false`): slirp4netns forwards 10.0.2.2 to
+/// the namespace's 127.0.0.1. Its operator declares that with `rootless_host_loopback`.
+pub fn docker26_rootless_with_host_loopback() -> Engine {
+    Engine {
+        rootless_host_loopback: true,
+        ..engine_2026(
+            "rootless docker 26 with host loopback",
+            "docker26-rootless",
+            "runtime/hostloopback/docker.sock",
+            false,
+            "rootless-docker",
+            "openshell-docker26-rootless",
+        )
+    }
+}
+
 /// The settings `scripts/engines-2026.sh` wrote (`…_HOST_ADDR`, `…_NETNS`, …), empty when it
 /// did not run.
 pub fn engines_2026_settings() -> std::collections::BTreeMap<String, String> {
@@ -176,7 +194,8 @@ impl Engine {
         }
     }
 
-    fn command(&self) -> Command {
+    /// The engine's CLI, as its user, run from `/`.
+    pub fn command(&self) -> Command {
         let mut c = Command::new(&self.cli[0]);
         // The engine's user (rootless Podman) may not be allowed into the test's working
         // directory (a checkout under a 0700 temporary directory): run from `/`.

@@ -6,7 +6,8 @@
 //! `/networks` (a network created through it, with Docker's or libpod's create, is remembered,
 //! and so is the create request: [`ReplayEngine::network_creates`]), and libpod's `/info` when
 //! the capture has it.
-//! Version prefixes (`/v1.41/...`) are accepted on every path. A document's `replay_hang`
+//! Every request is logged ([`ReplayEngine::requests`]), so a test can show what a run did
+//! not ask for. Version prefixes (`/v1.41/...`) are accepted on every path. A document's `replay_hang`
 //! (a path) makes requests for that path wait 30 s before their answer, as an engine that
 //! stopped answering would.
 
@@ -44,6 +45,8 @@ struct State {
     network: Option<Value>,
     /// Every network create: its path (without the version prefix) and JSON body.
     creates: Vec<(String, Value)>,
+    /// Every request: its method and path (without the version prefix), in order.
+    requests: Vec<(String, String)>,
 }
 
 impl ReplayEngine {
@@ -67,6 +70,7 @@ impl ReplayEngine {
             doc: doc.clone(),
             network: doc.get("network").cloned(),
             creates: Vec::new(),
+            requests: Vec::new(),
         }));
         let served = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -99,6 +103,14 @@ impl ReplayEngine {
         self.state
             .lock()
             .map(|s| s.creates.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every request it received, in order: method and path without the version prefix.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.state
+            .lock()
+            .map(|s| s.requests.clone())
             .unwrap_or_default()
     }
 
@@ -144,6 +156,12 @@ async fn answer(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = strip_version(req.uri().path()).to_string();
     let method = req.method().clone();
+    if let Ok(mut st) = state.lock() {
+        // Bounded: a test's run makes a few dozen requests.
+        if st.requests.len() < 10_000 {
+            st.requests.push((method.to_string(), path.clone()));
+        }
+    }
     let hang = state.lock().ok().and_then(|st| {
         st.doc
             .get("replay_hang")

@@ -17,15 +17,15 @@ use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptions, CreateImageOptionsBuilder,
-    InspectContainerOptions, ListNetworksOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    InspectContainerOptions, ListImagesOptionsBuilder, ListNetworksOptions, LogsOptions,
+    RemoveContainerOptions, RemoveImageOptionsBuilder, StopContainerOptions,
 };
 use bollard::{BollardRequest, Docker};
 use futures_util::{StreamExt, TryStreamExt};
 use openshell_driver::DriverError;
 use openshell_driver::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
-    EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
+    EngineOps, ErrorKind, ImageSummary, LogStream, NetworkInfo, OpError,
 };
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::NetworkMode;
@@ -523,6 +523,29 @@ impl EngineOps for DockerDriver {
             .map_err(op)
             .try_for_each(|_| async { Ok(()) })
             .await
+    }
+
+    async fn list_images(&self, repository: &str) -> Result<Vec<ImageSummary>, OpError> {
+        let filters = HashMap::from([("reference".to_string(), vec![repository.to_string()])]);
+        let opts = ListImagesOptionsBuilder::new().filters(&filters).build();
+        let list = self.docker.list_images(Some(opts)).await.map_err(op)?;
+        Ok(list
+            .into_iter()
+            .map(|i| ImageSummary {
+                id: i.id,
+                tags: i.repo_tags,
+                created: i.created,
+            })
+            .collect())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), OpError> {
+        let opts = RemoveImageOptionsBuilder::new().force(false).build();
+        self.docker
+            .remove_image(reference, Some(opts), None)
+            .await
+            .map(|_| ())
+            .map_err(op)
     }
 
     async fn attach(&self, id: &str) -> Result<Attached, OpError> {

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use openshell_driver::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, DriverError,
-    EngineDocuments, EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
+    EngineDocuments, EngineOps, ErrorKind, ImageSummary, LogStream, NetworkInfo, OpError,
 };
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::NetworkMode;
@@ -32,8 +32,8 @@ use podman_api::conn::TtyChunk;
 use podman_api::models::Namespace;
 use podman_api::opts::{
     ContainerAttachOpts, ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter,
-    ContainerListOpts, ContainerLogsOpts, ContainerStopOpts, ImageImportOpts, NetworkCreateOpts,
-    NetworkListFilter, NetworkListOpts, PullOpts,
+    ContainerListOpts, ContainerLogsOpts, ContainerStopOpts, ImageImportOpts, ImageListFilter,
+    ImageListOpts, NetworkCreateOpts, NetworkListFilter, NetworkListOpts, PullOpts,
 };
 use podman_api::Podman;
 use serde_json::Value;
@@ -372,6 +372,27 @@ impl EngineOps for PodmanDriver {
         self.call(self.podman.images().import(&opts, tarball))
             .await
             .map(|_| ())
+    }
+
+    async fn list_images(&self, repository: &str) -> Result<Vec<ImageSummary>, OpError> {
+        let opts = ImageListOpts::builder()
+            .filter([ImageListFilter::Reference(repository.into(), None)])
+            .build();
+        let list = self.call(self.podman.images().list(&opts)).await?;
+        Ok(list
+            .into_iter()
+            .map(|i| ImageSummary {
+                id: i.id.unwrap_or_default(),
+                tags: i.repo_tags.or(i.names).unwrap_or_default(),
+                created: i.created.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), OpError> {
+        // `delete`, not `remove`: podman-api's `remove` forces.
+        self.call(self.podman.images().get(reference).delete())
+            .await
     }
 
     async fn attach(&self, id: &str) -> Result<Attached, OpError> {

@@ -84,6 +84,18 @@ pub struct NetworkInfo {
     pub body: Value,
 }
 
+/// An image as a list call reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// Its id, empty when not reported.
+    pub id: String,
+    /// Its `repo:tag` references.
+    pub tags: Vec<String>,
+    /// When it was created (for an imported image: imported), in seconds since the epoch; 0
+    /// when not reported.
+    pub created: i64,
+}
+
 /// The engine's own answers that make up a facts document (see docs/facts-format.md).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineDocuments {
@@ -157,6 +169,18 @@ pub trait EngineOps: Send + Sync + fmt::Debug {
     async fn import_image(&self, reference: &str, tarball: Vec<u8>) -> Result<(), OpError> {
         let _ = (reference, tarball);
         Err(OpError::unsupported(self.driver_name(), "image import"))
+    }
+    /// The images whose reference matches the repository `repository` (any tag).
+    async fn list_images(&self, repository: &str) -> Result<Vec<ImageSummary>, OpError> {
+        let _ = repository;
+        Err(OpError::unsupported(self.driver_name(), "image list"))
+    }
+    /// Removes the image reference `reference`, never forced: the engine refuses while any
+    /// container (in any state) uses the image ([`ErrorKind::Conflict`](crate::ErrorKind)),
+    /// and only untags an image that has other references.
+    async fn remove_image(&self, reference: &str) -> Result<(), OpError> {
+        let _ = reference;
+        Err(OpError::unsupported(self.driver_name(), "image removal"))
     }
     /// Attaches to a running container's stdin and stdout, without a TTY and without detach
     /// keys, so every byte passes unchanged.

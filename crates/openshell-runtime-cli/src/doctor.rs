@@ -5,15 +5,17 @@
 //! 130 or 143 when stopped by SIGINT or SIGTERM (after removing its probe).
 //!
 //! Probe containers of earlier runs that were interrupted or crashed are swept first, and the
-//! report lists them.
+//! report lists them. Before that, an operator's `host_gateway_ip` that is no address of this
+//! host and that nothing the engine reported vouches for ends the run with exit 2: no probe
+//! is sent toward another machine.
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use openshell_runtime::{decide, HostTarget, Registry, Route};
 use openshell_sandbox::{
-    probe_route, relay_ready, remove_own_relays, EngineError, ListenerOptions, ProbeOptions,
-    ProbeOutcome, ProbeResult, RelayOptions, SandboxDriver, Sweep, SweptProbe,
+    check_target, probe_route, relay_ready, remove_own_relays, EngineError, ListenerOptions,
+    ProbeOptions, ProbeOutcome, ProbeResult, RelayOptions, SandboxDriver, Sweep, SweptProbe,
 };
 use serde::Serialize;
 
@@ -123,6 +125,7 @@ fn advice(probes: &[ProbeResult], route_error: Option<String>, port: u16) -> Vec
                 p.openshell_host
             ),
             ProbeOutcome::ProbeUnavailable { reason } => format!("the probe could not run ({reason}): check the engine, or pass --probe-image with a local busybox image"),
+            ProbeOutcome::ForeignAddress { reason } => reason.clone(),
         };
         out.push(line);
     }
@@ -207,6 +210,20 @@ pub(crate) fn run(args: DoctorArgs) -> Result<u8, Fail> {
                 .chain(decision.fallbacks.iter())
                 .any(|r| r.openshell_host == HostTarget::Relay)
         });
+        // The operator's address that is no one's here is refused before anything is swept,
+        // imported or created: a probe there would call another machine (issue 22).
+        for route in &routes {
+            let checked = tokio::select! {
+                checked = check_target(driver, route) => checked,
+                signal = stop.next() => return Err(interrupted(signal, None)),
+            };
+            if let Err(e) = checked {
+                return Err(Fail {
+                    code: 2,
+                    message: e.to_string(),
+                });
+            }
+        }
         let progress =
             Progress(std::io::stderr().is_terminal() && matches!(args.output, Output::Text));
         // Probes left by interrupted or crashed runs go first, and the report says so. A

@@ -2,7 +2,8 @@
 //! the gateway.
 //!
 //! Exit codes: 0 decided; 1 an engine call failed; 2 bad usage or invalid input (also an engine
-//! endpoint that requires TLS without usable TLS material, never replaced by plain HTTP); 3 no
+//! endpoint that requires TLS without usable TLS material, never replaced by plain HTTP, and
+//! for `doctor` a `host_gateway_ip` that is neither this host's nor vouched for by the engine); 3 no
 //! engine answered anywhere, or the endpoint the user named did not (live mode); 4 recognised
 //! but no safe route (or not recognised at all): the policy refused to guess.; `doctor` adds 5 (no route proven) and 130/143 (stopped by
 //! SIGINT or SIGTERM, after removing its probe). Warnings go to stderr; `RUST_LOG` shows more.

@@ -17,7 +17,8 @@ use crate::registry::{DetectionReport, Registry};
 use crate::report::Outcome;
 use crate::resolve::{resolve, RuntimeRouting};
 use crate::route::{
-    EngineKind, Exposure, HostTarget, NetworkMode, Route, RouteContext, RouteKindChoice,
+    EngineKind, Exposure, HostTarget, NetworkMode, Route, RouteContext, RouteKind, RouteKindChoice,
+    TargetSource,
 };
 use crate::runtime::{ContainerRuntime, GatewayRoute, Runtime};
 use crate::signals::engine_kind;
@@ -65,14 +66,14 @@ pub fn decide(registry: &Registry, facts: &Facts, ctx: &RouteContext) -> Decisio
                 || h.plan
                     .is_ok_and(|p| matches!(p.target, HostTarget::Ip(ip) if ip.is_loopback()))
         });
-    let route = prefer(direct, runtime, engine, facts, ctx, shared_host);
+    let route = prefer(direct, runtime, engine, facts, ctx, shared_host).map(|r| vouch(r, facts));
     let mut fallbacks = match &detection.winner {
         Some(w) => fallbacks(&w.runtime, facts, ctx, route.as_ref().ok()),
         None => Vec::new(),
     };
     let relay_primary = route
         .as_ref()
-        .is_ok_and(|r| r.route_kind == crate::route::RouteKind::Relay);
+        .is_ok_and(|r| r.route_kind == RouteKind::Relay);
     // The relay is the last fallback a probe tries, after every direct route failed.
     if !relay_primary
         && relay_blocker(facts, shared_host).is_none()
@@ -91,6 +92,30 @@ pub fn decide(registry: &Registry, facts: &Facts, ctx: &RouteContext) -> Decisio
         route,
         fallbacks,
     }
+}
+
+/// The operator's address on a bridge route, when it is the sandbox network's gateway as the
+/// engine reported it, is an engine bridge's address ([`TargetSource::EngineBridge`]), which
+/// sandboxes on that network reach even before this host has it (netavark brings the bridge's
+/// address up with the network's first container).
+fn vouch(mut route: Route, facts: &Facts) -> Route {
+    let gateways = facts.network.as_ref().map(|n| {
+        [
+            n.ipv4_gateway.map(std::net::IpAddr::V4),
+            n.ipv6_gateway.map(std::net::IpAddr::V6),
+        ]
+    });
+    if let (TargetSource::Operator, RouteKind::Bridge, HostTarget::Ip(ip), Some(gateways)) = (
+        route.target_source,
+        route.route_kind,
+        route.openshell_host,
+        gateways,
+    ) {
+        if gateways.contains(&Some(ip)) {
+            route.target_source = TargetSource::EngineBridge;
+        }
+    }
+    route
 }
 
 /// Why the relay cannot serve these facts, with the fix; `None` when it can. `shared_host`:
@@ -239,6 +264,7 @@ fn fallbacks(
             engine: runtime.engine(),
             plan: Ok(plan),
             loopback_aliases: aliases,
+            vouched: &[],
             host_namespace: namespace,
             host_gateway_resolves: host.as_ref().is_none_or(|h| h.resolves_host_gateway),
         };
@@ -289,6 +315,7 @@ fn undetected(
             engine: engine_kind(facts).0,
             plan: Err(err),
             loopback_aliases: &[],
+            vouched: &[],
             // An unrecognised engine's host namespace is unknown: the operator's address is
             // checked as for a bridge, so a loopback that may not be this host's is refused.
             host_namespace: None,
@@ -297,4 +324,193 @@ fn undetected(
         ctx,
         &facts.overrides,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::route::ProbeGate;
+
+    const NATIVE: &str = include_str!(
+        "../../../tests/fixtures/native-docker/debian12-docker.io-20.10.24-this-machine.json"
+    );
+    const ROOTLESS_PODMAN: &str = include_str!(
+        "../../../tests/fixtures/podman-rootless/podman-rootless-5.6.2-ubuntu24.04-pasta-full-info-malcolm-docs.json"
+    );
+    const DOCKER_DESKTOP: &str = include_str!(
+        "../../../tests/fixtures/docker-desktop/dd-4.24.0-24.0.6-macos-arm64-testcontainers-java-7621.json"
+    );
+    const PODMAN_MACHINE: &str = include_str!(
+        "../../../tests/fixtures/podman-machine/podman-machine-5.4.0-macos-arm64-rootful-podman-26020.json"
+    );
+    const COLIMA: &str = include_str!(
+        "../../../tests/fixtures/colima/colima-0.10.3-29.5.2-ubuntu24.04-macos-arm64-profile-avatar0327-yunxuetang.json"
+    );
+
+    /// The sandbox network every case reports, whose gateway is an engine bridge's address.
+    fn network() -> Value {
+        json!({"Name": "openshell", "Driver": "bridge", "IPAM": {"Config": [
+            {"Subnet": "10.89.0.0/24", "Gateway": "10.89.0.1"},
+            {"Subnet": "fd00:89::/64", "Gateway": "fd00:89::1"}
+        ]}})
+    }
+
+    /// Decides `capture` (or an engine nobody recognises) in `mode` with `overrides`, and
+    /// returns `target source gate`, or `refused: <error>`.
+    fn check(capture: Option<&str>, mode: NetworkMode, overrides: Value, expect: &str) {
+        let mut doc: Value = match capture {
+            Some(c) => serde_json::from_str(c).unwrap_or_else(|e| panic!("{e}")),
+            None => {
+                json!({"host_os": "linux", "info": {"Name": "mystery", "OperatingSystem": "Mystery OS"}})
+            }
+        };
+        doc["network"] = network();
+        // `route_kind` is no facts-file setting: it is laid over the parsed facts.
+        let mut overrides = overrides;
+        let kind = overrides
+            .as_object_mut()
+            .and_then(|o| o.remove("route_kind"))
+            .and_then(|k| RouteKindChoice::parse(k.as_str()?));
+        doc["overrides"] = overrides;
+        let mut facts = Facts::from_value(&doc).unwrap_or_else(|e| panic!("{e}"));
+        facts.overrides.route_kind = kind.unwrap_or_default();
+        let ctx = RouteContext {
+            network_mode: mode,
+            ..RouteContext::default()
+        };
+        let d = decide(&Registry::builtin(), &facts, &ctx);
+        let got = match &d.route {
+            Ok(r) => {
+                let gate = match r.probe_gate() {
+                    ProbeGate::Open => "open".to_string(),
+                    ProbeGate::LocalOrEngineBridge(ip) => format!("local-or-engine-bridge {ip}"),
+                };
+                let source = serde_json::to_value(r.target_source).unwrap_or_default();
+                format!(
+                    "{} {} {gate}",
+                    r.openshell_host,
+                    source.as_str().unwrap_or_default()
+                )
+            }
+            Err(e) => format!("refused: {e}"),
+        };
+        assert_eq!(
+            got,
+            expect,
+            "{capture:?} {mode} {doc}",
+            doc = doc["overrides"]
+        );
+        // Every fallback is the runtime's own or the relay: none is the operator's word.
+        for f in &d.fallbacks {
+            assert_eq!(f.probe_gate(), ProbeGate::Open, "{f:?}");
+        }
+    }
+
+    /// The operator's address that nothing the engine reported vouches for is gated on this
+    /// host having it, in both network modes, IPv4 and IPv6, with a loopback bind too (issue 22
+    /// item 8: doctor probed such addresses, and the probe's packets left by the default route).
+    #[test]
+    fn an_operators_address_without_evidence_is_probed_only_if_this_host_has_it() {
+        use NetworkMode::{Bridge, Host};
+        for mode in [Bridge, Host] {
+            check(
+                Some(NATIVE),
+                mode,
+                json!({"host_gateway_ip": "192.0.2.10"}),
+                "192.0.2.10 operator local-or-engine-bridge 192.0.2.10",
+            );
+            check(
+                Some(NATIVE),
+                mode,
+                json!({"host_gateway_ip": "2001:db8::10"}),
+                "2001:db8::10 operator local-or-engine-bridge 2001:db8::10",
+            );
+            check(
+                Some(NATIVE),
+                mode,
+                json!({"host_gateway_ip": "192.0.2.10", "bind": "127.0.0.1"}),
+                "192.0.2.10 operator local-or-engine-bridge 192.0.2.10",
+            );
+            // An engine nobody recognised: the operator's word is the whole route.
+            check(
+                None,
+                mode,
+                json!({"host_gateway_ip": "192.0.2.10"}),
+                "192.0.2.10 operator local-or-engine-bridge 192.0.2.10",
+            );
+        }
+    }
+
+    /// What the engine's evidence vouches for is probed wherever it is: the runtime's own plan,
+    /// a VM runtime's documented host address even when the operator names it (Docker
+    /// Desktop, Podman machine, Colima: not this host's, and reached), the sandbox network's
+    /// gateway on a bridge, and the relay.
+    #[test]
+    fn what_the_engines_evidence_vouches_for_is_probed() {
+        use NetworkMode::{Bridge, Host};
+        check(Some(NATIVE), Bridge, json!({}), "10.89.0.1 runtime open");
+        check(Some(NATIVE), Host, json!({}), "127.0.0.1 runtime open");
+        // The plan's own address, named by the operator.
+        check(
+            Some(NATIVE),
+            Bridge,
+            json!({"host_gateway_ip": "10.89.0.1"}),
+            "10.89.0.1 runtime open",
+        );
+        for (capture, ip) in [
+            (DOCKER_DESKTOP, "192.168.65.254"),
+            (PODMAN_MACHINE, "192.168.127.254"),
+            (COLIMA, "192.168.5.2"),
+        ] {
+            for mode in [Bridge, Host] {
+                check(
+                    Some(capture),
+                    mode,
+                    json!({"host_gateway_ip": ip}),
+                    &format!("{ip} runtime open"),
+                );
+            }
+        }
+        // Rootless Podman plans no bridge address; the sandbox network's gateway, named by the
+        // operator, is an engine bridge's (IPv4 and IPv6) on a bridge, and no one's with host
+        // networking, where no bridge is between.
+        for ip in ["10.89.0.1", "fd00:89::1"] {
+            check(
+                Some(ROOTLESS_PODMAN),
+                Bridge,
+                json!({"host_gateway_ip": ip, "bind": "0.0.0.0"}),
+                &format!("{ip} engine-bridge open"),
+            );
+        }
+        // pasta (Podman 5.3+) delivers 169.254.1.2 to the host inside the machine.
+        check(
+            Some(ROOTLESS_PODMAN),
+            Bridge,
+            json!({"host_gateway_ip": "169.254.1.2", "bind": "127.0.0.1"}),
+            "169.254.1.2 runtime open",
+        );
+        check(
+            Some(ROOTLESS_PODMAN),
+            Host,
+            json!({"host_gateway_ip": "10.89.0.1", "bind": "0.0.0.0"}),
+            "10.89.0.1 operator local-or-engine-bridge 10.89.0.1",
+        );
+        check(
+            Some(NATIVE),
+            Bridge,
+            json!({"route_kind": "relay"}),
+            "relay relay open",
+        );
+        let relay: IpAddr = crate::consts::LOOPBACK_V4;
+        check(
+            Some(DOCKER_DESKTOP),
+            Host,
+            json!({"route_kind": "relay"}),
+            &format!("{relay} relay open"),
+        );
+    }
 }

@@ -10,7 +10,9 @@ use crate::addr::{self, AddressRole};
 use crate::consts::{LOOPBACK_V4, OPENSHELL_HOST};
 use crate::error::RouteError;
 use crate::facts::Overrides;
-use crate::route::{EngineKind, Exposure, HostTarget, Route, RouteContext, RoutePlan};
+use crate::route::{
+    EngineKind, Exposure, HostTarget, Route, RouteContext, RoutePlan, TargetSource,
+};
 
 /// What a runtime contributes to [`resolve`].
 #[derive(Debug)]
@@ -23,6 +25,10 @@ pub(crate) struct RuntimeRouting<'a> {
     pub(crate) plan: Result<RoutePlan, RouteError>,
     /// Container-side addresses that land on the host's loopback in this runtime.
     pub(crate) loopback_aliases: &'a [IpAddr],
+    /// Other container-side addresses the runtime's evidence vouches for (its alternatives'
+    /// literal targets, addresses its network helper maps to the host): an override to one is
+    /// not the operator's word alone ([`TargetSource`]).
+    pub(crate) vouched: &'a [IpAddr],
     /// For a host-network route, whose namespace the sandbox joins and whether its loopback is
     /// the gateway host's (`None` for a bridge route): otherwise a loopback override that is not
     /// one of `loopback_aliases` stays in that namespace.
@@ -81,6 +87,21 @@ pub(crate) fn resolve(
             });
         }
     }
+    // The operator's address is vouched for by the engine's evidence when the runtime plans
+    // it or documents it as one it forwards (a VM runtime's host address, pasta's mapped one).
+    let source = match overrides.host_gateway_ip {
+        Some(ip)
+            if !rt.loopback_aliases.contains(&ip)
+                && !rt.vouched.contains(&ip)
+                && rt
+                    .plan
+                    .as_ref()
+                    .map_or(true, |p| p.target != HostTarget::Ip(ip)) =>
+        {
+            TargetSource::Operator
+        }
+        _ => TargetSource::Runtime,
+    };
     let (target, bind, exposure, why) = match (overrides.host_gateway_ip, overrides.bind) {
         (None, None) => {
             let plan = rt.plan?;
@@ -173,6 +194,7 @@ pub(crate) fn resolve(
         engine: rt.engine,
         route_kind: ctx.network_mode.route_kind(),
         openshell_host: target,
+        target_source: source,
         bind,
         exposure,
         port: ctx.port,

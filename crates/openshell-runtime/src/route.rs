@@ -81,6 +81,41 @@ impl EngineKind {
     }
 }
 
+/// Where a route's container-side address came from: the engine's evidence or the operator's
+/// word. It decides whether anything may be sent there before this host is seen to have the
+/// address ([`Route::probe_gate`]): a VM runtime's host address (Docker Desktop's
+/// 192.168.65.254, gvproxy's 192.168.127.254, Lima's 192.168.5.2) is not this host's and is
+/// still reached, because the runtime forwards it; an operator's address that no evidence
+/// vouches for is reached only if this host or an engine bridge has it, else packets leave by
+/// the default route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetSource {
+    /// The runtime's own plan, or an address the runtime documents for this engine (its
+    /// loopback aliases), whichever side set it: the engine's evidence vouches for it.
+    Runtime,
+    /// The operator's `host_gateway_ip`, which is the sandbox network's gateway as the engine
+    /// reported it: an engine bridge's address (netavark brings it up with the network's first
+    /// container, so this host may not have it yet).
+    EngineBridge,
+    /// The operator's `host_gateway_ip`, which nothing the engine reported vouches for.
+    Operator,
+    /// The relay, whose address the engine gives it when it starts.
+    Relay,
+}
+
+/// What must hold before anything (a probe) is sent toward a route's container-side address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeGate {
+    /// The address comes from the engine's evidence, or is the relay: a probe may go there.
+    Open,
+    /// The operator's address, which no fact vouches for: a probe may go there only if this
+    /// host has the address now, or the engine reports it as the gateway of one of its bridge
+    /// networks (the caller looks: that is I/O). Otherwise the probe's packets, with the
+    /// callback URL and its token, would leave by the default route toward another machine.
+    LocalOrEngineBridge(IpAddr),
+}
+
 /// How widely the gateway's bind address exposes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -275,6 +310,8 @@ pub struct Route {
     pub route_kind: RouteKind,
     /// What `host.openshell.internal` maps to in the container.
     pub openshell_host: HostTarget,
+    /// Where `openshell_host` came from: the engine's evidence or the operator's word.
+    pub target_source: TargetSource,
     /// Where the gateway must listen; `None` when the runtime imposes nothing.
     pub bind: Option<IpAddr>,
     /// How widely `bind` exposes the gateway.
@@ -324,12 +361,24 @@ impl Route {
             engine,
             route_kind: RouteKind::Relay,
             openshell_host,
+            target_source: TargetSource::Relay,
             bind: Some(LOOPBACK_V4),
             exposure: Exposure::Loopback,
             port: ctx.port,
             tls: ctx.tls,
             why,
             notes,
+        }
+    }
+
+    /// What must hold before a probe is sent toward [`openshell_host`](Self::openshell_host):
+    /// nothing for an address the engine's evidence vouches for (a runtime's own, the sandbox
+    /// network's gateway, the relay); for the operator's address that nothing vouches for,
+    /// that this host or one of the engine's bridges has it.
+    pub fn probe_gate(&self) -> ProbeGate {
+        match (self.target_source, self.openshell_host) {
+            (TargetSource::Operator, HostTarget::Ip(ip)) => ProbeGate::LocalOrEngineBridge(ip),
+            _ => ProbeGate::Open,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use openshell_driver::{
     Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps,
-    ErrorKind, LogStream, NetworkInfo, OpError,
+    ErrorKind, ImageSummary, LogStream, NetworkInfo, OpError,
 };
 use openshell_runtime::consts::LABEL_MANAGED;
 use openshell_runtime::facts::Endpoint;
@@ -43,6 +43,12 @@ pub(crate) struct FakeState {
     pub(crate) removed: Vec<String>,
     /// How many attaches were made.
     pub(crate) attaches: u32,
+    /// The gateway its bridge networks report, if any.
+    pub(crate) bridge_gateway: Option<IpAddr>,
+    /// Images: reference and creation time (seconds since the epoch).
+    pub(crate) images: Vec<(String, i64)>,
+    /// References a container was made from: their removal is refused as a conflict.
+    pub(crate) images_in_use: Vec<String>,
 }
 
 /// An in-memory engine; clones share the state.
@@ -201,12 +207,16 @@ impl EngineOps for FakeOps {
         Ok(())
     }
     async fn inspect_network(&self, name: &str) -> Result<NetworkInfo, OpError> {
+        let mut body = serde_json::json!({"Name": name, "Driver": "bridge"});
+        if let Some(gw) = self.with(|s| s.bridge_gateway) {
+            body["IPAM"] = serde_json::json!({"Config": [{"Gateway": gw.to_string()}]});
+        }
         Ok(NetworkInfo {
             id: "n1".into(),
             name: name.into(),
             driver: "bridge".into(),
             labels: BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]),
-            body: serde_json::json!({"Name": name, "Driver": "bridge"}),
+            body,
         })
     }
     async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError> {
@@ -219,6 +229,33 @@ impl EngineOps for FakeOps {
         self.with(|s| match (s.network_in_use, s.containers.is_empty()) {
             (Some(kind), false) => Err(err(kind, "network is being used")),
             _ => Ok(()),
+        })
+    }
+    async fn list_images(&self, repository: &str) -> Result<Vec<ImageSummary>, OpError> {
+        let prefix = format!("{repository}:");
+        Ok(self.with(|s| {
+            s.images
+                .iter()
+                .filter(|(r, _)| r.starts_with(&prefix))
+                .map(|(r, created)| ImageSummary {
+                    id: r.clone(),
+                    tags: vec![r.clone()],
+                    created: *created,
+                })
+                .collect()
+        }))
+    }
+    async fn remove_image(&self, reference: &str) -> Result<(), OpError> {
+        self.with(|s| {
+            if s.images_in_use.iter().any(|r| r == reference) {
+                return Err(err(ErrorKind::Conflict, "image is in use by a container"));
+            }
+            let before = s.images.len();
+            s.images.retain(|(r, _)| r != reference);
+            if s.images.len() == before {
+                return Err(err(ErrorKind::NotFound, "no such image"));
+            }
+            Ok(())
         })
     }
     async fn attach(&self, _: &str) -> Result<Attached, OpError> {

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 mod driver;
+mod elf;
 mod error;
 #[cfg(test)]
 mod fake;
@@ -36,13 +37,13 @@ pub use lifecycle::{GatheredFacts, SandboxHandle, SandboxState};
 pub use listener::{is_host_address, Arrival, CallbackListener, ListenerError, ListenerOptions};
 pub use openshell_driver::ErrorKind;
 pub use probe::{
-    probe_in_order, probe_route, require_verified_route, ProbeOptions, ProbeOutcome, ProbeResult,
-    Unverified,
+    check_target, probe_in_order, probe_route, require_verified_route, ForeignTarget, ProbeOptions,
+    ProbeOutcome, ProbeResult, Unverified,
 };
 pub use reap::{Sweep, SweptProbe};
 pub use relay::{
-    embedded_arches, embedded_relay, normalise_arch, reap_relays, relay_ready, remove_own_relays,
-    Relay, RelayError, RelayOptions, ENV_RELAY_BINARY, ENV_RELAY_IMAGE,
+    embedded_arches, embedded_relay, normalise_arch, prune_relay_images, reap_relays, relay_ready,
+    remove_own_relays, Relay, RelayError, RelayOptions, ENV_RELAY_BINARY, ENV_RELAY_IMAGE,
 };
 pub use spec::{sandbox_command, SandboxSpec, SpecError, ENV_ENDPOINT, ENV_SANDBOX_ID, ENV_TOKEN};
 pub use token::{new_token, TokenError};

@@ -296,6 +296,7 @@ mod tests {
             engine: EngineKind::Docker,
             route_kind: RouteKind::Bridge,
             openshell_host: HostTarget::Ip("127.0.0.1".parse().unwrap_or_else(|_| unreachable!())),
+            target_source: openshell_runtime::TargetSource::Runtime,
             bind: Some(bind.parse().unwrap_or_else(|_| unreachable!())),
             exposure: Exposure::Loopback,
             port: 0,

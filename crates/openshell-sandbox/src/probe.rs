@@ -11,12 +11,14 @@
 //! network, carries the callback through it to a listener on `127.0.0.1`, and removes it.
 
 use std::io::ErrorKind;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use openshell_runtime::{NetworkMode, Route, RouteKind};
+use openshell_runtime::{NetworkMode, ProbeGate, Route, RouteKind};
 use serde::Serialize;
 
 use crate::driver::SandboxDriver;
+use crate::error::EngineError;
 use crate::lifecycle::{SandboxHandle, SandboxState};
 use crate::listener::{is_host_address, CallbackListener, ListenerError, ListenerOptions};
 use crate::reap::Sweep;
@@ -83,6 +85,12 @@ pub enum ProbeOutcome {
         /// Why.
         reason: String,
     },
+    /// No probe was started: the route's address is the operator's, nothing the engine
+    /// reported vouches for it, and it is no address of this host ([`check_target`]).
+    ForeignAddress {
+        /// Why, with the fix.
+        reason: String,
+    },
 }
 
 impl ProbeOutcome {
@@ -94,6 +102,7 @@ impl ProbeOutcome {
             ProbeOutcome::Refused => "the address is reachable but the gateway does not listen there: bind the gateway to the route's bind address",
             ProbeOutcome::Timeout => "nothing answered: the address does not reach this host from the sandbox network, or a firewall drops it (check INPUT rules for the bridge)",
             ProbeOutcome::ProbeUnavailable { .. } => "the probe could not run: check the engine, and that the probe image is available (--probe-image)",
+            ProbeOutcome::ForeignAddress { .. } => "nothing was sent: the address is neither this host's nor vouched for by the engine; set host_gateway_ip to an address of this host that sandboxes reach, or unset it to let the runtime decide",
         }
     }
 
@@ -124,6 +133,67 @@ pub struct ProbeResult {
     /// gateway cannot be reached there.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub not_on_host: bool,
+}
+
+/// Why nothing is sent toward a route's address: it is the operator's, nothing in the facts
+/// vouches for it (the runtime's own address, such as a VM runtime's documented host address,
+/// or the sandbox network's gateway), this host does not have it, and no bridge network of the
+/// engine has it as its gateway. A probe there would leave by the default route toward another
+/// machine, carrying the callback URL and its token (issue 22).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForeignTarget {
+    /// Neither this host's nor an engine bridge's.
+    #[error("host_gateway_ip {address} is not an address of this host, nor the gateway of a bridge network of the engine, nor an address the runtime documents, so nothing is sent there: the probe (and every sandbox) would call another machine by the default route with its token. Set host_gateway_ip to an address of this host that sandboxes reach (see `ip -brief address`), or unset it to let the runtime decide")]
+    Foreign {
+        /// The operator's address.
+        address: IpAddr,
+    },
+    /// Not this host's, and the engine's networks could not be listed to see whether it is a
+    /// bridge's gateway: nothing is sent on a guess.
+    #[error("host_gateway_ip {address} is not an address of this host, and whether it is the gateway of a bridge network of the engine is unknown (the engine's networks could not be listed: {source}), so nothing is sent there; check the engine, or set host_gateway_ip to an address of this host that sandboxes reach, or unset it to let the runtime decide")]
+    Unchecked {
+        /// The operator's address.
+        address: IpAddr,
+        /// Why the networks could not be listed.
+        #[source]
+        source: EngineError,
+    },
+}
+
+/// Whether anything may be sent toward `route`'s address, checked before any probe container,
+/// relay or listener exists. The policy says what must hold ([`Route::probe_gate`]): nothing
+/// for an address the engine's evidence vouches for, wherever it is; for the operator's own
+/// address, that this host has it now or that it is the gateway of one of the engine's bridge
+/// networks (netavark brings a bridge's address up with its first container; a remote engine's
+/// bridges are its machine's). Looking binds a socket to the address and lists the engine's
+/// networks; nothing is sent to the address.
+pub async fn check_target(driver: &SandboxDriver, route: &Route) -> Result<(), ForeignTarget> {
+    let ProbeGate::LocalOrEngineBridge(address) = route.probe_gate() else {
+        return Ok(());
+    };
+    if is_host_address(address) {
+        return Ok(());
+    }
+    // Every network (an empty name filter matches all, on Docker and libpod alike); only a
+    // bridge's gateway is the engine's own address (a macvlan's is a router on the LAN).
+    let networks = driver
+        .call("network list", driver.ops().list_networks(""))
+        .await
+        .map_err(|source| ForeignTarget::Unchecked { address, source })?;
+    let bridge = networks.iter().any(|n| {
+        let (facts, _) = openshell_runtime::Facts::network_from_value(&n.body);
+        facts.driver.as_deref().unwrap_or(n.driver.as_str()) == "bridge"
+            && [
+                facts.ipv4_gateway.map(IpAddr::V4),
+                facts.ipv6_gateway.map(IpAddr::V6),
+            ]
+            .contains(&Some(address))
+    });
+    if bridge {
+        return Ok(());
+    }
+    Err(ForeignTarget::Foreign { address })
 }
 
 /// What the probe container prints before its exit code, so that the verdict can be read while
@@ -188,6 +258,16 @@ fn unavailable(route: &Route, reason: String, notes: Vec<String>) -> ProbeResult
     result(route, ProbeOutcome::ProbeUnavailable { reason }, notes)
 }
 
+fn foreign(route: &Route, e: &ForeignTarget) -> ProbeResult {
+    result(
+        route,
+        ProbeOutcome::ForeignAddress {
+            reason: e.to_string(),
+        },
+        Vec::new(),
+    )
+}
+
 fn result(route: &Route, outcome: ProbeOutcome, notes: Vec<String>) -> ProbeResult {
     ProbeResult {
         openshell_host: route.openshell_host.to_string(),
@@ -235,6 +315,9 @@ pub async fn probe_route(
     let span =
         tracing::info_span!("probe", runtime = %route.runtime, target = %route.openshell_host);
     let probe = async {
+        if let Err(e) = check_target(driver, route).await {
+            return foreign(route, &e);
+        }
         let mut notes = Vec::new();
         if route.tls {
             notes.push("TLS is not probed: the probe proves that sandboxes reach this address, over plain HTTP; the gateway's certificate is not checked".to_string());
@@ -483,6 +566,7 @@ fn summary(results: &[ProbeResult]) -> String {
                 ProbeOutcome::Refused => "refused".into(),
                 ProbeOutcome::Timeout => "timeout".into(),
                 ProbeOutcome::ProbeUnavailable { reason } => format!("probe-unavailable: {reason}"),
+                ProbeOutcome::ForeignAddress { reason } => format!("foreign-address: {reason}"),
             };
             format!(
                 "{} via {}: {what}; {}",
@@ -509,6 +593,14 @@ pub async fn require_verified_route(
             decision_error: decision.route.as_ref().err().cloned(),
         });
     };
+    // The operator's address that is no one's here ends it before anything is created: the
+    // fallbacks are the runtime's own routes, which the operator set aside.
+    if let Err(e) = check_target(driver, first).await {
+        return Err(Unverified {
+            results: vec![foreign(first, &e)],
+            decision_error: None,
+        });
+    }
     // Probes left by interrupted runs go first: nothing of ours outlives its run for long.
     match driver.sweep_probes(Sweep::Stale).await {
         Ok(swept) if !swept.is_empty() => {
@@ -546,7 +638,131 @@ pub async fn require_verified_route(
 
 #[cfg(test)]
 mod tests {
-    use super::verdict;
+    use std::time::Duration;
+
+    use openshell_runtime::{
+        decide, EngineKind, Exposure, Facts, HostTarget, NetworkMode, Registry, Route,
+        RouteContext, TargetSource,
+    };
+
+    use super::{
+        check_target, probe_route, require_verified_route, verdict, ProbeOptions, ProbeOutcome,
+    };
+    use crate::driver::{DriverOptions, SandboxDriver};
+    use crate::fake::FakeOps;
+    use crate::listener::is_host_address;
+
+    /// Addresses of the documentation ranges, which no host here has; nothing is ever sent to
+    /// them (the fake engine sends nothing, and the check refuses before any listener).
+    const FOREIGN: [&str; 2] = ["192.0.2.10", "2001:db8::10"];
+
+    fn operator_route(ip: &str, mode: NetworkMode, bind: Option<&str>) -> Route {
+        let ip = ip.parse().unwrap_or_else(|e| panic!("{ip}: {e}"));
+        Route {
+            runtime: "native-docker".into(),
+            engine: EngineKind::Docker,
+            route_kind: mode.route_kind(),
+            openshell_host: HostTarget::Ip(ip),
+            target_source: TargetSource::Operator,
+            bind: Some(bind.map_or(ip, |b| b.parse().unwrap_or_else(|e| panic!("{b}: {e}")))),
+            exposure: Exposure::Operator,
+            port: 17670,
+            tls: false,
+            why: "test".into(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// issue 22 item 8: an operator's address that is no address of this host and that no
+    /// engine evidence vouches for gets no probe: the probe is refused before any container
+    /// (or relay, or image) exists, in both network modes, IPv4 and IPv6, with a loopback bind
+    /// too. The old probe created its container and sent its callback toward the address.
+    #[tokio::test]
+    async fn a_probe_toward_a_foreign_operator_address_creates_nothing() {
+        let ops = FakeOps::new();
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        let opts = ProbeOptions {
+            image: Some("localhost/probe:test".into()),
+            timeout: Duration::from_secs(1),
+            ..ProbeOptions::default()
+        };
+        for ip in FOREIGN {
+            assert!(!is_host_address(
+                ip.parse().unwrap_or_else(|e| panic!("{e}"))
+            ));
+            for mode in NetworkMode::ALL {
+                for bind in [None, Some("127.0.0.1")] {
+                    let route = operator_route(ip, mode, bind);
+                    let e = check_target(&driver, &route)
+                        .await
+                        .err()
+                        .unwrap_or_else(|| panic!("{ip} passed"));
+                    assert!(
+                        e.to_string().contains(ip) && e.to_string().contains("unset it"),
+                        "{e}"
+                    );
+                    let r = probe_route(&driver, &route, &opts).await;
+                    assert!(
+                        matches!(&r.outcome, ProbeOutcome::ForeignAddress { reason } if reason.contains(ip)),
+                        "{r:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(ops.with(|s| s.next), 0, "a container was created");
+        // The same address from the engine's evidence is probed (a VM runtime's host address
+        // is not this host's either): the gate is the provenance, not the address.
+        let mut vouched = operator_route(FOREIGN[0], NetworkMode::Bridge, None);
+        vouched.target_source = TargetSource::Runtime;
+        assert!(check_target(&driver, &vouched).await.is_ok());
+        // The operator's address that this host has passes, and so does an engine bridge's
+        // gateway (a remote engine's, or one netavark has not brought up yet).
+        let local = operator_route("127.0.0.1", NetworkMode::Host, None);
+        assert!(check_target(&driver, &local).await.is_ok());
+        for ip in FOREIGN {
+            ops.with(|s| s.bridge_gateway = ip.parse().ok());
+            for mode in NetworkMode::ALL {
+                let route = operator_route(ip, mode, None);
+                let r = check_target(&driver, &route).await;
+                assert!(r.is_ok(), "{ip} {mode}: {r:?}");
+            }
+        }
+    }
+
+    /// A gateway that must verify its route refuses the operator's foreign address at once,
+    /// without sweeping, probing the fallbacks or creating anything.
+    #[tokio::test]
+    async fn a_verified_route_to_a_foreign_operator_address_is_refused_before_anything() {
+        let ops = FakeOps::new();
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        let facts = Facts::from_value(&serde_json::json!({
+            "host_os": "linux",
+            "endpoint": "unix:///var/run/docker.sock",
+            "ping": {"Api-Version": "1.41"},
+            "version": {"Version": "20.10.24", "ApiVersion": "1.41"},
+            "info": {"Name": "box", "ServerVersion": "20.10.24", "OperatingSystem": "Debian GNU/Linux 12"},
+            "network": {"Name": "openshell", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "172.30.0.0/16", "Gateway": "172.30.0.1"}]}},
+            "overrides": {"host_gateway_ip": FOREIGN[0]}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let decision = decide(&Registry::builtin(), &facts, &RouteContext::default());
+        assert!(!decision.fallbacks.is_empty(), "{decision:?}");
+        let opts = ProbeOptions {
+            image: Some("localhost/probe:test".into()),
+            timeout: Duration::from_secs(1),
+            ..ProbeOptions::default()
+        };
+        let e = require_verified_route(&driver, &decision, &opts)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a foreign address was verified"));
+        assert_eq!(e.results.len(), 1, "{e}");
+        assert!(
+            matches!(e.results[0].outcome, ProbeOutcome::ForeignAddress { .. }),
+            "{e}"
+        );
+        assert_eq!(ops.with(|s| s.next), 0, "a container was created");
+    }
 
     #[test]
     fn the_last_verdict_line_counts() {

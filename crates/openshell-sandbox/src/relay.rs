@@ -35,6 +35,7 @@ use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 use openshell_driver::ContainerConfig;
 
 use crate::driver::{remove_retrying, SandboxDriver};
+use crate::elf::{self, ElfError};
 use crate::error::EngineError;
 use crate::network::is_ours;
 use crate::reap::{self, Owner};
@@ -180,6 +181,15 @@ pub enum RelayError {
         /// The engine's architecture.
         arch: String,
     },
+    /// The binary's ELF header points past the end of the file (a truncated copy) or at tables
+    /// that cannot be: imported, it would not start.
+    #[error("relay binary {} is a truncated or malformed ELF file ({reason}), which would not start; build or copy it again whole, and set {ENV_RELAY_BINARY} to it", .path.display())]
+    Malformed {
+        /// The binary.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The engine reports an architecture we build no relay for.
     #[error("the engine reports architecture {arch:?}, for which there is no relay binary; set {ENV_RELAY_IMAGE} to a relay image for it")]
     UnknownArch {
@@ -272,60 +282,6 @@ pub fn normalise_arch(engine: &str) -> Option<&'static str> {
     }
 }
 
-/// The architecture an ELF executable is for, from its header's `e_machine`.
-fn elf_arch(head: &[u8]) -> Option<&'static str> {
-    if head.len() < 20 || &head[..4] != b"\x7fELF" {
-        return None;
-    }
-    let machine = match head[5] {
-        1 => u16::from_le_bytes([head[18], head[19]]),
-        2 => u16::from_be_bytes([head[18], head[19]]),
-        _ => return None,
-    };
-    match machine {
-        0x3e => Some("x86_64"),
-        0xb7 => Some("aarch64"),
-        _ => Some("another architecture"),
-    }
-}
-
-/// Whether an ELF executable asks for a program interpreter (`PT_INTERP`, the dynamic loader),
-/// from its program headers; `None` when the headers cannot be read.
-fn elf_dynamic(bin: &[u8]) -> Option<bool> {
-    const PT_INTERP: u32 = 3;
-    let big = match bin.get(5)? {
-        1 => false,
-        2 => true,
-        _ => return None,
-    };
-    let int = |at: usize, len: usize| -> Option<u64> {
-        let b = bin.get(at..at.checked_add(len)?)?;
-        let mut v = 0u64;
-        for i in 0..len {
-            let byte = if big { b[i] } else { b[len - 1 - i] };
-            v = (v << 8) | u64::from(byte);
-        }
-        Some(v)
-    };
-    // (e_phoff, e_phentsize, e_phnum) by ELF class.
-    let (phoff, phentsize, phnum) = match bin.get(4)? {
-        1 => (int(0x1c, 4)?, int(0x2a, 2)?, int(0x2c, 2)?),
-        2 => (int(0x20, 8)?, int(0x36, 2)?, int(0x38, 2)?),
-        _ => return None,
-    };
-    let (phoff, phentsize) = (
-        usize::try_from(phoff).ok()?,
-        usize::try_from(phentsize).ok()?,
-    );
-    for i in 0..usize::try_from(phnum).ok()? {
-        let at = phoff.checked_add(i.checked_mul(phentsize)?)?;
-        if int(at, 4)? == u64::from(PT_INTERP) {
-            return Some(true);
-        }
-    }
-    Some(false)
-}
-
 /// The relay binary for `arch`: the explicit one, else the embedded one, else one beside the
 /// current executable; with where it came from.
 fn relay_binary(
@@ -385,24 +341,38 @@ fn relay_binary_file(opts: &RelayOptions, arch: &str) -> Result<(PathBuf, Vec<u8
     })
 }
 
-/// A relay binary must be a static ELF executable for the engine's architecture.
+/// A relay binary must be a whole, static ELF executable for the engine's architecture.
 fn check_binary(path: &Path, bytes: &[u8], arch: &str) -> Result<(), RelayError> {
-    match elf_arch(bytes) {
-        Some(found) if found == arch => {
-            if elf_dynamic(bytes) != Some(false) {
-                return Err(RelayError::NotStatic {
-                    path: path.to_path_buf(),
-                    arch: arch.to_string(),
-                });
-            }
-            Ok(())
+    let found = match elf::inspect(bytes) {
+        Ok(facts) => facts,
+        Err(ElfError::NotElf) => {
+            return Err(RelayError::WrongBinary {
+                path: path.to_path_buf(),
+                found: "not an ELF executable".to_string(),
+                arch: arch.to_string(),
+            })
         }
-        found => Err(RelayError::WrongBinary {
+        Err(ElfError::Malformed(reason)) => {
+            return Err(RelayError::Malformed {
+                path: path.to_path_buf(),
+                reason,
+            })
+        }
+    };
+    if found.arch != arch {
+        return Err(RelayError::WrongBinary {
             path: path.to_path_buf(),
-            found: found.unwrap_or("not an ELF executable").to_string(),
+            found: found.arch.to_string(),
             arch: arch.to_string(),
-        }),
+        });
     }
+    if found.interpreter {
+        return Err(RelayError::NotStatic {
+            path: path.to_path_buf(),
+            arch: arch.to_string(),
+        });
+    }
+    Ok(())
 }
 
 fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -650,7 +620,89 @@ pub(crate) async fn ensure_relay_image(
             )
             .await?;
     }
+    // Every other build's image stays behind otherwise; failing to tidy up is no reason to
+    // refuse the relay.
+    match prune_relay_images(driver, RELAY_REPO, &reference, IMAGE_GRACE).await {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(
+                ?removed,
+                "removed relay images of other builds that no container uses"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "relay images of other builds not looked at"),
+    }
     Ok(reference)
+}
+
+/// A relay image of another build imported less than this long ago is kept: a gateway of that
+/// build may be between importing it and creating its relay, which the engine cannot see.
+const IMAGE_GRACE: Duration = Duration::from_secs(3600);
+
+/// Whether `reference` is a relay image of `repository` as [`image_reference`] names them:
+/// `<repository>:<arch>-<24 hex digits>`. Nothing else is ever removed.
+fn is_relay_image(repository: &str, reference: &str) -> bool {
+    let Some(tag) = reference
+        .strip_prefix(repository)
+        .and_then(|t| t.strip_prefix(':'))
+    else {
+        return false;
+    };
+    let Some((arch, hash)) = tag.split_once('-') else {
+        return false;
+    };
+    normalise_arch(arch) == Some(arch)
+        && hash.len() == 24
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Removes the relay images of `repository` (the relay's is `localhost/openshell-relay`; a
+/// test names its own) other than `keep`: only references of the form the relay gives its
+/// images (`<repository>:<arch>-<24 hex digits>`), imported more than `older_than` ago, that no
+/// container uses; returns the references removed. The relay calls it each time it puts its
+/// image into an engine, with an hour's grace (a gateway of another build may be between
+/// importing its image and creating its relay). Whether a container uses an image is the
+/// engine's answer: the removal is never forced, so the engine refuses it while any container
+/// (running or not, ours or not) was made from the image, and only untags an image that has
+/// other references.
+pub async fn prune_relay_images(
+    driver: &SandboxDriver,
+    repository: &str,
+    keep: &str,
+    older_than: Duration,
+) -> Result<Vec<String>, EngineError> {
+    let images = driver
+        .call("image list", driver.ops().list_images(repository))
+        .await?;
+    let now = i64::try_from(reap::now_secs()).unwrap_or(i64::MAX);
+    let age = i64::try_from(older_than.as_secs()).unwrap_or(i64::MAX);
+    let mut removed = Vec::new();
+    for image in images
+        .iter()
+        .filter(|i| i.created > 0 && now.saturating_sub(i.created) >= age)
+    {
+        for tag in image
+            .tags
+            .iter()
+            .filter(|t| t.as_str() != keep && is_relay_image(repository, t))
+        {
+            match driver
+                .call("image remove", driver.ops().remove_image(tag))
+                .await
+            {
+                Ok(()) => removed.push(tag.clone()),
+                // In use (a container was made from it), or gone already: nothing to do.
+                Err(e) if e.kind() == Some(openshell_driver::ErrorKind::Conflict) => {
+                    tracing::debug!(image = %tag, "relay image in use, kept");
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!(image = %tag, error = %e, "relay image not removed"),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// What the session task and the handle share.
@@ -1145,6 +1197,7 @@ impl SandboxDriver {
 mod tests {
     use super::*;
     use crate::driver::DriverOptions;
+    use crate::elf::tests::{dynamic64, elf64};
     use crate::fake::FakeOps;
     use futures_util::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -1368,50 +1421,21 @@ mod tests {
         assert_eq!(normalise_arch("riscv64"), None);
     }
 
-    #[test]
-    fn an_elf_header_names_its_architecture() {
-        let mut head = vec![0u8; 20];
-        head[..4].copy_from_slice(b"\x7fELF");
-        head[5] = 1;
-        head[18] = 0xb7;
-        assert_eq!(elf_arch(&head), Some("aarch64"));
-        head[18] = 0x3e;
-        assert_eq!(elf_arch(&head), Some("x86_64"));
-        assert_eq!(elf_arch(b"#!/bin/sh\n"), None);
-    }
-
-    /// A minimal little-endian ELF64 header with one program header of type `p_type`.
-    fn elf64(p_type: u32) -> Vec<u8> {
-        let mut bin = vec![0u8; 64 + 56];
-        bin[..4].copy_from_slice(b"\x7fELF");
-        bin[4] = 2;
-        bin[5] = 1;
-        bin[18] = 0x3e;
-        bin[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
-        bin[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
-        bin[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
-        bin[64..68].copy_from_slice(&p_type.to_le_bytes());
-        bin
-    }
-
     /// A dynamically linked relay cannot start in its image (only the binary is there): it is
     /// refused with the static build's command, not started to exit at once.
     #[test]
     fn a_dynamically_linked_relay_is_refused() {
-        assert_eq!(elf_dynamic(&elf64(1)), Some(false));
-        assert_eq!(elf_dynamic(&elf64(3)), Some(true));
-        // Program headers past the end of the file: unreadable, not static.
-        let mut cut = elf64(1);
-        cut.truncate(66);
-        assert_eq!(elf_dynamic(&cut), None);
         // This test's own executable is an ordinary (dynamic) build.
         let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
         let bytes = read_capped(&exe).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(elf_dynamic(&bytes), Some(true));
+        assert!(matches!(
+            check_binary(&exe, &bytes, std::env::consts::ARCH),
+            Err(RelayError::NotStatic { .. })
+        ));
 
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("openshell-relay");
-        for (bin, ok) in [(elf64(1), true), (elf64(3), false)] {
+        for (bin, ok) in [(elf64(1, 0), true), (dynamic64(), false)] {
             std::fs::write(&path, bin).unwrap_or_else(|e| panic!("{e}"));
             let opts = RelayOptions {
                 port: 1,
@@ -1430,6 +1454,89 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A truncated copy of a relay binary (an interrupted download or copy) is refused with
+    /// what is cut short, before an image is made of it; it used to pass on its header alone.
+    #[test]
+    fn a_truncated_relay_binary_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("openshell-relay");
+        let whole = elf64(1, 4096);
+        for cut in [100, 2048, whole.len() - 1] {
+            std::fs::write(&path, &whole[..cut]).unwrap_or_else(|e| panic!("{e}"));
+            let opts = RelayOptions {
+                port: 1,
+                binary: Some(path.clone()),
+                image: None,
+            };
+            match relay_binary(&opts, "x86_64") {
+                Ok(_) => panic!("a relay binary cut at {cut} bytes was accepted"),
+                Err(e) => assert!(
+                    matches!(e, RelayError::Malformed { .. })
+                        && e.to_string().contains("truncated")
+                        && e.to_string().contains(ENV_RELAY_BINARY),
+                    "{e}"
+                ),
+            }
+        }
+        // The relays this build embeds are whole.
+        for arch in embedded_arches() {
+            let bin = embedded_relay(arch).unwrap_or_else(|| panic!("{arch} listed, not embedded"));
+            if let Err(e) = check_binary(Path::new(arch), bin, arch) {
+                panic!("the embedded {arch} relay: {e}");
+            }
+        }
+        std::fs::write(&path, &whole).unwrap_or_else(|e| panic!("{e}"));
+        let opts = RelayOptions {
+            port: 1,
+            binary: Some(path.clone()),
+            image: None,
+        };
+        assert!(relay_binary(&opts, "x86_64").is_ok());
+    }
+
+    /// issue 22 item 11: every distinct relay binary left an image behind. Ours that no
+    /// container uses and that are older than the grace are removed; the current one, one a
+    /// container was made from, a young one and anything not named like ours stay.
+    #[tokio::test]
+    async fn relay_images_of_other_builds_are_pruned_unless_in_use_or_young() {
+        let ops = FakeOps::new();
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        let now = i64::try_from(reap::now_secs()).unwrap_or(i64::MAX);
+        let old = now - 2 * 3600;
+        let current = image_reference("x86_64", b"this build");
+        let unused = image_reference("x86_64", b"an older build");
+        let other_arch = image_reference("aarch64", b"an older build");
+        let in_use = image_reference("x86_64", b"a build a container runs");
+        let young = image_reference("x86_64", b"a build imported a minute ago");
+        let foreign = [
+            format!("{RELAY_REPO}:latest"),
+            format!("{RELAY_REPO}:x86_64-not-hex-at-all-here-x"),
+            format!("{RELAY_REPO}-other:{}", &unused[RELAY_REPO.len() + 1..]),
+        ];
+        ops.with(|s| {
+            s.images = [&current, &unused, &other_arch, &in_use]
+                .into_iter()
+                .map(|r| (r.clone(), old))
+                .chain(foreign.iter().map(|r| (r.clone(), old)))
+                .chain([(young.clone(), now - 60)])
+                .collect();
+            s.images_in_use = vec![in_use.clone()];
+        });
+        let removed = ok(prune_relay_images(&driver, RELAY_REPO, &current, IMAGE_GRACE).await);
+        assert_eq!(removed, vec![unused.clone(), other_arch.clone()]);
+        let left: Vec<String> = ops.with(|s| s.images.iter().map(|(r, _)| r.clone()).collect());
+        for kept in [&current, &in_use, &young]
+            .into_iter()
+            .chain(foreign.iter())
+        {
+            assert!(left.contains(kept), "{kept} was removed: {left:?}");
+        }
+        assert!(
+            !left.contains(&unused) && !left.contains(&other_arch),
+            "{left:?}"
+        );
     }
 
     #[test]

@@ -129,3 +129,76 @@ fn a_signal_during_the_first_sweep_ends_the_run_at_once() {
     let status = status.unwrap_or_else(|| panic!("doctor went on for 5 s after SIGINT"));
     assert_eq!(status.code(), Some(130));
 }
+
+/// issue 22 item 8: an operator's `host_gateway_ip` that is no address of this host and that
+/// nothing the engine reported vouches for is refused before anything is created: `doctor`
+/// exits 2 naming the address and the fix, and the engine (a replay, which could not run a
+/// container anyway) sees no container or image request at all, in bridge and host mode, IPv4
+/// and IPv6, with a loopback bind too. The old `doctor` swept, imported the probe's image and
+/// created its probe, whose callback went toward that address by the default route. The
+/// addresses are documentation ranges, and nothing here sends a packet to them.
+#[test]
+fn a_foreign_host_gateway_ip_is_refused_before_any_container() {
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture(
+            "native-docker/debian12-docker.io-20.10.24-this-machine.json",
+        ))
+        .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let home = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    for ip in ["192.0.2.10", "2001:db8::10"] {
+        for mode in ["bridge", "host"] {
+            for bind in [None, Some("127.0.0.1")] {
+                let engine = rt
+                    .block_on(openshell_tests::replay::ReplayEngine::start(&doc))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let endpoint = format!("unix://{}", engine.socket().display());
+                let mut args = vec![
+                    "doctor",
+                    "--no-config",
+                    "--driver",
+                    "docker",
+                    "--timeout",
+                    "5",
+                    "--probe-timeout",
+                    "2",
+                    "--endpoint",
+                    &endpoint,
+                    "--network-mode",
+                    mode,
+                    "--host-gateway-ip",
+                    ip,
+                ];
+                if let Some(b) = bind {
+                    args.extend(["--bind", b]);
+                }
+                let out = isolated(home.path())
+                    .args(&args)
+                    .output()
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let requests = engine.requests();
+                drop(engine);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let case = format!("{ip} {mode} bind {bind:?}");
+                assert_eq!(out.status.code(), Some(2), "{case}: {stderr}");
+                assert!(
+                    stderr.contains(&format!(
+                        "host_gateway_ip {ip} is not an address of this host"
+                    )) && stderr.contains("unset it"),
+                    "{case}: {stderr}"
+                );
+                let touched: Vec<_> = requests
+                    .iter()
+                    .filter(|(_, p)| p.starts_with("/containers") || p.starts_with("/images"))
+                    .collect();
+                assert!(touched.is_empty(), "{case}: {touched:?}");
+            }
+        }
+    }
+}

@@ -257,3 +257,82 @@ fn pasta_does_not_reach_the_hosts_loopback() {
         assert_eq!(v["probes"][0]["outcome"], "refused", "{}: {v}", pair.name);
     }
 }
+
+/// issue 21: Docker 26 rootless *with* host loopback (RootlessKit's
+/// `--disable-host-loopback=false`, the second rootless dockerd of `scripts/engines-2026.sh`).
+/// The engine does not report it, so without the operator's word the relay is decided and
+/// proven, as on the default instance; declared (`--rootless-host-loopback`), the direct route
+/// 10.0.2.2 with the gateway on 127.0.0.1 is decided and proven, on a bridge and with host
+/// networking (RootlessKit's namespace reaches the host's loopback through slirp4netns too).
+/// On the default instance (host loopback disabled) the same declaration is wrong: 10.0.2.2
+/// times out and the relay fallback is proven. Every address stays inside the engine's
+/// namespace and RootlessKit's below it.
+#[test]
+fn rootless_docker26_with_host_loopback_proves_the_declared_route() {
+    let with = live::docker26_rootless_with_host_loopback();
+    let without = EngineId::Docker26Rootless.local();
+    if !with.available() || !without.available() {
+        return;
+    }
+    let run = |engine: &Engine, tag: &str, extra: &[&str]| {
+        let network = format!("openshell-2026-hl-{tag}-{}", std::process::id());
+        let out = doctor(engine, "docker", &network, extra);
+        let relays = live::containers_labelled(
+            engine,
+            openshell_runtime::consts::LABEL_RELAY_NETWORK,
+            &network,
+        );
+        live::remove_network(engine, &network);
+        let v = json(&out);
+        assert!(
+            relays.unwrap_or_else(|e| panic!("{e}")).is_empty(),
+            "{tag}: doctor left its relay behind"
+        );
+        assert!(
+            !live::exists(engine, "network", &network),
+            "{tag}: network {network} left behind"
+        );
+        (out, v)
+    };
+    let (out, v) = run(&with, "auto", &["--port", "17698"]);
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    assert_eq!(v["runtime"], "rootless-docker", "{v}");
+    assert_eq!(v["route_kind"], "relay", "{v}");
+    assert_eq!(v["probes"][0]["outcome"], "ok", "{v}");
+    for (mode, kind) in [("bridge", "bridge"), ("host", "host-network")] {
+        let (out, v) = run(
+            &with,
+            &format!("declared-{mode}"),
+            &[
+                "--rootless-host-loopback",
+                "--network-mode",
+                mode,
+                "--port",
+                "17698",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{mode}: {v}");
+        assert_eq!(v["route_kind"], kind, "{mode}: {v}");
+        assert_eq!(v["openshell_host"], "10.0.2.2", "{mode}: {v}");
+        assert_eq!(v["bind"], "127.0.0.1", "{mode}: {v}");
+        assert_eq!(v["probes"][0]["outcome"], "ok", "{mode}: {v}");
+        assert_eq!(v["proven"]["openshell_host"], "10.0.2.2", "{mode}: {v}");
+    }
+    for (mode, relay_host) in [("bridge", "relay"), ("host", "127.0.0.1")] {
+        let (out, v) = run(
+            &without,
+            &format!("wrong-{mode}"),
+            &[
+                "--rootless-host-loopback",
+                "--network-mode",
+                mode,
+                "--port",
+                "17699",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(0), "{mode}: {v}");
+        assert_eq!(v["probes"][0]["openshell_host"], "10.0.2.2", "{mode}: {v}");
+        assert_eq!(v["probes"][0]["outcome"], "timeout", "{mode}: {v}");
+        assert_eq!(v["proven"]["openshell_host"], relay_host, "{mode}: {v}");
+    }
+}

@@ -62,24 +62,85 @@ fn live_doctor_proves_routes_and_classifies_failures() {
     assert_eq!(v["probes"][1]["outcome"], "ok", "{v}");
     assert_eq!(v["proven"]["bind"], gw.as_str());
 
-    // An override on the sandbox bridge's subnet that no one holds: the probe binds it with
-    // IP_FREEBIND, it never comes up, and doctor says it is not this host's address rather than
-    // asking for a gateway there (the probe's packets stay on this test's bridge, unanswered).
+    // An override on the sandbox bridge's subnet that no one holds is neither an address of
+    // this host nor an engine bridge's gateway: refused before anything is created (issue 22
+    // item 8), exit 2, naming the address and the fix. Before, the probe bound it with
+    // IP_FREEBIND, started its container and called it. dockerd's own event log shows that the
+    // run created no container at all (the address would only ever have been an unanswered
+    // one on this test's bridge).
     let absent = gw
         .rsplit_once('.')
         .map(|(net, _)| format!("{net}.201"))
         .unwrap_or_default();
-    let out = doctor(&engine, "docker", &network, &["--host-gateway-ip", &absent]);
-    let v = json(&out);
-    assert_eq!(out.status.code(), Some(0), "{v}");
-    assert_eq!(v["probes"][0]["bind"], absent.as_str(), "{v}");
-    assert_eq!(v["probes"][0]["not_on_host"], true, "{v}");
-    assert_eq!(v["probes"][1]["outcome"], "ok", "{v}");
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default()
+    };
+    let since = now();
+    let endpoint = format!("unix://{}", engine.socket);
+    let child = bin_in(engine.netns)
+        .args([
+            "doctor",
+            "--no-config",
+            "--driver",
+            "docker",
+            "--endpoint",
+            &endpoint,
+            "--network",
+            &network,
+            "--host-gateway-ip",
+            &absent,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        v["advice"][0]
-            .as_str()
-            .is_some_and(|a| a.starts_with(&format!("{absent} is not an address of this host"))),
-        "{v}"
+        err.contains(&format!(
+            "host_gateway_ip {absent} is not an address of this host"
+        )) && err.contains("unset it"),
+        "{err}"
+    );
+    // The log up to a second from now: `docker events` returns once it is past.
+    let until = now() + 1;
+    let events = Command::new("docker")
+        .args([
+            "events",
+            "--since",
+            &since.to_string(),
+            "--until",
+            &until.to_string(),
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=create",
+            "--filter",
+            "label=io.openshell.managed",
+            "--format",
+            "{{json .Actor.Attributes}}",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(events.status.success(), "{events:?}");
+    let ours: Vec<String> = String::from_utf8_lossy(&events.stdout)
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|a| a["io.openshell.owner"].as_str().map(str::to_string))
+                .is_some_and(|o| o.ends_with(&format!("/{pid}")))
+        })
+        .map(str::to_string)
+        .collect();
+    assert!(
+        ours.is_empty(),
+        "the refused run created containers: {ours:?}"
     );
 
     // A firewall on the sandbox bridge drops the gateway's port: no route proven, exit 5.

@@ -447,6 +447,16 @@ impl Facts {
         (info, w.into_inner())
     }
 
+    /// Parses one network's inspect (or list entry) body alone, in Docker's or libpod's shape.
+    pub fn network_from_value(value: &serde_json::Value) -> (NetworkFacts, Vec<FactWarning>) {
+        let mut w = parse::Warnings::default();
+        let network = match value {
+            serde_json::Value::Object(m) => parse::network(m, &mut w),
+            _ => NetworkFacts::default(),
+        };
+        (network, w.into_inner())
+    }
+
     /// The engine's version as reported by `/info` or `/version`.
     pub fn engine_version(&self) -> Option<EngineVersion> {
         // Each source is parsed on its own, so that an empty or unparsable value (Docker

@@ -420,7 +420,7 @@ fn gateway(raw: Option<String>, field: &str, w: &mut Warnings) -> Option<IpAddr>
     }
 }
 
-fn network(m: &Map<String, Value>, w: &mut Warnings) -> NetworkFacts {
+pub(crate) fn network(m: &Map<String, Value>, w: &mut Warnings) -> NetworkFacts {
     let p = "network";
     // Docker's shape: IPAM.Config[].Gateway. Libpod's: subnets[].gateway.
     let mut gateways = Vec::new();

@@ -47,6 +47,10 @@ impl ContainerRuntime for External {
         self.0.alternatives()
     }
 
+    fn mapped_host_addresses(&self) -> Vec<IpAddr> {
+        self.0.mapped_host_addresses()
+    }
+
     fn host_network(&self) -> HostNetwork {
         self.0.host_network()
     }

@@ -152,6 +152,15 @@ pub trait ContainerRuntime {
         Vec::new()
     }
 
+    /// Container-side addresses (bridge networking) that this runtime's own network path
+    /// delivers to the gateway host, not to its loopback, and that no plan names literally
+    /// (pasta's 169.254.1.2, which Podman 5.3+ resolves `host-gateway` to). Traffic to them
+    /// never leaves the machine, so the operator naming one is on the runtime's evidence
+    /// ([`TargetSource::Runtime`](crate::route::TargetSource::Runtime)).
+    fn mapped_host_addresses(&self) -> Vec<IpAddr> {
+        Vec::new()
+    }
+
     /// The answer for sandboxes in the engine's host network namespace
     /// ([`NetworkMode::Host`]): which address, seen from that namespace, reaches the gateway,
     /// where the gateway binds, and which addresses land on the gateway host's loopback. The
@@ -283,19 +292,34 @@ impl<T: ContainerRuntime + ?Sized> GatewayRoute for T {
         ctx: &RouteContext,
         overrides: &Overrides,
     ) -> Result<Route, RouteError> {
+        // The literal addresses of the runtime's other plans are on its evidence too.
+        let literal = |plans: &[RoutePlan]| -> Vec<IpAddr> {
+            plans
+                .iter()
+                .filter_map(|p| match p.target {
+                    HostTarget::Ip(ip) => Some(ip),
+                    _ => None,
+                })
+                .collect()
+        };
         match ctx.network_mode {
-            NetworkMode::Bridge => resolve(
-                RuntimeRouting {
-                    runtime: self.id(),
-                    engine: self.engine(),
-                    plan: self.plan(),
-                    loopback_aliases: self.loopback_aliases(),
-                    host_namespace: None,
-                    host_gateway_resolves: true,
-                },
-                ctx,
-                overrides,
-            ),
+            NetworkMode::Bridge => {
+                let mut vouched = literal(&self.alternatives());
+                vouched.extend(self.mapped_host_addresses());
+                resolve(
+                    RuntimeRouting {
+                        runtime: self.id(),
+                        engine: self.engine(),
+                        plan: self.plan(),
+                        loopback_aliases: self.loopback_aliases(),
+                        vouched: &vouched,
+                        host_namespace: None,
+                        host_gateway_resolves: true,
+                    },
+                    ctx,
+                    overrides,
+                )
+            }
             NetworkMode::Host => {
                 let host = self.host_network();
                 resolve(
@@ -304,6 +328,7 @@ impl<T: ContainerRuntime + ?Sized> GatewayRoute for T {
                         engine: self.engine(),
                         plan: host.plan,
                         loopback_aliases: &host.loopback_aliases,
+                        vouched: &literal(&host.alternatives),
                         host_namespace: Some((&host.namespace, host.shares_loopback)),
                         host_gateway_resolves: host.resolves_host_gateway,
                     },

@@ -14,7 +14,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::consts::SLIRP4NETNS_HOST_IP;
+use crate::consts::{PASTA_MAPPED_HOST_IP, SLIRP4NETNS_HOST_IP};
 use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts, HostOs, RootlessHelper};
@@ -180,6 +180,17 @@ impl ContainerRuntime for PodmanRootless {
                 why: "the rootless network helper (pasta or slirp4netns) decides what reaches the host, and neither it nor the Podman version (which implies the default helper) was reported".into(),
                 fix: "gather libpod's whole /info (podman info --format json) as libpod_info".into(),
             }),
+        }
+    }
+
+    /// Podman 5.3+ starts pasta with `--map-guest-addr 169.254.1.2`: pasta delivers that
+    /// address to the host's primary address, inside the machine.
+    fn mapped_host_addresses(&self) -> Vec<IpAddr> {
+        match (&self.helper, self.version) {
+            (Some(RootlessHelper::Pasta), Some(v)) if v >= PASTA_MAP_GUEST_ADDR_SINCE => {
+                vec![PASTA_MAPPED_HOST_IP]
+            }
+            _ => Vec::new(),
         }
     }
 
