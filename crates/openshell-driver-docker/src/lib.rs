@@ -43,22 +43,6 @@ const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
 /// [`DockerDriver::create_network`]).
 const LIBPOD_NETWORK_CREATE: &str = "/v4.0.0/libpod/networks/create";
 
-/// An engine's refusal of a request this driver makes without bollard.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RequestError {
-    /// The engine answered with an error status.
-    #[error("{call} answered {status}: {message}")]
-    Status {
-        /// The request.
-        call: &'static str,
-        /// The HTTP status code.
-        status: u16,
-        /// The engine's `message` (or its body, capped).
-        message: String,
-    },
-}
-
 /// The body of libpod's network create for a network we own: a bridge without DNS. Nothing of
 /// ours resolves names on the sandbox network (routes are extra hosts), and aardvark-dns, which
 /// a DNS-enabled network starts with its first container, fails for a rootless user without a
@@ -220,17 +204,12 @@ impl DockerDriver {
         if (200..300).contains(&r.status) {
             return Ok(());
         }
-        let message = serde_json::from_slice::<Value>(&r.body)
-            .ok()
-            .and_then(|v| v.get("message")?.as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&r.body[..r.body.len().min(512)]).into());
-        let status = r.status;
-        let error = RequestError::Status {
+        let error = raw::Refused {
             call,
-            status,
-            message,
+            status: r.status,
+            message: r.message(),
         };
-        Err(OpError::new(ErrorKind::from_status(status), error))
+        Err(OpError::new(ErrorKind::from_status(r.status), error))
     }
 
     async fn raw_get(&self, path: &str) -> Result<RawResponse, OpError> {

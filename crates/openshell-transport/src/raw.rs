@@ -30,6 +30,18 @@ pub enum RawError {
     Request(#[source] hyper::http::Error),
 }
 
+/// An engine's refusal of a raw request: an error status, with the engine's message.
+#[derive(Debug, thiserror::Error)]
+#[error("{call} answered {status}: {message}")]
+pub struct Refused {
+    /// The request.
+    pub call: &'static str,
+    /// The HTTP status code.
+    pub status: u16,
+    /// The engine's message ([`RawResponse::message`]).
+    pub message: String,
+}
+
 /// A raw response.
 #[derive(Debug, Clone)]
 pub struct RawResponse {
@@ -39,6 +51,19 @@ pub struct RawResponse {
     pub headers: BTreeMap<String, String>,
     /// The body, at most the size limit.
     pub body: Bytes,
+}
+
+impl RawResponse {
+    /// What the engine says in an error reply: the `message` of its JSON body (Docker's and
+    /// Podman's error shape), else the body's first 512 bytes.
+    pub fn message(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| {
+                String::from_utf8_lossy(&self.body[..self.body.len().min(512)]).into()
+            })
+    }
 }
 
 async fn exchange<B>(target: &Target, req: hyper::Request<B>) -> Result<RawResponse, RawError>
