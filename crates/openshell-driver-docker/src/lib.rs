@@ -34,8 +34,9 @@ use openshell_transport::transport::{self, Target};
 use serde_json::Value;
 use tracing::Instrument;
 
-/// libpod's `/info`, asked of every engine that named itself Podman on `/_ping` or did not
-/// answer it: Podman answers it, Docker refuses the API version.
+/// libpod's `/info`, asked of every engine: Podman answers it, Docker refuses the API version.
+/// (Not only of those whose `/_ping` names Podman: captured Podman engines whose `/_ping`
+/// does not were taken for Docker.)
 /// It identifies Podman even where a proxy stripped the ping headers.
 const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
 
@@ -255,15 +256,12 @@ impl EngineOps for DockerDriver {
                 None => self.raw_get("/_ping").await.map(|r| r.headers),
             }
         };
-        // Only an engine that named itself Podman, or did not answer `/_ping`, is asked.
-        let libpod_info = async {
-            match self.libpod || self.ping.is_none() {
-                true => self.libpod_info().await,
-                false => None,
-            }
-        };
-        let (ping, version, info, libpod_info) =
-            tokio::join!(ping, self.docker.version(), self.docker.info(), libpod_info,);
+        let (ping, version, info, libpod_info) = tokio::join!(
+            ping,
+            self.docker.version(),
+            self.docker.info(),
+            self.libpod_info(),
+        );
         Ok(EngineDocuments {
             ping: ping?,
             version: to_json(&version.map_err(op)?)?,

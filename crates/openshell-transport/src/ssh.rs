@@ -2,7 +2,7 @@
 //! docker and podman CLIs use it, so the user's keys, agent, `~/.ssh/config` and `known_hosts`
 //! apply.
 //!
-//! One session per target ([`crate::transport::Target`] and its clones): a master ssh
+//! One session per target (a `Target` and its clones): a master ssh
 //! (`ControlMaster=yes`, `ControlPersist=no`) started on the first connection, under a
 //! watchdog that ends it when this process ends, however it ends (SIGKILL included), and
 //! again when the last clone of the target is dropped. Authentication and the key exchange
