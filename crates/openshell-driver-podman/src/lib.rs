@@ -29,7 +29,7 @@ use openshell_transport::proxy::{Mark, Proxy};
 use openshell_transport::raw::{self, RawResponse};
 use openshell_transport::transport::{self, Target};
 use podman_api::conn::TtyChunk;
-use podman_api::models::Namespace;
+use podman_api::models::{ContainerMount, Namespace, Subnet};
 use podman_api::opts::{
     ContainerAttachOpts, ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter,
     ContainerListOpts, ContainerLogsOpts, ContainerStopOpts, ImageImportOpts, NetworkCreateOpts,
@@ -205,7 +205,18 @@ impl EngineOps for PodmanDriver {
             .labels(c.labels.clone())
             .hosts_add(c.extra_hosts.clone())
             .stdin(c.stdin)
-            .remove(c.auto_remove);
+            .remove(c.auto_remove)
+            .mounts(c.binds.iter().map(|b| ContainerMount {
+                destination: Some(b.target.clone()),
+                source: Some(b.source.display().to_string()),
+                _type: Some("bind".into()),
+                options: Some(vec![
+                    "rbind".into(),
+                    if b.read_only { "ro" } else { "rw" }.into(),
+                ]),
+                uid_mappings: None,
+                gid_mappings: None,
+            }));
         // SIGKILL's number on every Linux architecture.
         let builder = if c.kill_on_stop {
             builder.stop_signal(9)
@@ -218,7 +229,14 @@ impl EngineOps for PodmanDriver {
                     nsmode: Some("bridge".into()),
                     value: None,
                 })
-                .networks([(c.network.clone(), serde_json::json!({}))]),
+                // libpod's per-network options: `static_ips` fixes the address.
+                .networks([(
+                    c.network.clone(),
+                    match c.address {
+                        Some(ip) => serde_json::json!({ "static_ips": [ip.to_string()] }),
+                        None => serde_json::json!({}),
+                    },
+                )]),
             // libpod's `host` namespace mode joins no network (naming one is refused).
             NetworkMode::Host => builder.net_namespace(Namespace {
                 nsmode: Some("host".into()),
@@ -345,6 +363,7 @@ impl EngineOps for PodmanDriver {
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
+        subnet: Option<&str>,
     ) -> Result<(), OpError> {
         let opts = NetworkCreateOpts::builder()
             .name(name)
@@ -354,8 +373,16 @@ impl EngineOps for PodmanDriver {
             // without a systemd user session (an ssh login, a CI job) then fails every start
             // ("aardvark-dns failed to start: Failed to connect to user scope bus").
             .dns_enabled(false)
-            .labels(labels.clone())
-            .build();
+            .labels(labels.clone());
+        let opts = match subnet {
+            Some(s) => opts.subnets([Subnet {
+                subnet: Some(s.to_string()),
+                gateway: None,
+                lease_range: None,
+            }]),
+            None => opts,
+        }
+        .build();
         self.call(self.podman.networks().create(&opts))
             .await
             .map(|_| ())

@@ -212,7 +212,12 @@ impl EngineOps for FakeOps {
     async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError> {
         Ok(vec![self.inspect_network(name).await?])
     }
-    async fn create_network(&self, _: &str, _: &BTreeMap<String, String>) -> Result<(), OpError> {
+    async fn create_network(
+        &self,
+        _: &str,
+        _: &BTreeMap<String, String>,
+        _: Option<&str>,
+    ) -> Result<(), OpError> {
         Ok(())
     }
     async fn remove_network(&self, _: &str) -> Result<(), OpError> {

@@ -222,6 +222,7 @@ mod tests {
             &self,
             _: &str,
             _: &BTreeMap<String, String>,
+            _: Option<&str>,
         ) -> Result<(), OpError> {
             Err(refused())
         }

@@ -135,7 +135,7 @@ async fn settle(
         }
         let labels = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
         let conflict = match driver
-            .call("network create", driver.ops().create_network(name, &labels))
+            .call("network create", driver.ops().create_network(name, &labels, None))
             .await
         {
             Ok(()) => None,

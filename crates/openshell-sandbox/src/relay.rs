@@ -875,6 +875,8 @@ async fn launch(
         // The relay is std only, without a SIGTERM handler: as its container's first process it
         // would make every stop or forced removal wait the engine's stop timeout.
         kill_on_stop: true,
+        binds: Vec::new(),
+        address: None,
     };
     let id = driver.create_cleanly(config).await?;
     let started = async {
