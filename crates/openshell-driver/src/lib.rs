@@ -18,6 +18,6 @@ mod ops;
 pub use error::{transport_kind, BoxError, DriverError, ErrorKind, OpError, Unsupported};
 pub use openshell_transport::Attached;
 pub use ops::{
-    labels_of, BindMount, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps,
-    LogStream, NetworkInfo,
+    labels_of, BindMount, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
+    EngineOps, LogStream, NetworkInfo,
 };

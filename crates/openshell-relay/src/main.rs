@@ -148,7 +148,12 @@ mod tests {
     #[test]
     fn takes_a_port_and_at_most_a_listen_address_or_a_probe() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let relay = |a: &str| Ok(Mode::Relay(a.parse().unwrap_or_else(|_| unreachable!()), None));
+        let relay = |a: &str| {
+            Ok(Mode::Relay(
+                a.parse().unwrap_or_else(|_| unreachable!()),
+                None,
+            ))
+        };
         let via = |a: &str, p: &str| {
             Ok(Mode::Relay(
                 a.parse().unwrap_or_else(|_| unreachable!()),

@@ -188,7 +188,8 @@ mod tests {
         let mut c = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{e}"));
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         c.write_all(&data).unwrap_or_else(|e| panic!("{e}"));
-        c.shutdown(Shutdown::Write).unwrap_or_else(|e| panic!("{e}"));
+        c.shutdown(Shutdown::Write)
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut back = Vec::new();
         c.read_to_end(&mut back).unwrap_or_else(|e| panic!("{e}"));
         assert!(back == data, "{} bytes came back", back.len());

@@ -52,7 +52,7 @@ pub use route::{
     RouteContext, RouteKind, RouteKindChoice, RoutePlan, RELAY_TARGET,
 };
 pub use runtime::{
-    relay_carrier, well_known_sockets, ContainerRuntime, Detection, External, GatewayRoute, HostNetwork, Runtime,
-    RuntimeId,
+    relay_carrier, well_known_sockets, ContainerRuntime, Detection, External, GatewayRoute,
+    HostNetwork, Runtime, RuntimeId,
 };
 pub use sockets::{OsFamily, SocketApi, SocketLocation, SocketRoot};

@@ -520,8 +520,8 @@ mod tests {
     fn the_relay_socket_carrier_needs_a_native_runtime_on_a_unix_socket() {
         let unix = crate::facts::Endpoint::parse("unix:///var/run/docker.sock")
             .unwrap_or_else(|e| panic!("{e}"));
-        let tcp = crate::facts::Endpoint::parse("tcp://10.0.0.1:2376")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let tcp =
+            crate::facts::Endpoint::parse("tcp://10.0.0.1:2376").unwrap_or_else(|e| panic!("{e}"));
         let ssh = crate::facts::Endpoint::parse("ssh://u@h/run/podman/podman.sock")
             .unwrap_or_else(|e| panic!("{e}"));
         for id in RuntimeId::ALL {
