@@ -135,7 +135,10 @@ async fn settle(
         }
         let labels = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
         let conflict = match driver
-            .call("network create", driver.ops().create_network(name, &labels, None))
+            .call(
+                "network create",
+                driver.ops().create_network(name, &labels, None),
+            )
             .await
         {
             Ok(()) => None,

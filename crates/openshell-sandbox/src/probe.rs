@@ -283,8 +283,10 @@ async fn probe_relay(
             return unavailable(route, format!("sandbox network: {e}"), notes);
         }
     }
+    // Carried as a gateway's relay would be: through the socket where the policy says so.
     let relay_opts = RelayOptions {
         port: listener.route().port,
+        carrier: openshell_runtime::relay_carrier(&route.runtime, driver.ops().endpoint()),
         ..opts.relay.clone()
     };
     let relay = match Relay::start_in(driver.clone(), relay_opts, mode).await {
@@ -298,9 +300,13 @@ async fn probe_relay(
                 NetworkMode::Host => "in the engine's host network namespace".to_string(),
             };
             notes.push(format!(
-                "carried by relay container {} at {} {place}",
+                "carried by relay container {} at {} {place}, over {}",
                 id.get(..12).unwrap_or(&id),
                 carried.openshell_host,
+                match relay.carrier() {
+                    openshell_runtime::RelayCarrier::Socket => "the gateway's bind-mounted socket",
+                    openshell_runtime::RelayCarrier::Attach => "the engine's attach stream",
+                },
             ));
             probe_through(driver, &carried, listener, opts, notes).await
         }
