@@ -14,6 +14,11 @@
 //!    older versions), are healed: every run removes them in the same order (highest id first)
 //!    until one is left, so concurrent healers agree on the survivor; a network in use is never
 //!    removed (the engine refuses), and what cannot be healed is an error naming the ids.
+//!
+//! A network we create gets a subnet of its own, named in the create: dockerd grants a
+//! container a fixed address (a replaced relay keeping its predecessor's, docs/relay.md) only
+//! on a network created with a subnet. The engine still picks it: a scratch network is created
+//! without one, inspected and removed, and its subnet is the one asked for ([`engine_subnet`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -111,6 +116,52 @@ async fn find_or_create(driver: &SandboxDriver, name: &str) -> Result<NetworkInf
     Ok(found)
 }
 
+/// The subnet the engine picks for a new network: that of a scratch network created without
+/// one, then removed. `None` when that fails or the engine names no IPv4 subnet; the network is
+/// then created without one.
+async fn engine_subnet(
+    driver: &SandboxDriver,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<String> {
+    let scratch = format!("{name}-subnet-{}", crate::token::random_hex(4).ok()?);
+    driver
+        .call(
+            "network create",
+            driver.ops().create_network(&scratch, labels, None),
+        )
+        .await
+        .map_err(|e| tracing::debug!(error = %e, "scratch network not created"))
+        .ok()?;
+    let info = driver
+        .call("network inspect", driver.ops().inspect_network(&scratch))
+        .await;
+    if let Err(e) = crate::driver::remove_retrying("network", || {
+        driver.call("network remove", driver.ops().remove_network(&scratch))
+    })
+    .await
+    {
+        tracing::warn!(error = %e, network = %scratch, "scratch network not removed");
+    }
+    subnet_of(&info.ok()?.body)
+}
+
+/// The first IPv4 subnet in a network's inspect body: Docker's `IPAM.Config[].Subnet`, or
+/// libpod's `subnets[].subnet`.
+fn subnet_of(body: &Value) -> Option<String> {
+    let docker = body["IPAM"]["Config"].as_array().into_iter().flatten();
+    let libpod = body["subnets"].as_array().into_iter().flatten();
+    docker
+        .map(|c| &c["Subnet"])
+        .chain(libpod.map(|c| &c["subnet"]))
+        .filter_map(Value::as_str)
+        .find(|s| {
+            s.split_once('/')
+                .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv4Addr>().is_ok())
+        })
+        .map(str::to_string)
+}
+
 /// Every network called exactly `name` (the engines' filters match more).
 async fn named(driver: &SandboxDriver, name: &str) -> Result<Vec<NetworkInfo>, EngineError> {
     let all = driver
@@ -134,13 +185,28 @@ async fn settle(
             return Err(looked);
         }
         let labels = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
-        let conflict = match driver
+        let subnet = engine_subnet(driver, name, &labels).await;
+        let mut created = driver
             .call(
                 "network create",
-                driver.ops().create_network(name, &labels, None),
+                driver
+                    .ops()
+                    .create_network(name, &labels, subnet.as_deref()),
             )
-            .await
-        {
+            .await;
+        if let (Some(subnet), Err(e)) = (&subnet, &created) {
+            if !matches!(e.kind(), Some(ErrorKind::Conflict | ErrorKind::Transient)) {
+                // Taken meanwhile, or refused: the engine's own pick then.
+                tracing::warn!(error = %e, network = name, %subnet, "network not created on the engine's subnet; creating it without one (a replaced relay may then change address)");
+                created = driver
+                    .call(
+                        "network create",
+                        driver.ops().create_network(name, &labels, None),
+                    )
+                    .await;
+            }
+        }
+        let conflict = match created {
             Ok(()) => None,
             // Someone else created it since we looked: libpod answers 409, Podman 4.3's
             // Docker-compatible API 500. Look again.
@@ -353,6 +419,25 @@ impl HostLock {
     #[cfg(test)]
     fn is_held(&self) -> bool {
         self._held.is_some()
+    }
+}
+
+#[cfg(test)]
+mod subnet_tests {
+    use super::subnet_of;
+
+    #[test]
+    fn the_first_ipv4_subnet_of_either_engine_is_read() {
+        let docker = serde_json::json!({"IPAM": {"Config": [
+            {"Subnet": "fd00::/64"}, {"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]}});
+        assert_eq!(subnet_of(&docker).as_deref(), Some("172.18.0.0/16"));
+        let libpod =
+            serde_json::json!({"subnets": [{"subnet": "10.89.3.0/24", "gateway": "10.89.3.1"}]});
+        assert_eq!(subnet_of(&libpod).as_deref(), Some("10.89.3.0/24"));
+        assert_eq!(
+            subnet_of(&serde_json::json!({"IPAM": {"Config": null}})),
+            None
+        );
     }
 }
 

@@ -308,6 +308,11 @@ async fn probe_relay(
                     openshell_runtime::RelayCarrier::Attach => "the engine's attach stream",
                 },
             ));
+            if let Some(why) = relay.fallback() {
+                notes.push(format!(
+                    "the relay could not use the gateway's socket: {why}"
+                ));
+            }
             probe_through(driver, &carried, listener, opts, notes).await
         }
         (Err(e), _) | (_, Err(e)) => unavailable(route, format!("relay: {e}"), notes),

@@ -725,6 +725,8 @@ pub struct Relay {
     task: JoinHandle<()>,
     /// The gateway's socket while a relay may carry through it; its directory goes with it.
     socket: Option<GatewaySocket>,
+    /// Why the relay carries over attach although it was asked to use the socket.
+    fallback: Option<String>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -758,12 +760,14 @@ impl Relay {
             tracing::info!(reaped, "relays left behind were removed");
         }
         let image = ensure_relay_image(&driver, &opts).await?;
+        let mut fallback = None;
         let socket = match opts.carrier {
             RelayCarrier::Attach => None,
             RelayCarrier::Socket => match GatewaySocket::open(opts.port) {
                 Ok(s) => Some(s),
                 Err(e) => {
                     tracing::warn!(error = %e, "the relay carries over the engine's attach stream");
+                    fallback = Some(e.to_string());
                     None
                 }
             },
@@ -783,6 +787,7 @@ impl Relay {
             // mount): the attach stream carries instead.
             (Some(_), Err(e)) => {
                 tracing::warn!(error = %e, "relay cannot use the gateway's socket; falling back to the engine's attach stream");
+                fallback = Some(e.to_string());
                 let launched = launch(&driver, &image, opts.port, mode, None, None).await?;
                 (None, launched)
             }
@@ -815,7 +820,21 @@ impl Relay {
             shared,
             task,
             socket,
+            fallback,
         })
+    }
+
+    /// The directory holding the gateway's socket, which the relay gets mounted, while the
+    /// relay carries through it; removed by [`shutdown`](Self::shutdown) or a drop.
+    pub fn socket_dir(&self) -> Option<&Path> {
+        self.socket.as_ref().map(GatewaySocket::dir)
+    }
+
+    /// Why the relay carries over the engine's attach stream although it was asked to use the
+    /// gateway's socket (the relay could not see it, the engine refused the mount, or the
+    /// socket could not be made); `None` when it was not asked, or uses it.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// How the running relay carries connections: through the gateway's socket, or over the
