@@ -274,6 +274,17 @@ pub async fn relay_socket_keeps_its_address(engine: &Engine, driver: SandboxDriv
                 first,
                 "the replacement did not keep the old relay's address"
             );
+            if !ctx.engine().podman {
+                // Asked for, not a lucky draw (dockerd hands out the lowest free address, which
+                // is often the one just freed): the endpoint's IPAMConfig holds it.
+                let nets =
+                    live::inspect(ctx.engine(), &second, "{{json .NetworkSettings.Networks}}")
+                        .unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    nets.contains(&format!("\"IPv4Address\":\"{first}\"")),
+                    "the replacement's endpoint: {nets}"
+                );
+            }
             assert_eq!(relay.carrier(), want);
             ctx.driver()
                 .start(&waiting)
