@@ -486,10 +486,21 @@ pub async fn relay_left_by_a_killed_gateway_is_reaped(
         // SIGKILL: the gateway gets no chance to clean up.
         let _ = child.kill();
         let _ = child.wait();
-        let left = match started {
-            Ok(Ok(Some(id))) => id,
+        let (left, dir) = match started {
+            Ok(Ok(Some(line))) => match line.split_once(' ') {
+                Some((id, dir)) => (id.to_string(), Some(std::path::PathBuf::from(dir))),
+                None => (line, None),
+            },
             other => panic!("the child gateway started no relay: {other:?}"),
         };
+        // The child asked for the socket carrier (a relay of rootless dockerd falls back, see
+        // relay_socket_keeps_its_address): its socket directory stays behind the SIGKILL.
+        if let Some(dir) = &dir {
+            assert!(
+                dir.exists(),
+                "the killed gateway's socket directory {dir:?}"
+            );
+        }
         assert!(
             live::exists(ctx.engine(), "container", &left),
             "the killed gateway's relay should still be there"
@@ -498,6 +509,12 @@ pub async fn relay_left_by_a_killed_gateway_is_reaped(
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(reaped, 1, "the relay left behind was not reaped");
+        if let Some(dir) = &dir {
+            assert!(
+                !dir.exists(),
+                "the killed gateway's socket directory {dir:?} stayed"
+            );
+        }
         assert!(!live::exists(ctx.engine(), "container", &left));
         SandboxDriver::remove_network(ctx.driver())
             .await
@@ -609,11 +626,19 @@ async fn relay_child() {
     let driver = connect_to(kind, pair.local().endpoint(), opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let relay = Relay::start(driver, relay_options(9))
+    let opts = RelayOptions {
+        carrier: RelayCarrier::Socket,
+        ..relay_options(9)
+    };
+    let relay = Relay::start(driver, opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let dir = relay
+        .socket_dir()
+        .map(|d| format!(" {}", d.display()))
+        .unwrap_or_default();
     println!(
-        "RELAY {}",
+        "RELAY {}{dir}",
         relay.container_id().unwrap_or_else(|e| panic!("{e}"))
     );
     // Bounded: the parent kills this process long before.

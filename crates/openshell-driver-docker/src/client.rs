@@ -7,7 +7,7 @@ use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
 };
 use bollard::{BollardRequest, Docker};
-use openshell_driver::{ContainerConfig, ErrorKind, OpError};
+use openshell_driver::{ContainerConfig, ErrorKind, OpError, Subnet};
 use openshell_runtime::NetworkMode;
 use openshell_transport::transport::{self, Target};
 use serde_json::Value;
@@ -21,7 +21,7 @@ use serde_json::Value;
 pub(crate) fn libpod_network_body(
     name: &str,
     labels: &BTreeMap<String, String>,
-    subnet: Option<&str>,
+    subnet: Option<&Subnet>,
 ) -> Value {
     let mut body = serde_json::json!({
         "name": name,
@@ -31,7 +31,8 @@ pub(crate) fn libpod_network_body(
         "options": {"isolate": "true"},
     });
     if let Some(subnet) = subnet {
-        body["subnets"] = serde_json::json!([{ "subnet": subnet }]);
+        body["subnets"] =
+            serde_json::json!([{ "subnet": subnet.subnet, "gateway": subnet.gateway }]);
     }
     body
 }

@@ -32,7 +32,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use openshell_driver::DriverError;
 use openshell_driver::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
-    EngineOps, ErrorKind, LogStream, NetworkInfo, OpError,
+    EngineOps, ErrorKind, LogStream, NetworkInfo, OpError, Subnet,
 };
 use openshell_runtime::facts::Endpoint;
 use openshell_transport::raw::{self, RawResponse};
@@ -364,7 +364,7 @@ impl EngineOps for DockerDriver {
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
-        subnet: Option<&str>,
+        subnet: Option<&Subnet>,
     ) -> Result<(), OpError> {
         if self.libpod {
             let body = libpod_network_body(name, labels, subnet);
@@ -378,7 +378,8 @@ impl EngineOps for DockerDriver {
             labels: Some(labels.clone().into_iter().collect()),
             ipam: subnet.map(|s| Ipam {
                 config: Some(vec![IpamConfig {
-                    subnet: Some(s.to_string()),
+                    subnet: Some(s.subnet.clone()),
+                    gateway: s.gateway.clone(),
                     ..Default::default()
                 }]),
                 ..Default::default()

@@ -363,7 +363,7 @@ impl EngineOps for PodmanDriver {
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
-        subnet: Option<&str>,
+        subnet: Option<&openshell_driver::Subnet>,
     ) -> Result<(), OpError> {
         let opts = NetworkCreateOpts::builder()
             .name(name)
@@ -376,8 +376,8 @@ impl EngineOps for PodmanDriver {
             .labels(labels.clone());
         let opts = match subnet {
             Some(s) => opts.subnets([Subnet {
-                subnet: Some(s.to_string()),
-                gateway: None,
+                subnet: Some(s.subnet.clone()),
+                gateway: s.gateway.clone(),
                 lease_range: None,
             }]),
             None => opts,

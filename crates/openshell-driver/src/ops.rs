@@ -57,6 +57,17 @@ pub struct ContainerConfig {
     pub address: Option<IpAddr>,
 }
 
+/// A network's subnet, as a create names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    /// CIDR, e.g. `172.18.0.0/16`.
+    pub subnet: String,
+    /// The bridge's own address in it, e.g. `172.18.0.1`. Named, because dockerd reports no
+    /// gateway in the inspect of a network created with a subnet and none (the policy reads it
+    /// there).
+    pub gateway: Option<String>,
+}
+
 /// A host directory mounted into a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
@@ -159,13 +170,13 @@ pub trait EngineOps: Send + Sync + fmt::Debug {
     /// and possibly others (Docker matches substrings, libpod regular expressions). Old Docker
     /// engines let several networks share a name, which only a list shows.
     async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError>;
-    /// Creates a bridge network with these labels, on `subnet` (CIDR, e.g. `172.18.0.0/16`) when
-    /// one is given, else on one the engine picks.
+    /// Creates a bridge network with these labels, on `subnet` when one is given, else on one the
+    /// engine picks.
     async fn create_network(
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
-        subnet: Option<&str>,
+        subnet: Option<&Subnet>,
     ) -> Result<(), OpError>;
     /// Removes a network by name or id (refused by the engine while containers use it).
     async fn remove_network(&self, name: &str) -> Result<(), OpError>;

@@ -245,7 +245,7 @@ impl EngineOps for FakeOps {
         &self,
         _: &str,
         _: &BTreeMap<String, String>,
-        _: Option<&str>,
+        _: Option<&openshell_driver::Subnet>,
     ) -> Result<(), OpError> {
         Ok(())
     }

@@ -225,7 +225,7 @@ mod tests {
             &self,
             _: &str,
             _: &BTreeMap<String, String>,
-            _: Option<&str>,
+            _: Option<&openshell_driver::Subnet>,
         ) -> Result<(), OpError> {
             Err(refused())
         }

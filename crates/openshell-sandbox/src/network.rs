@@ -26,7 +26,7 @@ use std::time::Duration;
 use openshell_runtime::consts::LABEL_MANAGED;
 use serde_json::Value;
 
-use openshell_driver::{ErrorKind, NetworkInfo};
+use openshell_driver::{ErrorKind, NetworkInfo, Subnet};
 
 use crate::driver::SandboxDriver;
 use crate::error::EngineError;
@@ -116,14 +116,14 @@ async fn find_or_create(driver: &SandboxDriver, name: &str) -> Result<NetworkInf
     Ok(found)
 }
 
-/// The subnet the engine picks for a new network: that of a scratch network created without
-/// one, then removed. `None` when that fails or the engine names no IPv4 subnet; the network is
-/// then created without one.
+/// The subnet (and its gateway) the engine picks for a new network: that of a scratch network
+/// created without one, then removed. `None` when that fails or the engine names no IPv4
+/// subnet; the network is then created without one.
 async fn engine_subnet(
     driver: &SandboxDriver,
     name: &str,
     labels: &BTreeMap<String, String>,
-) -> Option<String> {
+) -> Option<Subnet> {
     let scratch = format!("{name}-subnet-{}", crate::token::random_hex(4).ok()?);
     driver
         .call(
@@ -146,20 +146,24 @@ async fn engine_subnet(
     subnet_of(&info.ok()?.body)
 }
 
-/// The first IPv4 subnet in a network's inspect body: Docker's `IPAM.Config[].Subnet`, or
-/// libpod's `subnets[].subnet`.
-fn subnet_of(body: &Value) -> Option<String> {
+/// The first IPv4 subnet in a network's inspect body, with its gateway: Docker's
+/// `IPAM.Config[]` (`Subnet`, `Gateway`), or libpod's `subnets[]` (`subnet`, `gateway`).
+fn subnet_of(body: &Value) -> Option<Subnet> {
     let docker = body["IPAM"]["Config"].as_array().into_iter().flatten();
     let libpod = body["subnets"].as_array().into_iter().flatten();
-    docker
-        .map(|c| &c["Subnet"])
-        .chain(libpod.map(|c| &c["subnet"]))
-        .filter_map(Value::as_str)
-        .find(|s| {
-            s.split_once('/')
-                .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv4Addr>().is_ok())
+    let pair = |c: &Value, s: &str, g: &str| {
+        let subnet = c[s].as_str()?;
+        let (ip, _) = subnet.split_once('/')?;
+        ip.parse::<std::net::Ipv4Addr>().ok()?;
+        Some(Subnet {
+            subnet: subnet.to_string(),
+            gateway: c[g].as_str().map(str::to_string),
         })
-        .map(str::to_string)
+    };
+    docker
+        .filter_map(|c| pair(c, "Subnet", "Gateway"))
+        .chain(libpod.filter_map(|c| pair(c, "subnet", "gateway")))
+        .next()
 }
 
 /// Every network called exactly `name` (the engines' filters match more).
@@ -189,15 +193,13 @@ async fn settle(
         let mut created = driver
             .call(
                 "network create",
-                driver
-                    .ops()
-                    .create_network(name, &labels, subnet.as_deref()),
+                driver.ops().create_network(name, &labels, subnet.as_ref()),
             )
             .await;
         if let (Some(subnet), Err(e)) = (&subnet, &created) {
             if !matches!(e.kind(), Some(ErrorKind::Conflict | ErrorKind::Transient)) {
                 // Taken meanwhile, or refused: the engine's own pick then.
-                tracing::warn!(error = %e, network = name, %subnet, "network not created on the engine's subnet; creating it without one (a replaced relay may then change address)");
+                tracing::warn!(error = %e, network = name, subnet = %subnet.subnet, "network not created on the engine's subnet; creating it without one (a replaced relay may then change address)");
                 created = driver
                     .call(
                         "network create",
@@ -430,10 +432,14 @@ mod subnet_tests {
     fn the_first_ipv4_subnet_of_either_engine_is_read() {
         let docker = serde_json::json!({"IPAM": {"Config": [
             {"Subnet": "fd00::/64"}, {"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]}});
-        assert_eq!(subnet_of(&docker).as_deref(), Some("172.18.0.0/16"));
+        let docker = subnet_of(&docker).unwrap_or_else(|| panic!("none"));
+        assert_eq!(docker.subnet, "172.18.0.0/16");
+        assert_eq!(docker.gateway.as_deref(), Some("172.18.0.1"));
         let libpod =
             serde_json::json!({"subnets": [{"subnet": "10.89.3.0/24", "gateway": "10.89.3.1"}]});
-        assert_eq!(subnet_of(&libpod).as_deref(), Some("10.89.3.0/24"));
+        let libpod = subnet_of(&libpod).unwrap_or_else(|| panic!("none"));
+        assert_eq!(libpod.subnet, "10.89.3.0/24");
+        assert_eq!(libpod.gateway.as_deref(), Some("10.89.3.1"));
         assert_eq!(
             subnet_of(&serde_json::json!({"IPAM": {"Config": null}})),
             None

@@ -517,7 +517,8 @@ fn relay_stale(
 }
 
 /// Removes the relays on `driver`' network that a gateway left behind: those whose owner is gone,
-/// and those no longer running. Returns how many were removed.
+/// and those no longer running, and this host's relay socket directories of gateways that are
+/// gone. Returns how many relays were removed.
 pub async fn reap_relays(driver: &SandboxDriver) -> Result<usize, EngineError> {
     reap_relays_on(driver, &driver.options().network).await
 }
@@ -525,6 +526,9 @@ pub async fn reap_relays(driver: &SandboxDriver) -> Result<usize, EngineError> {
 /// [`reap_relays`] for the relays labelled with `network` (a sandbox network, or
 /// [`HOST_RELAYS`]).
 async fn reap_relays_on(driver: &SandboxDriver, network: &str) -> Result<usize, EngineError> {
+    // The socket directories of gateways that are gone go too (they are this host's, not the
+    // engine's, so they are not counted).
+    socket::sweep_stale();
     let here = Owner::here();
     let relays = driver
         .call(

@@ -132,6 +132,19 @@ fn sweep(base: &Path, ns: &str, alive: &dyn Fn(u32) -> bool) -> usize {
     swept
 }
 
+/// Removes the socket directories of gateways of this user that are gone (a SIGKILLed gateway's);
+/// returns how many. Nothing is made when there is no such directory yet.
+pub(super) fn sweep_stale() -> usize {
+    let Ok(base) = current_uid().and_then(base_dir) else {
+        return 0;
+    };
+    let swept = sweep(&base, &pid_ns(), &reap::pid_alive);
+    if swept > 0 {
+        tracing::info!(swept, dir = %base.display(), "removed relay socket directories of gone gateways");
+    }
+    swept
+}
+
 /// The gateway's socket and the task serving it; dropping it stops the task and removes the
 /// directory.
 #[derive(Debug)]
@@ -148,10 +161,7 @@ impl GatewaySocket {
         let base = base_dir(uid)?;
         own_dir(&base, uid)?;
         let ns = pid_ns();
-        let swept = sweep(&base, &ns, &reap::pid_alive);
-        if swept > 0 {
-            tracing::info!(swept, dir = %base.display(), "removed relay socket directories of gone gateways");
-        }
+        sweep_stale();
         let random =
             crate::token::random_hex(8).map_err(|e| io(&base)(std::io::Error::other(e)))?;
         let dir = base.join(format!("{ns}-{}-{random}", std::process::id()));
