@@ -300,14 +300,21 @@ async fn probe_relay(
                 NetworkMode::Host => "in the engine's host network namespace".to_string(),
             };
             notes.push(format!(
-                "carried by relay container {} at {} {place}, over {}",
+                "carried by relay container {} at {} {place}",
                 id.get(..12).unwrap_or(&id),
                 carried.openshell_host,
-                match relay.carrier() {
-                    openshell_runtime::RelayCarrier::Socket => "the gateway's bind-mounted socket",
-                    openshell_runtime::RelayCarrier::Attach => "the engine's attach stream",
-                },
             ));
+            notes.push(
+                match relay.carrier() {
+                    openshell_runtime::RelayCarrier::Socket => {
+                        "the relay carries over the gateway's bind-mounted socket"
+                    }
+                    openshell_runtime::RelayCarrier::Attach => {
+                        "the relay carries over the engine's attach stream"
+                    }
+                }
+                .to_string(),
+            );
             if let Some(why) = relay.fallback() {
                 notes.push(format!(
                     "the relay could not use the gateway's socket: {why}"
