@@ -197,16 +197,16 @@ async fn settle(
             )
             .await;
         if let (Some(subnet), Err(e)) = (&subnet, &created) {
-            if !matches!(e.kind(), Some(ErrorKind::Conflict | ErrorKind::Transient)) {
-                // Taken meanwhile, or refused: the engine's own pick then.
-                tracing::warn!(error = %e, network = name, subnet = %subnet.subnet, "network not created on the engine's subnet; creating it without one (a replaced relay may then change address)");
-                created = driver
-                    .call(
-                        "network create",
-                        driver.ops().create_network(name, &labels, None),
-                    )
-                    .await;
-            }
+            // Taken meanwhile (a run creating another network picked the same one: Podman 500
+            // "subnet is already used"), or refused: the engine's own pick then. A name taken
+            // meanwhile fails again, and is looked at below.
+            tracing::warn!(error = %e, network = name, subnet = %subnet.subnet, "network not created on the engine's subnet; creating it without one (a replaced relay may then change address)");
+            created = driver
+                .call(
+                    "network create",
+                    driver.ops().create_network(name, &labels, None),
+                )
+                .await;
         }
         let conflict = match created {
             Ok(()) => None,
