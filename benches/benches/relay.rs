@@ -7,7 +7,8 @@
 //! connections from there, exactly where a sandbox's connections start, so the numbers carry
 //! no container start-up or shell. Direct: the client connects to the bridge gateway, where the
 //! gateway listens. Relay: it connects to the relay container, which carries each connection
-//! over the engine's attach stream to the gateway on 127.0.0.1.
+//! to the gateway on 127.0.0.1, measured with both carriers: over the engine's attach stream
+//! (yamux), and through the gateway's bind-mounted Unix socket (issue 25).
 //!
 //! Measured: time to first byte of a new connection (connect, one 64-byte request, its answer),
 //! p50/p99 of small request/response round trips on one connection, bulk throughput of one
@@ -28,7 +29,9 @@ use std::time::{Duration, Instant};
 use futures_util::{FutureExt, StreamExt};
 use openshell_engine::{connect_to, DriverKind};
 use openshell_runtime::consts::LOOPBACK_V4;
-use openshell_runtime::{decide, Exposure, HostTarget, Registry, Route, RouteContext};
+use openshell_runtime::{
+    decide, Exposure, HostTarget, Registry, RelayCarrier, Route, RouteContext,
+};
 use openshell_sandbox::{
     sandbox_command, CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions,
     SandboxDriver, SandboxHandle, SandboxSpec,
@@ -392,45 +395,12 @@ async fn bench_engine(engine: &Engine, driver: SandboxDriver, label: &str, load:
                 callback,
             };
             let d = measure(&driver, pid, lane, &image, load).await;
-            // Relay: the gateway on loopback; one relay carries the traffic connections (on
-            // the traffic port) and another the callbacks (on the callback port).
-            let gateway = tokio::net::TcpListener::bind((LOOPBACK_V4, 0))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let port = gateway.local_addr().map(|a| a.port()).unwrap_or_default();
-            let ops = driver.clone();
-            let relay_opts = |port| RelayOptions::from_env(port).unwrap_or_else(|e| panic!("{e}"));
-            let traffic = Relay::start(ops.clone(), relay_opts(port))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let loopback = Route {
-                openshell_host: HostTarget::Ip(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-                target_source: openshell_runtime::TargetSource::Runtime,
-                bind: Some(LOOPBACK_V4),
-                exposure: Exposure::Loopback,
-                port: 0,
-                ..direct.clone()
-            };
-            let callback = CallbackListener::bind(&loopback, ListenerOptions::default())
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let carrier = Relay::start(ops, relay_opts(callback.route().port))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let relayed = carrier
-                .route(callback.route())
-                .unwrap_or_else(|e| panic!("{e}"));
-            let at = traffic.address().unwrap_or_else(|e| panic!("{e}"));
-            let lane = Lane {
-                target: at,
-                gateway,
-                callback,
-                route: relayed,
-            };
-            let r = measure(&driver, pid, lane, &image, load).await;
-            let _ = traffic.shutdown().await;
-            let _ = carrier.shutdown().await;
-            (d, r)
+            let mut relayed = Vec::new();
+            for carrier in [RelayCarrier::Attach, RelayCarrier::Socket] {
+                let r = relay_lane(&driver, &direct, carrier, pid, &image, load).await;
+                relayed.push((carrier, r));
+            }
+            (d, relayed)
         })
         .catch_unwind()
     };
@@ -443,21 +413,29 @@ async fn bench_engine(engine: &Engine, driver: SandboxDriver, label: &str, load:
     let _ = driver.delete(&handle).await;
     let _ = driver.remove_network().await;
     live::remove_image(engine, &image);
-    let (d, r) = outcome.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    let (d, relayed) = outcome.unwrap_or_else(|e| std::panic::resume_unwind(e));
     let ceiling = match ceiling {
         Some(Ok(c)) => c,
         Some(Err(e)) => std::panic::resume_unwind(e),
         None => unreachable!("the body succeeded"),
     };
     row(engine, label, "direct (bridge)", &d, load.concurrent);
-    row(engine, label, "relay", &r, load.concurrent);
-    println!(
-        "| {} via {label} | relay − direct | {:+.0} µs | {:+.0} µs | {:+.0} µs | | | |",
-        engine.name,
-        (r.ttfb_p50.as_secs_f64() - d.ttfb_p50.as_secs_f64()) * 1e6,
-        (r.rtt_p50.as_secs_f64() - d.rtt_p50.as_secs_f64()) * 1e6,
-        (r.rtt_p99.as_secs_f64() - d.rtt_p99.as_secs_f64()) * 1e6,
-    );
+    for (carrier, r) in &relayed {
+        row(
+            engine,
+            label,
+            &format!("relay, {carrier}"),
+            r,
+            load.concurrent,
+        );
+        println!(
+            "| {} via {label} | relay, {carrier} − direct | {:+.0} µs | {:+.0} µs | {:+.0} µs | | | |",
+            engine.name,
+            (r.ttfb_p50.as_secs_f64() - d.ttfb_p50.as_secs_f64()) * 1e6,
+            (r.rtt_p50.as_secs_f64() - d.rtt_p50.as_secs_f64()) * 1e6,
+            (r.rtt_p99.as_secs_f64() - d.rtt_p99.as_secs_f64()) * 1e6,
+        );
+    }
     println!(
         "| {} CLI | attach streams (`{} run -i`, no relay) | | | | {:.0} MB/s | {:.0} MB/s | |",
         engine.name,
@@ -465,6 +443,65 @@ async fn bench_engine(engine: &Engine, driver: SandboxDriver, label: &str, load:
         ceiling.0,
         ceiling.1
     );
+}
+
+/// The relay lane with `carrier`: the gateway on loopback; one relay carries the traffic
+/// connections (on the traffic port) and another the callbacks (on the callback port), both
+/// with `carrier` (asserted: the bench fails rather than measure a fallback).
+async fn relay_lane(
+    driver: &SandboxDriver,
+    direct: &Route,
+    carrier: RelayCarrier,
+    pid: u32,
+    image: &str,
+    load: Load,
+) -> Measured {
+    let gateway = tokio::net::TcpListener::bind((LOOPBACK_V4, 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = gateway.local_addr().map(|a| a.port()).unwrap_or_default();
+    let ops = driver.clone();
+    let relay_opts = |port| RelayOptions {
+        carrier,
+        ..RelayOptions::from_env(port).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let traffic = Relay::start(ops.clone(), relay_opts(port))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let loopback = Route {
+        openshell_host: HostTarget::Ip(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        bind: Some(LOOPBACK_V4),
+        exposure: Exposure::Loopback,
+        port: 0,
+        ..direct.clone()
+    };
+    let callback = CallbackListener::bind(&loopback, ListenerOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let callbacks = Relay::start(ops, relay_opts(callback.route().port))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let relayed = callbacks
+        .route(callback.route())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let at = traffic.address().unwrap_or_else(|e| panic!("{e}"));
+    let lane = Lane {
+        target: at,
+        gateway,
+        callback,
+        route: relayed,
+    };
+    let measured = std::panic::AssertUnwindSafe(async {
+        for relay in [&traffic, &callbacks] {
+            assert_eq!(relay.carrier(), carrier, "{:?}", relay.fallback());
+        }
+        measure(driver, pid, lane, image, load).await
+    })
+    .catch_unwind()
+    .await;
+    let _ = traffic.shutdown().await;
+    let _ = callbacks.shutdown().await;
+    measured.unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
 /// The engine's own attach streams, without us: MB/s of `bytes` out of a container's stdout

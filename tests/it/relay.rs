@@ -13,7 +13,9 @@ use futures_util::future::join_all;
 use futures_util::{FutureExt, StreamExt};
 use openshell_engine::{connect_to, DriverKind};
 use openshell_runtime::consts::LABEL_RELAY_NETWORK;
-use openshell_runtime::{EngineKind, Exposure, HostTarget, Route, RouteKind};
+use openshell_runtime::{
+    relay_carrier, EngineKind, Exposure, HostTarget, RelayCarrier, Route, RouteKind,
+};
 use openshell_sandbox::{
     prune_relay_images, CallbackListener, DriverOptions, ListenerOptions, Relay, RelayOptions,
     SandboxDriver,
@@ -182,6 +184,268 @@ pub async fn relay_end_to_end(engine: &Engine, driver: SandboxDriver) {
     .await;
 }
 
+/// Issue 25 and issue 22 item 1 on this host's engines: the policy's evidence (a native runtime
+/// on a `unix://` socket) makes the relay carry through the gateway's bind-mounted socket, and
+/// a callback arrives through it (in that mode nothing passes over the attach stream, so the
+/// callback proves the socket path); the relay container is removed behind the gateway's back,
+/// and its replacement comes back at the same address, so that a sandbox created before the
+/// removal (its `/etc/hosts` names the old address) and started after it still calls back.
+/// Shutting down removes the relay and the socket's directory.
+pub async fn relay_socket_keeps_its_address(engine: &Engine, driver: SandboxDriver) {
+    run(engine, driver, |ctx: &'static Ctx| async move {
+        ctx.driver()
+            .ensure_network()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut listener =
+            CallbackListener::bind(&loopback_route(ctx.engine()), ListenerOptions::default())
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        let carrier = relay_carrier(ctx.engine().runtime, ctx.driver().ops().endpoint());
+        assert_eq!(carrier, RelayCarrier::Socket, "{}", ctx.engine().runtime);
+        let opts = RelayOptions {
+            carrier,
+            ..relay_options(listener.route().port)
+        };
+        let relay = Relay::start(ctx.driver().clone(), opts)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let network = ctx.driver().network().to_string();
+        let dir = relay.socket_dir().map(std::path::Path::to_path_buf);
+        // Rootless dockerd runs in RootlessKit's mount namespace with `--copy-up=/run`: it sees
+        // only the entries of /run that existed when it started, and this root gateway's
+        // /run/openshell-relay came later. Its relay finds no socket and the gateway falls back
+        // to attach (a gateway of dockerd's own user, in its $XDG_RUNTIME_DIR, is seen).
+        let blind = ctx.engine().runtime == "rootless-docker"
+            && relay
+                .fallback()
+                .is_some_and(|why| why.contains("no gateway socket at"));
+        let want = if blind {
+            eprintln!("{}: {:?}", ctx.engine().name, relay.fallback());
+            RelayCarrier::Attach
+        } else {
+            RelayCarrier::Socket
+        };
+        let result = std::panic::AssertUnwindSafe(async {
+            assert_eq!(relay.carrier(), want, "{:?}", relay.fallback());
+            if want == RelayCarrier::Socket {
+                let mode = dir
+                    .as_ref()
+                    .and_then(|d| std::fs::metadata(d.join("gateway.sock")).ok())
+                    .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777);
+                assert_eq!(mode, Some(0o666), "the socket in {dir:?}");
+            }
+            let route = relay
+                .route(listener.route())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let first = relay.address().unwrap_or_else(|e| panic!("{e}"));
+            // Through the socket.
+            let s = spec(ctx, 60);
+            listener.expect(&s.id, &s.token);
+            let h = launch(ctx, &s, &route).await;
+            if let Err(e) = listener.wait_for(&s.id, live::CALLBACK_WAIT).await {
+                let logs = SandboxDriver::logs(ctx.driver(), &h)
+                    .await
+                    .unwrap_or_default();
+                panic!("through the socket: {e}\nsandbox output:\n{logs}");
+            }
+            let _ = ctx.driver().delete(&h).await;
+            // Created (not started) while the first relay serves: its /etc/hosts names it.
+            let before = spec(ctx, 60);
+            listener.expect(&before.id, &before.token);
+            let waiting = ctx
+                .driver()
+                .create(&before, &route)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let old = relay.container_id().unwrap_or_else(|e| panic!("{e}"));
+            live::remove_container(ctx.engine(), &old).unwrap_or_else(|e| panic!("{e}"));
+            let mut second = old.clone();
+            for _ in 0..150 {
+                if let Ok(id) = relay.container_id() {
+                    second = id;
+                    if second != old {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_ne!(second, old, "the relay was not replaced");
+            assert_eq!(
+                relay.address().unwrap_or_else(|e| panic!("{e}")),
+                first,
+                "the replacement did not keep the old relay's address"
+            );
+            if !ctx.engine().podman {
+                // Asked for, not a lucky draw (dockerd hands out the lowest free address, which
+                // is often the one just freed): the endpoint's IPAMConfig holds it.
+                let nets =
+                    live::inspect(ctx.engine(), &second, "{{json .NetworkSettings.Networks}}")
+                        .unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    nets.contains(&format!("\"IPv4Address\":\"{first}\"")),
+                    "the replacement's endpoint: {nets}"
+                );
+            }
+            assert_eq!(relay.carrier(), want);
+            ctx.driver()
+                .start(&waiting)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            if let Err(e) = listener.wait_for(&before.id, live::CALLBACK_WAIT).await {
+                let logs = SandboxDriver::logs(ctx.driver(), &waiting)
+                    .await
+                    .unwrap_or_default();
+                panic!("a sandbox created before the replacement: {e}\nsandbox output:\n{logs}");
+            }
+            let _ = ctx.driver().delete(&waiting).await;
+        })
+        .catch_unwind()
+        .await;
+        relay.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            relays_on(ctx.engine(), &network).is_empty(),
+            "a relay remains on {network}"
+        );
+        assert!(
+            dir.as_ref().is_none_or(|d| !d.exists()),
+            "the socket directory {dir:?} stayed"
+        );
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    })
+    .await;
+}
+
+/// An engine in another mount namespace (Debian 13's dockerd 26 and Podman 5.4 of
+/// `scripts/engines-2026.sh`, each pivoted into a root of its own) looks native to the policy
+/// (a native runtime on a `unix://` socket), but the gateway's socket directory is not there:
+/// dockerd creates the missing bind source in its own namespace and the relay finds no socket
+/// at the mount point (it logs `no gateway socket at`), Podman refuses the missing source. Either
+/// way the gateway falls back to a relay over the attach stream, which carries a connection
+/// from the engine's namespace to a listener on this process's 127.0.0.1. Nothing is left.
+async fn relay_falls_back_to_attach(pair: live::Pair) {
+    let engine = pair.local();
+    if !engine.available() {
+        return;
+    }
+    let Some(netns) = pair.engine.netns() else {
+        panic!("{} is not namespaced", pair.name)
+    };
+    let driver = match pair.driver {
+        live::DriverName::Docker => crate::live::docker(&engine).await,
+        live::DriverName::Podman => crate::live::podman(&engine).await,
+    };
+    driver
+        .ensure_network()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let network = driver.network().to_string();
+    let gateway = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = gateway
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    let carrier = relay_carrier(engine.runtime, driver.ops().endpoint());
+    let started = Relay::start(
+        driver.clone(),
+        RelayOptions {
+            carrier,
+            ..relay_options(port)
+        },
+    )
+    .await;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        assert_eq!(carrier, RelayCarrier::Socket, "the policy's evidence");
+        let relay = started.as_ref().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(relay.carrier(), RelayCarrier::Attach);
+        assert_eq!(
+            relay.socket_dir(),
+            None,
+            "the socket stayed after the fallback"
+        );
+        let why = relay.fallback().unwrap_or_default().to_string();
+        eprintln!("{}: fell back to attach: {why}", pair.name);
+        if !engine.podman {
+            assert!(why.contains("no gateway socket at"), "{why}");
+        }
+        let ip = relay.address().unwrap_or_else(|e| panic!("{e}"));
+        // From the engine's namespace to the relay on the test's network, carried over attach
+        // to the listener on this process's loopback.
+        let url = format!("http://{ip}:{port}/fallback");
+        let curl = tokio::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                netns,
+                "curl",
+                "-s",
+                "--max-time",
+                "10",
+                &url,
+            ])
+            .kill_on_drop(true)
+            .output();
+        let accepted = async {
+            let (mut s, _) = gateway.accept().await.unwrap_or_else(|e| panic!("{e}"));
+            let mut got = vec![0u8; 64];
+            let n = tokio::io::AsyncReadExt::read(&mut s, &mut got)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            String::from_utf8_lossy(&got[..n]).into_owned()
+        };
+        let (got, _) = tokio::time::timeout(Duration::from_secs(30), async {
+            tokio::join!(accepted, curl)
+        })
+        .await
+        .unwrap_or_else(|_| panic!("nothing arrived through the attach relay"));
+        assert!(got.starts_with("GET /fallback"), "{got:?}");
+    })
+    .catch_unwind()
+    .await;
+    if let Ok(relay) = started {
+        relay.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let _ = driver.remove_network().await;
+    assert!(
+        relays_on(&engine, &network).is_empty(),
+        "a relay remains on {network}"
+    );
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+mod fallback {
+    use openshell_tests::live::{self, EngineId};
+
+    fn pair(name: &str) -> live::Pair {
+        live::pairs()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("no pair {name}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn docker26_relay_falls_back_to_attach() {
+        let p = pair("docker26");
+        assert_eq!(p.engine, EngineId::Docker26);
+        super::relay_falls_back_to_attach(p).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn podman5_libpod_relay_falls_back_to_attach() {
+        super::relay_falls_back_to_attach(pair("podman5_libpod")).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn podman5_docker_api_relay_falls_back_to_attach() {
+        super::relay_falls_back_to_attach(pair("podman5_docker_api")).await;
+    }
+}
+
 /// The environment variable that turns the test binary into a gateway that starts a relay and
 /// waits to be killed (see [`relay_left_by_a_killed_gateway_is_reaped`]).
 const CHILD_ENV: &str = "OPENSHELL_TEST_RELAY_CHILD";
@@ -224,10 +488,21 @@ pub async fn relay_left_by_a_killed_gateway_is_reaped(
         // SIGKILL: the gateway gets no chance to clean up.
         let _ = child.kill();
         let _ = child.wait();
-        let left = match started {
-            Ok(Ok(Some(id))) => id,
+        let (left, dir) = match started {
+            Ok(Ok(Some(line))) => match line.split_once(' ') {
+                Some((id, dir)) => (id.to_string(), Some(std::path::PathBuf::from(dir))),
+                None => (line, None),
+            },
             other => panic!("the child gateway started no relay: {other:?}"),
         };
+        // The child asked for the socket carrier (a relay of rootless dockerd falls back, see
+        // relay_socket_keeps_its_address): its socket directory stays behind the SIGKILL.
+        if let Some(dir) = &dir {
+            assert!(
+                dir.exists(),
+                "the killed gateway's socket directory {dir:?}"
+            );
+        }
         assert!(
             live::exists(ctx.engine(), "container", &left),
             "the killed gateway's relay should still be there"
@@ -236,6 +511,12 @@ pub async fn relay_left_by_a_killed_gateway_is_reaped(
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(reaped, 1, "the relay left behind was not reaped");
+        if let Some(dir) = &dir {
+            assert!(
+                !dir.exists(),
+                "the killed gateway's socket directory {dir:?} stayed"
+            );
+        }
         assert!(!live::exists(ctx.engine(), "container", &left));
         SandboxDriver::remove_network(ctx.driver())
             .await
@@ -347,11 +628,19 @@ async fn relay_child() {
     let driver = connect_to(kind, pair.local().endpoint(), opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let relay = Relay::start(driver, relay_options(9))
+    let opts = RelayOptions {
+        carrier: RelayCarrier::Socket,
+        ..relay_options(9)
+    };
+    let relay = Relay::start(driver, opts)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let dir = relay
+        .socket_dir()
+        .map(|d| format!(" {}", d.display()))
+        .unwrap_or_default();
     println!(
-        "RELAY {}",
+        "RELAY {}{dir}",
         relay.container_id().unwrap_or_else(|e| panic!("{e}"))
     );
     // Bounded: the parent kills this process long before.
@@ -464,6 +753,14 @@ macro_rules! relay_scenarios {
                 let engine = $engine;
                 if engine.available() {
                     super::relay_end_to_end(&engine, crate::live::$connect(&engine).await).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn relay_socket_keeps_its_address() {
+                let engine = $engine;
+                if engine.available() {
+                    super::relay_socket_keeps_its_address(&engine, crate::live::$connect(&engine).await).await;
                 }
             }
 

@@ -269,14 +269,29 @@ async fn the_docker_driver_creates_networks_without_dns_on_podman() {
             .unwrap_or_else(|e| panic!("{e}"));
         // Facts gathering owns the sandbox network: it creates it when missing.
         let _ = driver.gather_facts().await;
+        // A scratch network first, whose subnet the engine picked (removed at once), then the
+        // sandbox network on that subnet (issue 22: dockerd grants fixed addresses only there).
         let creates = engine.network_creates();
-        assert_eq!(creates.len(), 1, "{creates:?}");
-        let (made, body) = &creates[0];
-        assert_eq!(made, path, "{body}");
-        if path.starts_with("/libpod/") {
-            assert_eq!(body["dns_enabled"], false, "{body}");
-            assert_eq!(body["driver"], "bridge", "{body}");
-            assert_eq!(body["labels"]["io.openshell.managed"], "true", "{body}");
+        assert_eq!(creates.len(), 2, "{creates:?}");
+        let name = |body: &serde_json::Value| {
+            body.get("name")
+                .or_else(|| body.get("Name"))
+                .and_then(|n| n.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            name(&creates[0].1).starts_with("openshell-subnet-"),
+            "{creates:?}"
+        );
+        assert_eq!(name(&creates[1].1), "openshell", "{creates:?}");
+        for (made, body) in &creates {
+            assert_eq!(made, path, "{body}");
+            if path.starts_with("/libpod/") {
+                assert_eq!(body["dns_enabled"], false, "{body}");
+                assert_eq!(body["driver"], "bridge", "{body}");
+                assert_eq!(body["labels"]["io.openshell.managed"], "true", "{body}");
+            }
         }
     }
 }

@@ -8,116 +8,33 @@
 //! `openshell-runtime`, applied as-is.
 #![deny(missing_docs)]
 
+mod client;
+
+use client::{capped_client, create_body, op, parse_api_version, to_json, ListedContainer};
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptions, CreateImageOptionsBuilder,
     InspectContainerOptions, ListImagesOptionsBuilder, ListNetworksOptions, LogsOptions,
     RemoveContainerOptions, RemoveImageOptionsBuilder, StopContainerOptions,
 };
-use bollard::{BollardRequest, Docker};
+use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
-use openshell_driver::DriverError;
 use openshell_driver::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
-    EngineOps, ErrorKind, ImageSummary, LogStream, NetworkInfo, OpError,
+    EngineOps, ErrorKind, ImageSummary, LogStream, NetworkInfo, OpError, Subnet,
 };
+use openshell_driver::{libpod, DriverError};
 use openshell_runtime::facts::Endpoint;
-use openshell_runtime::NetworkMode;
 use openshell_transport::raw::{self, RawResponse};
 use openshell_transport::transport::{self, Target};
-use serde_json::Value;
 use tracing::Instrument;
-
-/// libpod's `/info`, asked of every engine: Podman answers it, Docker refuses the API version.
-/// (Not only of those whose `/_ping` names Podman: captured Podman engines whose `/_ping`
-/// does not were taken for Docker.)
-/// It identifies Podman even where a proxy stripped the ping headers.
-const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
-
-/// libpod's network create, used instead of the compatible one on Podman (see
-/// [`DockerDriver::create_network`]).
-const LIBPOD_NETWORK_CREATE: &str = "/v4.0.0/libpod/networks/create";
-
-/// The body of libpod's network create for a network we own: a bridge without DNS. Nothing of
-/// ours resolves names on the sandbox network (routes are extra hosts), and aardvark-dns, which
-/// a DNS-enabled network starts with its first container, fails for a rootless user without a
-/// systemd user session on Podman 5 (netavark runs it with `systemd-run --user`), failing every
-/// container start on the network. `isolate` is what Podman's compatible API sets for bridges.
-fn libpod_network_body(name: &str, labels: &BTreeMap<String, String>) -> Value {
-    serde_json::json!({
-        "name": name,
-        "driver": "bridge",
-        "dns_enabled": false,
-        "labels": labels,
-        "options": {"isolate": "true"},
-    })
-}
-
-/// The kind of a bollard error, from the engine's status code when it answered. A reply
-/// stopped by the transport's size budget is reported as that.
-fn op(e: bollard::errors::Error) -> OpError {
-    use bollard::errors::Error as B;
-    if let Some(too_large) = transport::too_large(&e) {
-        return too_large.into();
-    }
-    let kind = match &e {
-        B::DockerResponseServerError { status_code, .. } => ErrorKind::from_status(*status_code),
-        B::JsonDataError { .. } | B::JsonSerdeError { .. } => ErrorKind::BadAnswer,
-        _ => ErrorKind::Unreachable,
-    };
-    OpError::new(kind, e)
-}
-
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, OpError> {
-    serde_json::to_value(v).map_err(|e| OpError::new(ErrorKind::BadAnswer, e))
-}
-
-/// `1.41` as bollard's version type.
-fn parse_api_version(raw: &str) -> Option<bollard::ClientVersion> {
-    let (major, minor) = raw.trim().split_once('.')?;
-    Some(bollard::ClientVersion {
-        major_version: major.parse().ok()?,
-        minor_version: minor.parse().ok()?,
-    })
-}
-
-/// A bollard client whose requests go over `openshell-transport`'s kept connections, each reply
-/// read within its size budget (bollard's own clients read replies whole, however large).
-fn capped_client(
-    endpoint: &Target,
-    secs: u64,
-    version: &bollard::ClientVersion,
-) -> Result<Docker, bollard::errors::Error> {
-    let endpoint = endpoint.clone();
-    let request = move |req: BollardRequest| {
-        let endpoint = endpoint.clone();
-        async move {
-            transport::send(&endpoint, req)
-                .await
-                .map_err(|e| bollard::errors::Error::IOError {
-                    err: std::io::Error::other(e),
-                })
-        }
-    };
-    // The address only fills the request URIs, which the transport reduces to their paths.
-    Docker::connect_with_custom_transport(request, Some("http://docker"), secs, version)
-}
-
-/// The fields of a container list entry that we read; everything else (its state among them)
-/// is left unparsed.
-#[derive(Debug, serde::Deserialize)]
-struct ListedContainer {
-    #[serde(rename = "Id")]
-    id: String,
-    #[serde(rename = "Labels", default)]
-    labels: Option<BTreeMap<String, String>>,
-}
 
 /// A connection to one Docker-API engine.
 #[derive(Debug, Clone)]
@@ -198,44 +115,8 @@ impl DockerDriver {
         })
     }
 
-    /// `POST path` with a JSON body, within the driver's timeout; the reply's body is read
-    /// only for an error status's message.
-    async fn post_json(&self, call: &'static str, path: &str, body: &Value) -> Result<(), OpError> {
-        let r = raw::post_json(&self.endpoint, path, body, self.timeout).await?;
-        if (200..300).contains(&r.status) {
-            return Ok(());
-        }
-        let error = raw::Refused {
-            call,
-            status: r.status,
-            message: r.message(),
-        };
-        Err(OpError::new(ErrorKind::from_status(r.status), error))
-    }
-
     async fn raw_get(&self, path: &str) -> Result<RawResponse, OpError> {
         Ok(raw::get(&self.endpoint, path, self.timeout).await?)
-    }
-
-    /// libpod's `/info` when the engine serves it as a JSON object; `None` for Docker.
-    async fn libpod_info(&self) -> Option<Value> {
-        match self.raw_get(LIBPOD_INFO).await {
-            Ok(r) if r.status == 200 => match serde_json::from_slice::<Value>(&r.body) {
-                Ok(v @ Value::Object(_)) => Some(v),
-                _ => {
-                    tracing::warn!("libpod /info answered, but not with a JSON object; ignored");
-                    None
-                }
-            },
-            Ok(r) => {
-                tracing::debug!(status = r.status, "no libpod /info: not Podman");
-                None
-            }
-            Err(e) => {
-                tracing::debug!(error = %e.source, "no libpod /info");
-                None
-            }
-        }
     }
 }
 
@@ -260,7 +141,7 @@ impl EngineOps for DockerDriver {
             ping,
             self.docker.version(),
             self.docker.info(),
-            self.libpod_info(),
+            libpod::info(&self.endpoint, self.timeout),
         );
         Ok(EngineDocuments {
             ping: ping?,
@@ -271,28 +152,7 @@ impl EngineOps for DockerDriver {
     }
 
     async fn create_container(&self, c: &ContainerConfig) -> Result<String, OpError> {
-        let body = ContainerCreateBody {
-            image: Some(c.image.clone()),
-            cmd: Some(c.command.clone()),
-            env: Some(c.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            labels: Some(c.labels.clone().into_iter().collect::<HashMap<_, _>>()),
-            open_stdin: Some(c.stdin),
-            stdin_once: Some(c.stdin),
-            attach_stdin: Some(c.stdin),
-            stop_signal: c.kill_on_stop.then(|| "SIGKILL".to_string()),
-            host_config: Some(HostConfig {
-                extra_hosts: Some(c.extra_hosts.clone()),
-                // With host networking the container joins no network: `host` is Docker's name
-                // for the engine's own namespace.
-                network_mode: Some(match c.network_mode {
-                    NetworkMode::Bridge => c.network.clone(),
-                    NetworkMode::Host => "host".to_string(),
-                }),
-                auto_remove: c.auto_remove.then_some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let body = create_body(c);
         let opts = CreateContainerOptions {
             name: Some(c.name.clone()),
             ..Default::default()
@@ -447,17 +307,32 @@ impl EngineOps for DockerDriver {
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
+        subnet: Option<&Subnet>,
     ) -> Result<(), OpError> {
         if self.libpod {
-            let body = libpod_network_body(name, labels);
-            return self
-                .post_json("libpod network create", LIBPOD_NETWORK_CREATE, &body)
-                .await;
+            let body = libpod::network_body(name, labels, subnet);
+            let call = "libpod network create";
+            return libpod::post_json(
+                &self.endpoint,
+                call,
+                libpod::NETWORK_CREATE,
+                &body,
+                self.timeout,
+            )
+            .await;
         }
         let req = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
             labels: Some(labels.clone().into_iter().collect()),
+            ipam: subnet.map(|s| Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(s.subnet.clone()),
+                    gateway: s.gateway.clone(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         self.docker
@@ -567,19 +442,5 @@ impl EngineOps for DockerDriver {
             .and_then(|mut n| n.remove(network))
             .and_then(|e| e.ip_address)
             .and_then(|ip| ip.parse().ok()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn list_entries_parse_whatever_state_the_engine_reports() {
-        let body = r#"[{"Id":"abc","State":"stopped","Labels":{"io.openshell.managed":"true"}},{"Id":"def","Labels":null}]"#;
-        let list: Vec<ListedContainer> =
-            serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(list[0].id, "abc");
-        assert_eq!(list[1].labels, None);
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use openshell_driver::{
-    labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, DriverError,
+    labels_of, libpod, Attached, ContainerConfig, ContainerStatus, ContainerSummary, DriverError,
     EngineDocuments, EngineOps, ErrorKind, ImageSummary, LogStream, NetworkInfo, OpError,
 };
 use openshell_runtime::facts::Endpoint;
@@ -29,7 +29,7 @@ use openshell_transport::proxy::{Mark, Proxy};
 use openshell_transport::raw::{self, RawResponse};
 use openshell_transport::transport::{self, Target};
 use podman_api::conn::TtyChunk;
-use podman_api::models::Namespace;
+use podman_api::models::{ContainerMount, Namespace, Subnet};
 use podman_api::opts::{
     ContainerAttachOpts, ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter,
     ContainerListOpts, ContainerLogsOpts, ContainerStopOpts, ImageImportOpts, ImageListFilter,
@@ -41,7 +41,6 @@ use tokio_util::compat::FuturesAsyncWriteCompatExt;
 
 pub use facts::info_from_libpod;
 
-const LIBPOD_INFO: &str = "/v4.0.0/libpod/info";
 const LIBPOD_VERSION: &str = "/v4.0.0/libpod/version";
 
 /// The kind of a podman-api error, from libpod's status code when it answered.
@@ -179,7 +178,7 @@ impl EngineOps for PodmanDriver {
         // `pasta`, the facts that decide rootless routing.
         let (ping, libpod, version) = tokio::join!(
             self.raw_get("/_ping"),
-            self.raw_json("libpod info", LIBPOD_INFO),
+            self.raw_json("libpod info", libpod::INFO),
             self.raw_json("libpod version", LIBPOD_VERSION),
         );
         let libpod = libpod?;
@@ -205,7 +204,18 @@ impl EngineOps for PodmanDriver {
             .labels(c.labels.clone())
             .hosts_add(c.extra_hosts.clone())
             .stdin(c.stdin)
-            .remove(c.auto_remove);
+            .remove(c.auto_remove)
+            .mounts(c.binds.iter().map(|b| ContainerMount {
+                destination: Some(b.target.clone()),
+                source: Some(b.source.display().to_string()),
+                _type: Some("bind".into()),
+                options: Some(vec![
+                    "rbind".into(),
+                    if b.read_only { "ro" } else { "rw" }.into(),
+                ]),
+                uid_mappings: None,
+                gid_mappings: None,
+            }));
         // SIGKILL's number on every Linux architecture.
         let builder = if c.kill_on_stop {
             builder.stop_signal(9)
@@ -218,7 +228,14 @@ impl EngineOps for PodmanDriver {
                     nsmode: Some("bridge".into()),
                     value: None,
                 })
-                .networks([(c.network.clone(), serde_json::json!({}))]),
+                // libpod's per-network options: `static_ips` fixes the address.
+                .networks([(
+                    c.network.clone(),
+                    match c.address {
+                        Some(ip) => serde_json::json!({ "static_ips": [ip.to_string()] }),
+                        None => serde_json::json!({}),
+                    },
+                )]),
             // libpod's `host` namespace mode joins no network (naming one is refused).
             NetworkMode::Host => builder.net_namespace(Namespace {
                 nsmode: Some("host".into()),
@@ -345,6 +362,7 @@ impl EngineOps for PodmanDriver {
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
+        subnet: Option<&openshell_driver::Subnet>,
     ) -> Result<(), OpError> {
         let opts = NetworkCreateOpts::builder()
             .name(name)
@@ -354,8 +372,16 @@ impl EngineOps for PodmanDriver {
             // without a systemd user session (an ssh login, a CI job) then fails every start
             // ("aardvark-dns failed to start: Failed to connect to user scope bus").
             .dns_enabled(false)
-            .labels(labels.clone())
-            .build();
+            .labels(labels.clone());
+        let opts = match subnet {
+            Some(s) => opts.subnets([Subnet {
+                subnet: Some(s.subnet.clone()),
+                gateway: s.gateway.clone(),
+                lease_range: None,
+            }]),
+            None => opts,
+        }
+        .build();
         self.call(self.podman.networks().create(&opts))
             .await
             .map(|_| ())

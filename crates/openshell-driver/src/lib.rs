@@ -13,11 +13,12 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod libpod;
 mod ops;
 
 pub use error::{transport_kind, BoxError, DriverError, ErrorKind, OpError, Unsupported};
 pub use openshell_transport::Attached;
 pub use ops::{
-    labels_of, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments, EngineOps,
-    ImageSummary, LogStream, NetworkInfo,
+    labels_of, BindMount, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
+    EngineOps, ImageSummary, LogStream, NetworkInfo, Subnet,
 };

@@ -48,6 +48,35 @@ pub struct ContainerConfig {
     /// (the relay, the probe), which the kernel would otherwise let sit out the engine's whole
     /// stop timeout (10 s) on every stop or forced removal.
     pub kill_on_stop: bool,
+    /// Host directories bind-mounted into the container (Docker's `Binds`, libpod's `mounts`).
+    /// The relay gets the gateway's socket directory this way (docs/relay.md).
+    pub binds: Vec<BindMount>,
+    /// A fixed address on [`network`](Self::network) (Docker's `IPAMConfig.IPv4Address`, libpod's
+    /// `static_ips`), or `None` for whatever the engine assigns. Docker grants it only on a
+    /// network created with a subnet; an engine that refuses it fails the create.
+    pub address: Option<IpAddr>,
+}
+
+/// A network's subnet, as a create names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    /// CIDR, e.g. `172.18.0.0/16`.
+    pub subnet: String,
+    /// The bridge's own address in it, e.g. `172.18.0.1`. Named, because dockerd reports no
+    /// gateway in the inspect of a network created with a subnet and none (the policy reads it
+    /// there).
+    pub gateway: Option<String>,
+}
+
+/// A host directory mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// The directory on the engine's host (an absolute path).
+    pub source: std::path::PathBuf,
+    /// Where it appears in the container (an absolute path).
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// A container as a list call reports it.
@@ -153,11 +182,13 @@ pub trait EngineOps: Send + Sync + fmt::Debug {
     /// and possibly others (Docker matches substrings, libpod regular expressions). Old Docker
     /// engines let several networks share a name, which only a list shows.
     async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError>;
-    /// Creates a bridge network with these labels.
+    /// Creates a bridge network with these labels, on `subnet` when one is given, else on one the
+    /// engine picks.
     async fn create_network(
         &self,
         name: &str,
         labels: &BTreeMap<String, String>,
+        subnet: Option<&Subnet>,
     ) -> Result<(), OpError>;
     /// Removes a network by name or id (refused by the engine while containers use it).
     async fn remove_network(&self, name: &str) -> Result<(), OpError>;

@@ -14,6 +14,11 @@
 //! does (the gateway detached or died), and then the relay exits, so a relay never outlives
 //! the gateway that owns it by more than its engine takes to close stdin.
 //!
+//! `openshell-relay socket <path> <port> [<listen address>]` carries each connection to the
+//! gateway's Unix socket at `path` (bind-mounted from the gateway's host) instead, where the
+//! engine shares the gateway's kernel and filesystem; it checks first that `path` is a socket
+//! and exits at once with `no gateway socket at <path>` when it is not (see [`socket`]).
+//!
 //! `openshell-relay probe <linger-secs>` is the probe (see [`probe`]).
 //!
 //! The design choice: `std` and nothing else. The program links statically, runs in an image
@@ -23,20 +28,23 @@
 
 mod mux;
 mod probe;
+mod socket;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 fn usage() -> String {
-    "usage: openshell-relay <port> [<listen address>]  (listens on 0.0.0.0:<port> by default; the session runs over stdin/stdout)\n       openshell-relay probe <linger-secs>  (calls back once, as a sandbox does)"
+    "usage: openshell-relay <port> [<listen address>]  (listens on 0.0.0.0:<port> by default; the session runs over stdin/stdout)\n       openshell-relay socket <path> <port> [<listen address>]  (carries connections to the gateway's Unix socket at <path>)\n       openshell-relay probe <linger-secs>  (calls back once, as a sandbox does)"
         .to_string()
 }
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 enum Mode {
-    Relay(SocketAddr),
+    /// Where to listen, and the gateway's socket when connections go there.
+    Relay(SocketAddr, Option<PathBuf>),
     Probe(u64),
 }
 
@@ -47,12 +55,24 @@ fn listen_on(port: &str, ip: IpAddr) -> Result<Mode, String> {
             "invalid port {port:?}: expected 1-65535\n{}",
             usage()
         )),
-        Ok(p) => Ok(Mode::Relay(SocketAddr::new(ip, p))),
+        Ok(p) => Ok(Mode::Relay(SocketAddr::new(ip, p), None)),
     }
 }
 
 fn parse(args: &[String]) -> Result<Mode, String> {
     match args {
+        [socket, path, rest @ ..] if socket == "socket" && (1..=2).contains(&rest.len()) => {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "invalid socket path {path:?}: expected an absolute path\n{}",
+                    usage()
+                ));
+            }
+            match parse(rest)? {
+                Mode::Relay(addr, None) => Ok(Mode::Relay(addr, Some(PathBuf::from(path)))),
+                _ => Err(usage()),
+            }
+        }
         [port] => listen_on(port, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         [probe, linger] if probe == "probe" => match linger.parse::<u64>() {
             Ok(s) if s <= 3600 => Ok(Mode::Probe(s)),
@@ -70,10 +90,30 @@ fn parse(args: &[String]) -> Result<Mode, String> {
     }
 }
 
-fn relay(addr: SocketAddr) -> Result<(), String> {
+fn relay(addr: SocketAddr, socket: Option<PathBuf>) -> Result<(), String> {
+    // Before listening: a relay that cannot see the gateway's socket says so at once, and the
+    // gateway falls back to the session over stdin/stdout.
+    if let Some(path) = &socket {
+        socket::check(path)?;
+    }
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    // The gateway reads this line (from the logs) before it hands out a host-network relay.
+    // The gateway reads this line (from the logs) before it hands out a host-network relay, or
+    // one that carries through the socket.
     eprintln!("openshell-relay: listening on {addr}");
+    if let Some(path) = socket {
+        std::thread::spawn(move || socket::serve(listener, path));
+        // The gateway holds stdin: when it ends, the gateway is gone, and so is the relay.
+        let mut sink = [0u8; 512];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            match std::io::Read::read(&mut stdin, &mut sink) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading stdin failed: {e}")),
+            }
+        }
+    }
     let session = mux::Session::new(std::io::stdout());
     let accepting = std::sync::Arc::clone(&session);
     std::thread::spawn(move || mux::serve(listener, accepting));
@@ -91,7 +131,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Ok(Mode::Probe(linger)) => ExitCode::from(probe::run(Duration::from_secs(linger))),
-        Ok(Mode::Relay(addr)) => match relay(addr) {
+        Ok(Mode::Relay(addr, socket)) => match relay(addr, socket) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("openshell-relay: {e}");
@@ -108,7 +148,30 @@ mod tests {
     #[test]
     fn takes_a_port_and_at_most_a_listen_address_or_a_probe() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let relay = |a: &str| Ok(Mode::Relay(a.parse().unwrap_or_else(|_| unreachable!())));
+        let relay = |a: &str| {
+            Ok(Mode::Relay(
+                a.parse().unwrap_or_else(|_| unreachable!()),
+                None,
+            ))
+        };
+        let via = |a: &str, p: &str| {
+            Ok(Mode::Relay(
+                a.parse().unwrap_or_else(|_| unreachable!()),
+                Some(p.into()),
+            ))
+        };
+        assert_eq!(
+            parse(&args(&["socket", "/gw/gateway.sock", "17670"])),
+            via("0.0.0.0:17670", "/gw/gateway.sock")
+        );
+        assert_eq!(
+            parse(&args(&["socket", "/gw/g.sock", "17670", "127.0.0.1"])),
+            via("127.0.0.1:17670", "/gw/g.sock")
+        );
+        assert!(parse(&args(&["socket", "gw.sock", "17670"])).is_err());
+        assert!(parse(&args(&["socket", "/gw.sock"])).is_err());
+        assert!(parse(&args(&["socket", "/gw.sock", "socket", "/x", "1"])).is_err());
+        assert!(parse(&args(&["socket", "/gw.sock", "probe", "1"])).is_err());
         assert_eq!(parse(&args(&["17670"])), relay("0.0.0.0:17670"));
         assert_eq!(
             parse(&args(&["17670", "127.0.0.1"])),

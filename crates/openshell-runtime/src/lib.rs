@@ -48,11 +48,12 @@ pub use evidence::{display_value, Evidence};
 pub use facts::{Facts, FactsError, HostOs, Overrides};
 pub use registry::{DetectionReport, Detector, Registry};
 pub use route::{
-    EngineKind, Exposure, ExtraHost, ExtraHostError, HostTarget, NetworkMode, ProbeGate, Route,
-    RouteContext, RouteKind, RouteKindChoice, RoutePlan, TargetSource, RELAY_TARGET,
+    EngineKind, Exposure, ExtraHost, ExtraHostError, HostTarget, NetworkMode, ProbeGate,
+    RelayCarrier, Route, RouteContext, RouteKind, RouteKindChoice, RoutePlan, TargetSource,
+    RELAY_TARGET,
 };
 pub use runtime::{
-    well_known_sockets, ContainerRuntime, Detection, External, GatewayRoute, HostNetwork, Runtime,
-    RuntimeId,
+    relay_carrier, well_known_sockets, ContainerRuntime, Detection, External, GatewayRoute,
+    HostNetwork, Runtime, RuntimeId,
 };
 pub use sockets::{OsFamily, SocketApi, SocketLocation, SocketRoot};

@@ -209,6 +209,28 @@ impl fmt::Display for NetworkMode {
     }
 }
 
+/// How a relay carries sandbox connections to the gateway (docs/relay.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayCarrier {
+    /// One yamux session over the engine's attach stream (the relay's stdin and stdout): works
+    /// wherever the engine's API reaches, a VM's or a remote machine's included.
+    #[default]
+    Attach,
+    /// A Unix socket of the gateway, bind-mounted into the relay: bytes skip the engine's copy
+    /// loop. Only where the engine runs on this host's kernel and filesystem.
+    Socket,
+}
+
+impl fmt::Display for RelayCarrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RelayCarrier::Attach => "attach",
+            RelayCarrier::Socket => "socket",
+        })
+    }
+}
+
 /// What a route was decided for, in its JSON form (`bridge` or `host-network`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -21,6 +21,8 @@ pub(crate) struct FakeContainer {
     pub(crate) name: String,
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) status: String,
+    /// What it was created with (`None` for one [`FakeOps::add`] put there).
+    pub(crate) config: Option<ContainerConfig>,
 }
 
 /// What the fake engine holds and how it answers.
@@ -49,6 +51,12 @@ pub(crate) struct FakeState {
     pub(crate) images: Vec<(String, i64)>,
     /// References a container was made from: their removal is refused as a conflict.
     pub(crate) images_in_use: Vec<String>,
+    /// A relay told to carry through the gateway's socket sees it (logs that it listens);
+    /// otherwise it logs that it sees no socket there, as a relay in another mount namespace.
+    pub(crate) socket_visible: bool,
+    /// A create asking for a fixed address fails with this kind (dockerd on a network without
+    /// a configured subnet answers 400).
+    pub(crate) refuse_address: Option<ErrorKind>,
 }
 
 /// An in-memory engine; clones share the state.
@@ -83,6 +91,7 @@ impl FakeOps {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 status: status.to_string(),
+                config: None,
             });
             id
         })
@@ -110,6 +119,9 @@ impl EngineOps for FakeOps {
     }
     async fn create_container(&self, config: &ContainerConfig) -> Result<String, OpError> {
         self.with(|s| {
+            if let (Some(kind), Some(_)) = (s.refuse_address, config.address) {
+                return Err(err(kind, "user specified IP address is supported only when connecting to networks with user configured subnets"));
+            }
             if s.containers.iter().any(|c| c.name == config.name) {
                 return Err(err(
                     s.conflict_kind.unwrap_or(ErrorKind::Conflict),
@@ -123,6 +135,7 @@ impl EngineOps for FakeOps {
                 name: config.name.clone(),
                 labels: config.labels.clone(),
                 status: "created".into(),
+                config: Some(config.clone()),
             });
             match s.fail_after_create {
                 Some(kind) => Err(err(kind, "the reply was lost")),
@@ -197,8 +210,24 @@ impl EngineOps for FakeOps {
                 .collect()
         }))
     }
-    fn logs<'a>(&'a self, _: &'a str) -> LogStream<'a> {
-        Box::pin(futures_util::stream::empty())
+    fn logs<'a>(&'a self, id: &'a str) -> LogStream<'a> {
+        // A relay's diagnostics, as crates/openshell-relay writes them.
+        let log = self.with(|s| {
+            let config = s
+                .containers
+                .iter()
+                .find(|c| c.id == id)
+                .and_then(|c| c.config.clone())?;
+            let port = config.command.iter().rev().find(|a| a.parse::<u16>().is_ok())?.clone();
+            match config.command.get(1).map(String::as_str) {
+                Some("socket") if !s.socket_visible => Some(format!(
+                    "openshell-relay: no gateway socket at {}: No such file or directory (os error 2)\n",
+                    config.command[2]
+                )),
+                _ => Some(format!("openshell-relay: listening on 0.0.0.0:{port}\n")),
+            }
+        });
+        Box::pin(futures_util::stream::iter(log.map(|l| Ok(l.into_bytes()))))
     }
     async fn image_exists(&self, _: &str) -> Result<bool, OpError> {
         Ok(true)
@@ -222,7 +251,12 @@ impl EngineOps for FakeOps {
     async fn list_networks(&self, name: &str) -> Result<Vec<NetworkInfo>, OpError> {
         Ok(vec![self.inspect_network(name).await?])
     }
-    async fn create_network(&self, _: &str, _: &BTreeMap<String, String>) -> Result<(), OpError> {
+    async fn create_network(
+        &self,
+        _: &str,
+        _: &BTreeMap<String, String>,
+        _: Option<&openshell_driver::Subnet>,
+    ) -> Result<(), OpError> {
         Ok(())
     }
     async fn remove_network(&self, _: &str) -> Result<(), OpError> {
@@ -274,6 +308,15 @@ impl EngineOps for FakeOps {
         Ok(Attached::new(stdout, Box::pin(tokio::io::sink())))
     }
     async fn container_address(&self, id: &str, _: &str) -> Result<Option<IpAddr>, OpError> {
+        let fixed = self.with(|s| {
+            s.containers
+                .iter()
+                .find(|c| c.id == id)
+                .and_then(|c| c.config.as_ref()?.address)
+        });
+        if fixed.is_some() {
+            return Ok(fixed);
+        }
         let n = id.trim_start_matches('c').parse::<u8>().unwrap_or(0);
         Ok(Some(IpAddr::V4(Ipv4Addr::new(10, 89, 0, n))))
     }

@@ -65,8 +65,11 @@ impl Gateway {
             if mode == NetworkMode::Bridge {
                 driver.ensure_network().await?;
             }
+            // Through the gateway's socket where the engine shares this host's kernel and
+            // filesystem (the policy's word, from the runtime and the endpoint), else attach.
             let relay_opts = RelayOptions {
                 port: listener.route().port,
+                carrier: openshell_runtime::relay_carrier(&route.runtime, driver.ops().endpoint()),
                 ..opts.relay
             };
             Some(Relay::start_in(driver.clone(), relay_opts, mode).await?)
@@ -222,6 +225,7 @@ mod tests {
             &self,
             _: &str,
             _: &BTreeMap<String, String>,
+            _: Option<&openshell_driver::Subnet>,
         ) -> Result<(), OpError> {
             Err(refused())
         }

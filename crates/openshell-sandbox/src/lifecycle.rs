@@ -291,6 +291,8 @@ fn container_config(
         network_mode: route.network_mode(),
         auto_remove: false,
         kill_on_stop: false,
+        binds: Vec::new(),
+        address: None,
     })
 }
 
@@ -328,6 +330,8 @@ mod tests {
             network_mode: openshell_runtime::NetworkMode::Bridge,
             auto_remove: false,
             kill_on_stop: false,
+            binds: Vec::new(),
+            address: None,
         }
     }
 

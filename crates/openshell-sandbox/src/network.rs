@@ -14,6 +14,11 @@
 //!    older versions), are healed: every run removes them in the same order (highest id first)
 //!    until one is left, so concurrent healers agree on the survivor; a network in use is never
 //!    removed (the engine refuses), and what cannot be healed is an error naming the ids.
+//!
+//! A network we create gets a subnet of its own, named in the create: dockerd grants a
+//! container a fixed address (a replaced relay keeping its predecessor's, docs/relay.md) only
+//! on a network created with a subnet. The engine still picks it: a scratch network is created
+//! without one, inspected and removed, and its subnet is the one asked for ([`engine_subnet`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,7 +26,7 @@ use std::time::Duration;
 use openshell_runtime::consts::LABEL_MANAGED;
 use serde_json::Value;
 
-use openshell_driver::{ErrorKind, NetworkInfo};
+use openshell_driver::{ErrorKind, NetworkInfo, Subnet};
 
 use crate::driver::SandboxDriver;
 use crate::error::EngineError;
@@ -111,6 +116,56 @@ async fn find_or_create(driver: &SandboxDriver, name: &str) -> Result<NetworkInf
     Ok(found)
 }
 
+/// The subnet (and its gateway) the engine picks for a new network: that of a scratch network
+/// created without one, then removed. `None` when that fails or the engine names no IPv4
+/// subnet; the network is then created without one.
+async fn engine_subnet(
+    driver: &SandboxDriver,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> Option<Subnet> {
+    let scratch = format!("{name}-subnet-{}", crate::token::random_hex(4).ok()?);
+    driver
+        .call(
+            "network create",
+            driver.ops().create_network(&scratch, labels, None),
+        )
+        .await
+        .map_err(|e| tracing::debug!(error = %e, "scratch network not created"))
+        .ok()?;
+    let info = driver
+        .call("network inspect", driver.ops().inspect_network(&scratch))
+        .await;
+    if let Err(e) = crate::driver::remove_retrying("network", || {
+        driver.call("network remove", driver.ops().remove_network(&scratch))
+    })
+    .await
+    {
+        tracing::warn!(error = %e, network = %scratch, "scratch network not removed");
+    }
+    subnet_of(&info.ok()?.body)
+}
+
+/// The first IPv4 subnet in a network's inspect body, with its gateway: Docker's
+/// `IPAM.Config[]` (`Subnet`, `Gateway`), or libpod's `subnets[]` (`subnet`, `gateway`).
+fn subnet_of(body: &Value) -> Option<Subnet> {
+    let docker = body["IPAM"]["Config"].as_array().into_iter().flatten();
+    let libpod = body["subnets"].as_array().into_iter().flatten();
+    let pair = |c: &Value, s: &str, g: &str| {
+        let subnet = c[s].as_str()?;
+        let (ip, _) = subnet.split_once('/')?;
+        ip.parse::<std::net::Ipv4Addr>().ok()?;
+        Some(Subnet {
+            subnet: subnet.to_string(),
+            gateway: c[g].as_str().map(str::to_string),
+        })
+    };
+    docker
+        .filter_map(|c| pair(c, "Subnet", "Gateway"))
+        .chain(libpod.filter_map(|c| pair(c, "subnet", "gateway")))
+        .next()
+}
+
 /// Every network called exactly `name` (the engines' filters match more).
 async fn named(driver: &SandboxDriver, name: &str) -> Result<Vec<NetworkInfo>, EngineError> {
     let all = driver
@@ -134,10 +189,26 @@ async fn settle(
             return Err(looked);
         }
         let labels = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
-        let conflict = match driver
-            .call("network create", driver.ops().create_network(name, &labels))
-            .await
-        {
+        let subnet = engine_subnet(driver, name, &labels).await;
+        let mut created = driver
+            .call(
+                "network create",
+                driver.ops().create_network(name, &labels, subnet.as_ref()),
+            )
+            .await;
+        if let (Some(subnet), Err(e)) = (&subnet, &created) {
+            // Taken meanwhile (a run creating another network picked the same one: Podman 500
+            // "subnet is already used"), or refused: the engine's own pick then. A name taken
+            // meanwhile fails again, and is looked at below.
+            tracing::warn!(error = %e, network = name, subnet = %subnet.subnet, "network not created on the engine's subnet; creating it without one (a replaced relay may then change address)");
+            created = driver
+                .call(
+                    "network create",
+                    driver.ops().create_network(name, &labels, None),
+                )
+                .await;
+        }
+        let conflict = match created {
             Ok(()) => None,
             // Someone else created it since we looked: libpod answers 409, Podman 4.3's
             // Docker-compatible API 500. Look again.
@@ -350,6 +421,29 @@ impl HostLock {
     #[cfg(test)]
     fn is_held(&self) -> bool {
         self._held.is_some()
+    }
+}
+
+#[cfg(test)]
+mod subnet_tests {
+    use super::subnet_of;
+
+    #[test]
+    fn the_first_ipv4_subnet_of_either_engine_is_read() {
+        let docker = serde_json::json!({"IPAM": {"Config": [
+            {"Subnet": "fd00::/64"}, {"Subnet": "172.18.0.0/16", "Gateway": "172.18.0.1"}]}});
+        let docker = subnet_of(&docker).unwrap_or_else(|| panic!("none"));
+        assert_eq!(docker.subnet, "172.18.0.0/16");
+        assert_eq!(docker.gateway.as_deref(), Some("172.18.0.1"));
+        let libpod =
+            serde_json::json!({"subnets": [{"subnet": "10.89.3.0/24", "gateway": "10.89.3.1"}]});
+        let libpod = subnet_of(&libpod).unwrap_or_else(|| panic!("none"));
+        assert_eq!(libpod.subnet, "10.89.3.0/24");
+        assert_eq!(libpod.gateway.as_deref(), Some("10.89.3.1"));
+        assert_eq!(
+            subnet_of(&serde_json::json!({"IPAM": {"Config": null}})),
+            None
+        );
     }
 }
 

@@ -366,8 +366,10 @@ async fn probe_relay(
             return unavailable(route, format!("sandbox network: {e}"), notes);
         }
     }
+    // Carried as a gateway's relay would be: through the socket where the policy says so.
     let relay_opts = RelayOptions {
         port: listener.route().port,
+        carrier: openshell_runtime::relay_carrier(&route.runtime, driver.ops().endpoint()),
         ..opts.relay.clone()
     };
     let relay = match Relay::start_in(driver.clone(), relay_opts, mode).await {
@@ -385,6 +387,22 @@ async fn probe_relay(
                 id.get(..12).unwrap_or(&id),
                 carried.openshell_host,
             ));
+            notes.push(
+                match relay.carrier() {
+                    openshell_runtime::RelayCarrier::Socket => {
+                        "the relay carries over the gateway's bind-mounted socket"
+                    }
+                    openshell_runtime::RelayCarrier::Attach => {
+                        "the relay carries over the engine's attach stream"
+                    }
+                }
+                .to_string(),
+            );
+            if let Some(why) = relay.fallback() {
+                notes.push(format!(
+                    "the relay could not use the gateway's socket: {why}"
+                ));
+            }
             probe_through(driver, &carried, listener, opts, notes).await
         }
         (Err(e), _) | (_, Err(e)) => unavailable(route, format!("relay: {e}"), notes),

@@ -9,6 +9,15 @@
 //! bounded number of times. The gateway connects each stream to its own port on loopback and
 //! nowhere else: neither the relay nor a sandbox can name a destination.
 //!
+//! Where the engine runs on this host's kernel and filesystem (the policy's
+//! [`relay_carrier`](openshell_runtime::relay_carrier) says [`RelayCarrier::Socket`]), the
+//! relay gets a Unix socket of the gateway through a bind mount and carries connections there
+//! instead ([`socket`]): bytes skip the engine's attach copy loop. A relay that cannot see the
+//! socket says so at once, and the gateway starts one that carries over attach instead.
+//!
+//! A relay that is replaced asks the engine for its predecessor's address, so that sandboxes
+//! created before (whose `/etc/hosts` names that address) still reach the gateway.
+//!
 //! For host-network sandboxes ([`Relay::start_in`] with [`NetworkMode::Host`]) the relay runs
 //! in the engine's host network namespace instead and listens on that namespace's
 //! `127.0.0.1:<port>` only; it is handed out once its log says it listens, and a relay that
@@ -26,19 +35,23 @@ use openshell_runtime::consts::{
     LABEL_MANAGED, LABEL_RELAY, LABEL_RELAY_CREATED, LABEL_RELAY_NETWORK, LABEL_RELAY_OWNER,
     LOOPBACK_V4,
 };
-use openshell_runtime::{Exposure, HostTarget, NetworkMode, Route};
+use openshell_runtime::{Exposure, HostTarget, NetworkMode, RelayCarrier, Route};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
-use openshell_driver::ContainerConfig;
+use openshell_driver::{BindMount, ContainerConfig};
 
 use crate::driver::{remove_retrying, SandboxDriver};
 use crate::elf::{self, ElfError};
 use crate::error::EngineError;
 use crate::network::is_ours;
 use crate::reap::{self, Owner};
+
+mod socket;
+
+use socket::GatewaySocket;
 
 include!(concat!(env!("OUT_DIR"), "/embedded_relays.rs"));
 
@@ -99,6 +112,8 @@ const REPLACE_PAUSES: Duration = Duration::from_secs(2);
 const LISTENING: &str = "openshell-relay: listening on ";
 /// The start of the line a relay logs when it cannot listen (crates/openshell-relay).
 const CANNOT_LISTEN: &str = "openshell-relay: cannot listen on ";
+/// The start of the line a relay logs when it cannot see the gateway's socket.
+const NO_SOCKET: &str = "openshell-relay: no gateway socket at ";
 /// The most of a relay's log read while waiting for that line.
 const MAX_RELAY_LOG: usize = 16 * 1024;
 /// The relay label's network value for relays in an engine's host network namespace (a name
@@ -131,6 +146,12 @@ pub struct RelayOptions {
     pub binary: Option<PathBuf>,
     /// A prebuilt relay image (`OPENSHELL_RELAY_IMAGE`), used as is (pulled when missing).
     pub image: Option<String>,
+    /// How the relay carries connections: the attach stream (the default), or the gateway's
+    /// Unix socket where the engine shares this host's kernel and filesystem.
+    /// [`Gateway::start`](crate::Gateway::start) sets it from the policy's
+    /// [`relay_carrier`](openshell_runtime::relay_carrier); a relay that cannot see the socket
+    /// falls back to attach.
+    pub carrier: RelayCarrier,
 }
 
 impl RelayOptions {
@@ -146,6 +167,7 @@ impl RelayOptions {
             port,
             binary: std::env::var_os(ENV_RELAY_BINARY).map(PathBuf::from),
             image: image.filter(|s| !s.is_empty()),
+            carrier: RelayCarrier::Attach,
         })
     }
 }
@@ -232,6 +254,16 @@ pub enum RelayError {
         container: String,
         /// Where it was to listen.
         address: SocketAddr,
+        /// What its log says (sanitised, capped), or its state.
+        log: String,
+    },
+    /// A relay told to carry through the gateway's socket cannot see it at its mount point (the
+    /// engine runs in another mount namespace, chroot or machine): the gateway falls back to
+    /// the attach stream.
+    #[error("relay container {container} cannot see the gateway's socket ({log}); the engine does not share this host's filesystem, so the relay carries over the engine's attach stream")]
+    NoSocket {
+        /// The container.
+        container: String,
         /// What its log says (sanitised, capped), or its state.
         log: String,
     },
@@ -455,7 +487,8 @@ fn relay_stale(
 }
 
 /// Removes the relays on `driver`' network that a gateway left behind: those whose owner is gone,
-/// and those no longer running. Returns how many were removed.
+/// and those no longer running, and this host's relay socket directories of gateways that are
+/// gone. Returns how many relays were removed.
 pub async fn reap_relays(driver: &SandboxDriver) -> Result<usize, EngineError> {
     reap_relays_on(driver, &driver.options().network).await
 }
@@ -463,6 +496,9 @@ pub async fn reap_relays(driver: &SandboxDriver) -> Result<usize, EngineError> {
 /// [`reap_relays`] for the relays labelled with `network` (a sandbox network, or
 /// [`HOST_RELAYS`]).
 async fn reap_relays_on(driver: &SandboxDriver, network: &str) -> Result<usize, EngineError> {
+    // The socket directories of gateways that are gone go too (they are this host's, not the
+    // engine's, so they are not counted).
+    socket::sweep_stale();
     let here = Owner::here();
     let relays = driver
         .call(
@@ -726,6 +762,8 @@ struct State {
     /// The session task is replacing a relay whose session ended (removing it, pausing,
     /// launching the next): a shutdown waits for it rather than abort it half-way.
     replacing: bool,
+    /// How the running relay carries connections.
+    carrier: RelayCarrier,
 }
 
 impl Shared {
@@ -741,6 +779,10 @@ pub struct Relay {
     driver: SandboxDriver,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    /// The gateway's socket while a relay may carry through it; its directory goes with it.
+    socket: Option<GatewaySocket>,
+    /// Why the relay carries over attach although it was asked to use the socket.
+    fallback: Option<String>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -774,10 +816,48 @@ impl Relay {
             tracing::info!(reaped, "relays left behind were removed");
         }
         let image = ensure_relay_image(&driver, &opts).await?;
-        let (id, address, attached) = launch(&driver, &image, opts.port, mode).await?;
+        let mut fallback = None;
+        let socket = match opts.carrier {
+            RelayCarrier::Attach => None,
+            RelayCarrier::Socket => match GatewaySocket::open(opts.port) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the relay carries over the engine's attach stream");
+                    fallback = Some(e.to_string());
+                    None
+                }
+            },
+        };
+        let launched = launch(
+            &driver,
+            &image,
+            opts.port,
+            mode,
+            socket.as_ref().map(GatewaySocket::dir),
+            None,
+        )
+        .await;
+        let (socket, (id, address, attached)) = match (socket, launched) {
+            (socket, Ok(launched)) => (socket, launched),
+            // The relay cannot use the socket (it cannot see it, or the engine refused the
+            // mount): the attach stream carries instead.
+            (Some(_), Err(e)) => {
+                tracing::warn!(error = %e, "relay cannot use the gateway's socket; falling back to the engine's attach stream");
+                fallback = Some(e.to_string());
+                let launched = launch(&driver, &image, opts.port, mode, None, None).await?;
+                (None, launched)
+            }
+            (None, Err(e)) => return Err(e),
+        };
+        let carrier = match socket {
+            Some(_) => RelayCarrier::Socket,
+            None => RelayCarrier::Attach,
+        };
+        tracing::info!(%carrier, container = %id, "relay started");
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 current: Some((id, address)),
+                carrier,
                 ..State::default()
             }),
             network: relay_network(&driver, mode),
@@ -788,13 +868,35 @@ impl Relay {
             Arc::clone(&shared),
             image,
             opts.port,
+            socket.as_ref().map(|s| s.dir().to_path_buf()),
             attached,
         ));
         Ok(Relay {
             driver,
             shared,
             task,
+            socket,
+            fallback,
         })
+    }
+
+    /// The directory holding the gateway's socket, which the relay gets mounted, while the
+    /// relay carries through it; removed by [`shutdown`](Self::shutdown) or a drop.
+    pub fn socket_dir(&self) -> Option<&Path> {
+        self.socket.as_ref().map(GatewaySocket::dir)
+    }
+
+    /// Why the relay carries over the engine's attach stream although it was asked to use the
+    /// gateway's socket (the relay could not see it, the engine refused the mount, or the
+    /// socket could not be made); `None` when it was not asked, or uses it.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
+    }
+
+    /// How the running relay carries connections: through the gateway's socket, or over the
+    /// engine's attach stream (also after a relay could not see the socket).
+    pub fn carrier(&self) -> RelayCarrier {
+        self.shared.with(|s| s.carrier)
     }
 
     /// The relay's address on the sandbox network, or [`RelayError::Gone`] at once when it is
@@ -860,6 +962,8 @@ impl Relay {
             }
         }
         self.task.abort();
+        // The socket's directory goes with it.
+        drop(self.socket.take());
         removed
     }
 }
@@ -880,10 +984,14 @@ fn relay_network(driver: &SandboxDriver, mode: NetworkMode) -> String {
     }
 }
 
-/// The relay's command: its port, and for the engine's host namespace its loopback, so that it
-/// faces nothing but that namespace.
-fn relay_command(port: u16, mode: NetworkMode) -> Vec<String> {
-    let mut command = vec![RELAY_PATH.to_string(), port.to_string()];
+/// The relay's command: the gateway's socket when it carries through it, its port, and for the
+/// engine's host namespace its loopback, so that it faces nothing but that namespace.
+fn relay_command(port: u16, mode: NetworkMode, socket: bool) -> Vec<String> {
+    let mut command = vec![RELAY_PATH.to_string()];
+    if socket {
+        command.extend(["socket".to_string(), socket::socket_in_container()]);
+    }
+    command.push(port.to_string());
     if mode == NetworkMode::Host {
         command.push(LOOPBACK_V4.to_string());
     }
@@ -891,12 +999,18 @@ fn relay_command(port: u16, mode: NetworkMode) -> Vec<String> {
 }
 
 /// Creates, starts and attaches to one relay; returns its id, address (on the sandbox network,
-/// or `127.0.0.1` in the engine's host namespace) and stdin/stdout.
+/// or `127.0.0.1` in the engine's host namespace) and stdin/stdout. With `socket_dir`, the
+/// relay gets that directory mounted read-only and carries through the gateway's socket in it;
+/// it is handed out only once its log says it listens (so that one that cannot see the socket
+/// fails here, [`RelayError::NoSocket`]). With `address`, it asks the engine for that address
+/// on the sandbox network.
 async fn launch(
     driver: &SandboxDriver,
     image: &str,
     port: u16,
     mode: NetworkMode,
+    socket_dir: Option<&Path>,
+    address: Option<IpAddr>,
 ) -> Result<(String, IpAddr, openshell_driver::Attached), RelayError> {
     let network = relay_network(driver, mode);
     // A random part, as probes have: two gateways that are each pid 1 in their own container
@@ -905,7 +1019,7 @@ async fn launch(
     let config = ContainerConfig {
         name,
         image: image.to_string(),
-        command: relay_command(port, mode),
+        command: relay_command(port, mode, socket_dir.is_some()),
         env: Vec::new(),
         labels: [
             (LABEL_MANAGED, "true".to_string()),
@@ -927,6 +1041,15 @@ async fn launch(
         // The relay is std only, without a SIGTERM handler: as its container's first process it
         // would make every stop or forced removal wait the engine's stop timeout.
         kill_on_stop: true,
+        binds: socket_dir
+            .map(|dir| BindMount {
+                source: dir.to_path_buf(),
+                target: socket::MOUNT.to_string(),
+                read_only: true,
+            })
+            .into_iter()
+            .collect(),
+        address: address.filter(|_| mode == NetworkMode::Bridge),
     };
     let id = driver.create_cleanly(config).await?;
     let started = async {
@@ -936,18 +1059,27 @@ async fn launch(
         let attach = driver
             .call("container attach", driver.ops().attach(&id))
             .await;
-        if mode == NetworkMode::Host {
-            // A relay that could not listen may be gone before the attach (Podman then refuses
-            // it, "container state improper"): its log says why.
-            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            let listened = listening(driver, &id, address).await;
-            return match (attach, listened) {
-                (Ok(attached), Ok(())) => Ok((IpAddr::from(Ipv4Addr::LOCALHOST), attached)),
-                (_, Err(e @ RelayError::Listen { .. })) | (Ok(_), Err(e)) => Err(e),
-                (Err(e), _) => Err(e.into()),
+        let attached = if mode == NetworkMode::Host || socket_dir.is_some() {
+            // A relay that could not listen, or cannot see the gateway's socket, may be gone
+            // before the attach (Podman then refuses it, "container state improper"): its log
+            // says why.
+            let listen = match mode {
+                NetworkMode::Host => Ipv4Addr::LOCALHOST,
+                NetworkMode::Bridge => Ipv4Addr::UNSPECIFIED,
             };
-        }
-        let attached = attach?;
+            let listened = listening(driver, &id, SocketAddr::from((listen, port))).await;
+            match (attach, listened) {
+                (Ok(attached), Ok(())) if mode == NetworkMode::Host => {
+                    return Ok((IpAddr::from(Ipv4Addr::LOCALHOST), attached))
+                }
+                (Ok(attached), Ok(())) => attached,
+                (_, Err(e @ (RelayError::Listen { .. } | RelayError::NoSocket { .. })))
+                | (Ok(_), Err(e)) => return Err(e),
+                (Err(e), _) => return Err(e.into()),
+            }
+        } else {
+            attach?
+        };
         let deadline = tokio::time::Instant::now() + ADDRESS_WAIT;
         loop {
             let found = driver
@@ -998,6 +1130,12 @@ async fn listening(
         }
         // Its own word first; the state only tells a relay that died without one. (bollard
         // cannot parse Podman's `stopped`, so an unreadable state is waited out.)
+        if let Some(line) = log.lines().find(|l| l.contains(NO_SOCKET)) {
+            return Err(RelayError::NoSocket {
+                container: id.to_string(),
+                log: openshell_runtime::display_value(line.trim()),
+            });
+        }
         let refused = log.contains(CANNOT_LISTEN);
         let state = match driver
             .call("container inspect", driver.ops().inspect_container(id))
@@ -1047,19 +1185,25 @@ async fn relay_log(driver: &SandboxDriver, id: &str) -> Result<String, EngineErr
     driver.call("container logs", collect).await
 }
 
-/// Runs the session; when it ends on its own, replaces the relay, a bounded number of times.
-/// A shutdown ends it: before a launch, none is made; after one, the new relay is removed.
+/// Runs the session (or, for a relay that carries through the gateway's socket, holds its
+/// stdin and waits for its end); when it ends on its own, replaces the relay, a bounded number
+/// of times, asking for the old relay's address. A shutdown ends it: before a launch, none is
+/// made; after one, the new relay is removed.
 async fn supervise(
     driver: SandboxDriver,
     shared: Arc<Shared>,
     image: String,
     port: u16,
+    socket_dir: Option<PathBuf>,
     mut attached: openshell_driver::Attached,
 ) {
     let mut restarts = 0;
     loop {
         let began = tokio::time::Instant::now();
-        serve(attached, port).await;
+        match shared.with(|s| s.carrier) {
+            RelayCarrier::Attach => serve(attached, port).await,
+            RelayCarrier::Socket => hold(attached).await,
+        }
         if began.elapsed() >= REFILL_AFTER {
             restarts = 0;
         }
@@ -1070,6 +1214,8 @@ async fn supervise(
         let Some(old) = old else {
             return;
         };
+        // Sandboxes created until now name this address in their /etc/hosts.
+        let keep = old.as_ref().map(|(_, ip)| *ip);
         if let Some((id, _)) = old {
             tracing::warn!(container = %id, "relay session ended; starting a new relay");
             let _ = remove(&driver, &id).await;
@@ -1085,7 +1231,15 @@ async fn supervise(
             if shared.with(|s| s.stopping) {
                 return;
             }
-            let launched = launch(&driver, &image, port, shared.mode).await;
+            let dir = match shared.with(|s| s.carrier) {
+                RelayCarrier::Socket => socket_dir.as_deref(),
+                RelayCarrier::Attach => None,
+            };
+            let launched = replace(&driver, &image, port, shared.mode, dir, keep).await;
+            if dir.is_some() && matches!(launched, Err(RelayError::NoSocket { .. })) {
+                // The socket stopped being visible (the engine moved?): attach from now on.
+                shared.with(|s| s.carrier = RelayCarrier::Attach);
+            }
             let stopping = shared.with(|s| {
                 if let (false, Ok((id, ip, _))) = (s.stopping, &launched) {
                     s.current = Some((id.clone(), *ip));
@@ -1107,6 +1261,35 @@ async fn supervise(
             }
         }
     }
+}
+
+/// Launches a replacement relay at `keep`, the address of the one it replaces, so that sandboxes
+/// created before still reach it; where the engine will not grant that address (dockerd on a
+/// network created without a subnet, or the address taken meanwhile), at any address, with a
+/// warning: sandboxes created before then no longer reach the gateway.
+async fn replace(
+    driver: &SandboxDriver,
+    image: &str,
+    port: u16,
+    mode: NetworkMode,
+    socket_dir: Option<&Path>,
+    keep: Option<IpAddr>,
+) -> Result<(String, IpAddr, openshell_driver::Attached), RelayError> {
+    let keep = keep.filter(|_| mode == NetworkMode::Bridge);
+    match launch(driver, image, port, mode, socket_dir, keep).await {
+        Err(RelayError::Engine(e)) if keep.is_some() => {
+            tracing::warn!(error = %e, address = ?keep, "the replacement relay cannot keep the old relay's address; sandboxes created before it no longer reach the gateway");
+            launch(driver, image, port, mode, socket_dir, None).await
+        }
+        other => other,
+    }
+}
+
+/// Holds a socket-carrying relay's stdin until its stdout ends (the relay exited or was
+/// removed); nothing of the traffic passes here.
+async fn hold(attached: openshell_driver::Attached) {
+    let mut attached = attached;
+    let _ = tokio::io::copy(&mut attached, &mut tokio::io::sink()).await;
 }
 
 /// Accepts the relay's streams until the session ends, connecting each to the gateway.
@@ -1369,7 +1552,7 @@ mod tests {
         let image = "localhost/relay:test";
         let mut names = Vec::new();
         for _ in 0..2 {
-            let (id, _, _) = ok(launch(&driver, image, 1, NetworkMode::Bridge).await);
+            let (id, _, _) = ok(launch(&driver, image, 1, NetworkMode::Bridge, None, None).await);
             names.extend(ops.names());
             ok(remove(&driver, &id).await);
         }
@@ -1395,6 +1578,7 @@ mod tests {
             port: 1,
             binary: None,
             image: Some("localhost/relay:test".into()),
+            carrier: RelayCarrier::Attach,
         };
         let relay = ok(Relay::start(driver, opts).await);
         let replaced = 2 * MAX_RESTARTS + 1;
@@ -1410,6 +1594,108 @@ mod tests {
         assert!(relay.address().is_ok());
         ok(relay.shutdown().await);
         assert_eq!(ops.names(), Vec::<String>::new(), "relays left");
+    }
+
+    fn test_opts(carrier: RelayCarrier) -> RelayOptions {
+        RelayOptions {
+            port: 1,
+            binary: None,
+            image: Some("localhost/relay:test".into()),
+            carrier,
+        }
+    }
+
+    /// The command and mounts of every relay the fake engine holds.
+    fn relay_configs(ops: &FakeOps) -> Vec<ContainerConfig> {
+        ops.with(|s| {
+            s.containers
+                .iter()
+                .filter_map(|c| c.config.clone())
+                .collect()
+        })
+    }
+
+    /// A relay told to carry through the gateway's socket gets the socket's directory mounted
+    /// read-only and the socket's path on its command line; one that cannot see the socket
+    /// (its log says so) is removed at once and replaced by one that carries over attach, and
+    /// the socket's directory goes.
+    #[tokio::test]
+    async fn a_relay_that_cannot_see_the_socket_falls_back_to_attach() {
+        for visible in [true, false] {
+            let ops = FakeOps::new();
+            ops.with(|s| s.socket_visible = visible);
+            let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+            let relay = ok(Relay::start(driver, test_opts(RelayCarrier::Socket)).await);
+            let configs = relay_configs(&ops);
+            assert_eq!(configs.len(), 1, "{configs:?}");
+            let dir = relay.socket.as_ref().map(|s| s.dir().to_path_buf());
+            if visible {
+                assert_eq!(relay.carrier(), RelayCarrier::Socket);
+                let c = &configs[0];
+                assert_eq!(
+                    c.command,
+                    [
+                        "/openshell-relay",
+                        "socket",
+                        "/openshell-gateway/gateway.sock",
+                        "1"
+                    ]
+                );
+                assert_eq!(c.binds.len(), 1);
+                assert!(c.binds[0].read_only);
+                assert_eq!(Some(&c.binds[0].source), dir.as_ref());
+                assert!(dir
+                    .as_ref()
+                    .is_some_and(|d| d.join("gateway.sock").exists()));
+            } else {
+                assert_eq!(relay.carrier(), RelayCarrier::Attach);
+                assert_eq!(configs[0].command, ["/openshell-relay", "1"]);
+                assert!(configs[0].binds.is_empty());
+                assert_eq!(dir, None);
+                assert_eq!(ops.with(|s| s.removed.len()), 1, "the blind relay stayed");
+            }
+            ok(relay.shutdown().await);
+            assert!(
+                dir.is_none_or(|d| !d.exists()),
+                "the socket directory stayed"
+            );
+            assert_eq!(ops.names(), Vec::<String>::new(), "relays left");
+        }
+    }
+
+    /// A replaced relay asks for its predecessor's address, which sandboxes created before name
+    /// in their /etc/hosts; where the engine refuses a fixed address, the replacement comes up
+    /// at another one rather than not at all.
+    #[tokio::test(start_paused = true)]
+    async fn a_replaced_relay_asks_for_the_old_address() {
+        for refused in [false, true] {
+            let ops = FakeOps::new();
+            ops.with(|s| {
+                s.session_life = Some(Duration::from_secs(1));
+                s.refuse_address = refused.then_some(openshell_driver::ErrorKind::Rejected);
+            });
+            let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+            let relay = ok(Relay::start(driver, test_opts(RelayCarrier::Attach)).await);
+            let first = ok(relay.address());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while ops.with(|s| s.attaches) < 3 {
+                assert!(tokio::time::Instant::now() < deadline, "not replaced");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let asked: Vec<Option<IpAddr>> = ops.with(|s| {
+                s.containers
+                    .iter()
+                    .filter_map(|c| c.config.as_ref().map(|c| c.address))
+                    .collect()
+            });
+            if refused {
+                assert_ne!(ok(relay.address()), first);
+            } else {
+                assert_eq!(ok(relay.address()), first);
+                assert_eq!(asked, vec![Some(first)]);
+            }
+            ok(relay.shutdown().await);
+        }
     }
 
     #[test]
@@ -1441,6 +1727,7 @@ mod tests {
                 port: 1,
                 binary: Some(path.clone()),
                 image: None,
+                carrier: RelayCarrier::Attach,
             };
             match relay_binary(&opts, "x86_64") {
                 Ok(_) => assert!(ok, "a dynamic relay was accepted"),
@@ -1469,6 +1756,7 @@ mod tests {
                 port: 1,
                 binary: Some(path.clone()),
                 image: None,
+                carrier: RelayCarrier::Attach,
             };
             match relay_binary(&opts, "x86_64") {
                 Ok(_) => panic!("a relay binary cut at {cut} bytes was accepted"),
@@ -1492,6 +1780,7 @@ mod tests {
             port: 1,
             binary: Some(path.clone()),
             image: None,
+            carrier: RelayCarrier::Attach,
         };
         assert!(relay_binary(&opts, "x86_64").is_ok());
     }
@@ -1565,6 +1854,7 @@ mod tests {
             port: 1,
             binary: Some("/nonexistent/openshell-relay".into()),
             image: None,
+            carrier: RelayCarrier::Attach,
         };
         let Err(err) = relay_binary(&opts, "x86_64") else {
             panic!("a missing binary was found")

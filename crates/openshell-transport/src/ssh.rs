@@ -9,7 +9,7 @@
 //! happen once per session, not per connection.
 //!
 //! - Without a socket path (`ssh://user@host`, the docker CLI's form), each connection is an
-//!   ssh client riding the master (a multiplexed session, at most [`MUX_SESSIONS`] at once,
+//!   ssh client riding the master (a multiplexed session, at most 8 at once,
 //!   below sshd's default `MaxSessions`; past them a connection gets an ssh of its own) that
 //!   runs `docker system dial-stdio` on the remote side, which relays to whatever engine the
 //!   remote docker CLI is configured for; HTTP goes over the client's stdin and stdout. The

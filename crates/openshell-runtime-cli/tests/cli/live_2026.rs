@@ -165,6 +165,16 @@ fn doctor_proves_the_relay() {
         assert_eq!(v["probes"][0]["openshell_host"], "relay", "{v}");
         assert_eq!(v["probes"][0]["outcome"], "ok", "{}: {v}", pair.name);
         assert_eq!(v["proven"]["bind"], "127.0.0.1", "{v}");
+        // Issue 25: the policy's evidence says socket (a native runtime on a unix:// socket),
+        // but the engine's root is its own: the relay cannot see the gateway's socket and the
+        // probe is carried over the attach stream, with the reason in the notes.
+        let notes = v["probes"][0]["notes"].to_string();
+        assert!(
+            notes.contains("over the engine's attach stream")
+                && notes.contains("could not use the gateway's socket"),
+            "{}: {v}",
+            pair.name
+        );
     }
 }
 

@@ -20,7 +20,9 @@ use crate::error::RouteError;
 use crate::evidence::Evidence;
 use crate::facts::{EngineVersion, Facts, NetworkFacts, Overrides};
 use crate::resolve::{resolve, RuntimeRouting};
-use crate::route::{EngineKind, Exposure, HostTarget, NetworkMode, Route, RouteContext, RoutePlan};
+use crate::route::{
+    EngineKind, Exposure, HostTarget, NetworkMode, RelayCarrier, Route, RouteContext, RoutePlan,
+};
 use crate::sockets::SocketLocation;
 
 /// The table of built-in runtimes: one line per runtime, `module::Type = "id"`.
@@ -340,6 +342,31 @@ impl<T: ContainerRuntime + ?Sized> GatewayRoute for T {
     }
 }
 
+/// How a relay for an engine of `runtime` (a [`Route::runtime`]) reached at `endpoint` carries
+/// its connections: through a bind-mounted Unix socket of the gateway only where the engine runs
+/// on this host's kernel and filesystem, which the evidence shows only for the native Linux
+/// runtimes (Docker Engine and Podman, rootful or rootless) reached over a local `unix://`
+/// socket. Everywhere else, the engine's attach stream: a VM's socket is a local Unix socket
+/// forwarded from the VM (Docker Desktop, Colima, Lima, Rancher Desktop, OrbStack, Podman
+/// machine), and a `tcp://` or `ssh://` engine is another machine's. An engine in another mount
+/// namespace or chroot looks native and is caught live: its relay cannot see the socket and
+/// the gateway falls back to attach (docs/relay.md).
+pub fn relay_carrier(runtime: &str, endpoint: &crate::facts::Endpoint) -> RelayCarrier {
+    let native = matches!(
+        RuntimeId::parse(runtime),
+        Some(
+            RuntimeId::NativeDocker
+                | RuntimeId::RootlessDocker
+                | RuntimeId::Podman
+                | RuntimeId::PodmanRootless
+        )
+    );
+    match endpoint {
+        crate::facts::Endpoint::Unix { .. } if native => RelayCarrier::Socket,
+        _ => RelayCarrier::Attach,
+    }
+}
+
 impl RuntimeId {
     /// The built-in id with this spelling.
     pub fn parse(s: &str) -> Option<RuntimeId> {
@@ -511,6 +538,33 @@ mod tests {
 
     use super::*;
     use crate::sockets::{OsFamily, SocketApi, SocketRoot};
+
+    /// The relay's socket carrier only for the native Linux runtimes on a local Unix socket; a
+    /// VM's forwarded socket, a remote engine and an unknown runtime keep the attach stream.
+    #[test]
+    fn the_relay_socket_carrier_needs_a_native_runtime_on_a_unix_socket() {
+        let unix = crate::facts::Endpoint::parse("unix:///var/run/docker.sock")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tcp =
+            crate::facts::Endpoint::parse("tcp://10.0.0.1:2376").unwrap_or_else(|e| panic!("{e}"));
+        let ssh = crate::facts::Endpoint::parse("ssh://u@h/run/podman/podman.sock")
+            .unwrap_or_else(|e| panic!("{e}"));
+        for id in RuntimeId::ALL {
+            let native = matches!(
+                id.as_str(),
+                "native-docker" | "rootless-docker" | "podman" | "podman-rootless"
+            );
+            let want = if native {
+                RelayCarrier::Socket
+            } else {
+                RelayCarrier::Attach
+            };
+            assert_eq!(relay_carrier(id.as_str(), &unix), want, "{id:?}");
+            assert_eq!(relay_carrier(id.as_str(), &tcp), RelayCarrier::Attach);
+            assert_eq!(relay_carrier(id.as_str(), &ssh), RelayCarrier::Attach);
+        }
+        assert_eq!(relay_carrier("unknown", &unix), RelayCarrier::Attach);
+    }
 
     #[test]
     fn socket_locations_are_well_formed() {
