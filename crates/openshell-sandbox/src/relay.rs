@@ -1292,6 +1292,48 @@ async fn hold(attached: openshell_driver::Attached) {
     let _ = tokio::io::copy(&mut attached, &mut tokio::io::sink()).await;
 }
 
+/// The connections a relay carries at once: at most [`CARRIED_STREAMS`]; one more is refused
+/// (its carrier dropped, which resets the stream or closes the connection), with a warning at
+/// powers of two, and leaves the others as they are.
+struct Carried {
+    slots: Arc<tokio::sync::Semaphore>,
+    refused: u64,
+    what: &'static str,
+}
+
+impl Carried {
+    fn new(what: &'static str) -> Carried {
+        Carried {
+            slots: Arc::new(tokio::sync::Semaphore::new(CARRIED_STREAMS)),
+            refused: 0,
+            what,
+        }
+    }
+
+    /// Runs `carry` when a slot is free, else refuses its connection.
+    fn spawn(&mut self, carry: impl std::future::Future<Output = ()> + Send + 'static) {
+        match Arc::clone(&self.slots).try_acquire_owned() {
+            Ok(permit) => {
+                tokio::spawn(async move {
+                    carry.await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                self.refused += 1;
+                if self.refused.is_power_of_two() {
+                    tracing::warn!(
+                        refused = self.refused,
+                        limit = CARRIED_STREAMS,
+                        "{} over the limit refused",
+                        self.what
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Accepts the relay's streams until the session ends, connecting each to the gateway.
 /// At most [`CARRIED_STREAMS`] are carried at once; one more is reset at once, which refuses
 /// that connection and leaves the session (and every other connection) as it is.
@@ -1300,29 +1342,10 @@ async fn serve(attached: openshell_driver::Attached, port: u16) {
     config.set_max_num_streams(SESSION_STREAMS);
     let mut conn = yamux::Connection::new(attached.compat(), config, yamux::Mode::Server);
     let gateway = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let carried = Arc::new(tokio::sync::Semaphore::new(CARRIED_STREAMS));
-    let mut refused: u64 = 0;
+    let mut carried = Carried::new("relay streams");
     loop {
         match poll_fn(|cx| conn.poll_next_inbound(cx)).await {
-            Some(Ok(stream)) => match Arc::clone(&carried).try_acquire_owned() {
-                Ok(permit) => {
-                    tokio::spawn(async move {
-                        carry(stream, gateway).await;
-                        drop(permit);
-                    });
-                }
-                Err(_) => {
-                    refused += 1;
-                    if refused.is_power_of_two() {
-                        tracing::warn!(
-                            refused,
-                            limit = CARRIED_STREAMS,
-                            "relay streams over the limit refused"
-                        );
-                    }
-                    drop(stream);
-                }
-            },
+            Some(Ok(stream)) => carried.spawn(carry(stream, gateway)),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "relay session failed");
                 return;

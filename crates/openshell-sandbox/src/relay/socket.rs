@@ -15,12 +15,11 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 
-use super::{CARRIED_STREAMS, GATEWAY_CONNECT};
+use super::{Carried, GATEWAY_CONNECT};
 use crate::reap;
 
 /// Where the directory appears inside the relay container.
@@ -207,8 +206,7 @@ fn current_uid() -> Result<u32, SocketError> {
 /// Accepts connections for as long as the relay lives, carrying each to the gateway.
 async fn serve(listener: UnixListener, port: u16) {
     let gateway = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let carried = Arc::new(tokio::sync::Semaphore::new(CARRIED_STREAMS));
-    let mut refused: u64 = 0;
+    let mut carried = Carried::new("relay connections");
     loop {
         let unix = match listener.accept().await {
             Ok((unix, _)) => unix,
@@ -218,24 +216,7 @@ async fn serve(listener: UnixListener, port: u16) {
                 continue;
             }
         };
-        match Arc::clone(&carried).try_acquire_owned() {
-            Ok(permit) => {
-                tokio::spawn(async move {
-                    carry(unix, gateway).await;
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                refused += 1;
-                if refused.is_power_of_two() {
-                    tracing::warn!(
-                        refused,
-                        limit = CARRIED_STREAMS,
-                        "relay connections over the limit refused"
-                    );
-                }
-            }
-        }
+        carried.spawn(carry(unix, gateway));
     }
 }
 
