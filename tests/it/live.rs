@@ -181,6 +181,22 @@ pub async fn decide_live_in(ctx: &Ctx, mode: NetworkMode) -> Route {
     route
 }
 
+/// Waits for `heard` (a sandbox's callback, at a listener or a gateway); when it fails, panics
+/// with `what`, the failure and the sandbox's output.
+pub async fn await_callback<T, E: std::fmt::Display>(
+    ctx: &Ctx,
+    h: &SandboxHandle,
+    what: &str,
+    heard: impl std::future::Future<Output = Result<T, E>>,
+) {
+    if let Err(e) = heard.await {
+        let logs = SandboxDriver::logs(&ctx.driver, h)
+            .await
+            .unwrap_or_default();
+        panic!("{what}{e}\nsandbox output:\n{logs}");
+    }
+}
+
 /// Creates and starts a sandbox along `route`; any engine error fails the test.
 pub async fn launch(ctx: &Ctx, spec: &SandboxSpec, route: &Route) -> SandboxHandle {
     let h = ctx

@@ -22,7 +22,7 @@ use openshell_sandbox::{
 };
 use openshell_tests::live::{self, Engine};
 
-use crate::live::{launch, run, spec, Ctx};
+use crate::live::{await_callback, launch, run, spec, Ctx};
 
 /// Sandboxes calling back at once through one relay.
 const CONCURRENT: usize = 32;
@@ -106,12 +106,7 @@ pub async fn relay_end_to_end(engine: &Engine, driver: SandboxDriver) {
                     .collect()
                     .await;
                 for (s, h) in specs.iter().zip(&handles) {
-                    if let Err(e) = listener.wait_for(&s.id, live::CALLBACK_WAIT).await {
-                        let logs = SandboxDriver::logs(ctx.driver(), h)
-                            .await
-                            .unwrap_or_default();
-                        panic!("{e}\nsandbox output:\n{logs}");
-                    }
+                    await_callback(ctx, h, "", listener.wait_for(&s.id, live::CALLBACK_WAIT)).await;
                 }
                 join_all(handles.iter().map(|h| ctx.driver().delete(h))).await;
                 assert_eq!(
@@ -140,12 +135,13 @@ pub async fn relay_end_to_end(engine: &Engine, driver: SandboxDriver) {
             let s = spec(ctx, 60);
             listener.expect(&s.id, &s.token);
             let h = launch(ctx, &s, &route).await;
-            if let Err(e) = listener.wait_for(&s.id, live::CALLBACK_WAIT).await {
-                let logs = SandboxDriver::logs(ctx.driver(), &h)
-                    .await
-                    .unwrap_or_default();
-                panic!("after a restart: {e}\nsandbox output:\n{logs}");
-            }
+            await_callback(
+                ctx,
+                &h,
+                "after a restart: ",
+                listener.wait_for(&s.id, live::CALLBACK_WAIT),
+            )
+            .await;
             let _ = ctx.driver().delete(&h).await;
         })
         .catch_unwind()
@@ -243,12 +239,13 @@ pub async fn relay_socket_keeps_its_address(engine: &Engine, driver: SandboxDriv
             let s = spec(ctx, 60);
             listener.expect(&s.id, &s.token);
             let h = launch(ctx, &s, &route).await;
-            if let Err(e) = listener.wait_for(&s.id, live::CALLBACK_WAIT).await {
-                let logs = SandboxDriver::logs(ctx.driver(), &h)
-                    .await
-                    .unwrap_or_default();
-                panic!("through the socket: {e}\nsandbox output:\n{logs}");
-            }
+            await_callback(
+                ctx,
+                &h,
+                "through the socket: ",
+                listener.wait_for(&s.id, live::CALLBACK_WAIT),
+            )
+            .await;
             let _ = ctx.driver().delete(&h).await;
             // Created (not started) while the first relay serves: its /etc/hosts names it.
             let before = spec(ctx, 60);
@@ -292,12 +289,13 @@ pub async fn relay_socket_keeps_its_address(engine: &Engine, driver: SandboxDriv
                 .start(&waiting)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            if let Err(e) = listener.wait_for(&before.id, live::CALLBACK_WAIT).await {
-                let logs = SandboxDriver::logs(ctx.driver(), &waiting)
-                    .await
-                    .unwrap_or_default();
-                panic!("a sandbox created before the replacement: {e}\nsandbox output:\n{logs}");
-            }
+            await_callback(
+                ctx,
+                &waiting,
+                "a sandbox created before the replacement: ",
+                listener.wait_for(&before.id, live::CALLBACK_WAIT),
+            )
+            .await;
             let _ = ctx.driver().delete(&waiting).await;
         })
         .catch_unwind()
@@ -577,12 +575,7 @@ pub async fn host_relay(engine: &Engine, driver: SandboxDriver) {
                         .start(&h)
                         .await
                         .unwrap_or_else(|e| panic!("{e}"));
-                    if let Err(e) = gateway.wait_for(&s.id, live::CALLBACK_WAIT).await {
-                        let logs = SandboxDriver::logs(ctx.driver(), &h)
-                            .await
-                            .unwrap_or_default();
-                        panic!("{e}\nsandbox output:\n{logs}");
-                    }
+                    await_callback(ctx, &h, "", gateway.wait_for(&s.id, live::CALLBACK_WAIT)).await;
                     let _ = ctx.driver().delete(&h).await;
                 })
                 .catch_unwind()
