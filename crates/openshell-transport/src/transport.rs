@@ -569,9 +569,7 @@ where
                     tracing::debug!(error = %e.error(), "a kept engine connection was closed; sending on a new one");
                     unsent
                 }
-                (None, Some(copy))
-                    if e.error().is_incomplete_message() || e.error().is_canceled() =>
-                {
+                (None, Some(copy)) if went_away(e.error()) => {
                     tracing::debug!(error = %e.error(), "a kept engine connection closed without an answer; sending the request again on a new one");
                     copy
                 }
@@ -587,6 +585,27 @@ where
         }
         Err(e) => Err(conn.failure(target, e).await),
     }
+}
+
+/// Whether a request failed because its kept connection went away before an answer: the
+/// engine closed it (the reply ended before it began, or the request was canceled with the
+/// connection) or reset it (a Unix socket closed with our request unread resets, as does a TCP
+/// peer) or the write hit a closed pipe. Garbage, a timeout or a reply cut short are none of
+/// these, so they are not sent again.
+fn went_away(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<io::Error>());
+    io.is_some_and(|io| {
+        matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::UnexpectedEof
+        )
+    })
 }
 
 /// A request like the one of `parts`, with no body, to send again.
@@ -988,6 +1007,9 @@ mod tests {
         Late(usize, u64),
         /// Closes the connection without answering.
         Hang,
+        /// `200` with a body of this many bytes, then closes the connection as the next
+        /// request arrives, without reading it: the client sees the connection reset.
+        BodyThenReset(usize),
     }
 
     /// A test engine on a Unix socket: answers requests one after another on each connection,
@@ -1034,6 +1056,8 @@ mod tests {
     trait Accept: Send + 'static {
         type Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static;
         fn accept(&self) -> impl std::future::Future<Output = io::Result<Self::Io>> + Send;
+        /// Waits until the peer sent something, without reading it.
+        fn readable(io: &Self::Io) -> impl std::future::Future<Output = io::Result<()>> + Send;
     }
 
     impl Accept for tokio::net::UnixListener {
@@ -1041,12 +1065,18 @@ mod tests {
         async fn accept(&self) -> io::Result<UnixStream> {
             tokio::net::UnixListener::accept(self).await.map(|(s, _)| s)
         }
+        async fn readable(io: &UnixStream) -> io::Result<()> {
+            io.readable().await
+        }
     }
 
     impl Accept for tokio::net::TcpListener {
         type Io = TcpStream;
         async fn accept(&self) -> io::Result<TcpStream> {
             tokio::net::TcpListener::accept(self).await.map(|(s, _)| s)
+        }
+        async fn readable(io: &TcpStream) -> io::Result<()> {
+            io.readable().await
         }
     }
 
@@ -1098,12 +1128,16 @@ mod tests {
                         };
                         match answer {
                             Answer::Late(..) => return,
-                            Answer::Body(n) => {
+                            Answer::Body(n) | Answer::BodyThenReset(n) => {
                                 let head =
                                     format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
                                 let mut reply = head.into_bytes();
                                 reply.resize(reply.len() + n, b'x');
                                 if stream.get_mut().write_all(&reply).await.is_err() {
+                                    return;
+                                }
+                                if matches!(answer, Answer::BodyThenReset(_)) {
+                                    let _ = L::readable(stream.get_ref()).await;
                                     return;
                                 }
                             }
@@ -1253,6 +1287,33 @@ mod tests {
         let posts = requests.iter().filter(|l| l.starts_with("POST")).count();
         let gets = requests.iter().filter(|l| l.contains("/again")).count();
         assert_eq!((posts, gets), (1, 2), "{requests:?}");
+    }
+
+    /// A kept connection the engine resets as the next request arrives (a Unix socket closed
+    /// with a request unread resets): a bodiless GET is sent again on a new connection. An
+    /// engine that answers once per connection (as the flooding engine of the `it` tests did)
+    /// failed every other call with "connection error" before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kept_connection_reset_under_a_get_resends_it() {
+        let engine = test_engine(|_, _| Answer::BodyThenReset(2));
+        for _ in 0..5 {
+            let body = get(&engine.target, "/info")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&body[..], b"xx");
+        }
+        let post = Request::post("/once")
+            .body(Empty::<Bytes>::new())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let failed = send(&engine.target, post).await;
+        let posts = engine
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|l| l.starts_with("POST"))
+            .count();
+        assert!(posts <= 1, "{failed:?}");
     }
 
     #[tokio::test]
