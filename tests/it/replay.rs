@@ -131,6 +131,48 @@ async fn original_bug_podman_machine_through_the_docker_driver() {
     assert_eq!(summary(&g.facts), "podman-machine host-gateway 127.0.0.1");
 }
 
+/// Discovery's `/_ping` serves the driver: a connect through discovery asks it once. dockerd,
+/// named by its `Server` header, is not asked libpod's `/info`; an engine whose `/_ping` names
+/// nothing (as replayed captures of Podman) is, and Podman through its compatible API is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ping_per_connect_and_libpod_info_unless_dockerd_says_so() {
+    let network = openshell_tests::replay::created_network();
+    let info = serde_json::json!({"Name": "n", "OSType": "linux", "ServerVersion": "20.10.24"});
+    let dockerd = serde_json::json!({"host_os": "linux", "info": info, "network": network,
+        "ping": {"Api-Version": "1.41", "Server": "Docker/20.10.24+dfsg1 (linux)"}});
+    let unnamed = serde_json::json!({"host_os": "linux", "info": info, "network": network,
+        "ping": {"Api-Version": "1.41"}});
+    let podman = serde_json::json!({"host_os": "linux", "info": info, "network": network,
+        "ping": {"Api-Version": "1.41", "Libpod-Api-Version": "4.3.1", "Server": "Libpod/4.3.1 (linux)"}});
+    for (doc, libpod_asked) in [(dockerd, false), (unnamed, true), (podman, true)] {
+        let engine = ReplayEngine::start(&doc)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let opts = openshell_engine::ConnectOptions {
+            driver: Some(DriverKind::Docker),
+            endpoint: Some(format!("unix://{}", engine.socket().display())),
+            driver_options: DriverOptions {
+                host: Some(HostFacts {
+                    os: HostOs::Linux,
+                    ipv4: None,
+                }),
+                ..DriverOptions::default()
+            },
+            ..openshell_engine::ConnectOptions::default()
+        };
+        let connected = openshell_engine::connect(&opts)
+            .await
+            .unwrap_or_else(|e| panic!("{doc}: {e}"));
+        let ping = &connected.gathered.document["ping"];
+        assert_eq!(ping["api-version"], "1.41", "{ping}");
+        assert_eq!(ping.get("server"), doc["ping"].get("Server"), "{ping}");
+        let requests = engine.requests();
+        let count = |path: &str| requests.iter().filter(|(_, p)| p == path).count();
+        assert_eq!(count("/_ping"), 1, "{requests:?}");
+        assert_eq!(count("/libpod/info") == 1, libpod_asked, "{requests:?}");
+    }
+}
+
 /// A same-named network with another driver is refused, not used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_same_named_network_of_another_driver_is_refused() {

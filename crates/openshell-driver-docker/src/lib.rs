@@ -28,7 +28,7 @@ use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 use openshell_driver::{
     labels_of, Attached, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
-    EngineOps, ErrorKind, ImageSummary, LogStream, NetworkInfo, OpError, Subnet,
+    EngineOps, ErrorKind, ImageSummary, LogStream, NetworkInfo, OpError, PingHeaders, Subnet,
 };
 use openshell_driver::{libpod, DriverError};
 use openshell_runtime::facts::Endpoint;
@@ -46,7 +46,7 @@ pub struct DockerDriver {
     /// API on this endpoint.
     libpod: bool,
     /// `/_ping`'s headers at connect time, which the facts reuse (one round trip less).
-    ping: Option<BTreeMap<String, String>>,
+    ping: Option<PingHeaders>,
 }
 
 impl DockerDriver {
@@ -58,6 +58,17 @@ impl DockerDriver {
     pub async fn connect(
         endpoint: impl Into<Target>,
         timeout: Duration,
+    ) -> Result<DockerDriver, DriverError> {
+        DockerDriver::connect_after_ping(endpoint, timeout, None).await
+    }
+
+    /// [`connect`](Self::connect) to an engine whose `/_ping` the caller has just read
+    /// (discovery's probe): its headers settle the API version and serve the facts, and the
+    /// engine is not asked again.
+    pub async fn connect_after_ping(
+        endpoint: impl Into<Target>,
+        timeout: Duration,
+        ping: Option<PingHeaders>,
     ) -> Result<DockerDriver, DriverError> {
         let endpoint: Target = endpoint.into();
         let shown = endpoint.to_string();
@@ -74,16 +85,20 @@ impl DockerDriver {
         // One cheap round trip instead of `/version`, which dockerd 20.10 takes ~7 ms to answer.
         let span =
             tracing::info_span!("engine_call", call = "_ping (api version)", endpoint = %shown);
-        let pinged = raw::get(&endpoint, "/_ping", timeout)
-            .instrument(span)
-            .await
-            .ok();
+        let pinged = match ping {
+            Some(headers) => Some(headers),
+            None => raw::get(&endpoint, "/_ping", timeout)
+                .instrument(span)
+                .await
+                .ok()
+                .map(|r| r.headers),
+        };
         let libpod = pinged
             .as_ref()
-            .is_some_and(|r| r.headers.contains_key("libpod-api-version"));
+            .is_some_and(|h| h.contains_key("libpod-api-version"));
         let server = pinged
             .as_ref()
-            .and_then(|r| r.headers.get("api-version"))
+            .and_then(|h| h.get("api-version"))
             .and_then(|v| parse_api_version(v));
         let version = match server {
             Some(v) if v < *bollard::API_DEFAULT_VERSION => v,
@@ -111,13 +126,20 @@ impl DockerDriver {
             endpoint,
             timeout,
             libpod,
-            ping: pinged.map(|r| r.headers),
+            ping: pinged,
         })
     }
 
     async fn raw_get(&self, path: &str) -> Result<RawResponse, OpError> {
         Ok(raw::get(&self.endpoint, path, self.timeout).await?)
     }
+}
+
+/// Whether `/_ping`'s headers name Docker's own daemon: `Server: Docker/…` and nothing of
+/// libpod's (Podman's compatible service answers `Server: Libpod/…` and `Libpod-Api-Version`).
+fn names_dockerd(ping: &PingHeaders) -> bool {
+    !ping.contains_key("libpod-api-version")
+        && ping.get("server").is_some_and(|s| s.starts_with("Docker/"))
 }
 
 #[async_trait]
@@ -137,12 +159,18 @@ impl EngineOps for DockerDriver {
                 None => self.raw_get("/_ping").await.map(|r| r.headers),
             }
         };
-        let (ping, version, info, libpod_info) = tokio::join!(
-            ping,
-            self.docker.version(),
-            self.docker.info(),
-            libpod::info(&self.endpoint, self.timeout),
-        );
+        // libpod's `/info` is asked unless `/_ping` named dockerd itself: it identifies Podman
+        // where `/_ping` carries no `Libpod-Api-Version` (replayed captures), and one request
+        // less on dockerd leaves it more of the machine for `/info`, the slowest answer (it runs
+        // `runc --version` and `docker-init --version`), which is why it is sent first.
+        let libpod_info = async {
+            match &self.ping {
+                Some(headers) if names_dockerd(headers) => None,
+                _ => libpod::info(&self.endpoint, self.timeout).await,
+            }
+        };
+        let (info, ping, version, libpod_info) =
+            tokio::join!(self.docker.info(), ping, self.docker.version(), libpod_info,);
         Ok(EngineDocuments {
             ping: ping?,
             version: to_json(&version.map_err(op)?)?,

@@ -22,6 +22,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use openshell_driver::{
     labels_of, libpod, Attached, ContainerConfig, ContainerStatus, ContainerSummary, DriverError,
     EngineDocuments, EngineOps, ErrorKind, ImageSummary, LogStream, NetworkInfo, OpError,
+    PingHeaders,
 };
 use openshell_runtime::facts::Endpoint;
 use openshell_runtime::NetworkMode;
@@ -78,6 +79,8 @@ pub struct PodmanDriver {
     proxy: Arc<Proxy>,
     endpoint: Target,
     timeout: Duration,
+    /// `/_ping`'s headers, when discovery read them just before connecting.
+    ping: Option<PingHeaders>,
 }
 
 impl PodmanDriver {
@@ -87,6 +90,16 @@ impl PodmanDriver {
     pub async fn connect(
         endpoint: impl Into<Target>,
         timeout: Duration,
+    ) -> Result<PodmanDriver, DriverError> {
+        PodmanDriver::connect_after_ping(endpoint, timeout, None).await
+    }
+
+    /// [`connect`](Self::connect) to an engine whose `/_ping` the caller has just read
+    /// (discovery's probe): the facts take its headers instead of asking again.
+    pub async fn connect_after_ping(
+        endpoint: impl Into<Target>,
+        timeout: Duration,
+        ping: Option<PingHeaders>,
     ) -> Result<PodmanDriver, DriverError> {
         let endpoint: Target = endpoint.into();
         transport::check(&endpoint).map_err(|source| DriverError::Unsupported {
@@ -111,6 +124,7 @@ impl PodmanDriver {
             proxy: Arc::new(proxy),
             endpoint,
             timeout,
+            ping,
         })
     }
 
@@ -176,14 +190,20 @@ impl EngineOps for PodmanDriver {
     async fn engine_documents(&self) -> Result<EngineDocuments, OpError> {
         // libpod's /info is read whole: podman-api's model predates `rootlessNetworkCmd` and
         // `pasta`, the facts that decide rootless routing.
-        let (ping, libpod, version) = tokio::join!(
-            self.raw_get("/_ping"),
+        let ping = async {
+            match &self.ping {
+                Some(headers) => Ok(headers.clone()),
+                None => self.raw_get("/_ping").await.map(|r| r.headers),
+            }
+        };
+        let (libpod, ping, version) = tokio::join!(
             self.raw_json("libpod info", libpod::INFO),
+            ping,
             self.raw_json("libpod version", LIBPOD_VERSION),
         );
         let libpod = libpod?;
         Ok(EngineDocuments {
-            ping: ping?.headers,
+            ping: ping?,
             version: version?,
             info: info_from_libpod(&libpod),
             libpod_info: Some(libpod),

@@ -20,5 +20,5 @@ pub use error::{transport_kind, BoxError, DriverError, ErrorKind, OpError, Unsup
 pub use openshell_transport::Attached;
 pub use ops::{
     labels_of, BindMount, ContainerConfig, ContainerStatus, ContainerSummary, EngineDocuments,
-    EngineOps, ImageSummary, LogStream, NetworkInfo, Subnet,
+    EngineOps, ImageSummary, LogStream, NetworkInfo, PingHeaders, Subnet,
 };

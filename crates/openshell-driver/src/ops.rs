@@ -13,6 +13,10 @@ use serde_json::Value;
 
 use crate::error::OpError;
 
+/// The headers of an engine's `/_ping` answer (names lowercase). Discovery pings the engine it
+/// chooses; a driver connected with that answer does not ask again.
+pub type PingHeaders = BTreeMap<String, String>;
+
 /// Everything a container is created with. The shared lifecycle (`openshell-sandbox`) fills it
 /// from a validated sandbox spec and a [`Route`](openshell_runtime::Route); a driver maps
 /// it field by field onto its client's create call and adds nothing of its own.
@@ -129,7 +133,7 @@ pub struct ImageSummary {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EngineDocuments {
     /// `/_ping`'s response headers.
-    pub ping: BTreeMap<String, String>,
+    pub ping: PingHeaders,
     /// The Docker-API `/version` body, or libpod's.
     pub version: Value,
     /// The Docker-API `/info` body, or the same fields taken from libpod's `/info`.

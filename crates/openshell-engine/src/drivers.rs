@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openshell_driver::{DriverError, EngineOps};
+use openshell_driver::{DriverError, EngineOps, PingHeaders};
 use openshell_transport::tls::TlsFiles;
 use openshell_transport::Target;
 use serde::Serialize;
@@ -47,13 +47,15 @@ macro_rules! drivers {
             }
 
             /// Connects this driver to `target`; `timeout` bounds each call it makes to do so.
+            /// `ping` is the engine's `/_ping` answer when the caller has just read it.
             pub(crate) async fn connect(
                 self,
                 target: Target,
                 timeout: Duration,
+                ping: Option<PingHeaders>,
             ) -> Result<Arc<dyn EngineOps>, DriverError> {
                 match self {
-                    $(DriverKind::$kind => Ok(Arc::new($connect(target, timeout).await?)),)+
+                    $(DriverKind::$kind => Ok(Arc::new($connect(target, timeout, ping).await?)),)+
                 }
             }
 
@@ -88,9 +90,9 @@ macro_rules! drivers {
 drivers! {
     /// The Docker API (bollard): Docker Engine, Docker Desktop, Colima, OrbStack, Rancher
     /// Desktop, Lima, and Podman's compatible service.
-    Docker => name: "docker", connect: openshell_driver_docker::DockerDriver::connect, order: docker;
+    Docker => name: "docker", connect: openshell_driver_docker::DockerDriver::connect_after_ping, order: docker;
     /// Podman's libpod API (podman-api).
-    Podman => name: "podman", connect: openshell_driver_podman::PodmanDriver::connect, order: podman;
+    Podman => name: "podman", connect: openshell_driver_podman::PodmanDriver::connect_after_ping, order: podman;
 }
 
 impl std::fmt::Display for DriverKind {

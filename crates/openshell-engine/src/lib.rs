@@ -36,6 +36,7 @@ pub use discover::{
     DiscoveryError, EnvError, READ_PREFIX, READ_VARS,
 };
 pub use drivers::DriverKind;
+use openshell_driver::PingHeaders;
 use openshell_runtime::facts::Endpoint;
 use openshell_sandbox::{DriverOptions, EngineError, GatheredFacts, SandboxDriver};
 pub use openshell_transport::tls::TlsFiles;
@@ -199,7 +200,17 @@ pub async fn connect_to(
     target: impl Into<Target>,
     opts: DriverOptions,
 ) -> Result<SandboxDriver, EngineError> {
-    let ops = kind.connect(target.into(), opts.timeout).await?;
+    connect_after_ping(kind, target.into(), opts, None).await
+}
+
+/// [`connect_to`] an engine whose `/_ping` answer discovery has just read.
+async fn connect_after_ping(
+    kind: DriverKind,
+    target: Target,
+    opts: DriverOptions,
+    ping: Option<PingHeaders>,
+) -> Result<SandboxDriver, EngineError> {
+    let ops = kind.connect(target, opts.timeout, ping).await?;
     Ok(SandboxDriver::from_arc(ops, opts))
 }
 
@@ -221,7 +232,8 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Engine, ConnectError> {
             }
             continue;
         };
-        let driver = connect_to(kind, chosen, opts.driver_options.clone()).await?;
+        let driver =
+            connect_after_ping(kind, chosen, opts.driver_options.clone(), found.ping).await?;
         let gathered = driver.gather_facts().await?;
         return Ok(Engine {
             driver,

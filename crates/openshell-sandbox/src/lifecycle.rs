@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::driver::SandboxDriver;
 use crate::error::EngineError;
-use crate::host::host_facts;
+use crate::host::{current_os, host_facts, HostFacts};
 use crate::network::is_ours;
 use crate::reap::{self, Owner, Sweep, SweptProbe};
 use crate::spec::{extra_host_entries, SandboxSpec};
@@ -73,7 +73,26 @@ impl SandboxDriver {
     /// Gathers the facts document (engine answers, the sandbox network, the gateway host's
     /// facts) and parses it. Creates the sandbox network, labelled as ours, when missing.
     pub async fn gather_facts(&self) -> Result<GatheredFacts, EngineError> {
-        let host = self.options().host.clone().unwrap_or_else(host_facts);
+        // The host's own facts (netlink) are read while the engine answers.
+        let host = async {
+            match self.options().host.clone() {
+                Some(host) => host,
+                None => tokio::task::spawn_blocking(host_facts)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "reading the host's addresses failed");
+                        HostFacts {
+                            os: current_os(),
+                            ipv4: None,
+                        }
+                    }),
+            }
+        };
+        let (docs, network, host) = tokio::join!(
+            self.call("engine facts", self.ops().engine_documents()),
+            self.ensure_network(),
+            host,
+        );
         let mut document = json!({
             "host_os": host.os.as_str(),
             "endpoint": self.endpoint().to_string(),
@@ -81,10 +100,6 @@ impl SandboxDriver {
         if let Some(ip) = host.ipv4 {
             document["host_ipv4"] = json!(ip.to_string());
         }
-        let (docs, network) = tokio::join!(
-            self.call("engine facts", self.ops().engine_documents()),
-            self.ensure_network(),
-        );
         let docs = docs?;
         document["ping"] = json!(docs.ping);
         document["version"] = docs.version;

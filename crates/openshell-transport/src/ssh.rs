@@ -596,6 +596,25 @@ impl AsyncWrite for SshStream {
 mod tests {
     use super::*;
 
+    /// Writes an executable script through `install`: the file is never open for writing in
+    /// this process, where a child another test forks meanwhile would inherit the descriptor
+    /// and make exec'ing the script fail with "Text file busy" (ETXTBSY) until it execs.
+    fn write_script(path: &std::path::Path, text: &str) {
+        let staged = path.with_extension("staged");
+        std::fs::write(&staged, text).unwrap_or_else(|e| panic!("{e}"));
+        let installed = std::process::Command::new("install")
+            .args(["-m", "0755"])
+            .arg(&staged)
+            .arg(path)
+            .status()
+            .unwrap_or_else(|e| panic!("install: {e}"));
+        assert!(
+            installed.success(),
+            "install {}: {installed}",
+            path.display()
+        );
+    }
+
     #[test]
     fn takes_plain_user_names_only() {
         assert_eq!(user_of("ssh://me@h:22/x").as_deref(), Some("me"));
@@ -610,24 +629,20 @@ mod tests {
     /// end of the pipes, killing nothing else) is done here by hand.
     #[tokio::test]
     async fn a_forwarding_ssh_ends_when_our_end_of_its_stdin_closes() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let pidfile = dir.path().join("pid");
         // A stand-in for ssh that forwards nothing and would run for 30 s.
         let program = dir.path().join("ssh");
-        std::fs::write(
+        write_script(
             &program,
-            format!(
+            &format!(
                 "#!/bin/sh
 echo $$ > {}
 exec sleep 30
 ",
                 pidfile.display()
             ),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("{e}"));
+        );
         let settings = SshSettings {
             program: Some(program),
             ..Default::default()
@@ -699,19 +714,15 @@ exec sleep 30
     /// written: the write fails, and the error must still be what ssh said, not a broken pipe.
     #[tokio::test]
     async fn a_write_after_ssh_gave_up_reports_what_ssh_said() {
-        use std::os::unix::fs::PermissionsExt;
         use tokio::io::AsyncWriteExt;
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         // A stand-in for ssh that never reads its stdin, so a request larger than the pipe
         // cannot be taken whole.
         let program = dir.path().join("ssh");
-        std::fs::write(
+        write_script(
             &program,
             "#!/bin/sh\necho 'Host key verification failed.' >&2\nexit 255\n",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("{e}"));
+        );
         let settings = SshSettings {
             program: Some(program),
             ..Default::default()

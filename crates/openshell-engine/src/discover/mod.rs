@@ -14,6 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use openshell_driver::PingHeaders;
 use openshell_runtime::facts::{Endpoint, EndpointError};
 use openshell_runtime::{well_known_sockets, RuntimeId, SocketApi, SocketLocation, SocketRoot};
 
@@ -164,6 +165,9 @@ pub struct Discovery {
     pub candidates: Vec<Candidate>,
     /// The first that answered; `None` when nothing answered.
     pub chosen: Option<Target>,
+    /// The headers of the chosen engine's `/_ping` answer, for the driver to connect with.
+    #[serde(skip)]
+    pub ping: Option<PingHeaders>,
     /// Whether the user named the one candidate: when it did not answer, nothing else may be
     /// tried in its place.
     pub named: bool,
@@ -351,6 +355,7 @@ pub async fn probe_candidates(candidates: Candidates, timeout: Duration) -> Disc
     let Candidates { named, list } = candidates;
     let mut out = Vec::new();
     let mut chosen = None;
+    let mut ping = None;
     for (ep, source) in list {
         let endpoint = ep.to_string();
         let outcome = if chosen.is_some() {
@@ -359,10 +364,10 @@ pub async fn probe_candidates(candidates: Candidates, timeout: Duration) -> Disc
             if !Path::new(path).exists() {
                 CandidateOutcome::Absent
             } else {
-                probe(&ep, timeout, &mut chosen).await
+                probe(&ep, timeout, &mut chosen, &mut ping).await
             }
         } else {
-            probe(&ep, timeout, &mut chosen).await
+            probe(&ep, timeout, &mut chosen, &mut ping).await
         };
         out.push(Candidate {
             endpoint,
@@ -373,15 +378,22 @@ pub async fn probe_candidates(candidates: Candidates, timeout: Duration) -> Disc
     Discovery {
         candidates: out,
         chosen,
+        ping,
         named,
     }
 }
 
-async fn probe(ep: &Target, timeout: Duration, chosen: &mut Option<Target>) -> CandidateOutcome {
+async fn probe(
+    ep: &Target,
+    timeout: Duration,
+    chosen: &mut Option<Target>,
+    ping: &mut Option<PingHeaders>,
+) -> CandidateOutcome {
     let span = tracing::info_span!("engine_call", call = "_ping", endpoint = %ep);
     match raw::get(ep, "/_ping", timeout).instrument(span).await {
         Ok(r) if r.status == 200 => {
             *chosen = Some(ep.clone());
+            *ping = Some(r.headers);
             CandidateOutcome::Ok
         }
         // The body says why, when there is one: dockerd's TLS port answers plain HTTP with 400
@@ -437,7 +449,7 @@ mod tests {
         let target = Target::new(
             Endpoint::parse(&format!("tcp://127.0.0.1:{port}")).unwrap_or_else(|e| panic!("{e}")),
         );
-        let outcome = probe(&target, Duration::from_secs(5), &mut None).await;
+        let outcome = probe(&target, Duration::from_secs(5), &mut None, &mut None).await;
         server.abort();
         let CandidateOutcome::Refused(said) = outcome else {
             panic!("{outcome:?}")
@@ -532,17 +544,32 @@ mod tests {
 
     /// A stand-in for the ssh client: records its arguments, then runs `body`.
     fn fake_ssh(dir: &Path, name: &str, body: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt;
         let path = dir.join(name);
         let args = dir.join(format!("{name}.args"));
         let script = format!(
             "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n{body}\n",
             args.display()
         );
-        std::fs::write(&path, script).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("{e}"));
+        write_script(&path, &script);
         path
+    }
+    /// Writes an executable script through `install`: the file is never open for writing in
+    /// this process, where a child another test forks meanwhile would inherit the descriptor
+    /// and make exec'ing the script fail with "Text file busy" (ETXTBSY) until it execs.
+    fn write_script(path: &std::path::Path, text: &str) {
+        let staged = path.with_extension("staged");
+        std::fs::write(&staged, text).unwrap_or_else(|e| panic!("{e}"));
+        let installed = std::process::Command::new("install")
+            .args(["-m", "0755"])
+            .arg(&staged)
+            .arg(path)
+            .status()
+            .unwrap_or_else(|e| panic!("install: {e}"));
+        assert!(
+            installed.success(),
+            "install {}: {installed}",
+            path.display()
+        );
     }
 
     #[tokio::test]

@@ -554,19 +554,24 @@ fn ssh_runs_are_one_session_and_leave_nothing_running() {
     std::fs::create_dir_all(&bin_dir).unwrap_or_else(|e| panic!("{e}"));
     let log = home.join("ssh.log");
     let wrapper = bin_dir.join("ssh");
+    // Staged and installed by a child, so no test thread's fork inherits a descriptor open
+    // for writing on it (exec'ing it would fail with ETXTBSY).
+    let staged = bin_dir.join("ssh.staged");
     std::fs::write(
-        &wrapper,
+        &staged,
         format!(
             "#!/bin/sh\necho \"$*\" >> {}\nexec /usr/bin/ssh \"$@\"\n",
             log.display()
         ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    let installed = Command::new("install")
+        .args(["-m", "0755"])
+        .arg(&staged)
+        .arg(&wrapper)
+        .status()
+        .unwrap_or_else(|e| panic!("install: {e}"));
+    assert!(installed.success(), "install: {installed}");
     let path = format!(
         "{}:{}",
         bin_dir.display(),
