@@ -407,6 +407,85 @@ pub async fn failed_create_leaves_nothing(engine: &Engine, driver: SandboxDriver
     .await;
 }
 
+/// Scratch networks (the subnet pick before a network is created) that interrupted runs left
+/// are removed by the next run that creates the network: one whose run is gone from this host,
+/// and one of another host's run that expired. A live run's stays. (Every CI run's SIGKILLed
+/// `doctor`s left one or two on dockerd before.)
+pub async fn scratch_networks_of_gone_runs_are_swept(engine: &Engine, driver: SandboxDriver) {
+    run(engine, driver, |ctx| async move {
+        use openshell_runtime::consts::{LABEL_EXPIRES, LABEL_MANAGED, LABEL_OWNER, LABEL_SCRATCH};
+        let network = ctx.driver.network().to_string();
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let pid_ns: String = std::fs::read_link("/proc/self/ns/pid")
+            .map(|l| {
+                l.to_string_lossy()
+                    .chars()
+                    .filter(char::is_ascii_digit)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut gone = std::process::Command::new("true")
+            .spawn()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let gone_pid = gone.id();
+        let _ = gone.wait();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let planted = [
+            (
+                "gone0001",
+                format!("{}/{pid_ns}/{gone_pid}", boot.trim()),
+                now + 600,
+                false,
+            ),
+            (
+                "live0001",
+                format!("{}/{pid_ns}/{}", boot.trim(), std::process::id()),
+                now + 600,
+                true,
+            ),
+            (
+                "elsewher",
+                "another-boot/4026531836/1".to_string(),
+                now - 1,
+                false,
+            ),
+        ];
+        for (suffix, owner, expires, _) in &planted {
+            let labels = std::collections::BTreeMap::from([
+                (LABEL_MANAGED.to_string(), "true".to_string()),
+                (LABEL_SCRATCH.to_string(), network.clone()),
+                (LABEL_OWNER.to_string(), owner.clone()),
+                (LABEL_EXPIRES.to_string(), expires.to_string()),
+            ]);
+            let name = format!("{network}-subnet-{suffix}");
+            ctx.driver
+                .ops()
+                .create_network(&name, &labels, None)
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        }
+        let ensured = ctx.driver.ensure_network().await;
+        let left: Vec<(String, bool)> = planted
+            .iter()
+            .map(|(suffix, _, _, _)| {
+                let name = format!("{network}-subnet-{suffix}");
+                let exists = live::exists(&ctx.engine, "network", &name);
+                live::remove_networks_named(&ctx.engine, &name);
+                (name, exists)
+            })
+            .collect();
+        ensured.unwrap_or_else(|e| panic!("{e}"));
+        let want: Vec<(String, bool)> = planted
+            .iter()
+            .map(|(suffix, _, _, stays)| (format!("{network}-subnet-{suffix}"), *stays))
+            .collect();
+        assert_eq!(left, want, "{}", ctx.engine.name);
+    })
+    .await;
+}
+
 /// A probe removes itself: once started, the engine deletes it when it exits; one that never
 /// started is found by a sweep of this run's probes, and a stale-probe sweep leaves a live
 /// run's probe alone.
@@ -550,6 +629,14 @@ macro_rules! live_scenarios {
                 let engine = $engine;
                 if engine.available() {
                     super::concurrent_runs_agree_on_one_network(&engine, super::$connect(&engine).await).await;
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn scratch_networks_of_gone_runs_are_swept() {
+                let engine = $engine;
+                if engine.available() {
+                    super::scratch_networks_of_gone_runs_are_swept(&engine, super::$connect(&engine).await).await;
                 }
             }
 

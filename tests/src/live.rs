@@ -379,6 +379,23 @@ pub fn networks_named(engine: &Engine, name: &str) -> Result<Vec<String>, String
         .collect())
 }
 
+/// The names of the networks whose name starts with `prefix`.
+pub fn networks_prefixed(engine: &Engine, prefix: &str) -> Result<Vec<String>, String> {
+    let out = run(engine.command().args([
+        "network",
+        "ls",
+        "--filter",
+        &format!("name={prefix}"),
+        "--format",
+        "{{.Name}}",
+    ]))?;
+    Ok(out
+        .lines()
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect())
+}
+
 /// Removes every network called `name`, by id (best effort, for cleanup).
 pub fn remove_networks_named(engine: &Engine, name: &str) {
     for id in networks_named(engine, name).unwrap_or_default() {

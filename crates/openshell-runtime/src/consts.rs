@@ -32,6 +32,10 @@ pub const LABEL_PROBE: &str = "io.openshell.probe";
 pub const LABEL_OWNER: &str = "io.openshell.owner";
 /// Label that says when a probe is stale at the latest, in seconds since the Unix epoch.
 pub const LABEL_EXPIRES: &str = "io.openshell.expires";
+/// Label that marks a scratch network (value: the name of the network whose subnet it picks);
+/// it also carries [`LABEL_OWNER`] and [`LABEL_EXPIRES`], so that one an interrupted run left
+/// is removed by the next run that creates that network.
+pub const LABEL_SCRATCH: &str = "io.openshell.scratch";
 /// Label: a random value one create attempt puts on its container, so that after a create
 /// that failed (a timeout, a lost reply) only the container this attempt made is removed, never
 /// another that holds the name.

@@ -23,13 +23,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use openshell_runtime::consts::LABEL_MANAGED;
+use openshell_runtime::consts::{LABEL_MANAGED, LABEL_SCRATCH};
 use serde_json::Value;
 
 use openshell_driver::{ErrorKind, NetworkInfo, Subnet};
 
 use crate::driver::SandboxDriver;
 use crate::error::EngineError;
+use crate::reap::{self, Sweep};
 
 /// Pause between attempts to take the host-wide lock.
 const LOCK_PAUSE: Duration = Duration::from_millis(20);
@@ -119,16 +120,23 @@ async fn find_or_create(driver: &SandboxDriver, name: &str) -> Result<NetworkInf
 /// The subnet (and its gateway) the engine picks for a new network: that of a scratch network
 /// created without one, then removed. `None` when that fails or the engine names no IPv4
 /// subnet; the network is then created without one.
+///
+/// The scratch network names this run as its owner and expires after [`SCRATCH_LIFETIME`]: a
+/// run interrupted before it removed it (SIGKILL, or SIGINT while the create was under way)
+/// leaves it to the next run that creates `name` ([`sweep_scratch`]).
 async fn engine_subnet(
     driver: &SandboxDriver,
     name: &str,
     labels: &BTreeMap<String, String>,
 ) -> Option<Subnet> {
-    let scratch = format!("{name}-subnet-{}", crate::token::random_hex(4).ok()?);
+    let scratch = format!("{name}{SCRATCH_INFIX}{}", crate::token::random_hex(4).ok()?);
+    let mut labels = labels.clone();
+    labels.extend(reap::owner_labels(&reap::Owner::here(), SCRATCH_LIFETIME));
+    labels.insert(LABEL_SCRATCH.to_string(), name.to_string());
     driver
         .call(
             "network create",
-            driver.ops().create_network(&scratch, labels, None),
+            driver.ops().create_network(&scratch, &labels, None),
         )
         .await
         .map_err(|e| tracing::debug!(error = %e, "scratch network not created"))
@@ -144,6 +152,62 @@ async fn engine_subnet(
         tracing::warn!(error = %e, network = %scratch, "scratch network not removed");
     }
     subnet_of(&info.ok()?.body)
+}
+
+/// What a scratch network's name puts between the name it picks a subnet for and its random
+/// part.
+const SCRATCH_INFIX: &str = "-subnet-";
+
+/// How long a scratch network may be left before any run removes it: one lives for a create,
+/// an inspect and a remove, so one this old was left by a run that was interrupted.
+const SCRATCH_LIFETIME: Duration = Duration::from_secs(600);
+
+/// Removes the scratch networks for `name` that interrupted runs left: ours, marked as scratch
+/// for `name`, whose run is gone from this host or that expired (the same evidence as for
+/// probes, `reap::sweep_reason`). A live run's is left alone; failures are logged, never fatal.
+async fn sweep_scratch(driver: &SandboxDriver, name: &str) {
+    let listed = match driver
+        .call("network list", driver.ops().list_networks(name))
+        .await
+    {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::debug!(error = %e, "scratch networks not listed");
+            return;
+        }
+    };
+    let (here, now) = (reap::Owner::here(), reap::now_secs());
+    for net in listed {
+        let scratch_for = net.labels.get(LABEL_SCRATCH).map(String::as_str);
+        let named_so = net
+            .name
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with(SCRATCH_INFIX));
+        if !is_ours(&net.labels) || scratch_for != Some(name) || !named_so {
+            continue;
+        }
+        let Some(reason) =
+            reap::sweep_reason(Sweep::Stale, &net.labels, &here, now, &reap::pid_alive)
+        else {
+            continue;
+        };
+        let target = if net.id.is_empty() {
+            &net.name
+        } else {
+            &net.id
+        };
+        match driver
+            .call("network remove", driver.ops().remove_network(target))
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(network = %net.name, %reason, "removed a scratch network an interrupted run left")
+            }
+            Err(e) => {
+                tracing::warn!(network = %net.name, error = %e, "scratch network left by an interrupted run not removed")
+            }
+        }
+    }
 }
 
 /// The first IPv4 subnet in a network's inspect body, with its gateway: Docker's
@@ -189,6 +253,7 @@ async fn settle(
             return Err(looked);
         }
         let labels = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string())]);
+        sweep_scratch(driver, name).await;
         let subnet = engine_subnet(driver, name, &labels).await;
         let mut created = driver
             .call(

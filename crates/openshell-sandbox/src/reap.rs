@@ -129,8 +129,15 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
 
 /// The labels that mark a probe of `owner`, stale `lifetime` from now at the latest.
 pub(crate) fn probe_labels(owner: &Owner, lifetime: Duration) -> BTreeMap<String, String> {
+    let mut labels = owner_labels(owner, lifetime);
+    labels.insert(LABEL_PROBE.to_string(), "true".to_string());
+    labels
+}
+
+/// The labels that name `owner` and make what carries them stale `lifetime` from now at the
+/// latest, for [`sweep_reason`].
+pub(crate) fn owner_labels(owner: &Owner, lifetime: Duration) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (LABEL_PROBE.to_string(), "true".to_string()),
         (LABEL_OWNER.to_string(), owner.to_string()),
         (
             LABEL_EXPIRES.to_string(),
@@ -139,8 +146,8 @@ pub(crate) fn probe_labels(owner: &Owner, lifetime: Duration) -> BTreeMap<String
     ])
 }
 
-/// Why the probe container labelled `labels` goes in a sweep of `which` run by `here` at `now`,
-/// or `None` when it stays. `alive` says whether a pid of ours exists.
+/// Why the probe container (or scratch network) labelled `labels` goes in a sweep of `which`
+/// run by `here` at `now`, or `None` when it stays. `alive` says whether a pid of ours exists.
 pub(crate) fn sweep_reason(
     which: Sweep,
     labels: &BTreeMap<String, String>,

@@ -12,7 +12,8 @@ use crate::common::*;
 #[test]
 fn interrupted_doctors_leave_no_probe_after_the_next_run() {
     use openshell_tests::live::{
-        containers_on_network, import_busybox, remove_image, remove_networks_named,
+        containers_on_network, import_busybox, networks_prefixed, remove_image,
+        remove_networks_named,
     };
     use std::time::Duration;
     // Direct routes, then the relay route, whose relay container is the run's too.
@@ -139,8 +140,35 @@ fn interrupted_doctors_leave_no_probe_after_the_next_run() {
                 .args(["rm", "-f", name])
                 .output();
         }
+        // Scratch networks (the subnet pick before the network is created) that the
+        // interrupted runs left go with the next run that creates the network: remove it, run
+        // once more, and look. Every CI run left one or two on dockerd before.
+        remove_networks_named(&engine, &network);
+        let again = run(&args);
+        let scratch_prefix = format!("{network}-subnet-");
+        let scratch = networks_prefixed(&engine, &scratch_prefix);
+        for name in scratch.iter().flatten() {
+            remove_networks_named(&engine, name);
+        }
+        for name in containers_on_network(&engine, &network).iter().flatten() {
+            let _ = Command::new(&engine.cli[0])
+                .args(["rm", "-f", name])
+                .output();
+        }
         remove_networks_named(&engine, &network);
         remove_image(&engine, &image);
+        assert_eq!(
+            again.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+        assert_eq!(
+            scratch,
+            Ok(Vec::new()),
+            "{} ({kind}): scratch networks left",
+            engine.name
+        );
 
         for (signal, delay_ms, out) in &interrupted {
             if *signal == "INT" {
