@@ -361,6 +361,30 @@ pub fn remove_network(engine: &Engine, network: &str) {
     let _ = run(engine.command().args(["network", "rm", network]));
 }
 
+/// Removes a network (by name, best effort) when dropped: a test that makes one holds this from
+/// then on, so that a failed assertion does not leave it behind.
+#[derive(Debug)]
+pub struct NetworkRemovedOnDrop {
+    engine: Engine,
+    name: String,
+}
+
+impl NetworkRemovedOnDrop {
+    /// Guards the network `name` on `engine`.
+    pub fn new(engine: &Engine, name: &str) -> NetworkRemovedOnDrop {
+        NetworkRemovedOnDrop {
+            engine: engine.clone(),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for NetworkRemovedOnDrop {
+    fn drop(&mut self) {
+        remove_networks_named(&self.engine, &self.name);
+    }
+}
+
 /// The ids of the networks called exactly `name` (old Docker engines allow several).
 pub fn networks_named(engine: &Engine, name: &str) -> Result<Vec<String>, String> {
     let out = run(engine.command().args([

@@ -49,6 +49,7 @@ fn live_doctor_proves_routes_and_classifies_failures() {
     // A broken override (the bridge, with the gateway on loopback): refused, then the runtime's
     // own route is probed and proven.
     let network = format!("openshell-doctor-{}-broken", std::process::id());
+    let _network = openshell_tests::live::NetworkRemovedOnDrop::new(&engine, &network);
     let gw = dockerd_bridge_gateway(&network);
     let out = doctor(
         &engine,
@@ -526,6 +527,7 @@ fn live_doctor_beside_a_running_gateway_and_with_tls() {
         return;
     }
     let network = format!("openshell-doctor-{}-busy", std::process::id());
+    let _network = openshell_tests::live::NetworkRemovedOnDrop::new(&engine, &network);
     // dockerd creates the bridge with the network, so the gateway can bind it before any probe.
     let gw = dockerd_bridge_gateway(&network);
     let gateway = std::net::TcpListener::bind((gw.as_str(), 0));
