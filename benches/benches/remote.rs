@@ -12,7 +12,9 @@
 //! embedded one unless `OPENSHELL_RELAY_BINARY` names another). Under `cargo test` it runs one round, so CI keeps it working;
 //! without the remote engine it skips (or fails under `OPENSHELL_LIVE=require`). Everything
 //! made on the engines is removed; relay images only on the remote ones (the local engines'
-//! are shared with other runs).
+//! are shared with other runs). `OPENSHELL_BENCH_ONLY=<text>` runs only the rows whose label
+//! contains it; `OPENSHELL_BENCH_PHASES=1` prints each create→callback's phases (create, start,
+//! callback) to stderr.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -64,6 +66,11 @@ where
     F: Fn(String) -> Fut,
     Fut: Future<Output = SandboxDriver>,
 {
+    // `OPENSHELL_BENCH_ONLY=<text>`: only the rows whose label contains it.
+    if std::env::var("OPENSHELL_BENCH_ONLY").is_ok_and(|only| !label.contains(&only)) {
+        return;
+    }
+    eprintln!("{label}");
     let network = live::unique("openshell-bench-remote");
     // The network first, so that detection measures a gateway's later starts.
     let driver = connect(network.clone()).await;

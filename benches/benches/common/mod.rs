@@ -85,12 +85,23 @@ pub(crate) async fn create_to_callback(
         .create(s, route)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let created = t0.elapsed();
     driver.start(&h).await.unwrap_or_else(|e| panic!("{e}"));
+    let started = t0.elapsed();
     listener
         .wait_for(&s.id, WAIT)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let took = t0.elapsed();
+    // The phases, for finding where a transport's time goes.
+    if std::env::var_os("OPENSHELL_BENCH_PHASES").is_some() {
+        eprintln!(
+            "phases: create {} ms, start {} ms, callback {} ms",
+            created.as_millis(),
+            (started - created).as_millis(),
+            (took - started).as_millis()
+        );
+    }
     driver.delete(&h).await.unwrap_or_else(|e| panic!("{e}"));
     took
 }

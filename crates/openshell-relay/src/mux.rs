@@ -3,7 +3,7 @@
 //! The wire format is yamux's (hashicorp/yamux `spec.md`, as the `yamux` crate on the gateway
 //! side speaks it): a 12-byte header (version 0, type, flags, stream id, length, big-endian),
 //! then `length` bytes of payload for a data frame. The relay is the client: it opens an
-//! odd-numbered stream for each connection it accepts (a window update with `SYN`) and never
+//! odd-numbered stream for each connection it accepts (`SYN` on its first frame) and never
 //! accepts a stream the gateway opens (answered with `RST`). Flow control is yamux's: each
 //! direction of a stream starts with a 256 KiB window; the relay sends no more than the
 //! gateway's window allows, and grants the gateway more only as a sandbox's socket takes the
@@ -40,6 +40,17 @@ pub(crate) const INITIAL_WINDOW: u32 = 256 * 1024;
 const MAX_CHUNK: usize = 16 * 1024;
 /// The most streams open at once; the gateway's yamux session accepts 512.
 pub(crate) const MAX_STREAMS: usize = 256;
+/// How long a new stream's `SYN` waits for the sandbox's first bytes, to leave with them in one
+/// write. Alone, the `SYN` and the first data frame are two small writes in a row; where the
+/// engine forwards each write of the relay's stdout as it comes (Podman's conmon) and the
+/// session crosses a TCP connection with Nagle's algorithm on (sshd sets no `TCP_NODELAY` for
+/// a forwarding-only session), the second waited for the first's delayed ACK: 40 ms on every
+/// callback through a relay over `ssh://` to Podman.
+const SYN_WAIT: Duration = Duration::from_millis(5);
+/// Bytes the sandbox's socket took that are granted back to the gateway in one window update:
+/// half the window (as yamux itself does), so that the gateway never runs dry, and few small
+/// frames follow one another (each a write that Nagle's algorithm may hold, as above).
+const GRANT_BATCH: u32 = INITIAL_WINDOW / 2;
 
 /// One frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,12 +192,14 @@ impl<W: Write + Send + 'static> Session<W> {
             halves: AtomicU32::new(2),
         });
         locked(&self.streams).insert(id, Arc::clone(&stream));
-        if let Err(e) = self.window_update(id, FLAG_SYN, 0) {
-            self.half_done(id, &stream);
-            self.half_done(id, &stream);
-            return Err(e);
-        }
-        let reader = tcp.try_clone()?;
+        let reader = match tcp.try_clone() {
+            Ok(reader) => reader,
+            Err(e) => {
+                self.half_done(id, &stream);
+                self.half_done(id, &stream);
+                return Err(e);
+            }
+        };
         let (s1, st1) = (Arc::clone(self), Arc::clone(&stream));
         thread::spawn(move || s1.pump_out(id, &st1, reader));
         let (s2, st2) = (Arc::clone(self), stream);
@@ -204,9 +217,21 @@ impl<W: Write + Send + 'static> Session<W> {
         }
     }
 
-    /// Sandbox socket → gateway: data frames within the gateway's window, then `FIN`.
+    /// Sandbox socket → gateway: data frames within the gateway's window, then `FIN`. The
+    /// stream opens (`SYN`) with the sandbox's first bytes when they come within [`SYN_WAIT`]
+    /// (a client speaks first), else alone.
     fn pump_out(&self, id: u32, stream: &Stream, mut tcp: TcpStream) {
         let mut buf = vec![0u8; MAX_CHUNK];
+        // `SYN` while the stream is not open yet.
+        let mut syn = FLAG_SYN;
+        if tcp.set_read_timeout(Some(SYN_WAIT)).is_err() {
+            syn = 0;
+            if self.window_update(id, FLAG_SYN, 0).is_err() {
+                let _ = tcp.shutdown(Shutdown::Both);
+                self.half_done(id, stream);
+                return;
+            }
+        }
         loop {
             let allowed = {
                 let mut credit = locked(&stream.credit);
@@ -225,7 +250,7 @@ impl<W: Write + Send + 'static> Session<W> {
                 Ok(0) => {
                     let fin = Header {
                         kind: TYPE_WINDOW_UPDATE,
-                        flags: FLAG_FIN,
+                        flags: FLAG_FIN | syn,
                         stream: id,
                         length: 0,
                     };
@@ -236,19 +261,40 @@ impl<W: Write + Send + 'static> Session<W> {
                     locked(&stream.credit).window -= n as u64;
                     let data = Header {
                         kind: TYPE_DATA,
-                        flags: 0,
+                        flags: syn,
                         stream: id,
                         length: n as u32,
                     };
                     if self.send(data, &buf[..n]).is_err() {
                         break;
                     }
+                    if syn != 0 {
+                        syn = 0;
+                        if tcp.set_read_timeout(None).is_err() {
+                            break;
+                        }
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Nothing within `SYN_WAIT`: the stream opens alone, and reads wait from now on.
+                Err(e)
+                    if syn != 0
+                        && matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        ) =>
+                {
+                    syn = 0;
+                    if tcp.set_read_timeout(None).is_err()
+                        || self.window_update(id, FLAG_SYN, 0).is_err()
+                    {
+                        break;
+                    }
+                }
                 Err(_) => {
                     let rst = Header {
                         kind: TYPE_WINDOW_UPDATE,
-                        flags: FLAG_RST,
+                        flags: FLAG_RST | syn,
                         stream: id,
                         length: 0,
                     };
@@ -264,6 +310,8 @@ impl<W: Write + Send + 'static> Session<W> {
     /// Gateway → sandbox socket: what the session reader queued, each chunk granted back to
     /// the gateway once the socket took it; `FIN` half-closes the socket.
     fn pump_in(&self, id: u32, stream: &Stream, mut tcp: TcpStream, inbox: Receiver<Inbound>) {
+        // Taken by the socket, not granted back yet.
+        let mut taken = 0u32;
         for msg in inbox {
             match msg {
                 Inbound::Data(bytes) => {
@@ -273,8 +321,12 @@ impl<W: Write + Send + 'static> Session<W> {
                     }
                     let n = bytes.len() as u32;
                     stream.unread.fetch_sub(n, Ordering::SeqCst);
-                    if self.window_update(id, 0, n).is_err() {
-                        break;
+                    taken = taken.saturating_add(n);
+                    if taken >= GRANT_BATCH {
+                        if self.window_update(id, 0, taken).is_err() {
+                            break;
+                        }
+                        taken = 0;
                     }
                 }
                 Inbound::Fin => {

@@ -148,6 +148,39 @@ impl SshSettings {
         Ok(stream)
     }
 
+    /// Runs `true` on `host` once through the master at `control`, in the background, for
+    /// sshd to turn off Nagle's algorithm on the session's connection: sshd sets `TCP_NODELAY`
+    /// when it runs a command of a session (OpenSSH's `ssh_packet_set_interactive`, called from
+    /// `do_exec_pty` and `do_exec_no_pty`), and a master with only a forwarded socket runs none.
+    /// Without it, two writes of the engine in a row (the relay's frames, as Podman forwards
+    /// each write of its stdout) waited for our delayed ACK: 40 ms on every callback through a
+    /// relay over `ssh://` to Podman. The command ends at once; a remote side that runs another
+    /// (a forced command) gets no input and is ended after [`NUDGE_BOUND`] if it has not.
+    fn nudge(&self, host: &str, port: Option<u16>, control: &Path) {
+        let mut c = self.command(port);
+        c.args(["-o", "ControlMaster=no", "-o"])
+            .arg(format!("ControlPath={}", control.display()))
+            .arg("--")
+            .arg(host)
+            .arg("true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        match c.spawn() {
+            Ok(mut child) => {
+                tokio::spawn(async move {
+                    if tokio::time::timeout(NUDGE_BOUND, child.wait())
+                        .await
+                        .is_err()
+                    {
+                        let _ = child.kill().await;
+                    }
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "ssh session nudge not started"),
+        }
+    }
+
     /// The master ssh of a session, run under a watchdog tied to our life: `sh` starts ssh in
     /// the background and waits for it, while a second job reads the watchdog's stdin, a pipe
     /// only we hold, and kills ssh when it ends. Our end closes however we end, SIGKILL
@@ -193,6 +226,10 @@ impl SshSettings {
         c
     }
 }
+
+/// How long the command that turns off Nagle's algorithm on a session may run
+/// ([`SshSettings::nudge`]).
+const NUDGE_BOUND: Duration = Duration::from_secs(10);
 
 /// The multiplexed sessions one master carries at most: OpenSSH's sshd allows 10 sessions per
 /// connection by default (`MaxSessions`); connections past these get an ssh of their own.
@@ -282,6 +319,9 @@ impl Session {
             if ready {
                 // The task keeps draining ssh's stderr, so ssh never blocks on a full pipe.
                 drop(stderr);
+                if path.is_some() {
+                    settings.nudge(host, port, &control);
+                }
                 return Ok(Session {
                     child: std::sync::Mutex::new(child),
                     control,

@@ -619,8 +619,15 @@ fn ssh_runs_are_one_session_and_leave_nothing_running() {
             .lines()
             .filter(|l| l.contains("ControlMaster=yes"))
             .count();
-        let others = calls.lines().count() - masters;
+        // The one command a forwarding session runs so that sshd turns Nagle's algorithm off.
+        let nudges = calls.lines().filter(|l| l.ends_with(" true")).count();
+        let others = calls.lines().count() - masters - nudges;
         assert_eq!(masters, 1, "{endpoint}: one master per run\n{calls}");
+        assert_eq!(
+            nudges,
+            usize::from(!dial_stdio),
+            "{endpoint}: the forwarding session's nudge\n{calls}"
+        );
         if dial_stdio {
             // One client carries the run's calls one after another; a second only where a
             // call waited past the moment a new one costs.
