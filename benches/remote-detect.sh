@@ -55,6 +55,8 @@ PY
 }
 echo "| transport | detect (median of $runs) | yardstick | ratio |"
 echo "|---|---|---|---|"
+# The local floor first: ssh sessions ending in the background (the remote docker CLIs of
+# dial-stdio) would load the machine while the local detection runs.
+run "unix socket" "$local_detect" "curl /info" "curl -s --unix-socket /var/run/docker.sock -o /dev/null http://docker/info"
 run "tcp:// TLS" "$tls_detect" "docker info" "docker -H $OPENSHELL_REMOTE_DOCKER_TCP $tls_flags info --format {{.ID}}"
 run "ssh:// dial-stdio" "$ssh_detect" "docker info" "docker -H $OPENSHELL_REMOTE_DOCKER_SSH info --format {{.ID}}"
-run "unix socket" "$local_detect" "curl /info" "curl -s --unix-socket /var/run/docker.sock -o /dev/null http://docker/info"
