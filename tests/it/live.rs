@@ -415,15 +415,6 @@ pub async fn scratch_networks_of_gone_runs_are_swept(engine: &Engine, driver: Sa
     run(engine, driver, |ctx| async move {
         use openshell_runtime::consts::{LABEL_EXPIRES, LABEL_MANAGED, LABEL_OWNER, LABEL_SCRATCH};
         let network = ctx.driver.network().to_string();
-        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-        let pid_ns: String = std::fs::read_link("/proc/self/ns/pid")
-            .map(|l| {
-                l.to_string_lossy()
-                    .chars()
-                    .filter(char::is_ascii_digit)
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut gone = std::process::Command::new("true")
             .spawn()
             .unwrap_or_else(|e| panic!("{e}"));
@@ -433,15 +424,10 @@ pub async fn scratch_networks_of_gone_runs_are_swept(engine: &Engine, driver: Sa
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let planted = [
-            (
-                "gone0001",
-                format!("{}/{pid_ns}/{gone_pid}", boot.trim()),
-                now + 600,
-                false,
-            ),
+            ("gone0001", live::owner_label(gone_pid), now + 600, false),
             (
                 "live0001",
-                format!("{}/{pid_ns}/{}", boot.trim(), std::process::id()),
+                live::owner_label(std::process::id()),
                 now + 600,
                 true,
             ),

@@ -361,6 +361,21 @@ pub fn remove_network(engine: &Engine, network: &str) {
     let _ = run(engine.command().args(["network", "rm", network]));
 }
 
+/// The owner label (`io.openshell.owner`) a run with process id `pid` on this host puts on what
+/// it makes: `<boot id>/<pid namespace>/<pid>`.
+pub fn owner_label(pid: u32) -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let pid_ns: String = std::fs::read_link("/proc/self/ns/pid")
+        .map(|l| {
+            l.to_string_lossy()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("{}/{pid_ns}/{pid}", boot.trim())
+}
+
 /// Removes a network (by name, best effort) when dropped: a test that makes one holds this from
 /// then on, so that a failed assertion does not leave it behind.
 #[derive(Debug)]

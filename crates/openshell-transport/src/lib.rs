@@ -18,6 +18,9 @@ pub mod file;
 pub mod proxy;
 pub mod raw;
 pub mod ssh;
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
 pub mod tls;
 pub mod transport;
 

@@ -636,25 +636,6 @@ impl AsyncWrite for SshStream {
 mod tests {
     use super::*;
 
-    /// Writes an executable script through `install`: the file is never open for writing in
-    /// this process, where a child another test forks meanwhile would inherit the descriptor
-    /// and make exec'ing the script fail with "Text file busy" (ETXTBSY) until it execs.
-    fn write_script(path: &std::path::Path, text: &str) {
-        let staged = path.with_extension("staged");
-        std::fs::write(&staged, text).unwrap_or_else(|e| panic!("{e}"));
-        let installed = std::process::Command::new("install")
-            .args(["-m", "0755"])
-            .arg(&staged)
-            .arg(path)
-            .status()
-            .unwrap_or_else(|e| panic!("install: {e}"));
-        assert!(
-            installed.success(),
-            "install {}: {installed}",
-            path.display()
-        );
-    }
-
     #[test]
     fn takes_plain_user_names_only() {
         assert_eq!(user_of("ssh://me@h:22/x").as_deref(), Some("me"));
@@ -673,7 +654,7 @@ mod tests {
         let pidfile = dir.path().join("pid");
         // A stand-in for ssh that forwards nothing and would run for 30 s.
         let program = dir.path().join("ssh");
-        write_script(
+        crate::testing::write_script(
             &program,
             &format!(
                 "#!/bin/sh
@@ -759,7 +740,7 @@ exec sleep 30
         // A stand-in for ssh that never reads its stdin, so a request larger than the pipe
         // cannot be taken whole.
         let program = dir.path().join("ssh");
-        write_script(
+        crate::testing::write_script(
             &program,
             "#!/bin/sh\necho 'Host key verification failed.' >&2\nexit 255\n",
         );

@@ -550,26 +550,8 @@ mod tests {
             "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n{body}\n",
             args.display()
         );
-        write_script(&path, &script);
+        openshell_transport::testing::write_script(&path, &script);
         path
-    }
-    /// Writes an executable script through `install`: the file is never open for writing in
-    /// this process, where a child another test forks meanwhile would inherit the descriptor
-    /// and make exec'ing the script fail with "Text file busy" (ETXTBSY) until it execs.
-    fn write_script(path: &std::path::Path, text: &str) {
-        let staged = path.with_extension("staged");
-        std::fs::write(&staged, text).unwrap_or_else(|e| panic!("{e}"));
-        let installed = std::process::Command::new("install")
-            .args(["-m", "0755"])
-            .arg(&staged)
-            .arg(path)
-            .status()
-            .unwrap_or_else(|e| panic!("install: {e}"));
-        assert!(
-            installed.success(),
-            "install {}: {installed}",
-            path.display()
-        );
     }
 
     #[tokio::test]

@@ -91,17 +91,7 @@ fn interrupted_doctors_leave_no_probe_after_the_next_run() {
                     .unwrap_or_else(|e| panic!("cannot run the binary: {e}"));
                 // This run's relay, by its owner label (boot id, pid namespace, pid): relays
                 // of the SIGKILLed runs above may still be on the network.
-                let boot =
-                    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-                let pid_ns: String = std::fs::read_link("/proc/self/ns/pid")
-                    .map(|l| {
-                        l.to_string_lossy()
-                            .chars()
-                            .filter(char::is_ascii_digit)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let owner = format!("{}/{pid_ns}/{}", boot.trim(), child.id());
+                let owner = openshell_tests::live::owner_label(child.id());
                 // Bounded: 600 looks, 50 ms apart.
                 let mut seen = false;
                 for _ in 0..600 {
