@@ -13,6 +13,7 @@ use crate::driver::SandboxDriver;
 use crate::error::EngineError;
 use crate::lifecycle::SandboxHandle;
 use crate::listener::{Arrival, CallbackListener, ListenerError, ListenerOptions};
+use crate::probe::{check_target, ForeignTarget};
 use crate::relay::{Relay, RelayError, RelayOptions};
 use crate::spec::SandboxSpec;
 
@@ -39,6 +40,10 @@ pub enum GatewayError {
     /// An engine call failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// The route's address is the operator's, and neither this host's nor an engine bridge's:
+    /// no sandbox is sent toward it.
+    #[error(transparent)]
+    Target(Box<ForeignTarget>),
 }
 
 /// A gateway's side of one route: its callback listener and, for a relay route, its relay.
@@ -53,12 +58,17 @@ impl Gateway {
     /// Binds the callback listener where `route` says and, for a relay route, starts a relay
     /// for the listener's port where the route's sandboxes run: on the sandbox network (made
     /// sure to exist), or in the engine's host network namespace on its `127.0.0.1`. When the
-    /// relay cannot start, nothing stays bound.
+    /// relay cannot start, nothing stays bound. An operator's address that is neither this
+    /// host's nor an engine bridge's gateway is refused first ([`check_target`]), as for a
+    /// probe: sandboxes would send their callbacks (and tokens) there.
     pub async fn start(
         driver: &SandboxDriver,
         route: &Route,
         opts: GatewayOptions,
     ) -> Result<Gateway, GatewayError> {
+        check_target(driver, route)
+            .await
+            .map_err(|e| GatewayError::Target(Box::new(e)))?;
         let listener = CallbackListener::bind(route, opts.listener).await?;
         let relay = if route.route_kind == RouteKind::Relay {
             let mode = route.network_mode();

@@ -747,6 +747,27 @@ mod tests {
         }
     }
 
+    /// A gateway started on the operator's foreign address refuses it before it binds or
+    /// creates anything (with a loopback bind too, where the listener could bind and the
+    /// sandboxes would be sent to the foreign address).
+    #[tokio::test]
+    async fn a_gateway_on_a_foreign_operator_address_refuses_before_anything() {
+        let ops = FakeOps::new();
+        let driver = SandboxDriver::new(ops.clone(), DriverOptions::default());
+        for ip in FOREIGN {
+            for mode in NetworkMode::ALL {
+                let route = operator_route(ip, mode, Some("127.0.0.1"));
+                let started =
+                    crate::gateway::Gateway::start(&driver, &route, Default::default()).await;
+                assert!(
+                    matches!(&started, Err(crate::gateway::GatewayError::Target(e)) if e.to_string().contains(ip)),
+                    "{ip} {mode}: {started:?}"
+                );
+            }
+        }
+        assert_eq!(ops.with(|s| s.next), 0, "a container was created");
+    }
+
     /// A gateway that must verify its route refuses the operator's foreign address at once,
     /// without sweeping, probing the fallbacks or creating anything.
     #[tokio::test]
