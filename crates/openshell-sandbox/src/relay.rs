@@ -41,7 +41,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_util::compat::{FuturesAsyncReadCompatExt, TokioAsyncReadCompatExt};
 
-use openshell_driver::{BindMount, ContainerConfig};
+use openshell_driver::{BindMount, ContainerConfig, ContainerSummary};
 
 use crate::driver::{remove_retrying, SandboxDriver};
 use crate::elf::{self, ElfError};
@@ -511,27 +511,7 @@ async fn reap_relays_on(driver: &SandboxDriver, network: &str) -> Result<usize, 
         if relay.labels.get(LABEL_RELAY_NETWORK).map(String::as_str) != Some(network) {
             continue;
         }
-        let status = match driver
-            .call(
-                "container inspect",
-                driver.ops().inspect_container(&relay.id),
-            )
-            .await
-        {
-            Ok(s) => Some(s.status),
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => {
-                tracing::debug!(error = %e, container = %relay.id, "relay state unknown");
-                None
-            }
-        };
-        if let Some(why) = relay_stale(
-            &relay.labels,
-            status.as_deref(),
-            &here,
-            &reap::pid_alive,
-            reap::now_secs(),
-        ) {
+        if let Verdict::Stale(why) = judge(driver, &relay, &here).await {
             tracing::info!(container = %relay.id, %why, "reaping a relay left behind");
             remove(driver, &relay.id).await?;
             reaped += 1;
@@ -579,33 +559,57 @@ pub(crate) async fn remove_relays(driver: &SandboxDriver) -> Result<(), EngineEr
         .filter(|r| r.labels.get(LABEL_RELAY_NETWORK) == Some(network))
     {
         if relay.labels.get(LABEL_RELAY_OWNER) != Some(&me) {
-            let status = match driver
-                .call(
-                    "container inspect",
-                    driver.ops().inspect_container(&relay.id),
-                )
-                .await
-            {
-                Ok(s) => Some(s.status),
-                Err(e) if e.is_not_found() => continue,
-                Err(_) => None,
-            };
-            if relay_stale(
-                &relay.labels,
-                status.as_deref(),
-                &here,
-                &reap::pid_alive,
-                reap::now_secs(),
-            )
-            .is_none()
-            {
-                tracing::info!(container = %relay.id, "another gateway's relay stays on the network");
-                continue;
+            match judge(driver, relay, &here).await {
+                Verdict::Gone => continue,
+                Verdict::Stays => {
+                    tracing::info!(container = %relay.id, "another gateway's relay stays on the network");
+                    continue;
+                }
+                Verdict::Stale(_) => {}
             }
         }
         remove(driver, &relay.id).await?;
     }
     Ok(())
+}
+
+/// What a sweep does with a listed relay of another run.
+enum Verdict {
+    /// It was removed meanwhile.
+    Gone,
+    /// Its gateway may still use it.
+    Stays,
+    /// Left behind, for this reason.
+    Stale(String),
+}
+
+/// Whether the listed `relay` was left behind ([`relay_stale`], on its labels and its state as
+/// the engine reports it now; a state that cannot be read is judged on the labels alone).
+async fn judge(driver: &SandboxDriver, relay: &ContainerSummary, here: &Owner) -> Verdict {
+    let status = match driver
+        .call(
+            "container inspect",
+            driver.ops().inspect_container(&relay.id),
+        )
+        .await
+    {
+        Ok(s) => Some(s.status),
+        Err(e) if e.is_not_found() => return Verdict::Gone,
+        Err(e) => {
+            tracing::debug!(error = %e, container = %relay.id, "relay state unknown");
+            None
+        }
+    };
+    match relay_stale(
+        &relay.labels,
+        status.as_deref(),
+        here,
+        &reap::pid_alive,
+        reap::now_secs(),
+    ) {
+        Some(why) => Verdict::Stale(why),
+        None => Verdict::Stays,
+    }
 }
 
 async fn remove(driver: &SandboxDriver, id: &str) -> Result<(), EngineError> {
