@@ -1413,6 +1413,16 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     use tokio::sync::{mpsc, oneshot};
 
+    /// Relay options that take the relay from the file at `binary`.
+    fn binary_options(binary: std::path::PathBuf) -> RelayOptions {
+        RelayOptions {
+            port: 1,
+            binary: Some(binary),
+            image: None,
+            carrier: RelayCarrier::Attach,
+        }
+    }
+
     fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
         r.unwrap_or_else(|e| panic!("{e}"))
     }
@@ -1754,12 +1764,7 @@ mod tests {
         let path = dir.path().join("openshell-relay");
         for (bin, ok) in [(elf64(1, 0), true), (dynamic64(), false)] {
             std::fs::write(&path, bin).unwrap_or_else(|e| panic!("{e}"));
-            let opts = RelayOptions {
-                port: 1,
-                binary: Some(path.clone()),
-                image: None,
-                carrier: RelayCarrier::Attach,
-            };
+            let opts = binary_options(path.clone());
             match relay_binary(&opts, "x86_64") {
                 Ok(_) => assert!(ok, "a dynamic relay was accepted"),
                 Err(e) => {
@@ -1783,12 +1788,7 @@ mod tests {
         let whole = elf64(1, 4096);
         for cut in [100, 2048, whole.len() - 1] {
             std::fs::write(&path, &whole[..cut]).unwrap_or_else(|e| panic!("{e}"));
-            let opts = RelayOptions {
-                port: 1,
-                binary: Some(path.clone()),
-                image: None,
-                carrier: RelayCarrier::Attach,
-            };
+            let opts = binary_options(path.clone());
             match relay_binary(&opts, "x86_64") {
                 Ok(_) => panic!("a relay binary cut at {cut} bytes was accepted"),
                 Err(e) => assert!(
@@ -1807,12 +1807,7 @@ mod tests {
             }
         }
         std::fs::write(&path, &whole).unwrap_or_else(|e| panic!("{e}"));
-        let opts = RelayOptions {
-            port: 1,
-            binary: Some(path.clone()),
-            image: None,
-            carrier: RelayCarrier::Attach,
-        };
+        let opts = binary_options(path.clone());
         assert!(relay_binary(&opts, "x86_64").is_ok());
     }
 
@@ -1881,12 +1876,7 @@ mod tests {
 
     #[test]
     fn a_missing_explicit_binary_is_named_with_the_fix() {
-        let opts = RelayOptions {
-            port: 1,
-            binary: Some("/nonexistent/openshell-relay".into()),
-            image: None,
-            carrier: RelayCarrier::Attach,
-        };
+        let opts = binary_options(std::path::PathBuf::from("/nonexistent/openshell-relay"));
         let Err(err) = relay_binary(&opts, "x86_64") else {
             panic!("a missing binary was found")
         };

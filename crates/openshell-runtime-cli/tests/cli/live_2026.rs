@@ -26,23 +26,33 @@ fn namespaced(keep: impl Fn(&Pair) -> bool) -> Vec<(Pair, Engine)> {
 /// after; fails when the run left its network or a relay behind.
 fn doctor_on(pair: &Pair, engine: &Engine, tag: &str, extra: &[&str]) -> (Output, Value) {
     let network = format!("openshell-2026-{tag}-{}-{}", std::process::id(), pair.name);
-    let out = doctor(engine, pair.driver(), &network, extra);
+    doctor_cleanly(engine, pair.driver(), &network, extra, pair.name)
+}
+
+/// `doctor` through `driver` on `network`, which is removed after; fails (naming `who`) when
+/// the run left its network or a relay behind.
+fn doctor_cleanly(
+    engine: &Engine,
+    driver: &str,
+    network: &str,
+    extra: &[&str],
+    who: &str,
+) -> (Output, Value) {
+    let out = doctor(engine, driver, network, extra);
     let relays = live::containers_labelled(
         engine,
         openshell_runtime::consts::LABEL_RELAY_NETWORK,
-        &network,
+        network,
     );
-    live::remove_network(engine, &network);
+    live::remove_network(engine, network);
     let v = json(&out);
     assert!(
         relays.unwrap_or_else(|e| panic!("{e}")).is_empty(),
-        "{}: doctor left its relay behind",
-        pair.name
+        "{who}: doctor left its relay behind"
     );
     assert!(
-        !live::exists(engine, "network", &network),
-        "{}: network {network} left behind",
-        pair.name
+        !live::exists(engine, "network", network),
+        "{who}: network {network} left behind"
     );
     (out, v)
 }
@@ -286,23 +296,7 @@ fn rootless_docker26_with_host_loopback_proves_the_declared_route() {
     }
     let run = |engine: &Engine, tag: &str, extra: &[&str]| {
         let network = format!("openshell-2026-hl-{tag}-{}", std::process::id());
-        let out = doctor(engine, "docker", &network, extra);
-        let relays = live::containers_labelled(
-            engine,
-            openshell_runtime::consts::LABEL_RELAY_NETWORK,
-            &network,
-        );
-        live::remove_network(engine, &network);
-        let v = json(&out);
-        assert!(
-            relays.unwrap_or_else(|e| panic!("{e}")).is_empty(),
-            "{tag}: doctor left its relay behind"
-        );
-        assert!(
-            !live::exists(engine, "network", &network),
-            "{tag}: network {network} left behind"
-        );
-        (out, v)
+        doctor_cleanly(engine, "docker", &network, extra, tag)
     };
     let (out, v) = run(&with, "auto", &["--port", "17698"]);
     assert_eq!(out.status.code(), Some(0), "{v}");
