@@ -31,7 +31,7 @@ use openshell_driver::{
     EngineOps, ErrorKind, ImageSummary, LogStream, NetworkInfo, OpError, PingHeaders, Subnet,
 };
 use openshell_driver::{libpod, DriverError};
-use openshell_runtime::facts::Endpoint;
+use openshell_runtime::facts::{Endpoint, PingFacts};
 use openshell_transport::raw::{self, RawResponse};
 use openshell_transport::transport::{self, Target};
 use tracing::Instrument;
@@ -135,13 +135,6 @@ impl DockerDriver {
     }
 }
 
-/// Whether `/_ping`'s headers name Docker's own daemon: `Server: Docker/…` and nothing of
-/// libpod's (Podman's compatible service answers `Server: Libpod/…` and `Libpod-Api-Version`).
-fn names_dockerd(ping: &PingHeaders) -> bool {
-    !ping.contains_key("libpod-api-version")
-        && ping.get("server").is_some_and(|s| s.starts_with("Docker/"))
-}
-
 #[async_trait]
 impl EngineOps for DockerDriver {
     fn driver_name(&self) -> &'static str {
@@ -165,7 +158,13 @@ impl EngineOps for DockerDriver {
         // `runc --version` and `docker-init --version`), which is why it is sent first.
         let libpod_info = async {
             match &self.ping {
-                Some(headers) if names_dockerd(headers) => None,
+                Some(headers)
+                    if openshell_runtime::signals::ping_names_docker_engine(&PingFacts {
+                        headers: headers.clone(),
+                    }) =>
+                {
+                    None
+                }
                 _ => libpod::info(&self.endpoint, self.timeout).await,
             }
         };

@@ -5,28 +5,16 @@
 //! any one of them is enough.
 
 use crate::evidence::Evidence;
-use crate::facts::{Endpoint, Facts, HostOs};
+use crate::facts::{Endpoint, Facts, HostOs, PingFacts};
 use crate::route::EngineKind;
 
 /// Evidence that the engine is Podman, one entry per independent signal.
 pub fn podman_evidence(facts: &Facts) -> Vec<Evidence> {
-    let mut ev = Vec::new();
-    if let Some(ping) = &facts.ping {
-        if let Some(v) = ping.header("Libpod-Api-Version") {
-            ev.push(Evidence::new(
-                "ping.Libpod-Api-Version",
-                v,
-                "only Podman's API service sends this header",
-            ));
-        }
-        if let Some(server) = ping.header("Server").filter(|s| s.starts_with("Libpod/")) {
-            ev.push(Evidence::new(
-                "ping.Server",
-                server,
-                "Podman's API service names itself Libpod",
-            ));
-        }
-    }
+    let mut ev = facts
+        .ping
+        .as_ref()
+        .map(podman_ping_evidence)
+        .unwrap_or_default();
     if let Some(c) = facts.version.as_ref().and_then(|v| {
         v.components
             .iter()
@@ -55,21 +43,51 @@ pub fn podman_evidence(facts: &Facts) -> Vec<Evidence> {
     ev
 }
 
-/// Evidence that the engine is Docker Engine (moby).
-pub fn docker_evidence(facts: &Facts) -> Vec<Evidence> {
+/// `/_ping`'s own evidence that the engine is Podman.
+fn podman_ping_evidence(ping: &PingFacts) -> Vec<Evidence> {
     let mut ev = Vec::new();
-    if let Some(server) = facts
-        .ping
-        .as_ref()
-        .and_then(|p| p.header("Server"))
-        .filter(|s| s.starts_with("Docker/"))
-    {
+    if let Some(v) = ping.header("Libpod-Api-Version") {
+        ev.push(Evidence::new(
+            "ping.Libpod-Api-Version",
+            v,
+            "only Podman's API service sends this header",
+        ));
+    }
+    if let Some(server) = ping.header("Server").filter(|s| s.starts_with("Libpod/")) {
         ev.push(Evidence::new(
             "ping.Server",
             server,
-            "Docker Engine names itself Docker/<version>",
+            "Podman's API service names itself Libpod",
         ));
     }
+    ev
+}
+
+/// `/_ping`'s own evidence that the engine is Docker Engine.
+fn docker_ping_evidence(ping: &PingFacts) -> Option<Evidence> {
+    let server = ping.header("Server").filter(|s| s.starts_with("Docker/"))?;
+    Some(Evidence::new(
+        "ping.Server",
+        server,
+        "Docker Engine names itself Docker/<version>",
+    ))
+}
+
+/// Whether `/_ping` alone names Docker Engine: its Docker signal and none of Podman's. A driver
+/// need not ask such an engine libpod's `/info` (an engine whose `/_ping` names nothing, as in
+/// captures, still is: that answer is what identifies Podman there).
+pub fn ping_names_docker_engine(ping: &PingFacts) -> bool {
+    docker_ping_evidence(ping).is_some() && podman_ping_evidence(ping).is_empty()
+}
+
+/// Evidence that the engine is Docker Engine (moby).
+pub fn docker_evidence(facts: &Facts) -> Vec<Evidence> {
+    let mut ev: Vec<Evidence> = facts
+        .ping
+        .as_ref()
+        .and_then(docker_ping_evidence)
+        .into_iter()
+        .collect();
     if let Some(c) = facts
         .version
         .as_ref()
@@ -142,5 +160,32 @@ pub fn endpoint_in_user_runtime_dir(facts: &Facts) -> Option<Evidence> {
             "rootless engines put their socket in the user's runtime directory",
         )),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_ping_naming_dockerd_alone_names_docker_engine() {
+        let ping = |pairs: &[(&str, &str)]| PingFacts {
+            headers: pairs
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+        };
+        assert!(ping_names_docker_engine(&ping(&[(
+            "Server",
+            "Docker/20.10.24+dfsg1 (linux)"
+        )])));
+        for not in [
+            ping(&[]),
+            ping(&[("Api-Version", "1.41")]),
+            ping(&[("Server", "Libpod/4.3.1 (linux)")]),
+            ping(&[("Server", "Docker/1.0"), ("Libpod-Api-Version", "4.3.1")]),
+        ] {
+            assert!(!ping_names_docker_engine(&not), "{not:?}");
+        }
     }
 }
