@@ -62,6 +62,22 @@ fn relays_on(engine: &Engine, network: &str) -> Vec<String> {
 /// [`CONCURRENT`] at once through the same relay; a relay removed behind the gateway's back is
 /// replaced and carries the next callback; shutting down, even while the relay is being
 /// replaced, leaves no relay.
+/// Removes `relay`'s container behind the gateway's back and waits (bounded: 15 s) for the
+/// gateway to replace it; returns the replacement's id.
+async fn replace_behind_its_back(ctx: &Ctx, relay: &Relay) -> String {
+    let old = relay.container_id().unwrap_or_else(|e| panic!("{e}"));
+    live::remove_container(ctx.engine(), &old).unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..150 {
+        if let Ok(id) = relay.container_id() {
+            if id != old {
+                return id;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the relay {old} was not replaced within 15 s");
+}
+
 pub async fn relay_end_to_end(engine: &Engine, driver: SandboxDriver) {
     run(engine, driver, |ctx: &'static Ctx| async move {
         ctx.driver()
@@ -116,19 +132,7 @@ pub async fn relay_end_to_end(engine: &Engine, driver: SandboxDriver) {
                 );
             }
             // Removed behind the gateway's back: replaced, and the new one carries callbacks.
-            let first = relay.container_id().unwrap_or_else(|e| panic!("{e}"));
-            live::remove_container(ctx.engine(), &first).unwrap_or_else(|e| panic!("{e}"));
-            let mut second = first.clone();
-            for _ in 0..100 {
-                if let Ok(id) = relay.container_id() {
-                    second = id;
-                    if second != first {
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert_ne!(second, first, "the relay was not restarted");
+            replace_behind_its_back(ctx, &relay).await;
             let route = relay
                 .route(listener.route())
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -255,19 +259,7 @@ pub async fn relay_socket_keeps_its_address(engine: &Engine, driver: SandboxDriv
                 .create(&before, &route)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            let old = relay.container_id().unwrap_or_else(|e| panic!("{e}"));
-            live::remove_container(ctx.engine(), &old).unwrap_or_else(|e| panic!("{e}"));
-            let mut second = old.clone();
-            for _ in 0..150 {
-                if let Ok(id) = relay.container_id() {
-                    second = id;
-                    if second != old {
-                        break;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert_ne!(second, old, "the relay was not replaced");
+            let second = replace_behind_its_back(ctx, &relay).await;
             assert_eq!(
                 relay.address().unwrap_or_else(|e| panic!("{e}")),
                 first,

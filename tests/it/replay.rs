@@ -11,6 +11,23 @@ use openshell_tests::decide_direct as decide;
 use openshell_tests::fixtures;
 use openshell_tests::replay::ReplayEngine;
 
+/// The replay engine serving `doc`, and the Docker driver connected to it with `opts`.
+async fn docker_over(
+    doc: &serde_json::Value,
+    opts: DriverOptions,
+) -> (ReplayEngine, openshell_sandbox::SandboxDriver) {
+    let engine = ReplayEngine::start(doc)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = Endpoint::Unix {
+        path: engine.socket().display().to_string(),
+    };
+    let driver = connect_to(DriverKind::Docker, endpoint, opts)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (engine, driver)
+}
+
 fn summary(facts: &Facts) -> String {
     let d = decide(&Registry::builtin(), facts, &RouteContext::default());
     let host = d
@@ -108,9 +125,6 @@ async fn original_bug_podman_machine_through_the_docker_driver() {
         "info": {"Name": "localhost.localdomain", "OperatingSystem": "fedora", "OSType": "linux", "ServerVersion": "5.8.2"},
         "network": {"Name": "openshell", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.89.0.0/24", "Gateway": "10.89.0.1"}]}}
     });
-    let engine = ReplayEngine::start(&doc)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
     let opts = DriverOptions {
         host: Some(HostFacts {
             os: HostOs::Macos,
@@ -118,12 +132,7 @@ async fn original_bug_podman_machine_through_the_docker_driver() {
         }),
         ..DriverOptions::default()
     };
-    let endpoint = Endpoint::Unix {
-        path: engine.socket().display().to_string(),
-    };
-    let driver = connect_to(DriverKind::Docker, endpoint, opts)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (_engine, driver) = docker_over(&doc, opts).await;
     let g = driver
         .gather_facts()
         .await
@@ -182,15 +191,7 @@ async fn a_same_named_network_of_another_driver_is_refused() {
         "info": {"Name": "box", "ServerVersion": "27.3.1"},
         "network": {"Name": "openshell", "Driver": "macvlan", "IPAM": {"Config": [{"Gateway": "10.1.0.1"}]}}
     });
-    let engine = ReplayEngine::start(&doc)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let endpoint = Endpoint::Unix {
-        path: engine.socket().display().to_string(),
-    };
-    let driver = connect_to(DriverKind::Docker, endpoint, DriverOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (_engine, driver) = docker_over(&doc, DriverOptions::default()).await;
     let err = driver
         .gather_facts()
         .await
@@ -256,15 +257,7 @@ async fn gathered_documents_carry_no_credentials() {
         "libpod_info": {"host": {"hostname": "box", "os": "linux"}, "registries": {"mirror": "https://s3cret@m/"}},
         "network": {"Name": "openshell", "Driver": "bridge", "IPAM": {"Config": [{"Subnet": "10.89.0.0/24", "Gateway": "10.89.0.1"}]}}
     });
-    let engine = ReplayEngine::start(&doc)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let endpoint = Endpoint::Unix {
-        path: engine.socket().display().to_string(),
-    };
-    let driver = connect_to(DriverKind::Docker, endpoint, DriverOptions::default())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let (_engine, driver) = docker_over(&doc, DriverOptions::default()).await;
     let g = driver
         .gather_facts()
         .await
@@ -300,15 +293,7 @@ async fn the_docker_driver_creates_networks_without_dns_on_podman() {
         (podman, "/libpod/networks/create"),
         (docker, "/networks/create"),
     ] {
-        let engine = ReplayEngine::start(&doc)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let endpoint = Endpoint::Unix {
-            path: engine.socket().display().to_string(),
-        };
-        let driver = connect_to(DriverKind::Docker, endpoint, DriverOptions::default())
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (engine, driver) = docker_over(&doc, DriverOptions::default()).await;
         // Facts gathering owns the sandbox network: it creates it when missing.
         let _ = driver.gather_facts().await;
         // A scratch network first, whose subnet the engine picked (removed at once), then the
